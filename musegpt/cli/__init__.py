@@ -1,0 +1,1 @@
+"""The `musegpt` command line: thin wrappers over the Python API."""

@@ -1,0 +1,31 @@
+"""`musegpt` entry point. Each command lives in its own module and imports heavy libraries
+(torch, tokenizers) only when it runs, so `musegpt --help` stays instant."""
+
+from __future__ import annotations
+
+import typer
+
+from musegpt.cli import finetune, hf, prepare, sample, train
+
+app = typer.Typer(
+    name="musegpt",
+    help="MuseGPT: train, fine-tune and write with your own GPT.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("prepare")(prepare.prepare_command)
+app.command("train")(train.train_command)
+app.command("finetune")(finetune.finetune_command)
+app.command("sample")(sample.sample_command)
+app.command("quickstart")(train.quickstart_command)
+app.command("export-hf")(hf.export_hf_command)
+app.command("import-hf")(hf.import_hf_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

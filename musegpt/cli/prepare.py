@@ -1,0 +1,176 @@
+"""`musegpt prepare`: a thin wrapper over `musegpt.data.prepare.prepare_corpus` with a
+progress display and a summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from musegpt.cli.errors import user_errors
+from musegpt.data.sources import SplitOn
+
+if TYPE_CHECKING:
+    from musegpt.data.prepare import PrepareReport
+
+console = Console(stderr=True)  # progress goes to stderr, the summary to stdout
+
+BUILTIN_HELP = "shakespeare, poetry-en, tang-poems, song-ci"
+
+
+class TokenizerKind(StrEnum):
+    bpe = "bpe"
+    char = "char"
+
+
+class RichProgress:
+    """`musegpt.data.prepare.Progress` drawn with rich: one bar per stage."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+        self._done = 0
+
+    def start(self, description: str, total: int | None = None) -> None:
+        if self._task is not None:  # a stage without a known total ends as a full bar
+            self._progress.update(self._task, total=self._done, completed=self._done)
+        self._task = self._progress.add_task(description, total=total)
+        self._done = 0
+
+    def advance(self, amount: int = 1) -> None:
+        if self._task is not None:
+            self._done += amount
+            self._progress.advance(self._task, amount)
+
+
+@contextmanager
+def _progress_display() -> Iterator[RichProgress]:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("documents"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield RichProgress(progress)
+
+
+def prepare_command(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help=f"Files (.txt, .md, .jsonl), folders, or built-in corpora: {BUILTIN_HELP}.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the prepared corpus.")],
+    tokenizer: Annotated[TokenizerKind, typer.Option(help="Tokenizer to train.")] = (
+        TokenizerKind.bpe
+    ),
+    vocab_size: Annotated[int, typer.Option(min=257, help="BPE vocabulary size.")] = 8192,
+    tokenizer_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reuse the tokenizer of a prepared corpus folder or a model "
+            "(fine-tuning needs the base model's tokenizer)."
+        ),
+    ] = None,
+    split_on: Annotated[
+        SplitOn,
+        typer.Option(
+            help="Cut .txt/.md files into documents: whole file, blank lines, lines, "
+            "or the literal <|endoftext|>."
+        ),
+    ] = SplitOn.FILE,
+    field: Annotated[str, typer.Option(help="JSON Lines field holding the text.")] = "text",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Read at most N documents from each source.")
+    ] = None,
+    min_chars: Annotated[int, typer.Option(min=1, help="Drop shorter documents.")] = 1,
+    max_chars: Annotated[int | None, typer.Option(min=1, help="Drop longer documents.")] = None,
+    dedup_threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Jaccard similarity above which a document is a "
+            "near duplicate (MinHash LSH); 0 turns it off.",
+        ),
+    ] = 0.8,
+    no_near_dedup: Annotated[
+        bool, typer.Option("--no-near-dedup", help="Keep near duplicates.")
+    ] = False,
+    val_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Share of documents for validation.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the train/validation split.")] = 1337,
+) -> None:
+    """Clean, deduplicate and tokenize text into a corpus ready for `musegpt train`.
+
+    Running it again with the same inputs and options does nothing ("up to date")."""
+    with user_errors():
+        from musegpt.data.prepare import PrepareSettings, prepare_corpus
+
+        settings = PrepareSettings(
+            tokenizer="char" if tokenizer is TokenizerKind.char else "bpe",
+            vocab_size=vocab_size,
+            tokenizer_from=tokenizer_from,
+            split_on=split_on,
+            field=field,
+            limit=limit,
+            min_chars=min_chars,
+            max_chars=max_chars,
+            dedup_threshold=0.0 if no_near_dedup else dedup_threshold,
+            val_fraction=val_fraction,
+            seed=seed,
+        )
+        with _progress_display() as progress:
+            report = prepare_corpus(sources, out, settings, progress)
+    if report.up_to_date:
+        typer.echo(f"{report.out} is up to date (same sources and settings); nothing to do.")
+        return
+    Console().print(_summary(report))
+    typer.echo(
+        f"prepared {report.out} in {report.seconds:.1f} s; train with "
+        f"`musegpt train --data {report.out}`"
+    )
+
+
+def _summary(report: PrepareReport) -> Table:
+    counts = report.counts
+    info = report.manifest["tokenizer"]
+    table = Table(title=f"Prepared corpus {report.out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    rows: list[tuple[str, int | str]] = [
+        ("documents read", counts["documents_read"]),
+        ("removed: exact duplicates", counts["exact_duplicates"]),
+        ("removed: near duplicates", counts["near_duplicates"]),
+        ("removed: too short / too long", f"{counts['too_short']} / {counts['too_long']}"),
+        (
+            "kept: train / val documents",
+            f"{counts['train_documents']:,} / {counts['val_documents']:,}",
+        ),
+        ("tokens: train / val", f"{counts['train_tokens']:,} / {counts['val_tokens']:,}"),
+        ("tokenizer", f"{info['kind']}, {info['vocab_size']:,} tokens"),
+    ]
+    for name, value in rows:
+        table.add_row(name, f"{value:,}" if isinstance(value, int) else value)
+    return table

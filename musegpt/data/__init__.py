@@ -1,0 +1,1 @@
+"""Corpora: reading sources, cleaning, deduplicating, tokenizing, splitting."""

@@ -1,0 +1,425 @@
+"""The decoding loop: prompts in, completions (or a stream of text deltas) out.
+
+One loop serves every sampling parameter. It asks a `LogitsSource` for next-token logits
+(a MuseGPT model here; other backends implement the same three methods), runs the logits
+processors, draws tokens, and keeps per-row bookkeeping: stop strings, banned phrases with
+backtracking, UTF-8-safe text, log-probabilities, cancellation.
+
+Context policy ("slide", the default): a prompt longer than the context window keeps its
+most recent `context - 1` tokens; when generation fills the window, each row keeps the most
+recent half of it and the cache is rebuilt from that, so generation never stops for lack
+of room. With "error", an over-long prompt raises ValueError instead.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import torch
+
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import (
+    NEG_INF,
+    DecodeState,
+    LogitsProcessor,
+    apply_pipeline,
+    build_pipeline,
+)
+from musegpt.model.gpt import GPT, GPTOutput
+from musegpt.model.kv_cache import KVCache
+from musegpt.tokenizer.base import Tokenizer
+
+FinishReason = Literal["stop", "length", "cancelled"]
+OverflowPolicy = Literal["slide", "error"]
+REGEX_WINDOW = 128  # characters a banned pattern may span; the stream holds this much back
+MAX_BACKTRACKS = 1000  # per row: a banned phrase that every continuation hits ends the row
+
+
+class LogitsSource(Protocol):
+    """What the decoder needs from a model: next-token logits for a batch of rows."""
+
+    @property
+    def context_length(self) -> int: ...
+
+    def prefill(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Start afresh from these token windows; return next-token logits (B, vocab)."""
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append one token per row (B,); return next-token logits (B, vocab)."""
+
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        """Drop every row not listed (finished sequences leave the batch)."""
+
+    def room_left(self) -> int:
+        """Tokens that can still be appended before the window is full."""
+
+
+class GPTLogitsSource:
+    """A MuseGPT model with a KV cache; rows of different lengths are left-padded."""
+
+    def __init__(self, model: GPT) -> None:
+        self.model = model
+        self.device = model.wte.weight.device
+        self.cache: KVCache | None = None
+        self.padding = torch.zeros(0, dtype=torch.long)
+
+    @property
+    def context_length(self) -> int:
+        return self.model.config.block_size
+
+    @torch.no_grad()
+    def prefill(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
+        longest = max(len(w) for w in windows)
+        batch = torch.zeros(len(windows), longest, dtype=torch.long)
+        for row, window in enumerate(windows):
+            batch[row, longest - len(window) :] = torch.tensor(list(window), dtype=torch.long)
+        self.padding = torch.tensor([longest - len(w) for w in windows], device=self.device)
+        self.cache = self.model.new_cache(len(windows))
+        padding = self.padding if bool(self.padding.any()) else None
+        out: GPTOutput = self.model(
+            batch.to(self.device), cache=self.cache, last_only=True, left_padding=padding
+        )
+        return out.logits[:, -1, :]
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        padding = self.padding if bool(self.padding.any()) else None
+        out: GPTOutput = self.model(
+            tokens.view(-1, 1).to(self.device),
+            cache=self.cache,
+            last_only=True,
+            left_padding=padding,
+        )
+        return out.logits[:, -1, :]
+
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        assert self.cache is not None
+        self.cache.select(index)
+        self.padding = self.padding.index_select(0, index)
+
+    def room_left(self) -> int:
+        return self.context_length - (self.cache.length if self.cache is not None else 0)
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    token_id: int
+    logprob: float
+    top: list[tuple[str, int, float]]  # the likeliest alternatives: (text, id, logprob)
+
+
+@dataclass
+class Completion:
+    index: int  # position in the request: prompt_index * n + sample_index
+    prompt_index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    prompt_tokens: int
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class Delta:
+    """A piece of streamed text for one completion; `finish_reason` is set on its last."""
+
+    index: int
+    text: str
+    finish_reason: FinishReason | None = None
+
+
+@dataclass
+class _Row:
+    index: int
+    prompt_index: int
+    prompt_ids: list[int]
+    ids: list[int]  # prompt then generated: what processors see
+    window: list[int]  # what the model's cache holds (plus the newest token)
+    token_bytes: list[bytes] = field(default_factory=list)
+    char_ends: list[int] = field(default_factory=list)  # text length after each token
+    text: str = ""  # complete characters of the generated bytes
+    pending: bytes = b""  # an incomplete UTF-8 sequence at the end
+    emitted: int = 0  # characters already streamed
+    banned_at: dict[int, set[int]] = field(default_factory=dict)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    backtracks: int = 0
+    finish: FinishReason | None = None
+    stop_at: int | None = None  # text is cut here when a stop string was found
+
+    @property
+    def generated(self) -> list[int]:
+        return self.ids[len(self.prompt_ids) :]
+
+
+def _complete_utf8(data: bytes) -> tuple[str, bytes]:
+    """Decode the longest prefix of `data` that ends on a character boundary."""
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            return data[:cut].decode("utf-8"), data[cut:]
+        except UnicodeDecodeError as err:
+            if err.reason != "unexpected end of data" and cut == len(data):
+                # Invalid bytes (a model can emit any byte): show replacement characters.
+                return data.decode("utf-8", errors="replace"), b""
+    return data.decode("utf-8", errors="replace"), b""
+
+
+class Decoder:
+    """Generates completions for one or several prompts with one set of `SamplingParams`."""
+
+    def __init__(
+        self, source: LogitsSource, tokenizer: Tokenizer, overflow: OverflowPolicy = "slide"
+    ) -> None:
+        self.source = source
+        self.tokenizer = tokenizer
+        self.overflow = overflow
+
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams,
+        constraints: Sequence[LogitsProcessor] = (),
+    ) -> list[Completion]:
+        rows = self._start_rows(prompts, params)
+        for _ in self._decode(rows, params, constraints, None):
+            pass
+        return [self._completion(row, params) for row in rows]
+
+    def stream(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams,
+        constraints: Sequence[LogitsProcessor] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Delta]:
+        """Text deltas as they become final: never half a character, never text a banned
+        phrase will take back, never the start of a stop string."""
+        rows = self._start_rows(prompts, params)
+        if params.echo:
+            for row in rows:
+                yield Delta(row.index, self.tokenizer.decode(row.prompt_ids))
+        yield from self._decode(rows, params, constraints, cancel)
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _start_rows(self, prompts: str | Sequence[str], params: SamplingParams) -> list[_Row]:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts:
+            raise ValueError("no prompt given")
+        limit = self.source.context_length - 1
+        rows: list[_Row] = []
+        for p, prompt in enumerate(prompts):
+            ids = self.tokenizer.encode(prompt) if prompt else [self.tokenizer.eot_id]
+            if len(ids) > limit and self.overflow == "error":
+                raise ValueError(
+                    f"prompt {p} has {len(ids)} tokens; the model's context holds {limit + 1}"
+                )
+            for s in range(params.n):
+                rows.append(_Row(p * params.n + s, p, ids, list(ids), ids[-limit:]))
+        return rows
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _decode(
+        self,
+        rows: list[_Row],
+        params: SamplingParams,
+        constraints: Sequence[LogitsProcessor],
+        cancel: threading.Event | None,
+    ) -> Iterator[Delta]:
+        vocab = self.tokenizer.vocab_size
+        pipeline = build_pipeline(params, vocab, self.tokenizer.eot_id, constraints)
+        generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        banned = [re.compile(re.escape(p)) for p in params.banned]
+        banned += [re.compile(p) for p in params.banned_regex]
+        hold = max([len(s) - 1 for s in params.stop + params.banned] + [0])
+        if params.banned_regex:
+            hold = max(hold, REGEX_WINDOW)
+
+        active = list(rows)
+        logits = self.source.prefill([r.window for r in active])
+        while active:
+            if cancel is not None and cancel.is_set():
+                for row in active:
+                    row.finish = "cancelled"
+                    yield from self._flush(row)
+                return
+            tokens = self._choose(active, logits, pipeline, params, generator)
+            need_rebuild = False
+            for row, token in zip(active, tokens, strict=True):
+                if self._accept(row, token, params, banned):
+                    need_rebuild = True
+                if row.finish is None:
+                    delta = self._emit(row, hold)
+                    if delta is not None:
+                        yield delta
+                else:
+                    yield from self._flush(row)
+            still = [i for i, row in enumerate(active) if row.finish is None]
+            if not still:
+                return
+            if len(still) < len(active):
+                self.source.keep_rows(still)
+                tokens = tokens[still]
+                active = [active[i] for i in still]
+            if not need_rebuild and self.source.room_left() < 1:
+                keep = max(self.source.context_length // 2, 1)
+                for row in active:
+                    row.window = row.window[-keep:]
+                need_rebuild = True
+            if need_rebuild:
+                logits = self.source.prefill([r.window for r in active])
+            else:
+                logits = self.source.step(tokens)
+
+    def _choose(
+        self,
+        rows: list[_Row],
+        logits: torch.Tensor,
+        pipeline: Sequence[LogitsProcessor],
+        params: SamplingParams,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        raw = logits.float()
+        scores = raw
+        if pipeline:
+            state = DecodeState([r.ids for r in rows], [len(r.prompt_ids) for r in rows])
+            scores = apply_pipeline(pipeline, state, raw)
+        for i, row in enumerate(rows):
+            blocked = row.banned_at.get(len(row.generated))
+            if blocked:
+                scores = scores.clone() if scores is raw else scores
+                scores[i, list(blocked)] = NEG_INF
+        if params.greedy:
+            tokens = scores.argmax(dim=-1)
+        else:
+            probs = torch.softmax(scores, dim=-1)
+            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        if params.logprobs is not None:
+            self._record_logprobs(rows, raw, tokens, params.logprobs)
+        return tokens
+
+    def _record_logprobs(
+        self, rows: list[_Row], raw: torch.Tensor, tokens: torch.Tensor, top: int
+    ) -> None:
+        """Log-probabilities under the model itself, before any processor reshaped them."""
+        logp = torch.log_softmax(raw, dim=-1)
+        best = torch.topk(logp, top, dim=-1) if top else None
+        for i, row in enumerate(rows):
+            token = int(tokens[i])
+            alternatives: list[tuple[str, int, float]] = []
+            if best is not None:
+                for value, alt in zip(
+                    best.values[i].tolist(), best.indices[i].tolist(), strict=True
+                ):
+                    alternatives.append((self._piece(alt), alt, value))
+            row.logprobs.append(
+                TokenLogprob(self._piece(token), token, float(logp[i, token]), alternatives)
+            )
+
+    def _piece(self, token_id: int) -> str:
+        return self.tokenizer.token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def _accept(
+        self, row: _Row, token: torch.Tensor, params: SamplingParams, banned: list[re.Pattern[str]]
+    ) -> bool:
+        """Add the token to the row and settle the row's fate; True when the row backtracked
+        (its cache must be rebuilt)."""
+        token_id = int(token)
+        if token_id == self.tokenizer.eot_id:
+            row.finish = "stop"
+            if row.logprobs:
+                row.logprobs.pop()  # the separator is not part of the text
+            return False
+        row.ids.append(token_id)
+        row.window.append(token_id)
+        data = self.tokenizer.token_bytes(token_id)
+        row.token_bytes.append(data)
+        new_text, row.pending = _complete_utf8(row.pending + data)
+        row.text += new_text
+        row.char_ends.append(len(row.text))
+
+        if banned and self._backtrack_if_banned(row, banned):
+            return True
+        if params.stop:
+            found = [i for i in (row.text.find(s, row.emitted) for s in params.stop) if i >= 0]
+            if found:
+                row.stop_at = min(found)
+                row.finish = "stop"
+                return False
+        if len(row.generated) >= params.max_new_tokens:
+            row.finish = "length"
+        return False
+
+    def _backtrack_if_banned(self, row: _Row, banned: list[re.Pattern[str]]) -> bool:
+        starts = [m.start() for p in banned if (m := p.search(row.text, row.emitted))]
+        if not starts:
+            return False
+        start = min(starts)
+        # The token holding the phrase's first character is replaced by another choice.
+        t = next(i for i, end in enumerate(row.char_ends) if end > start)
+        bad = row.generated[t]
+        row.backtracks += 1
+        keep_prompt = len(row.prompt_ids)
+        drop = len(row.generated) - t
+        del row.ids[keep_prompt + t :]
+        row.window = row.window[: len(row.window) - drop] if drop < len(row.window) else []
+        if not row.window:
+            row.window = row.ids[-(self.source.context_length - 1) :]
+        del row.token_bytes[t:]
+        del row.char_ends[t:]
+        del row.logprobs[t:]
+        row.text, row.pending = _complete_utf8(b"".join(row.token_bytes))
+        row.banned_at = {k: v for k, v in row.banned_at.items() if k <= t}
+        row.banned_at.setdefault(t, set()).add(bad)
+        if row.backtracks > MAX_BACKTRACKS:
+            row.finish = "stop"  # every way forward hit a banned phrase: end cleanly here
+        return True
+
+    # -- text out -------------------------------------------------------------------------
+
+    def _emit(self, row: _Row, hold: int) -> Delta | None:
+        """The row's newly final text: up to the last token boundary `hold` characters
+        before the end, so a later match can only take back text not yet shown."""
+        limit = len(row.text) - hold
+        boundary = row.emitted
+        for end in reversed(row.char_ends):
+            if end <= limit:
+                boundary = max(end, row.emitted)
+                break
+        if boundary <= row.emitted:
+            return None
+        piece = row.text[row.emitted : boundary]
+        row.emitted = boundary
+        return Delta(row.index, piece)
+
+    def _final_text(self, row: _Row) -> str:
+        if row.stop_at is not None:
+            return row.text[: row.stop_at]
+        return row.text + row.pending.decode("utf-8", errors="replace")
+
+    def _flush(self, row: _Row) -> Iterator[Delta]:
+        rest = self._final_text(row)[row.emitted :]
+        row.emitted += len(rest)
+        yield Delta(row.index, rest, row.finish)
+
+    def _completion(self, row: _Row, params: SamplingParams) -> Completion:
+        text = self._final_text(row)
+        if params.echo:
+            text = self.tokenizer.decode(row.prompt_ids) + text
+        assert row.finish is not None
+        return Completion(
+            index=row.index,
+            prompt_index=row.prompt_index,
+            text=text,
+            token_ids=row.generated,
+            finish_reason=row.finish,
+            prompt_tokens=len(row.prompt_ids),
+            logprobs=row.logprobs if params.logprobs is not None else None,
+        )

@@ -1,0 +1,264 @@
+"""Logits processors: small pieces with one job each, applied in a fixed order.
+
+Each takes the token ids so far and the next-token scores (B, vocab) and returns new scores.
+The pipeline order (see `build_pipeline`) is:
+
+1. hard rules on raw logits: logit bias, repetition / presence / frequency penalties,
+   no-repeat n-grams, minimum length, then any caller constraints (poetic form, music
+   grammar, banned phrases) — a constraint sees penalised scores and may only remove tokens;
+2. temperature;
+3. truncation: top-k, top-p, typical-p, min-p (each on the tempered distribution);
+4. the sampler draws from what is left (greedy when temperature is 0).
+
+Where Hugging Face `transformers` has the same processor, ours gives the same scores on the
+same logits (tests/test_processors.py checks this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from musegpt.generation.params import SamplingParams
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class DecodeState:
+    """What processors may look at: each row's token ids (prompt then generated)."""
+
+    sequences: list[list[int]]
+    prompt_lengths: list[int]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def generated(self, row: int) -> list[int]:
+        return self.sequences[row][self.prompt_lengths[row] :]
+
+    @classmethod
+    def from_ids(cls, input_ids: torch.Tensor, prompt_length: int = 0) -> DecodeState:
+        rows = input_ids.tolist()
+        return cls(rows, [prompt_length] * len(rows), input_ids.device)
+
+
+class LogitsProcessor(Protocol):
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor: ...
+
+
+class LogitBias:
+    """Add a fixed bias to chosen token ids (OpenAI `logit_bias`)."""
+
+    def __init__(self, bias: dict[int, float], vocab_size: int) -> None:
+        out_of_range = [t for t in bias if t >= vocab_size]
+        if out_of_range:
+            raise ValueError(
+                f"logit_bias names token id(s) {out_of_range} outside the vocabulary "
+                f"of {vocab_size} tokens"
+            )
+        self.tokens = torch.tensor(list(bias), dtype=torch.long)
+        self.values = torch.tensor(list(bias.values()), dtype=torch.float32)
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        scores[:, self.tokens.to(scores.device)] += self.values.to(scores)
+        return scores
+
+
+class RepetitionPenalty:
+    """CTRL's penalty on every token already in the sequence, prompt included: positive
+    scores are divided by the penalty, negative ones multiplied."""
+
+    def __init__(self, penalty: float) -> None:
+        self.penalty = penalty
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        for row, seq in enumerate(state.sequences):
+            if not seq:
+                continue
+            seen = torch.tensor(sorted(set(seq)), device=scores.device)
+            picked = scores[row, seen]
+            scores[row, seen] = torch.where(
+                picked < 0, picked * self.penalty, picked / self.penalty
+            )
+        return scores
+
+
+class PresenceFrequencyPenalty:
+    """OpenAI's penalties on generated tokens: minus `presence` once a token has appeared,
+    minus `frequency` for each time it has."""
+
+    def __init__(self, presence: float, frequency: float) -> None:
+        self.presence = presence
+        self.frequency = frequency
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        vocab = scores.shape[-1]
+        for row in range(scores.shape[0]):
+            generated = state.generated(row)
+            if not generated:
+                continue
+            counts = torch.bincount(
+                torch.tensor(generated, device=scores.device), minlength=vocab
+            ).to(scores.dtype)
+            scores[row] -= self.frequency * counts + self.presence * (counts > 0).to(scores)
+        return scores
+
+
+class NoRepeatNGram:
+    """Ban any token that would repeat an n-gram already in the sequence."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def banned_tokens(self, seq: Sequence[int]) -> set[int]:
+        n = self.size
+        if len(seq) + 1 < n:
+            return set()
+        prefix = tuple(seq[len(seq) - n + 1 :]) if n > 1 else ()
+        return {
+            seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i : i + n - 1]) == prefix
+        }
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        for row, seq in enumerate(state.sequences):
+            banned = self.banned_tokens(seq)
+            if banned:
+                scores[row, list(banned)] = NEG_INF
+        return scores
+
+
+class MinNewTokens:
+    """Forbid the end-of-text token until `minimum` tokens have been generated."""
+
+    def __init__(self, minimum: int, eos_id: int) -> None:
+        self.minimum = minimum
+        self.eos_id = eos_id
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        short = [r for r in range(scores.shape[0]) if len(state.generated(r)) < self.minimum]
+        if not short:
+            return scores
+        scores = scores.clone()
+        scores[short, self.eos_id] = NEG_INF
+        return scores
+
+
+class Temperature:
+    def __init__(self, temperature: float) -> None:
+        if temperature <= 0:
+            raise ValueError("temperature must be positive here; 0 means greedy decoding")
+        self.temperature = temperature
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        return scores / self.temperature
+
+
+class TopK:
+    """Keep the k highest scores (ties with the k-th are kept)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        k = min(self.k, scores.shape[-1])
+        kth = torch.topk(scores, k, dim=-1).values[..., -1:]
+        return scores.masked_fill(scores < kth, NEG_INF)
+
+
+def _keep_at_least_one(remove_sorted: torch.Tensor) -> torch.Tensor:
+    """With tokens sorted best first, never remove the best one."""
+    remove_sorted[..., 0] = False
+    return remove_sorted
+
+
+class TopP:
+    """Nucleus sampling: the smallest set of best tokens whose probability reaches p."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a token when the better ones before it already reach p.
+        remove = _keep_at_least_one((cumulative - sorted_scores.softmax(dim=-1)) >= self.p)
+        return scores.masked_fill(remove.scatter(-1, order, remove), NEG_INF)
+
+
+class MinP:
+    """Drop tokens whose probability is below `p` times the best token's."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        probs = scores.softmax(dim=-1)
+        threshold = self.p * probs.max(dim=-1, keepdim=True).values
+        return scores.masked_fill(probs < threshold, NEG_INF)
+
+
+class TypicalP:
+    """Locally typical sampling (Meister et al. 2022): keep the tokens whose information is
+    closest to the distribution's entropy, until their probability reaches p."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        log_probs = scores.log_softmax(dim=-1)
+        probs = log_probs.exp()
+        entropy = -(log_probs * probs).nansum(dim=-1, keepdim=True)
+        surprise_gap = (-log_probs - entropy).abs()
+        sorted_gap, order = torch.sort(surprise_gap, dim=-1)
+        cumulative = probs.gather(-1, order).cumsum(dim=-1)
+        last = (cumulative < self.p).sum(dim=-1, keepdim=True).clamp(max=scores.shape[-1] - 1)
+        remove = _keep_at_least_one(sorted_gap > sorted_gap.gather(-1, last))
+        return scores.masked_fill(remove.scatter(-1, order, remove), NEG_INF)
+
+
+def build_pipeline(
+    params: SamplingParams,
+    vocab_size: int,
+    eos_id: int | None,
+    constraints: Sequence[LogitsProcessor] = (),
+) -> list[LogitsProcessor]:
+    """The processors `params` asks for, in the documented order."""
+    steps: list[LogitsProcessor] = []
+    if params.logit_bias:
+        steps.append(LogitBias(params.logit_bias, vocab_size))
+    if params.repetition_penalty != 1.0:
+        steps.append(RepetitionPenalty(params.repetition_penalty))
+    if params.presence_penalty or params.frequency_penalty:
+        steps.append(PresenceFrequencyPenalty(params.presence_penalty, params.frequency_penalty))
+    if params.no_repeat_ngram_size:
+        steps.append(NoRepeatNGram(params.no_repeat_ngram_size))
+    if params.min_new_tokens and eos_id is not None:
+        steps.append(MinNewTokens(params.min_new_tokens, eos_id))
+    steps.extend(constraints)
+    if params.greedy:
+        return steps  # truncation cannot change the argmax
+    if params.temperature != 1.0:
+        steps.append(Temperature(params.temperature))
+    if params.top_k:
+        steps.append(TopK(params.top_k))
+    if params.top_p < 1.0:
+        steps.append(TopP(params.top_p))
+    if params.typical_p < 1.0:
+        steps.append(TypicalP(params.typical_p))
+    if params.min_p > 0.0:
+        steps.append(MinP(params.min_p))
+    return steps
+
+
+def apply_pipeline(
+    steps: Sequence[LogitsProcessor], state: DecodeState, scores: torch.Tensor
+) -> torch.Tensor:
+    for step in steps:
+        scores = step(state, scores)
+    return scores

@@ -1,0 +1,242 @@
+"""A GPT: token embeddings, pre-LayerNorm residual blocks of causal self-attention and a GELU
+feed-forward network, and a language-model head tied to the token embeddings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musegpt.model.config import GPTConfig
+from musegpt.model.kv_cache import KVCache
+from musegpt.model.positional import (
+    LearnedPositions,
+    RotaryEmbedding,
+    SinusoidalPositions,
+    apply_rotary,
+)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_size = config.head_size
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None,
+        layer: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        k = k.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        v = v.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        if rotary is not None:
+            q = apply_rotary(q, *rotary)
+            k = apply_rotary(k, *rotary)
+
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.append(layer, k, v)
+
+        dropout_p = self.dropout if self.training else 0.0
+        if mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        elif past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=T > 1)
+        elif T == 1:
+            # One new token may look at everything before it: no mask needed.
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            # Several new tokens after a cached prefix: the causal mask is offset by `past`
+            # (SDPA's is_causal aligns to the top-left corner, which would be wrong here).
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        out: torch.Tensor = self.resid_dropout(self.c_proj(y))
+        return out
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: Linear → GELU → Linear, 4× wide."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The tanh approximation is GPT-2's "gelu_new": exported models then match exactly.
+        out: torch.Tensor = self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return out
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm residual block: x + attn(ln(x)), then x + ffn(ln(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = FeedForward(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None,
+        cache: KVCache | None,
+        layer: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rotary, cache, layer, mask)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+@dataclass
+class GPTOutput:
+    logits: torch.Tensor  # (B, T, vocab), or (B, 1, vocab) with last_only
+    loss: torch.Tensor | None = None
+
+
+def padded_positions_and_mask(
+    pos: torch.Tensor, past: int, left_padding: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row positions (B, T) and the attention mask (B, 1, T, past + T) for left-padded
+    rows: causal, never looking at padding. A padding query may see itself, so no row of
+    the mask is empty (an empty row would make attention produce NaN)."""
+    positions = (pos.unsqueeze(0) - left_padding.unsqueeze(1)).clamp(min=0)
+    keys = torch.arange(past + pos.shape[0], device=pos.device)
+    causal = keys.unsqueeze(0) <= pos.unsqueeze(1)  # (T, S)
+    real_key = keys.unsqueeze(0) >= left_padding.unsqueeze(1)  # (B, S)
+    mask = causal.unsqueeze(0) & real_key.unsqueeze(1)
+    mask |= keys.unsqueeze(0) == pos.unsqueeze(1)
+    return positions, mask.unsqueeze(1)
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.positions: LearnedPositions | SinusoidalPositions | None = None
+        self.rotary: RotaryEmbedding | None = None
+        if config.positional == "learned":
+            self.positions = LearnedPositions(config.block_size, config.n_embd)
+        elif config.positional == "sinusoidal":
+            self.positions = SinusoidalPositions(config.block_size, config.n_embd)
+        else:
+            self.rotary = RotaryEmbedding(config.block_size, config.head_size, config.rope_base)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied input/output embeddings
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer) so the residual stream's
+        # variance does not grow with depth.
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Parameter count (tied weights counted once); optionally without position embeddings."""
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings and isinstance(self.positions, LearnedPositions):
+            n -= self.positions.wpe.weight.numel()
+        return n
+
+    def new_cache(self, batch_size: int, max_length: int | None = None) -> KVCache:
+        """An empty key/value cache for incremental decoding of up to `max_length` tokens."""
+        param = self.wte.weight
+        return KVCache(
+            n_layer=self.config.n_layer,
+            batch_size=batch_size,
+            n_head=self.config.n_head,
+            max_length=max_length or self.config.block_size,
+            head_size=self.config.head_size,
+            dtype=param.dtype,
+            device=param.device,
+        )
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+        left_padding: torch.Tensor | None = None,
+    ) -> GPTOutput:
+        """Logits for token ids `idx` (B, T); with `targets` (B, T), the mean cross-entropy
+        (positions whose target is -1 are ignored). With `cache`, `idx` continues the
+        cached sequence and the cache grows by T.
+
+        `left_padding` (B,) says how many leading positions of each row (counted from the
+        start of the cached sequence) are padding: they are never attended to and the real
+        tokens' positions start at 0, so rows of different lengths batch together."""
+        T = idx.shape[1]
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {past + T} tokens exceeds the model's context of "
+                f"{self.config.block_size}; crop or slide the input first"
+            )
+        pos = torch.arange(past, past + T, device=idx.device)
+        mask = None
+        if left_padding is not None:
+            pos, mask = padded_positions_and_mask(pos, past, left_padding.to(idx.device))
+        x = self.wte(idx)
+        rotary = None
+        if self.positions is not None:
+            x = x + self.positions(pos)
+        elif self.rotary is not None:
+            cos, sin = self.rotary(pos)
+            # (T, h/2) is shared by all heads and rows; (B, T, h/2) needs a head axis.
+            rotary = (cos.unsqueeze(1), sin.unsqueeze(1)) if cos.dim() == 3 else (cos, sin)
+        x = self.drop(x)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, rotary, cache, layer, mask)
+        if cache is not None:
+            cache.advance(T)
+        x = self.ln_f(x)
+
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
+            )
+            return GPTOutput(logits=logits, loss=loss)
+        if last_only:
+            x = x[:, -1:, :]  # generation needs only the next-token distribution
+        return GPTOutput(logits=self.lm_head(x))
+
+    def flops_per_token(self) -> float:
+        """Forward+backward FLOPs per trained token (PaLM appendix B), for MFU figures."""
+        cfg = self.config
+        n = self.num_parameters(exclude_embeddings=True)
+        return 6 * n + 12 * cfg.n_layer * cfg.n_head * cfg.head_size * cfg.block_size

@@ -1,0 +1,53 @@
+"""Key/value cache for incremental decoding.
+
+Preallocated per layer, so appending a token is a copy, not a concatenation, and rolling
+back (for backtracking decoders) is just lowering `length`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(
+        self,
+        n_layer: int,
+        batch_size: int,
+        n_head: int,
+        max_length: int,
+        head_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (batch_size, n_head, max_length, head_size)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.max_length = max_length
+        self.length = 0  # tokens cached so far, the same for every layer
+
+    def append(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's keys/values for `layer`; return all keys/values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.max_length:
+            raise ValueError(f"KV cache holds {self.max_length} tokens; {end} were asked for")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, n: int) -> None:
+        """Called once per forward pass, after every layer has appended its n tokens."""
+        self.length += n
+
+    def truncate(self, length: int) -> None:
+        """Forget everything after the first `length` tokens."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} tokens to {length}")
+        self.length = length
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows in `rows` (e.g. to drop finished sequences)."""
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]

@@ -1,0 +1,142 @@
+"""Checkpoints: a folder holding `model.safetensors` (an ordinary MuseGPT model file, so
+`musegpt sample RUN/best` just works) and `state.pt` beside it (optimizer, step, RNG states,
+data position, config), both needed to resume exactly.
+
+Crash safety. Each file is written atomically, and the pair is kept consistent by the step
+stored in both: the new state goes to `state.next.pt`, then the model file is replaced, then
+`state.next.pt` is renamed to `state.pt`. A crash at any point leaves a model file plus a
+state file of the same step (`state.pt` or `state.next.pt`), and loading picks that one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from musegpt.fileio import atomic_write
+from musegpt.model.gpt import GPT
+from musegpt.model.io import MODEL_FILE, ModelFileError, read_metadata, save_model
+from musegpt.tokenizer.base import Tokenizer
+
+STATE_FILE = "state.pt"
+NEXT_STATE_FILE = "state.next.pt"
+STATE_FORMAT = "musegpt-train-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged or inconsistent."""
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: GPT,
+    tokenizer: Tokenizer,
+    state: dict[str, Any],
+    metadata: dict[str, str] | None = None,
+) -> None:
+    folder = Path(folder)
+    step = int(state["step"])
+    state = {"format": STATE_FORMAT, **state}
+    atomic_write(folder / NEXT_STATE_FILE, lambda tmp: torch.save(state, tmp))
+    save_model(folder, model, tokenizer, metadata={"step": str(step), **(metadata or {})})
+    os.replace(folder / NEXT_STATE_FILE, folder / STATE_FILE)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def checkpoint_step(folder: str | Path) -> int | None:
+    """The step of the checkpoint in `folder`, or None if there is none."""
+    folder = Path(folder)
+    if not (folder / MODEL_FILE).is_file():
+        return None
+    try:
+        return int(read_metadata(folder)["step"])
+    except (ModelFileError, KeyError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {folder} is damaged: {err}") from err
+
+
+def load_checkpoint_state(folder: str | Path) -> dict[str, Any]:
+    """The training state matching the model file in `folder` (see the module docstring)."""
+    folder = Path(folder)
+    step = checkpoint_step(folder)
+    if step is None:
+        raise CheckpointError(f"no checkpoint in {folder} (no {MODEL_FILE}); nothing to resume")
+    seen: list[str] = []
+    for name in (STATE_FILE, NEXT_STATE_FILE):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a torn or foreign file: try the other one
+            seen.append(f"{name} unreadable ({err.__class__.__name__})")
+            continue
+        if state.get("format") != STATE_FORMAT:
+            seen.append(f"{name} is not a MuseGPT training state")
+        elif int(state["step"]) == step:
+            return state
+        else:
+            seen.append(f"{name} is at step {state['step']}")
+    detail = "; ".join(seen) or f"no {STATE_FILE}"
+    raise CheckpointError(
+        f"checkpoint {folder} cannot be resumed: its model is at step {step} but {detail}"
+    )
+
+
+# ---------------------------------------------------------------------- RNG states
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy and torch generator states, in a form `torch.load(weights_only=True)`
+    accepts (NumPy's array becomes a tensor)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.uint32).astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """`random.setstate` wants the nested tuples it gave out."""
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+def saved_config(folder: str | Path) -> dict[str, Any]:
+    """The training settings stored with the checkpoint in `folder`."""
+    config: dict[str, Any] = load_checkpoint_state(folder)["config"]
+    return config

@@ -1,0 +1,598 @@
+"""The training loop: `Trainer(config, corpus, out_dir).run() -> TrainResult`.
+
+A run folder holds `metrics.jsonl`, `loss.png` and two checkpoints, `last/` (every
+`checkpoint_interval` steps and at the end) and `best/` (lowest validation loss so far).
+
+Mixed precision on CPU (measured on the 2-core AMD EPYC (Zen 3, AVX2, no native bf16)
+development machine, baby Shakespeare config, torch 2.13): bfloat16 autocast ran about 20x
+*slower* than float32 (~1000 ms vs ~50 ms per step), because without AVX512-BF16/AMX every
+bf16 matmul is emulated. So `dtype: auto` picks bfloat16 only on CUDA GPUs that support
+it, and float32 everywhere else; ask for `dtype: bfloat16` explicitly on a CPU with AMX.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from musegpt.data.dataset import PreparedCorpus
+from musegpt.model.gpt import GPT, CausalSelfAttention
+from musegpt.model.io import MODEL_FILE
+from musegpt.tokenizer.base import Tokenizer
+from musegpt.train import distributed
+from musegpt.train.batches import BatchSampler
+from musegpt.train.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    checkpoint_step,
+    load_checkpoint_state,
+    restore_rng,
+    save_checkpoint,
+)
+from musegpt.train.config import FIXED_ON_RESUME, MODEL_KEYS, TrainConfig
+from musegpt.train.metrics import METRICS_FILE, MetricsLog
+from musegpt.train.plot import PLOT_FILE, plot_losses
+
+LAST = "last"
+BEST = "best"
+# Test hook: SIGKILL this process right after the `last/` checkpoint of this step is written,
+# so tests can check that --resume survives a real crash (not a clean stop).
+KILL_AFTER_STEP_ENV = "MUSEGPT_TEST_KILL_AFTER_STEP"
+
+
+class TrainingDiverged(ValueError):
+    """The loss (or the weights) became NaN or infinite."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class ModelAdapter(Protocol):
+    """Changes *what* is trained, e.g. LoRA. `wrap` returns the module to train around the
+    GPT (same forward signature; freeze weights with `requires_grad=False`: only parameters
+    that still require grad are optimised); `export` turns that module back into the plain
+    GPT saved as model.safetensors (e.g. a copy with the adapters merged in). With an
+    adapter, `state.pt` also carries the wrapped module's `state_dict()`, so --resume
+    restores the adapters themselves, not just their merged result."""
+
+    def wrap(self, model: GPT) -> nn.Module: ...
+
+    def export(self, module: nn.Module) -> GPT: ...
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int  # optimizer steps completed, counting those before a resume
+    tokens: int  # tokens trained in this call, over all processes
+    seconds: float  # wall time of this call's training loop
+    # Training throughput over all processes, from the end of this call's first step (which
+    # pays one-off warm-up, e.g. torch.compile) to the end, evaluations and checkpoints
+    # included: comparable with the per-iteration times nanoGPT prints.
+    tokens_per_second: float
+    # The same with evaluation, checkpoint and plotting time left out.
+    train_tokens_per_second: float
+    final_train_loss: float | None
+    final_val_loss: float | None
+    best_val_loss: float | None
+    rank: int = 0  # this process's rank under DDP; only rank 0 writes and reports
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def learning_rate_at(config: TrainConfig, it: int) -> float:
+    """Learning rate for iteration `it` (0-based): linear warm-up, cosine decay to min_lr at
+    lr_decay_iters, then flat (nanoGPT's schedule, so runs compare like for like)."""
+    if not config.decay_lr:
+        return config.learning_rate
+    if it < config.warmup_iters:
+        return config.learning_rate * (it + 1) / (config.warmup_iters + 1)
+    if it > config.decay_iters:
+        return config.min_lr
+    span = max(config.decay_iters - config.warmup_iters, 1)
+    ratio = (it - config.warmup_iters) / span
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
+    return config.min_lr + coeff * (config.learning_rate - config.min_lr)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this machine has no usable CUDA GPU")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for, but MPS is not available here")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    # auto: see the module docstring for why CPUs get float32.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def set_dropout(model: GPT, p: float) -> None:
+    """Change the dropout of an existing model (e.g. a base model being fine-tuned)."""
+    model.config.dropout = p
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        elif isinstance(module, CausalSelfAttention):
+            module.dropout = p
+
+
+def optimizer_for(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; weight decay on matrices and embeddings (>= 2-D)
+    only, not on biases and LayerNorm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    betas = (config.beta1, config.beta2)
+    # Fused kernels exist for CUDA and (since torch 2.4) CPU; foreach is the fallback.
+    if device.type in ("cuda", "cpu"):
+        try:
+            return torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas, fused=True)
+        except (RuntimeError, TypeError):
+            pass
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas, foreach=True)
+
+
+def _loss(output: Any) -> torch.Tensor:
+    loss = output.loss
+    if loss is None:  # pragma: no cover - GPT always returns a loss when given targets
+        raise RuntimeError("the model returned no loss")
+    assert isinstance(loss, torch.Tensor)
+    return loss
+
+
+class Trainer:
+    """Train a GPT on a prepared corpus.
+
+    `model` and `tokenizer` default to a fresh model shaped by `config` and the corpus's
+    tokenizer; pass them to continue from existing weights (fine-tuning). `adapter` changes
+    what is trained (see `ModelAdapter`). `resume=True` continues the run in `out_dir` from
+    its `last/` checkpoint exactly (same batches, same dropout masks, same weights as if it
+    had never stopped); without it, a folder that already holds a run is refused.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        corpus: PreparedCorpus | str | Path,
+        out_dir: str | Path,
+        *,
+        model: GPT | None = None,
+        tokenizer: Tokenizer | None = None,
+        adapter: ModelAdapter | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        console: Console | None = None,
+    ) -> None:
+        self.config = config
+        self.corpus = corpus if isinstance(corpus, PreparedCorpus) else PreparedCorpus.open(corpus)
+        self.out_dir = Path(out_dir).expanduser()
+        self.tokenizer = tokenizer if tokenizer is not None else self.corpus.tokenizer
+        if tokenizer is not None and tokenizer.to_dict() != self.corpus.tokenizer.to_dict():
+            raise ValueError(
+                f"the corpus {self.corpus.path} was prepared with a different tokenizer than "
+                "the model's; prepare it again with the model's tokenizer"
+            )
+        self.model_in = model
+        self.adapter = adapter
+        self.resume = resume
+        self.show_progress = progress
+        self.console = console or Console()
+        kill = os.environ.get(KILL_AFTER_STEP_ENV)
+        self.kill_after_step = int(kill) if kill else None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_model(self) -> GPT:
+        cfg = self.config
+        vocab = self.tokenizer.vocab_size
+        if self.model_in is None:
+            return GPT(cfg.gpt_config(vocab))
+        model = self.model_in
+        if model.config.vocab_size != vocab:
+            raise ValueError(
+                f"the model has {model.config.vocab_size} token ids but the tokenizer "
+                f"{vocab}; they do not belong together"
+            )
+        wrong = [
+            f"{key} (model {getattr(model.config, key)}, config {getattr(cfg, key)})"
+            for key in MODEL_KEYS
+            if getattr(model.config, key) != getattr(cfg, key)
+        ]
+        if wrong:
+            raise ValueError("the config does not match the model's shape: " + ", ".join(wrong))
+        if model.config.dropout != cfg.dropout:
+            set_dropout(model, cfg.dropout)
+        return model
+
+    def _check_resumable(self, saved: dict[str, Any]) -> None:
+        changed = [
+            f"{key} (run {saved.get(key)!r}, now {getattr(self.config, key)!r})"
+            for key in FIXED_ON_RESUME
+            if saved.get(key) != getattr(self.config, key)
+        ]
+        if changed:
+            raise ValueError(
+                "cannot resume with different settings for: " + ", ".join(changed) + "; "
+                "start a new run (another --out) to change them"
+            )
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        own_group = not distributed.launched_by_torchrun() or not torch.distributed.is_initialized()
+        device = resolve_device(cfg.device)
+        dist_info = distributed.setup(device)
+        try:
+            return self._run(distributed.local_device(device, dist_info), dist_info)
+        finally:
+            if own_group:
+                distributed.teardown()
+
+    def _run(self, device: torch.device, dist_info: distributed.DistInfo) -> TrainResult:
+        cfg = self.config
+        main = dist_info.is_main
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        last_dir, best_dir = self.out_dir / LAST, self.out_dir / BEST
+        metrics = MetricsLog(self.out_dir / METRICS_FILE)
+
+        existing = checkpoint_step(last_dir)
+        if self.resume and existing is None:
+            raise CheckpointError(
+                f"nothing to resume: {last_dir} holds no checkpoint (start without --resume)"
+            )
+        if not self.resume and existing is not None:
+            raise FileExistsError(
+                f"{self.out_dir} already holds a run (checkpoint at step {existing}); "
+                "pass --resume to continue it, or choose another --out"
+            )
+
+        # Seeds: the model's initial weights are the same on every rank; dropout differs.
+        torch.manual_seed(cfg.seed)
+        gpt = self._build_model()
+        model: nn.Module = self.adapter.wrap(gpt) if self.adapter is not None else gpt
+        model.to(device)
+        model.train()
+        optimizer = optimizer_for(model, cfg, device)
+        train_batches = BatchSampler(
+            self.corpus.tokens("train"),
+            cfg.block_size,
+            cfg.batch_size,
+            cfg.seed,
+            dist_info.rank,
+            dist_info.world_size,
+            device,
+            split="train",
+        )
+        val_batches = BatchSampler(
+            self.corpus.tokens("val"),
+            cfg.block_size,
+            cfg.batch_size,
+            cfg.seed + 1,
+            dist_info.rank,
+            dist_info.world_size,
+            device,
+            split="val",
+        )
+        val_start = val_batches.get_state()  # every evaluation sees the same val windows
+
+        step, best_val, prior_elapsed = 0, math.inf, 0.0
+        if self.resume:
+            state = load_checkpoint_state(last_dir)
+            self._check_resumable(state["config"])
+            if "model_state" in state:
+                model.load_state_dict(state["model_state"])
+            else:
+                from safetensors.torch import load_file
+
+                weights = load_file(str(last_dir / MODEL_FILE), device=str(device))
+                missing, unexpected = model.load_state_dict(weights, strict=False)
+                if [k for k in missing if k != "lm_head.weight"] or unexpected:
+                    raise CheckpointError(f"{last_dir} does not match the model being trained")
+            optimizer.load_state_dict(state["optimizer"])
+            train_batches.set_state(state["data"])
+            step, best_val = int(state["step"]), float(state["best_val_loss"])
+            prior_elapsed = float(state.get("elapsed", 0.0))
+            if step >= cfg.max_iters:
+                raise ValueError(
+                    f"the run in {self.out_dir} already reached step {step} (max_iters "
+                    f"{cfg.max_iters}); to train on, resume with a larger max_iters, e.g. "
+                    f"max_iters={step * 2}"
+                )
+            rngs = state["rng"]
+            if len(rngs) == dist_info.world_size:
+                restore_rng(rngs[dist_info.rank])
+            else:
+                torch.manual_seed(cfg.seed + 1000 * step + dist_info.rank)
+                if main:
+                    self.console.print(
+                        f"[yellow]note:[/] the run used {len(rngs)} processes, now "
+                        f"{dist_info.world_size}: dropout randomness will differ"
+                    )
+            if main:
+                metrics.truncate_after(step)
+        else:
+            torch.manual_seed(cfg.seed + dist_info.rank)
+            random.seed(cfg.seed + dist_info.rank)
+            np.random.seed(cfg.seed + dist_info.rank)
+            if main:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                metrics.clear()
+
+        forward: nn.Module = model
+        if cfg.compile:
+            forward = torch.compile(model)  # type: ignore[assignment]
+        ddp: nn.parallel.DistributedDataParallel | None = None
+        if dist_info.world_size > 1:
+            ddp = nn.parallel.DistributedDataParallel(
+                forward, device_ids=[device.index] if device.type == "cuda" else None
+            )
+            forward = ddp
+
+        dtype = resolve_dtype(cfg.dtype, device)
+
+        def autocast() -> AbstractContextManager[Any]:
+            if dtype == torch.float32:
+                return nullcontext()
+            return torch.autocast(device_type=device.type, dtype=dtype)
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        accum = cfg.gradient_accumulation_steps
+
+        def train_step() -> torch.Tensor:
+            """One optimizer step; returns its mean loss as a tensor (no host sync)."""
+            total: torch.Tensor | None = None
+            for micro in range(accum):
+                x, y = train_batches.next()
+                # Gradients are all-reduced only on the last micro-batch.
+                sync = ddp is None or micro == accum - 1
+                with nullcontext() if sync else ddp.no_sync():  # type: ignore[union-attr]
+                    with autocast():
+                        loss = _loss(forward(x, y))
+                    scaled = loss / accum if accum > 1 else loss
+                    scaled.backward()  # type: ignore[no-untyped-call]
+                total = loss.detach() if total is None else total + loss.detach()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            assert total is not None
+            return total / accum if accum > 1 else total
+
+        @torch.no_grad()
+        def evaluate() -> float:
+            # The plain model (not compiled, not DDP): eval mode would make torch.compile
+            # build a second graph, a long pause for a few forward passes.
+            model.eval()
+            val_batches.set_state(val_start)
+            losses = torch.zeros(cfg.eval_iters, device=device)
+            for k in range(cfg.eval_iters):
+                x, y = val_batches.next()
+                with autocast():
+                    losses[k] = _loss(model(x, y)).float()
+            model.train()
+            return float(distributed.all_reduce_mean(losses.mean(), dist_info).item())
+
+        def export() -> GPT:
+            return self.adapter.export(model) if self.adapter is not None else gpt
+
+        def is_finite() -> bool:
+            flags = torch.stack([torch.isfinite(p).all() for p in params])
+            return bool(flags.all().item())
+
+        def save(folder: Path, at: int, extra: dict[str, str]) -> None:
+            rng = distributed.gather_objects(capture_rng(), dist_info)
+            if not main:
+                return
+            state: dict[str, Any] = {
+                "step": at,
+                "best_val_loss": best_val,
+                "config": cfg.to_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng,
+                "data": train_batches.get_state(),
+                "world_size": dist_info.world_size,
+                "elapsed": prior_elapsed + (time.perf_counter() - loop_start),
+            }
+            if self.adapter is not None:
+                state["model_state"] = model.state_dict()
+            save_checkpoint(folder, export(), self.tokenizer, state, metadata=extra)
+
+        tokens_per_step = cfg.batch_size * cfg.block_size * accum * dist_info.world_size
+        window: list[torch.Tensor] = []  # this log window's per-step losses, still tensors
+        last_saved = existing if self.resume else None
+        final_train: float | None = None
+        final_val: float | None = None
+        records: list[dict[str, Any]] = metrics.read() if (main and self.resume) else []
+        start_step = step
+        overhead = 0.0  # seconds spent on evaluation, checkpoints and plots
+        loop_start = time.perf_counter()
+        first_step_end: float | None = None
+        overhead_after_first = 0.0
+        window_start, window_overhead = loop_start, 0.0
+
+        with self._progress(main, start_step) as advance:
+            while step < cfg.max_iters:
+                lr = learning_rate_at(cfg, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                window.append(train_step())
+                step += 1
+                if first_step_end is None:
+                    first_step_end = time.perf_counter()
+                    overhead_after_first = overhead
+                is_eval = step % cfg.eval_interval == 0 or step == cfg.max_iters
+                is_save = step % cfg.save_interval == 0 or step == cfg.max_iters
+                if not (is_eval or is_save or step % cfg.log_interval == 0):
+                    advance(step, None, None)
+                    continue
+
+                # ---- a log point: the only place the loop waits for the losses
+                losses = distributed.all_reduce_mean(torch.stack(window), dist_info).tolist()
+                bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+                if bad is not None:
+                    self._diverged(step - len(losses) + bad + 1, losses[bad], lr, last_saved)
+                now = time.perf_counter()
+                elapsed_window = now - window_start - window_overhead
+                speed = len(window) * tokens_per_step / max(elapsed_window, 1e-9)
+                final_train = sum(losses) / len(losses)
+                window.clear()
+                record: dict[str, Any] = {
+                    "step": step,
+                    "train_loss": round(final_train, 6),
+                    "lr": lr,
+                    "tokens_per_sec": round(speed, 1),
+                    "elapsed_s": round(prior_elapsed + now - loop_start, 3),
+                }
+                t_over = time.perf_counter()
+                if is_eval:
+                    final_val = evaluate()
+                    if not math.isfinite(final_val):
+                        self._diverged(step, final_val, lr, last_saved)
+                    record["val_loss"] = round(final_val, 6)
+                    record["ppl"] = round(math.exp(min(final_val, 50.0)), 4)
+                improved = is_eval and final_val is not None and final_val < best_val
+                # Never let non-finite weights replace a good checkpoint.
+                if (is_save or improved) and not is_finite():
+                    self._diverged(step, math.nan, lr, last_saved, weights=True)
+                if improved and final_val is not None:
+                    best_val = final_val
+                    save(best_dir, step, {"val_loss": f"{final_val:.6f}"})
+                if is_save:
+                    save(last_dir, step, {})
+                    last_saved = step
+                if main:
+                    metrics.append(record)
+                    records.append(record)
+                    if is_eval:
+                        plot_losses(records, self.out_dir / PLOT_FILE)
+                        self.console.print(
+                            f"step {step}: train loss {final_train:.4f}, val loss "
+                            f"{final_val:.4f} (ppl {math.exp(min(final_val or 0.0, 50.0)):.2f}),"
+                            f" lr {lr:.2e}, {speed:,.0f} tok/s",
+                            soft_wrap=True,
+                        )
+                spent = time.perf_counter() - t_over
+                overhead += spent
+                window_start, window_overhead = time.perf_counter(), 0.0
+                advance(step, final_train, speed)
+                if is_save and self.kill_after_step == step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        end = time.perf_counter()
+        seconds = end - loop_start
+        steps_done = step - start_step
+        tokens = steps_done * tokens_per_step
+        if first_step_end is not None and steps_done > 1:
+            timed = end - first_step_end
+            timed_tokens = (steps_done - 1) * tokens_per_step
+            tps = timed_tokens / max(timed, 1e-9)
+            train_tps = timed_tokens / max(timed - (overhead - overhead_after_first), 1e-9)
+        else:
+            tps = train_tps = tokens / max(seconds, 1e-9)
+        if main and records:
+            plot_losses(records, self.out_dir / PLOT_FILE)
+        return TrainResult(
+            out_dir=self.out_dir,
+            steps=step,
+            tokens=tokens,
+            seconds=seconds,
+            tokens_per_second=tps,
+            train_tokens_per_second=train_tps,
+            final_train_loss=final_train,
+            final_val_loss=final_val,
+            best_val_loss=best_val if math.isfinite(best_val) else None,
+            rank=dist_info.rank,
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _diverged(
+        self, step: int, value: float, lr: float, last_saved: int | None, weights: bool = False
+    ) -> None:
+        what = "the weights became non-finite" if weights else f"the loss became {value}"
+        rate = self.config.learning_rate
+        if last_saved is not None:
+            kept = f"the last good checkpoint (step {last_saved}) is kept in {self.out_dir / LAST}"
+        else:
+            kept = "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"training diverged at step {step}: {what} (learning_rate {rate:g}, lr at that step "
+            f"{lr:.3g}); {kept}. Try a lower learning rate, e.g. learning_rate={rate / 10:g}, "
+            "or grad_clip=1.0",
+            step,
+        )
+
+    @contextmanager
+    def _progress(
+        self, main: bool, start: int
+    ) -> Iterator[Callable[[int, float | None, float | None], None]]:
+        """A rich progress bar (rank 0 only) showing step, loss and tokens/s; yields
+        `advance(step, loss, tokens_per_sec)`."""
+        if not (main and self.show_progress):
+            yield lambda step, loss, speed: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} tok/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        ) as bar:
+            task = bar.add_task(
+                "train", total=self.config.max_iters, completed=start, loss="-", speed="-"
+            )
+
+            def advance(step: int, loss: float | None, speed: float | None) -> None:
+                if loss is None:
+                    bar.update(task, completed=step)
+                else:
+                    bar.update(task, completed=step, loss=f"{loss:.4f}", speed=f"{speed or 0:,.0f}")
+
+            yield advance
