@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from musegpt.api import MuseModel
+    from musegpt.engines.base import Engine
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load"]
 
 
-def load(path: Any, device: Any = "cpu", overflow: Any = "slide") -> MuseModel:
-    """Load a MuseGPT model; see `musegpt.api.load` (imported lazily: torch is heavy)."""
+def load(model: Any = None, device: Any = "cpu", overflow: Any = "slide") -> Engine:
+    """An engine for a model name or path: `musegpt.api.load`, imported late (torch is heavy)."""
     from musegpt.api import load as _load
 
-    return _load(path, device=device, overflow=overflow)
+    return _load(model, device=device, overflow=overflow)

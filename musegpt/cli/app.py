@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from musegpt.cli import finetune, hf, prepare, sample, train
+from musegpt.cli import finetune, hf, models, prepare, sample, train, write
 
 app = typer.Typer(
     name="musegpt",
@@ -21,6 +21,8 @@ app.command("sample")(sample.sample_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("export-hf")(hf.export_hf_command)
 app.command("import-hf")(hf.import_hf_command)
+app.add_typer(write.write_app, name="write")
+app.add_typer(models.models_app, name="models")
 
 
 def main() -> None:

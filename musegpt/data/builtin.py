@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import importlib.metadata
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from musegpt.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -182,10 +183,6 @@ CHINESE_POETRY = "chinese-poetry"
 CHINESE_POETRY_VERSION = "2.0.1"
 # The files taken from the package (of its 362 MB); the number orders them.
 _CHINESE_FILES = re.compile(r"dist/(quantangshi/poet\.tang|songci/ci\.song)\.(\d+)y?\.json")
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MUSEGPT_CACHE") or "~/.cache/musegpt").expanduser()
 
 
 def fetch_chinese_poetry() -> Path:

@@ -1,0 +1,51 @@
+"""`musegpt models`: what can be written with, and registering more."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from musegpt.cli.errors import err_console, user_errors
+
+models_app = typer.Typer(help="List, register and remove models.", invoke_without_command=True)
+
+
+@models_app.callback()
+def list_command(ctx: typer.Context) -> None:
+    """List the models: the default, packaged ones, ./runs, and registered paths."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with user_errors():
+        from musegpt.engines.registry import list_models
+
+        table = Table("name", "backend", "source", "path")
+        for entry in list_models():
+            table.add_row(entry.name, entry.backend, entry.source, entry.path or "(built in)")
+        Console().print(table)
+
+
+@models_app.command("add")
+def add_command(
+    name: Annotated[str, typer.Argument(help="The name to use with --model.")],
+    path: Annotated[Path, typer.Argument(help="A .gguf file, a MuseGPT model or a HF folder.")],
+) -> None:
+    """Register a model under a name."""
+    with user_errors():
+        from musegpt.engines.registry import add_model
+
+        entry = add_model(name, path)
+        err_console.print(f"registered [bold]{entry.name}[/] ({entry.backend}): {entry.path}")
+
+
+@models_app.command("remove")
+def remove_command(name: Annotated[str, typer.Argument(help="A registered name.")]) -> None:
+    """Forget a registered model (its files are left alone)."""
+    with user_errors():
+        from musegpt.engines.registry import remove_model
+
+        remove_model(name)
+        err_console.print(f"removed {name}")

@@ -1,0 +1,29 @@
+"""Options several commands share, declared once (typer reads them from the signatures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Opt = typer.Option
+
+ModelOpt = Annotated[
+    str | None,
+    Opt("--model", "-m", help="A model name (`musegpt models`) or path; default: gemma3-270m."),
+]
+SeedOpt = Annotated[int | None, Opt(help="Same seed, same text.")]
+TemperatureOpt = Annotated[float | None, Opt(help="Randomness; 0 = greedy.")]
+TopPOpt = Annotated[float | None, Opt(help="Nucleus sampling mass; 1 = off.")]
+TopKOpt = Annotated[int | None, Opt(help="Keep the k likeliest tokens; 0 = all.")]
+RepetitionOpt = Annotated[float | None, Opt(help="CTRL penalty on seen tokens; 1 = off.")]
+MaxTokensOpt = Annotated[int | None, Opt("--max-tokens", help="Tokens per model call at most.")]
+LangOpt = Annotated[str | None, Opt(help="en or zh; detected from the input when left out.")]
+OutOpt = Annotated[Path | None, Opt("--out", "-o", help="Also write the result as Markdown here.")]
+
+
+def chosen(**options: object) -> dict[str, object]:
+    """The options the user actually gave (None = not given), by SamplingParams field name."""
+    renamed = {"max_tokens": "max_new_tokens"}
+    return {renamed.get(k, k): v for k, v in options.items() if v is not None}

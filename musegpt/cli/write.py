@@ -1,0 +1,217 @@
+"""`musegpt write TASK ...`: the studio tasks from the terminal, streaming as they write."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from musegpt.cli.errors import err_console, user_errors
+from musegpt.cli.options import (
+    LangOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    Opt,
+    OutOpt,
+    RepetitionOpt,
+    SeedOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    chosen,
+)
+
+if TYPE_CHECKING:
+    from musegpt.studio import Studio, Work
+
+write_app = typer.Typer(
+    help="Write with the studio: story, script, lyrics, brainstorm, describe, rewrite, "
+    "plot-help (English or Chinese).",
+    no_args_is_help=True,
+)
+
+
+def _sink(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _studio(model: str | None, lang: str | None, sampling: dict[str, Any]) -> Studio:
+    from musegpt.generation.params import SamplingParams
+    from musegpt.studio import Studio
+
+    if lang not in (None, "en", "zh"):
+        raise ValueError(f"--lang must be en or zh (got {lang!r})")
+    params = SamplingParams(**sampling)
+    with err_console.status(f"Loading {model or 'the default model'}…"):
+        from musegpt.engines.registry import open_engine
+
+        engine = open_engine(model)
+
+    def status(message: str) -> None:
+        err_console.print(f"[dim]{message}[/]", highlight=False)
+
+    return Studio(engine, params, lang, _sink, status)  # type: ignore[arg-type]
+
+
+def _finish(work: Work, out: Path | None) -> None:
+    _sink("\n")
+    if out is not None:
+        work.save(out)
+        err_console.print(f"[green]saved[/] {out}", highlight=False)
+
+
+@write_app.command("story")
+def story_command(
+    premise: Annotated[str, typer.Argument(help="What the story is about.")] = "",
+    project: Annotated[Path | None, Opt(help="Story folder (default: stories/<premise>).")] = None,
+    chapters: Annotated[int, Opt(min=1, max=200, help="Chapters to plan for a new story.")] = 3,
+    more: Annotated[int, Opt(min=0, max=200, help="Chapters to add to an existing story.")] = 0,
+    chapter_tokens: Annotated[int, Opt(min=50, max=4000, help="Tokens per chapter.")] = 450,
+    continue_file: Annotated[
+        Path | None, Opt("--continue", help="Continue the text in this file instead.")
+    ] = None,
+    model: ModelOpt = None,
+    lang: LangOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    top_k: TopKOpt = None,
+    repetition_penalty: RepetitionOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """A story from a premise — bible, outline, chapters — saved as a project folder you can
+    resume and extend (--more); or --continue a text."""
+    with user_errors():
+        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p,
+                         top_k=top_k, repetition_penalty=repetition_penalty,
+                         max_tokens=max_tokens))  # fmt: skip
+        if continue_file is not None:
+            text = continue_file.read_text(encoding="utf-8")
+            _sink(text.rstrip() + " ")
+            work = studio.continue_text(text, max_new_tokens=max_tokens or 400)
+        else:
+            work = studio.story(premise, project, chapters, more, chapter_tokens)
+            err_console.print(f"[dim]project: {work.meta['project']}[/]", highlight=False)
+        _finish(work, out)
+
+
+@write_app.command("script")
+def script_command(
+    situation: Annotated[str, typer.Argument(help="What happens in the scene.")],
+    title: Annotated[str, Opt(help="The script's title.")] = "",
+    model: ModelOpt = None,
+    lang: LangOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """A screenplay scene in Fountain format."""
+    with user_errors():
+        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
+        _finish(studio.script(situation, title), out)
+
+
+@write_app.command("lyrics")
+def lyrics_command(
+    topic: Annotated[str, typer.Argument(help="What the song is about.")],
+    title: Annotated[str, Opt(help="The song's title.")] = "",
+    model: ModelOpt = None,
+    lang: LangOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Song lyrics: verses, a repeated chorus and a bridge, labelled."""
+    with user_errors():
+        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
+        _finish(studio.lyrics(topic, title), out)
+
+
+@write_app.command("brainstorm")
+def brainstorm_command(
+    topic: Annotated[str, typer.Argument(help="What the ideas are for.")],
+    kind: Annotated[str, Opt(help="titles, names, plot twists, settings, design concepts…")] = (
+        "ideas"
+    ),
+    count: Annotated[int, Opt("--count", "-n", min=1, max=50, help="How many ideas.")] = 8,
+    model: ModelOpt = None,
+    lang: LangOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """N distinct ideas of a kind (near-duplicates are dropped until N remain)."""
+    with user_errors():
+        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
+        _finish(studio.brainstorm(topic, kind, count), out)
+
+
+@write_app.command("describe")
+def describe_command(
+    subject: Annotated[str, typer.Argument(help="A thing, person or place.")],
+    model: ModelOpt = None,
+    lang: LangOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """A sensory description."""
+    with user_errors():
+        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p,
+                         max_tokens=max_tokens))  # fmt: skip
+        _finish(studio.describe(subject), out)
+
+
+@write_app.command("rewrite")
+def rewrite_command(
+    text: Annotated[str, typer.Argument(help="The passage, or @FILE to read it from a file.")],
+    style: Annotated[str, Opt(help="A style or tone: noir, Shakespearean, cheerful…")] = "",
+    sample: Annotated[Path | None, Opt(help="A file whose style to imitate.")] = None,
+    alternatives: Annotated[int, Opt("--alternatives", "-n", min=1, max=10)] = 1,
+    model: ModelOpt = None,
+    lang: LangOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """A passage in another style or tone (or after a style sample), meaning kept."""
+    with user_errors():
+        passage = _text_arg(text)
+        sample_text = sample.read_text(encoding="utf-8") if sample else ""
+        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
+        _finish(studio.rewrite(passage, style, sample_text, alternatives), out)
+
+
+@write_app.command("plot-help")
+def plot_help_command(
+    story: Annotated[str, typer.Argument(help="The story so far, or @FILE.")],
+    conflict: Annotated[str, Opt(help="Where you are stuck.")],
+    count: Annotated[int, Opt("--count", "-n", min=1, max=20, help="How many ways.")] = 4,
+    model: ModelOpt = None,
+    lang: LangOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Several distinct ways forward when a plot is stuck."""
+    with user_errors():
+        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
+        _finish(studio.plot_help(_text_arg(story), conflict, count), out)
+
+
+def _text_arg(value: str) -> str:
+    """`@FILE` reads the text from a file; anything else is the text itself."""
+    if value.startswith("@"):
+        return Path(value[1:]).read_text(encoding="utf-8")
+    return value

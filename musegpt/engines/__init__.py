@@ -1,0 +1,1 @@
+"""Backends behind one interface: MuseGPT models, llama.cpp (GGUF), transformers folders."""

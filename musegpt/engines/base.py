@@ -1,0 +1,191 @@
+"""The one engine interface every backend (MuseGPT, llama.cpp, transformers) presents.
+
+An engine is a tokenizer plus a source of next-token logits. Decoding itself (samplers,
+constraints, banned phrases with backtracking, stop strings, UTF-8-safe streaming) is the
+generation engine's `Decoder`, shared by all backends, so every `SamplingParams` field and
+every constraint behaves the same whichever model answers.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from musegpt.generation.decoder import (
+    Completion,
+    Decoder,
+    Delta,
+    LogitsSource,
+    OverflowPolicy,
+)
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import LogitsProcessor
+from musegpt.tokenizer.base import Tokenizer
+
+
+class EngineError(ValueError):
+    """A model that cannot be loaded, or a request an engine cannot honour."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What `musegpt models` and the server's /v1/models show about a loaded engine."""
+
+    name: str
+    backend: str  # "musegpt", "llama.cpp" or "transformers"
+    path: str
+    context_length: int
+    vocab_size: int
+
+
+def with_overrides(params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:
+    """`params` with keyword overrides applied, validated like any other SamplingParams."""
+    base = params.model_dump() if params is not None else {}
+    return SamplingParams(**{**base, **overrides})
+
+
+class Engine(ABC):
+    """A model ready to write: complete, stream, tokenize, and raw next-token logits."""
+
+    backend: ClassVar[str]
+    # Rows one logits source decodes at once; None = any number (batched in one forward).
+    max_batch: ClassVar[int | None] = None
+
+    def __init__(self, name: str, path: str, overflow: OverflowPolicy = "slide") -> None:
+        self.name = name
+        self.path = path
+        self.overflow: OverflowPolicy = overflow
+        # A backend's model state (KV cache, llama.cpp context) serves one decode at a time.
+        self.lock = threading.RLock()
+
+    # -- what a backend provides ------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int: ...
+
+    @abstractmethod
+    def logits_source(self) -> LogitsSource:
+        """A fresh source of next-token logits for one decode."""
+
+    # -- shared behaviour -------------------------------------------------------------------
+
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            self.name, self.backend, self.path, self.context_length, self.tokenizer.vocab_size
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    @torch.no_grad()
+    def next_token_logits(self, ids: Sequence[int]) -> torch.Tensor:
+        """Raw logits (vocab,) for the token after `ids` (the most recent context tokens)."""
+        if not ids:
+            raise EngineError("next_token_logits needs at least one token")
+        window = list(ids)[-(self.context_length - 1) :]
+        with self.lock:
+            return self.logits_source().prefill([window])[0].float().clone()
+
+    def complete(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams | None = None,
+        constraints: Sequence[LogitsProcessor] = (),
+        **overrides: Any,
+    ) -> list[Completion]:
+        """Every completion (n per prompt) with token ids, finish reason and log-probs."""
+        params = with_overrides(params, overrides)
+        completions: list[Completion] = []
+        for batch in self._batches(prompts, params):
+            with self.lock:
+                decoder = Decoder(self.logits_source(), self.tokenizer, self.overflow)
+                for c in decoder.generate(batch.prompts, batch.params, constraints):
+                    c.index = batch.index_of(c.index)
+                    c.prompt_index += batch.first_prompt
+                    completions.append(c)
+        return sorted(completions, key=lambda c: c.index)
+
+    def generate(
+        self,
+        prompt: str,
+        params: SamplingParams | None = None,
+        constraints: Sequence[LogitsProcessor] = (),
+        **overrides: Any,
+    ) -> str:
+        """The text of the first completion of `prompt`."""
+        return self.complete(prompt, params, constraints, **overrides)[0].text
+
+    def stream_deltas(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams | None = None,
+        constraints: Sequence[LogitsProcessor] = (),
+        cancel: threading.Event | None = None,
+        **overrides: Any,
+    ) -> Iterator[Delta]:
+        """Text deltas of every completion as they become final (see `Decoder.stream`)."""
+        params = with_overrides(params, overrides)
+        for batch in self._batches(prompts, params):
+            with self.lock:
+                decoder = Decoder(self.logits_source(), self.tokenizer, self.overflow)
+                for delta in decoder.stream(batch.prompts, batch.params, constraints, cancel):
+                    delta.index = batch.index_of(delta.index)
+                    yield delta
+            if cancel is not None and cancel.is_set():
+                return
+
+    def stream(
+        self,
+        prompt: str,
+        params: SamplingParams | None = None,
+        constraints: Sequence[LogitsProcessor] = (),
+        cancel: threading.Event | None = None,
+        **overrides: Any,
+    ) -> Iterator[str]:
+        """Text pieces of the first completion of `prompt` as they are written."""
+        for delta in self.stream_deltas(prompt, params, constraints, cancel, **overrides):
+            if delta.index == 0 and delta.text:
+                yield delta.text
+
+    def _batches(self, prompts: str | Sequence[str], params: SamplingParams) -> Iterator[_Batch]:
+        """The request cut into pieces the backend decodes at once. A backend of one row at a
+        time gets one (prompt, sample) per piece; sample s of a seeded request uses seed + s,
+        so results do not depend on how the request was cut."""
+        prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompt_list:
+            raise EngineError("no prompt given")
+        if self.max_batch is None or len(prompt_list) * params.n <= self.max_batch:
+            yield _Batch(prompt_list, params)
+            return
+        for p, prompt in enumerate(prompt_list):
+            for s in range(params.n):
+                seed = None if params.seed is None else params.seed + s
+                one = params.model_copy(update={"n": 1, "seed": seed})
+                yield _Batch([prompt], one, first_prompt=p, index=p * params.n + s)
+
+
+@dataclass
+class _Batch:
+    """Part of a request: its prompts, and where its completions sit in the whole."""
+
+    prompts: list[str]
+    params: SamplingParams
+    first_prompt: int = 0
+    index: int | None = None  # the one completion's index, when the part is a single row
+
+    def index_of(self, local: int) -> int:
+        return local if self.index is None else self.index

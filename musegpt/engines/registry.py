@@ -1,0 +1,159 @@
+"""The model registry: names for models, and opening any model with the right backend.
+
+`musegpt models` lists the embedded default, the models shipped inside the package, MuseGPT
+run folders under ./runs, and whatever the user registered with `musegpt models add NAME
+PATH` (kept in models.json in the config folder). A model is also named by its path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from musegpt.engines.base import Engine, EngineError
+from musegpt.engines.default_model import DEFAULT_MODEL, default_model_path
+from musegpt.fileio import atomic_write_text
+from musegpt.generation.decoder import OverflowPolicy
+from musegpt.paths import config_dir
+
+Backend = Literal["musegpt", "llama.cpp", "transformers"]
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+PACKAGED = Path(__file__).resolve().parent.parent / "weights"  # models shipped in the package
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: str  # "" for the default model until it is assembled
+    backend: Backend
+    source: Literal["default", "packaged", "run", "registered"]
+
+
+def detect_backend(path: Path) -> Backend:
+    """Which backend reads the model at `path`, or a clear error saying what was expected."""
+    if not path.exists():
+        raise EngineError(f"no model at {path}: the path does not exist")
+    if path.is_file() and path.suffix == ".gguf":
+        return "llama.cpp"
+    if path.is_dir() and (path / "config.json").is_file():
+        return "transformers"
+    if (path.is_file() and path.suffix == ".safetensors") or (
+        path.is_dir() and (path / "model.safetensors").is_file()
+    ):
+        return "musegpt"
+    raise EngineError(
+        f"{path} is not a model MuseGPT can read: expected a .gguf file, a MuseGPT model "
+        "(model.safetensors or its folder) or a Hugging Face folder with config.json"
+    )
+
+
+def registry_file() -> Path:
+    return config_dir() / "models.json"
+
+
+def _registered() -> dict[str, str]:
+    file = registry_file()
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise EngineError(
+            f"the model registry {file} is unreadable ({err}); fix or delete it"
+        ) from None
+    return {str(k): str(v) for k, v in data.get("models", {}).items()}
+
+
+def _save_registered(models: dict[str, str]) -> None:
+    text = json.dumps({"models": dict(sorted(models.items()))}, indent=2, ensure_ascii=False)
+    atomic_write_text(registry_file(), text + "\n")
+
+
+def list_models(runs: Path = Path("runs")) -> list[ModelEntry]:
+    entries = [ModelEntry(DEFAULT_MODEL, "", "llama.cpp", "default")]
+    if PACKAGED.is_dir():
+        for file in sorted(PACKAGED.glob("*.safetensors")):
+            entries.append(ModelEntry(file.stem, str(file), "musegpt", "packaged"))
+    if runs.is_dir():
+        for file in sorted(runs.glob("*/best/model.safetensors")):
+            entries.append(
+                ModelEntry(f"runs/{file.parent.parent.name}", str(file.parent), "musegpt", "run")
+            )
+    for name, path in _registered().items():
+        try:
+            backend = detect_backend(Path(path))
+        except EngineError:
+            backend = "musegpt"  # listed anyway; opening it gives the clear error
+        entries.append(ModelEntry(name, path, backend, "registered"))
+    return entries
+
+
+def add_model(name: str, path: str | Path) -> ModelEntry:
+    """Register `path` under `name` (the path is checked and stored absolute)."""
+    if not NAME.match(name):
+        raise EngineError(
+            f"model name {name!r} is not allowed: use letters, digits, '.', '_', ':' or '-'"
+        )
+    if name == DEFAULT_MODEL:
+        raise EngineError(f"{DEFAULT_MODEL!r} is the built-in default model; pick another name")
+    resolved = Path(path).expanduser().resolve()
+    backend = detect_backend(resolved)
+    models = _registered()
+    models[name] = str(resolved)
+    _save_registered(models)
+    return ModelEntry(name, str(resolved), backend, "registered")
+
+
+def remove_model(name: str) -> None:
+    models = _registered()
+    if name not in models:
+        raise EngineError(f"no registered model named {name!r} (see `musegpt models`)")
+    del models[name]
+    _save_registered(models)
+
+
+def find_model(model: str | Path | None) -> ModelEntry:
+    """The entry for a name or a path; None is the default model."""
+    if model is None or str(model) in ("", DEFAULT_MODEL, "default"):
+        return ModelEntry(DEFAULT_MODEL, "", "llama.cpp", "default")
+    for entry in list_models():
+        if entry.name == str(model):
+            return entry
+    path = Path(model).expanduser()
+    if path.exists():
+        return ModelEntry(path.stem or str(path), str(path), detect_backend(path), "registered")
+    known = ", ".join(e.name for e in list_models())
+    raise EngineError(
+        f"unknown model {str(model)!r}: not a registered name ({known}) and no such path; "
+        "register one with `musegpt models add NAME PATH`"
+    )
+
+
+def open_engine(
+    model: str | Path | None = None, device: str = "cpu", overflow: OverflowPolicy = "slide"
+) -> Engine:
+    """Load `model` (a name or a path; None = the default) with its backend."""
+    entry = find_model(model)
+    path = Path(entry.path) if entry.path else default_model_path()
+    if entry.backend == "llama.cpp":
+        from musegpt.engines.llama import LlamaCppEngine
+
+        return LlamaCppEngine.load(path, name=entry.name, overflow=overflow)
+    if entry.backend == "transformers":
+        from musegpt.engines.hf import HFEngine
+
+        return HFEngine.load(path, name=entry.name, device=device, overflow=overflow)
+    from musegpt.engines.musegpt_model import MuseGPTEngine
+    from musegpt.model.io import ModelFileError
+
+    try:
+        return MuseGPTEngine.load(path, name=entry.name, device=device, overflow=overflow)
+    except ModelFileError as err:
+        raise EngineError(str(err)) from err
+
+
+def entry_dict(entry: ModelEntry) -> dict[str, str]:
+    return asdict(entry)

@@ -1,0 +1,90 @@
+"""`Writer`: how every studio task asks the model for text.
+
+It derives each call's parameters from the user's `SamplingParams` (so `--seed` makes a
+whole multi-call task reproducible), streams to the caller while cleaning on the fly (only
+text that hygiene will keep is shown, and generation stops as soon as the model loops or
+starts a new few-shot example), and returns the cleaned text.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from musegpt.engines.base import Engine
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import LogitsProcessor
+from musegpt.studio.text import SENTENCE_END, Lang, cut_bad_tail, tidy
+
+Sink = Callable[[str], None]
+SEED_STRIDE = 7919  # a prime: call k of a task with seed s uses s + k * SEED_STRIDE
+
+
+@dataclass
+class Writer:
+    engine: Engine
+    params: SamplingParams = field(default_factory=SamplingParams)
+    lang: Lang = "en"
+    sink: Sink | None = None  # streamed text (a terminal, an SSE stream)
+    status: Callable[[str], None] | None = None  # what the task is doing, for long work
+    calls: int = 0
+
+    def say(self, message: str) -> None:
+        if self.status is not None:
+            self.status(message)
+
+    def show(self, text: str) -> None:
+        if self.sink is not None and text:
+            self.sink(text)
+
+    def call_params(
+        self, max_new_tokens: int, stop: Sequence[str], **extra: object
+    ) -> SamplingParams:
+        """The user's parameters for one model call, with its own derived seed."""
+        seed = None if self.params.seed is None else self.params.seed + self.calls * SEED_STRIDE
+        self.calls += 1
+        update: dict[str, object] = {
+            "max_new_tokens": min(max_new_tokens, self.params.max_new_tokens * 8),
+            "stop": [*self.params.stop, *stop],
+            "seed": seed,
+            "n": 1,
+            "echo": False,
+            **extra,
+        }
+        return self.params.model_copy(update=update)
+
+    def write(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        labels: Sequence[str] = (),
+        stream: bool = False,
+        clean_end: bool = True,
+        constraints: Sequence[LogitsProcessor] = (),
+        **extra: object,
+    ) -> str:
+        """Continue `prompt`; the cleaned continuation. With `stream`, clean text is sent to
+        the sink sentence by sentence as it is written."""
+        params = self.call_params(max_new_tokens, stop, **extra)
+        cancel = threading.Event()
+        raw = ""
+        shown = 0
+        for delta in self.engine.stream_deltas(prompt, params, constraints, cancel):
+            raw += delta.text
+            if len(cut_bad_tail(raw, labels)) < len(raw):
+                cancel.set()  # the model looped or began a new example: stop paying for it
+            if stream:
+                kept = tidy(raw, labels, clean_end=False)
+                ends = [m.end() for m in SENTENCE_END.finditer(kept)]
+                upto = max(ends, default=0)
+                if "\n" in kept[shown:]:
+                    upto = max(upto, kept.rfind("\n"))
+                if upto > shown:
+                    self.show(kept[shown:upto])
+                    shown = upto
+        final = tidy(raw, labels, clean_end=clean_end)
+        if stream and len(final) > shown:
+            self.show(final[shown:])
+        return final
