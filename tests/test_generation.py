@@ -209,7 +209,7 @@ def test_prompts_longer_than_the_context_slide_or_fail_clearly(muse: MuseModel) 
 def test_cancelling_a_stream_stops_it(muse: MuseModel) -> None:
     cancel = threading.Event()
     deltas = []
-    for delta in muse.decoder.stream("the", greedy(max_new_tokens=200), cancel=cancel):
+    for delta in muse.stream_deltas("the", greedy(max_new_tokens=200), cancel=cancel):
         deltas.append(delta)
         if len(deltas) == 3:
             cancel.set()

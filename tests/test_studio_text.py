@@ -149,3 +149,19 @@ def test_story_project_round_trips_and_reports_damage(tmp_path: Path) -> None:
         StoryProject.load(tmp_path / "p")
     with pytest.raises(StudioError, match="no story project"):
         StoryProject.load(tmp_path / "elsewhere")
+
+
+def test_characters_are_read_from_what_small_models_write() -> None:
+    from musegpt.studio.story import parse_character
+
+    assert parse_character("Elias Ward: the keeper, sixty.", "en") == Character(
+        "Elias Ward", "the keeper, sixty."
+    )
+    assert parse_character("<i>Artemis</i>, an animated robot", "en") == Character(
+        "Artemis", "Artemis, an animated robot"
+    )
+    found = parse_character("28-year-old robot Alice.", "en")
+    assert found is not None and found.name == "Alice"
+    assert parse_character("1st robot", "en") is None
+    assert parse_character("林小雨：他的女儿", "zh") == Character("林小雨", "他的女儿")
+    assert parse_character("他的女儿很漂亮", "zh") is None

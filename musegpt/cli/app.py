@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import typer
 
-from musegpt.cli import finetune, hf, models, prepare, sample, train, write
+from musegpt.cli import (
+    evaluate,
+    finetune,
+    form,
+    hf,
+    models,
+    prepare,
+    sample,
+    train,
+    write,
+)
 
 app = typer.Typer(
     name="musegpt",
@@ -23,6 +33,8 @@ app.command("export-hf")(hf.export_hf_command)
 app.command("import-hf")(hf.import_hf_command)
 app.add_typer(write.write_app, name="write")
 app.add_typer(models.models_app, name="models")
+app.add_typer(evaluate.eval_app, name="eval")
+app.add_typer(form.form_app, name="form")
 
 
 def main() -> None:

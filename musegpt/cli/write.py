@@ -215,3 +215,32 @@ def _text_arg(value: str) -> str:
     if value.startswith("@"):
         return Path(value[1:]).read_text(encoding="utf-8")
     return value
+
+
+@write_app.command("poem")
+def poem_command(
+    topic: Annotated[str, typer.Argument(help="What the poem is about.")],
+    form: Annotated[
+        str, Opt(help="haiku, limerick, sonnet, quatrain:ABAB, 五言绝句… (`musegpt form list`)")
+    ] = "haiku",
+    rhymes: Annotated[str | None, Opt(help="Chinese rhyme book: pingshui or xinyun.")] = None,
+    strict: Annotated[
+        bool | None, Opt("--strict/--lenient", help="Enforce tones (Chinese).")
+    ] = None,
+    attempts: Annotated[int, Opt(min=1, max=50, help="Tries before giving up.")] = 5,
+    model: ModelOpt = None,
+    seed: SeedOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """A poem in an exact form: it passes the form's checker, or fails with the reasons."""
+    with user_errors():
+        from musegpt.cli.form import chosen_form, render_report
+        from musegpt.forms import check
+
+        chosen_poem_form = chosen_form(form, rhymes, strict)
+        studio = _studio(model, None, chosen(seed=seed, temperature=temperature, top_p=top_p))
+        work = studio.poem(topic, chosen_poem_form, attempts)
+        render_report(check(work.text, chosen_poem_form), err_console)
+        _finish(work, out)

@@ -74,8 +74,8 @@ class Engine(ABC):
     def context_length(self) -> int: ...
 
     @abstractmethod
-    def logits_source(self) -> LogitsSource:
-        """A fresh source of next-token logits for one decode."""
+    def logits_source(self, params: SamplingParams | None = None) -> LogitsSource:
+        """A fresh source of next-token logits for one decode with `params`."""
 
     # -- shared behaviour -------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ class Engine(ABC):
             raise EngineError("next_token_logits needs at least one token")
         window = list(ids)[-(self.context_length - 1) :]
         with self.lock:
-            return self.logits_source().prefill([window])[0].float().clone()
+            return self.logits_source(SamplingParams()).prefill([window])[0].float().clone()
 
     def complete(
         self,
@@ -112,7 +112,7 @@ class Engine(ABC):
         completions: list[Completion] = []
         for batch in self._batches(prompts, params):
             with self.lock:
-                decoder = Decoder(self.logits_source(), self.tokenizer, self.overflow)
+                decoder = Decoder(self.logits_source(batch.params), self.tokenizer, self.overflow)
                 for c in decoder.generate(batch.prompts, batch.params, constraints):
                     c.index = batch.index_of(c.index)
                     c.prompt_index += batch.first_prompt
@@ -141,7 +141,7 @@ class Engine(ABC):
         params = with_overrides(params, overrides)
         for batch in self._batches(prompts, params):
             with self.lock:
-                decoder = Decoder(self.logits_source(), self.tokenizer, self.overflow)
+                decoder = Decoder(self.logits_source(batch.params), self.tokenizer, self.overflow)
                 for delta in decoder.stream(batch.prompts, batch.params, constraints, cancel):
                     delta.index = batch.index_of(delta.index)
                     yield delta

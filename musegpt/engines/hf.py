@@ -13,6 +13,7 @@ import torch
 
 from musegpt.engines.base import Engine, EngineError
 from musegpt.generation.decoder import OverflowPolicy
+from musegpt.generation.params import SamplingParams
 from musegpt.tokenizer.base import Tokenizer
 
 MAX_CONTEXT = 8192  # a cap on what the KV cache may grow to, whatever the config claims
@@ -192,5 +193,5 @@ class HFEngine(Engine):
     def context_length(self) -> int:
         return self._context_length
 
-    def logits_source(self) -> HFLogitsSource:
+    def logits_source(self, params: SamplingParams | None = None) -> HFLogitsSource:
         return HFLogitsSource(self.model, self._context_length)

@@ -8,6 +8,7 @@ prefix with the previous one (a retry, the next scene of a story) is not evaluat
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 
 from musegpt.engines.base import Engine, EngineError
 from musegpt.generation.decoder import OverflowPolicy
+from musegpt.generation.params import SamplingParams
 from musegpt.tokenizer.base import Tokenizer
 
 DEFAULT_CONTEXT = 8192
@@ -34,6 +36,7 @@ class LlamaTokenizer(Tokenizer):
         self._vocab_size = int(llama.n_vocab())
         self._eos = int(llama.token_eos())
         self._bos = int(llama.token_bos())
+        self.vocab = llama._model.vocab
 
     @property
     def vocab_size(self) -> int:
@@ -57,9 +60,21 @@ class LlamaTokenizer(Tokenizer):
             if token_id in (self._bos, self._eos) or not 0 <= token_id < self._vocab_size:
                 piece = b""
             else:
-                piece = bytes(self.llama._model.token_to_piece(token_id, special=False))
+                piece = self._piece(token_id)
             self._pieces[token_id] = piece
         return piece
+
+    def _piece(self, token_id: int) -> bytes:
+        """The token's exact bytes (llama.cpp writes them to a buffer and says how many)."""
+        import llama_cpp
+
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token_id, buffer, size, 0, False)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n  # too small: llama.cpp says how much it needs
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.llama.model_path}
@@ -72,8 +87,9 @@ class LlamaTokenizer(Tokenizer):
 class LlamaLogitsSource:
     """Next-token logits from a llama.cpp context, one row, reusing the cached prefix."""
 
-    def __init__(self, llama: Any, context_length: int) -> None:
+    def __init__(self, llama: Any, context_length: int, reuse_prefix: bool = True) -> None:
         self.llama = llama
+        self.reuse_prefix = reuse_prefix
         self.vocab = int(llama.n_vocab())
         self._context_length = context_length
 
@@ -90,7 +106,7 @@ class LlamaLogitsSource:
         (window,) = windows
         cached = self.llama.input_ids[: self.llama.n_tokens].tolist()
         common = 0
-        limit = min(len(cached), len(window) - 1)  # at least one token is evaluated anew
+        limit = min(len(cached), len(window) - 1) if self.reuse_prefix else 0
         while common < limit and cached[common] == window[common]:
             common += 1
         self.llama.n_tokens = common  # eval() drops the cache beyond this point
@@ -134,18 +150,20 @@ class LlamaCppEngine(Engine):
                 raise EngineError(f"{file} is not a GGUF file (it does not start with 'GGUF')")
         try:
             from llama_cpp import Llama
+            from llama_cpp._utils import suppress_stdout_stderr
         except ImportError as err:
             raise EngineError(
                 "GGUF models need llama-cpp-python: pip install llama-cpp-python"
             ) from err
         try:
-            llama = Llama(
-                model_path=str(file),
-                n_ctx=context_length,
-                n_threads=threads or os.cpu_count() or 1,
-                logits_all=False,
-                verbose=False,
-            )
+            with suppress_stdout_stderr(disable=False):  # llama.cpp logs from C on load
+                llama = Llama(
+                    model_path=str(file),
+                    n_ctx=context_length,
+                    n_threads=threads or os.cpu_count() or 1,
+                    logits_all=False,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as err:
             raise EngineError(f"llama.cpp could not load {file}: {err}") from err
         return cls(llama, name or file.stem, str(file), overflow)
@@ -157,7 +175,10 @@ class LlamaCppEngine(Engine):
     @property
     def context_length(self) -> int:
         """The context asked for, or what the model was trained on if that is less."""
-        return min(int(self.llama.n_ctx()), int(self.llama.n_ctx_train()))
+        return min(int(self.llama.n_ctx()), int(self.llama._model.n_ctx_train()))
 
-    def logits_source(self) -> LlamaLogitsSource:
-        return LlamaLogitsSource(self.llama, self.context_length)
+    def logits_source(self, params: SamplingParams | None = None) -> LlamaLogitsSource:
+        # llama.cpp's numbers depend slightly on how tokens were batched when the cache was
+        # filled, so a seeded request re-reads its prompt from scratch: same seed, same text.
+        reuse = params is None or params.seed is None
+        return LlamaLogitsSource(self.llama, self.context_length, reuse_prefix=reuse)

@@ -9,6 +9,7 @@ import torch
 
 from musegpt.engines.base import Engine
 from musegpt.generation.decoder import GPTLogitsSource, LogitsSource, OverflowPolicy
+from musegpt.generation.params import SamplingParams
 from musegpt.model.gpt import GPT
 from musegpt.model.io import load_model
 from musegpt.tokenizer.base import Tokenizer
@@ -50,5 +51,5 @@ class MuseGPTEngine(Engine):
     def context_length(self) -> int:
         return self.model.config.block_size
 
-    def logits_source(self) -> LogitsSource:
+    def logits_source(self, params: SamplingParams | None = None) -> LogitsSource:
         return GPTLogitsSource(self.model)

@@ -97,15 +97,15 @@ class PresenceFrequencyPenalty:
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         scores = scores.clone()
-        vocab = scores.shape[-1]
         for row in range(scores.shape[0]):
             generated = state.generated(row)
             if not generated:
                 continue
-            counts = torch.bincount(
-                torch.tensor(generated, device=scores.device), minlength=vocab
-            ).to(scores.dtype)
-            scores[row] -= self.frequency * counts + self.presence * (counts > 0).to(scores)
+            # Only the tokens seen are touched: cheap even for a 262k-token vocabulary.
+            seen, counts = torch.unique(
+                torch.tensor(generated, device=scores.device), return_counts=True
+            )
+            scores[row, seen] -= self.frequency * counts.to(scores.dtype) + self.presence
         return scores
 
 
@@ -184,11 +184,20 @@ class TopP:
         self.p = p
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
-        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        probs = scores.softmax(dim=-1)
+        vocab = scores.shape[-1]
+        # The nucleus is usually a few hundred tokens: look at the best k, growing k until
+        # their mass reaches p, instead of sorting a vocabulary of up to 262k every step.
+        k = min(256, vocab)
+        while True:
+            best, order = torch.topk(probs, k, dim=-1)
+            if k == vocab or bool((best.sum(dim=-1) >= self.p).all()):
+                break
+            k = min(k * 4, vocab)
         # Drop a token when the better ones before it already reach p.
-        remove = _keep_at_least_one((cumulative - sorted_scores.softmax(dim=-1)) >= self.p)
-        return scores.masked_fill(remove.scatter(-1, order, remove), NEG_INF)
+        keep = ~_keep_at_least_one((best.cumsum(dim=-1) - best) >= self.p)
+        kept = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, keep)
+        return scores.masked_fill(~kept, NEG_INF)
 
 
 class MinP:

@@ -213,27 +213,55 @@ def plan_bible(writer: Writer, premise: str) -> StoryBible:
     for key, tokens in (("title", 24), ("setting", 60), ("style", 40)):
         values[key] = _field(writer, prompt, labels[key], tokens) or "—"
         prompt += f"{labels[key]} {values[key]}\n"
-    characters: list[Character] = []
-    for _ in range(3):
-        text = writer.write(
-            prompt + labels["characters"] + "\n- ", 160,
-            stop=[f"\n{labels['synopsis']}", "\n\n", f"\n{labels['outline']}"], clean_end=False,
-        )  # fmt: skip
-        for line in ("- " + text).split("\n"):
-            name, sep, description = line.lstrip("- ").partition("：" if "：" in line else ":")
-            name = name.strip().strip("*")
-            new = all(c.name != name for c in characters)
-            if sep and 0 < len(name) <= 40 and description.strip() and new:
-                characters.append(Character(name, description.strip()))
-        if characters:
-            break
-    if not characters:
-        raise StudioError("the model named no characters for the story bible; try another --seed")
-    characters = characters[:6]
-    prompt += labels["characters"] + "\n"
-    prompt += "".join(f"- {c.name}: {c.description}\n" for c in characters)
+    characters = plan_characters(writer, prompt + labels["characters"] + "\n")
+    prompt += labels["characters"] + "\n" + character_lines(writer.lang, characters)
     synopsis = _field(writer, prompt, labels["synopsis"], 120)
     return StoryBible(values["title"], values["setting"], values["style"], synopsis, characters)
+
+
+def character_lines(lang: Lang, characters: list[Character]) -> str:
+    colon = "：" if lang == "zh" else ": "
+    return "".join(f"- {c.name}{colon}{c.description}\n" for c in characters)
+
+
+NAME = re.compile(r"^(?:[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,3}|[\u4e00-\u9fff·]{1,6})$")
+
+
+CAPITALISED = re.compile(r"\b[A-Z][a-z'-]+(?: [A-Z][a-z'-]+){0,2}\b")
+NOT_NAMES = {"The", "A", "An", "He", "She", "They", "His", "Her", "It", "In", "On", "At", "One"}
+
+
+def parse_character(line: str, lang: Lang) -> Character | None:
+    """A character from one line the model wrote: "Name: description" when it kept the
+    shape, else the first capitalised name in the line (English) — small models often
+    write "28-year-old robot Alice, who ..." instead."""
+    line = re.sub(r"<[^>]+>|\*", "", line).strip(" -")
+    name, sep, description = line.partition("：" if lang == "zh" else ":")
+    name, description = name.strip(), description.strip()
+    if sep and NAME.match(name) and description:
+        return Character(name, description)
+    if lang == "en":
+        for match in CAPITALISED.finditer(line):
+            words = [w for w in match.group(0).split() if w not in NOT_NAMES]
+            if words:
+                return Character(" ".join(words), line.rstrip("."))
+    return None
+
+
+def plan_characters(writer: Writer, prompt: str, most: int = 3, tries: int = 8) -> list[Character]:
+    """Characters one line at a time, each parsed and checked; at most `tries` calls."""
+    characters: list[Character] = []
+    for _ in range(tries):
+        if len(characters) == most:
+            break
+        listed = character_lines(writer.lang, characters)
+        line = writer.write(prompt + listed + "- ", 40, stop=["\n"], clean_end=False)
+        found = parse_character(line, writer.lang)
+        if found is not None and all(c.name != found.name for c in characters):
+            characters.append(found)
+    if not characters:
+        raise StudioError("the model named no characters for the story bible; try another --seed")
+    return characters
 
 
 def _plan_prompt(lang: Lang, premise: str, bible: StoryBible) -> str:
@@ -242,7 +270,7 @@ def _plan_prompt(lang: Lang, premise: str, bible: StoryBible) -> str:
         _bible_prompt(lang, premise)
         + f"{labels['title']} {bible.title}\n{labels['setting']} {bible.setting}\n"
         + f"{labels['style']} {bible.style}\n{labels['characters']}\n"
-        + "".join(f"- {c.name}: {c.description}\n" for c in bible.characters)
+        + character_lines(lang, bible.characters)
         + f"{labels['synopsis']} {bible.synopsis}\n{labels['outline']}\n"
     )
 
@@ -265,8 +293,10 @@ def scene_prompt(project: StoryProject, index: int) -> str:
     previous = project.scenes[:index]
     recent = previous[-1].text[-RECENT_CHARS:] if previous else ""
     active = bible.relevant(" ".join([scene.beat, recent, *(s.summary for s in previous[-2:])]))
-    prompt = SCENE_NOTES[lang].format(title=bible.title, style=bible.style, setting=bible.setting)
-    prompt += "".join(f"- {c.name}: {c.description}\n" for c in active)
+    prompt = SCENE_NOTES[lang].format(
+        title=bible.title, premise=project.premise, style=bible.style, setting=bible.setting
+    )
+    prompt += character_lines(lang, active)
     if previous:
         prompt += SO_FAR[lang] + " ".join(s.summary for s in previous) + "\n"
     prompt += NEXT[lang] + scene.beat + "\n\n"
@@ -287,7 +317,8 @@ def summarize(scene: Scene) -> str:
 
 def write_scene(writer: Writer, project: StoryProject, index: int) -> Scene:
     scene = project.scenes[index]
-    stops = ["\nChapter ", "\n第", "\nNotes for", "写作笔记", "\n\n\n"]
+    chapter = CHAPTER[project.lang]
+    stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter ", "\nNotes for", "写作笔记", "\n\n\n"]
     labels = ["Chapter ", "This chapter:", "Story so far:", "本章内容：", "前情提要："]
     scene.text = writer.write(
         scene_prompt(project, index), project.scene_tokens, stop=stops, labels=labels, stream=True

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from musegpt.engines.base import Engine, with_overrides
+from musegpt.forms.form import Form
 from musegpt.generation.params import SamplingParams
 from musegpt.studio import script as script_task
 from musegpt.studio import story as story_task
@@ -32,6 +33,7 @@ STUDIO_DEFAULTS: dict[str, Any] = {
     "max_new_tokens": 400,
 }
 TASKS = ["story", "script", "lyrics", "brainstorm", "describe", "rewrite", "plot-help"]
+FORM_TASKS = ["poem"]  # evaluated by `musegpt eval forms`, not with the studio prompt set
 
 
 def studio_params(params: SamplingParams | None = None, **overrides: Any) -> SamplingParams:
@@ -114,6 +116,16 @@ class Studio:
     ) -> Work:
         writer = self.writer(text, **overrides)
         return self._done(tasks.rewrite(writer, text, style, sample, alternatives), writer)
+
+    def poem(
+        self, topic: str, form: Form | str = "haiku", attempts: int = 5, **overrides: Any
+    ) -> Work:
+        """A poem that passes its form's checker (or a StudioError after `attempts`); `form`
+        is a name (`musegpt form list`) or a `musegpt.forms.get_form(...)` result."""
+        from musegpt.studio.poem import poem
+
+        writer = self.writer(topic, **overrides)
+        return self._done(poem(writer, topic, form, attempts), writer)
 
     def plot_help(self, story: str, conflict: str, count: int = 4, **overrides: Any) -> Work:
         writer = self.writer(story + conflict, **overrides)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from musegpt.studio.text import Lang, similarity, tidy
+from musegpt.studio.text import Lang, example_phrases, similarity, tidy
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
 
@@ -62,7 +62,10 @@ def describe(writer: Writer, subject: str, max_new_tokens: int = 220) -> Work:
     """A sensory description of a thing, person or place."""
     prompt = DESCRIBE[writer.lang].format(subject=subject.strip())
     labels = ["Subject:", "Description:", "对象：", "描写："]
-    text = writer.write(prompt, max_new_tokens, stop=["\n\n"], labels=labels, stream=True)
+    avoid = example_phrases(DESCRIBE[writer.lang])
+    text = writer.write(
+        prompt, max_new_tokens, stop=["\n\n"], labels=labels, stream=True, avoid=avoid
+    )
     if not text:
         raise StudioError("the model wrote no description; try another --seed")
     return Work("describe", subject.strip(), writer.lang, text)
@@ -264,12 +267,13 @@ def rewrite(
     prompt = REWRITE[writer.lang].format(text=flat, style=described)
     budget = max_new_tokens or max(64, 2 * len(writer.engine.tokenize(flat)))
     labels = ["Original:", "Style:", "Rewritten:", "原文：", "风格：", "改写："]
+    avoid = example_phrases(REWRITE[writer.lang])
     versions: list[str] = []
     for attempt in range(alternatives * 3):
         if attempt and writer.sink is not None:
             writer.show("\n\n")
         version = writer.write(prompt, budget, stop=["\n\n", "\nOriginal:", "\n原文："],
-                               labels=labels, stream=True)  # fmt: skip
+                               labels=labels, stream=True, avoid=avoid)  # fmt: skip
         if version and all(similarity(version, v) <= 0.8 for v in versions):
             versions.append(version)
         if len(versions) == alternatives:
@@ -338,6 +342,7 @@ def lyrics(writer: Writer, topic: str, title: str = "") -> Work:
     song = LYRICS[lang].format(title=title, topic=topic.strip())
     written: dict[str, list[str]] = {}
     parts: list[str] = []
+    avoid = example_phrases(LYRICS[lang])
     for name in SECTIONS[lang]:
         header = f"[{name}]\n"
         writer.show(header)
@@ -346,7 +351,7 @@ def lyrics(writer: Writer, topic: str, title: str = "") -> Work:
             for _ in range(3):
                 text = writer.write(
                     song + header, 20 * most, stop=["\n[", "\n\n", "\nTitle:", "\n标题："],
-                    clean_end=False,
+                    clean_end=False, avoid=avoid,
                 )  # fmt: skip
                 lines = _lines(tidy(text, clean_end=False), most)
                 if len(lines) >= min(2, most):

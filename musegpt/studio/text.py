@@ -108,6 +108,18 @@ def tidy(text: str, labels: Sequence[str] = (), clean_end: bool = True) -> str:
     return end_cleanly(text) if clean_end else text
 
 
+def example_phrases(text: str) -> list[str]:
+    """The sentences and lines of a few-shot example long enough to be worth banning, so
+    the model cannot hand the example back as the user's text."""
+    pieces = re.split(r"\n|(?<=[.!?。！？])\s*", text)
+    out = []
+    for piece in pieces:
+        body = piece.split("：", 1)[-1].split(": ", 1)[-1].strip()
+        if "{" not in body and len(body) >= (8 if HAN.search(body) else 20):
+            out.append(body)
+    return out
+
+
 def distinct_n(texts: list[str], n: int) -> float:
     """Share of distinct n-grams among all n-grams of the texts (0 when there are none)."""
     grams = [tuple(u[i : i + n]) for t in texts for u in [units(t)] for i in range(len(u) - n + 1)]

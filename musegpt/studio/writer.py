@@ -63,10 +63,14 @@ class Writer:
         stream: bool = False,
         clean_end: bool = True,
         constraints: Sequence[LogitsProcessor] = (),
+        avoid: Sequence[str] = (),
         **extra: object,
     ) -> str:
         """Continue `prompt`; the cleaned continuation. With `stream`, clean text is sent to
-        the sink sentence by sentence as it is written."""
+        the sink sentence by sentence as it is written. Phrases in `avoid` (the few-shot
+        examples' own lines) never appear: decoding backtracks around them."""
+        if avoid:
+            extra["banned"] = [*self.params.banned, *avoid]
         params = self.call_params(max_new_tokens, stop, **extra)
         cancel = threading.Event()
         raw = ""

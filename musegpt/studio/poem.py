@@ -1,0 +1,37 @@
+"""`poem`: a poem in a named form, guaranteed — constrained decoding keeps syllables or
+characters, rhyme and (in strict mode) tones, and the checker must pass before a poem is
+returned; after a bounded number of attempts the task fails with the checker's reasons."""
+
+from __future__ import annotations
+
+from musegpt.forms import Form, FormError, check, get_form, model_generate_fn, write_poem
+from musegpt.forms.writer import suggested_max_new_tokens
+from musegpt.studio.tasks import StudioError
+from musegpt.studio.work import Work
+from musegpt.studio.writer import Writer
+
+# A plain title line: base models continue it with a poem more readily than an instruction.
+POEM_PROMPT = {"en": '{form} — "{topic}"\n\n', "zh": "《{topic}》（{form}）\n"}
+
+
+def poem(writer: Writer, topic: str, form: Form | str, attempts: int = 5) -> Work:
+    try:
+        form = get_form(form) if isinstance(form, str) else form
+    except FormError as err:
+        raise StudioError(str(err)) from None
+    writer.lang = "zh" if form.language == "zh" else "en"
+    writer.say(f"Writing a {form.display_name} ({form.describe()})…")
+    params = writer.call_params(suggested_max_new_tokens(form), stop=[])
+    prompt = POEM_PROMPT[writer.lang].format(form=form.display_name, topic=topic.strip())
+    generate = model_generate_fn(writer.engine, params)
+    try:
+        result = write_poem(
+            generate, form, topic, tokenizer=writer.engine.tokenizer, prompt=prompt,
+            attempts=attempts, seed=params.seed if params.seed is not None else 0,
+        )  # fmt: skip
+    except FormError as err:
+        raise StudioError(str(err)) from None
+    writer.show(result.text + "\n")
+    assert check(result.text, form).passed  # write_poem returns only passing poems
+    meta = {"form": form.display_name, "attempt": result.attempt, "poem seed": result.seed}
+    return Work("poem", topic.strip() or form.display_name, writer.lang, result.text, meta=meta)
