@@ -113,7 +113,10 @@ def test_plot_help_offers_distinct_ways(studio: Studio) -> None:
     work = studio.plot_help(
         "A girl finds a key that opens every door in town.", "the key starts to melt", 3, seed=2
     )
-    assert len(work.parts) == 3 and valid(work.__class__("plot-help", "", "en", "x.", work.parts))
+    assert len(work.parts) == 3 and no_scaffolding(work.text)
+    assert all(
+        similarity(a, b) <= 0.5 for i, a in enumerate(work.parts) for b in work.parts[i + 1 :]
+    )
 
 
 def test_story_project_is_saved_resumed_and_extended(studio: Studio, tmp_path: Path) -> None:

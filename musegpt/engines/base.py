@@ -32,6 +32,35 @@ class EngineError(ValueError):
     """A model that cannot be loaded, or a request an engine cannot honour."""
 
 
+class BackendTokenizer(Tokenizer):
+    """A backend's own tokenizer presented through MuseGPT's tokenizer contract (pieces as
+    exact bytes), so the decoder's streaming and every constraint work on it unchanged.
+    Subclasses give `encode` and `token_bytes`; it is saved with its model, never alone."""
+
+    def __init__(self, vocab_size: int, eot_id: int, source: str) -> None:
+        self._vocab_size = vocab_size  # the model's output width
+        self._eot_id = eot_id
+        self.source = source
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def eot_id(self) -> int:
+        return self._eot_id
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tokenizer:
+        raise EngineError(f"a {cls.kind} tokenizer is loaded with its model, not on its own")
+
+
 @dataclass(frozen=True)
 class EngineInfo:
     """What `musegpt models` and the server's /v1/models show about a loaded engine."""

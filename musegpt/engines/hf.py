@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from musegpt.engines.base import Engine, EngineError
+from musegpt.engines.base import BackendTokenizer, Engine, EngineError
 from musegpt.generation.decoder import OverflowPolicy
 from musegpt.generation.params import SamplingParams
 from musegpt.tokenizer.base import Tokenizer
@@ -33,35 +33,22 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(printable, chars, strict=True)}
 
 
-class PretrainedTokenizer(Tokenizer):
-    """A `transformers` tokenizer presented through MuseGPT's tokenizer contract, so the
-    decoder's byte-exact streaming and every constraint work on it unchanged."""
+class PretrainedTokenizer(BackendTokenizer):
+    """A `transformers` tokenizer (its vocabulary may be narrower than the model's output)."""
 
     kind: ClassVar[str] = "transformers"
 
     def __init__(self, tokenizer: Any, vocab_size: int, eos_id: int) -> None:
+        super().__init__(vocab_size, eos_id, str(tokenizer.name_or_path))
         self.hf = tokenizer
-        self._vocab_size = vocab_size  # the model's output width (may exceed the tokenizer's)
-        self._eos_id = eos_id
         bos = tokenizer.bos_token_id
         # Models whose BOS differs from EOS (Llama, Gemma, ...) expect it before a prompt.
         self.bos_id: int | None = bos if bos is not None and bos != eos_id else None
         self.special = set(tokenizer.all_special_ids)
 
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab_size
-
-    @property
-    def eot_id(self) -> int:
-        return self._eos_id
-
     def encode(self, text: str) -> list[int]:
         ids: list[int] = self.hf.encode(text, add_special_tokens=False)
         return ids if self.bos_id is None else [self.bos_id, *ids]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
 
     def token_bytes(self, token_id: int) -> bytes:
         return self._table[token_id] if 0 <= token_id < len(self._table) else b""
@@ -84,13 +71,6 @@ class PretrainedTokenizer(Tokenizer):
             else:
                 table.append(piece.replace("▁", " ").encode("utf-8"))
         return table
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.hf.name_or_path}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Tokenizer:
-        raise EngineError("a transformers tokenizer is loaded with its model folder")
 
 
 class HFLogitsSource:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from musegpt.engines.base import Engine, EngineError
+from musegpt.engines.base import BackendTokenizer, Engine, EngineError
 from musegpt.generation.decoder import OverflowPolicy
 from musegpt.generation.params import SamplingParams
 from musegpt.tokenizer.base import Tokenizer
@@ -25,39 +26,27 @@ from musegpt.tokenizer.base import Tokenizer
 DEFAULT_CONTEXT = 8192
 
 
-class LlamaTokenizer(Tokenizer):
-    """llama.cpp's tokenizer through MuseGPT's tokenizer contract (byte-exact pieces)."""
+class LlamaTokenizer(BackendTokenizer):
+    """llama.cpp's tokenizer (pieces read from llama.cpp as exact bytes, then cached)."""
 
     kind: ClassVar[str] = "llama.cpp"
 
     def __init__(self, llama: Any) -> None:
+        super().__init__(int(llama.n_vocab()), int(llama.token_eos()), str(llama.model_path))
         self.llama = llama
         self._pieces: dict[int, bytes] = {}
-        self._vocab_size = int(llama.n_vocab())
-        self._eos = int(llama.token_eos())
         self._bos = int(llama.token_bos())
         self.vocab = llama._model.vocab
-
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab_size
-
-    @property
-    def eot_id(self) -> int:
-        return self._eos
 
     def encode(self, text: str) -> list[int]:
         """Ids with the model's beginning-of-sequence token first, as it was trained."""
         ids: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         return ids
 
-    def decode(self, ids: Sequence[int]) -> str:
-        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
-
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._pieces.get(token_id)
         if piece is None:
-            if token_id in (self._bos, self._eos) or not 0 <= token_id < self._vocab_size:
+            if token_id in (self._bos, self.eot_id) or not 0 <= token_id < self.vocab_size:
                 piece = b""
             else:
                 piece = self._piece(token_id)
@@ -76,20 +65,25 @@ class LlamaTokenizer(Tokenizer):
                 return buffer.raw[:n]
             size = -n  # too small: llama.cpp says how much it needs
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.llama.model_path}
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Tokenizer:
-        raise EngineError("a llama.cpp tokenizer is loaded with its GGUF model")
+CHUNK = 128  # prompt tokens are evaluated in chunks that start at multiples of this
+
+
+@dataclass
+class CacheState:
+    """How much of a llama.cpp context's cache can be reused exactly: the positions filled
+    by whole prompt chunks. llama.cpp's numbers depend slightly on how tokens were batched,
+    so reusing anything else would make the same seed give different text."""
+
+    exact: int = 0
 
 
 class LlamaLogitsSource:
     """Next-token logits from a llama.cpp context, one row, reusing the cached prefix."""
 
-    def __init__(self, llama: Any, context_length: int, reuse_prefix: bool = True) -> None:
+    def __init__(self, llama: Any, context_length: int, state: CacheState) -> None:
         self.llama = llama
-        self.reuse_prefix = reuse_prefix
+        self.state = state
         self.vocab = int(llama.n_vocab())
         self._context_length = context_length
 
@@ -103,14 +97,18 @@ class LlamaLogitsSource:
         return torch.from_numpy(logits.copy()).view(1, -1)
 
     def prefill(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Evaluate `window` in chunks aligned to CHUNK, after the longest reusable prefix:
+        the result is the same, bit for bit, as evaluating it from scratch."""
         (window,) = windows
-        cached = self.llama.input_ids[: self.llama.n_tokens].tolist()
+        cached = self.llama.input_ids[: self.state.exact].tolist()
         common = 0
-        limit = min(len(cached), len(window) - 1) if self.reuse_prefix else 0
-        while common < limit and cached[common] == window[common]:
+        while common < min(len(cached), len(window)) and cached[common] == window[common]:
             common += 1
-        self.llama.n_tokens = common  # eval() drops the cache beyond this point
-        self.llama.eval(list(window[common:]))
+        start = min(common // CHUNK * CHUNK, (len(window) - 1) // CHUNK * CHUNK)
+        self.llama.n_tokens = start  # eval() drops the cache beyond this point
+        for begin in range(start, len(window), CHUNK):
+            self.llama.eval(list(window[begin : begin + CHUNK]))
+        self.state.exact = len(window) // CHUNK * CHUNK
         return self._last_logits()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -132,6 +130,7 @@ class LlamaCppEngine(Engine):
         super().__init__(name, path, overflow)
         self.llama = llama
         self._tokenizer = LlamaTokenizer(llama)
+        self.cache_state = CacheState()
 
     @classmethod
     def load(
@@ -178,7 +177,4 @@ class LlamaCppEngine(Engine):
         return min(int(self.llama.n_ctx()), int(self.llama._model.n_ctx_train()))
 
     def logits_source(self, params: SamplingParams | None = None) -> LlamaLogitsSource:
-        # llama.cpp's numbers depend slightly on how tokens were batched when the cache was
-        # filled, so a seeded request re-reads its prompt from scratch: same seed, same text.
-        reuse = params is None or params.seed is None
-        return LlamaLogitsSource(self.llama, self.context_length, reuse_prefix=reuse)
+        return LlamaLogitsSource(self.llama, self.context_length, self.cache_state)

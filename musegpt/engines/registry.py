@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -153,7 +153,3 @@ def open_engine(
         return MuseGPTEngine.load(path, name=entry.name, device=device, overflow=overflow)
     except ModelFileError as err:
         raise EngineError(str(err)) from err
-
-
-def entry_dict(entry: ModelEntry) -> dict[str, str]:
-    return asdict(entry)

@@ -72,6 +72,7 @@ class StoryProject:
     bible: StoryBible | None = None
     scenes: list[Scene] = field(default_factory=list)
     scene_tokens: int = 450
+    chapters: int = 3  # how many the outline should hold (new stories: --chapters; +--more)
     meta: dict[str, Any] = field(default_factory=dict)
 
     # -- files --------------------------------------------------------------------------
@@ -94,6 +95,7 @@ class StoryProject:
                 bible=bible,
                 scenes=[Scene(**s) for s in data.get("scenes", [])],
                 scene_tokens=int(data.get("scene_tokens", 450)),
+                chapters=int(data.get("chapters", len(data.get("scenes", [])))),
                 meta=data.get("meta", {}),
             )
         except FileNotFoundError:
@@ -110,6 +112,7 @@ class StoryProject:
             "bible": asdict(self.bible) if self.bible else None,
             "scenes": [asdict(s) for s in self.scenes],
             "scene_tokens": self.scene_tokens,
+            "chapters": self.chapters,
             "meta": self.meta,
         }
         atomic_write_text(
@@ -337,7 +340,8 @@ def write_story(
     more: int = 0,
     scene_tokens: int = 450,
 ) -> Work:
-    """Start, resume or extend the story project in `folder`."""
+    """Start a story of `scenes` chapters in `folder`, or resume the one there, adding
+    `more` chapters to its outline."""
     folder = Path(folder)
     if (folder / PROJECT_FILE).is_file():
         project = StoryProject.load(folder)
@@ -346,17 +350,22 @@ def write_story(
         if not premise.strip():
             raise StudioError("a new story needs a premise, e.g. 'a robot who discovers love'")
         project = StoryProject(folder, premise.strip(), writer.lang, scene_tokens=scene_tokens)
+        project.chapters = scenes
         project.meta = {"model": writer.engine.name, "seed": writer.params.seed}
     if project.bible is None:
         writer.say("Planning the story bible…")
         project.bible = plan_bible(writer, project.premise)
         project.save()
-    wanted = max(scenes - len(project.scenes), 0) + more
-    if wanted:
+    project.chapters += more
+    wanted = project.chapters - len(project.scenes)
+    if wanted > 0:
         writer.say("Outlining…")
         project.scenes += [Scene(beat) for beat in plan_outline(writer, project, wanted)]
         project.save()
     chapter = CHAPTER[project.lang]
+    if all(scene.text for scene in project.scenes):
+        writer.say(f"{folder} is complete ({len(project.scenes)} chapters); --more N adds N more")
+        writer.show(project.markdown())
     for index, scene in enumerate(project.scenes):
         if scene.text:
             continue

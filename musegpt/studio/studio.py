@@ -30,7 +30,7 @@ STUDIO_DEFAULTS: dict[str, Any] = {
     "top_k": 64,
     "frequency_penalty": 0.3,
     "presence_penalty": 0.1,
-    "max_new_tokens": 400,
+    "max_new_tokens": 1000,  # a ceiling per model call; each task sets its own budget below it
 }
 TASKS = ["story", "script", "lyrics", "brainstorm", "describe", "rewrite", "plot-help"]
 FORM_TASKS = ["poem"]  # evaluated by `musegpt eval forms`, not with the studio prompt set

@@ -45,7 +45,7 @@ class Writer:
         seed = None if self.params.seed is None else self.params.seed + self.calls * SEED_STRIDE
         self.calls += 1
         update: dict[str, object] = {
-            "max_new_tokens": min(max_new_tokens, self.params.max_new_tokens * 8),
+            "max_new_tokens": min(max_new_tokens, self.params.max_new_tokens),
             "stop": [*self.params.stop, *stop],
             "seed": seed,
             "n": 1,
