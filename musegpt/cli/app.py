@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from musegpt.cli import (
+    compose,
     evaluate,
     finetune,
     form,
@@ -13,7 +14,9 @@ from musegpt.cli import (
     models,
     prepare,
     sample,
+    serve,
     train,
+    works,
     write,
 )
 
@@ -31,10 +34,13 @@ app.command("sample")(sample.sample_command)
 app.command("quickstart")(train.quickstart_command)
 app.command("export-hf")(hf.export_hf_command)
 app.command("import-hf")(hf.import_hf_command)
+app.command("compose")(compose.compose_command)
 app.add_typer(write.write_app, name="write")
 app.add_typer(models.models_app, name="models")
 app.add_typer(evaluate.eval_app, name="eval")
 app.add_typer(form.form_app, name="form")
+app.command("serve")(serve.serve_command)
+app.add_typer(works.works_app, name="works")
 
 
 def main() -> None:

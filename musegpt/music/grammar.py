@@ -1,0 +1,259 @@
+"""The ABC body grammar that constrained decoding writes, as a character-level state machine
+that also keeps time: every bar it lets through lasts exactly one bar of the metre.
+
+What the grammar writes (a subset of ABC that music21, abc2midi and abcm2ps all read the
+same way):
+
+* notes: an optional accidental (^ _ =), a pitch letter, at most one octave mark (C, or c'),
+  and a length from `LENGTHS` (multiples of half a unit note, so a bar's remaining time is
+  always a multiple of 1/2 and can always be filled: no dead ends);
+* rests `z` with a length;
+* triplets `(3` of three notes or rests of equal length (2/3 each; the group lasts 2 notes);
+* ties `-` to the next note, which must have the same pitch (across a bar line too);
+* bar lines `|` only when the bar is full; repeats `|:` ... `:|`; a newline only
+  after a bar line, forced after `MAX_LINE_BARS` bars;
+* after the requested number of bars the tune ends with `|]` (or `:|` closing a repeat),
+  then an optional newline and end of text.
+
+Durations are exact `Fraction`s in unit notes (L:). The state is an immutable, hashable
+value, so constrained decoding caches one mask per state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+# Note lengths written after a pitch, in unit notes.
+LENGTHS: dict[str, Fraction] = {
+    "": Fraction(1),
+    "2": Fraction(2),
+    "3": Fraction(3),
+    "4": Fraction(4),
+    "6": Fraction(6),
+    "8": Fraction(8),
+    "/": Fraction(1, 2),
+    "/2": Fraction(1, 2),
+    "3/2": Fraction(3, 2),
+}
+_LENGTH_PREFIXES = {s[:i] for s in LENGTHS for i in range(len(s) + 1)}
+PITCHES = "ABCDEFGabcdefg"
+ACCIDENTALS = "^_="
+ALPHABET = frozenset(PITCHES + ACCIDENTALS + "z,'/0123456789|:]-( \n")
+MAX_LINE_BARS = 8  # a newline is forced after this many bars on one line
+TRIPLET = 3
+
+# Phases of the machine.
+LINE_START = 0  # start of the body or of a line: an element (or "|:" at the very start)
+BETWEEN = 1  # after an element, a space or a bar line: an element, space or bar line
+ACCIDENTAL = 2  # after ^ _ =: a pitch letter
+NOTE = 3  # after a pitch (or rest) and part of its length: more length, a tie, or the next
+TUPLET_OPEN = 4  # after "(": the 3
+OPENER = 5  # after "|" at the start of the body: the ":" of "|:"
+BAR = 6  # after "|": ":", "]" or the next bar
+COLON = 7  # after ":" ending a bar: "|" (":|")
+END = 8  # after the final bar line: a newline or end of text
+DONE = 9  # after the final newline: end of text only
+
+
+@dataclass(frozen=True)
+class State:
+    phase: int = LINE_START
+    elapsed: Fraction = Fraction(0)  # of the current bar, without the pending note
+    pitch: str = ""  # the pending note's pitch ("z" for a rest), accidental included
+    length: str = ""  # the pending note's length as written so far
+    tuplet_left: int = 0  # notes still to come in an open triplet
+    tuplet_len: Fraction | None = None  # the written length every note of the triplet has
+    tie: str = ""  # the pitch the next note must have (a tie is pending)
+    bars: int = 0  # completed bars
+    line_bars: int = 0  # completed bars on this line
+    repeat: bool = False  # a "|:" is open
+    space: bool = False  # the last character was a space
+
+    @property
+    def ended(self) -> bool:
+        return self.phase in (END, DONE)
+
+
+class Grammar:
+    """The machine for one metre (`bar` unit notes per bar) and a number of bars."""
+
+    def __init__(self, bar: Fraction, bars: int) -> None:
+        if bar <= 0 or bar % Fraction(1, 2) != 0:
+            raise ValueError(f"a bar of {bar} unit notes cannot be filled with half units")
+        if bars < 1:
+            raise ValueError(f"a tune needs at least one bar, got {bars}")
+        self.bar = bar
+        self.bars = bars
+
+    def start(self) -> State:
+        return State()
+
+    def feed(self, state: State | None, text: str) -> State | None:
+        """The state after `text`, or None if the grammar does not allow it."""
+        for ch in text:
+            if state is None:
+                return None
+            state = self.step(state, ch)
+        return state
+
+    # ------------------------------------------------------------------ one character
+
+    def step(self, s: State, ch: str) -> State | None:
+        phase = s.phase
+        if phase == NOTE:
+            return self._in_note(s, ch)
+        if phase == ACCIDENTAL:
+            return self._pitch(s, s.pitch, ch) if ch in PITCHES else None
+        if phase == TUPLET_OPEN:
+            return replace(s, phase=BETWEEN, tuplet_left=TRIPLET) if ch == "3" else None
+        if phase == OPENER:
+            return replace(s, phase=BETWEEN, repeat=True) if ch == ":" else None
+        if phase == BAR:
+            return self._after_bar(s, ch)
+        if phase == COLON:
+            return self._after_colon(s, ch)
+        if phase == END:
+            return replace(s, phase=DONE) if ch == "\n" else None
+        if phase == DONE:
+            return None
+        return self._between(s, ch)
+
+    def _between(self, s: State, ch: str) -> State | None:
+        """LINE_START or BETWEEN: the start of an element, a space or a bar line."""
+        if s.bars >= self.bars:
+            return None
+        full = s.elapsed == self.bar and s.tuplet_left == 0
+        if ch == "|":
+            if s.phase == LINE_START and s.bars == 0 and s.elapsed == 0 and not s.repeat:
+                return replace(s, phase=OPENER, space=False)
+            if not full or (s.tie and s.bars + 1 >= self.bars):
+                return None
+            if s.repeat and s.bars + 1 == self.bars:
+                return None  # the last bar closes the open repeat with ":|"
+            return self._close_bar(s, BAR)
+        if ch == ":":
+            return replace(s, phase=COLON, space=False) if full and s.repeat else None
+        if ch == "\n":
+            # Lines break only right after a bar line (the bar is empty, nothing pending).
+            after_bar = s.phase == BETWEEN and s.bars > 0 and s.elapsed == 0
+            ok = after_bar and not s.space and not s.tuplet_left
+            return replace(s, phase=LINE_START, line_bars=0) if ok else None
+        if ch == " ":
+            if s.phase == LINE_START or s.space or s.tuplet_left or s.tie:
+                return None
+            return replace(s, space=True)
+        if ch == "(":
+            if s.tuplet_left or s.tie or self.bar - s.elapsed < 1:
+                return None
+            return replace(s, phase=TUPLET_OPEN, space=False)
+        if s.elapsed >= self.bar:
+            return None  # the bar is full: only a bar line may follow
+        if ch in ACCIDENTALS:
+            if s.tie and not s.tie.startswith(ch):
+                return None
+            return replace(s, phase=ACCIDENTAL, pitch=ch, space=False)
+        if ch in PITCHES:
+            return self._pitch(s, "", ch)
+        if ch == "z":
+            if s.tie:
+                return None
+            return replace(s, phase=NOTE, pitch="z", length="", space=False)
+        return None
+
+    def _pitch(self, s: State, accidental: str, letter: str) -> State | None:
+        pitch = accidental + letter
+        if s.tie and not s.tie.startswith(pitch):
+            return None
+        return replace(s, phase=NOTE, pitch=pitch, length="", space=False)
+
+    def _in_note(self, s: State, ch: str) -> State | None:
+        if ch in ",'" and not s.length and s.pitch != "z":
+            letter = s.pitch[-1]
+            if s.pitch[-1] in ",'" or (ch == ",") != letter.isupper():
+                return None  # one octave mark at most, "," only below c and "'" only above
+            if s.tie and not s.tie.startswith(s.pitch + ch):
+                return None
+            return replace(s, pitch=s.pitch + ch)
+        if s.tie and s.pitch != s.tie:
+            return None  # a tied note must repeat the pitch, octave mark included
+        if ch.isdigit() or ch == "/":
+            length = s.length + ch
+            if length not in _LENGTH_PREFIXES:
+                return None
+            if not any(w.startswith(length) and self._fits(s, LENGTHS[w]) for w in LENGTHS):
+                return None
+            return replace(s, length=length)
+        done = self._finish_note(s)
+        if done is None:
+            return None
+        if ch == "-":
+            # A tie needs a next note of the same pitch: not from a rest, inside a triplet,
+            # or from the tune's very last note.
+            last = done.elapsed == self.bar and done.bars + 1 >= self.bars
+            if s.pitch == "z" or s.tuplet_left or done.tuplet_left or last:
+                return None
+            return replace(done, tie=s.pitch)
+        return self._between(done, ch)
+
+    def _fits(self, s: State, length: Fraction) -> bool:
+        """Can the pending note have this written length?"""
+        room = self.bar - s.elapsed
+        if s.tuplet_len is not None:
+            return length == s.tuplet_len
+        if s.tuplet_left:  # the triplet's first note: the whole group must fit
+            return length * 2 <= room
+        return length <= room
+
+    def _finish_note(self, s: State) -> State | None:
+        """The pending note ends: check its length and count its time."""
+        if s.length not in LENGTHS or not self._fits(s, LENGTHS[s.length]):
+            return None
+        length = LENGTHS[s.length]
+        if s.tie and s.pitch != s.tie:
+            return None
+        if s.tuplet_left:
+            left = s.tuplet_left - 1
+            return replace(
+                s,
+                phase=BETWEEN,
+                elapsed=s.elapsed + length * Fraction(2, TRIPLET),
+                pitch="",
+                length="",
+                tie="",
+                tuplet_left=left,
+                tuplet_len=length if left else None,
+            )
+        return replace(s, phase=BETWEEN, elapsed=s.elapsed + length, pitch="", length="", tie="")
+
+    def _close_bar(self, s: State, phase: int) -> State:
+        return replace(
+            s, phase=phase, elapsed=Fraction(0), bars=s.bars + 1, line_bars=s.line_bars + 1,
+            space=False,
+        )  # fmt: skip
+
+    def _after_bar(self, s: State, ch: str) -> State | None:
+        """After a bar line "|" (the bar is counted)."""
+        if s.bars >= self.bars:
+            return replace(s, phase=END) if ch == "]" and not s.repeat else None
+        if s.line_bars >= MAX_LINE_BARS:
+            return replace(s, phase=LINE_START, line_bars=0) if ch == "\n" else None
+        if ch == ":":
+            return None if s.repeat else replace(s, phase=BETWEEN, repeat=True)
+        if ch == "|":
+            return None  # "||" is left out: with few bars music21 then reads no bars at all
+        if ch == "\n":
+            return replace(s, phase=LINE_START, line_bars=0)
+        return self._between(replace(s, phase=BETWEEN), ch)
+
+    def _after_colon(self, s: State, ch: str) -> State | None:
+        """After ":" at the end of a full bar: ":|" ends the repeat. ("::" is left out: music21
+        reads the bar after it short.)"""
+        if ch == "|":
+            closed = self._close_bar(replace(s, repeat=False), BETWEEN)
+            if closed.bars >= self.bars:
+                return replace(closed, phase=END)
+            if closed.line_bars >= MAX_LINE_BARS:
+                return replace(closed, phase=BAR)  # only the newline can follow
+            return closed
+        return None

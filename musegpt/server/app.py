@@ -1,0 +1,111 @@
+"""`create_app`: the server, assembled from its parts. Models, settings and the works
+library are passed in, so tests inject small real models and a temporary library."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from musegpt.server import openai_api, studio_api, works_api
+from musegpt.server.errors import APIError, from_validation
+from musegpt.server.guard import Guard
+from musegpt.server.hosts import EngineSource, Models
+from musegpt.server.settings import ServerSettings
+from musegpt.server.state import ServerState, state_of
+from musegpt.store.works import WorksStore
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(
+    engines: Mapping[str, EngineSource],
+    settings: ServerSettings | None = None,
+    store: WorksStore | None = None,
+) -> FastAPI:
+    """The MuseGPT server for `engines` (name -> engine or loader; the first is the
+    default), with `store` as its works library (None: the works endpoints answer 404)."""
+    settings = settings or ServerSettings()
+    models = Models(engines, settings.max_queue, settings.max_batch_rows)
+    state = ServerState(models, settings, store)
+    for name, host in models.hosts.items():
+        state.metrics.gauges[name] = host.stats
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        models.load_all()
+        yield
+
+    app = FastAPI(title="MuseGPT", version="0.1.0", lifespan=lifespan)
+    app.state.musegpt = state
+    _errors(app)
+    app.include_router(openai_api.router)
+    app.include_router(studio_api.router)
+    app.include_router(works_api.router)
+    _service_routes(app)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(Guard, settings=settings, metrics=state.metrics)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, err: APIError) -> JSONResponse:
+        return err.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        return from_validation(list(err.errors())).response()
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, err: Exception) -> JSONResponse:
+        # A bug, not bad input; still an error object, never an HTML page.
+        return APIError(500, f"internal error: {type(err).__name__}: {err}").response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        # Never 409: the 0.x openai client retries it forever.
+        status = 400 if err.status_code == 409 else err.status_code
+        return APIError(status, str(err.detail)).response(getattr(err, "headers", None))
+
+
+def _service_routes(app: FastAPI) -> None:
+    @app.get("/health")
+    def health(request: Request) -> dict[str, Any]:
+        state = state_of(request)
+        models = {
+            name: "ready" if h.runner else ("failed" if h.error else "loading")
+            for name, h in state.models.hosts.items()
+        }
+        return {"status": "ok", "models": models}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics(request: Request) -> str:
+        return state_of(request).metrics.render()
+
+    if state_of_settings(app).studio_web:
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/", include_in_schema=False)
+        def index() -> RedirectResponse:
+            return RedirectResponse("/static/index.html")
+
+
+def state_of_settings(app: FastAPI) -> ServerSettings:
+    state: ServerState = app.state.musegpt
+    return state.settings

@@ -1,0 +1,217 @@
+"""The models a server offers: loading in the background, admission, and the bridge from
+blocking decodes (worker threads) to async handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from fastapi.responses import StreamingResponse
+
+from musegpt.engines.base import Engine
+from musegpt.server.errors import APIError
+from musegpt.server.runners import Runner, runner_for
+
+T = TypeVar("T")
+# An engine ready now, or a loader run in the background (several engines = a pool).
+EngineSource = Engine | Callable[[], Engine | Sequence[Engine]]
+
+
+class ModelHost:
+    """One model: its runner once loaded, and how many requests wait for or use it."""
+
+    def __init__(self, name: str, max_queue: int, max_batch_rows: int) -> None:
+        self.name = name
+        self.max_queue = max_queue
+        self.max_batch_rows = max_batch_rows
+        self.runner: Runner | None = None
+        self.error: str | None = None
+        self.queued = 0
+        self.running = 0
+        self._slots: asyncio.Semaphore | None = None
+
+    def load(self, source: EngineSource) -> None:
+        try:
+            loaded = source if isinstance(source, Engine) else source()
+            engines = [loaded] if isinstance(loaded, Engine) else list(loaded)
+            self.runner = runner_for(engines, self.max_batch_rows)
+        except Exception as err:  # reported by every request until fixed
+            self.error = f"model {self.name!r} failed to load: {err}"
+
+    def ready(self) -> Runner:
+        if self.runner is not None:
+            return self.runner
+        if self.error is not None:
+            raise APIError(503, self.error, "model", "model_load_failed")
+        raise APIError(
+            503, f"model {self.name!r} is still loading; retry shortly", "model", "model_loading"
+        )
+
+    def reserve(self) -> Admission:
+        """A place in the queue now, or 429 when the queue is full."""
+        runner = self.ready()
+        if self.queued >= self.max_queue:
+            raise APIError(
+                429, f"too many requests waiting for {self.name!r}; retry later", None, "queue_full"
+            )
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(runner.capacity)
+        self.queued += 1
+        return Admission(self, self._slots)
+
+    def stats(self) -> tuple[int, int, int, int]:
+        steps, rows = self.runner.batch_stats if self.runner is not None else (0, 0)
+        return (self.queued, self.running, steps, rows)
+
+
+@dataclass
+class Admission:
+    host: ModelHost
+    slots: asyncio.Semaphore
+    started: bool = False
+    ended: bool = False
+
+    async def start(self, deadline: float) -> None:
+        try:
+            await asyncio.wait_for(self.slots.acquire(), max(deadline - time.monotonic(), 0))
+        except TimeoutError:
+            self.end()
+            raise APIError(504, "timed out waiting for the model", None, "timeout") from None
+        self.host.queued -= 1
+        self.host.running += 1
+        self.started = True
+
+    def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.started:
+            self.host.running -= 1
+            self.slots.release()
+        else:
+            self.host.queued -= 1
+
+
+def event_stream(events: AsyncIterator[str], admission: Admission) -> StreamingResponse:
+    """An SSE response holding `admission` until its events end. A client gone before the
+    body starts never runs the generator's `finally`, so the place in the queue is also
+    given back when the generator is collected."""
+    weakref.finalize(events, admission.end)
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+class Models:
+    """Name -> host; the first model is the default (a request may omit `model`)."""
+
+    def __init__(self, sources: Mapping[str, EngineSource], max_queue: int, max_rows: int) -> None:
+        if not sources:
+            raise ValueError("a server needs at least one model")
+        self.sources = dict(sources)
+        self.hosts = {name: ModelHost(name, max_queue, max_rows) for name in sources}
+        self.default = next(iter(sources))
+
+    def load_all(self) -> None:
+        """Engines given ready are hosted now; loaders run on a background thread."""
+        waiting = []
+        for name, source in self.sources.items():
+            if isinstance(source, Engine):
+                self.hosts[name].load(source)
+            else:
+                waiting.append(name)
+        if waiting:
+            threading.Thread(
+                target=self._load_each,
+                args=(waiting,),
+                name="model-loader",
+                daemon=True,
+            ).start()
+
+    def _load_each(self, names: list[str]) -> None:
+        for name in names:
+            self.hosts[name].load(self.sources[name])
+
+    def get(self, name: str | None) -> ModelHost:
+        if not name or name == "default":
+            return self.hosts[self.default]
+        host = self.hosts.get(name)
+        if host is None:
+            known = ", ".join(self.hosts)
+            raise APIError(
+                404,
+                f"the model {name!r} does not exist (this server has: {known})",
+                "model",
+                "model_not_found",
+            )
+        return host
+
+
+async def in_thread(fn: Callable[[], T], cancel: threading.Event, deadline: float) -> T:
+    """Run a blocking call on a worker thread; past the deadline cancel it and answer 504."""
+    task = asyncio.get_running_loop().run_in_executor(None, fn)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), max(deadline - time.monotonic(), 0))
+    except TimeoutError:
+        cancel.set()
+        raise APIError(504, "the request timed out", None, "timeout") from None
+    except asyncio.CancelledError:
+        cancel.set()  # the client went away
+        raise
+
+
+_END = object()
+
+
+async def iterate_in_thread(
+    make: Callable[[], Iterator[T]], cancel: threading.Event
+) -> AsyncIterator[T]:
+    """Drive a blocking iterator on its own thread so a slow reader never stalls a batch;
+    leaving early (client disconnect, timeout) sets `cancel`, which stops the decode."""
+
+    def produce(emit: Callable[[T], None]) -> None:
+        for item in make():
+            emit(item)
+
+    async for item in run_emitting(produce, cancel):
+        yield item
+
+
+async def run_emitting(
+    produce: Callable[[Callable[[T], None]], None], cancel: threading.Event
+) -> AsyncIterator[T]:
+    """Run `produce(emit)` on its own thread and yield what it emits, as it emits it."""
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[object] = asyncio.Queue()
+
+    def emit(item: T) -> None:
+        loop.call_soon_threadsafe(items.put_nowait, item)
+
+    def pump() -> None:
+        try:
+            produce(emit)
+        except BaseException as err:  # handed to the reader, raised there
+            loop.call_soon_threadsafe(items.put_nowait, _Failure(err))
+        loop.call_soon_threadsafe(items.put_nowait, _END)
+
+    threading.Thread(target=pump, name="decode", daemon=True).start()
+    try:
+        while True:
+            item = await items.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        cancel.set()
+
+
+@dataclass
+class _Failure:
+    error: BaseException

@@ -1,0 +1,353 @@
+"""The OpenAI-compatible endpoints: models, completions (also the 0.x `engine=` route),
+chat completions; answers and server-sent-event streams in OpenAI's format."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from musegpt.generation.decoder import Completion, TokenLogprob
+from musegpt.generation.params import SamplingParams
+from musegpt.server.chat import render_chat
+from musegpt.server.errors import APIError, invalid
+from musegpt.server.hosts import (
+    Admission,
+    ModelHost,
+    event_stream,
+    in_thread,
+    iterate_in_thread,
+)
+from musegpt.server.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    sampling_params,
+    too_long,
+)
+from musegpt.server.state import ServerState, state_of
+from musegpt.server.streaming import ScoredDelta
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+def list_models(request: Request) -> dict[str, Any]:
+    state = state_of(request)
+    data = []
+    for name, host in state.models.hosts.items():
+        entry: dict[str, Any] = {
+            "id": name,
+            "object": "model",
+            "created": state.started,
+            "owned_by": "musegpt",
+            "ready": host.runner is not None,
+        }
+        if host.runner is not None:
+            info = host.runner.engine.info
+            entry.update(backend=info.backend, context_length=info.context_length)
+        data.append(entry)
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/models/{model}")
+def get_model(model: str, request: Request) -> dict[str, Any]:
+    state = state_of(request)
+    host = state.models.get(model)
+    return {"id": host.name, "object": "model", "created": state.started, "owned_by": "musegpt"}
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(
+    body: CompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse:
+    return await _completions(body, request, body.model)
+
+
+@router.post("/v1/engines/{engine}/completions", response_model=None)
+async def engine_completions(
+    engine: str, body: CompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse:
+    """The route the 0.x `openai` client calls for `Completion.create(engine=...)`."""
+    return await _completions(body, request, engine)
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
+    state = state_of(request)
+    host = state.models.get(body.model)
+    runner = host.ready()
+    if body.top_logprobs is not None and not body.logprobs:
+        raise invalid("top_logprobs needs logprobs: true", "top_logprobs")
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    params = sampling_params(body, state.settings, logprobs)
+    prompt, stops = render_chat(runner.engine, [(m.role, m.text()) for m in body.messages])
+    if stops:
+        params = params.model_copy(update={"stop": [*params.stop, *stops]})
+    call = _Call(
+        state,
+        host,
+        [prompt],
+        params,
+        "chat.completion",
+        body.stream,
+        bool(body.stream_options and body.stream_options.include_usage),
+    )
+    return await call.run()
+
+
+async def _completions(
+    body: CompletionRequest, request: Request, model: str | None
+) -> JSONResponse | StreamingResponse:
+    state = state_of(request)
+    host = state.models.get(model)
+    runner = host.ready()
+    if body.suffix:
+        raise invalid("suffix (insertion) is not supported", "suffix")
+    if body.best_of is not None and body.best_of != (body.n or 1):
+        raise invalid("best_of must equal n (or be omitted)", "best_of")
+    params = sampling_params(body, state.settings, body.logprobs, body.echo)
+    prompts = _prompt_texts(body.prompt, runner.engine.detokenize, runner.engine.info.vocab_size)
+    call = _Call(
+        state,
+        host,
+        prompts,
+        params,
+        "text_completion",
+        body.stream,
+        bool(body.stream_options and body.stream_options.include_usage),
+    )
+    return await call.run()
+
+
+def _prompt_texts(prompt: Any, detokenize: Any, vocab: int) -> list[str]:
+    """The prompt as texts: a string, strings, token ids, or lists of token ids."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise invalid("prompt must not be an empty list", "prompt")
+    items = prompt if isinstance(prompt[0], list | str) else [prompt]
+    texts = []
+    for item in items:
+        if isinstance(item, str):
+            texts.append(item)
+            continue
+        if any(not 0 <= t < vocab for t in item):
+            raise invalid(f"prompt token ids lie in [0, {vocab})", "prompt")
+        texts.append(detokenize(item))
+    return texts
+
+
+class _Call:
+    """One generation request: admitted, run (whole or streamed) and answered."""
+
+    def __init__(
+        self,
+        state: ServerState,
+        host: ModelHost,
+        prompts: list[str],
+        params: SamplingParams,
+        kind: str,
+        stream: bool,
+        stream_usage: bool,
+    ) -> None:
+        self.state = state
+        self.host = host
+        self.runner = host.ready()
+        self.prompts = prompts
+        self.params = params
+        self.kind = kind  # "text_completion" or "chat.completion"
+        self.stream = stream
+        self.stream_usage = stream_usage
+        self.id = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self.cancel = threading.Event()
+        self.begun = time.monotonic()
+        self.deadline = self.begun + state.settings.request_timeout_s
+        self.prompt_tokens = [len(self.runner.engine.tokenize(p)) for p in prompts]
+        longest = max(self.prompt_tokens)
+        if longest > state.settings.max_prompt_tokens:
+            raise too_long(longest, state.settings)
+        if len(prompts) * params.n > state.settings.max_n:
+            raise invalid(f"prompts × n is at most {state.settings.max_n} on this server", "n")
+
+    async def run(self) -> JSONResponse | StreamingResponse:
+        admission = self.host.reserve()
+        if not self.stream:
+            try:
+                await admission.start(self.deadline)
+                completions = await in_thread(
+                    lambda: self.runner.complete(self.prompts, self.params, self.cancel),
+                    self.cancel,
+                    self.deadline,
+                )
+            finally:
+                admission.end()
+            return JSONResponse(self._whole(completions))
+        return event_stream(self._events(admission), admission)
+
+    # -- whole answers --------------------------------------------------------------------
+
+    def _whole(self, completions: Sequence[Completion]) -> dict[str, Any]:
+        prompt_tokens = sum(self.prompt_tokens)
+        completion_tokens = sum(len(c.token_ids) for c in completions)
+        self.state.metrics.generated(self.host.name, prompt_tokens, completion_tokens)
+        choices = [self._choice(c) for c in completions]
+        return {
+            "id": self.id,
+            "object": self.kind,
+            "created": self.created,
+            "model": self.host.name,
+            "choices": choices,
+            "usage": _usage(prompt_tokens, completion_tokens),
+        }
+
+    def _choice(self, c: Completion) -> dict[str, Any]:
+        reason = "length" if c.finish_reason == "length" else "stop"
+        if self.kind == "chat.completion":
+            lp = None
+            if c.logprobs is not None:
+                lp = {"content": [_chat_logprob(t) for t in c.logprobs]}
+            return {
+                "index": c.index,
+                "message": {"role": "assistant", "content": c.text},
+                "logprobs": lp,
+                "finish_reason": reason,
+            }
+        legacy = None
+        if c.logprobs is not None:
+            offset = len(c.text) - sum(len(t.token) for t in c.logprobs) if self.params.echo else 0
+            legacy = _legacy_logprobs(c.logprobs, offset)
+        return {"index": c.index, "text": c.text, "logprobs": legacy, "finish_reason": reason}
+
+    # -- streams --------------------------------------------------------------------------
+
+    async def _events(self, admission: Admission) -> AsyncIterator[str]:
+        texts: dict[int, list[str]] = {}
+        try:
+            await admission.start(self.deadline)
+            if self.kind == "chat.completion":
+                for i in range(len(self.prompts) * self.params.n):
+                    yield _sse(self._chunk(i, {"role": "assistant", "content": ""}, None))
+            async for index, text, reason, logprobs in self._pieces():
+                if not texts:
+                    self.state.metrics.first(self.host.name, time.monotonic() - self.begun)
+                texts.setdefault(index, []).append(text)
+                yield _sse(self._piece(index, text, reason, logprobs))
+            completion_tokens = sum(
+                len(self.runner.engine.tokenize("".join(t))) for t in texts.values()
+            )
+            self.state.metrics.generated(self.host.name, sum(self.prompt_tokens), completion_tokens)
+            if self.stream_usage:
+                usage = _usage(sum(self.prompt_tokens), completion_tokens)
+                yield _sse({**self._chunk(0, {}, None), "choices": [], "usage": usage})
+        except APIError as err:
+            yield _sse(err.body())  # headers are gone: the error travels as an event
+        except Exception as err:
+            yield _sse(APIError(500, f"generation failed: {err}").body())
+        finally:
+            admission.end()
+            self.cancel.set()
+        yield "data: [DONE]\n\n"
+
+    async def _pieces(
+        self,
+    ) -> AsyncIterator[tuple[int, str, str | None, list[TokenLogprob] | None]]:
+        """(index, text, finish reason, log-probs) as the decoder makes text final."""
+        deltas = iterate_in_thread(
+            lambda: self.runner.stream(self.prompts, self.params, self.cancel), self.cancel
+        )
+        async for delta in deltas:
+            if time.monotonic() > self.deadline:
+                raise APIError(504, "the request timed out", None, "timeout")
+            reason = _reason(delta.finish_reason) if delta.finish_reason else None
+            scored = delta.logprobs if isinstance(delta, ScoredDelta) else None
+            if delta.text or reason:
+                yield (
+                    delta.index,
+                    delta.text,
+                    reason,
+                    scored if self.params.logprobs is not None else None,
+                )
+
+    def _chunk(self, index: int, delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.host.name,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+            ],
+        }
+
+    def _piece(
+        self, index: int, text: str, reason: str | None, logprobs: list[TokenLogprob] | None
+    ) -> dict[str, Any]:
+        if self.kind == "chat.completion":
+            chunk = self._chunk(index, {"content": text} if text else {}, reason)
+            if logprobs:
+                chunk["choices"][0]["logprobs"] = {"content": [_chat_logprob(t) for t in logprobs]}
+            return chunk
+        return {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.host.name,
+            "choices": [
+                {
+                    "index": index,
+                    "text": text,
+                    "finish_reason": reason,
+                    "logprobs": _legacy_logprobs(logprobs, 0) if logprobs else None,
+                }
+            ],
+        }
+
+
+def _reason(finish: str) -> str:
+    return "length" if finish == "length" else "stop"
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _legacy_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> dict[str, Any]:
+    """The completions endpoint's log-probability shape (parallel lists)."""
+    offsets = []
+    for t in tokens:
+        offsets.append(offset)
+        offset += len(t.token)
+    return {
+        "tokens": [t.token for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": [{text: lp for text, _, lp in t.top} for t in tokens],
+        "text_offset": offsets,
+        "token_ids": [t.token_id for t in tokens],
+    }
+
+
+def _chat_logprob(t: TokenLogprob) -> dict[str, Any]:
+    return {
+        "token": t.token,
+        "logprob": t.logprob,
+        "bytes": list(t.token.encode("utf-8")),
+        "top_logprobs": [
+            {"token": text, "logprob": lp, "bytes": list(text.encode("utf-8"))}
+            for text, _, lp in t.top
+        ],
+    }
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"

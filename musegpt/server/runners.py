@@ -1,0 +1,144 @@
+"""How a loaded model serves many requests at once.
+
+MuseGPT models: one `BatchScheduler`, so concurrent requests share every forward pass
+(continuous batching). Every other backend (llama.cpp, transformers) decodes one row at a
+time: a bounded pool of engines (each one context), one request per engine at a time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from musegpt.engines.base import Engine
+from musegpt.engines.musegpt_model import MuseGPTEngine
+from musegpt.generation.decoder import Completion, Delta
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import LogitsProcessor
+from musegpt.generation.scheduler import BatchScheduler
+from musegpt.server.streaming import ScoringDecoder, stream_engine
+
+
+class Runner:
+    """Completes and streams requests on one model; `capacity` requests run at once."""
+
+    def __init__(self, engine: Engine, capacity: int) -> None:
+        self.engine = engine
+        self.capacity = capacity
+
+    def complete(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        constraints: Sequence[LogitsProcessor] = (),
+    ) -> list[Completion]:
+        raise NotImplementedError
+
+    def stream(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        constraints: Sequence[LogitsProcessor] = (),
+    ) -> Iterator[Delta]:
+        raise NotImplementedError
+
+    @contextmanager
+    def borrow(self) -> Iterator[Engine]:
+        """An engine for a whole studio task (which decodes many times)."""
+        yield self.engine
+
+    @property
+    def batch_stats(self) -> tuple[int, int]:
+        """(forward passes, rows in them) for the mean batch size in /metrics."""
+        return (0, 0)
+
+
+class BatchingRunner(Runner):
+    """A MuseGPT model behind a continuous-batching scheduler."""
+
+    def __init__(self, engine: MuseGPTEngine, capacity: int) -> None:
+        super().__init__(engine, capacity)
+        self.scheduler = BatchScheduler(engine.model)
+
+    @contextmanager
+    def _decoder(self, cancel: threading.Event) -> Iterator[ScoringDecoder]:
+        """A decoder whose rows join the shared batch, and leave it however it ends."""
+        source = self.scheduler.source(cancel)
+        try:
+            yield ScoringDecoder(source, self.engine.tokenizer, self.engine.overflow)
+        finally:
+            source.close()
+
+    def complete(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        constraints: Sequence[LogitsProcessor] = (),
+    ) -> list[Completion]:
+        with self._decoder(cancel) as decoder:
+            return decoder.generate(list(prompts), params, constraints)
+
+    def stream(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        constraints: Sequence[LogitsProcessor] = (),
+    ) -> Iterator[Delta]:
+        with self._decoder(cancel) as decoder:
+            yield from decoder.stream(list(prompts), params, constraints, cancel)
+
+    @property
+    def batch_stats(self) -> tuple[int, int]:
+        return (self.scheduler.steps, self.scheduler.rows_stepped)
+
+
+class PoolRunner(Runner):
+    """A bounded pool of engines of one model; each serves one request at a time."""
+
+    def __init__(self, engines: Sequence[Engine]) -> None:
+        super().__init__(engines[0], len(engines))
+        self._free: queue.Queue[Engine] = queue.Queue()
+        for engine in engines:
+            self._free.put(engine)
+
+    @contextmanager
+    def borrow(self) -> Iterator[Engine]:
+        engine = self._free.get()
+        try:
+            yield engine
+        finally:
+            self._free.put(engine)
+
+    def complete(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        constraints: Sequence[LogitsProcessor] = (),
+    ) -> list[Completion]:
+        with self.borrow() as engine:
+            return engine.complete(list(prompts), params, constraints)
+
+    def stream(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        constraints: Sequence[LogitsProcessor] = (),
+    ) -> Iterator[Delta]:
+        with self.borrow() as engine:
+            yield from stream_engine(engine, prompts, params, constraints, cancel)
+
+
+def runner_for(engines: Sequence[Engine], max_batch_rows: int) -> Runner:
+    """Continuous batching where the backend batches rows; otherwise a pool."""
+    first = engines[0]
+    if isinstance(first, MuseGPTEngine) and first.max_batch is None:
+        return BatchingRunner(first, max_batch_rows)
+    return PoolRunner(engines)

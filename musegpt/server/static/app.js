@@ -1,0 +1,397 @@
+// MuseGPT Studio: one page over the server's own API (no build step, no framework).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { project: null, document: null, abort: null };
+
+// -- talking to the server -------------------------------------------------------------
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const key = $("apikey").value.trim();
+  if (key) h.Authorization = `Bearer ${key}`;
+  return h;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: headers() });
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) throw new Error(body.error ? body.error.message : String(body));
+  return body;
+}
+
+// Server-sent events from a POST: yields each `data:` payload parsed, until [DONE].
+async function* events(path, payload, signal) {
+  const response = await fetch(path, {
+    method: "POST", headers: headers(), body: JSON.stringify(payload), signal,
+  });
+  if (!response.ok) {
+    const body = await response.json();
+    throw new Error(body.error ? body.error.message : response.statusText);
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const line = buffer.slice(0, cut).trim();
+      buffer = buffer.slice(cut + 2);
+      if (!line.startsWith("data: ")) continue;
+      const data = line.slice(6);
+      if (data === "[DONE]") return;
+      const parsed = JSON.parse(data);
+      if (parsed.error) throw new Error(parsed.error.message);
+      yield parsed;
+    }
+  }
+}
+
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+}
+
+function params() {
+  const p = { temperature: Number($("temperature").value) };
+  const seed = $("seed").value;
+  if (seed !== "") p.seed = Number(seed);
+  const banned = $("banned").value.split("\n").map((s) => s.trim()).filter(Boolean);
+  if (banned.length) p.banned = banned;
+  return p;
+}
+
+const maxTokens = () => Number($("max-tokens").value) || 120;
+const alternatives = () => Math.max(1, Math.min(8, Number($("alternatives").value) || 1));
+
+// Runs one generation at a time; the Stop button aborts it (the server then stops too).
+async function busy(label, work) {
+  if (state.abort) return;
+  state.abort = new AbortController();
+  $("stop").disabled = false;
+  status(label + "…");
+  try {
+    await work(state.abort.signal);
+    status("done");
+  } catch (err) {
+    status(err.name === "AbortError" ? "stopped" : err.message, err.name !== "AbortError");
+  } finally {
+    state.abort = null;
+    $("stop").disabled = true;
+  }
+}
+
+// -- output ----------------------------------------------------------------------------
+
+function clearOutput() {
+  $("output").textContent = "";
+  $("alternatives-list").textContent = "";
+  $("report").hidden = true;
+}
+
+// A token with its probability (and the likeliest alternatives) on hover.
+function tokenSpan(text, logprob, top) {
+  const span = document.createElement("span");
+  span.className = "tok";
+  span.textContent = text;
+  if (logprob !== undefined && logprob !== null) {
+    const p = Math.exp(logprob);
+    span.dataset.prob = p.toFixed(4);
+    const others = Object.entries(top || {})
+      .map(([t, lp]) => `${JSON.stringify(t)} ${(100 * Math.exp(lp)).toFixed(1)}%`).join("\n");
+    span.title = `${(100 * p).toFixed(1)}%` + (others ? `\n${others}` : "");
+    if (p < 0.1) span.classList.add("p-low");
+    else if (p < 0.4) span.classList.add("p-mid");
+  }
+  $("output").appendChild(span);
+}
+
+function insertAtCursor(text) {
+  const editor = $("editor");
+  const at = editor.selectionEnd;
+  editor.setRangeText(text, at, at, "end");
+}
+
+function replaceSelection(start, end, text) {
+  $("editor").setRangeText(text, start, end, "select");
+  $("editor").focus();
+}
+
+function showAlternatives(texts, start, end) {
+  const list = $("alternatives-list");
+  list.textContent = "";
+  for (const text of texts) {
+    const li = document.createElement("li");
+    li.textContent = text;
+    const use = document.createElement("button");
+    use.type = "button";
+    use.textContent = start === end ? "Insert" : "Replace selection";
+    use.addEventListener("click", () => replaceSelection(start, end, text));
+    li.appendChild(use);
+    list.appendChild(li);
+  }
+}
+
+function showReport(report) {
+  const table = $("report");
+  const body = table.querySelector("tbody");
+  body.textContent = "";
+  $("report-summary").textContent = report.summary;
+  for (const line of report.lines) {
+    const tr = document.createElement("tr");
+    if (line.problems.length) tr.className = "bad";
+    const rhyme = line.rhyme_letter ? `${line.rhyme_letter} ${line.end} ${line.rhyme_kind}` : line.end;
+    for (const cell of [line.number, line.text, line.units, rhyme, line.problems.join("; ") || "ok"]) {
+      const td = document.createElement("td");
+      td.textContent = cell;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+  table.hidden = false;
+}
+
+// -- writing ---------------------------------------------------------------------------
+
+function continueAtCursor() {
+  return busy("writing", async (signal) => {
+    clearOutput();
+    const editor = $("editor");
+    const prompt = editor.value.slice(0, editor.selectionEnd) || $("title").value || "\n";
+    const payload = {
+      model: $("model").value, prompt, max_tokens: maxTokens(), stream: true, logprobs: 5,
+      ...params(),
+    };
+    for await (const chunk of events("/v1/completions", payload, signal)) {
+      const choice = chunk.choices[0];
+      if (!choice) continue;
+      const lp = choice.logprobs;
+      if (lp && lp.tokens.length) {
+        lp.tokens.forEach((t, i) => tokenSpan(t, lp.token_logprobs[i], lp.top_logprobs[i]));
+      } else if (choice.text) {
+        tokenSpan(choice.text);
+      }
+      if (choice.text) insertAtCursor(choice.text);
+    }
+  });
+}
+
+// A studio task streamed into the output panel; resolves to its finished work.
+async function studio(task, body, signal) {
+  let work = null;
+  const payload = {
+    model: $("model").value, stream: true, params: { ...params(), max_new_tokens: maxTokens() },
+    project_id: state.project, document_id: state.document, ...body,
+  };
+  for await (const event of events(`/v1/studio/${task}`, payload, signal)) {
+    if (event.type === "text") tokenSpan(event.text);
+    if (event.type === "work") work = event.work;
+  }
+  return work;
+}
+
+function selection() {
+  const editor = $("editor");
+  const start = editor.selectionStart;
+  const end = editor.selectionEnd;
+  return { start, end, text: editor.value.slice(start, end) };
+}
+
+function onSelection(task, label, body) {
+  const sel = selection();
+  if (!sel.text.trim()) {
+    status("select a passage first", true);
+    return Promise.resolve();
+  }
+  return busy(label, async (signal) => {
+    clearOutput();
+    let texts;
+    if (task === "rewrite") {
+      const work = await studio("rewrite", { text: sel.text, alternatives: alternatives(), ...body }, signal);
+      texts = work.parts.length ? work.parts : [work.text];
+    } else {
+      texts = [];
+      for (let i = 0; i < alternatives() && !signal.aborted; i++) {
+        const work = await studio(task, { text: sel.text, ...body }, signal);
+        texts.push(work.text);
+      }
+    }
+    showAlternatives(texts, sel.start, sel.end);
+  });
+}
+
+function brainstorm() {
+  const sel = selection();
+  const topic = sel.text.trim() || $("title").value.trim() || $("editor").value.slice(-400);
+  return busy("brainstorming", async (signal) => {
+    clearOutput();
+    const work = await studio("brainstorm", { text: topic, count: Math.max(3, alternatives()) }, signal);
+    const at = $("editor").selectionEnd;
+    showAlternatives(work.parts.length ? work.parts : [work.text], at, at);
+  });
+}
+
+function poem() {
+  return busy("writing a poem", async (signal) => {
+    clearOutput();
+    const topic = $("poem-topic").value.trim() || $("title").value.trim();
+    const work = await studio("poem", { text: topic, form: $("form").value }, signal);
+    const at = $("editor").selectionEnd;
+    showAlternatives([work.text], at, at);
+    showReport(work.report);
+  });
+}
+
+// -- the works library -----------------------------------------------------------------
+
+function listItems(list, items, label, selected, onClick) {
+  list.textContent = "";
+  for (const item of items) {
+    const li = document.createElement("li");
+    li.className = "item" + (selected(item) ? " selected" : "");
+    li.textContent = label(item);
+    li.addEventListener("click", () => onClick(item));
+    list.appendChild(li);
+  }
+}
+
+async function loadProjects() {
+  const projects = (await api("/v1/projects")).data;
+  listItems($("projects"), projects, (p) => p.name, (p) => p.id === state.project, openProject);
+}
+
+async function openProject(project) {
+  state.project = project.id;
+  state.document = null;
+  await loadProjects();
+  await loadDocuments();
+  $("versions").textContent = "";
+}
+
+async function loadDocuments() {
+  if (state.project === null) return;
+  const docs = (await api(`/v1/projects/${state.project}/documents`)).data;
+  listItems($("documents"), docs, (d) => `${d.title} (v${d.version})`,
+    (d) => d.id === state.document, openDocument);
+}
+
+async function openDocument(doc) {
+  const full = await api(`/v1/documents/${doc.id}`);
+  state.document = full.id;
+  $("title").value = full.title;
+  $("editor").value = full.text;
+  await loadDocuments();
+  await loadVersions(full.version);
+  status(`opened ${full.title}, version ${full.version}`);
+}
+
+async function loadVersions(current) {
+  const versions = (await api(`/v1/documents/${state.document}/versions`)).data;
+  listItems($("versions"), versions.slice().reverse(),
+    (v) => `v${v.number} · ${v.created.slice(0, 19).replace("T", " ")}${v.note ? " · " + v.note : ""}`,
+    (v) => v.number === current, openVersion);
+}
+
+async function openVersion(version) {
+  const v = await api(`/v1/documents/${state.document}/versions/${version.number}`);
+  $("editor").value = v.text;
+  await loadVersions(v.number);
+  status(`showing version ${v.number}; Save makes it the newest`);
+}
+
+async function save() {
+  const title = $("title").value.trim() || "Untitled";
+  try {
+    if (state.project === null) {
+      state.project = (await api("/v1/projects", { method: "POST", body: JSON.stringify({ name: title }) })).id;
+    }
+    if (state.document === null) {
+      const doc = await api(`/v1/projects/${state.project}/documents`,
+        { method: "POST", body: JSON.stringify({ title, text: $("editor").value }) });
+      state.document = doc.id;
+      await loadVersions(doc.version);
+    } else {
+      const saved = await api(`/v1/documents/${state.document}`,
+        { method: "PUT", body: JSON.stringify({ text: $("editor").value }) });
+      await loadVersions(saved.version);
+    }
+    await loadProjects();
+    await loadDocuments();
+    status("saved");
+  } catch (err) {
+    status(err.message, true);
+  }
+}
+
+async function newProject() {
+  const name = prompt("Project name");
+  if (!name) return;
+  const project = await api("/v1/projects", { method: "POST", body: JSON.stringify({ name }) });
+  await openProject(project);
+  newDocument();
+}
+
+function newDocument() {
+  state.document = null;
+  $("title").value = "";
+  $("editor").value = "";
+  $("versions").textContent = "";
+  loadDocuments();
+}
+
+async function exportProject(format) {
+  if (state.project === null) return status("open a project first", true);
+  const response = await fetch(`/v1/projects/${state.project}/export?format=${format}`, { headers: headers() });
+  const blob = await response.blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `project-${state.project}.${{ markdown: "md", fountain: "fountain", json: "json" }[format]}`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
+// -- start -----------------------------------------------------------------------------
+
+async function start() {
+  try {
+    const models = (await api("/v1/models")).data;
+    $("model").textContent = "";
+    for (const m of models) $("model").add(new Option(m.id, m.id));
+    const tasks = await api("/v1/studio/tasks");
+    $("form").textContent = "";
+    for (const f of tasks.forms) $("form").add(new Option(f.display_name, f.name));
+    await loadProjects();
+    status("ready");
+  } catch (err) {
+    status(err.message, true);
+  }
+}
+
+$("apikey").value = localStorage.getItem("musegpt-key") || "";
+$("apikey").addEventListener("change", () => {
+  localStorage.setItem("musegpt-key", $("apikey").value);
+  start();
+});
+$("continue").addEventListener("click", continueAtCursor);
+$("rewrite").addEventListener("click", () =>
+  onSelection("rewrite", "rewriting", { style: $("style").value.trim() || "vivid" }));
+$("describe").addEventListener("click", () => onSelection("describe", "describing", {}));
+$("expand").addEventListener("click", () =>
+  onSelection("rewrite", "expanding", { style: "expanded, with more vivid detail" }));
+$("brainstorm").addEventListener("click", brainstorm);
+$("poem").addEventListener("click", poem);
+$("save").addEventListener("click", save);
+$("stop").addEventListener("click", () => state.abort && state.abort.abort());
+$("new-project").addEventListener("click", newProject);
+$("new-document").addEventListener("click", newDocument);
+for (const b of document.querySelectorAll(".export button")) {
+  b.addEventListener("click", () => exportProject(b.dataset.format));
+}
+document.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
+});
+start();

@@ -1,0 +1,63 @@
+"""Streams whose text deltas carry the log-probabilities of the tokens they hold, so a
+client can show each token's probability while the text is still arriving."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from musegpt.engines.base import Engine
+from musegpt.generation.decoder import Decoder, Delta, TokenLogprob, _Row
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import LogitsProcessor
+
+
+@dataclass
+class ScoredDelta(Delta):
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+class ScoringDecoder(Decoder):
+    """The decoder, unchanged, except that each delta names the tokens it completes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sent: dict[int, int] = {}  # row index -> tokens already attributed
+
+    def _emit(self, row: _Row, hold: int) -> Delta | None:
+        delta = super()._emit(row, hold)
+        if delta is None:
+            return None
+        # Every token up to the last one that ends inside the text sent so far.
+        upto = sum(1 for end in row.char_ends if end <= row.emitted)
+        return self._scored(delta, row, upto)
+
+    def _flush(self, row: _Row) -> Iterator[Delta]:
+        for delta in super()._flush(row):
+            yield self._scored(delta, row, len(row.logprobs))
+
+    def _scored(self, delta: Delta, row: _Row, upto: int) -> ScoredDelta:
+        start = self._sent.get(row.index, 0)
+        self._sent[row.index] = max(start, upto)
+        return ScoredDelta(delta.index, delta.text, delta.finish_reason, row.logprobs[start:upto])
+
+
+def stream_engine(
+    engine: Engine,
+    prompts: Sequence[str],
+    params: SamplingParams,
+    constraints: Sequence[LogitsProcessor],
+    cancel: threading.Event,
+) -> Iterator[Delta]:
+    """`engine.stream_deltas` with scored deltas: the same cut into batches (the engine's
+    own `_batches`), each decoded by a `ScoringDecoder` under the engine's lock."""
+    for batch in engine._batches(list(prompts), params):
+        with engine.lock:
+            decoder = ScoringDecoder(engine.logits_source(), engine.tokenizer, engine.overflow)
+            for delta in decoder.stream(batch.prompts, batch.params, constraints, cancel):
+                delta.index = batch.index_of(delta.index)
+                yield delta
+        if cancel.is_set():
+            return

@@ -1,0 +1,302 @@
+"""Studio endpoints: every writing task and poem forms, streamed or whole, with the
+provenance of each result kept in the works library when a project is named."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from musegpt.engines.base import Engine
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.scheduler import Cancelled
+from musegpt.server.errors import APIError, from_validation, invalid
+from musegpt.server.hosts import event_stream, in_thread, run_emitting
+from musegpt.server.openai_api import _sse
+from musegpt.server.state import ServerState, state_of
+from musegpt.studio.studio import Studio, slug
+from musegpt.studio.work import Work
+
+router = APIRouter(prefix="/v1")
+Task = Literal[
+    "story",
+    "continue",
+    "script",
+    "lyrics",
+    "brainstorm",
+    "describe",
+    "rewrite",
+    "plot-help",
+    "poem",
+]
+TASKS: list[str] = list(Task.__args__)  # type: ignore[attr-defined]
+
+
+class StudioRequest(BaseModel):
+    model: str | None = None
+    text: str = Field("", max_length=200_000, description="the premise, topic, subject or text")
+    title: str = Field("", max_length=200)
+    style: str = Field("", max_length=2000, description="rewrite: the style to aim for")
+    sample: str = Field("", max_length=20_000, description="rewrite: a sample of the style")
+    alternatives: int = Field(1, ge=1, le=8, description="rewrite: how many versions")
+    kind: str = Field("ideas", max_length=100, description="brainstorm: what kind of ideas")
+    count: int = Field(4, ge=1, le=20, description="brainstorm / plot-help: how many")
+    conflict: str = Field("", max_length=2000, description="plot-help: the problem")
+    chapters: int = Field(1, ge=1, le=20, description="story: chapters to write")
+    form: str = Field("haiku", max_length=60, description="poem: a built-in form's name")
+    attempts: int = Field(3, ge=1, le=10, description="poem: tries before giving up")
+    max_tokens: int | None = Field(None, ge=1, description="continue: tokens to write")
+    lang: Literal["en", "zh"] | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="SamplingParams fields")
+    stream: bool = False
+    project_id: int | None = Field(None, ge=1, le=2**62, description="keep provenance here")
+    document_id: int | None = Field(None, ge=1, le=2**62)
+
+
+class CheckRequest(BaseModel):
+    text: str = Field(..., max_length=20_000)
+    form: str = Field(..., max_length=60)
+
+
+@router.get("/studio/tasks")
+def studio_tasks() -> dict[str, Any]:
+    from musegpt.forms import builtin_forms
+
+    forms = [
+        {"name": f.name, "display_name": f.display_name, "language": f.language}
+        for f in builtin_forms()
+    ]
+    return {"tasks": TASKS, "forms": forms}
+
+
+@router.post("/forms/check")
+def check_form(body: CheckRequest) -> dict[str, Any]:
+    from musegpt.forms import check
+
+    return report_dict(check(body.text, _form(body.form)))
+
+
+@router.post("/studio/{task}", response_model=None)
+async def run_task(
+    task: Task, body: StudioRequest, request: Request
+) -> JSONResponse | StreamingResponse:
+    state = state_of(request)
+    host = state.models.get(body.model)
+    runner = host.ready()
+    params = _params(body)
+    if task == "poem":
+        _form(body.form)  # an unknown form is a 400 before any work starts
+    limit = state.settings.max_tokens
+    asked = params.max_new_tokens if "max_new_tokens" in params.model_fields_set else 0
+    if max(asked, body.max_tokens or 0) > limit:
+        raise invalid(f"max_tokens is at most {limit} on this server", "max_tokens")
+    if len(runner.engine.tokenize(body.text)) > state.settings.max_prompt_tokens:
+        raise invalid("the text is longer than this server accepts", "text")
+    cancel = threading.Event()
+    deadline = time.monotonic() + state.settings.request_timeout_s
+    admission = host.reserve()
+
+    def work(sink: Callable[[str], None] | None) -> dict[str, Any]:
+        with runner.borrow() as engine:
+            return _perform(task, body, engine, params, sink, state)
+
+    if not body.stream:
+        try:
+            await admission.start(deadline)
+            result = await in_thread(lambda: work(_stopper(cancel, None)), cancel, deadline)
+        finally:
+            admission.end()
+        return JSONResponse(result)
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            await admission.start(deadline)
+
+            def produce(emit: Callable[[dict[str, Any]], None]) -> None:
+                sink = _stopper(cancel, lambda piece: emit({"type": "text", "text": piece}))
+                emit({"type": "work", "work": work(sink)})
+
+            async for event in run_emitting(produce, cancel):
+                if time.monotonic() > deadline:
+                    raise APIError(504, "the request timed out", None, "timeout")
+                yield _sse(event)
+        except APIError as err:
+            yield _sse(err.body())
+        except Exception as err:  # headers are sent: report in the stream, not as a 500
+            yield _sse(APIError(500, f"the task failed: {err}").body())
+        finally:
+            admission.end()
+            cancel.set()
+        yield "data: [DONE]\n\n"
+
+    return event_stream(events(), admission)
+
+
+def _stopper(cancel: threading.Event, sink: Callable[[str], None] | None) -> Callable[[str], None]:
+    """A sink that stops the task (by raising in the generating thread) once cancelled."""
+
+    def forward(piece: str) -> None:
+        if cancel.is_set():
+            raise Cancelled("request cancelled")
+        if sink is not None:
+            sink(piece)
+
+    return forward
+
+
+def _params(body: StudioRequest) -> SamplingParams:
+    try:
+        return SamplingParams(**body.params)
+    except ValidationError as err:
+        raise from_validation(err.errors()) from None
+    except TypeError as err:
+        raise invalid(str(err), "params") from None
+
+
+def _form(name: str) -> Any:
+    from musegpt.forms import FormError, UnknownFormError, get_form
+
+    if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
+        raise invalid("forms are named, not read from files, on the server", "form")
+    try:
+        return get_form(name)
+    except (UnknownFormError, FormError, ValueError) as err:
+        raise invalid(str(err), "form") from None
+
+
+def _perform(
+    task: str,
+    body: StudioRequest,
+    engine: Engine,
+    params: SamplingParams,
+    sink: Callable[[str], None] | None,
+    state: ServerState,
+) -> dict[str, Any]:
+    from musegpt.studio.tasks import StudioError
+
+    try:
+        if task == "poem":
+            result = _poem(body, engine, params)
+        else:
+            studio = Studio(engine, params, body.lang, sink)
+            result = work_dict(_studio_task(task, body, studio, state))
+    except StudioError as err:  # the task's own checks: missing input, or no valid result
+        raise APIError(422, str(err), None, "task_failed") from None
+    store = state.store
+    if store is not None and body.project_id is not None:
+        result["generation_id"] = store.record_generation(
+            task,
+            engine.name,
+            {**params.model_dump(exclude_unset=True), **result["meta"]},
+            body.text,
+            result["text"],
+            body.project_id,
+            body.document_id,
+        )
+    return result
+
+
+def _studio_task(task: str, body: StudioRequest, studio: Studio, state: ServerState) -> Work:
+    text = body.text
+    if task == "continue":
+        return studio.continue_text(text, body.max_tokens or 200)
+    if task == "story":
+        folder = state.settings.data_dir / "stories" / slug(text or body.title)
+        return studio.story(text, project=folder, scenes=body.chapters)
+    if task == "script":
+        return studio.script(text, body.title)
+    if task == "lyrics":
+        return studio.lyrics(text, body.title)
+    if task == "brainstorm":
+        return studio.brainstorm(text, body.kind, body.count)
+    if task == "describe":
+        return studio.describe(text)
+    if task == "rewrite":
+        return studio.rewrite(text, body.style, body.sample, body.alternatives)
+    return studio.plot_help(text, body.conflict, body.count)
+
+
+def _poem(body: StudioRequest, engine: Engine, params: SamplingParams) -> dict[str, Any]:
+    from musegpt.forms import PoemFormError, model_generate_fn, suggested_max_new_tokens, write_poem
+
+    form = _form(body.form)
+    if "max_new_tokens" not in params.model_fields_set:
+        params = params.model_copy(update={"max_new_tokens": suggested_max_new_tokens(form)})
+    seed = params.seed or 0
+    generate = model_generate_fn(engine, params)
+    meta = {"model": engine.name, "form": form.name}
+    try:
+        poem = write_poem(
+            generate, form, body.text, tokenizer=engine.tokenizer, attempts=body.attempts, seed=seed
+        )
+    except PoemFormError as err:
+        text, report = err.attempts[-1]
+        return {
+            "task": "poem",
+            "title": body.text,
+            "lang": form.language,
+            "text": text,
+            "parts": [],
+            "meta": {**meta, "seed": seed + len(err.attempts) - 1},
+            "passed": False,
+            "report": report_dict(report),
+        }
+    return {
+        "task": "poem",
+        "title": body.text,
+        "lang": form.language,
+        "text": poem.text,
+        "parts": [],
+        "meta": {**meta, "seed": poem.seed, "attempt": poem.attempt},
+        "passed": True,
+        "report": report_dict(poem.report),
+    }
+
+
+def work_dict(work: Work) -> dict[str, Any]:
+    return {
+        "task": work.task,
+        "title": work.title,
+        "lang": work.lang,
+        "text": work.text,
+        "parts": work.parts,
+        "meta": work.meta,
+        "markdown": work.markdown(),
+    }
+
+
+def report_dict(report: Any) -> dict[str, Any]:
+    """The checker's report, line by line, as JSON."""
+    lines = []
+    for line in report.lines:
+        lines.append(
+            {
+                "number": line.number,
+                "text": line.text,
+                "units": line.units_text,
+                "length_ok": line.length_ok,
+                "budget": None if line.budget is None else [line.budget.low, line.budget.high],
+                "end": line.end,
+                "rhyme_letter": line.rhyme_letter,
+                "rhyme_kind": line.rhyme_kind,
+                "rhymes_with": line.rhymes_with,
+                "pattern": line.pattern,
+                "expected": line.expected,
+                "pattern_score": line.pattern_score,
+                "problems": list(line.problems),
+            }
+        )
+    return {
+        "form": report.form.name,
+        "passed": report.passed,
+        "summary": report.summary(),
+        "reasons": list(report.reasons),
+        "notes": list(report.notes),
+        "pattern_score": report.pattern_score,
+        "lines": lines,
+    }

@@ -1,0 +1,509 @@
+"""`WorksStore`: the works library on SQLite.
+
+Every save is a new version in its own committed transaction (WAL, synchronous=FULL), so
+a save the caller was told about survives a crash or a kill; nothing is ever overwritten.
+One connection per store, guarded by a lock: SQLite serialises writers anyway, and the
+server's handlers run on a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from musegpt.store.schema import migrate
+
+Row = dict[str, Any]
+EXPORT_FORMAT = "musegpt-works"
+EXPORT_VERSION = 1
+
+
+class StoreError(ValueError):
+    """A request the library cannot honour (bad input); the message says why."""
+
+
+class NotFound(StoreError):
+    """No such project, document, version or lore entry."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class WorksStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged save is on disk
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self.schema_version = migrate(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, *args: Any) -> list[Row]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def _one(self, sql: str, *args: Any, what: str) -> Row:
+        with self._lock:
+            row = self._db.execute(sql, args).fetchone()
+        if row is None:
+            raise NotFound(f"no {what}")
+        return dict(row)
+
+    # -- projects -------------------------------------------------------------------------
+
+    def projects(self) -> list[Row]:
+        return self._all(
+            "SELECT p.*, (SELECT COUNT(*) FROM documents d WHERE d.project_id = p.id) AS documents"
+            " FROM projects p ORDER BY p.updated DESC, p.id DESC"
+        )
+
+    def create_project(self, name: str, kind: str = "story", lang: str = "en") -> Row:
+        name = _required(name, "name")
+        now = _now()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO projects (name, kind, lang, created, updated) VALUES (?, ?, ?, ?, ?)",
+                (name, kind, lang, now, now),
+            )
+            db.execute(
+                "INSERT INTO bibles (project_id, updated) VALUES (?, ?)", (cur.lastrowid, now)
+            )
+        return self.project(int(cur.lastrowid or 0))
+
+    def project(self, project_id: int) -> Row:
+        return self._one(
+            "SELECT * FROM projects WHERE id = ?", project_id, what=f"project {project_id}"
+        )
+
+    def rename_project(self, project_id: int, name: str) -> Row:
+        self.project(project_id)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE projects SET name = ?, updated = ? WHERE id = ?",
+                (_required(name, "name"), _now(), project_id),
+            )
+        return self.project(project_id)
+
+    def delete_project(self, project_id: int) -> None:
+        self.project(project_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+
+    def _touch(self, db: sqlite3.Connection, project_id: int, now: str) -> None:
+        db.execute("UPDATE projects SET updated = ? WHERE id = ?", (now, project_id))
+
+    # -- documents and versions -----------------------------------------------------------
+
+    def documents(self, project_id: int) -> list[Row]:
+        self.project(project_id)
+        return self._all(
+            "SELECT d.*, (SELECT MAX(number) FROM versions v WHERE v.document_id = d.id)"
+            " AS version FROM documents d WHERE project_id = ? ORDER BY position, id",
+            project_id,
+        )
+
+    def create_document(
+        self, project_id: int, title: str, kind: str = "prose", text: str = ""
+    ) -> Row:
+        self.project(project_id)
+        now = _now()
+        with self._tx() as db:
+            position = db.execute(
+                "SELECT COUNT(*) FROM documents WHERE project_id = ?", (project_id,)
+            ).fetchone()[0]
+            cur = db.execute(
+                "INSERT INTO documents (project_id, title, kind, position, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (project_id, _required(title, "title"), kind, position, now, now),
+            )
+            document_id = int(cur.lastrowid or 0)
+            self._add_version(db, document_id, text, "created", None, now)
+            self._touch(db, project_id, now)
+        return self.document(document_id)
+
+    def document(self, document_id: int) -> Row:
+        doc = self._one(
+            "SELECT * FROM documents WHERE id = ?", document_id, what=f"document {document_id}"
+        )
+        latest = self._one(
+            "SELECT number, text, created FROM versions WHERE document_id = ?"
+            " ORDER BY number DESC LIMIT 1",
+            document_id,
+            what=f"version of document {document_id}",
+        )
+        return {**doc, "version": latest["number"], "text": latest["text"]}
+
+    def save(
+        self, document_id: int, text: str, note: str = "", generation_id: int | None = None
+    ) -> Row:
+        """A new version of the document; returned once it is committed to disk."""
+        doc = self._one(
+            "SELECT * FROM documents WHERE id = ?", document_id, what=f"document {document_id}"
+        )
+        now = _now()
+        with self._tx() as db:
+            number = self._add_version(db, document_id, text, note, generation_id, now)
+            db.execute("UPDATE documents SET updated = ? WHERE id = ?", (now, document_id))
+            self._touch(db, int(doc["project_id"]), now)
+        return {"document_id": document_id, "version": number, "created": now}
+
+    def rename_document(self, document_id: int, title: str) -> Row:
+        self.document(document_id)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE documents SET title = ?, updated = ? WHERE id = ?",
+                (_required(title, "title"), _now(), document_id),
+            )
+        return self.document(document_id)
+
+    def delete_document(self, document_id: int) -> None:
+        self.document(document_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+
+    @staticmethod
+    def _add_version(
+        db: sqlite3.Connection,
+        document_id: int,
+        text: str,
+        note: str,
+        generation_id: int | None,
+        now: str,
+    ) -> int:
+        last = db.execute(
+            "SELECT COALESCE(MAX(number), 0) FROM versions WHERE document_id = ?", (document_id,)
+        ).fetchone()[0]
+        number = int(last) + 1
+        db.execute(
+            "INSERT INTO versions (document_id, number, text, note, generation_id, created)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (document_id, number, text, note, generation_id, now),
+        )
+        return number
+
+    def versions(self, document_id: int) -> list[Row]:
+        self.document(document_id)
+        return self._all(
+            "SELECT number, note, generation_id, created, LENGTH(text) AS chars FROM versions"
+            " WHERE document_id = ? ORDER BY number",
+            document_id,
+        )
+
+    def version(self, document_id: int, number: int) -> Row:
+        return self._one(
+            "SELECT document_id, number, text, note, generation_id, created FROM versions"
+            " WHERE document_id = ? AND number = ?",
+            document_id,
+            number,
+            what=f"version {number} of document {document_id}",
+        )
+
+    # -- story bible and lorebook ---------------------------------------------------------
+
+    def bible(self, project_id: int) -> Row:
+        self.project(project_id)
+        return self._one(
+            "SELECT * FROM bibles WHERE project_id = ?",
+            project_id,
+            what=f"bible of project {project_id}",
+        )
+
+    def set_bible(self, project_id: int, **fields: str) -> Row:
+        self.project(project_id)
+        allowed = {"premise", "setting", "style", "notes"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise StoreError(f"a bible has no field {sorted(unknown)[0]!r}")
+        now = _now()
+        with self._tx() as db:
+            for name, value in fields.items():
+                db.execute(
+                    f"UPDATE bibles SET {name} = ?, updated = ? WHERE project_id = ?",
+                    (value, now, project_id),
+                )
+            self._touch(db, project_id, now)
+        return self.bible(project_id)
+
+    def lore(self, project_id: int) -> list[Row]:
+        self.project(project_id)
+        return [
+            _lore(r)
+            for r in self._all(
+                "SELECT * FROM lore WHERE project_id = ? ORDER BY name, id", project_id
+            )
+        ]
+
+    def add_lore(
+        self, project_id: int, name: str, text: str = "", keys: list[str] | None = None
+    ) -> Row:
+        self.project(project_id)
+        now = _now()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO lore (project_id, name, keys, text, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (project_id, _required(name, "name"), json.dumps(keys or [name]), text, now, now),
+            )
+            self._touch(db, project_id, now)
+        return self.lore_entry(int(cur.lastrowid or 0))
+
+    def lore_entry(self, lore_id: int) -> Row:
+        return _lore(
+            self._one("SELECT * FROM lore WHERE id = ?", lore_id, what=f"lore entry {lore_id}")
+        )
+
+    def update_lore(
+        self,
+        lore_id: int,
+        name: str | None = None,
+        text: str | None = None,
+        keys: list[str] | None = None,
+    ) -> Row:
+        entry = self.lore_entry(lore_id)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE lore SET name = ?, text = ?, keys = ?, updated = ? WHERE id = ?",
+                (
+                    _required(name, "name") if name is not None else entry["name"],
+                    text if text is not None else entry["text"],
+                    json.dumps(keys if keys is not None else entry["keys"]),
+                    _now(),
+                    lore_id,
+                ),
+            )
+        return self.lore_entry(lore_id)
+
+    def delete_lore(self, lore_id: int) -> None:
+        self.lore_entry(lore_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM lore WHERE id = ?", (lore_id,))
+
+    # -- provenance -----------------------------------------------------------------------
+
+    def record_generation(
+        self,
+        task: str,
+        model: str,
+        params: dict[str, Any],
+        prompt: str,
+        output: str,
+        project_id: int | None = None,
+        document_id: int | None = None,
+    ) -> int:
+        """What made a piece of text: model, parameters, seed, prompt and output."""
+        if project_id is not None:
+            self.project(project_id)
+        if document_id is not None:
+            self.document(document_id)
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO generations (project_id, document_id, task, model, params, seed,"
+                " prompt, output, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    project_id,
+                    document_id,
+                    task,
+                    model,
+                    json.dumps(params, ensure_ascii=False),
+                    params.get("seed"),
+                    prompt,
+                    output,
+                    _now(),
+                ),
+            )
+        return int(cur.lastrowid or 0)
+
+    def generations(self, project_id: int) -> list[Row]:
+        self.project(project_id)
+        rows = self._all("SELECT * FROM generations WHERE project_id = ? ORDER BY id", project_id)
+        return [{**r, "params": json.loads(r["params"])} for r in rows]
+
+    def generation(self, generation_id: int) -> Row:
+        row = self._one(
+            "SELECT * FROM generations WHERE id = ?",
+            generation_id,
+            what=f"generation {generation_id}",
+        )
+        return {**row, "params": json.loads(row["params"])}
+
+    # -- export and import ----------------------------------------------------------------
+
+    def export_json(self, project_id: int) -> dict[str, Any]:
+        """Everything about a project: documents with every version, bible, lore, provenance."""
+        project = self.project(project_id)
+        documents = []
+        for doc in self.documents(project_id):
+            versions = self._all(
+                "SELECT number, text, note, generation_id, created FROM versions"
+                " WHERE document_id = ? ORDER BY number",
+                doc["id"],
+            )
+            documents.append(
+                {"id": doc["id"], "title": doc["title"], "kind": doc["kind"], "versions": versions}
+            )
+        bible = {k: v for k, v in self.bible(project_id).items() if k != "project_id"}
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "project": {k: project[k] for k in ("name", "kind", "lang", "created")},
+            "bible": bible,
+            "lore": [{k: e[k] for k in ("name", "keys", "text")} for e in self.lore(project_id)],
+            "documents": documents,
+            "generations": self.generations(project_id),
+        }
+
+    def import_json(self, data: dict[str, Any]) -> Row:
+        """A new project from `export_json`'s output (ids are new; links are kept)."""
+        if data.get("format") != EXPORT_FORMAT:
+            raise StoreError(f"not a MuseGPT works export (format should be {EXPORT_FORMAT!r})")
+        try:
+            return self._import(data)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise StoreError(f"the export is incomplete or malformed: {err!r}") from None
+
+    def _import(self, data: dict[str, Any]) -> Row:
+        meta = data["project"]
+        now = _now()
+        with self._tx() as db:
+            pid = int(
+                db.execute(
+                    "INSERT INTO projects (name, kind, lang, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        _required(meta["name"], "name"),
+                        meta.get("kind", "story"),
+                        meta.get("lang", "en"),
+                        meta.get("created", now),
+                        now,
+                    ),
+                ).lastrowid
+                or 0
+            )
+            bible = data.get("bible", {})
+            db.execute(
+                "INSERT INTO bibles (project_id, premise, setting, style, notes, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    pid,
+                    bible.get("premise", ""),
+                    bible.get("setting", ""),
+                    bible.get("style", ""),
+                    bible.get("notes", ""),
+                    now,
+                ),
+            )
+            for entry in data.get("lore", []):
+                db.execute(
+                    "INSERT INTO lore (project_id, name, keys, text, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        pid,
+                        entry["name"],
+                        json.dumps(entry.get("keys", [])),
+                        entry.get("text", ""),
+                        now,
+                        now,
+                    ),
+                )
+            generation_ids: dict[int, int] = {}
+            for gen in data.get("generations", []):
+                generation_ids[int(gen["id"])] = int(
+                    db.execute(
+                        "INSERT INTO generations (project_id, task, model, params, seed, prompt,"
+                        " output, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            pid,
+                            gen["task"],
+                            gen["model"],
+                            json.dumps(gen.get("params", {})),
+                            gen.get("seed"),
+                            gen["prompt"],
+                            gen["output"],
+                            gen.get("created", now),
+                        ),
+                    ).lastrowid
+                    or 0
+                )
+            for position, doc in enumerate(data.get("documents", [])):
+                did = int(
+                    db.execute(
+                        "INSERT INTO documents (project_id, title, kind, position, created,"
+                        " updated) VALUES (?, ?, ?, ?, ?, ?)",
+                        (pid, doc["title"], doc.get("kind", "prose"), position, now, now),
+                    ).lastrowid
+                    or 0
+                )
+                for v in doc["versions"]:
+                    gen_id = generation_ids.get(v.get("generation_id") or -1)
+                    db.execute(
+                        "INSERT INTO versions (document_id, number, text, note, generation_id,"
+                        " created) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            did,
+                            int(v["number"]),
+                            v["text"],
+                            v.get("note", ""),
+                            gen_id,
+                            v.get("created", now),
+                        ),
+                    )
+        return self.project(pid)
+
+    def export_markdown(self, project_id: int) -> str:
+        project = self.project(project_id)
+        bible = self.bible(project_id)
+        lines = [f"# {project['name']}", ""]
+        for name in ("premise", "setting", "style"):
+            if bible[name]:
+                lines += [f"**{name.title()}:** {bible[name]}", ""]
+        for doc in self.documents(project_id):
+            text = self.document(doc["id"])["text"].strip()
+            lines += [f"## {doc['title']}", ""]
+            lines += ["```fountain", text, "```"] if doc["kind"] == "script" else [text]
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def export_fountain(self, project_id: int) -> str:
+        """The project as one Fountain screenplay: a title page, then each document as
+        a section (prose documents become action)."""
+        project = self.project(project_id)
+        lines = [f"Title: {project['name']}", "Credit: written with MuseGPT", ""]
+        for doc in self.documents(project_id):
+            lines += [f"# {doc['title']}", "", self.document(doc["id"])["text"].strip(), ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _required(value: str | None, field: str) -> str:
+    if value is None or not value.strip():
+        raise StoreError(f"{field} must not be empty")
+    return value.strip()
+
+
+def _lore(row: Row) -> Row:
+    return {**row, "keys": json.loads(row["keys"])}

@@ -1,0 +1,55 @@
+"""Small real models for the server tests (no test functions live here)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from musegpt.engines.musegpt_model import MuseGPTEngine
+from musegpt.model import GPT, GPTConfig
+from musegpt.tokenizer import CharTokenizer
+
+TEXT = (
+    "The sea was calm and the lighthouse keeper wrote a letter to the moon.\n"
+    "She opened the door, and the wind came in with the gulls and the rain.\n"
+) * 4
+
+
+def tiny_engine(name: str = "tiny", block_size: int = 64, seed: int = 0) -> MuseGPTEngine:
+    """A tiny random GPT (char tokenizer), perturbed so its outputs vary from token to token."""
+    tokenizer = CharTokenizer.train([TEXT])
+    torch.manual_seed(seed)
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=32
+    )
+    model = GPT(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    return MuseGPTEngine(model, tokenizer, name=name)
+
+
+@contextmanager
+def running_server(app: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free loopback port in this process; yields its URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

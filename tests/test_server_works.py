@@ -1,0 +1,183 @@
+"""The works library over HTTP, and no acknowledged save lost when the server is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from test_server_helpers import tiny_engine
+
+from musegpt.model import save_model
+from musegpt.server import ServerSettings, create_app
+from musegpt.store import WorksStore
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    store = WorksStore(tmp_path / "works.db")
+    settings = ServerSettings(data_dir=tmp_path, max_tokens=64)
+    with TestClient(create_app({"tiny": tiny_engine()}, settings, store)) as c:
+        yield c
+
+
+def test_projects_documents_versions_bible_lore_export(client: TestClient) -> None:
+    project = client.post("/v1/projects", json={"name": "Sea"}).json()
+    pid = project["id"]
+    doc = client.post(f"/v1/projects/{pid}/documents", json={"title": "One", "text": "a"}).json()
+    saved = client.put(f"/v1/documents/{doc['id']}", json={"text": "ab", "note": "more"}).json()
+    assert saved["version"] == 2
+    versions = client.get(f"/v1/documents/{doc['id']}/versions").json()["data"]
+    assert [v["number"] for v in versions] == [1, 2]
+    assert client.get(f"/v1/documents/{doc['id']}/versions/1").json()["text"] == "a"
+    bible = client.put(f"/v1/projects/{pid}/bible", json={"premise": "gulls"}).json()
+    assert bible["premise"] == "gulls"
+    lore = client.post(f"/v1/projects/{pid}/lore", json={"name": "Ada", "text": "keeper"}).json()
+    assert client.put(f"/v1/lore/{lore['id']}", json={"text": "old keeper"}).json()["text"] == (
+        "old keeper"
+    )
+    full = client.get(f"/v1/projects/{pid}").json()
+    assert full["documents"][0]["version"] == 2 and full["lore"][0]["name"] == "Ada"
+    exported = client.get(f"/v1/projects/{pid}/export").json()
+    copy = client.post("/v1/projects/import", json=exported).json()
+    assert client.get(f"/v1/projects/{copy['id']}/export?format=markdown").text.startswith("# Sea")
+    assert "Title: Sea" in client.get(f"/v1/projects/{pid}/export?format=fountain").text
+
+
+def test_missing_and_bad_things_are_clear_4xx(client: TestClient) -> None:
+    assert client.get("/v1/projects/999").status_code == 404
+    assert client.get("/v1/documents/0").json()["error"]["param"] == "document_id"
+    assert client.get("/v1/documents/abc").status_code == 400
+    assert client.post("/v1/projects", json={"name": ""}).json()["error"]["param"] == "name"
+    assert client.post("/v1/projects/import", json={"format": "x"}).status_code == 400
+    assert client.get("/v1/projects/1/export?format=pdf").status_code == 400
+
+
+def test_studio_task_records_provenance(client: TestClient) -> None:
+    pid = client.post("/v1/projects", json={"name": "Ideas"}).json()["id"]
+    body = {
+        "text": "a city under the sea",
+        "count": 2,
+        "project_id": pid,
+        "params": {"max_new_tokens": 20, "seed": 1},
+    }
+    work = client.post("/v1/studio/describe", json=body)
+    assert work.status_code == 200, work.text
+    result = work.json()
+    assert result["task"] == "describe" and result["meta"]["model"] == "tiny"
+    generations = client.get(f"/v1/projects/{pid}/generations").json()["data"]
+    assert generations[0]["id"] == result["generation_id"]
+    assert generations[0]["params"]["seed"] == 1 and generations[0]["prompt"] == body["text"]
+    bad = client.post("/v1/studio/describe", json={"text": "x", "params": {"top_p": 5}})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "top_p"
+    assert client.post("/v1/studio/dance", json={"text": "x"}).status_code == 400
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(model: Path, db: Path, port: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "musegpt.cli.app",
+        "serve",
+        "--model",
+        str(model),
+        "--works",
+        str(db),
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
+def test_sigkill_during_saves_loses_no_acknowledged_save(tmp_path: Path) -> None:
+    engine = tiny_engine()
+    model = save_model(tmp_path / "tiny", engine.model, engine.tokenizer)
+    db, port = tmp_path / "works.db", _free_port()
+    server = _start(model, db, port)
+    base = f"http://127.0.0.1:{port}/v1"
+    acknowledged: list[tuple[int, int, str]] = []
+    try:
+        pid = httpx.post(f"{base}/projects", json={"name": "Crash"}).json()["id"]
+        docs = [
+            httpx.post(f"{base}/projects/{pid}/documents", json={"title": f"D{i}"}).json()["id"]
+            for i in range(4)
+        ]
+        stop = threading.Event()
+
+        def writer(doc: int) -> None:
+            with httpx.Client(timeout=5) as http:
+                for n in range(10_000):
+                    if stop.is_set():
+                        return
+                    text = f"draft {n} of {doc} " + "word " * 50
+                    try:
+                        reply = http.put(f"{base}/documents/{doc}", json={"text": text})
+                    except httpx.HTTPError:
+                        return  # the server died mid-request: not acknowledged
+                    if reply.status_code == 200:
+                        acknowledged.append((doc, reply.json()["version"], text))
+
+        threads = [threading.Thread(target=writer, args=(d,)) for d in docs]
+        for t in threads:
+            t.start()
+        while len(acknowledged) < 40:
+            time.sleep(0.02)
+        os.kill(server.pid, signal.SIGKILL)  # while saves are in flight
+        server.wait()
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        if server.poll() is None:
+            server.kill()
+    server = _start(model, db, port)
+    try:
+        for doc, version, text in list(acknowledged):
+            got = httpx.get(f"{base}/documents/{doc}/versions/{version}").json()
+            assert got["text"] == text
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_poem_endpoint_and_form_checker(client: TestClient) -> None:
+    body = {"text": "the sea", "form": "couplet", "attempts": 1, "params": {"seed": 2}}
+    poem = client.post("/v1/studio/poem", json=body)
+    assert poem.status_code == 200, poem.text
+    result = poem.json()
+    assert result["report"]["form"] and isinstance(result["passed"], bool)
+    assert all("problems" in line for line in result["report"]["lines"])
+    check = client.post(
+        "/v1/forms/check",
+        json={
+            "text": "An old silent pond\nA frog jumps into the pond\nSplash! Silence again",
+            "form": "haiku",
+        },
+    ).json()
+    assert [line["number"] for line in check["lines"]] == [1, 2, 3]
+    bad = client.post("/v1/forms/check", json={"text": "x", "form": "../../etc/passwd.yaml"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "form"
+    assert client.post("/v1/studio/poem", json={"form": "nonsense-form"}).status_code == 400

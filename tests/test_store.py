@@ -1,0 +1,108 @@
+"""The works library: versions are never lost, exports round-trip, the schema migrates."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from musegpt.cli.app import app
+from musegpt.store import NotFound, StoreError, WorksStore
+from musegpt.store.schema import MIGRATIONS
+
+
+def test_every_save_is_a_new_version(tmp_path: Path) -> None:
+    store = WorksStore(tmp_path / "w.db")
+    project = store.create_project("Lighthouse")
+    doc = store.create_document(project["id"], "Chapter 1", text="It was dark.")
+    assert store.save(doc["id"], "It was dark and cold.", "more")["version"] == 2
+    assert store.save(doc["id"], "It was dark, cold and wet.")["version"] == 3
+    assert store.document(doc["id"])["text"] == "It was dark, cold and wet."
+    assert [v["number"] for v in store.versions(doc["id"])] == [1, 2, 3]
+    assert store.version(doc["id"], 1)["text"] == "It was dark."
+    with pytest.raises(NotFound):
+        store.version(doc["id"], 9)
+    with pytest.raises(StoreError):
+        store.create_project("  ")
+
+
+def test_pragmas_foreign_keys_and_migrations(tmp_path: Path) -> None:
+    store = WorksStore(tmp_path / "w.db")
+    db = sqlite3.connect(tmp_path / "w.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    project = store.create_project("P")
+    doc = store.create_document(project["id"], "D", text="x")
+    store.delete_project(project["id"])  # cascades to documents and versions
+    with pytest.raises(NotFound):
+        store.document(doc["id"])
+    assert db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 0
+    store.close()
+    assert WorksStore(tmp_path / "w.db").schema_version == len(MIGRATIONS)  # reopen: no-op
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.commit()
+    with pytest.raises(RuntimeError, match="upgrade MuseGPT"):
+        WorksStore(tmp_path / "w.db")
+
+
+def test_bible_lore_provenance_and_json_round_trip(tmp_path: Path) -> None:
+    store = WorksStore(tmp_path / "w.db")
+    pid = store.create_project("Robot", lang="en")["id"]
+    store.set_bible(pid, premise="a robot who discovers love", style="spare")
+    store.add_lore(pid, "Ada", "the robot", ["Ada", "robot"])
+    gen = store.record_generation("story", "tiny", {"seed": 3, "temperature": 0.8}, "p", "out", pid)
+    did = store.create_document(pid, "One", text="v1")["id"]
+    store.save(did, "v2", generation_id=gen)
+    script = store.create_document(pid, "Scene", kind="script", text="INT. LAB - NIGHT")["id"]
+    assert store.generation(gen)["seed"] == 3
+    exported = store.export_json(pid)
+    copy = store.import_json(json.loads(json.dumps(exported)))
+    again = store.export_json(copy["id"])
+    for key in ("bible", "lore", "project"):
+        a = (
+            {k: v for k, v in again[key].items() if k not in ("updated", "created")}
+            if key != "lore"
+            else again[key]
+        )
+        b = (
+            {k: v for k, v in exported[key].items() if k not in ("updated", "created")}
+            if key != "lore"
+            else exported[key]
+        )
+        assert a == b
+    assert [[v["text"] for v in d["versions"]] for d in again["documents"]] == [
+        ["v1", "v2"],
+        ["INT. LAB - NIGHT"],
+    ]
+    assert again["documents"][0]["versions"][1]["generation_id"] == again["generations"][0]["id"]
+    markdown = store.export_markdown(pid)
+    assert "# Robot" in markdown and "## One" in markdown and "```fountain" in markdown
+    assert store.export_fountain(pid).startswith("Title: Robot")
+    assert store.document(script)["kind"] == "script"
+    with pytest.raises(StoreError):
+        store.import_json({"format": "other"})
+
+
+def test_works_cli(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "w.db")]
+    pid = runner.invoke(app, ["works", "new", "Poems", *db]).stdout.strip()
+    draft = tmp_path / "draft.txt"
+    draft.write_text("first", encoding="utf-8")
+    did = runner.invoke(app, ["works", "add", pid, "Sea", "--file", str(draft), *db]).stdout.strip()
+    draft.write_text("second", encoding="utf-8")
+    assert runner.invoke(app, ["works", "save", did, str(draft), *db]).stdout.strip() == "2"
+    assert "v2" in runner.invoke(app, ["works", "versions", did, *db]).stdout
+    assert runner.invoke(app, ["works", "cat", did, "--version", "1", *db]).stdout == "first\n"
+    out = tmp_path / "poems.json"
+    assert runner.invoke(app, ["works", "export", pid, "-o", str(out), *db]).exit_code == 0
+    copy = runner.invoke(app, ["works", "import", str(out), *db]).stdout.strip()
+    assert copy != pid
+    assert "Sea" in runner.invoke(app, ["works", "show", copy, *db]).stdout
+    md = runner.invoke(app, ["works", "export", copy, "--format", "markdown", *db]).stdout
+    assert "## Sea" in md and "second" in md
+    bad = runner.invoke(app, ["works", "show", "99", *db])
+    assert bad.exit_code == 2
