@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)  # progress goes to stderr, the summary to stdout
 
-BUILTIN_HELP = "shakespeare, poetry-en, tang-poems, song-ci"
+BUILTIN_HELP = "shakespeare, poetry-en, tang-poems, song-ci, abc-folk"
 
 
 class TokenizerKind(StrEnum):
