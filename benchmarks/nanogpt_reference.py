@@ -9,9 +9,11 @@ for vocabularies under 65,536).
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,11 +37,16 @@ class ReferenceResult:
     tokens_per_iter: int
     loop_seconds: float  # sum of nanoGPT's own per-iteration times, evaluation included
     tokens_per_second: float
+    median_window_tokens_per_second: float  # median over 10-iteration windows
     val_loss: float
     wall_seconds: float
 
 
-def run_nanogpt(nanogpt: Path, corpus: Path, max_iters: int = 2000) -> ReferenceResult:
+def run_nanogpt(
+    nanogpt: Path, corpus: Path, max_iters: int = 2000, threads: int = 0
+) -> ReferenceResult:
+    """nanoGPT's baby config for `max_iters` steps on `corpus`; `threads` > 0 sets
+    OMP_NUM_THREADS (torch's thread count) for it, 0 keeps torch's default."""
     manifest = json.loads((corpus / "manifest.json").read_text())
     if manifest["dtype"] != "uint16":
         raise SystemExit("nanoGPT reads uint16 token arrays; use a vocabulary under 65,536")
@@ -59,8 +66,13 @@ def run_nanogpt(nanogpt: Path, corpus: Path, max_iters: int = 2000) -> Reference
         flags += [f"--max_iters={max_iters}", f"--lr_decay_iters={max_iters}"]
         command = [sys.executable, "train.py", "config/train_shakespeare_char.py",
                    "--dataset=musegpt", f"--out_dir={work / 'out'}", *flags]  # fmt: skip
+        env = dict(os.environ)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         start = time.perf_counter()
-        proc = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            command, cwd=work, capture_output=True, text=True, check=False, env=env
+        )
         wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"nanoGPT failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -73,11 +85,13 @@ def run_nanogpt(nanogpt: Path, corpus: Path, max_iters: int = 2000) -> Reference
             val_loss = float(m.group(3))
     tokens_per_iter = 12 * 64
     loop = sum(times)
+    windows = [sum(times[i : i + 10]) for i in range(0, len(times) - 9, 10)]
     return ReferenceResult(
         iters=len(times),
         tokens_per_iter=tokens_per_iter,
         loop_seconds=loop,
         tokens_per_second=len(times) * tokens_per_iter / loop,
+        median_window_tokens_per_second=10 * tokens_per_iter / statistics.median(windows),
         val_loss=val_loss,
         wall_seconds=wall,
     )
@@ -90,5 +104,7 @@ if __name__ == "__main__":
     parser.add_argument("--nanogpt", type=Path, required=True, help="a nanoGPT checkout")
     parser.add_argument("--data", type=Path, required=True, help="a `musegpt prepare` folder")
     parser.add_argument("--max-iters", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
-    print(json.dumps(asdict(run_nanogpt(args.nanogpt, args.data, args.max_iters)), indent=2))
+    result = run_nanogpt(args.nanogpt, args.data, args.max_iters, args.threads)
+    print(json.dumps(asdict(result), indent=2))

@@ -3,31 +3,68 @@
     # nanoGPT's CPU "baby" config on character-level Shakespeare (prepared if missing)
     python benchmarks/train_throughput.py --config configs/shakespeare-char.yaml
 
-    # the same, with nanoGPT's own train.py run on the same token arrays in the same run
+    # the same, with nanoGPT's own train.py run on the same token arrays in the same run,
+    # alternating MuseGPT and nanoGPT twice
     python benchmarks/train_throughput.py --config configs/shakespeare-char.yaml \
-        --nanogpt ~/src/nanoGPT
+        --nanogpt ~/src/nanoGPT --repeats 2
 
-    # a ~30M-parameter BPE model, 50 steps
+    # a ~30M-parameter BPE model, 30 steps
     python benchmarks/train_throughput.py --config configs/bpe-30m.yaml \
-        --data data/shakespeare-bpe --tokenizer bpe max_iters=50 eval_interval=50
+        --data data/shakespeare-bpe --tokenizer bpe max_iters=30 eval_interval=30 eval_iters=2
 
 tokens/s counts the whole loop after the first step (evaluations included), the way
 nanoGPT's per-iteration times do; `train_tokens_per_second` leaves evaluation out.
+`median_window_tokens_per_second` is the median over 10-step windows (for nanoGPT, from its
+per-iteration times): it shrugs off bursts of other work on a shared machine, which the
+whole-loop figure does not. `--threads N` runs both programs with N torch threads (nanoGPT
+through OMP_NUM_THREADS); by default both use torch's default, one per core.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from musegpt.data.prepare import prepare_corpus
-from musegpt.train.config import load_config
-from musegpt.train.trainer import Trainer
+from musegpt.train.config import TrainConfig, load_config
+from musegpt.train.metrics import METRICS_FILE, MetricsLog
+from musegpt.train.trainer import Trainer, resolve_device, resolve_dtype
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_musegpt(config: TrainConfig, data: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as out:
+        run = Path(out) / "run"
+        result = Trainer(config, data, run, progress=False).run()
+        records = MetricsLog(run / METRICS_FILE).read()
+    # Each record's tokens_per_sec covers the steps since the previous log point; the first
+    # window holds the one-off warm-up of step 1, so it is left out.
+    windows = [float(r["tokens_per_sec"]) for r in records[1:] if r.get("tokens_per_sec")]
+    return {
+        "tokens_per_second": round(result.tokens_per_second),
+        "train_tokens_per_second": round(result.train_tokens_per_second),
+        "median_window_tokens_per_second": round(statistics.median(windows)) if windows else None,
+        "final_val_loss": result.final_val_loss,
+        "seconds": round(result.seconds, 1),
+        "steps": result.steps,
+    }
 
 
 def main() -> None:
@@ -36,34 +73,70 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/shakespeare-char"))
     parser.add_argument("--tokenizer", choices=["char", "bpe"], default="char")
     parser.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout to compare against")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("overrides", nargs="*", help="key=value settings")
     args = parser.parse_args()
 
     if not (args.data / "manifest.json").exists():
         prepare_corpus(["shakespeare"], args.data, tokenizer=args.tokenizer)
-    config = load_config(args.config, args.overrides)
-    with tempfile.TemporaryDirectory() as out:
-        result = Trainer(config, args.data, Path(out) / "run", progress=False).run()
-    report: dict[str, object] = {
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "threads": torch.get_num_threads(),
+    overrides = list(args.overrides)
+    if args.threads:
+        overrides.append(f"threads={args.threads}")
+    config = load_config(args.config, overrides)
+    device = resolve_device(config.device)
+    report: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": args.threads or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "dtype": str(resolve_dtype(config.dtype, device)).removeprefix("torch."),
         "config": str(args.config),
         "overrides": args.overrides,
-        "steps": result.steps,
-        "tokens_per_second": round(result.tokens_per_second),
-        "train_tokens_per_second": round(result.train_tokens_per_second),
-        "final_val_loss": result.final_val_loss,
-        "seconds": round(result.seconds, 1),
+        "tokens_per_step": (
+            config.batch_size * config.block_size * config.gradient_accumulation_steps
+        ),
     }
-    if args.nanogpt:
-        from nanogpt_reference import run_nanogpt  # type: ignore[import-not-found]
+    runs: dict[str, list[dict[str, Any]]] = {"musegpt": [], "nanogpt": []}
+    for _ in range(args.repeats):
+        runs["musegpt"].append(run_musegpt(config, args.data))
+        if args.nanogpt:
+            from nanogpt_reference import run_nanogpt  # type: ignore[import-not-found]
 
-        reference = run_nanogpt(args.nanogpt, args.data, max_iters=config.max_iters)
-        report["nanogpt_tokens_per_second"] = round(reference.tokens_per_second)
-        report["nanogpt_val_loss"] = reference.val_loss
-        report["speedup"] = round(result.tokens_per_second / reference.tokens_per_second, 2)
-        if result.final_val_loss is not None:
-            report["val_loss_gap"] = round(result.final_val_loss - reference.val_loss, 4)
+            ref = run_nanogpt(
+                args.nanogpt, args.data, max_iters=config.max_iters, threads=args.threads
+            )
+            runs["nanogpt"].append(
+                {
+                    "tokens_per_second": round(ref.tokens_per_second),
+                    "median_window_tokens_per_second": round(ref.median_window_tokens_per_second),
+                    "final_val_loss": ref.val_loss,
+                    "seconds": round(ref.wall_seconds, 1),
+                }
+            )
+    report["musegpt_runs"] = runs["musegpt"]
+    if runs["nanogpt"]:
+        report["nanogpt_runs"] = runs["nanogpt"]
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(float(r[key]) for r in runs[name])
+
+    report["musegpt_tokens_per_second"] = round(median("musegpt", "tokens_per_second"))
+    if runs["nanogpt"]:
+        report["nanogpt_tokens_per_second"] = round(median("nanogpt", "tokens_per_second"))
+        report["speedup"] = round(
+            median("musegpt", "tokens_per_second") / median("nanogpt", "tokens_per_second"), 2
+        )
+        report["speedup_median_window"] = round(
+            median("musegpt", "median_window_tokens_per_second")
+            / median("nanogpt", "median_window_tokens_per_second"),
+            2,
+        )
+        if all(r["final_val_loss"] is not None for r in runs["musegpt"]):
+            report["val_loss_gap"] = round(
+                median("musegpt", "final_val_loss") - median("nanogpt", "final_val_loss"), 4
+            )
     print(json.dumps(report, indent=2))
 
 
