@@ -64,6 +64,9 @@ def measures(abc: str) -> list[Fraction]:
 def assert_valid_tune(tune: Tune, bars: int) -> None:
     bar = Fraction(tune.header.metre) * 4
     durations = measures(tune.abc)
+    if len(durations) == bars + 1:  # a pick-up bar of at most half a bar comes first
+        pickup, *durations = durations
+        assert 0 < pickup <= bar / 2, (tune.abc, pickup)
     assert len(durations) == bars, tune.abc
     assert all(d == bar for d in durations), (tune.abc, durations)
     assert tune.body.rstrip().endswith(("|]", ":|")), tune.abc
@@ -173,15 +176,20 @@ def random_body(data: st.DataObject, grammar: Grammar) -> str:
 def test_grammar_bars_match_music21(data: st.DataObject, metre: str) -> None:
     header = Header("Random", None, metre, "1/8", "D")
     bars = data.draw(st.integers(min_value=3, max_value=6))
-    body = random_body(data, Grammar(header.bar_units, bars))
+    grammar = Grammar(header.bar_units, bars)
+    body = random_body(data, grammar)
+    end = grammar.feed(grammar.start(), body)
+    assert end is not None
     abc = header.text() + body
     bar = Fraction(metre) * 4
     notes = parse_abc(abc).flatten().notesAndRests
     total = sum(Fraction(n.duration.quarterLength).limit_denominator(96) for n in notes)
-    assert total == bar * bars, abc
+    pickup = total - bar * bars  # a short first bar, outside the requested bars
+    assert (pickup > 0) == end.pickup and 0 <= pickup <= bar / 2, abc
     # music21 makes measures only from two plain "|" on; when it does, each is one bar.
     durations = measures(abc)
-    assert durations in ([], [bar] * bars), (abc, durations)
+    full = [bar] * bars
+    assert durations in ([], full, [pickup, *full]), (abc, durations)
 
 
 def test_grammar_refuses_overfull_bars_and_early_ends() -> None:
@@ -193,6 +201,19 @@ def test_grammar_refuses_overfull_bars_and_early_ends() -> None:
     assert grammar.feed(grammar.start(), "(3ABc d4|") is not None  # triplet of 2 + 4
     assert grammar.feed(grammar.start(), "(3AB2") is None  # triplet notes of equal length
     assert grammar.feed(grammar.start(), "ABc de-f") is None  # a tie repeats the pitch
+    # broken rhythm: A>B is A3/2 B1/2; the pair's notes share a written length of 1 or 2
+    assert grammar.feed(grammar.start(), "A>Bc d>ef|") is not None
+    assert grammar.feed(grammar.start(), "A2<B2 c2|") is not None
+    assert grammar.feed(grammar.start(), "A>B2") is None
+    assert grammar.feed(grammar.start(), "z>B") is None  # notes only, no rests
+    assert grammar.feed(grammar.start(), "A> B") is None
+    assert grammar.feed(grammar.start(), "ABc de>f|") is not None
+    assert grammar.feed(grammar.start(), "ABc def>") is None  # the pair would overfill the bar
+    # a pick-up of at most half a bar, once, not counted among the bars
+    pickup = grammar.feed(grammar.start(), "A|ABc def|")
+    assert pickup is not None and pickup.pickup and pickup.bars == 1
+    assert grammar.feed(grammar.start(), "ABcd|") is None  # more than half a bar
+    assert grammar.feed(grammar.start(), "A|B|") is None  # only one pick-up
     end = grammar.feed(grammar.start(), "|:ABc de-e|f6:|")
     assert end is not None and end.ended
 

@@ -44,7 +44,11 @@ PAIRS: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
     ("top_p", lambda: TopP(0.8), lambda: hf.TopPLogitsWarper(0.8)),
     ("min_p", lambda: MinP(0.1), lambda: hf.MinPLogitsWarper(0.1)),
     ("typical_p", lambda: TypicalP(0.6), lambda: hf.TypicalLogitsWarper(0.6)),
-    ("repetition", lambda: RepetitionPenalty(1.3), lambda: hf.RepetitionPenaltyLogitsProcessor(1.3)),  # noqa: E501
+    (
+        "repetition",
+        lambda: RepetitionPenalty(1.3),
+        lambda: hf.RepetitionPenaltyLogitsProcessor(1.3),
+    ),
     ("no_repeat_3gram", lambda: NoRepeatNGram(3), lambda: hf.NoRepeatNGramLogitsProcessor(3)),
     ("no_repeat_1gram", lambda: NoRepeatNGram(1), lambda: hf.NoRepeatNGramLogitsProcessor(1)),
 ]

@@ -1,5 +1,6 @@
 """The web studio end to end in headless Chromium (Debian's), driven by Playwright:
-write, continue at the cursor, rewrite a selection, save, reload, find every version."""
+write, continue at the cursor, rewrite a selection, save, reload, find every version, write
+a poem with its report, compose a tune and see its score and player."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 from test_server_helpers import running_server, tiny_engine
 
+from musegpt.engines.registry import open_engine
+from musegpt.music.tune import SOUNDFONT
 from musegpt.server import ServerSettings, create_app
 from musegpt.store import WorksStore
 
@@ -36,7 +39,8 @@ if not Path(CHROMIUM).is_file():
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("web")
     settings = ServerSettings(data_dir=folder, max_tokens=200)
-    app = create_app({"tiny": tiny_engine()}, settings, WorksStore(folder / "works.db"))
+    engines = {"tiny": tiny_engine(), "abc-folk": open_engine("abc-folk")}
+    app = create_app(engines, settings, WorksStore(folder / "works.db"))
     with running_server(app) as base:
         yield base
 
@@ -104,3 +108,23 @@ def test_poem_in_a_form_shows_the_checkers_line_report(page: Any) -> None:
     assert not page.locator("#report").is_hidden()
     assert page.locator("#report tbody tr").count() >= 1
     assert "haiku" in page.inner_text("#report caption").lower()
+
+
+def test_compose_shows_the_tune_its_score_and_a_player(page: Any) -> None:
+    page.fill("#tune-request", "a waltz in G")
+    page.fill("#tune-bars", "4")
+    page.fill("#seed", "5")
+    page.click("#compose")
+    page.wait_for_selector("#status:has-text('done')")
+    assert not page.locator("#music").is_hidden()
+    assert "M:3/4" in page.inner_text("#output") and "K:G" in page.inner_text("#output")
+    assert "4/4 bars of the right length" in page.inner_text("#tune-check")
+    midi = page.get_attribute("#tune-midi", "href") or ""
+    assert midi.startswith("blob:")
+    if shutil.which("abcm2ps"):
+        # the score is an image the browser could decode (a real SVG, not an error page)
+        page.wait_for_function("document.getElementById('score').naturalWidth > 0")
+    if shutil.which("fluidsynth") and SOUNDFONT.is_file():
+        page.wait_for_function("document.getElementById('player').readyState >= 1")
+        duration = page.evaluate("document.getElementById('player').duration")
+        assert duration > 1.0  # 4 bars of a waltz last seconds

@@ -59,11 +59,19 @@ def serve_command(
         list[str] | None, typer.Option(help="An origin allowed by CORS (repeatable); none: off.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, mps (MuseGPT / HF models).")] = "cpu",
+    music: Annotated[
+        bool,
+        typer.Option(
+            help="Also serve the packaged ABC model (abc-folk) for /v1/music and the "
+            "studio's music panel."
+        ),
+    ] = True,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API, with the web studio at /."""
     with user_errors():
         import uvicorn
 
+        from musegpt.music.compose import MUSIC_MODEL
         from musegpt.server import ServerSettings, create_app
         from musegpt.server.settings import API_KEY_ENV
         from musegpt.store import WorksStore
@@ -84,6 +92,8 @@ def serve_command(
         )
         names: list[str | None] = list(model) if model else [None]
         sources = {_name(m): _loader(m, contexts, device) for m in names}
+        if music and MUSIC_MODEL not in sources:
+            sources[MUSIC_MODEL] = _loader(MUSIC_MODEL, 1, device)
         app = create_app(sources, settings, WorksStore(works))
         where = f"http://{host}:{port}"
         err_console.print(f"MuseGPT serving {', '.join(sources)} at {where} (studio: {where}/)")

@@ -160,6 +160,10 @@ class _Row:
     def generated(self) -> list[int]:
         return self.ids[len(self.prompt_ids) :]
 
+    @property
+    def n_generated(self) -> int:
+        return len(self.ids) - len(self.prompt_ids)
+
 
 def _complete_utf8(data: bytes) -> tuple[str, bytes]:
     """Decode the longest prefix of `data` that ends on a character boundary."""
@@ -182,16 +186,15 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
     sampling together); this takes ~10 us. A token of probability 0 is never drawn.
     """
     cdf = probs.double().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    if not bool((total > 0).all()):  # NaN too
+        raise ValueError("cannot sample: a row has no token with a positive probability")
     device = generator.device if generator is not None else probs.device
     u = torch.rand(probs.shape[0], 1, generator=generator, dtype=torch.float64, device=device)
-    # The first index whose cumulative probability exceeds u * total: probs there is > 0.
-    tokens = torch.searchsorted(cdf, u.to(probs.device) * cdf[:, -1:], right=True)
-    tokens = tokens.clamp_(max=probs.shape[-1] - 1).squeeze(-1)
-    empty = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) <= 0
-    if bool(empty.any()):  # u * total rounded up to the total: take the last possible token
-        last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).to(torch.int8).argmax(dim=-1)
-        tokens = torch.where(empty, last, tokens)
-    return tokens
+    # Strictly below the total, so the first index whose cumulative probability exceeds the
+    # point is a token of positive probability (the sum does not grow at a zero).
+    point = torch.minimum(u.to(probs.device) * total, torch.nextafter(total, total.new_zeros(())))
+    return torch.searchsorted(cdf, point, right=True).squeeze(-1)
 
 
 class Decoder:
@@ -317,7 +320,7 @@ class Decoder:
             state = DecodeState([r.ids for r in rows], [len(r.prompt_ids) for r in rows])
             scores = apply_pipeline(pipeline, state, raw)
         for i, row in enumerate(rows):
-            blocked = row.banned_at.get(len(row.generated))
+            blocked = row.banned_at.get(row.n_generated)
             if blocked:
                 scores = scores.clone() if scores is raw else scores
                 scores[i, list(blocked)] = NEG_INF
@@ -377,7 +380,7 @@ class Decoder:
                 row.stop_at = min(found)
                 row.finish = "stop"
                 return False
-        if len(row.generated) >= params.max_new_tokens:
+        if row.n_generated >= params.max_new_tokens:
             row.finish = "length"
         return False
 
@@ -391,7 +394,7 @@ class Decoder:
         bad = row.generated[t]
         row.backtracks += 1
         keep_prompt = len(row.prompt_ids)
-        drop = len(row.generated) - t
+        drop = row.n_generated - t
         del row.ids[keep_prompt + t :]
         row.window = row.window[: len(row.window) - drop] if drop < len(row.window) else []
         if not row.window:

@@ -141,7 +141,8 @@ class MinNewTokens:
         self.eos_id = eos_id
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        short = [r for r in range(scores.shape[0]) if len(state.generated(r)) < self.minimum]
+        lengths = zip(state.sequences, state.prompt_lengths, strict=True)
+        short = [r for r, (seq, prompt) in enumerate(lengths) if len(seq) - prompt < self.minimum]
         if not short:
             return scores
         scores = scores.clone()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musegpt.model.config import GPTConfig
+from musegpt.model.fastpath import dropout, layer_norm, linear
 from musegpt.model.kv_cache import KVCache
 from musegpt.model.positional import (
     LearnedPositions,
@@ -19,68 +20,6 @@ from musegpt.model.positional import (
     SinusoidalPositions,
     apply_rotary,
 )
-
-# Inference on a CPU with at most this many rows (tokens x batch) is "decoding": matrix-vector
-# products, bound by how fast the weights stream from memory.
-DECODE_ROWS = 16
-
-
-def _transposed_weight(layer: nn.Linear, weight: torch.Tensor) -> torch.Tensor:
-    """A contiguous (in, out) copy of `weight`, cached on the layer and made again whenever
-    the weight is replaced or changed in place."""
-    key = (weight.data_ptr(), weight._version, weight.shape)
-    cached: tuple[tuple[object, ...], torch.Tensor] | None = layer.__dict__.get("_decode_t")
-    if cached is None or cached[0] != key:
-        cached = (key, weight.detach().t().contiguous())
-        layer.__dict__["_decode_t"] = cached
-    return cached[1]
-
-
-def linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)`, with less overhead for a plain `nn.Linear`, and faster when decoding.
-
-    Decoding on a CPU (no autograd, a few rows), an expanding layer (more outputs than
-    inputs: c_attn, c_fc, the LM head) multiplies by a transposed copy of its weight, `x @ W.T`:
-    MKL streams an (in, out) matrix about twice as fast as the (out, in) weight that
-    `F.linear` reads for a matrix-vector product (14-18 GB/s vs 7-9 GB/s measured on the
-    2-core EPYC, torch 2.13; the copy costs the layer's size in memory once). Anything else
-    that is not a plain, hook-free `nn.Linear` (LoRA-wrapped layers, say) is simply called.
-    """
-    if type(layer) is not nn.Linear or layer._forward_hooks or layer._forward_pre_hooks:
-        out: torch.Tensor = layer(x)
-        return out
-    params = layer._parameters
-    weight, bias = params["weight"], params["bias"]
-    assert weight is not None
-    if (
-        layer.out_features > layer.in_features
-        and not torch.is_grad_enabled()
-        and x.numel() <= DECODE_ROWS * layer.in_features
-        and x.device.type == "cpu"
-        and x.dtype == weight.dtype
-    ):
-        y = x @ _transposed_weight(layer, weight)
-        if bias is not None:
-            y += bias
-        return y
-    return F.linear(x, weight, bias)
-
-
-def layer_norm(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)`, calling `F.layer_norm` directly for a plain, hook-free `nn.LayerNorm`."""
-    if type(layer) is not nn.LayerNorm or layer._forward_hooks or layer._forward_pre_hooks:
-        out: torch.Tensor = layer(x)
-        return out
-    params = layer._parameters
-    return F.layer_norm(x, layer.normalized_shape, params["weight"], params["bias"], layer.eps)
-
-
-def dropout(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`module(x)` for a dropout module, skipping the call where it can only return x."""
-    if module.training and (type(module) is not nn.Dropout or module.p > 0):
-        out: torch.Tensor = module(x)
-        return out
-    return x
 
 
 class CausalSelfAttention(nn.Module):

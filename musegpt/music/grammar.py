@@ -10,6 +10,11 @@ same way):
 * rests `z` with a length;
 * triplets `(3` of three notes or rests of equal length (2/3 each; the group lasts 2 notes);
 * ties `-` to the next note, which must have the same pitch (across a bar line too);
+* broken rhythm `A>B` (the first note dotted, the second halved) and `A<B` (the reverse)
+  between two notes of the same written length, 1 or 2 units (`A2>B2`), so every bar's
+  remaining time stays a multiple of half a unit;
+* a pick-up bar: a first bar of at most half a bar closed early (`A|d2e fed|...`), which
+  does not count among the requested bars, as in the corpus' tunes;
 * bar lines `|` only when the bar is full; repeats `|:` ... `:|`; a newline only
   after a bar line, forced after `MAX_LINE_BARS` bars;
 * after the requested number of bars the tune ends with `|]` (or `:|` closing a repeat),
@@ -39,9 +44,12 @@ LENGTHS: dict[str, Fraction] = {
 _LENGTH_PREFIXES = {s[:i] for s in LENGTHS for i in range(len(s) + 1)}
 PITCHES = "ABCDEFGabcdefg"
 ACCIDENTALS = "^_="
-ALPHABET = frozenset(PITCHES + ACCIDENTALS + "z,'/0123456789|:]-( \n")
+ALPHABET = frozenset(PITCHES + ACCIDENTALS + "z,'/0123456789|:]-(<> \n")
 MAX_LINE_BARS = 8  # a newline is forced after this many bars on one line
 TRIPLET = 3
+# Broken rhythm: what the pair's second note counts as, in its written length.
+BROKEN = {">": Fraction(1, 2), "<": Fraction(3, 2)}
+BROKEN_LENGTHS = frozenset({Fraction(1), Fraction(2)})
 
 # Phases of the machine.
 LINE_START = 0  # start of the body or of a line: an element (or "|:" at the very start)
@@ -54,6 +62,7 @@ BAR = 6  # after "|": ":", "]" or the next bar
 COLON = 7  # after ":" ending a bar: "|" (":|")
 END = 8  # after the final bar line: a newline or end of text
 DONE = 9  # after the final newline: end of text only
+PAIRED = 10  # after ">" or "<": the pair's second note (an accidental or a pitch)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,9 @@ class State:
     line_bars: int = 0  # completed bars on this line
     repeat: bool = False  # a "|:" is open
     space: bool = False  # the last character was a space
+    pair_len: Fraction | None = None  # the written length a broken pair's 2nd note must have
+    pair_scale: Fraction = Fraction(1)  # what that note counts as, in its written length
+    pickup: bool = False  # a pick-up bar was written
 
     @property
     def ended(self) -> bool:
@@ -113,6 +125,10 @@ class Grammar:
             return self._after_bar(s, ch)
         if phase == COLON:
             return self._after_colon(s, ch)
+        if phase == PAIRED:
+            if ch in ACCIDENTALS:
+                return replace(s, phase=ACCIDENTAL, pitch=ch)
+            return self._pitch(s, "", ch) if ch in PITCHES else None
         if phase == END:
             return replace(s, phase=DONE) if ch == "\n" else None
         if phase == DONE:
@@ -127,6 +143,8 @@ class Grammar:
         if ch == "|":
             if s.phase == LINE_START and s.bars == 0 and s.elapsed == 0 and not s.repeat:
                 return replace(s, phase=OPENER, space=False)
+            if self._pickup_ends(s):
+                return replace(s, phase=BAR, elapsed=Fraction(0), pickup=True, space=False)
             if not full or (s.tie and s.bars + 1 >= self.bars):
                 return None
             if s.repeat and s.bars + 1 == self.bars:
@@ -187,6 +205,8 @@ class Grammar:
         done = self._finish_note(s)
         if done is None:
             return None
+        if ch in BROKEN:
+            return self._broken(s, done, ch)
         if ch == "-":
             # A tie needs a next note of the same pitch: not from a rest, inside a triplet,
             # or from the tune's very last note.
@@ -196,9 +216,29 @@ class Grammar:
             return replace(done, tie=s.pitch)
         return self._between(done, ch)
 
+    def _broken(self, s: State, done: State, ch: str) -> State | None:
+        """After the pair's first note (`s` pending, `done` finished): ">" dots it and
+        halves the next note, "<" the reverse; the pair lasts two written lengths."""
+        length = LENGTHS[s.length]
+        plain = s.pitch != "z" and not (s.tie or s.tuplet_left or s.pair_len is not None)
+        if not plain or length not in BROKEN_LENGTHS or done.elapsed + length > self.bar:
+            return None
+        shift = length / 2 if ch == ">" else -length / 2
+        return replace(
+            done, phase=PAIRED, elapsed=done.elapsed + shift, pair_len=length,
+            pair_scale=BROKEN[ch],
+        )  # fmt: skip
+
+    def _pickup_ends(self, s: State) -> bool:
+        """May "|" close a short first bar here (a pick-up of at most half a bar)?"""
+        pending = s.tie or s.tuplet_left or s.repeat or s.space
+        return s.bars == 0 and not s.pickup and not pending and 0 < s.elapsed <= self.bar / 2
+
     def _fits(self, s: State, length: Fraction) -> bool:
         """Can the pending note have this written length?"""
         room = self.bar - s.elapsed
+        if s.pair_len is not None:
+            return length == s.pair_len
         if s.tuplet_len is not None:
             return length == s.tuplet_len
         if s.tuplet_left:  # the triplet's first note: the whole group must fit
@@ -224,7 +264,10 @@ class Grammar:
                 tuplet_left=left,
                 tuplet_len=length if left else None,
             )
-        return replace(s, phase=BETWEEN, elapsed=s.elapsed + length, pitch="", length="", tie="")
+        return replace(
+            s, phase=BETWEEN, elapsed=s.elapsed + length * s.pair_scale, pitch="", length="",
+            tie="", pair_len=None, pair_scale=Fraction(1),
+        )  # fmt: skip
 
     def _close_bar(self, s: State, phase: int) -> State:
         return replace(

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from musegpt.server import openai_api, studio_api, works_api
+from musegpt.server import music_api, openai_api, studio_api, works_api
 from musegpt.server.errors import APIError, from_validation
 from musegpt.server.guard import Guard
 from musegpt.server.hosts import EngineSource, Models
@@ -49,6 +49,7 @@ def create_app(
     app.include_router(openai_api.router)
     app.include_router(studio_api.router)
     app.include_router(works_api.router)
+    app.include_router(music_api.router)
     _service_routes(app)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

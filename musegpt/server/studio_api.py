@@ -19,6 +19,7 @@ from musegpt.server.errors import APIError, from_validation, invalid
 from musegpt.server.hosts import event_stream, in_thread, run_emitting
 from musegpt.server.openai_api import _sse
 from musegpt.server.state import ServerState, state_of
+from musegpt.server.works_api import check_provenance_target
 from musegpt.studio.studio import Studio, slug
 from musegpt.studio.work import Work
 
@@ -97,6 +98,8 @@ async def run_task(
         raise invalid(f"max_tokens is at most {limit} on this server", "max_tokens")
     if len(runner.engine.tokenize(body.text)) > state.settings.max_prompt_tokens:
         raise invalid("the text is longer than this server accepts", "text")
+    if body.project_id is not None:  # a missing project is a 404 before any work starts
+        check_provenance_target(request, body.project_id, body.document_id)
     cancel = threading.Event()
     deadline = time.monotonic() + state.settings.request_timeout_s
     admission = host.reserve()

@@ -68,7 +68,7 @@ def _store(request: Request) -> WorksStore:
     return store
 
 
-def _run(request: Request, action: Callable[[WorksStore], T]) -> T:
+def run_on_store(request: Request, action: Callable[[WorksStore], T]) -> T:
     """The library's own errors as HTTP errors: missing things 404, bad input 400."""
     try:
         return action(_store(request))
@@ -76,6 +76,13 @@ def _run(request: Request, action: Callable[[WorksStore], T]) -> T:
         raise APIError(404, str(err), None, "not_found") from None
     except StoreError as err:
         raise invalid(str(err)) from None
+
+
+def check_provenance_target(request: Request, project_id: int, document_id: int | None) -> None:
+    """404 now, before any generation, when provenance would go to a missing place."""
+    run_on_store(request, lambda s: s.project(project_id))
+    if document_id is not None:
+        run_on_store(request, lambda s: s.document(document_id))
 
 
 def _id(value: int, name: str) -> int:
@@ -86,18 +93,18 @@ def _id(value: int, name: str) -> int:
 
 @router.get("/projects")
 def list_projects(request: Request) -> dict[str, Any]:
-    return {"data": _run(request, lambda s: s.projects())}
+    return {"data": run_on_store(request, lambda s: s.projects())}
 
 
 @router.post("/projects")
 def create_project(body: NewProject, request: Request) -> dict[str, Any]:
-    return _run(request, lambda s: s.create_project(body.name, body.kind, body.lang))
+    return run_on_store(request, lambda s: s.create_project(body.name, body.kind, body.lang))
 
 
 @router.get("/projects/{project_id}")
 def get_project(project_id: Id, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return _run(
+    return run_on_store(
         request,
         lambda s: {
             **s.project(pid),
@@ -111,108 +118,108 @@ def get_project(project_id: Id, request: Request) -> dict[str, Any]:
 @router.patch("/projects/{project_id}")
 def rename_project(project_id: Id, body: Rename, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return _run(request, lambda s: s.rename_project(pid, body.name))
+    return run_on_store(request, lambda s: s.rename_project(pid, body.name))
 
 
 @router.delete("/projects/{project_id}")
 def delete_project(project_id: Id, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    _run(request, lambda s: s.delete_project(pid))
+    run_on_store(request, lambda s: s.delete_project(pid))
     return {"deleted": True, "id": pid}
 
 
 @router.get("/projects/{project_id}/documents")
 def list_documents(project_id: Id, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return {"data": _run(request, lambda s: s.documents(pid))}
+    return {"data": run_on_store(request, lambda s: s.documents(pid))}
 
 
 @router.post("/projects/{project_id}/documents")
 def create_document(project_id: Id, body: NewDocument, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return _run(request, lambda s: s.create_document(pid, body.title, body.kind, body.text))
+    return run_on_store(request, lambda s: s.create_document(pid, body.title, body.kind, body.text))
 
 
 @router.get("/documents/{document_id}")
 def get_document(document_id: Id, request: Request) -> dict[str, Any]:
     did = _id(document_id, "document_id")
-    return _run(request, lambda s: s.document(did))
+    return run_on_store(request, lambda s: s.document(did))
 
 
 @router.put("/documents/{document_id}")
 def save_document(document_id: Id, body: Save, request: Request) -> dict[str, Any]:
     """A new version; the answer comes only after it is committed to disk."""
     did = _id(document_id, "document_id")
-    return _run(request, lambda s: s.save(did, body.text, body.note, body.generation_id))
+    return run_on_store(request, lambda s: s.save(did, body.text, body.note, body.generation_id))
 
 
 @router.patch("/documents/{document_id}")
 def rename_document(document_id: Id, body: Rename, request: Request) -> dict[str, Any]:
     did = _id(document_id, "document_id")
-    return _run(request, lambda s: s.rename_document(did, body.name))
+    return run_on_store(request, lambda s: s.rename_document(did, body.name))
 
 
 @router.delete("/documents/{document_id}")
 def delete_document(document_id: Id, request: Request) -> dict[str, Any]:
     did = _id(document_id, "document_id")
-    _run(request, lambda s: s.delete_document(did))
+    run_on_store(request, lambda s: s.delete_document(did))
     return {"deleted": True, "id": did}
 
 
 @router.get("/documents/{document_id}/versions")
 def list_versions(document_id: Id, request: Request) -> dict[str, Any]:
     did = _id(document_id, "document_id")
-    return {"data": _run(request, lambda s: s.versions(did))}
+    return {"data": run_on_store(request, lambda s: s.versions(did))}
 
 
 @router.get("/documents/{document_id}/versions/{number}")
 def get_version(document_id: Id, number: int, request: Request) -> dict[str, Any]:
     did, n = _id(document_id, "document_id"), _id(number, "number")
-    return _run(request, lambda s: s.version(did, n))
+    return run_on_store(request, lambda s: s.version(did, n))
 
 
 @router.get("/projects/{project_id}/bible")
 def get_bible(project_id: Id, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return _run(request, lambda s: s.bible(pid))
+    return run_on_store(request, lambda s: s.bible(pid))
 
 
 @router.put("/projects/{project_id}/bible")
 def set_bible(project_id: Id, body: Bible, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
     fields = {k: v for k, v in body.model_dump().items() if v is not None}
-    return _run(request, lambda s: s.set_bible(pid, **fields))
+    return run_on_store(request, lambda s: s.set_bible(pid, **fields))
 
 
 @router.get("/projects/{project_id}/lore")
 def list_lore(project_id: Id, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return {"data": _run(request, lambda s: s.lore(pid))}
+    return {"data": run_on_store(request, lambda s: s.lore(pid))}
 
 
 @router.post("/projects/{project_id}/lore")
 def add_lore(project_id: Id, body: Lore, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return _run(request, lambda s: s.add_lore(pid, body.name, body.text, body.keys))
+    return run_on_store(request, lambda s: s.add_lore(pid, body.name, body.text, body.keys))
 
 
 @router.put("/lore/{lore_id}")
 def update_lore(lore_id: Id, body: LoreUpdate, request: Request) -> dict[str, Any]:
     lid = _id(lore_id, "lore_id")
-    return _run(request, lambda s: s.update_lore(lid, body.name, body.text, body.keys))
+    return run_on_store(request, lambda s: s.update_lore(lid, body.name, body.text, body.keys))
 
 
 @router.delete("/lore/{lore_id}")
 def delete_lore(lore_id: Id, request: Request) -> dict[str, Any]:
     lid = _id(lore_id, "lore_id")
-    _run(request, lambda s: s.delete_lore(lid))
+    run_on_store(request, lambda s: s.delete_lore(lid))
     return {"deleted": True, "id": lid}
 
 
 @router.get("/projects/{project_id}/generations")
 def list_generations(project_id: Id, request: Request) -> dict[str, Any]:
     pid = _id(project_id, "project_id")
-    return {"data": _run(request, lambda s: s.generations(pid))}
+    return {"data": run_on_store(request, lambda s: s.generations(pid))}
 
 
 @router.get("/projects/{project_id}/export", response_model=None)
@@ -221,14 +228,14 @@ def export_project(
 ) -> Response | dict[str, Any]:
     pid = _id(project_id, "project_id")
     if format == "json":
-        return _run(request, lambda s: s.export_json(pid))
+        return run_on_store(request, lambda s: s.export_json(pid))
     if format == "markdown":
-        text = _run(request, lambda s: s.export_markdown(pid))
+        text = run_on_store(request, lambda s: s.export_markdown(pid))
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
-    text = _run(request, lambda s: s.export_fountain(pid))
+    text = run_on_store(request, lambda s: s.export_fountain(pid))
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
 
 @router.post("/projects/import")
 def import_project(body: dict[str, Any], request: Request) -> dict[str, Any]:
-    return _run(request, lambda s: s.import_json(body))
+    return run_on_store(request, lambda s: s.import_json(body))

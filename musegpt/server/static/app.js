@@ -91,6 +91,7 @@ function clearOutput() {
   $("output").textContent = "";
   $("alternatives-list").textContent = "";
   $("report").hidden = true;
+  $("music").hidden = true;
 }
 
 // A token with its probability (and the likeliest alternatives) on hover.
@@ -246,6 +247,64 @@ function poem() {
   });
 }
 
+// -- music -----------------------------------------------------------------------------
+
+// The file of a tune (midi, wav, svg) as an object URL, or null where the server cannot
+// make it (e.g. FluidSynth is not installed: the server's message is added to `notes`).
+async function renderTune(abc, format, signal, notes) {
+  const response = await fetch("/v1/music/render", {
+    method: "POST", headers: headers(), body: JSON.stringify({ abc, format }), signal,
+  });
+  if (!response.ok) {
+    const body = await response.json();
+    notes.push(body.error ? body.error.message : response.statusText);
+    return null;
+  }
+  return URL.createObjectURL(await response.blob());
+}
+
+function offerFile(id, url) {
+  const link = $(id);
+  link.hidden = url === null;
+  if (url !== null) link.href = url;
+}
+
+function compose() {
+  return busy("composing", async (signal) => {
+    clearOutput();
+    const payload = {
+      request: $("tune-request").value.trim() || "a tune in D major",
+      bars: Number($("tune-bars").value) || 16,
+      constrained: $("tune-constrained").checked,
+      temperature: Number($("temperature").value),
+      project_id: state.project, document_id: state.document,
+    };
+    const seed = $("seed").value;
+    if (seed !== "") payload.seed = Number(seed);
+    const tune = await api("/v1/music/compose", { method: "POST", body: JSON.stringify(payload), signal });
+    $("output").textContent = tune.abc;
+    const c = tune.check;
+    $("tune-check").textContent = `${tune.title}: ${tune.metre} in ${tune.key}, ` +
+      `${c.bars_right}/${c.bars} bars of the right length` + (c.parses ? "" : ", does not parse");
+    offerFile("tune-abc", URL.createObjectURL(new Blob([tune.abc], { type: "text/plain" })));
+    const notes = [];
+    const svg = await renderTune(tune.abc, "svg", signal, notes);
+    const midi = await renderTune(tune.abc, "midi", signal, notes);
+    const wav = await renderTune(tune.abc, "wav", signal, notes);
+    if (notes.length) $("tune-check").textContent += ". " + notes.join(" ");
+    $("score").hidden = svg === null;
+    if (svg !== null) $("score").src = svg;
+    $("player").hidden = wav === null;
+    if (wav !== null) $("player").src = wav;
+    offerFile("tune-svg", svg);
+    offerFile("tune-midi", midi);
+    offerFile("tune-wav", wav);
+    $("music").hidden = false;
+    const at = $("editor").selectionEnd;
+    showAlternatives([tune.abc], at, at);
+  });
+}
+
 // -- the works library -----------------------------------------------------------------
 
 function listItems(list, items, label, selected, onClick) {
@@ -384,6 +443,7 @@ $("expand").addEventListener("click", () =>
   onSelection("rewrite", "expanding", { style: "expanded, with more vivid detail" }));
 $("brainstorm").addEventListener("click", brainstorm);
 $("poem").addEventListener("click", poem);
+$("compose").addEventListener("click", compose);
 $("save").addEventListener("click", save);
 $("stop").addEventListener("click", () => state.abort && state.abort.abort());
 $("new-project").addEventListener("click", newProject);
