@@ -7,9 +7,9 @@ import threading
 import pytest
 from test_server_helpers import tiny_engine
 
-from musegpt.generation.decoder import Completion, Decoder
+from musegpt.generation.decoder import Completion, Decoder, Delta
 from musegpt.generation.params import SamplingParams
-from musegpt.generation.scheduler import BatchScheduler, Cancelled
+from musegpt.generation.scheduler import BatchScheduler
 
 
 def _alone(prompts: list[str], params: SamplingParams) -> list[Completion]:
@@ -31,11 +31,8 @@ def test_concurrent_requests_match_decoding_alone() -> None:
 
     def run(i: int) -> None:
         source = scheduler.source()
-        try:
-            decoder = Decoder(source, engine.tokenizer, engine.overflow)
-            results[i] = decoder.generate(*requests[i])
-        finally:
-            source.close()
+        decoder = Decoder(source, engine.tokenizer, engine.overflow)
+        results[i] = scheduler.run(source, decoder.start(*requests[i]))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
     for t in threads:
@@ -63,11 +60,32 @@ def test_cancelled_request_leaves_the_batch() -> None:
     source = scheduler.source(cancel)
     decoder = Decoder(source, engine.tokenizer)
     params = SamplingParams(max_new_tokens=50, temperature=0)
-    with pytest.raises(Cancelled):
-        for _ in decoder.stream("The", params, (), cancel):
-            cancel.set()  # the client went away after the first piece
-    source.close()
+    pieces: list[str] = []
+
+    def on_delta(delta: Delta) -> None:
+        pieces.append(delta.text)
+        cancel.set()  # the client went away after the first piece
+
+    out = scheduler.run(source, decoder.start("The", params, (), cancel), on_delta)
+    assert out[0].finish_reason == "cancelled" and len(out[0].token_ids) < 50
+    assert "".join(pieces) == out[0].text  # what was streamed is what was made
     other = scheduler.source()
-    out = Decoder(other, engine.tokenizer).generate("sea", SamplingParams(max_new_tokens=5))
-    other.close()
-    assert len(out[0].token_ids) == 5
+    job = Decoder(other, engine.tokenizer).start("sea", SamplingParams(max_new_tokens=5))
+    assert len(scheduler.run(other, job)[0].token_ids) == 5
+    assert scheduler.active == 0
+
+
+def test_a_failing_request_fails_alone() -> None:
+    engine = tiny_engine()
+    scheduler = BatchScheduler(engine.model)
+    source = scheduler.source()
+
+    def broken_sink(delta: Delta) -> None:
+        raise OSError("the client's socket is gone")
+
+    job = Decoder(source, engine.tokenizer).start("The", SamplingParams(max_new_tokens=20))
+    with pytest.raises(OSError, match="socket"):
+        scheduler.run(source, job, broken_sink)
+    other = scheduler.source()
+    job = Decoder(other, engine.tokenizer).start("sea", SamplingParams(max_new_tokens=5))
+    assert len(scheduler.run(other, job)[0].token_ids) == 5

@@ -1,9 +1,14 @@
 """The decoding loop: prompts in, completions (or a stream of text deltas) out.
 
-One loop serves every sampling parameter. It asks a `LogitsSource` for next-token logits
-(a MuseGPT model here; other backends implement the same three methods), runs the logits
+One loop serves every sampling parameter. It asks for next-token logits, runs the logits
 processors, draws tokens, and keeps per-row bookkeeping: stop strings, banned phrases with
 backtracking, UTF-8-safe text, log-probabilities, cancellation.
+
+The loop is a generator that yields a `LogitsRequest` whenever it needs logits and is sent
+them back (`Decoder.start` gives it as a `DecodeJob`). `generate` and `stream` answer from
+the decoder's `LogitsSource` (a MuseGPT model here; other backends implement the same
+methods); a continuous-batching scheduler answers many jobs with one forward pass, all on
+its own thread, so no request needs a thread of its own.
 
 Context policy ("slide", the default): a prompt longer than the context window keeps its
 most recent `context - 1` tokens; when generation fills the window, each row keeps the most
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -139,6 +144,34 @@ class Delta:
 
 
 @dataclass
+class LogitsRequest:
+    """What a decode waits for: next-token logits (rows, vocab) after prefilling `windows`
+    afresh, or after appending `tokens` (one per row) to what is cached."""
+
+    op: Literal["prefill", "step"]
+    windows: list[list[int]] = field(default_factory=list)
+    tokens: torch.Tensor | None = None
+
+
+# Yields text deltas and requests for logits; is sent the logits for each request.
+DecodeEvents = Generator["Delta | LogitsRequest", "torch.Tensor | None", None]
+
+
+@dataclass
+class DecodeJob:
+    """A decode driven from outside: send it logits for each `LogitsRequest` it yields;
+    once it is exhausted, `completions()` has the results."""
+
+    events: DecodeEvents
+    rows: list[_Row]
+    params: SamplingParams
+    decoder: Decoder
+
+    def completions(self) -> list[Completion]:
+        return [self.decoder._completion(row, self.params) for row in self.rows]
+
+
+@dataclass
 class _Row:
     index: int
     prompt_index: int
@@ -213,10 +246,10 @@ class Decoder:
         params: SamplingParams,
         constraints: Sequence[LogitsProcessor] = (),
     ) -> list[Completion]:
-        rows = self._start_rows(prompts, params)
-        for _ in self._decode(rows, params, constraints, None):
+        job = self.start(prompts, params, constraints)
+        for _ in self._answered(job.events):
             pass
-        return [self._completion(row, params) for row in rows]
+        return job.completions()
 
     def stream(
         self,
@@ -227,11 +260,51 @@ class Decoder:
     ) -> Iterator[Delta]:
         """Text deltas as they become final: never half a character, never text a banned
         phrase will take back, never the start of a stop string."""
+        yield from self._answered(self.start(prompts, params, constraints, cancel).events)
+
+    def start(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams,
+        constraints: Sequence[LogitsProcessor] = (),
+        cancel: threading.Event | None = None,
+    ) -> DecodeJob:
+        """The decode as a job for someone else to drive (see `DecodeJob`); `keep_rows`,
+        `room_left` and `context_length` still come from this decoder's source."""
         rows = self._start_rows(prompts, params)
+        return DecodeJob(self._events(rows, params, constraints, cancel), rows, params, self)
+
+    def _events(
+        self,
+        rows: list[_Row],
+        params: SamplingParams,
+        constraints: Sequence[LogitsProcessor],
+        cancel: threading.Event | None,
+    ) -> DecodeEvents:
         if params.echo:
             for row in rows:
                 yield Delta(row.index, self.tokenizer.decode(row.prompt_ids))
         yield from self._decode(rows, params, constraints, cancel)
+
+    def _answered(self, events: DecodeEvents) -> Iterator[Delta]:
+        """Drive a decode here, answering its requests for logits from `self.source`."""
+        reply: torch.Tensor | None = None
+        try:
+            while True:
+                item = events.send(reply)
+                if isinstance(item, LogitsRequest):
+                    if item.op == "prefill":
+                        reply = self.source.prefill(item.windows)
+                    else:
+                        assert item.tokens is not None
+                        reply = self.source.step(item.tokens)
+                else:
+                    reply = None
+                    yield item
+        except StopIteration:
+            return
+        finally:
+            events.close()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -260,7 +333,7 @@ class Decoder:
         params: SamplingParams,
         constraints: Sequence[LogitsProcessor],
         cancel: threading.Event | None,
-    ) -> Iterator[Delta]:
+    ) -> DecodeEvents:
         vocab = self.tokenizer.vocab_size
         pipeline = build_pipeline(params, vocab, self.tokenizer.eot_id, constraints)
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
@@ -271,8 +344,9 @@ class Decoder:
             hold = max(hold, REGEX_WINDOW)
 
         active = list(rows)
-        logits = self.source.prefill([r.window for r in active])
+        logits = yield LogitsRequest("prefill", [r.window for r in active])
         while active:
+            assert logits is not None
             if cancel is not None and cancel.is_set():
                 for row in active:
                     row.finish = "cancelled"
@@ -302,9 +376,9 @@ class Decoder:
                     row.window = row.window[-keep:]
                 need_rebuild = True
             if need_rebuild:
-                logits = self.source.prefill([r.window for r in active])
+                logits = yield LogitsRequest("prefill", [r.window for r in active])
             else:
-                logits = self.source.step(tokens)
+                logits = yield LogitsRequest("step", tokens=tokens)
 
     def _choose(
         self,

@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -166,20 +166,6 @@ async def in_thread(fn: Callable[[], T], cancel: threading.Event, deadline: floa
 
 
 _END = object()
-
-
-async def iterate_in_thread(
-    make: Callable[[], Iterator[T]], cancel: threading.Event
-) -> AsyncIterator[T]:
-    """Drive a blocking iterator on its own thread so a slow reader never stalls a batch;
-    leaving early (client disconnect, timeout) sets `cancel`, which stops the decode."""
-
-    def produce(emit: Callable[[T], None]) -> None:
-        for item in make():
-            emit(item)
-
-    async for item in run_emitting(produce, cancel):
-        yield item
 
 
 async def run_emitting(

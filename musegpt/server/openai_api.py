@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from musegpt.generation.decoder import Completion, TokenLogprob
+from musegpt.generation.decoder import Completion, Delta, TokenLogprob
 from musegpt.generation.params import SamplingParams
 from musegpt.server.chat import render_chat
 from musegpt.server.errors import APIError, invalid
@@ -22,7 +22,7 @@ from musegpt.server.hosts import (
     ModelHost,
     event_stream,
     in_thread,
-    iterate_in_thread,
+    run_emitting,
 )
 from musegpt.server.schemas import (
     ChatRequest,
@@ -259,8 +259,9 @@ class _Call:
         self,
     ) -> AsyncIterator[tuple[int, str, str | None, list[TokenLogprob] | None]]:
         """(index, text, finish reason, log-probs) as the decoder makes text final."""
-        deltas = iterate_in_thread(
-            lambda: self.runner.stream(self.prompts, self.params, self.cancel), self.cancel
+        deltas: AsyncIterator[Delta] = run_emitting(
+            lambda emit: self.runner.stream_into(emit, self.prompts, self.params, self.cancel),
+            self.cancel,
         )
         async for delta in deltas:
             if time.monotonic() > self.deadline:

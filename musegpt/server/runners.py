@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from musegpt.engines.base import Engine
@@ -37,13 +37,16 @@ class Runner:
     ) -> list[Completion]:
         raise NotImplementedError
 
-    def stream(
+    def stream_into(
         self,
+        emit: Callable[[Delta], None],
         prompts: Sequence[str],
         params: SamplingParams,
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
-    ) -> Iterator[Delta]:
+    ) -> None:
+        """Decode, handing each text delta to `emit` as it is made (from whichever thread
+        makes it); return when the decode is over."""
         raise NotImplementedError
 
     @contextmanager
@@ -64,14 +67,18 @@ class BatchingRunner(Runner):
         super().__init__(engine, capacity)
         self.scheduler = BatchScheduler(engine.model)
 
-    @contextmanager
-    def _decoder(self, cancel: threading.Event) -> Iterator[ScoringDecoder]:
-        """A decoder whose rows join the shared batch, and leave it however it ends."""
+    def _run(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        cancel: threading.Event,
+        constraints: Sequence[LogitsProcessor],
+        emit: Callable[[Delta], None] | None,
+    ) -> list[Completion]:
         source = self.scheduler.source(cancel)
-        try:
-            yield ScoringDecoder(source, self.engine.tokenizer, self.engine.overflow)
-        finally:
-            source.close()
+        decoder = ScoringDecoder(source, self.engine.tokenizer, self.engine.overflow)
+        job = decoder.start(list(prompts), params, constraints, cancel)
+        return self.scheduler.run(source, job, emit)
 
     def complete(
         self,
@@ -80,18 +87,17 @@ class BatchingRunner(Runner):
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
     ) -> list[Completion]:
-        with self._decoder(cancel) as decoder:
-            return decoder.generate(list(prompts), params, constraints)
+        return self._run(prompts, params, cancel, constraints, None)
 
-    def stream(
+    def stream_into(
         self,
+        emit: Callable[[Delta], None],
         prompts: Sequence[str],
         params: SamplingParams,
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
-    ) -> Iterator[Delta]:
-        with self._decoder(cancel) as decoder:
-            yield from decoder.stream(list(prompts), params, constraints, cancel)
+    ) -> None:
+        self._run(prompts, params, cancel, constraints, emit)
 
     @property
     def batch_stats(self) -> tuple[int, int]:
@@ -125,15 +131,17 @@ class PoolRunner(Runner):
         with self.borrow() as engine:
             return engine.complete(list(prompts), params, constraints)
 
-    def stream(
+    def stream_into(
         self,
+        emit: Callable[[Delta], None],
         prompts: Sequence[str],
         params: SamplingParams,
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
-    ) -> Iterator[Delta]:
+    ) -> None:
         with self.borrow() as engine:
-            yield from stream_engine(engine, prompts, params, constraints, cancel)
+            for delta in stream_engine(engine, prompts, params, constraints, cancel):
+                emit(delta)
 
 
 def runner_for(engines: Sequence[Engine], max_batch_rows: int) -> Runner:
