@@ -176,7 +176,8 @@ def random_body(data: st.DataObject, grammar: Grammar) -> str:
 def test_grammar_bars_match_music21(data: st.DataObject, metre: str) -> None:
     header = Header("Random", None, metre, "1/8", "D")
     bars = data.draw(st.integers(min_value=3, max_value=6))
-    grammar = Grammar(header.bar_units, bars)
+    tonic = data.draw(st.sampled_from([None, "D"]))
+    grammar = Grammar(header.bar_units, bars, tonic)
     body = random_body(data, grammar)
     end = grammar.feed(grammar.start(), body)
     assert end is not None
@@ -190,6 +191,8 @@ def test_grammar_bars_match_music21(data: st.DataObject, metre: str) -> None:
     durations = measures(abc)
     full = [bar] * bars
     assert durations in ([], full, [pickup, *full]), (abc, durations)
+    if tonic is not None:  # the last note is the tonic, D natural in D major
+        assert notes[-1].isNote and notes[-1].pitch.name == "D", abc
 
 
 def test_grammar_refuses_overfull_bars_and_early_ends() -> None:
@@ -214,6 +217,14 @@ def test_grammar_refuses_overfull_bars_and_early_ends() -> None:
     assert pickup is not None and pickup.pickup and pickup.bars == 1
     assert grammar.feed(grammar.start(), "ABcd|") is None  # more than half a bar
     assert grammar.feed(grammar.start(), "A|B|") is None  # only one pick-up
+    # given the tonic, the last note is the tonic: a letter D without an accidental
+    tonic = Grammar(Fraction(6), 1, "D")
+    assert tonic.feed(tonic.start(), "ABc ded|]") is not None
+    assert tonic.feed(tonic.start(), "ABc def|") is None
+    assert tonic.feed(tonic.start(), "ABc de^d|") is None and tonic.feed(tonic.start(), "ABc dez")
+    assert tonic.feed(tonic.start(), "ABc de^d/D/|]") is not None
+    assert tonic.feed(tonic.start(), "ABc de-e/D/|]") is not None
+    assert tonic.feed(tonic.start(), "ABc d2e/-") is None  # the tied e would have to end it
     end = grammar.feed(grammar.start(), "|:ABc de-e|f6:|")
     assert end is not None and end.ended
 

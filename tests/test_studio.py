@@ -156,3 +156,24 @@ def test_cli_reports_bad_input_clearly(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--style" in result.output
     result = runner.invoke(app, ["write", "story", "--project", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "needs a premise" in result.output
+
+
+def test_the_music_grammar_holds_on_gemmas_vocabulary(gemma: Engine) -> None:
+    """The ABC constraint on a 262k-token vocabulary of multi-character tokens: the tune
+    is valid ABC whose bars music21 reads as exactly one bar each."""
+    from fractions import Fraction
+
+    from musegpt.music.abc import header_for
+    from musegpt.music.compose import compose_headers
+    from musegpt.music.evaluate import measure_durations
+
+    header = header_for("a reel in D major")
+    tune = compose_headers(gemma, [header], bars=2, seed=1)[0]
+    bar = Fraction(header.metre) * 4
+    notes = tune.score().flatten().notesAndRests
+    total = sum(Fraction(n.duration.quarterLength).limit_denominator(96) for n in notes)
+    pickup = total - 2 * bar  # a pick-up of at most half a bar may come first
+    assert 0 <= pickup <= bar / 2, tune.abc
+    # music21 makes measures only from two plain "|" on; when it does, each is one bar
+    assert measure_durations(tune.score()) in ([], [bar, bar], [pickup, bar, bar]), tune.abc
+    assert tune.body.rstrip().endswith(("|]", ":|")), tune.abc

@@ -125,7 +125,7 @@ class AbcConstraint:
         self.tokenizer = tokenizer
         self.table = token_table(tokenizer)
         self.bars = bars
-        self._grammars: dict[Fraction, _Masks] = {}
+        self._grammars: dict[tuple[Fraction, str], _Masks] = {}
         self._rows: dict[int, _Row] = {}
 
     def _masks_for(self, prompt: tuple[int, ...]) -> _Masks:
@@ -137,10 +137,13 @@ class AbcConstraint:
             raise ValueError(f"an ABC prompt must be a header ending with K: ({err})") from None
         if rest.strip():
             raise ValueError(f"an ABC prompt must end with the header's K: line, not {rest!r}")
-        bar = header.bar_units
-        if bar not in self._grammars:
-            self._grammars[bar] = _Masks(Grammar(bar, self.bars), self.table)
-        return self._grammars[bar]
+        bar, tonic = header.bar_units, header.key[:1].upper()
+        if tonic not in "ABCDEFG":  # "K:none", a key music21 would not read: no tonic rule
+            tonic = ""
+        if (bar, tonic) not in self._grammars:
+            grammar = Grammar(bar, self.bars, tonic or None)
+            self._grammars[bar, tonic] = _Masks(grammar, self.table)
+        return self._grammars[bar, tonic]
 
     def state(self, row: int, prompt: tuple[int, ...], generated: list[int]) -> State | None:
         """The grammar state after `generated`, reusing the previous step's work when the

@@ -18,7 +18,10 @@ same way):
 * bar lines `|` only when the bar is full; repeats `|:` ... `:|`; a newline only
   after a bar line, forced after `MAX_LINE_BARS` bars;
 * after the requested number of bars the tune ends with `|]` (or `:|` closing a repeat),
-  then an optional newline and end of text.
+  then an optional newline and end of text;
+* given the key's tonic, the tune's last note is the tonic (its letter, no accidental: the
+  key signature makes it right), as folk tunes end. Every choice on the way keeps that
+  reachable: a note or rest that is not the tonic never fills the last bar.
 
 Durations are exact `Fraction`s in unit notes (L:). The state is an immutable, hashable
 value, so constrained decoding caches one mask per state.
@@ -88,15 +91,19 @@ class State:
 
 
 class Grammar:
-    """The machine for one metre (`bar` unit notes per bar) and a number of bars."""
+    """The machine for one metre (`bar` unit notes per bar), a number of bars and, if given,
+    the tonic letter the tune must end on."""
 
-    def __init__(self, bar: Fraction, bars: int) -> None:
+    def __init__(self, bar: Fraction, bars: int, tonic: str | None = None) -> None:
         if bar <= 0 or bar % Fraction(1, 2) != 0:
             raise ValueError(f"a bar of {bar} unit notes cannot be filled with half units")
         if bars < 1:
             raise ValueError(f"a tune needs at least one bar, got {bars}")
+        if tonic is not None and (len(tonic) != 1 or tonic not in PITCHES.upper()):
+            raise ValueError(f"the tonic is a pitch letter A-G, got {tonic!r}")
         self.bar = bar
         self.bars = bars
+        self.tonic = tonic
 
     def start(self) -> State:
         return State()
@@ -127,7 +134,7 @@ class Grammar:
             return self._after_colon(s, ch)
         if phase == PAIRED:
             if ch in ACCIDENTALS:
-                return replace(s, phase=ACCIDENTAL, pitch=ch)
+                return self._can_end(replace(s, phase=ACCIDENTAL, pitch=ch))
             return self._pitch(s, "", ch) if ch in PITCHES else None
         if phase == END:
             return replace(s, phase=DONE) if ch == "\n" else None
@@ -170,20 +177,38 @@ class Grammar:
         if ch in ACCIDENTALS:
             if s.tie and not s.tie.startswith(ch):
                 return None
-            return replace(s, phase=ACCIDENTAL, pitch=ch, space=False)
+            # a note with an accidental is never the tonic: it must have room to come
+            return self._can_end(replace(s, phase=ACCIDENTAL, pitch=ch, space=False))
         if ch in PITCHES:
             return self._pitch(s, "", ch)
         if ch == "z":
             if s.tie:
                 return None
-            return replace(s, phase=NOTE, pitch="z", length="", space=False)
+            return self._can_end(replace(s, phase=NOTE, pitch="z", length="", space=False))
         return None
 
     def _pitch(self, s: State, accidental: str, letter: str) -> State | None:
         pitch = accidental + letter
         if s.tie and not s.tie.startswith(pitch):
             return None
-        return replace(s, phase=NOTE, pitch=pitch, length="", space=False)
+        return self._can_end(replace(s, phase=NOTE, pitch=pitch, length="", space=False))
+
+    def _can_end(self, s: State) -> State | None:
+        """`s` (a note, rest or accidental just begun) if some length suits it: with a tonic
+        to end on, a note that is not the tonic may not be forced to fill the last bar."""
+        if self.tonic is None or self._is_tonic(s.pitch):
+            return s
+        return s if any(self._fits(s, length) for length in LENGTHS.values()) else None
+
+    def _is_tonic(self, pitch: str) -> bool:
+        return pitch[:1] in PITCHES and pitch[0].upper() == self.tonic
+
+    def _ends_tune(self, s: State, length: Fraction) -> bool:
+        """Would the pending note, at this written length, fill the tune's last bar?"""
+        if s.bars + 1 != self.bars or s.tuplet_left > 1:
+            return False
+        counted = length * Fraction(2, TRIPLET) if s.tuplet_left else length * s.pair_scale
+        return s.elapsed + counted == self.bar
 
     def _in_note(self, s: State, ch: str) -> State | None:
         if ch in ",'" and not s.length and s.pitch != "z":
@@ -213,6 +238,13 @@ class Grammar:
             last = done.elapsed == self.bar and done.bars + 1 >= self.bars
             if s.pitch == "z" or s.tuplet_left or done.tuplet_left or last:
                 return None
+            if self.tonic is not None and not self._is_tonic(s.pitch):
+                # the tied note repeats this pitch: it must not be forced to end the tune
+                tied = replace(done, phase=NOTE, pitch=s.pitch, length="", tie=s.pitch)
+                if done.elapsed == self.bar:  # it starts the next bar
+                    tied = replace(tied, elapsed=Fraction(0), bars=done.bars + 1)
+                if self._can_end(tied) is None:
+                    return None
             return replace(done, tie=s.pitch)
         return self._between(done, ch)
 
@@ -236,6 +268,8 @@ class Grammar:
 
     def _fits(self, s: State, length: Fraction) -> bool:
         """Can the pending note have this written length?"""
+        if self.tonic is not None and not self._is_tonic(s.pitch) and self._ends_tune(s, length):
+            return False
         room = self.bar - s.elapsed
         if s.pair_len is not None:
             return length == s.pair_len
