@@ -12,11 +12,13 @@ from fastapi.testclient import TestClient
 from test_server_helpers import tiny_engine
 
 from musegpt.engines.base import Engine
+from musegpt.engines.musegpt_model import MuseGPTEngine
 from musegpt.server import ServerSettings, create_app
+from musegpt.server.runners import PoolRunner
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
+def engine() -> MuseGPTEngine:
     return tiny_engine()
 
 
@@ -90,8 +92,13 @@ def test_streaming_sends_openai_chunks_then_done(client: TestClient, engine: Eng
     text = "".join(c["choices"][0]["text"] for c in chunks)
     assert text == engine.complete("She opened", max_new_tokens=15, temperature=0)[0].text
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
-    # A stream's usage counts its text re-tokenized (deltas carry no token ids).
-    assert events[-2]["usage"]["completion_tokens"] >= 15
+    # A stream's usage counts the tokens generated, exactly as a whole answer's does.
+    prompt_tokens = len(engine.tokenize("She opened"))
+    assert events[-2]["usage"] == {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": 15,
+        "total_tokens": prompt_tokens + 15,
+    }
 
 
 def test_engine_route_and_chat(client: TestClient) -> None:
@@ -214,6 +221,30 @@ def test_timeout_is_504_and_stops_the_decode(engine: Engine) -> None:
                 break
             threading.Event().wait(0.05)
         assert runner.scheduler.active == 0
+
+
+class OneRowEngine(MuseGPTEngine):
+    """A real MuseGPT engine that decodes one row at a time, as llama.cpp does, so the
+    server serves it from a pool instead of the batch scheduler."""
+
+    max_batch = 1
+
+
+def test_timeout_stops_a_pooled_decode_too(engine: MuseGPTEngine) -> None:
+    pooled = OneRowEngine(engine.model, engine.tokenizer, name="pooled")
+    settings = ServerSettings(request_timeout_s=0.3, max_tokens=100_000)
+    app = create_app({"pooled": pooled}, settings)
+    with TestClient(app) as c:
+        body = {"prompt": "x", "max_tokens": 50_000, "min_new_tokens": 50_000}
+        late = c.post("/v1/completions", json=body)
+        assert late.status_code == 504
+        runner = app.state.musegpt.models.get("pooled").runner
+        assert isinstance(runner, PoolRunner)
+        for _ in range(100):  # the engine comes back to the pool within a step or two
+            if runner._free.qsize() == 1:
+                break
+            threading.Event().wait(0.05)
+        assert runner._free.qsize() == 1  # not after 50,000 tokens
 
 
 def test_chat_templates_render_with_the_generation_prompt() -> None:

@@ -247,7 +247,7 @@ class Decoder:
         constraints: Sequence[LogitsProcessor] = (),
     ) -> list[Completion]:
         job = self.start(prompts, params, constraints)
-        for _ in self._answered(job.events):
+        for _ in self.drive(job):
             pass
         return job.completions()
 
@@ -260,7 +260,7 @@ class Decoder:
     ) -> Iterator[Delta]:
         """Text deltas as they become final: never half a character, never text a banned
         phrase will take back, never the start of a stop string."""
-        yield from self._answered(self.start(prompts, params, constraints, cancel).events)
+        yield from self.drive(self.start(prompts, params, constraints, cancel))
 
     def start(
         self,
@@ -286,8 +286,10 @@ class Decoder:
                 yield Delta(row.index, self.tokenizer.decode(row.prompt_ids))
         yield from self._decode(rows, params, constraints, cancel)
 
-    def _answered(self, events: DecodeEvents) -> Iterator[Delta]:
-        """Drive a decode here, answering its requests for logits from `self.source`."""
+    def drive(self, job: DecodeJob) -> Iterator[Delta]:
+        """Run `job` here, answering its requests for logits from `self.source`; its text
+        deltas come out as they are made, and `job.completions()` once it is exhausted."""
+        events = job.events
         reply: torch.Tensor | None = None
         try:
             while True:

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -167,6 +167,7 @@ class _Call:
         self.id = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.cancel = threading.Event()
+        self._streamed: list[Completion] = []
         self.begun = time.monotonic()
         self.deadline = self.begun + state.settings.request_timeout_s
         self.prompt_tokens = [len(self.runner.engine.tokenize(p)) for p in prompts]
@@ -228,20 +229,18 @@ class _Call:
     # -- streams --------------------------------------------------------------------------
 
     async def _events(self, admission: Admission) -> AsyncIterator[str]:
-        texts: dict[int, list[str]] = {}
+        started = False
         try:
             await admission.start(self.deadline)
             if self.kind == "chat.completion":
                 for i in range(len(self.prompts) * self.params.n):
                     yield _sse(self._chunk(i, {"role": "assistant", "content": ""}, None))
             async for index, text, reason, logprobs in self._pieces():
-                if not texts:
+                if not started:
+                    started = True
                     self.state.metrics.first(self.host.name, time.monotonic() - self.begun)
-                texts.setdefault(index, []).append(text)
                 yield _sse(self._piece(index, text, reason, logprobs))
-            completion_tokens = sum(
-                len(self.runner.engine.tokenize("".join(t))) for t in texts.values()
-            )
+            completion_tokens = sum(len(c.token_ids) for c in self._streamed)
             self.state.metrics.generated(self.host.name, sum(self.prompt_tokens), completion_tokens)
             if self.stream_usage:
                 usage = _usage(sum(self.prompt_tokens), completion_tokens)
@@ -259,10 +258,12 @@ class _Call:
         self,
     ) -> AsyncIterator[tuple[int, str, str | None, list[TokenLogprob] | None]]:
         """(index, text, finish reason, log-probs) as the decoder makes text final."""
-        deltas: AsyncIterator[Delta] = run_emitting(
-            lambda emit: self.runner.stream_into(emit, self.prompts, self.params, self.cancel),
-            self.cancel,
-        )
+
+        def produce(emit: Callable[[Delta], None]) -> None:
+            completions = self.runner.stream_into(emit, self.prompts, self.params, self.cancel)
+            self._streamed.extend(completions)  # for usage: the tokens, not re-tokenised text
+
+        deltas: AsyncIterator[Delta] = run_emitting(produce, self.cancel)
         async for delta in deltas:
             if time.monotonic() > self.deadline:
                 raise APIError(504, "the request timed out", None, "timeout")

@@ -35,7 +35,8 @@ class Runner:
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
     ) -> list[Completion]:
-        raise NotImplementedError
+        """The whole completions; cancelling `cancel` (a timeout) stops the decode."""
+        return self.stream_into(_ignore, prompts, params, cancel, constraints)
 
     def stream_into(
         self,
@@ -44,9 +45,9 @@ class Runner:
         params: SamplingParams,
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
-    ) -> None:
+    ) -> list[Completion]:
         """Decode, handing each text delta to `emit` as it is made (from whichever thread
-        makes it); return when the decode is over."""
+        makes it); return the completions when the decode is over."""
         raise NotImplementedError
 
     @contextmanager
@@ -67,28 +68,6 @@ class BatchingRunner(Runner):
         super().__init__(engine, capacity)
         self.scheduler = BatchScheduler(engine.model)
 
-    def _run(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        cancel: threading.Event,
-        constraints: Sequence[LogitsProcessor],
-        emit: Callable[[Delta], None] | None,
-    ) -> list[Completion]:
-        source = self.scheduler.source(cancel)
-        decoder = ScoringDecoder(source, self.engine.tokenizer, self.engine.overflow)
-        job = decoder.start(list(prompts), params, constraints, cancel)
-        return self.scheduler.run(source, job, emit)
-
-    def complete(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        cancel: threading.Event,
-        constraints: Sequence[LogitsProcessor] = (),
-    ) -> list[Completion]:
-        return self._run(prompts, params, cancel, constraints, None)
-
     def stream_into(
         self,
         emit: Callable[[Delta], None],
@@ -96,8 +75,11 @@ class BatchingRunner(Runner):
         params: SamplingParams,
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
-    ) -> None:
-        self._run(prompts, params, cancel, constraints, emit)
+    ) -> list[Completion]:
+        source = self.scheduler.source(cancel)
+        decoder = ScoringDecoder(source, self.engine.tokenizer, self.engine.overflow)
+        job = decoder.start(list(prompts), params, constraints, cancel)
+        return self.scheduler.run(source, job, emit)
 
     @property
     def batch_stats(self) -> tuple[int, int]:
@@ -121,16 +103,6 @@ class PoolRunner(Runner):
         finally:
             self._free.put(engine)
 
-    def complete(
-        self,
-        prompts: Sequence[str],
-        params: SamplingParams,
-        cancel: threading.Event,
-        constraints: Sequence[LogitsProcessor] = (),
-    ) -> list[Completion]:
-        with self.borrow() as engine:
-            return engine.complete(list(prompts), params, constraints)
-
     def stream_into(
         self,
         emit: Callable[[Delta], None],
@@ -138,10 +110,9 @@ class PoolRunner(Runner):
         params: SamplingParams,
         cancel: threading.Event,
         constraints: Sequence[LogitsProcessor] = (),
-    ) -> None:
+    ) -> list[Completion]:
         with self.borrow() as engine:
-            for delta in stream_engine(engine, prompts, params, constraints, cancel):
-                emit(delta)
+            return stream_engine(engine, emit, prompts, params, constraints, cancel)
 
 
 def runner_for(engines: Sequence[Engine], max_batch_rows: int) -> Runner:
@@ -150,3 +121,7 @@ def runner_for(engines: Sequence[Engine], max_batch_rows: int) -> Runner:
     if isinstance(first, MuseGPTEngine) and first.max_batch is None:
         return BatchingRunner(first, max_batch_rows)
     return PoolRunner(engines)
+
+
+def _ignore(delta: Delta) -> None:
+    """Where a whole (not streamed) completion's deltas go."""

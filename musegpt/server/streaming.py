@@ -4,12 +4,12 @@ client can show each token's probability while the text is still arriving."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from musegpt.engines.base import Engine
-from musegpt.generation.decoder import Decoder, Delta, TokenLogprob, _Row
+from musegpt.generation.decoder import Completion, Decoder, Delta, TokenLogprob, _Row
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import LogitsProcessor
 
@@ -46,18 +46,27 @@ class ScoringDecoder(Decoder):
 
 def stream_engine(
     engine: Engine,
+    emit: Callable[[Delta], None],
     prompts: Sequence[str],
     params: SamplingParams,
     constraints: Sequence[LogitsProcessor],
     cancel: threading.Event,
-) -> Iterator[Delta]:
-    """`engine.stream_deltas` with scored deltas: the same cut into batches (the engine's
-    own `_batches`), each decoded by a `ScoringDecoder` under the engine's lock."""
+) -> list[Completion]:
+    """`engine.stream_deltas` with scored deltas handed to `emit`, and the completions: the
+    same cut into batches (the engine's own `_batches`), each decoded by a `ScoringDecoder`
+    under the engine's lock."""
+    completions: list[Completion] = []
     for batch in engine._batches(list(prompts), params):
         with engine.lock:
             decoder = ScoringDecoder(engine.logits_source(), engine.tokenizer, engine.overflow)
-            for delta in decoder.stream(batch.prompts, batch.params, constraints, cancel):
+            job = decoder.start(batch.prompts, batch.params, constraints, cancel)
+            for delta in decoder.drive(job):
                 delta.index = batch.index_of(delta.index)
-                yield delta
+                emit(delta)
+        for completion in job.completions():
+            completion.index = batch.index_of(completion.index)
+            completion.prompt_index += batch.first_prompt
+            completions.append(completion)
         if cancel.is_set():
-            return
+            break
+    return sorted(completions, key=lambda c: c.index)
