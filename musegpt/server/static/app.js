@@ -293,7 +293,10 @@ function compose() {
     const wav = await renderTune(tune.abc, "wav", signal, notes);
     if (notes.length) $("tune-check").textContent += ". " + notes.join(" ");
     $("score").hidden = svg === null;
-    if (svg !== null) $("score").src = svg;
+    if (svg !== null) {
+      $("score").src = svg;
+      $("score").onclick = () => window.open(svg, "_blank");  // full size in a tab
+    }
     $("player").hidden = wav === null;
     if (wav !== null) $("player").src = wav;
     offerFile("tune-svg", svg);
