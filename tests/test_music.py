@@ -64,9 +64,10 @@ def measures(abc: str) -> list[Fraction]:
 def assert_valid_tune(tune: Tune, bars: int) -> None:
     bar = Fraction(tune.header.metre) * 4
     durations = measures(tune.abc)
-    if len(durations) == bars + 1:  # a pick-up bar of at most half a bar comes first
+    if len(durations) == bars + 1:  # a pick-up; the last bar is shorter by as much
         pickup, *durations = durations
-        assert 0 < pickup <= bar / 2, (tune.abc, pickup)
+        assert 0 < pickup <= bar / 2 and durations[-1] == bar - pickup, (tune.abc, pickup)
+        durations[-1] = bar
     assert len(durations) == bars, tune.abc
     assert all(d == bar for d in durations), (tune.abc, durations)
     assert tune.body.rstrip().endswith(("|]", ":|")), tune.abc
@@ -185,12 +186,14 @@ def test_grammar_bars_match_music21(data: st.DataObject, metre: str) -> None:
     bar = Fraction(metre) * 4
     notes = parse_abc(abc).flatten().notesAndRests
     total = sum(Fraction(n.duration.quarterLength).limit_denominator(96) for n in notes)
-    pickup = total - bar * bars  # a short first bar, outside the requested bars
-    assert (pickup > 0) == end.pickup and 0 <= pickup <= bar / 2, abc
-    # music21 makes measures only from two plain "|" on; when it does, each is one bar.
+    assert total == bar * bars, abc  # a pick-up and the last bar make one bar together
+    # music21 makes measures only from two plain "|" on; when it does, each is one bar, or
+    # the pick-up (at most half a bar) first and the last bar shorter by as much.
     durations = measures(abc)
-    full = [bar] * bars
-    assert durations in ([], full, [pickup, *full]), (abc, durations)
+    pickup = end.pickup_len * Fraction(header.unit) * 4  # in quarter notes
+    assert 0 <= pickup <= bar / 2
+    expected = [pickup, *[bar] * (bars - 1), bar - pickup] if pickup else [bar] * bars
+    assert durations in ([], expected), (abc, durations)
     if tonic is not None:  # the last note is the tonic, D natural in D major
         assert notes[-1].isNote and notes[-1].pitch.name == "D", abc
 
@@ -215,6 +218,8 @@ def test_grammar_refuses_overfull_bars_and_early_ends() -> None:
     # a pick-up of at most half a bar, once, not counted among the bars
     pickup = grammar.feed(grammar.start(), "A|ABc def|")
     assert pickup is not None and pickup.pickup and pickup.bars == 1
+    assert grammar.feed(pickup, "ABc de|]") is not None  # the last bar is one unit short
+    assert grammar.feed(pickup, "ABc def|]") is None
     assert grammar.feed(grammar.start(), "ABcd|") is None  # more than half a bar
     assert grammar.feed(grammar.start(), "A|B|") is None  # only one pick-up
     # given the tonic, the last note is the tonic: a letter D without an accidental

@@ -14,7 +14,8 @@ same way):
   between two notes of the same written length, 1 or 2 units (`A2>B2`), so every bar's
   remaining time stays a multiple of half a unit;
 * a pick-up bar: a first bar of at most half a bar closed early (`A|d2e fed|...`), which
-  does not count among the requested bars, as in the corpus' tunes;
+  does not count among the requested bars and shortens the last bar by as much, as in the
+  corpus' tunes;
 * bar lines `|` only when the bar is full; repeats `|:` ... `:|`; a newline only
   after a bar line, forced after `MAX_LINE_BARS` bars;
 * after the requested number of bars the tune ends with `|]` (or `:|` closing a repeat),
@@ -83,11 +84,16 @@ class State:
     space: bool = False  # the last character was a space
     pair_len: Fraction | None = None  # the written length a broken pair's 2nd note must have
     pair_scale: Fraction = Fraction(1)  # what that note counts as, in its written length
-    pickup: bool = False  # a pick-up bar was written
+    pickup_len: Fraction = Fraction(0)  # the pick-up bar's length (0: none)
 
     @property
     def ended(self) -> bool:
         return self.phase in (END, DONE)
+
+    @property
+    def pickup(self) -> bool:
+        """A pick-up bar was written."""
+        return self.pickup_len > 0
 
 
 class Grammar:
@@ -146,12 +152,12 @@ class Grammar:
         """LINE_START or BETWEEN: the start of an element, a space or a bar line."""
         if s.bars >= self.bars:
             return None
-        full = s.elapsed == self.bar and s.tuplet_left == 0
+        full = s.elapsed == self._bar(s) and s.tuplet_left == 0
         if ch == "|":
             if s.phase == LINE_START and s.bars == 0 and s.elapsed == 0 and not s.repeat:
                 return replace(s, phase=OPENER, space=False)
             if self._pickup_ends(s):
-                return replace(s, phase=BAR, elapsed=Fraction(0), pickup=True, space=False)
+                return replace(s, phase=BAR, elapsed=Fraction(0), pickup_len=s.elapsed, space=False)
             if not full or (s.tie and s.bars + 1 >= self.bars):
                 return None
             if s.repeat and s.bars + 1 == self.bars:
@@ -169,10 +175,10 @@ class Grammar:
                 return None
             return replace(s, space=True)
         if ch == "(":
-            if s.tuplet_left or s.tie or self.bar - s.elapsed < 1:
+            if s.tuplet_left or s.tie or self._bar(s) - s.elapsed < 1:
                 return None
             return replace(s, phase=TUPLET_OPEN, space=False)
-        if s.elapsed >= self.bar:
+        if s.elapsed >= self._bar(s):
             return None  # the bar is full: only a bar line may follow
         if ch in ACCIDENTALS:
             if s.tie and not s.tie.startswith(ch):
@@ -208,7 +214,7 @@ class Grammar:
         if s.bars + 1 != self.bars or s.tuplet_left > 1:
             return False
         counted = length * Fraction(2, TRIPLET) if s.tuplet_left else length * s.pair_scale
-        return s.elapsed + counted == self.bar
+        return s.elapsed + counted == self._bar(s)
 
     def _in_note(self, s: State, ch: str) -> State | None:
         if ch in ",'" and not s.length and s.pitch != "z":
@@ -235,13 +241,13 @@ class Grammar:
         if ch == "-":
             # A tie needs a next note of the same pitch: not from a rest, inside a triplet,
             # or from the tune's very last note.
-            last = done.elapsed == self.bar and done.bars + 1 >= self.bars
+            last = done.elapsed == self._bar(done) and done.bars + 1 >= self.bars
             if s.pitch == "z" or s.tuplet_left or done.tuplet_left or last:
                 return None
             if self.tonic is not None and not self._is_tonic(s.pitch):
                 # the tied note repeats this pitch: it must not be forced to end the tune
                 tied = replace(done, phase=NOTE, pitch=s.pitch, length="", tie=s.pitch)
-                if done.elapsed == self.bar:  # it starts the next bar
+                if done.elapsed == self._bar(done):  # it starts the next bar
                     tied = replace(tied, elapsed=Fraction(0), bars=done.bars + 1)
                 if self._can_end(tied) is None:
                     return None
@@ -253,13 +259,18 @@ class Grammar:
         halves the next note, "<" the reverse; the pair lasts two written lengths."""
         length = LENGTHS[s.length]
         plain = s.pitch != "z" and not (s.tie or s.tuplet_left or s.pair_len is not None)
-        if not plain or length not in BROKEN_LENGTHS or done.elapsed + length > self.bar:
+        if not plain or length not in BROKEN_LENGTHS or done.elapsed + length > self._bar(done):
             return None
         shift = length / 2 if ch == ">" else -length / 2
         return replace(
             done, phase=PAIRED, elapsed=done.elapsed + shift, pair_len=length,
             pair_scale=BROKEN[ch],
         )  # fmt: skip
+
+    def _bar(self, s: State) -> Fraction:
+        """The length of the bar `s` is in: the last bar is shortened by the pick-up, so
+        pick-up and last bar make one bar between them, as in printed tunes."""
+        return self.bar - s.pickup_len if s.bars + 1 == self.bars else self.bar
 
     def _pickup_ends(self, s: State) -> bool:
         """May "|" close a short first bar here (a pick-up of at most half a bar)?"""
@@ -270,7 +281,7 @@ class Grammar:
         """Can the pending note have this written length?"""
         if self.tonic is not None and not self._is_tonic(s.pitch) and self._ends_tune(s, length):
             return False
-        room = self.bar - s.elapsed
+        room = self._bar(s) - s.elapsed
         if s.pair_len is not None:
             return length == s.pair_len
         if s.tuplet_len is not None:
