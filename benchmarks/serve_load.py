@@ -2,11 +2,13 @@
 
 Starts the server in a subprocess on a MuseGPT model (a ~10M-parameter GPT with random
 weights: speed does not depend on their values) or on any model given with --model, and
-runs each concurrency level in turn: every client sends --requests streamed completions of
-exactly --tokens tokens (min_new_tokens = max_tokens). Reports aggregate tokens/s, time to
+runs each concurrency level in turn. Every level sends the same --requests streamed
+completions of exactly --tokens tokens (min_new_tokens = max_tokens), shared evenly among
+its clients (1 client: all of them in turn; 16 clients: 2 each), so every level does the
+same work and lasts long enough to measure. Reports aggregate tokens/s, time to
 first token (p50/p99) and errors, as a Markdown table.
 
-    python benchmarks/serve_load.py [--tokens 64] [--requests 2] [--model PATH_OR_NAME]
+    python benchmarks/serve_load.py [--tokens 64] [--requests 32] [--model PATH_OR_NAME]
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def start_server(model: str, port: int, works: Path, threads: int) -> subprocess
 async def one_client(
     http: httpx.AsyncClient, level: Level, seed: int, args: argparse.Namespace
 ) -> None:
-    for r in range(args.requests):
+    for r in range(max(args.requests // level.clients, 1)):
         body = {
             "prompt": PROMPT,
             "max_tokens": args.tokens,
@@ -164,7 +166,9 @@ def table(levels: list[Level]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=2, help="per client")
+    parser.add_argument(
+        "--requests", type=int, default=32, help="per level, shared among its clients"
+    )
     parser.add_argument("--model", default=None, help="default: a ~10M random MuseGPT model")
     parser.add_argument(
         "--threads",
@@ -190,7 +194,7 @@ def main() -> None:
     )
     print(
         f"model: {args.model or '~10M random MuseGPT (6 layers, 320 wide, char tokenizer)'}; "
-        f"{args.tokens} tokens per request, {args.requests} requests per client\n"
+        f"{args.tokens} tokens per request, {args.requests} requests per level\n"
     )
     print(table(levels))
 

@@ -168,22 +168,58 @@ async def in_thread(fn: Callable[[], T], cancel: threading.Event, deadline: floa
 _END = object()
 
 
+class _Mailbox:
+    """Hands items from other threads to one event loop's queues, waking the loop once per
+    burst instead of once per item: the batch scheduler emits a delta for every request at
+    every step, and each wake-up costs the loop a system call and a turn of its own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue[object], object]] = []
+
+    def post(self, queue: asyncio.Queue[object], item: object) -> None:
+        with self._lock:
+            wake = not self._items
+            self._items.append((queue, item))
+        if wake:
+            self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, item in items:
+            queue.put_nowait(item)
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    box = _MAILBOXES.get(loop)
+    if box is None:
+        box = _MAILBOXES[loop] = _Mailbox(loop)
+    return box
+
+
 async def run_emitting(
     produce: Callable[[Callable[[T], None]], None], cancel: threading.Event
 ) -> AsyncIterator[T]:
     """Run `produce(emit)` on its own thread and yield what it emits, as it emits it."""
-    loop = asyncio.get_running_loop()
+    mailbox = _mailbox(asyncio.get_running_loop())
     items: asyncio.Queue[object] = asyncio.Queue()
 
     def emit(item: T) -> None:
-        loop.call_soon_threadsafe(items.put_nowait, item)
+        mailbox.post(items, item)
 
     def pump() -> None:
         try:
             produce(emit)
         except BaseException as err:  # handed to the reader, raised there
-            loop.call_soon_threadsafe(items.put_nowait, _Failure(err))
-        loop.call_soon_threadsafe(items.put_nowait, _END)
+            mailbox.post(items, _Failure(err))
+        mailbox.post(items, _END)
 
     threading.Thread(target=pump, name="decode", daemon=True).start()
     try:

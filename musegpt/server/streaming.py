@@ -3,6 +3,7 @@ client can show each token's probability while the text is still arriving."""
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ class ScoringDecoder(Decoder):
         delta = super()._emit(row, hold)
         if delta is None:
             return None
-        # Every token up to the last one that ends inside the text sent so far.
-        upto = sum(1 for end in row.char_ends if end <= row.emitted)
+        # Every token up to the last one that ends inside the text sent so far (char_ends
+        # never decreases: a binary search, not a scan of the whole row at every delta).
+        upto = bisect.bisect_right(row.char_ends, row.emitted)
         return self._scored(delta, row, upto)
 
     def _flush(self, row: _Row) -> Iterator[Delta]:
