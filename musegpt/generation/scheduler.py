@@ -160,7 +160,7 @@ class BatchScheduler:
         ticket.error, ticket.left, ticket.op = error, True, None
         ticket.done.set()
 
-    @torch.no_grad()
+    @torch.inference_mode()  # see GPTLogitsSource: faster than no_grad
     def _serve(self, tickets: list[Ticket]) -> None:
         self._drop_rows(tickets)
         steppers = [t for t in tickets if t.op == "step" and not t.left]
