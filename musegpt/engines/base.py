@@ -139,14 +139,9 @@ class Engine(ABC):
         """Every completion (n per prompt) with token ids, finish reason and log-probs."""
         params = with_overrides(params, overrides)
         completions: list[Completion] = []
-        for batch in self._batches(prompts, params):
-            with self.lock:
-                decoder = Decoder(self.logits_source(batch.params), self.tokenizer, self.overflow)
-                for c in decoder.generate(batch.prompts, batch.params, constraints):
-                    c.index = batch.index_of(c.index)
-                    c.prompt_index += batch.first_prompt
-                    completions.append(c)
-        return sorted(completions, key=lambda c: c.index)
+        for _ in self.decode_deltas(prompts, params, constraints, None, completions):
+            pass
+        return completions
 
     def generate(
         self,
@@ -168,14 +163,37 @@ class Engine(ABC):
     ) -> Iterator[Delta]:
         """Text deltas of every completion as they become final (see `Decoder.stream`)."""
         params = with_overrides(params, overrides)
+        yield from self.decode_deltas(prompts, params, constraints, cancel, [])
+
+    def decode_deltas(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams,
+        constraints: Sequence[LogitsProcessor],
+        cancel: threading.Event | None,
+        completions: list[Completion],
+        decoder: type[Decoder] = Decoder,
+    ) -> Iterator[Delta]:
+        """The one decoding loop behind `complete`, `stream_deltas` and the server: the text
+        deltas of every completion as they are made, then the completions themselves put in
+        `completions`, in order. `decoder` may be a subclass (the server's adds log-probs to
+        each delta)."""
+        done: list[Completion] = []
         for batch in self._batches(prompts, params):
             with self.lock:
-                decoder = Decoder(self.logits_source(batch.params), self.tokenizer, self.overflow)
-                for delta in decoder.stream(batch.prompts, batch.params, constraints, cancel):
+                source = self.logits_source(batch.params)
+                run = decoder(source, self.tokenizer, self.overflow)
+                job = run.start(batch.prompts, batch.params, constraints, cancel)
+                for delta in run.drive(job):
                     delta.index = batch.index_of(delta.index)
                     yield delta
+            for c in job.completions():
+                c.index = batch.index_of(c.index)
+                c.prompt_index += batch.first_prompt
+                done.append(c)
             if cancel is not None and cancel.is_set():
-                return
+                break
+        completions.extend(sorted(done, key=lambda c: c.index))
 
     def stream(
         self,

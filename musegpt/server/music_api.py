@@ -60,9 +60,9 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
     deadline = time.monotonic() + state.settings.request_timeout_s
     admission = host.reserve()
 
-    def work() -> Tune:
+    def work() -> dict[str, Any]:
         with runner.borrow() as engine:
-            return compose_headers(
+            tune = compose_headers(
                 engine,
                 [header],
                 body.bars,
@@ -71,21 +71,21 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
                 body.temperature,
                 body.top_p,
             )[0]
+        return tune_dict(tune, host.name, body.seed)  # music21's check, off the event loop
 
     try:
         await admission.start(deadline)
-        tune = await in_thread(work, threading.Event(), deadline)
+        result = await in_thread(work, threading.Event(), deadline)
     except ValueError as err:  # the model cannot write ABC (no header-aware vocabulary...)
         raise APIError(422, f"the model could not write a tune: {err}", "model") from None
     finally:
         admission.end()
-    result = tune_dict(tune, host.name, body.seed)
     if body.project_id is not None:
         params = body.model_dump(exclude={"project_id", "document_id"})
         result["generation_id"] = run_on_store(
             request,
             lambda s: s.record_generation(
-                "compose", host.name, params, body.request, tune.abc, body.project_id,
+                "compose", host.name, params, body.request, result["abc"], body.project_id,
                 body.document_id,
             ),
         )  # fmt: skip
@@ -95,10 +95,13 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
 @router.post("/render", response_class=Response)
 async def render_tune(body: RenderRequest) -> Response:
     """The tune as a file: MIDI (music21), WAV (FluidSynth) or an SVG score (abcm2ps)."""
-    tune = _tune_from_abc(body.abc)
     deadline = time.monotonic() + RENDER_TIMEOUT_S
+
+    def work() -> bytes:  # music21 and the renderers take a while: not on the event loop
+        return _render(_tune_from_abc(body.abc), body.format)
+
     try:
-        data = await in_thread(lambda: _render(tune, body.format), threading.Event(), deadline)
+        data = await in_thread(work, threading.Event(), deadline)
     except MissingToolError as err:
         raise APIError(501, str(err), "format", "missing_tool") from None
     except (OSError, ValueError) as err:

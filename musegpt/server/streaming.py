@@ -54,21 +54,9 @@ def stream_engine(
     constraints: Sequence[LogitsProcessor],
     cancel: threading.Event,
 ) -> list[Completion]:
-    """`engine.stream_deltas` with scored deltas handed to `emit`, and the completions: the
-    same cut into batches (the engine's own `_batches`), each decoded by a `ScoringDecoder`
-    under the engine's lock."""
+    """`engine.decode_deltas` with scored deltas handed to `emit`; returns the completions."""
     completions: list[Completion] = []
-    for batch in engine._batches(list(prompts), params):
-        with engine.lock:
-            decoder = ScoringDecoder(engine.logits_source(), engine.tokenizer, engine.overflow)
-            job = decoder.start(batch.prompts, batch.params, constraints, cancel)
-            for delta in decoder.drive(job):
-                delta.index = batch.index_of(delta.index)
-                emit(delta)
-        for completion in job.completions():
-            completion.index = batch.index_of(completion.index)
-            completion.prompt_index += batch.first_prompt
-            completions.append(completion)
-        if cancel.is_set():
-            break
-    return sorted(completions, key=lambda c: c.index)
+    deltas = engine.decode_deltas(prompts, params, constraints, cancel, completions, ScoringDecoder)
+    for delta in deltas:
+        emit(delta)
+    return completions
