@@ -8,9 +8,11 @@ from collections import Counter
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from musegpt.api import MuseModel
-from musegpt.generation.decoder import Decoder, GPTLogitsSource, _complete_utf8
+from musegpt.generation.decoder import Decoder, GPTLogitsSource, _complete_utf8, draw
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import DecodeState
 from musegpt.model import GPT, GPTConfig
@@ -247,3 +249,39 @@ def test_complete_utf8_keeps_incomplete_tails() -> None:
     assert _complete_utf8(data[:-1]) == ("é", data[2:-1])
     assert _complete_utf8(data) == ("é你", b"")
     assert _complete_utf8(b"\xff") == ("\ufffd", b"")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    weights=st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 1.0)), min_size=1, max_size=40).filter(
+        lambda w: sum(w) > 0
+    ),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_draw_never_picks_a_token_of_probability_zero(weights: list[float], seed: int) -> None:
+    probs = torch.tensor([weights, weights[::-1]])
+    probs = probs / probs.sum(dim=-1, keepdim=True)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(20):
+        tokens = draw(probs, generator)
+        assert probs[0, tokens[0]] > 0 and probs[1, tokens[1]] > 0
+
+
+def test_draw_follows_the_probabilities() -> None:
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 0.0, 1.0]])
+    generator = torch.Generator().manual_seed(0)
+    counts = Counter(tuple(draw(probs, generator).tolist()) for _ in range(4000))
+    first = Counter[int]()
+    for (a, b), c in counts.items():
+        assert b == 3
+        first[a] += c
+    assert first[1] == 0
+    assert abs(first[0] / 4000 - 0.5) < 0.03
+    assert abs(first[2] / 4000 - 0.3) < 0.03
+    assert abs(first[3] / 4000 - 0.2) < 0.03
+
+
+@pytest.mark.parametrize("bad", [[0.0, 0.0, 0.0], [float("nan")] * 3])
+def test_draw_refuses_a_row_with_nothing_to_draw(bad: list[float]) -> None:
+    with pytest.raises(ValueError, match="no token with a positive probability"):
+        draw(torch.tensor([[0.2, 0.8, 0.0], bad]))

@@ -139,12 +139,15 @@ class MinNewTokens:
     def __init__(self, minimum: int, eos_id: int) -> None:
         self.minimum = minimum
         self.eos_id = eos_id
+        self.eos_index = torch.tensor([eos_id])
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         lengths = zip(state.sequences, state.prompt_lengths, strict=True)
         short = [r for r, (seq, prompt) in enumerate(lengths) if len(seq) - prompt < self.minimum]
         if not short:
             return scores
+        if len(short) == scores.shape[0]:  # the usual case, in one op
+            return scores.index_fill(-1, self.eos_index.to(scores.device), NEG_INF)
         scores = scores.clone()
         scores[short, self.eos_id] = NEG_INF
         return scores
