@@ -9,8 +9,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from musegpt.model import GPT, GPTConfig, ModelFileError, load_model
+from musegpt.model.fastpath import linear
 from musegpt.model.positional import sinusoidal_table
 
 ENCODINGS = ["learned", "sinusoidal", "rope"]
@@ -182,3 +184,36 @@ def test_left_padded_rows_match_their_unpadded_selves(positional: str) -> None:
             torch.testing.assert_close(first[row], alone[n - 1], atol=1e-5, rtol=0)
             for i in range(4):
                 torch.testing.assert_close(steps[i][row], alone[n + i], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", [1, 3, 8, 40])
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "bias"), [(64, 192, True), (256, 64, False), (8, 8, True), (512, 2048, True)]
+)
+def test_fast_linear_matches_the_layer_and_follows_weight_updates(
+    threads: int, rows: int, n_in: int, n_out: int, bias: bool
+) -> None:
+    """The decode-time linear (prepacked, per-thread blocks, huge-page copies) computes what
+    the layer does, and a weight changed in place or replaced is never served stale."""
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(rows + n_out)
+        layer = nn.Linear(n_in, n_out, bias=bias)
+        x = torch.randn(1, rows, n_in)
+        with torch.inference_mode():
+            for _ in range(2):  # the second call uses the cached copy
+                torch.testing.assert_close(linear(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+        with torch.no_grad():
+            layer.weight.mul_(-2.0)
+            torch.testing.assert_close(linear(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+            layer.weight = nn.Parameter(torch.randn(n_out, n_in) / n_in**0.5)
+            torch.testing.assert_close(linear(layer, x), layer(x), rtol=1e-5, atol=1e-5)
+        # With autograd on, gradients flow as through the layer itself.
+        x.requires_grad_(True)
+        linear(layer, x).sum().backward()
+        assert x.grad is not None and layer.weight.grad is not None
+    finally:
+        torch.set_num_threads(previous)

@@ -19,6 +19,9 @@ DRAM):
   `torch.bmm`, which runs its blocks in parallel (one matrix product uses one core whatever
   the thread count), by a transposed copy for layers with more outputs than inputs (MKL
   reads an (in, out) weight at 15-19 GB/s, an (out, in) one at 7-9): 7 ms instead of 12.
+  Weights of 2 MB or more are copied onto huge pages for this (see `_on_huge_pages`), so
+  a large model keeps a second copy of its linear weights for one-row decoding and, once
+  it has decoded batches, a third, oneDNN's.
 
 The copies are cached per layer in a weak map, so copies of the model never carry them,
 and made again when the weight is replaced or changed in place, or the thread count
@@ -27,6 +30,9 @@ changes. Where oneDNN cannot pack (a torch built without it), several rows use `
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 import weakref
 from collections.abc import Callable
 
@@ -38,6 +44,14 @@ from torch import nn
 # and the layout chosen for 8 is as fast as the best one measured at 8, 16 and 64 rows and
 # within 5% at 512-2048.
 PACKED_FOR_ROWS = 8
+
+# Transparent huge pages: Linux backs a region with 2 MB pages when asked (madvise), so a
+# matrix-vector product walks its weights with one TLB entry per 2 MB instead of 512.
+_HUGE_PAGE = 2 << 20
+_MADV_HUGEPAGE = 14
+_libc = (
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+)
 
 _Copies = dict[str, tuple[tuple[object, ...], torch.Tensor]]
 _copies: weakref.WeakKeyDictionary[nn.Module, _Copies] = weakref.WeakKeyDictionary()
@@ -84,25 +98,43 @@ def _packed_linear(
     return y
 
 
+def _on_huge_pages(weights: torch.Tensor) -> torch.Tensor:
+    """A copy of `weights` in memory that Linux backs with 2 MB pages (THP in "madvise" or
+    "always" mode), for weights of 2 MB or more; `weights` itself elsewhere. Streaming a
+    30M model's weights for one row is ~10% faster so (measured: 7.8 instead of 8.7 ms a
+    token; no gain for a 10M model, whose layers are smaller)."""
+    nbytes = weights.numel() * weights.element_size()
+    if _libc is None or nbytes < _HUGE_PAGE:
+        return weights
+    # Fresh, untouched memory (a large allocation is its own mapping), aligned to 2 MB by
+    # hand: the kernel must hear the advice before the first write.
+    raw = torch.empty(nbytes + _HUGE_PAGE, dtype=torch.uint8)
+    offset = -raw.data_ptr() % _HUGE_PAGE
+    start = raw.data_ptr() + offset
+    length = min(-(-nbytes // _HUGE_PAGE) * _HUGE_PAGE, raw.numel() - offset)
+    if _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_HUGEPAGE) != 0:
+        return weights
+    moved = raw[offset : offset + nbytes].view(weights.dtype).view(weights.shape)
+    return moved.copy_(weights)
+
+
 def _one_row_linear(
     layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor
-) -> torch.Tensor | None:
-    """`F.linear(x, weight, bias)` for one row, as per-thread blocks of the outputs; None
-    where F.linear is as good (one thread, and no more outputs than inputs)."""
+) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` for one row, as per-thread blocks of the outputs."""
     n_out, n_in = weight.shape
     threads = torch.get_num_threads()
     blocks = threads if threads > 1 and n_out % threads == 0 else 1
-    if n_out > n_in:
 
-        def transposed_blocks(w: torch.Tensor) -> torch.Tensor:
-            """(blocks, in, out / blocks), contiguous: W.T cut into column blocks."""
-            return w.view(blocks, n_out // blocks, n_in).transpose(1, 2).contiguous()
+    def blocks_of(w: torch.Tensor) -> torch.Tensor:
+        """(blocks, in, out / blocks): W.T cut into column blocks, contiguous where the
+        layer has more outputs than inputs (see the module docstring)."""
+        cut = w.view(blocks, n_out // blocks, n_in)
+        if n_out > n_in:
+            return _on_huge_pages(cut.transpose(1, 2).contiguous())
+        return _on_huge_pages(cut).transpose(1, 2)
 
-        w = _cached_copy(layer, weight, "transposed", transposed_blocks, blocks)
-    elif blocks > 1:
-        w = weight.detach().view(blocks, n_out // blocks, n_in).transpose(1, 2)
-    else:
-        return None
+    w = _cached_copy(layer, weight, "one row", blocks_of, blocks)
     flat = x.reshape(1, n_in)
     if blocks == 1:
         y = flat @ w[0] if bias is None else torch.addmm(bias, flat, w[0])
@@ -131,11 +163,11 @@ def linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         and not torch.is_autocast_enabled("cpu")
     ):
         if x.numel() == weight.shape[1]:
-            y = _one_row_linear(layer, weight, bias, x)  # type: ignore[arg-type]
-        else:
-            y = _packed_linear(layer, weight, bias, x) if _can_pack else None  # type: ignore[arg-type]
-        if y is not None:
-            return y
+            return _one_row_linear(layer, weight, bias, x)  # type: ignore[arg-type]
+        if _can_pack:
+            y = _packed_linear(layer, weight, bias, x)  # type: ignore[arg-type]
+            if y is not None:
+                return y
     return F.linear(x, weight, bias)
 
 
