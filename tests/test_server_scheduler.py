@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
+import torch
 from test_server_helpers import tiny_engine
 
 from musegpt.generation.decoder import Completion, Decoder, Delta
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.scheduler import BatchScheduler
+from musegpt.model import kv_cache
 
 
 def _alone(prompts: list[str], params: SamplingParams) -> list[Completion]:
@@ -17,7 +20,16 @@ def _alone(prompts: list[str], params: SamplingParams) -> list[Completion]:
     return engine.complete(prompts, params)
 
 
-def test_concurrent_requests_match_decoding_alone() -> None:
+@pytest.mark.parametrize("fresh_memory", ["as allocated", "NaN"])
+def test_concurrent_requests_match_decoding_alone(
+    fresh_memory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if fresh_memory == "NaN":  # cache memory is never cleared: prove no stale byte is read
+        monkeypatch.setattr(
+            kv_cache,
+            "uninitialized",
+            lambda shape, dtype, device: torch.full(shape, math.nan, dtype=dtype, device=device),
+        )
     engine = tiny_engine()
     scheduler = BatchScheduler(engine.model)
     requests = [

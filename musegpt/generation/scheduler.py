@@ -247,7 +247,9 @@ class BatchScheduler:
         for i, window in enumerate(windows):
             batch[i, longest - len(window) :] = torch.tensor(window, dtype=torch.long)
         padding = torch.tensor([longest - len(w) for w in windows], device=self.device)
-        cache = self.model.new_cache(len(windows))
+        # Rows joining a running batch are copied into the shared cache right away, so
+        # their own cache needs only the prompt's room.
+        cache = self.model.new_cache(len(windows), None if self._cache is None else longest)
         out = self.model(
             batch.to(self.device),
             cache=cache,
@@ -279,6 +281,10 @@ class BatchScheduler:
                 target[layer][rows:, :, length - cache.length : length] = second[layer][
                     :, :, : cache.length
                 ]
+                # The added left padding is masked out, but must hold numbers: a masked
+                # NaN left in fresh memory would still poison attention.
+                target[layer][:rows, :, : length - old.length].zero_()
+                target[layer][rows:, :, : length - cache.length].zero_()
         merged.length = length
         self._padding = torch.cat(
             [self._padding + (length - old.length), padding + (length - cache.length)]
