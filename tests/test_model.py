@@ -189,7 +189,8 @@ def test_left_padded_rows_match_their_unpadded_selves(positional: str) -> None:
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("rows", [1, 3, 8, 40])
 @pytest.mark.parametrize(
-    ("n_in", "n_out", "bias"), [(64, 192, True), (256, 64, False), (8, 8, True), (512, 2048, True)]
+    ("n_in", "n_out", "bias"),
+    [(64, 192, True), (256, 64, False), (8, 8, True), (512, 2048, True), (2048, 512, False)],
 )
 def test_fast_linear_matches_the_layer_and_follows_weight_updates(
     threads: int, rows: int, n_in: int, n_out: int, bias: bool
