@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import glob
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+_TMP = ".tmp"
+
+
+def remove_stale_temporaries(path: str | Path) -> None:
+    """Delete the temporary files that `atomic_write(path, ...)` calls killed mid-write
+    (SIGKILL, power loss) left beside `path`. Only for a path that nothing is writing now."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{_TMP}"):
+        stale.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
@@ -13,14 +24,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     over `path`. Readers see the old file or the new one, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{_TMP}"
+    # Created as any new file is (0666 less the umask), unlike mkstemp's 0600; reading the
+    # mode back gives the umask without changing it (os.umask is process-wide, not thread-safe).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    mode = os.fstat(fd).st_mode & 0o777
     os.close(fd)
-    tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer may have made its own file (safetensors makes 0600)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

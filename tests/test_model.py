@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -218,3 +219,21 @@ def test_fast_linear_matches_the_layer_and_follows_weight_updates(
         assert x.grad is not None and layer.weight.grad is not None
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("rows", [1, 8])
+@pytest.mark.parametrize("fused", [True, False])
+def test_fast_linear_follows_optimizer_steps(rows: int, fused: bool) -> None:
+    """Training and evaluating in turn (as the trainer does) never evaluates old weights,
+    with the optimizer the trainer uses: CPU fused AdamW updates weights in place without
+    bumping their version counter, which the cached copies otherwise key on."""
+    torch.manual_seed(rows)
+    layer = nn.Linear(64, 192)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1, fused=fused, foreach=not fused)
+    x = torch.randn(1, rows, 64)
+    for _ in range(3):
+        with torch.no_grad():
+            torch.testing.assert_close(linear(layer, x), F.linear(x, layer.weight, layer.bias))
+        layer(x).square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()

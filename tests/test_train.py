@@ -21,6 +21,7 @@ from musegpt.model import GPT, GPTOutput, load_model
 from musegpt.tokenizer.base import Tokenizer
 from musegpt.tokenizer.char import CharTokenizer
 from musegpt.train import Trainer, TrainingDiverged, load_config
+from musegpt.train.batches import BatchSampler
 from musegpt.train.checkpoint import load_checkpoint_state
 from musegpt.train.config import SHAKESPEARE_CHAR, TrainConfig, parse_overrides
 from musegpt.train.finetune import finetune
@@ -183,12 +184,41 @@ def test_gradient_accumulation_and_dropout(corpus_a: PreparedCorpus, tmp_path: P
     assert result.final_val_loss is not None and math.isfinite(result.final_val_loss)
 
 
-def test_bfloat16_autocast_on_cpu(corpus_a: PreparedCorpus, tmp_path: Path) -> None:
-    cfg = tiny(max_iters=4, dtype="bfloat16", eval_interval=4, eval_iters=1, n_layer=1)
-    result = Trainer(cfg, corpus_a, tmp_path / "r", progress=False).run()
-    assert result.final_val_loss is not None and math.isfinite(result.final_val_loss)
-    model, _ = load_model(tmp_path / "r" / "last")
-    assert model.wte.weight.dtype == torch.float32  # autocast leaves the weights in fp32
+@torch.no_grad()
+def reported_val_loss(model: GPT, corpus: PreparedCorpus, cfg: TrainConfig) -> float:
+    """The validation loss as the trainer computes it (its val windows, its autocast), here
+    for a model freshly loaded from a checkpoint."""
+    windows = BatchSampler(
+        corpus.tokens("val"), cfg.block_size, cfg.batch_size, cfg.seed + 1, split="val"
+    )
+    losses = []
+    for _ in range(cfg.eval_iters):
+        x, y = windows.next()
+        with torch.autocast("cpu", torch.bfloat16, enabled=cfg.dtype == "bfloat16"):
+            loss = model(x, y).loss
+        assert loss is not None
+        losses.append(float(loss))
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_reported_val_loss_is_that_of_the_saved_weights(
+    corpus_a: PreparedCorpus, tmp_path: Path, dtype: str
+) -> None:
+    """Each validation loss logged is that of the weights at its step, as a fresh process
+    computes it from the checkpoint; so `best/` is truly the best. (In float32, evaluation
+    runs through the decode-time weight copies while the trainer's fused AdamW updates the
+    weights; bfloat16 autocast leaves the weights in float32.)"""
+    cfg = tiny(max_iters=30, eval_interval=10, eval_iters=2, dtype=dtype)
+    Trainer(cfg, corpus_a, tmp_path / "r", progress=False).run()
+    logged = {r["step"]: r["val_loss"] for r in metrics(tmp_path / "r") if "val_loss" in r}
+    assert len(logged) == 3 and logged[30] < logged[10] - 0.1
+    for name in ("last", "best"):
+        model, _ = load_model(tmp_path / "r" / name)
+        assert model.wte.weight.dtype == torch.float32  # autocast leaves the weights in fp32
+        step = load_checkpoint_state(tmp_path / "r" / name)["step"]
+        assert reported_val_loss(model, corpus_a, cfg) == pytest.approx(logged[step], abs=1e-4)
+    assert logged[load_checkpoint_state(tmp_path / "r" / "best")["step"]] == min(logged.values())
 
 
 def test_existing_run_is_not_overwritten(corpus_a: PreparedCorpus, base_run: Path) -> None:

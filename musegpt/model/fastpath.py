@@ -25,7 +25,11 @@ DRAM):
 
 The copies are cached per layer in a weak map, so copies of the model never carry them,
 and made again when the weight is replaced or changed in place, or the thread count
-changes. Where oneDNN cannot pack (a torch built without it), several rows use `F.linear`.
+changes. A change in place is seen by the weight's version counter, except that fused
+optimizers (CPU and CUDA fused AdamW, torch 2.13) update weights without bumping it: so a
+weight that requires grad also keys its copies on a count of optimizer steps, bumped by a
+hook every `torch.optim` optimizer runs after each step. Where oneDNN cannot pack (a torch
+built without it), several rows use `F.linear`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import Optimizer, register_optimizer_step_post_hook
 
 # The row count oneDNN lays the packed weights out for: decoding's batches are 1-16 rows,
 # and the layout chosen for 8 is as fast as the best one measured at 8, 16 and 64 rows and
@@ -56,6 +61,17 @@ _libc = (
 _Copies = dict[str, tuple[tuple[object, ...], torch.Tensor]]
 _copies: weakref.WeakKeyDictionary[nn.Module, _Copies] = weakref.WeakKeyDictionary()
 _can_pack: bool = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+_optimizer_steps = 0  # steps taken by any torch optimizer in this process
+
+
+def _count_optimizer_step(
+    optimizer: Optimizer, args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 def _plain(layer: nn.Module, kind: type[nn.Module]) -> bool:
@@ -70,7 +86,10 @@ def _cached_copy(
     *extra: object,
 ) -> torch.Tensor:
     """`make(weight)`, cached on `layer` until the weight (or `extra`) changes."""
-    key = (weight.data_ptr(), weight._version, tuple(weight.shape), *extra)
+    # A trainable weight may have been changed by a fused optimizer step that left its
+    # version alone (see the module docstring).
+    steps = _optimizer_steps if weight.requires_grad else None
+    key = (weight.data_ptr(), weight._version, steps, tuple(weight.shape), *extra)
     copies = _copies.setdefault(layer, {})
     cached = copies.get(kind)
     if cached is None or cached[0] != key:

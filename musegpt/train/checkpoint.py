@@ -6,6 +6,8 @@ Crash safety. Each file is written atomically, and the pair is kept consistent b
 stored in both: the new state goes to `state.next.pt`, then the model file is replaced, then
 `state.next.pt` is renamed to `state.pt`. A crash at any point leaves a model file plus a
 state file of the same step (`state.pt` or `state.next.pt`), and loading picks that one.
+A crash in the middle of a write leaves a hidden temporary file (see `atomic_write`); the
+next checkpoint written to the folder deletes those (only one process writes a run).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from musegpt.fileio import atomic_write
+from musegpt.fileio import atomic_write, remove_stale_temporaries
 from musegpt.model.gpt import GPT
 from musegpt.model.io import MODEL_FILE, ModelFileError, read_metadata, save_model
 from musegpt.tokenizer.base import Tokenizer
@@ -42,6 +44,7 @@ def save_checkpoint(
     folder = Path(folder)
     step = int(state["step"])
     state = {"format": STATE_FORMAT, **state}
+    _remove_stale_temporaries(folder)
     atomic_write(folder / NEXT_STATE_FILE, lambda tmp: torch.save(state, tmp))
     save_model(folder, model, tokenizer, metadata={"step": str(step), **(metadata or {})})
     os.replace(folder / NEXT_STATE_FILE, folder / STATE_FILE)
@@ -50,6 +53,11 @@ def save_checkpoint(
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    for name in (MODEL_FILE, NEXT_STATE_FILE):
+        remove_stale_temporaries(folder / name)
 
 
 def checkpoint_step(folder: str | Path) -> int | None:

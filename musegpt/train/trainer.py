@@ -15,9 +15,7 @@ picks bfloat16 on CUDA GPUs that support it and on CPUs with native bf16, float3
 from __future__ import annotations
 
 import math
-import os
 import random
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -50,9 +48,6 @@ from musegpt.train.plot import PLOT_FILE, plot_losses
 
 LAST = "last"
 BEST = "best"
-# Test hook: SIGKILL this process right after the `last/` checkpoint of this step is written,
-# so tests can check that --resume survives a real crash (not a clean stop).
-KILL_AFTER_STEP_ENV = "MUSEGPT_TEST_KILL_AFTER_STEP"
 
 
 class TrainingDiverged(ValueError):
@@ -226,8 +221,6 @@ class Trainer:
         self.resume = resume
         self.show_progress = progress
         self.console = console or Console()
-        kill = os.environ.get(KILL_AFTER_STEP_ENV)
-        self.kill_after_step = int(kill) if kill else None
 
     # ------------------------------------------------------------------ set-up
 
@@ -507,29 +500,27 @@ class Trainer:
                 # Never let non-finite weights replace a good checkpoint.
                 if (is_save or improved) and not is_finite():
                     self._diverged(step, math.nan, lr, last_saved, weights=True)
+                if main:  # before the checkpoint: resuming drops lines after its step
+                    metrics.append(record)
+                    records.append(record)
                 if improved and final_val is not None:
                     best_val = final_val
                     save(best_dir, step, {"val_loss": f"{final_val:.6f}"})
                 if is_save:
                     save(last_dir, step, {})
                     last_saved = step
-                if main:
-                    metrics.append(record)
-                    records.append(record)
-                    if is_eval:
-                        plot_losses(records, self.out_dir / PLOT_FILE)
-                        self.console.print(
-                            f"step {step}: train loss {final_train:.4f}, val loss "
-                            f"{final_val:.4f} (ppl {math.exp(min(final_val or 0.0, 50.0)):.2f}),"
-                            f" lr {lr:.2e}, {speed:,.0f} tok/s",
-                            soft_wrap=True,
-                        )
+                if main and is_eval:
+                    plot_losses(records, self.out_dir / PLOT_FILE)
+                    self.console.print(
+                        f"step {step}: train loss {final_train:.4f}, val loss "
+                        f"{final_val:.4f} (ppl {math.exp(min(final_val or 0.0, 50.0)):.2f}),"
+                        f" lr {lr:.2e}, {speed:,.0f} tok/s",
+                        soft_wrap=True,
+                    )
                 spent = time.perf_counter() - t_over
                 overhead += spent
                 window_start, window_overhead = time.perf_counter(), 0.0
                 advance(step, final_train, speed)
-                if is_save and self.kill_after_step == step:
-                    os.kill(os.getpid(), signal.SIGKILL)
 
         end = time.perf_counter()
         seconds = end - loop_start
