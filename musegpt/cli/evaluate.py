@@ -32,13 +32,14 @@ def studio_command(
 
         from musegpt.engines.registry import open_engine
         from musegpt.fileio import atomic_write_text
-        from musegpt.studio import TASKS, Studio
-        from musegpt.studio.evaluate import evaluate, markdown_table, score_dicts
+        from musegpt.studio import Studio
+        from musegpt.studio.evaluate import EVALUATED_TASKS, evaluate, markdown_table, score_dicts
 
-        chosen_tasks = [t for t in tasks.split(",") if t] or TASKS
-        unknown = [t for t in chosen_tasks if t not in TASKS]
+        chosen_tasks = [t for t in tasks.split(",") if t] or EVALUATED_TASKS
+        unknown = [t for t in chosen_tasks if t not in EVALUATED_TASKS]
         if unknown:
-            raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+            known = ", ".join(EVALUATED_TASKS)
+            raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {known}")
         chosen_langs = [lang for lang in langs.split(",") if lang]
         if any(lang not in ("en", "zh") for lang in chosen_langs):
             raise ValueError(f"--langs takes en and/or zh (got {langs!r})")

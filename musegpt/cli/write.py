@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 write_app = typer.Typer(
     help="Write with the studio: story, script, lyrics, brainstorm, describe, rewrite, "
-    "plot-help (English or Chinese).",
+    "plot-help, poem (English or Chinese).",
     no_args_is_help=True,
 )
 
@@ -63,13 +63,36 @@ def _finish(work: Work, out: Path | None) -> None:
         err_console.print(f"[green]saved[/] {out}", highlight=False)
 
 
+def _write(
+    task: str, fields: dict[str, Any], model: str | None, lang: str | None,
+    sampling: dict[str, Any], out: Path | None,
+) -> Work:  # fmt: skip
+    """Check the request (before the model loads), run the task, stream and save it."""
+    from musegpt.studio.registry import PoemRequest, task_request, task_spec
+
+    request = task_request(task, {k: v for k, v in fields.items() if v is not None})
+    studio = _studio(model, lang, sampling)
+    work = task_spec(task).perform(studio, request)
+    if task == "story":
+        err_console.print(f"[dim]project: {work.meta['project']}[/]", highlight=False)
+    if isinstance(request, PoemRequest):
+        from musegpt.cli.form import render_report
+        from musegpt.forms import check
+
+        render_report(check(work.text, request.chosen_form()), err_console)
+    _finish(work, out)
+    return work
+
+
 @write_app.command("story")
 def story_command(
     premise: Annotated[str, typer.Argument(help="What the story is about.")] = "",
     project: Annotated[Path | None, Opt(help="Story folder (default: stories/<premise>).")] = None,
-    chapters: Annotated[int, Opt(min=1, max=200, help="Chapters to plan for a new story.")] = 3,
-    more: Annotated[int, Opt(min=0, max=200, help="Chapters to add to an existing story.")] = 0,
-    chapter_tokens: Annotated[int, Opt(min=50, max=4000, help="Tokens per chapter.")] = 450,
+    chapters: Annotated[int | None, Opt(help="Chapters to plan for a new story [default: 3].")] = (
+        None
+    ),
+    more: Annotated[int | None, Opt(help="Chapters to add to an existing story.")] = None,
+    chapter_tokens: Annotated[int | None, Opt(help="Tokens per chapter [default: 450].")] = None,
     continue_file: Annotated[
         Path | None, Opt("--continue", help="Continue the text in this file instead.")
     ] = None,
@@ -86,17 +109,17 @@ def story_command(
     """A story from a premise — bible, outline, chapters — saved as a project folder you can
     resume and extend (--more); or --continue a text."""
     with user_errors():
-        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p,
-                         top_k=top_k, repetition_penalty=repetition_penalty,
-                         max_tokens=max_tokens))  # fmt: skip
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,
+                          repetition_penalty=repetition_penalty, max_tokens=max_tokens)  # fmt: skip
         if continue_file is not None:
             text = continue_file.read_text(encoding="utf-8")
             _sink(text.rstrip() + " ")
-            work = studio.continue_text(text, max_new_tokens=max_tokens or 400)
-        else:
-            work = studio.story(premise, project, chapters, more, chapter_tokens)
-            err_console.print(f"[dim]project: {work.meta['project']}[/]", highlight=False)
-        _finish(work, out)
+            fields: dict[str, Any] = {"text": text, "max_tokens": max_tokens}
+            _write("continue", fields, model, lang, sampling, out)
+            return
+        fields = {"text": premise, "project": project, "chapters": chapters, "more": more,
+                  "chapter_tokens": chapter_tokens}  # fmt: skip
+        _write("story", fields, model, lang, sampling, out)
 
 
 @write_app.command("script")
@@ -112,8 +135,8 @@ def script_command(
 ) -> None:
     """A screenplay scene in Fountain format."""
     with user_errors():
-        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
-        _finish(studio.script(situation, title), out)
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        _write("script", {"text": situation, "title": title}, model, lang, sampling, out)
 
 
 @write_app.command("lyrics")
@@ -129,8 +152,8 @@ def lyrics_command(
 ) -> None:
     """Song lyrics: verses, a repeated chorus and a bridge, labelled."""
     with user_errors():
-        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
-        _finish(studio.lyrics(topic, title), out)
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        _write("lyrics", {"text": topic, "title": title}, model, lang, sampling, out)
 
 
 @write_app.command("brainstorm")
@@ -139,7 +162,9 @@ def brainstorm_command(
     kind: Annotated[str, Opt(help="titles, names, plot twists, settings, design concepts…")] = (
         "ideas"
     ),
-    count: Annotated[int, Opt("--count", "-n", min=1, max=50, help="How many ideas.")] = 8,
+    count: Annotated[int | None, Opt("--count", "-n", help="How many ideas [default: 8].")] = (
+        None
+    ),
     model: ModelOpt = None,
     lang: LangOpt = None,
     seed: SeedOpt = None,
@@ -149,8 +174,9 @@ def brainstorm_command(
 ) -> None:
     """N distinct ideas of a kind (near-duplicates are dropped until N remain)."""
     with user_errors():
-        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
-        _finish(studio.brainstorm(topic, kind, count), out)
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        fields = {"text": topic, "kind": kind, "count": count}
+        _write("brainstorm", fields, model, lang, sampling, out)
 
 
 @write_app.command("describe")
@@ -166,9 +192,8 @@ def describe_command(
 ) -> None:
     """A sensory description."""
     with user_errors():
-        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p,
-                         max_tokens=max_tokens))  # fmt: skip
-        _finish(studio.describe(subject), out)
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+        _write("describe", {"text": subject}, model, lang, sampling, out)
 
 
 @write_app.command("rewrite")
@@ -176,7 +201,9 @@ def rewrite_command(
     text: Annotated[str, typer.Argument(help="The passage, or @FILE to read it from a file.")],
     style: Annotated[str, Opt(help="A style or tone: noir, Shakespearean, cheerful…")] = "",
     sample: Annotated[Path | None, Opt(help="A file whose style to imitate.")] = None,
-    alternatives: Annotated[int, Opt("--alternatives", "-n", min=1, max=10)] = 1,
+    alternatives: Annotated[
+        int | None, Opt("--alternatives", "-n", help="How many versions [default: 1].")
+    ] = None,
     model: ModelOpt = None,
     lang: LangOpt = None,
     seed: SeedOpt = None,
@@ -186,17 +213,18 @@ def rewrite_command(
 ) -> None:
     """A passage in another style or tone (or after a style sample), meaning kept."""
     with user_errors():
-        passage = _text_arg(text)
         sample_text = sample.read_text(encoding="utf-8") if sample else ""
-        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
-        _finish(studio.rewrite(passage, style, sample_text, alternatives), out)
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        fields = {"text": _text_arg(text), "style": style, "sample": sample_text,
+                  "alternatives": alternatives}  # fmt: skip
+        _write("rewrite", fields, model, lang, sampling, out)
 
 
 @write_app.command("plot-help")
 def plot_help_command(
     story: Annotated[str, typer.Argument(help="The story so far, or @FILE.")],
     conflict: Annotated[str, Opt(help="Where you are stuck.")],
-    count: Annotated[int, Opt("--count", "-n", min=1, max=20, help="How many ways.")] = 4,
+    count: Annotated[int | None, Opt("--count", "-n", help="How many ways [default: 4].")] = None,
     model: ModelOpt = None,
     lang: LangOpt = None,
     seed: SeedOpt = None,
@@ -206,8 +234,9 @@ def plot_help_command(
 ) -> None:
     """Several distinct ways forward when a plot is stuck."""
     with user_errors():
-        studio = _studio(model, lang, chosen(seed=seed, temperature=temperature, top_p=top_p))
-        _finish(studio.plot_help(_text_arg(story), conflict, count), out)
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        fields = {"text": _text_arg(story), "conflict": conflict, "count": count}
+        _write("plot-help", fields, model, lang, sampling, out)
 
 
 def _text_arg(value: str) -> str:
@@ -227,7 +256,7 @@ def poem_command(
     strict: Annotated[
         bool | None, Opt("--strict/--lenient", help="Enforce tones (Chinese).")
     ] = None,
-    attempts: Annotated[int, Opt(min=1, max=50, help="Tries before giving up.")] = 5,
+    attempts: Annotated[int | None, Opt(help="Tries before giving up [default: 5].")] = None,
     model: ModelOpt = None,
     seed: SeedOpt = None,
     temperature: TemperatureOpt = None,
@@ -236,11 +265,7 @@ def poem_command(
 ) -> None:
     """A poem in an exact form: it passes the form's checker, or fails with the reasons."""
     with user_errors():
-        from musegpt.cli.form import chosen_form, render_report
-        from musegpt.forms import check
-
-        chosen_poem_form = chosen_form(form, rhymes, strict)
-        studio = _studio(model, None, chosen(seed=seed, temperature=temperature, top_p=top_p))
-        work = studio.poem(topic, chosen_poem_form, attempts)
-        render_report(check(work.text, chosen_poem_form), err_console)
-        _finish(work, out)
+        fields = {"text": topic, "form": form, "rhymes": rhymes, "strict": strict,
+                  "attempts": attempts}  # fmt: skip
+        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        _write("poem", fields, model, None, sampling, out)

@@ -20,43 +20,61 @@ from musegpt.server.hosts import event_stream, in_thread, run_emitting
 from musegpt.server.openai_api import _sse
 from musegpt.server.state import ServerState, state_of
 from musegpt.server.works_api import check_provenance_target
+from musegpt.studio.poem import PoemError
+from musegpt.studio.registry import TASKS, PoemRequest, TaskName, TaskRequest
 from musegpt.studio.studio import Studio, slug
+from musegpt.studio.tasks import StudioError
 from musegpt.studio.work import Work
 
 router = APIRouter(prefix="/v1")
-Task = Literal[
-    "story",
-    "continue",
-    "script",
-    "lyrics",
-    "brainstorm",
-    "describe",
-    "rewrite",
-    "plot-help",
-    "poem",
-]
-TASKS: list[str] = list(Task.__args__)  # type: ignore[attr-defined]
 
 
 class StudioRequest(BaseModel):
+    """The body of `POST /v1/studio/{task}`: the task's own fields (see
+    `musegpt.studio.registry`; left out, they take the task's defaults, the same as on the
+    command line), capped where a server must cap them, and how to run it."""
+
     model: str | None = None
     text: str = Field("", max_length=200_000, description="the premise, topic, subject or text")
-    title: str = Field("", max_length=200)
-    style: str = Field("", max_length=2000, description="rewrite: the style to aim for")
-    sample: str = Field("", max_length=20_000, description="rewrite: a sample of the style")
-    alternatives: int = Field(1, ge=1, le=8, description="rewrite: how many versions")
-    kind: str = Field("ideas", max_length=100, description="brainstorm: what kind of ideas")
-    count: int = Field(4, ge=1, le=20, description="brainstorm / plot-help: how many")
-    conflict: str = Field("", max_length=2000, description="plot-help: the problem")
-    chapters: int = Field(1, ge=1, le=20, description="story: chapters to write")
-    form: str = Field("haiku", max_length=60, description="poem: a built-in form's name")
-    attempts: int = Field(3, ge=1, le=10, description="poem: tries before giving up")
+    title: str | None = Field(None, max_length=200)
+    style: str | None = Field(None, max_length=2000, description="rewrite: the style to aim for")
+    sample: str | None = Field(None, max_length=20_000, description="rewrite: a style sample")
+    alternatives: int | None = Field(None, ge=1, le=8, description="rewrite: how many versions")
+    kind: str | None = Field(None, max_length=100, description="brainstorm: what kind of ideas")
+    count: int | None = Field(None, ge=1, le=20, description="brainstorm / plot-help: how many")
+    conflict: str | None = Field(None, max_length=2000, description="plot-help: the problem")
+    chapters: int | None = Field(None, ge=1, le=20, description="story: chapters to write")
+    form: str | None = Field(None, max_length=60, description="poem: a built-in form's name")
+    rhymes: Literal["pingshui", "xinyun"] | None = Field(None, description="poem: rhyme book")
+    strict: bool | None = Field(None, description="poem: enforce 平仄 (Chinese forms)")
+    attempts: int | None = Field(None, ge=1, le=10, description="poem: tries before giving up")
     max_tokens: int | None = Field(None, ge=1, description="continue: tokens to write")
     lang: Literal["en", "zh"] | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="SamplingParams fields")
     stream: bool = False
     project_id: int | None = Field(None, ge=1, le=2**62, description="keep provenance here")
     document_id: int | None = Field(None, ge=1, le=2**62)
+
+
+class TaskFailed(APIError):
+    """422: the task ran but produced nothing valid; a poem's carries the checker's reasons
+    and report on its last attempt."""
+
+    def __init__(self, err: StudioError) -> None:
+        super().__init__(422, str(err), None, "task_failed")
+        self.details: dict[str, Any] = {}
+        if isinstance(err, PoemError):
+            self.code = "form_not_met"
+            self.details = {
+                "reasons": list(err.report.reasons),
+                "text": err.text,
+                "report": report_dict(err.report),
+            }
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        body["error"].update(self.details)
+        return body
 
 
 class CheckRequest(BaseModel):
@@ -72,7 +90,7 @@ def studio_tasks() -> dict[str, Any]:
         {"name": f.name, "display_name": f.display_name, "language": f.language}
         for f in builtin_forms()
     ]
-    return {"tasks": TASKS, "forms": forms}
+    return {"tasks": list(TASKS), "forms": forms}
 
 
 @router.post("/forms/check")
@@ -84,14 +102,13 @@ def check_form(body: CheckRequest) -> dict[str, Any]:
 
 @router.post("/studio/{task}", response_model=None)
 async def run_task(
-    task: Task, body: StudioRequest, request: Request
+    task: TaskName, body: StudioRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
     state = state_of(request)
     host = state.models.get(body.model)
     runner = host.ready()
     params = _params(body)
-    if task == "poem":
-        _form(body.form)  # an unknown form is a 400 before any work starts
+    task_request = _task_request(task, body, state)  # bad fields are a 400 before any work
     limit = state.settings.max_tokens
     asked = params.max_new_tokens if "max_new_tokens" in params.model_fields_set else 0
     if max(asked, body.max_tokens or 0) > limit:
@@ -106,7 +123,7 @@ async def run_task(
 
     def work(sink: Callable[[str], None] | None) -> dict[str, Any]:
         with runner.borrow() as engine:
-            return _perform(task, body, engine, params, sink, state)
+            return _perform(task, task_request, body, engine, params, sink, state)
 
     if not body.stream:
         try:
@@ -172,28 +189,61 @@ def _form(name: str) -> Any:
         raise invalid(str(err), "form") from None
 
 
+def _task_request(task: str, body: StudioRequest, state: ServerState) -> TaskRequest:
+    """The task's request from the body's fields that it takes and the client set."""
+    spec = TASKS[task]
+    if task == "poem" and body.form is not None:
+        _form(body.form)  # named forms only: the server never reads a form file
+    fields = {
+        name: getattr(body, name)
+        for name in spec.request.model_fields
+        if name in StudioRequest.model_fields and getattr(body, name) is not None
+    }
+    if task == "story":  # a story is a project folder in the server's data folder
+        fields["project"] = (
+            state.settings.data_dir / "stories" / slug(body.text or body.title or "")
+        )
+    try:
+        request: TaskRequest = spec.request.model_validate(fields)
+    except ValidationError as err:
+        raise from_validation([_plain(e) for e in err.errors(include_url=False)]) from None
+    except ValueError as err:  # FormError and the like, raised outside a field
+        raise invalid(str(err), "form" if task == "poem" else None) from None
+    return request
+
+
+def _plain(error: Any) -> Any:
+    """A custom check's message without pydantic's "Value error, " prefix."""
+    if error.get("type") == "value_error" and "error" in error.get("ctx", {}):
+        return {**error, "msg": str(error["ctx"]["error"])}
+    return error
+
+
 def _perform(
     task: str,
+    task_request: TaskRequest,
     body: StudioRequest,
     engine: Engine,
     params: SamplingParams,
     sink: Callable[[str], None] | None,
     state: ServerState,
 ) -> dict[str, Any]:
-    from musegpt.studio.tasks import StudioError
-
+    spec = TASKS[task]
+    studio = Studio(engine, params, body.lang, sink)
     try:
-        if task == "poem":
-            result = _poem(body, engine, params)
-        else:
-            studio = Studio(engine, params, body.lang, sink)
-            result = work_dict(_studio_task(task, body, studio, state))
+        work = spec.perform(studio, task_request)
     except StudioError as err:  # the task's own checks: missing input, or no valid result
-        raise APIError(422, str(err), None, "task_failed") from None
+        raise TaskFailed(err) from None
+    result = work_dict(work)
+    if isinstance(task_request, PoemRequest):
+        from musegpt.forms import check
+
+        report = check(work.text, task_request.chosen_form())
+        result.update(passed=report.passed, report=report_dict(report))
     store = state.store
     if store is not None and body.project_id is not None:
         result["generation_id"] = store.record_generation(
-            task,
+            spec.name,
             engine.name,
             {**params.model_dump(exclude_unset=True), **result["meta"]},
             body.text,
@@ -202,63 +252,6 @@ def _perform(
             body.document_id,
         )
     return result
-
-
-def _studio_task(task: str, body: StudioRequest, studio: Studio, state: ServerState) -> Work:
-    text = body.text
-    if task == "continue":
-        return studio.continue_text(text, body.max_tokens or 200)
-    if task == "story":
-        folder = state.settings.data_dir / "stories" / slug(text or body.title)
-        return studio.story(text, project=folder, scenes=body.chapters)
-    if task == "script":
-        return studio.script(text, body.title)
-    if task == "lyrics":
-        return studio.lyrics(text, body.title)
-    if task == "brainstorm":
-        return studio.brainstorm(text, body.kind, body.count)
-    if task == "describe":
-        return studio.describe(text)
-    if task == "rewrite":
-        return studio.rewrite(text, body.style, body.sample, body.alternatives)
-    return studio.plot_help(text, body.conflict, body.count)
-
-
-def _poem(body: StudioRequest, engine: Engine, params: SamplingParams) -> dict[str, Any]:
-    from musegpt.forms import PoemFormError, model_generate_fn, suggested_max_new_tokens, write_poem
-
-    form = _form(body.form)
-    if "max_new_tokens" not in params.model_fields_set:
-        params = params.model_copy(update={"max_new_tokens": suggested_max_new_tokens(form)})
-    seed = params.seed or 0
-    generate = model_generate_fn(engine, params)
-    meta = {"model": engine.name, "form": form.name}
-    try:
-        poem = write_poem(
-            generate, form, body.text, tokenizer=engine.tokenizer, attempts=body.attempts, seed=seed
-        )
-    except PoemFormError as err:
-        text, report = err.attempts[-1]
-        return {
-            "task": "poem",
-            "title": body.text,
-            "lang": form.language,
-            "text": text,
-            "parts": [],
-            "meta": {**meta, "seed": seed + len(err.attempts) - 1},
-            "passed": False,
-            "report": report_dict(report),
-        }
-    return {
-        "task": "poem",
-        "title": body.text,
-        "lang": form.language,
-        "text": poem.text,
-        "parts": [],
-        "meta": {**meta, "seed": poem.seed, "attempt": poem.attempt},
-        "passed": True,
-        "report": report_dict(poem.report),
-    }
 
 
 def work_dict(work: Work) -> dict[str, Any]:

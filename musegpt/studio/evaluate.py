@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from typing import Any
 
+from musegpt.studio.registry import run_task
 from musegpt.studio.script import fountain_elements
-from musegpt.studio.studio import TASKS, Studio
+from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import CHORUS, StudioError
 from musegpt.studio.text import SENTENCE_END, Lang, distinct_n, similarity, units
 from musegpt.studio.work import Work
@@ -86,27 +87,32 @@ class TaskScore:
         }
 
 
-def run_task(studio: Studio, task: str, item: dict[str, str], seed: int) -> Work:
-    topic = item["topic"]
-    if task == "story":
-        with tempfile.TemporaryDirectory() as folder:
-            return studio.story(topic, folder, scenes=1, scene_tokens=160, seed=seed)
-    if task == "script":
-        return studio.script(f"{topic}: {item['conflict']}", seed=seed)
-    if task == "lyrics":
-        return studio.lyrics(topic, seed=seed)
-    if task == "brainstorm":
-        return studio.brainstorm(topic, item["kind"], IDEAS, seed=seed)
-    if task == "describe":
-        return studio.describe(topic, seed=seed)
-    if task == "rewrite":
-        return studio.rewrite(item["passage"], style=item["style"], seed=seed)
-    return studio.plot_help(topic, item["conflict"], IDEAS, seed=seed)
+# Each evaluated task's request from one prompt-set item (the registry's defaults for the
+# rest). Poems are measured by `musegpt eval forms`, continuing by the story task.
+PROMPT_FIELDS: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
+    "story": lambda item: {"text": item["topic"], "chapters": 1, "chapter_tokens": 160},
+    "script": lambda item: {"text": f"{item['topic']}: {item['conflict']}"},
+    "lyrics": lambda item: {"text": item["topic"]},
+    "brainstorm": lambda item: {"text": item["topic"], "kind": item["kind"], "count": IDEAS},
+    "describe": lambda item: {"text": item["topic"]},
+    "rewrite": lambda item: {"text": item["passage"], "style": item["style"]},
+    "plot-help": lambda item: {"text": item["topic"], "conflict": item["conflict"], "count": IDEAS},
+}
+EVALUATED_TASKS = list(PROMPT_FIELDS)
+
+
+def evaluate_task(studio: Studio, task: str, item: dict[str, str], seed: int) -> Work:
+    """`task` on one prompt-set item, run through the task registry like any other caller."""
+    fields = PROMPT_FIELDS[task](item)
+    if task != "story":
+        return run_task(studio, task, fields, seed=seed)
+    with tempfile.TemporaryDirectory() as folder:  # a fresh project each time
+        return run_task(studio, task, {**fields, "project": folder}, seed=seed)
 
 
 def evaluate(
     studio: Studio,
-    tasks: list[str] = TASKS,
+    tasks: list[str] = EVALUATED_TASKS,
     langs: list[Lang] = ["en", "zh"],  # noqa: B006 - never mutated
     per_task: int = 20,
     seed: int = 0,
@@ -124,7 +130,7 @@ def evaluate(
                 start = time.perf_counter()
                 score.runs += 1
                 try:
-                    work = run_task(studio, task, item, seed + i)
+                    work = evaluate_task(studio, task, item, seed + i)
                 except StudioError:
                     score.failures += 1
                     continue

@@ -4,7 +4,18 @@ returned; after a bounded number of attempts the task fails with the checker's r
 
 from __future__ import annotations
 
-from musegpt.forms import Form, FormError, check, get_form, model_generate_fn, write_poem
+import random
+
+from musegpt.forms import (
+    Form,
+    FormError,
+    FormReport,
+    PoemFormError,
+    check,
+    get_form,
+    model_generate_fn,
+    write_poem,
+)
 from musegpt.forms.writer import suggested_max_new_tokens
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.work import Work
@@ -12,6 +23,15 @@ from musegpt.studio.writer import Writer
 
 # A plain title line: base models continue it with a poem more readily than an instruction.
 POEM_PROMPT = {"en": '{form} — "{topic}"\n\n', "zh": "《{topic}》（{form}）\n"}
+
+
+class PoemError(StudioError):
+    """No attempt passed the form's checker; `text` and `report` are the last attempt's."""
+
+    def __init__(self, message: str, text: str, report: FormReport) -> None:
+        super().__init__(message)
+        self.text = text
+        self.report = report
 
 
 def poem(writer: Writer, topic: str, form: Form | str, attempts: int = 5) -> Work:
@@ -24,11 +44,16 @@ def poem(writer: Writer, topic: str, form: Form | str, attempts: int = 5) -> Wor
     params = writer.call_params(suggested_max_new_tokens(form), stop=[])
     prompt = POEM_PROMPT[writer.lang].format(form=form.display_name, topic=topic.strip())
     generate = model_generate_fn(writer.engine, params)
+    # No seed asked for: a fresh one, reported in the work's meta so the poem can be redone.
+    seed = params.seed if params.seed is not None else random.randrange(2**31)
     try:
         result = write_poem(
             generate, form, topic, tokenizer=writer.engine.tokenizer, prompt=prompt,
-            attempts=attempts, seed=params.seed if params.seed is not None else 0,
+            attempts=attempts, seed=seed,
         )  # fmt: skip
+    except PoemFormError as err:
+        text, report = err.attempts[-1]
+        raise PoemError(str(err), text, report) from None
     except FormError as err:
         raise StudioError(str(err)) from None
     writer.show(result.text + "\n")

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
 from musegpt.studio.tasks import StudioError, distinct_list
 from musegpt.studio.text import SENTENCE_END, Lang, detect_lang, tidy
@@ -25,6 +28,10 @@ from musegpt.studio.writer import Writer
 
 PROJECT_FILE = "story.json"
 RECENT_CHARS = 700  # the end of the previous scene kept verbatim in the next prompt
+# The premise is in every planning prompt beside the few-shot plan, the bible and the
+# outline; more than this share of the model's context crowds them out (and each of the
+# dozen planning calls pays for reading it).
+PREMISE_SHARE = 4
 
 
 @dataclass
@@ -82,28 +89,23 @@ class StoryProject:
         folder = Path(folder)
         file = folder / PROJECT_FILE
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-            bible = data.get("bible")
-            if bible is not None:
-                bible = StoryBible(
-                    **{**bible, "characters": [Character(**c) for c in bible["characters"]]}
-                )
-            return cls(
-                folder=folder,
-                premise=data["premise"],
-                lang=data["lang"],
-                bible=bible,
-                scenes=[Scene(**s) for s in data.get("scenes", [])],
-                scene_tokens=int(data.get("scene_tokens", 450)),
-                chapters=int(data.get("chapters", len(data.get("scenes", [])))),
-                meta=data.get("meta", {}),
-            )
+            data = ProjectFile.model_validate_json(file.read_bytes())
         except FileNotFoundError:
             raise StudioError(f"no story project at {folder} (no {PROJECT_FILE})") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+        except ValidationError as err:
             raise StudioError(
-                f"{file} is damaged ({err}); fix it by hand or start a new project"
+                f"{file} is damaged ({damage(err)}); fix it by hand or start a new project"
             ) from None
+        return cls(
+            folder=folder,
+            premise=data.premise,
+            lang=data.lang,
+            bible=data.bible,
+            scenes=data.scenes,
+            scene_tokens=data.scene_tokens,
+            chapters=len(data.scenes) if data.chapters is None else data.chapters,
+            meta=data.meta,
+        )
 
     def save(self) -> None:
         data = {
@@ -134,6 +136,32 @@ class StoryProject:
             if scene.text:
                 out += [f"## {label.format(i)}", "", scene.text, ""]
         return "\n".join(out)
+
+
+class ProjectFile(BaseModel):
+    """The shape of story.json: what `StoryProject.save` writes and `load` accepts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    premise: str
+    lang: Lang
+    bible: StoryBible | None = None
+    scenes: list[Scene] = Field(default_factory=list)
+    scene_tokens: int = Field(450, ge=1)
+    chapters: int | None = Field(None, ge=0)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def damage(err: ValidationError) -> str:
+    """Where a project file is damaged, in one phrase: the first problem pydantic found."""
+    first = err.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the file"
+    return f"{where}: {first['msg']}"
+
+
+def premise_limit(context_length: int) -> int:
+    """The most tokens a premise may take in a model with this context."""
+    return context_length // PREMISE_SHARE
 
 
 def bible_markdown(bible: StoryBible, premise: str) -> str:
@@ -349,6 +377,7 @@ def write_story(
     else:
         if not premise.strip():
             raise StudioError("a new story needs a premise, e.g. 'a robot who discovers love'")
+        check_premise(writer.engine, premise)
         project = StoryProject(folder, premise.strip(), writer.lang, scene_tokens=scene_tokens)
         project.chapters = scenes
         project.meta = {"model": writer.engine.name, "seed": writer.params.seed}
@@ -378,6 +407,18 @@ def write_story(
     return Work(
         "story", bible.title, project.lang, project.text, [s.text for s in project.scenes], meta
     )
+
+
+def check_premise(engine: Engine, premise: str) -> None:
+    """Refuse a premise too long to plan from: it would crowd the planning prompts out of
+    the model's context."""
+    tokens, most = len(engine.tokenize(premise)), premise_limit(engine.context_length)
+    if tokens > most:
+        raise StudioError(
+            f"the premise is {tokens} tokens; at most {most} fit beside the story plan in "
+            f"{engine.name}'s {engine.context_length}-token context. Give a premise of a few "
+            "sentences, or continue a long text with --continue FILE"
+        )
 
 
 def continue_text(writer: Writer, text: str, max_new_tokens: int = 400) -> Work:

@@ -32,8 +32,6 @@ STUDIO_DEFAULTS: dict[str, Any] = {
     "presence_penalty": 0.1,
     "max_new_tokens": 1000,  # a ceiling per model call; each task sets its own budget below it
 }
-TASKS = ["story", "script", "lyrics", "brainstorm", "describe", "rewrite", "plot-help"]
-FORM_TASKS = ["poem"]  # evaluated by `musegpt eval forms`, not with the studio prompt set
 
 
 def studio_params(params: SamplingParams | None = None, **overrides: Any) -> SamplingParams:
