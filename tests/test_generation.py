@@ -188,9 +188,11 @@ def test_logprobs_report_the_choice_and_alternatives(muse: MuseModel) -> None:
     assert c.logprobs is not None and len(c.logprobs) == 8
     for step, token_id in zip(c.logprobs, c.token_ids, strict=True):
         assert step.token_id == token_id and step.logprob <= 0
-        values = [lp for _, _, lp in step.top]
+        values = [alt.logprob for alt in step.top]
         assert values == sorted(values, reverse=True) and len(values) == 3
-        assert step.top[0][1] == token_id and step.top[0][2] == pytest.approx(step.logprob)
+        best = step.top[0]
+        assert best.token_id == token_id and best.logprob == pytest.approx(step.logprob)
+        assert step.bytes == muse.tokenizer.token_bytes(token_id) == best.bytes
     assert muse.complete("the", greedy(max_new_tokens=3))[0].logprobs is None
 
 

@@ -68,12 +68,13 @@ def test_same_scores_as_hugging_face(
     torch.testing.assert_close(got[finite], expected[finite], rtol=1e-6, atol=1e-6)
 
 
-def test_min_new_tokens_matches_hugging_face() -> None:
+@pytest.mark.parametrize("eos", [9, [9, 4]])
+def test_min_new_tokens_matches_hugging_face(eos: int | list[int]) -> None:
     ids, scores = random_case(1, length=5)
     expected = hf.MinNewTokensLengthLogitsProcessor(
-        prompt_length_to_skip=2, min_new_tokens=4, eos_token_id=9
+        prompt_length_to_skip=2, min_new_tokens=4, eos_token_id=eos
     )(ids, scores.clone())
-    got = MinNewTokens(4, eos_id=9)(DecodeState.from_ids(ids, prompt_length=2), scores.clone())
+    got = MinNewTokens(4, eos)(DecodeState.from_ids(ids, prompt_length=2), scores.clone())
     assert torch.equal(got, expected)
     assert got[0, 9] == float("-inf")
 
@@ -92,19 +93,40 @@ def test_logit_bias_shifts_named_tokens_and_rejects_unknown_ids() -> None:
         LogitBias({VOCAB: 1.0}, VOCAB)
 
 
+def test_out_of_vocabulary_bias_names_a_few_ids_and_the_range() -> None:
+    huge = {token: 1.0 for token in range(VOCAB - 2, 60_000)}
+    with pytest.raises(ValueError) as info:
+        LogitBias(huge, VOCAB)
+    message = str(info.value)
+    assert "50, 51, 52 and 59947 more" in message and f"[0, {VOCAB})" in message
+    assert len(message) < 200
+
+
+def test_banned_ids_and_taken_back_tokens_are_never_left() -> None:
+    state = DecodeState([[1, 2], [3]], [1, 1], blocked=[{4}, set()])
+    scores = torch.zeros(2, 6)
+    for step in build_pipeline(SamplingParams(top_k=1), 6, None, banned_ids={0, 5}):
+        scores = step(state, scores)
+    allowed = [set(torch.nonzero(row > float("-inf")).view(-1).tolist()) for row in scores]
+    # top-k runs after the bans: it keeps the best of what is left, never nothing.
+    assert allowed == [{1, 2, 3}, {1, 2, 3, 4}]
+
+
 def test_pipeline_follows_the_documented_order() -> None:
     params = SamplingParams(
         temperature=0.7, top_k=5, top_p=0.9, typical_p=0.9, min_p=0.05,
         repetition_penalty=1.2, presence_penalty=0.1, no_repeat_ngram_size=2,
         min_new_tokens=3, logit_bias={1: 1.0},
     )  # fmt: skip
-    names = [type(p).__name__ for p in build_pipeline(params, VOCAB, eos_id=0)]
+    steps = build_pipeline(params, VOCAB, eos_id=0, banned_ids={7})
+    names = [type(p).__name__ for p in steps]
     assert names == [
         "LogitBias", "RepetitionPenalty", "PresenceFrequencyPenalty", "NoRepeatNGram",
-        "MinNewTokens", "Temperature", "TopK", "TopP", "TypicalP", "MinP",
+        "MinNewTokens", "BanTokens", "BlockTakenBack", "Temperature", "TopK", "TopP",
+        "TypicalP", "MinP",
     ]  # fmt: skip
     greedy = build_pipeline(SamplingParams(temperature=0, top_k=5), VOCAB, eos_id=0)
-    assert greedy == []
+    assert [type(p).__name__ for p in greedy] == ["BlockTakenBack"]
 
 
 @pytest.mark.parametrize(
@@ -120,6 +142,8 @@ def test_pipeline_follows_the_documented_order() -> None:
         ("banned_regex", ["(unclosed"], "not a valid regular expression"),
         ("logit_bias", {5: 101.0}, r"\[-100, 100\]"),
         ("stop", [""], "empty strings"),
+        ("seed", 2**64, "less than or equal to 18446744073709551615"),
+        ("seed", -1, "greater than or equal to 0"),
     ],
 )
 def test_out_of_range_values_name_the_field(field: str, value: object, message: str) -> None:

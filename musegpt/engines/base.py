@@ -23,7 +23,7 @@ from musegpt.generation.decoder import (
     LogitsSource,
     OverflowPolicy,
 )
-from musegpt.generation.params import SamplingParams
+from musegpt.generation.params import MAX_SEED, SamplingParams
 from musegpt.generation.processors import LogitsProcessor
 from musegpt.tokenizer.base import Tokenizer
 
@@ -172,17 +172,15 @@ class Engine(ABC):
         constraints: Sequence[LogitsProcessor],
         cancel: threading.Event | None,
         completions: list[Completion],
-        decoder: type[Decoder] = Decoder,
     ) -> Iterator[Delta]:
         """The one decoding loop behind `complete`, `stream_deltas` and the server: the text
         deltas of every completion as they are made, then the completions themselves put in
-        `completions`, in order. `decoder` may be a subclass (the server's adds log-probs to
-        each delta)."""
+        `completions`, in order."""
         done: list[Completion] = []
         for batch in self._batches(prompts, params):
             with self.lock:
                 source = self.logits_source(batch.params)
-                run = decoder(source, self.tokenizer, self.overflow)
+                run = Decoder(source, self.tokenizer, self.overflow)
                 job = run.start(batch.prompts, batch.params, constraints, cancel)
                 for delta in run.drive(job):
                     delta.index = batch.index_of(delta.index)
@@ -220,7 +218,8 @@ class Engine(ABC):
             return
         for p, prompt in enumerate(prompt_list):
             for s in range(params.n):
-                seed = None if params.seed is None else params.seed + s
+                # Seeds wrap within the 64 bits a generator takes.
+                seed = None if params.seed is None else (params.seed + s) % (MAX_SEED + 1)
                 one = params.model_copy(update={"n": 1, "seed": seed})
                 yield _Batch([prompt], one, first_prompt=p, index=p * params.n + s)
 

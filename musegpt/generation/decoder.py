@@ -2,7 +2,16 @@
 
 One loop serves every sampling parameter. It asks for next-token logits, runs the logits
 processors, draws tokens, and keeps per-row bookkeeping: stop strings, banned phrases with
-backtracking, UTF-8-safe text, log-probabilities, cancellation.
+backtracking, UTF-8-safe text, log-probabilities, cancellation. Its text deltas (`Delta`)
+carry the tokens each completes, with their exact bytes and log-probabilities, so callers
+(the server's streams) need nothing but this public API.
+
+Control and special tokens (`Tokenizer.special_ids`, such as Gemma's `<start_of_image>`)
+are never chosen unless `SamplingParams.allow_special_tokens`; the model's stop tokens stay
+allowed and end the text. A row whose every token is ruled out (constraints, banned
+phrases, banned ids together) first takes back its newest token not yet streamed and
+tries another; when nothing can be taken back it finishes with `no_allowed_token` and a
+`finish_message` saying why: a made-up token is never emitted.
 
 The loop is a generator that yields a `LogitsRequest` whenever it needs logits and is sent
 them back (`Decoder.start` gives it as a `DecodeJob`). `generate` and `stream` answer from
@@ -18,6 +27,7 @@ of room. With "error", an over-long prompt raises ValueError instead.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections.abc import Generator, Iterator, Sequence
@@ -38,10 +48,19 @@ from musegpt.model.gpt import GPT, GPTOutput
 from musegpt.model.kv_cache import KVCache
 from musegpt.tokenizer.base import Tokenizer
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "no_allowed_token"]
 OverflowPolicy = Literal["slide", "error"]
 REGEX_WINDOW = 128  # characters a banned pattern may span; the stream holds this much back
 MAX_BACKTRACKS = 1000  # per row: a banned phrase that every continuation hits ends the row
+NO_TOKEN_LEFT = -1  # what `_choose` gives a row with no allowed token
+DEAD_END = (
+    "every token was ruled out here (by the constraints, banned phrases, banned token ids "
+    "or logit bias of the request together), and no earlier token could be taken back"
+)
+GAVE_UP = (
+    "every continuation tried was ruled out (by banned phrases, constraints or banned token "
+    f"ids; gave up after {MAX_BACKTRACKS} attempts); the text ends before the last of them"
+)
 
 
 class LogitsSource(Protocol):
@@ -122,11 +141,23 @@ class GPTLogitsSource:
 
 
 @dataclass
-class TokenLogprob:
-    token: str
+class TopLogprob:
+    """One of the likeliest alternatives at a step."""
+
+    token: str  # its text (a piece of a character shows as U+FFFD; `bytes` is exact)
     token_id: int
     logprob: float
-    top: list[tuple[str, int, float]]  # the likeliest alternatives: (text, id, logprob)
+    bytes: bytes
+
+
+@dataclass
+class TokenLogprob:
+    token: str  # the token's text (a piece of a character shows as U+FFFD)
+    token_id: int
+    logprob: float
+    top: list[TopLogprob]  # the likeliest alternatives, best first
+    bytes: bytes = b""  # the token's exact bytes (part of a UTF-8 character, maybe)
+    text_offset: int = 0  # where its text starts in the generated text (its character's start)
 
 
 @dataclass
@@ -138,15 +169,24 @@ class Completion:
     finish_reason: FinishReason
     prompt_tokens: int
     logprobs: list[TokenLogprob] | None = None
+    finish_message: str | None = None  # why, when the reason needs explaining
 
 
 @dataclass
 class Delta:
-    """A piece of streamed text for one completion; `finish_reason` is set on its last."""
+    """A piece of streamed text for one completion; `finish_reason` is set on its last.
+
+    `token_ids` are the tokens whose text this delta completes (a token that holds part of
+    a character comes with the delta holding that character), `token_bytes` their exact
+    bytes, and `logprobs` their log-probabilities when the request asked for them."""
 
     index: int
     text: str
     finish_reason: FinishReason | None = None
+    token_ids: list[int] = field(default_factory=list)
+    token_bytes: list[bytes] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+    finish_message: str | None = None
 
 
 @dataclass
@@ -193,7 +233,9 @@ class _Row:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     backtracks: int = 0
     finish: FinishReason | None = None
+    finish_message: str | None = None
     stop_at: int | None = None  # text is cut here when a stop string was found
+    sent: int = 0  # generated tokens already handed out with a delta (never taken back)
 
     @property
     def generated(self) -> list[int]:
@@ -251,6 +293,9 @@ class Decoder:
         self.source = source
         self.tokenizer = tokenizer
         self.overflow = overflow
+        self.stop_ids = tokenizer.stop_ids
+        # Special tokens are banned by default; the stop tokens among them end the text.
+        self.special_ids = tokenizer.special_ids - self.stop_ids
 
     def generate(
         self,
@@ -349,7 +394,8 @@ class Decoder:
         cancel: threading.Event | None,
     ) -> DecodeEvents:
         vocab = self.tokenizer.vocab_size
-        pipeline = build_pipeline(params, vocab, self.tokenizer.eot_id, constraints)
+        special = frozenset() if params.allow_special_tokens else self.special_ids
+        pipeline = build_pipeline(params, vocab, self.stop_ids, constraints, special)
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         banned = [re.compile(re.escape(p)) for p in params.banned]
         banned += [re.compile(p) for p in params.banned_regex]
@@ -364,19 +410,19 @@ class Decoder:
             if cancel is not None and cancel.is_set():
                 for row in active:
                     row.finish = "cancelled"
-                    yield from self._flush(row)
+                    yield self._flush(row, params)
                 return
             tokens = self._choose(active, logits, pipeline, params, generator)
             need_rebuild = False
             for row, token in zip(active, tokens, strict=True):
-                if self._accept(row, token, params, banned):
+                if self._accept(row, int(token), params, banned):
                     need_rebuild = True
                 if row.finish is None:
-                    delta = self._emit(row, hold)
+                    delta = self._emit(row, hold, params)
                     if delta is not None:
                         yield delta
                 else:
-                    yield from self._flush(row)
+                    yield self._flush(row, params)
             still = [i for i, row in enumerate(active) if row.finish is None]
             if not still:
                 return
@@ -402,20 +448,24 @@ class Decoder:
         params: SamplingParams,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        raw = logits.float()
-        scores = raw
-        if pipeline:
-            state = DecodeState([r.ids for r in rows], [len(r.prompt_ids) for r in rows])
-            scores = apply_pipeline(pipeline, state, raw)
-        for i, row in enumerate(rows):
-            blocked = row.banned_at.get(row.n_generated)
-            if blocked:
-                scores = scores.clone() if scores is raw else scores
-                scores[i, list(blocked)] = NEG_INF
+        """One token per row, or NO_TOKEN_LEFT for a row whose every token is ruled out."""
+        # A model's output may be wider than its vocabulary (padding): those are no tokens.
+        raw = logits.float()[:, : self.tokenizer.vocab_size]
+        blocked = [r.banned_at.get(r.n_generated, ()) for r in rows]
+        state = DecodeState(
+            [r.ids for r in rows], [len(r.prompt_ids) for r in rows], blocked=blocked
+        )
+        scores = apply_pipeline(pipeline, state, raw)
+        allowed = (scores > NEG_INF).any(dim=-1)
+        stuck = not bool(allowed.all())
+        if stuck:  # give such rows any finite scores to draw from, then take their draw back
+            scores = scores.masked_fill(~allowed.view(-1, 1), 0.0)
         if params.greedy:
             tokens = scores.argmax(dim=-1)
         else:
             tokens = draw(torch.softmax(scores, dim=-1), generator)
+        if stuck:
+            tokens = tokens.masked_fill(~allowed, NO_TOKEN_LEFT)
         if params.logprobs is not None:
             self._record_logprobs(rows, raw, tokens, params.logprobs)
         return tokens
@@ -428,26 +478,31 @@ class Decoder:
         best = torch.topk(logp, top, dim=-1) if top else None
         for i, row in enumerate(rows):
             token = int(tokens[i])
-            alternatives: list[tuple[str, int, float]] = []
+            if token == NO_TOKEN_LEFT:
+                continue
+            alternatives: list[TopLogprob] = []
             if best is not None:
                 for value, alt in zip(
                     best.values[i].tolist(), best.indices[i].tolist(), strict=True
                 ):
-                    alternatives.append((self._piece(alt), alt, value))
+                    alt_bytes = self.tokenizer.token_bytes(alt)
+                    alternatives.append(TopLogprob(_text_of(alt_bytes), alt, value, alt_bytes))
+            data = self.tokenizer.token_bytes(token)
+            # A token continuing a character starts where that character does.
             row.logprobs.append(
-                TokenLogprob(self._piece(token), token, float(logp[i, token]), alternatives)
+                TokenLogprob(
+                    _text_of(data), token, float(logp[i, token]), alternatives, data, len(row.text)
+                )
             )
 
-    def _piece(self, token_id: int) -> str:
-        return self.tokenizer.token_bytes(token_id).decode("utf-8", errors="replace")
-
     def _accept(
-        self, row: _Row, token: torch.Tensor, params: SamplingParams, banned: list[re.Pattern[str]]
+        self, row: _Row, token_id: int, params: SamplingParams, banned: list[re.Pattern[str]]
     ) -> bool:
         """Add the token to the row and settle the row's fate; True when the row backtracked
         (its cache must be rebuilt)."""
-        token_id = int(token)
-        if token_id == self.tokenizer.eot_id:
+        if token_id == NO_TOKEN_LEFT:
+            return self._dead_end(row)
+        if token_id in self.stop_ids:
             row.finish = "stop"
             if row.logprobs:
                 row.logprobs.pop()  # the separator is not part of the text
@@ -472,13 +527,27 @@ class Decoder:
             row.finish = "length"
         return False
 
+    def _dead_end(self, row: _Row) -> bool:
+        """No token is allowed: take back the newest token not yet streamed and forbid it
+        there (True: rebuild the cache), or, with nothing to take back, finish the row."""
+        newest = row.n_generated - 1
+        if newest < row.sent:
+            row.finish, row.finish_message = "no_allowed_token", DEAD_END
+            return False
+        self._take_back(row, newest)
+        return True
+
     def _backtrack_if_banned(self, row: _Row, banned: list[re.Pattern[str]]) -> bool:
         starts = [m.start() for p in banned if (m := p.search(row.text, row.emitted))]
         if not starts:
             return False
         start = min(starts)
         # The token holding the phrase's first character is replaced by another choice.
-        t = next(i for i, end in enumerate(row.char_ends) if end > start)
+        self._take_back(row, next(i for i, end in enumerate(row.char_ends) if end > start))
+        return True
+
+    def _take_back(self, row: _Row, t: int) -> None:
+        """Drop generated tokens from the t-th on, and forbid the t-th's choice there."""
         bad = row.generated[t]
         row.backtracks += 1
         keep_prompt = len(row.prompt_ids)
@@ -493,13 +562,12 @@ class Decoder:
         row.text, row.pending = _complete_utf8(b"".join(row.token_bytes))
         row.banned_at = {k: v for k, v in row.banned_at.items() if k <= t}
         row.banned_at.setdefault(t, set()).add(bad)
-        if row.backtracks > MAX_BACKTRACKS:
-            row.finish = "stop"  # every way forward hit a banned phrase: end cleanly here
-        return True
+        if row.backtracks > MAX_BACKTRACKS:  # every way forward was ruled out: end here
+            row.finish, row.finish_message = "no_allowed_token", GAVE_UP
 
     # -- text out -------------------------------------------------------------------------
 
-    def _emit(self, row: _Row, hold: int) -> Delta | None:
+    def _emit(self, row: _Row, hold: int, params: SamplingParams) -> Delta | None:
         """The row's newly final text: up to the last token boundary `hold` characters
         before the end, so a later match can only take back text not yet shown."""
         limit = len(row.text) - hold
@@ -512,17 +580,33 @@ class Decoder:
             return None
         piece = row.text[row.emitted : boundary]
         row.emitted = boundary
-        return Delta(row.index, piece)
+        # Its tokens run to the first whose text reaches the boundary; any after it add no
+        # whole character yet (they hold part of the next one) and go with a later delta.
+        return self._delta(row, piece, bisect.bisect_left(row.char_ends, boundary) + 1, params)
 
     def _final_text(self, row: _Row) -> str:
         if row.stop_at is not None:
             return row.text[: row.stop_at]
         return row.text + row.pending.decode("utf-8", errors="replace")
 
-    def _flush(self, row: _Row) -> Iterator[Delta]:
+    def _flush(self, row: _Row, params: SamplingParams) -> Delta:
         rest = self._final_text(row)[row.emitted :]
         row.emitted += len(rest)
-        yield Delta(row.index, rest, row.finish)
+        return self._delta(row, rest, row.n_generated, params)
+
+    def _delta(self, row: _Row, text: str, upto: int, params: SamplingParams) -> Delta:
+        """A delta of `text` with the generated tokens up to `upto` not handed out yet."""
+        start, row.sent = row.sent, max(row.sent, upto)
+        first = len(row.prompt_ids)
+        return Delta(
+            row.index,
+            text,
+            row.finish,
+            row.ids[first + start : first + upto],
+            row.token_bytes[start:upto],
+            row.logprobs[start:upto] if params.logprobs is not None else None,
+            row.finish_message,
+        )
 
     def _completion(self, row: _Row, params: SamplingParams) -> Completion:
         text = self._final_text(row)
@@ -537,4 +621,10 @@ class Decoder:
             finish_reason=row.finish,
             prompt_tokens=len(row.prompt_ids),
             logprobs=row.logprobs if params.logprobs is not None else None,
+            finish_message=row.finish_message,
         )
+
+
+def _text_of(data: bytes) -> str:
+    """A token's bytes as text (a piece of a character shows as U+FFFD)."""
+    return data.decode("utf-8", errors="replace")

@@ -7,6 +7,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+MAX_SEED = 2**64 - 1  # torch generators take 64-bit seeds
+
 
 class SamplingParams(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -27,9 +29,14 @@ class SamplingParams(BaseModel):
     banned: list[str] = Field(default_factory=list, description="phrases that never appear")
     banned_regex: list[str] = Field(default_factory=list, description="patterns never matched")
     n: int = Field(1, ge=1, le=128, description="samples per prompt")
-    seed: int | None = Field(None, ge=0, description="same seed, same output")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="same seed, same output; 0 to 2**64 - 1"
+    )
     logprobs: int | None = Field(None, ge=0, le=20, description="top alternatives per step")
     echo: bool = Field(False, description="include the prompt in the output")
+    allow_special_tokens: bool = Field(
+        False, description="let the model write control/special tokens (e.g. <start_of_image>)"
+    )
 
     @field_validator("logit_bias")
     @classmethod

@@ -4,8 +4,10 @@ Each takes the token ids so far and the next-token scores (B, vocab) and returns
 The pipeline order (see `build_pipeline`) is:
 
 1. hard rules on raw logits: logit bias, repetition / presence / frequency penalties,
-   no-repeat n-grams, minimum length, then any caller constraints (poetic form, music
-   grammar, banned phrases) — a constraint sees penalised scores and may only remove tokens;
+   no-repeat n-grams, minimum length, banned token ids (control/special tokens), then any
+   caller constraints (poetic form, music grammar) — a constraint sees penalised scores and
+   may only remove tokens — then the tokens a backtrack took back at this position (banned
+   phrases), so truncation below chooses among what is still allowed;
 2. temperature;
 3. truncation: top-k, top-p, typical-p, min-p (each on the tempered distribution);
 4. the sampler draws from what is left (greedy when temperature is 0).
@@ -16,7 +18,7 @@ same logits (tests/test_processors.py checks this).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +36,8 @@ class DecodeState:
     sequences: list[list[int]]
     prompt_lengths: list[int]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # Per row, tokens that may not be chosen at this step (a backtrack took them back here).
+    blocked: Sequence[Collection[int]] = field(default_factory=list)
 
     def generated(self, row: int) -> list[int]:
         return self.sequences[row][self.prompt_lengths[row] :]
@@ -48,16 +52,24 @@ class LogitsProcessor(Protocol):
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor: ...
 
 
+def check_token_ids(ids: Collection[int], vocab_size: int, what: str) -> None:
+    """ValueError naming (a few of) the ids in `ids` outside [0, vocab_size), and the range."""
+    outside = sorted(t for t in ids if not 0 <= t < vocab_size)
+    if not outside:
+        return
+    shown = ", ".join(str(t) for t in outside[:3])
+    more = f" and {len(outside) - 3} more" if len(outside) > 3 else ""
+    raise ValueError(
+        f"{what} names token ids outside the vocabulary ({shown}{more}); "
+        f"ids lie in [0, {vocab_size})"
+    )
+
+
 class LogitBias:
     """Add a fixed bias to chosen token ids (OpenAI `logit_bias`)."""
 
     def __init__(self, bias: dict[int, float], vocab_size: int) -> None:
-        out_of_range = [t for t in bias if t >= vocab_size]
-        if out_of_range:
-            raise ValueError(
-                f"logit_bias names token id(s) {out_of_range} outside the vocabulary "
-                f"of {vocab_size} tokens"
-            )
+        check_token_ids(bias.keys(), vocab_size, "logit_bias")
         self.tokens = torch.tensor(list(bias), dtype=torch.long)
         self.values = torch.tensor(list(bias.values()), dtype=torch.float32)
 
@@ -134,22 +146,46 @@ class NoRepeatNGram:
 
 
 class MinNewTokens:
-    """Forbid the end-of-text token until `minimum` tokens have been generated."""
+    """Forbid the end-of-text token(s) until `minimum` tokens have been generated."""
 
-    def __init__(self, minimum: int, eos_id: int) -> None:
+    def __init__(self, minimum: int, eos_ids: int | Collection[int]) -> None:
         self.minimum = minimum
-        self.eos_id = eos_id
-        self.eos_index = torch.tensor([eos_id])
+        self.eos_index = torch.tensor(sorted([eos_ids] if isinstance(eos_ids, int) else eos_ids))
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         lengths = zip(state.sequences, state.prompt_lengths, strict=True)
         short = [r for r, (seq, prompt) in enumerate(lengths) if len(seq) - prompt < self.minimum]
         if not short:
             return scores
+        eos = self.eos_index.to(scores.device)
         if len(short) == scores.shape[0]:  # the usual case, in one op
-            return scores.index_fill(-1, self.eos_index.to(scores.device), NEG_INF)
+            return scores.index_fill(-1, eos, NEG_INF)
         scores = scores.clone()
-        scores[short, self.eos_id] = NEG_INF
+        scores[torch.tensor(short, device=scores.device).view(-1, 1), eos] = NEG_INF
+        return scores
+
+
+class BanTokens:
+    """Token ids that are never chosen (control and special tokens: they stand for no text)."""
+
+    def __init__(self, token_ids: Collection[int]) -> None:
+        self.index = torch.tensor(sorted(token_ids), dtype=torch.long)
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        return scores.index_fill(-1, self.index.to(scores.device), NEG_INF)
+
+
+class BlockTakenBack:
+    """The tokens a backtrack took back at this position (`DecodeState.blocked`), per row:
+    applied before truncation, so top-k and the like choose among tokens still allowed."""
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        if not any(state.blocked):
+            return scores
+        scores = scores.clone()
+        for row, blocked in enumerate(state.blocked):
+            if blocked:
+                scores[row, list(blocked)] = NEG_INF
         return scores
 
 
@@ -238,10 +274,12 @@ class TypicalP:
 def build_pipeline(
     params: SamplingParams,
     vocab_size: int,
-    eos_id: int | None,
+    eos_id: int | Collection[int] | None,
     constraints: Sequence[LogitsProcessor] = (),
+    banned_ids: Collection[int] = (),
 ) -> list[LogitsProcessor]:
-    """The processors `params` asks for, in the documented order."""
+    """The processors `params` asks for, in the documented order; `banned_ids` are never
+    chosen (the decoder passes the model's special tokens unless `allow_special_tokens`)."""
     steps: list[LogitsProcessor] = []
     if params.logit_bias:
         steps.append(LogitBias(params.logit_bias, vocab_size))
@@ -253,7 +291,10 @@ def build_pipeline(
         steps.append(NoRepeatNGram(params.no_repeat_ngram_size))
     if params.min_new_tokens and eos_id is not None:
         steps.append(MinNewTokens(params.min_new_tokens, eos_id))
+    if banned_ids:
+        steps.append(BanTokens(banned_ids))
     steps.extend(constraints)
+    steps.append(BlockTakenBack())
     if params.greedy:
         return steps  # truncation cannot change the argmax
     if params.temperature != 1.0:

@@ -13,8 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from musegpt.generation.decoder import Completion, Delta, TokenLogprob
+from musegpt.generation.decoder import Completion, Delta, FinishReason, TokenLogprob
 from musegpt.generation.params import SamplingParams
+from musegpt.music.compose import MUSIC_MODEL
 from musegpt.server.chat import render_chat
 from musegpt.server.errors import APIError, invalid
 from musegpt.server.hosts import (
@@ -27,11 +28,11 @@ from musegpt.server.hosts import (
 from musegpt.server.schemas import (
     ChatRequest,
     CompletionRequest,
+    check_vocabulary,
     sampling_params,
     too_long,
 )
 from musegpt.server.state import ServerState, state_of
-from musegpt.server.streaming import ScoredDelta
 
 router = APIRouter()
 
@@ -47,6 +48,8 @@ def list_models(request: Request) -> dict[str, Any]:
             "created": state.started,
             "owned_by": "musegpt",
             "ready": host.runner is not None,
+            # Which menu a client offers it in: the ABC model writes tunes, not prose.
+            "kind": "music" if name == MUSIC_MODEL else "text",
         }
         if host.runner is not None:
             info = host.runner.engine.info
@@ -86,6 +89,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse 
         raise invalid("top_logprobs needs logprobs: true", "top_logprobs")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     params = sampling_params(body, state.settings, logprobs)
+    check_vocabulary(params, runner.engine.info.vocab_size)
     prompt, stops = render_chat(runner.engine, [(m.role, m.text()) for m in body.messages])
     if stops:
         params = params.model_copy(update={"stop": [*params.stop, *stops]})
@@ -112,6 +116,7 @@ async def _completions(
     if body.best_of is not None and body.best_of != (body.n or 1):
         raise invalid("best_of must equal n (or be omitted)", "best_of")
     params = sampling_params(body, state.settings, body.logprobs, body.echo)
+    check_vocabulary(params, runner.engine.info.vocab_size)
     prompts = _prompt_texts(body.prompt, runner.engine.detokenize, runner.engine.info.vocab_size)
     call = _Call(
         state,
@@ -209,22 +214,24 @@ class _Call:
         }
 
     def _choice(self, c: Completion) -> dict[str, Any]:
-        reason = "length" if c.finish_reason == "length" else "stop"
+        reason = _finish(c.finish_reason, c.finish_message)
         if self.kind == "chat.completion":
             lp = None
             if c.logprobs is not None:
                 lp = {"content": [_chat_logprob(t) for t in c.logprobs]}
-            return {
-                "index": c.index,
-                "message": {"role": "assistant", "content": c.text},
-                "logprobs": lp,
-                "finish_reason": reason,
-            }
+            message = {"role": "assistant", "content": c.text}
+            return {"index": c.index, "message": message, "logprobs": lp, **reason}
         legacy = None
         if c.logprobs is not None:
-            offset = len(c.text) - sum(len(t.token) for t in c.logprobs) if self.params.echo else 0
-            legacy = _legacy_logprobs(c.logprobs, offset)
-        return {"index": c.index, "text": c.text, "logprobs": legacy, "finish_reason": reason}
+            legacy = _legacy_logprobs(c.logprobs, self._echo_length(c.prompt_index))
+        return {"index": c.index, "text": c.text, "logprobs": legacy, **reason}
+
+    def _echo_length(self, prompt_index: int) -> int:
+        """Characters of echoed prompt before the generated text (0 without echo)."""
+        if not self.params.echo:
+            return 0
+        engine = self.runner.engine
+        return len(engine.detokenize(engine.tokenize(self.prompts[prompt_index])))
 
     # -- streams --------------------------------------------------------------------------
 
@@ -235,11 +242,11 @@ class _Call:
             if self.kind == "chat.completion":
                 for i in range(len(self.prompts) * self.params.n):
                     yield _sse(self._chunk(i, {"role": "assistant", "content": ""}, None))
-            async for index, text, reason, logprobs in self._pieces():
+            async for delta in self._pieces():
                 if not started:
                     started = True
                     self.state.metrics.first(self.host.name, time.monotonic() - self.begun)
-                yield _sse(self._piece(index, text, reason, logprobs))
+                yield _sse(self._piece(delta))
             completion_tokens = sum(len(c.token_ids) for c in self._streamed)
             self.state.metrics.generated(self.host.name, sum(self.prompt_tokens), completion_tokens)
             if self.stream_usage:
@@ -254,10 +261,8 @@ class _Call:
             self.cancel.set()
         yield "data: [DONE]\n\n"
 
-    async def _pieces(
-        self,
-    ) -> AsyncIterator[tuple[int, str, str | None, list[TokenLogprob] | None]]:
-        """(index, text, finish reason, log-probs) as the decoder makes text final."""
+    async def _pieces(self) -> AsyncIterator[Delta]:
+        """The decoder's deltas as it makes text final (empty ones left out)."""
 
         def produce(emit: Callable[[Delta], None]) -> None:
             completions = self.runner.stream_into(emit, self.prompts, self.params, self.cancel)
@@ -267,15 +272,8 @@ class _Call:
         async for delta in deltas:
             if time.monotonic() > self.deadline:
                 raise APIError(504, "the request timed out", None, "timeout")
-            reason = _reason(delta.finish_reason) if delta.finish_reason else None
-            scored = delta.logprobs if isinstance(delta, ScoredDelta) else None
-            if delta.text or reason:
-                yield (
-                    delta.index,
-                    delta.text,
-                    reason,
-                    scored if self.params.logprobs is not None else None,
-                )
+            if delta.text or delta.finish_reason:
+                yield delta
 
     def _chunk(self, index: int, delta: dict[str, Any], reason: str | None) -> dict[str, Any]:
         return {
@@ -288,32 +286,39 @@ class _Call:
             ],
         }
 
-    def _piece(
-        self, index: int, text: str, reason: str | None, logprobs: list[TokenLogprob] | None
-    ) -> dict[str, Any]:
+    def _piece(self, delta: Delta) -> dict[str, Any]:
+        finish = delta.finish_reason
+        reason = _finish(finish, delta.finish_message) if finish else {"finish_reason": None}
+        logprobs = delta.logprobs
         if self.kind == "chat.completion":
-            chunk = self._chunk(index, {"content": text} if text else {}, reason)
+            chunk = self._chunk(delta.index, {"content": delta.text} if delta.text else {}, None)
+            chunk["choices"][0].update(reason)
             if logprobs:
                 chunk["choices"][0]["logprobs"] = {"content": [_chat_logprob(t) for t in logprobs]}
             return chunk
+        legacy = None
+        if logprobs:
+            prompt_index = delta.index // self.params.n
+            legacy = _legacy_logprobs(logprobs, self._echo_length(prompt_index))
+        choice = {"index": delta.index, "text": delta.text, "logprobs": legacy, **reason}
         return {
             "id": self.id,
             "object": "text_completion",
             "created": self.created,
             "model": self.host.name,
-            "choices": [
-                {
-                    "index": index,
-                    "text": text,
-                    "finish_reason": reason,
-                    "logprobs": _legacy_logprobs(logprobs, 0) if logprobs else None,
-                }
-            ],
+            "choices": [choice],
         }
 
 
-def _reason(finish: str) -> str:
-    return "length" if finish == "length" else "stop"
+def _finish(reason: FinishReason, message: str | None) -> dict[str, Any]:
+    """OpenAI's finish_reason for ours, with MuseGPT's `finish_message` when it needs one:
+    a row whose every token was ruled out ends as OpenAI's "content_filter" (the request's
+    own filters left nothing to write)."""
+    names = {"length": "length", "no_allowed_token": "content_filter"}
+    out: dict[str, Any] = {"finish_reason": names.get(reason, "stop")}
+    if message:
+        out["finish_message"] = message
+    return out
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -324,17 +329,14 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def _legacy_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> dict[str, Any]:
-    """The completions endpoint's log-probability shape (parallel lists)."""
-    offsets = []
-    for t in tokens:
-        offsets.append(offset)
-        offset += len(t.token)
+def _legacy_logprobs(tokens: Sequence[TokenLogprob], echo_length: int) -> dict[str, Any]:
+    """The completions endpoint's log-probability shape (parallel lists); offsets count
+    characters of the choice's text (echoed prompt included)."""
     return {
         "tokens": [t.token for t in tokens],
         "token_logprobs": [t.logprob for t in tokens],
-        "top_logprobs": [{text: lp for text, _, lp in t.top} for t in tokens],
-        "text_offset": offsets,
+        "top_logprobs": [{alt.token: alt.logprob for alt in t.top} for t in tokens],
+        "text_offset": [echo_length + t.text_offset for t in tokens],
         "token_ids": [t.token_id for t in tokens],
     }
 
@@ -343,10 +345,9 @@ def _chat_logprob(t: TokenLogprob) -> dict[str, Any]:
     return {
         "token": t.token,
         "logprob": t.logprob,
-        "bytes": list(t.token.encode("utf-8")),
+        "bytes": list(t.bytes),
         "top_logprobs": [
-            {"token": text, "logprob": lp, "bytes": list(text.encode("utf-8"))}
-            for text, _, lp in t.top
+            {"token": alt.token, "logprob": alt.logprob, "bytes": list(alt.bytes)} for alt in t.top
         ],
     }
 

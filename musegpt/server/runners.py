@@ -14,11 +14,11 @@ from contextlib import contextmanager
 
 from musegpt.engines.base import Engine
 from musegpt.engines.musegpt_model import MuseGPTEngine
-from musegpt.generation.decoder import Completion, Delta
+from musegpt.generation.decoder import Completion, Decoder, Delta
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import LogitsProcessor
 from musegpt.generation.scheduler import BatchScheduler
-from musegpt.server.streaming import ScoringDecoder, stream_engine
+from musegpt.server.streaming import stream_engine
 
 
 class Runner:
@@ -77,7 +77,7 @@ class BatchingRunner(Runner):
         constraints: Sequence[LogitsProcessor] = (),
     ) -> list[Completion]:
         source = self.scheduler.source(cancel)
-        decoder = ScoringDecoder(source, self.engine.tokenizer, self.engine.overflow)
+        decoder = Decoder(source, self.engine.tokenizer, self.engine.overflow)
         job = decoder.start(list(prompts), params, constraints, cancel)
         return self.scheduler.run(source, job, emit)
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import check_token_ids
 from musegpt.server.errors import APIError, from_validation, invalid
 from musegpt.server.settings import ServerSettings
 
@@ -129,6 +130,14 @@ def _within_limits(
     if params.max_new_tokens > settings.max_tokens:
         field = rename.get("max_new_tokens", "max_new_tokens")
         raise invalid(f"{field} is at most {settings.max_tokens} on this server", field)
+
+
+def check_vocabulary(params: SamplingParams, vocab_size: int) -> None:
+    """A 400 naming a few of the `logit_bias` ids the model has no token for, and the range."""
+    try:
+        check_token_ids(params.logit_bias.keys(), vocab_size, "logit_bias")
+    except ValueError as err:
+        raise invalid(str(err), "logit_bias") from None
 
 
 def too_long(prompt_tokens: int, settings: ServerSettings) -> APIError:

@@ -26,6 +26,17 @@ class Tokenizer(ABC):
     def eot_id(self) -> int:
         """Id of the `<|endoftext|>` separator."""
 
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Control and special tokens: markers that stand for no text of their own (the
+        end-of-text separator among them). Decoding bans them unless a caller allows them."""
+        return frozenset({self.eot_id})
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """Tokens that end a text (the end-of-text separator; some models have more)."""
+        return frozenset({self.eot_id})
+
     @abstractmethod
     def encode(self, text: str) -> list[int]:
         """Token ids for `text`; the literal string `<|endoftext|>` becomes the separator."""

@@ -84,6 +84,12 @@ class BPETokenizer(Tokenizer):
     def eot_id(self) -> int:
         return self._eot_id
 
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """The added tokens marked special (`<|endoftext|>`, and any an imported model has)."""
+        added = self._hf.get_added_tokens_decoder().items()
+        return frozenset({self.eot_id} | {i for i, token in added if token.special})
+
     def encode(self, text: str) -> list[int]:
         return list(self._hf.encode(text, add_special_tokens=False).ids)
 
