@@ -189,7 +189,8 @@ def test_tokenizer_from_reuses_a_corpus_tokenizer(mixed_sources: Path, tmp_path:
     assert (other / "tokenizer.json").read_text() == (base / "tokenizer.json").read_text()
     assert report.manifest["tokenizer"]["from"] == str(base)
     # b.md's Chinese is unseen by the base tokenizer: byte fallback keeps it exact
-    assert all_documents(other) == ["# 静夜思\n\n床前明月光，疑是地上霜。"]
+    # (one document: cut into a train head and a validation tail)
+    assert "".join(all_documents(other)) == "# 静夜思\n\n床前明月光，疑是地上霜。"
 
 
 def test_tokenizer_from_a_model_file(mixed_sources: Path, tmp_path: Path) -> None:
@@ -205,7 +206,7 @@ def test_tokenizer_from_a_model_file(mixed_sources: Path, tmp_path: Path) -> Non
     report = prepare_corpus([str(mixed_sources / "a.txt")], out, tokenizer_from=model_file.parent)
     assert (out / "tokenizer.json").read_text(encoding="utf-8") == tokenizer.to_json()
     assert report.manifest["tokenizer"]["vocab_size"] == 280
-    assert all_documents(out) == [poem(1)]
+    assert "".join(all_documents(out)) == poem(1)  # cut into train head, val tail
 
 
 def test_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
@@ -390,3 +391,61 @@ def test_tang_poems_builtin_is_simplified(tmp_path: Path) -> None:
     documents = all_documents(tmp_path / "out")
     first = "帝京篇十首 一 · 太宗皇帝\n秦川雄帝宅，函谷壮皇居。\n绮殿千寻起，离宫百雉余。"
     assert any(d.startswith(first) for d in documents)  # 壯 -> 壮, 綺 -> 绮: simplified
+
+
+# ---------------------------------------------------------------- one document, no text
+
+
+@pytest.mark.parametrize("val_fraction", [0.05, 0.1, 0.5])
+def test_a_single_file_is_cut_into_train_and_validation(
+    cli: typer.Typer, tmp_path: Path, val_fraction: float
+) -> None:
+    """README step 4 prepares one file: its tail becomes the validation split, cut at a line
+    break, and nothing is lost or repeated."""
+    text = poem(5, words=3000)
+    (tmp_path / "my-style.txt").write_text(text, encoding="utf-8")
+    out = tmp_path / "style"
+    result = CliRunner().invoke(
+        cli,
+        [
+            *(str(tmp_path / "my-style.txt"), "--out", str(out), "--tokenizer", "char"),
+            *("--val-fraction", str(val_fraction)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"last {val_fraction:.0%} of text is the validation split" in result.output
+    (train,), (val,) = documents_of(out, "train"), documents_of(out, "val")
+    assert train + val == text
+    assert train.endswith("\n") and len(val.splitlines()[0].split()) == 6  # whole lines
+    assert len(val) / len(text) == pytest.approx(val_fraction, abs=0.01)
+    counts = PreparedCorpus.open(out).manifest["counts"]
+    assert (counts["kept"], counts["train_documents"], counts["val_documents"]) == (1, 1, 1)
+    assert counts["split_documents"] == 1
+
+
+def test_split_point_without_line_breaks() -> None:
+    from musegpt.data.prepare import split_point
+
+    assert split_point("ab" * 50, 0.1) == 90  # no separator: exactly at the share
+    words = "word " * 20
+    cut = split_point(words, 0.1)
+    assert words[cut - 1] == " " and abs(cut - 90) <= 5
+    assert split_point("ab", 0.05) == 1  # both parts keep a character
+
+
+@pytest.mark.parametrize("content", ["", "  \n\n\t \n"])
+def test_empty_or_blank_corpus_is_refused(cli: typer.Typer, tmp_path: Path, content: str) -> None:
+    (tmp_path / "empty.txt").write_text(content, encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [str(tmp_path / "empty.txt"), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "no text to prepare" in message and "empty or blank" in message
+    assert "Traceback" not in result.output
+    assert not (out / "manifest.json").exists()
+
+
+def test_corpus_with_every_document_filtered_out_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("short text", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"all 1 documents .* shorter than --min-chars 100"):
+        prepare_corpus([str(tmp_path / "a.txt")], tmp_path / "out", char_settings(min_chars=100))

@@ -118,7 +118,13 @@ def prepare_command(
         bool, typer.Option("--no-near-dedup", help="Keep near duplicates.")
     ] = False,
     val_fraction: Annotated[
-        float, typer.Option(min=0.0, max=0.99, help="Share of documents for validation.")
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Share of documents for validation (of a single document: the share of "
+            "its text, cut from its end).",
+        ),
     ] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation split.")] = 1337,
 ) -> None:
@@ -147,6 +153,11 @@ def prepare_command(
         typer.echo(f"{report.out} is up to date (same sources and settings); nothing to do.")
         return
     Console().print(_summary(report))
+    if report.counts.get("split_documents"):
+        typer.echo(
+            f"one document: its last {report.manifest['settings']['val_fraction']:.0%} of text "
+            "is the validation split (--val-fraction)"
+        )
     typer.echo(
         f"prepared {report.out} in {report.seconds:.1f} s; train with "
         f"`musegpt train --data {report.out}`"

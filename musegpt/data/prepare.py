@@ -5,6 +5,7 @@ temporary file so even the 3.1M-line poetry corpus is never held as one big list
 
     read each source -> clean (NFC, no control characters) -> length filters
       -> exact duplicates -> near duplicates (MinHash LSH) -> split by a hash of the text
+         (a single document is cut in two: its last ~val_fraction is the validation split)
       -> train the tokenizer on the training split (or reuse one) -> tokenize -> write
 
 The output folder's layout is described in `musegpt.data.dataset`. `manifest.json` holds a
@@ -91,6 +92,9 @@ class Counts:
     val_documents: int = 0
     train_tokens: int = 0
     val_tokens: int = 0
+    # 1 when the only document was cut in two: its head for training, its tail (about
+    # val_fraction of its characters) for validation
+    split_documents: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,9 +165,19 @@ def prepare_corpus(
     counts = Counts()
     with _spill_file(out) as spill:
         per_source, keys = _collect(resolved, settings, spill, counts, progress)
-        is_val = assign_splits(keys, settings.val_fraction)
+        _check_kept(sources, settings, counts)
+        # One document (a single file): its tail is held out, so there is a validation split.
+        if (
+            counts.kept == 1
+            and settings.val_fraction > 0
+            and _split_single_document(spill, settings.val_fraction)
+        ):
+            counts.split_documents = 1
+            is_val = np.array([False, True])
+        else:
+            is_val = assign_splits(keys, settings.val_fraction)
         counts.val_documents = int(is_val.sum())
-        counts.train_documents = counts.kept - counts.val_documents
+        counts.train_documents = len(is_val) - counts.val_documents
         tokenizer = reused or _train_tokenizer(spill, is_val, settings, progress)
         dtype = token_dtype(tokenizer.vocab_size)
         _write_tokens(spill, is_val, tokenizer, dtype, out, counts, progress)
@@ -300,6 +314,54 @@ def _keep(text: str, settings: PrepareSettings, dedup: Deduplicator, counts: Cou
     elif verdict is Verdict.NEAR_DUPLICATE:
         counts.near_duplicates += 1
     return verdict is Verdict.KEEP
+
+
+def _check_kept(sources: Sequence[str], settings: PrepareSettings, counts: Counts) -> None:
+    """Refuse a corpus with no text left to train on, saying why and what to do."""
+    if counts.kept:
+        return
+    named = ", ".join(sources)
+    if counts.documents_read == 0 or (counts.too_short and settings.min_chars <= 1):
+        raise ValueError(f"no text to prepare: {named} is empty or blank; give files with text")
+    removed = {
+        f"shorter than --min-chars {settings.min_chars}": counts.too_short,
+        f"longer than --max-chars {settings.max_chars}": counts.too_long,
+        "exact duplicates": counts.exact_duplicates,
+        "near duplicates": counts.near_duplicates,
+    }
+    why = ", ".join(f"{n} {what}" for what, n in removed.items() if n)
+    raise ValueError(
+        f"no text to prepare: all {counts.documents_read} documents of {named} were removed "
+        f"({why}); relax those options or give more text"
+    )
+
+
+def split_point(text: str, val_fraction: float) -> int:
+    """Where to cut one document so that about `val_fraction` of its characters come after
+    the cut: at the line break nearest that point, else the space, else exactly there."""
+    target = round(len(text) * (1 - val_fraction))
+    target = min(max(target, 1), len(text) - 1)
+    reach = min(target, len(text) - target) // 2  # stay near the target, both parts kept
+    for separator in ("\n", " "):
+        before = text.rfind(separator, target - reach, target + 1)
+        after = text.find(separator, target, target + reach + 1)
+        found = [i + 1 for i in (before, after) if i >= 0 and 0 < i + 1 < len(text)]
+        if found:
+            return min(found, key=lambda i: abs(i - target))
+    return target
+
+
+def _split_single_document(spill: Path, val_fraction: float) -> bool:
+    """Rewrite a spill of one document as two: its head (training) and tail (validation).
+    False, leaving it whole, for a document too short to cut."""
+    (document,) = _read_spill(spill)
+    if len(document) < 2:
+        return False
+    cut = split_point(document, val_fraction)
+    with open(spill, "w", encoding="utf-8") as f:
+        _spill(f, document[:cut])
+        _spill(f, document[cut:])
+    return True
 
 
 def _spill(f: IO[str], text: str) -> None:
@@ -440,4 +502,5 @@ __all__ = [
     "load_tokenizer",
     "prepare_corpus",
     "split_key",
+    "split_point",
 ]

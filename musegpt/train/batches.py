@@ -28,10 +28,12 @@ class BatchSampler:
         split: str = "train",
     ) -> None:
         if len(tokens) <= block_size:
+            # A validation split can also be made larger when the corpus is prepared.
+            more = " or a larger --val-fraction in `musegpt prepare`" if split == "val" else ""
             raise ValueError(
                 f"the {split} split has {len(tokens):,} tokens, too few for block_size "
-                f"{block_size} (needs more than {block_size}); use a smaller block_size or "
-                "more text"
+                f"{block_size} (needs more than {block_size}); use a smaller block_size, "
+                f"more text{more}"
             )
         self.tokens = tokens
         self.block_size = block_size
