@@ -1,6 +1,7 @@
 """The web studio end to end in headless Chromium (Debian's), driven by Playwright:
 write, continue at the cursor, rewrite a selection, save, reload, find every version, write
-a poem with its report, compose a tune and see its score and player."""
+a poem with its report, compose a tune and see its score and player; and the page's layout
+on a phone and a small laptop screen."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+WIDE = {"width": 1400, "height": 900}
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 if not Path(CHROMIUM).is_file():
@@ -35,27 +37,90 @@ if not Path(CHROMIUM).is_file():
         allow_module_level=True,
     )
 
+# Every visible control whose box is not wholly inside the window and inside each scrolling
+# box around it (a control cut off at an edge cannot be used without scrolling sideways).
+CLIPPED_CONTROLS = """() => {
+  const clipped = [];
+  const width = document.documentElement.clientWidth;
+  for (const el of document.querySelectorAll("input, select, textarea, button")) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0) continue;  // not shown
+    let left = 0, right = width;
+    for (let up = el.parentElement; up; up = up.parentElement) {
+      if (getComputedStyle(up).overflowX === "visible") continue;
+      const frame = up.getBoundingClientRect();
+      left = Math.max(left, frame.left);
+      right = Math.min(right, frame.right);
+    }
+    if (box.left < left - 0.5 || box.right > right + 0.5) {
+      const name = el.id || el.textContent.trim();
+      clipped.push(`${name}: ${box.left}..${box.right} in ${left}..${right}`);
+    }
+  }
+  return clipped;
+}"""
+# The score in the page and in its full-size view: [natural w, h, drawn w, h] each.
+SCORE_SIZES = """() => ["score", "score-full"].map((id) => {
+  const img = document.getElementById(id);
+  const box = img.getBoundingClientRect();
+  return [img.naturalWidth, img.naturalHeight, box.width, box.height];
+})"""
+
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("web")
     settings = ServerSettings(data_dir=folder, max_tokens=200)
-    engines = {"tiny": tiny_engine(), "abc-folk": open_engine("abc-folk")}
+    engines = {
+        "tiny": tiny_engine(),
+        "poetry": open_engine("poetry"),  # writes words and sentences, unlike `tiny`
+        "abc-folk": open_engine("abc-folk"),
+    }
     app = create_app(engines, settings, WorksStore(folder / "works.db"))
     with running_server(app) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
-def page(url: str) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 900})
-        tab.set_default_timeout(60_000)
-        tab.goto(url + "/")
-        tab.wait_for_selector("#status:has-text('ready')")
-        yield tab
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_studio(browser: Any, url: str, viewport: dict[str, int]) -> Any:
+    tab = browser.new_page(viewport=viewport)
+    tab.set_default_timeout(60_000)
+    tab.goto(url + "/")
+    tab.wait_for_selector("#status:has-text('ready')")
+    return tab
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, url: str) -> Iterator[Any]:
+    tab = open_studio(browser, url, WIDE)
+    yield tab
+    tab.close()
+
+
+def compose(page: Any, request: str, bars: int, seed: int) -> None:
+    page.fill("#tune-request", request)
+    page.fill("#tune-bars", str(bars))
+    page.fill("#seed", str(seed))
+    page.click("#compose")
+    page.wait_for_selector("#status:has-text('done')")
+
+
+def test_model_menu_offers_only_text_models(page: Any) -> None:
+    offered = page.eval_on_selector_all("#model option", "options => options.map(o => o.value)")
+    assert offered == ["tiny", "poetry"]  # abc-folk writes tunes: the Compose button uses it
+    models = page.evaluate("fetch('/v1/models').then(r => r.json())")["data"]
+    assert {m["id"]: m["kind"] for m in models} == {
+        "tiny": "text",
+        "poetry": "text",
+        "abc-folk": "music",
+    }
 
 
 def test_continue_at_cursor_streams_tokens_with_probabilities(page: Any) -> None:
@@ -66,10 +131,11 @@ def test_continue_at_cursor_streams_tokens_with_probabilities(page: Any) -> None
     page.click("#continue")
     page.wait_for_selector("#status:has-text('done')")
     tokens = page.locator("#output .tok")
-    assert tokens.count() > 0
-    assert "%" in (tokens.first.get_attribute("title") or "")  # probability on hover
-    text = page.input_value("#editor")
-    assert text.startswith("The sea was calm") and len(text) > len("The sea was calm")
+    titles = [tokens.nth(i).get_attribute("title") or "" for i in range(tokens.count())]
+    assert len(titles) == 20  # a char model: one token a character, none cut off
+    assert all(re.match(r"\d+\.\d%", title) for title in titles)  # probability on hover
+    streamed = "".join(tokens.all_text_contents())
+    assert page.input_value("#editor") == "The sea was calm" + streamed
 
 
 def test_rewrite_selection_offers_alternatives(page: Any) -> None:
@@ -80,7 +146,36 @@ def test_rewrite_selection_offers_alternatives(page: Any) -> None:
     )
     page.click("#rewrite")
     page.wait_for_selector("#status:has-text('done')")
-    assert page.locator("#alternatives-list li").count() >= 1
+    choices = page.locator("#alternatives-list li")
+    assert choices.count() == 2
+    assert (
+        page.locator("#alternatives-list li button").all_text_contents()
+        == ["Replace selection"] * 2
+    )
+    assert page.inner_text("#output") == ""  # the finished versions are shown once, below
+
+
+def test_rewrite_of_part_of_a_sentence_leaves_no_double_period(page: Any) -> None:
+    page.select_option("#model", "poetry")
+    page.fill("#alternatives", "8")
+    page.fill("#max-tokens", "40")
+    page.fill("#seed", "4")
+    page.fill("#editor", "The sea was calm. The wind rose.")
+    page.evaluate(  # "The sea was calm", without its full stop
+        "() => { const e = document.getElementById('editor'); e.setSelectionRange(0, 16); }"
+    )
+    page.click("#rewrite")
+    page.wait_for_selector("#status:has-text('done')")
+    versions = page.eval_on_selector_all(
+        "#alternatives-list li", "items => items.map(li => li.firstChild.textContent)"
+    )
+    ending = [i for i, text in enumerate(versions) if re.search(r"[.!?]$", text)]
+    assert ending, f"no version ends a sentence, so this test checks nothing: {versions}"
+    page.locator("#alternatives-list li button").nth(ending[0]).click()
+    text = page.input_value("#editor")
+    assert text == versions[ending[0]].strip()[:-1] + ". The wind rose."
+    assert not re.search(r"[.!?]\.", text)
+    page.select_option("#model", "tiny")
 
 
 def test_save_reload_and_find_every_version(page: Any, url: str) -> None:
@@ -107,27 +202,66 @@ def test_poem_in_a_form_shows_the_checkers_line_report(page: Any) -> None:
     page.click("#poem")
     page.wait_for_selector("#status:has-text('done')")
     assert not page.locator("#report").is_hidden()
-    assert page.locator("#report tbody tr").count() >= 1
+    poem = page.eval_on_selector("#alternatives-list li", "li => li.firstChild.textContent")
+    lines = [line for line in poem.splitlines() if line.strip()]
+    rows = page.locator("#report tbody tr")
+    assert rows.count() == len(lines) > 0  # one row a line of the poem
+    assert rows.first.locator("td").nth(1).inner_text() == lines[0].strip()
     assert "haiku" in page.inner_text("#report caption").lower()
 
 
-def test_compose_shows_the_tune_its_score_and_a_player(page: Any) -> None:
-    page.fill("#tune-request", "a waltz in G")
-    page.fill("#tune-bars", "4")
-    page.fill("#seed", "5")
-    page.click("#compose")
-    page.wait_for_selector("#status:has-text('done')")
+def test_compose_shows_the_tune_once_its_score_and_a_player(page: Any) -> None:
+    compose(page, "a waltz in G", 4, 5)
     assert not page.locator("#music").is_hidden()
-    assert "M:3/4" in page.inner_text("#output") and "K:G" in page.inner_text("#output")
+    abc = page.inner_text("#output")
+    assert "M:3/4" in abc and "K:G" in abc
+    assert page.inner_text("body").count("M:3/4") == 1  # the ABC is on the page once
     check = re.search(r"(\d+)/(\d+) bars of the right length", page.inner_text("#tune-check"))
     assert check is not None and check[1] == check[2]
     assert int(check[2]) in (4, 5)  # 5: a pick-up comes first
     midi = page.get_attribute("#tune-midi", "href") or ""
     assert midi.startswith("blob:")
-    if shutil.which("abcm2ps"):
-        # the score is an image the browser could decode (a real SVG, not an error page)
-        page.wait_for_function("document.getElementById('score').naturalWidth > 0")
+    page.evaluate("() => { const e = document.getElementById('editor'); e.value = 'Tune: '; }")
+    page.evaluate("() => document.getElementById('editor').setSelectionRange(6, 6)")
+    page.click("#insert-tune")
+    tune = page.evaluate("state.tune")
+    assert tune.strip() == abc.strip() and page.input_value("#editor") == "Tune: " + tune
     if shutil.which("fluidsynth") and SOUNDFONT.is_file():
         page.wait_for_function("document.getElementById('player').readyState >= 1")
         duration = page.evaluate("document.getElementById('player').duration")
         assert duration > 1.0  # 4 bars of a waltz last seconds
+
+
+@pytest.mark.skipif(shutil.which("abcm2ps") is None, reason="abcm2ps draws the score")
+def test_score_keeps_its_proportions_and_opens_full_size(page: Any) -> None:
+    compose(page, "a jig in D", 8, 3)
+    page.wait_for_function("document.getElementById('score').naturalWidth > 0")
+    (natural_w, natural_h, drawn_w, drawn_h), _ = page.evaluate(SCORE_SIZES)
+    assert drawn_w / drawn_h == pytest.approx(natural_w / natural_h, rel=0.01)
+    assert drawn_w >= 0.6 * natural_w  # legible in the page, not a thumbnail strip
+    page.click("#score")
+    page.wait_for_selector("#score-dialog[open]")
+    page.wait_for_function("document.getElementById('score-full').naturalWidth > 0")
+    _, (natural_w, natural_h, full_w, full_h) = page.evaluate(SCORE_SIZES)
+    assert full_w / full_h == pytest.approx(natural_w / natural_h, rel=0.01)
+    assert full_w >= natural_w - 1 and full_w >= drawn_w
+    page.click("#score-dialog button")
+    page.wait_for_selector("#score-dialog", state="hidden")
+
+
+@pytest.mark.parametrize("width", [390, 800])
+def test_layout_fits_a_narrow_screen(browser: Any, url: str, width: int) -> None:
+    """On a phone (390 px) and a small laptop window (800 px) the editor takes the width
+    and no control is cut off, after a tune has been composed too."""
+    tab = open_studio(browser, url, {"width": width, "height": 800})
+    try:
+        for stage in ("empty", "with a tune"):
+            window = tab.evaluate("document.documentElement.clientWidth")
+            assert tab.evaluate("document.documentElement.scrollWidth") <= window, stage
+            editor = tab.locator("#editor").bounding_box()
+            assert editor["width"] >= 0.9 * window - 32, (stage, editor)
+            assert tab.evaluate(CLIPPED_CONTROLS) == [], stage
+            if stage == "empty":
+                compose(tab, "a reel in D", 4, 2)
+    finally:
+        tab.close()

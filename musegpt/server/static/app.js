@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { project: null, document: null, abort: null };
+const state = { project: null, document: null, abort: null, tune: null };
 
 // -- talking to the server -------------------------------------------------------------
 
@@ -117,14 +117,36 @@ function insertAtCursor(text) {
   editor.setRangeText(text, at, at, "end");
 }
 
+// Ends a sentence (a rewrite usually does, even of a passage that stopped mid-sentence).
+const SENTENCE_END = /[.!?。！？…]+$/u;
+// What follows a selection when its sentence goes on: punctuation or a lower-case word.
+const GOES_ON = /^\s*(?:[.!?,;:。！？，；：…]|\p{Ll})/u;
+
+// A replacement fitted into the text around the passage it replaces: the passage's own
+// leading and trailing spaces kept, and the replacement's closing "." dropped where the
+// passage did not end its sentence, so no ".." or ". and" is left behind.
+function fitted(text, start, end) {
+  const value = $("editor").value;
+  const passage = value.slice(start, end);
+  if (!passage) return text;
+  let body = text.trim();
+  if (!SENTENCE_END.test(passage.trimEnd()) && GOES_ON.test(value.slice(end))) {
+    body = body.replace(SENTENCE_END, "");
+  }
+  return passage.match(/^\s*/u)[0] + body + passage.match(/\s*$/u)[0];
+}
+
 function replaceSelection(start, end, text) {
-  $("editor").setRangeText(text, start, end, "select");
+  $("editor").setRangeText(fitted(text, start, end), start, end, "select");
   $("editor").focus();
 }
 
+// The finished texts, each with its button; the streamed draft of them is cleared so that
+// no text is shown twice.
 function showAlternatives(texts, start, end) {
   const list = $("alternatives-list");
   list.textContent = "";
+  $("output").textContent = "";
   for (const text of texts) {
     const li = document.createElement("li");
     li.textContent = text;
@@ -135,6 +157,7 @@ function showAlternatives(texts, start, end) {
     li.appendChild(use);
     list.appendChild(li);
   }
+  list.scrollIntoView({ block: "nearest" });  // below the editor on a narrow screen
 }
 
 function showReport(report) {
@@ -282,7 +305,8 @@ function compose() {
     const seed = $("seed").value;
     if (seed !== "") payload.seed = Number(seed);
     const tune = await api("/v1/music/compose", { method: "POST", body: JSON.stringify(payload), signal });
-    $("output").textContent = tune.abc;
+    $("output").textContent = tune.abc;  // the tune's one copy on the page
+    state.tune = tune.abc;
     const c = tune.check;
     $("tune-check").textContent = `${tune.title}: ${tune.metre} in ${tune.key}, ` +
       `${c.bars_right}/${c.bars} bars of the right length` + (c.parses ? "" : ", does not parse");
@@ -292,10 +316,10 @@ function compose() {
     const midi = await renderTune(tune.abc, "midi", signal, notes);
     const wav = await renderTune(tune.abc, "wav", signal, notes);
     if (notes.length) $("tune-check").textContent += ". " + notes.join(" ");
-    $("score").hidden = svg === null;
+    $("score-frame").hidden = svg === null;
     if (svg !== null) {
       $("score").src = svg;
-      $("score").onclick = () => window.open(svg, "_blank");  // full size in a tab
+      $("score").alt = `Score of ${tune.title}`;
     }
     $("player").hidden = wav === null;
     if (wav !== null) $("player").src = wav;
@@ -303,9 +327,14 @@ function compose() {
     offerFile("tune-midi", midi);
     offerFile("tune-wav", wav);
     $("music").hidden = false;
-    const at = $("editor").selectionEnd;
-    showAlternatives([tune.abc], at, at);
   });
+}
+
+function showScoreFullSize() {
+  if (!$("score").src) return;
+  $("score-full").src = $("score").src;
+  $("score-dialog-title").textContent = $("score").alt;
+  $("score-dialog").showModal();
 }
 
 // -- the works library -----------------------------------------------------------------
@@ -420,9 +449,11 @@ async function exportProject(format) {
 
 async function start() {
   try {
-    const models = (await api("/v1/models")).data;
+    // The menu is for text tasks: the music model only composes (with its own button).
+    const models = (await api("/v1/models")).data.filter((m) => m.kind !== "music");
     $("model").textContent = "";
     for (const m of models) $("model").add(new Option(m.id, m.id));
+    if (!models.length) $("model").add(new Option("(no text model)", ""));
     const tasks = await api("/v1/studio/tasks");
     $("form").textContent = "";
     for (const f of tasks.forms) $("form").add(new Option(f.display_name, f.name));
@@ -447,6 +478,11 @@ $("expand").addEventListener("click", () =>
 $("brainstorm").addEventListener("click", brainstorm);
 $("poem").addEventListener("click", poem);
 $("compose").addEventListener("click", compose);
+$("insert-tune").addEventListener("click", () => state.tune && insertAtCursor(state.tune));
+$("score").addEventListener("click", showScoreFullSize);
+$("score-dialog").addEventListener("click", (e) => {
+  if (e.target === $("score-dialog")) $("score-dialog").close();  // a click beside the score
+});
 $("save").addEventListener("click", save);
 $("stop").addEventListener("click", () => state.abort && state.abort.abort());
 $("new-project").addEventListener("click", newProject);
