@@ -46,8 +46,11 @@ def running_server(app: Any) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
+    for _ in range(1500):  # bounded: a server that never starts fails the test
+        if server.started:
+            break
         time.sleep(0.02)
+    assert server.started, "uvicorn did not start within 30 s"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

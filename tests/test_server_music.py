@@ -104,3 +104,33 @@ def test_server_without_a_music_model_says_how_to_get_one() -> None:
         response = c.post("/v1/music/compose", json={"bars": 2})
     assert response.status_code == 404
     assert "--model abc-folk" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("attack", "named"),
+    [
+        (ABC + "%%abc-include /etc/hostname\n", "%%abc-include"),
+        (ABC + "%%abc-include /dev/zero\n", "%%abc-include"),
+        ("X:1\nT:Scale\n%%abc-include /etc/hostname\nK:D\nDEFG|]\n", "%%abc-include"),
+        ("X:1\nT:Scale\nI:abc-include /etc/hostname\nK:D\nDEFG|]\n", "I:"),
+        (ABC + "[I:abc-include /etc/hostname] DEFG|]\n", "fields inside"),
+        (ABC + "\nX:2\nT:Other\nK:D\nDEFG|]\n", "fields inside"),
+        ("X:1\nT:Scale\nK:D\nDEFG ABcd|] $include\n", "'$'"),
+    ],
+)
+def test_render_refuses_directives_and_anything_off_the_whitelist(
+    client: TestClient, attack: str, named: str
+) -> None:
+    for fmt in ("svg", "midi", "wav"):
+        response = client.post("/v1/music/render", json={"abc": attack, "format": fmt})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == "abc" and named in error["message"]
+
+
+def test_render_drops_comments_and_keeps_only_the_rebuilt_header(client: TestClient) -> None:
+    abc = "X:1\nT:Scale % a comment\nC:Trad.\nM:4/4\nL:1/8\nK:D\n% a comment line\n" + (
+        "DEFG ABcd|dcBA GFED|]\n"
+    )
+    midi = client.post("/v1/music/render", json={"abc": abc, "format": "midi"})
+    assert midi.status_code == 200 and midi.content.startswith(b"MThd")

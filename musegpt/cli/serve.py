@@ -14,6 +14,8 @@ from musegpt.cli.errors import err_console, user_errors
 if TYPE_CHECKING:
     from musegpt.engines.base import Engine
 
+SHUTDOWN_GRACE_S = 3  # seconds in-flight requests get to finish once asked to stop
+
 
 def serve_command(
     model: Annotated[
@@ -97,7 +99,15 @@ def serve_command(
         app = create_app(sources, settings, WorksStore(works))
         where = f"http://{host}:{port}"
         err_console.print(f"MuseGPT serving {', '.join(sources)} at {where} (studio: {where}/)")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # On SIGTERM or Ctrl-C, requests still running after the grace are cancelled (their
+        # decodes stop within a step), so the server is gone within seconds.
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
 
 
 def _name(model: str | None) -> str:

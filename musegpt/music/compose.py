@@ -4,10 +4,12 @@ the body, constrained (valid ABC, full bars, a proper ending) unless asked other
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from math import ceil
 
 from musegpt.engines.base import Engine
+from musegpt.generation.decoder import Completion
 from musegpt.generation.params import SamplingParams
 from musegpt.music.abc import Header, header_for
 from musegpt.music.constraint import AbcConstraint
@@ -64,8 +66,10 @@ def compose_headers(
     constrained: bool = True,
     temperature: float = 0.8,
     top_p: float = 0.95,
+    cancel: threading.Event | None = None,
 ) -> list[Tune]:
-    """One tune per header, written in one batch."""
+    """One tune per header, written in one batch; setting `cancel` stops the decode (the
+    tunes are then cut short)."""
     if not headers:
         return []
     room = max_new_tokens if constrained else free_max_new_tokens
@@ -77,7 +81,10 @@ def compose_headers(
         stop=[] if constrained else UNCONSTRAINED_STOPS,
     )
     constraints = [AbcConstraint(engine.tokenizer, bars)] if constrained else []
-    completions = engine.complete([h.text() for h in headers], params, constraints)
+    completions: list[Completion] = []
+    prompts = [h.text() for h in headers]
+    for _ in engine.decode_deltas(prompts, params, constraints, cancel, completions):
+        pass
     bodies = [c.text if constrained else trim_to_bars(c.text, bars) for c in completions]
     return [
         Tune(header, body.strip("\n") + "\n", constrained)

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from musegpt.external import ToolLimits, run_tool
 from musegpt.fileio import atomic_write_text
 from musegpt.music.abc import Header
 
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian's fluid-soundfont-gm
 _BAR_SPLIT = re.compile(r":?\|[\]:|]?|\[\d")
+# Generous for any tune the server accepts (abcm2ps takes well under a second, FluidSynth
+# about one per 16 bars); past these the tool is stopped (see musegpt.external).
+ABCM2PS_LIMITS = ToolLimits(timeout_s=30.0, max_output_bytes=20_000_000)
+FLUIDSYNTH_LIMITS = ToolLimits(timeout_s=120.0, max_output_bytes=200_000_000)
 
 
 class MissingToolError(RuntimeError):
@@ -66,9 +70,11 @@ class Tune:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            midi = self.to_midi(Path(tmp) / "tune.mid")
-            _run([fluidsynth, "-ni", "-q", "-F", str(path), "-r", "44100", str(soundfont),
-                  str(midi)])  # fmt: skip
+            midi = self.to_midi(Path(tmp) / "tune.mid").read_bytes()
+        command = [fluidsynth, "-ni", "-q", "-F", "tune.wav", "-r", "44100", str(soundfont),
+                   "tune.mid"]  # fmt: skip
+        with run_tool(command, FLUIDSYNTH_LIMITS, {"tune.mid": midi}) as out:
+            shutil.copyfile(out / "tune.wav", path)
         return path
 
     def to_svg(self, path: str | Path) -> Path:
@@ -80,23 +86,14 @@ class Tune:
             )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            source = Path(tmp) / "tune.abc"
-            source.write_text(self.abc, encoding="utf-8")
-            # -g: SVG, one file per page (tune001.svg...); a 16-bar tune fits one page.
-            _run([abcm2ps, "-g", "-O", str(Path(tmp) / "tune"), str(source)])
-            pages = sorted(Path(tmp).glob("tune*.svg"))
+        # -g: SVG, one file per page (tune001.svg...); a 16-bar tune fits one page.
+        command = [abcm2ps, "-g", "-O", "tune", "tune.abc"]
+        with run_tool(command, ABCM2PS_LIMITS, {"tune.abc": self.abc.encode()}) as out:
+            pages = sorted(out.glob("tune*.svg"))
             if not pages:
                 raise MissingToolError("abcm2ps wrote no SVG")
             shutil.copyfile(pages[0], path)
         return path
-
-
-def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise OSError(f"{Path(command[0]).name} failed: {detail[0]}")
 
 
 def parse_abc(text: str) -> Any:

@@ -10,7 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -18,6 +24,7 @@ from musegpt.server import music_api, openai_api, studio_api, works_api
 from musegpt.server.errors import APIError, from_validation
 from musegpt.server.guard import Guard
 from musegpt.server.hosts import EngineSource, Models
+from musegpt.server.metrics import CONTENT_TYPE
 from musegpt.server.settings import ServerSettings
 from musegpt.server.state import ServerState, state_of
 from musegpt.store.works import WorksStore
@@ -51,16 +58,19 @@ def create_app(
     app.include_router(works_api.router)
     app.include_router(music_api.router)
     _service_routes(app)
+    app.add_middleware(Guard, settings=settings, metrics=state.metrics)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
+        # Added last, so it runs first: a browser's preflight is answered before the key
+        # check (a preflight never carries the key), and every answer, a 401 included,
+        # carries the allow-origin header the browser needs to read it.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(Guard, settings=settings, metrics=state.metrics)
     return app
 
 
@@ -72,11 +82,6 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
         return from_validation(list(err.errors())).response()
-
-    @app.exception_handler(Exception)
-    async def crash(request: Request, err: Exception) -> JSONResponse:
-        # A bug, not bad input; still an error object, never an HTML page.
-        return APIError(500, f"internal error: {type(err).__name__}: {err}").response()
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
@@ -96,8 +101,12 @@ def _service_routes(app: FastAPI) -> None:
         return {"status": "ok", "models": models}
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics(request: Request) -> str:
-        return state_of(request).metrics.render()
+    def metrics(request: Request) -> Response:
+        return Response(state_of(request).metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     if state_of_settings(app).studio_web:
         app.mount("/static", StaticFiles(directory=STATIC), name="static")

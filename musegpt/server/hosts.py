@@ -53,9 +53,10 @@ class ModelHost:
         )
 
     def reserve(self) -> Admission:
-        """A place in the queue now, or 429 when the queue is full."""
+        """A place now, or 429 when `max_queue` requests already wait for a free slot (one
+        that can start at once, or is about to, is not waiting)."""
         runner = self.ready()
-        if self.queued >= self.max_queue:
+        if not self._free(runner.capacity) and self.waiting(runner.capacity) >= self.max_queue:
             raise APIError(
                 429, f"too many requests waiting for {self.name!r}; retry later", None, "queue_full"
             )
@@ -64,9 +65,19 @@ class ModelHost:
         self.queued += 1
         return Admission(self, self._slots)
 
+    def waiting(self, capacity: int) -> int:
+        """Admitted requests that cannot start until a running one ends."""
+        return max(self.queued + self.running - capacity, 0)
+
+    def _free(self, capacity: int) -> bool:
+        """Whether one more request would start at once."""
+        return self.queued + self.running < capacity
+
     def stats(self) -> tuple[int, int, int, int]:
-        steps, rows = self.runner.batch_stats if self.runner is not None else (0, 0)
-        return (self.queued, self.running, steps, rows)
+        runner = self.runner
+        steps, rows = runner.batch_stats if runner is not None else (0, 0)
+        waiting = self.waiting(runner.capacity) if runner is not None else self.queued
+        return (waiting, self.running, steps, rows)
 
 
 @dataclass

@@ -1,108 +1,98 @@
-"""Prometheus text-format metrics: requests, tokens, latency, time to first token, queues.
+"""Prometheus metrics: requests, tokens, latency, time to first token, queues and batches.
 
-Hand-rolled (a few counters and two histograms) rather than a dependency: the exposition
-format is plain text and the server has only these series."""
+Written with `prometheus_client` (its exposition escapes label values). Requests are labelled
+by route template (`/v1/documents/{document_id}`), never by the raw path, and every path no
+route serves shares the label `unmatched`, so clients cannot grow the page or forge lines."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, float("inf"))
+UNMATCHED = "unmatched"  # the route label of every path no route serves
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-class Histogram:
-    def __init__(self) -> None:
-        self.counts = [0] * len(BUCKETS)
-        self.total = 0.0
-        self.n = 0
-
-    def observe(self, seconds: float) -> None:
-        self.n += 1
-        self.total += seconds
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self.counts[i] += 1
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        out = []
-        for bound, count in zip(BUCKETS, self.counts, strict=True):
-            le = "+Inf" if bound == float("inf") else repr(bound)
-            sep = "," if labels else ""
-            out.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {count}')
-        out.append(f"{name}_sum{{{labels}}} {self.total}")
-        out.append(f"{name}_count{{{labels}}} {self.n}")
-        return out
+# model -> () -> (queued, running, forward passes, rows in them); read when scraped
+GaugeSource = Callable[[], tuple[int, int, int, int]]
 
 
 class Metrics:
-    """Everything /metrics shows; updated from request handlers and worker threads."""
+    """Everything /metrics shows; updated from request handlers and worker threads (the
+    client's metrics are thread-safe). Each server has its own registry."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = defaultdict(int)
-        self.tokens: dict[tuple[str, str], int] = defaultdict(int)
-        self.latency: dict[str, Histogram] = defaultdict(Histogram)
-        self.first_token: dict[str, Histogram] = defaultdict(Histogram)
-        # model -> () -> (queued, running, forward passes, rows in them); read when scraped
-        self.gauges: dict[str, Callable[[], tuple[int, int, int, int]]] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.gauges: dict[str, GaugeSource] = {}
+        self._requests = Counter(
+            "musegpt_requests",
+            "HTTP requests by route template and status.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self._tokens = Counter(
+            "musegpt_tokens",
+            "Tokens read (prompt) and written (completion).",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "musegpt_request_seconds",
+            "Request latency by route template.",
+            ["route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._first_token = Histogram(
+            "musegpt_time_to_first_token_seconds",
+            "Streamed requests' first token.",
+            ["model"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_ModelGauges(self.gauges))
 
     def request(self, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(route, status)] += 1
-            self.latency[route].observe(seconds)
+        self._requests.labels(route, str(status)).inc()
+        self._latency.labels(route).observe(seconds)
 
     def generated(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
-        with self._lock:
-            self.tokens[(model, "prompt")] += prompt_tokens
-            self.tokens[(model, "completion")] += completion_tokens
+        self._tokens.labels(model, "prompt").inc(prompt_tokens)
+        self._tokens.labels(model, "completion").inc(completion_tokens)
 
     def first(self, model: str, seconds: float) -> None:
-        with self._lock:
-            self.first_token[model].observe(seconds)
+        self._first_token.labels(model).observe(seconds)
 
-    def render(self) -> str:
-        with self._lock:
-            lines = [
-                "# HELP musegpt_requests_total HTTP requests by route and status.",
-                "# TYPE musegpt_requests_total counter",
-            ]
-            for (route, status), n in sorted(self.requests.items()):
-                lines.append(f'musegpt_requests_total{{route="{route}",status="{status}"}} {n}')
-            lines += [
-                "# HELP musegpt_tokens_total Tokens read (prompt) and written (completion).",
-                "# TYPE musegpt_tokens_total counter",
-            ]
-            for (model, kind), n in sorted(self.tokens.items()):
-                lines.append(f'musegpt_tokens_total{{model="{model}",kind="{kind}"}} {n}')
-            lines += [
-                "# HELP musegpt_request_seconds Request latency by route.",
-                "# TYPE musegpt_request_seconds histogram",
-            ]
-            for route, hist in sorted(self.latency.items()):
-                lines += hist.lines("musegpt_request_seconds", f'route="{route}"')
-            lines += [
-                "# HELP musegpt_time_to_first_token_seconds Streamed requests' first token.",
-                "# TYPE musegpt_time_to_first_token_seconds histogram",
-            ]
-            for model, hist in sorted(self.first_token.items()):
-                lines += hist.lines("musegpt_time_to_first_token_seconds", f'model="{model}"')
-            gauges = dict(self.gauges)
-        lines += [
-            "# HELP musegpt_queue_depth Requests waiting for a model.",
-            "# TYPE musegpt_queue_depth gauge",
-        ]
-        values = {model: read() for model, read in sorted(gauges.items())}
-        for model, (queued, _, _, _) in values.items():
-            lines.append(f'musegpt_queue_depth{{model="{model}"}} {queued}')
-        lines += ["# TYPE musegpt_running_requests gauge"]
-        for model, (_, running, _, _) in values.items():
-            lines.append(f'musegpt_running_requests{{model="{model}"}} {running}')
-        lines += ["# TYPE musegpt_batch_steps_total counter"]
-        for model, (_, _, steps, _) in values.items():
-            lines.append(f'musegpt_batch_steps_total{{model="{model}"}} {steps}')
-        lines += ["# TYPE musegpt_batch_rows_total counter"]
-        for model, (_, _, _, rows) in values.items():
-            lines.append(f'musegpt_batch_rows_total{{model="{model}"}} {rows}')
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ModelGauges(Collector):
+    """Each model's queue, running requests and batching, read from its host when scraped."""
+
+    def __init__(self, sources: dict[str, GaugeSource]) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        queued = GaugeMetricFamily(
+            "musegpt_queue_depth", "Requests waiting for a model.", labels=["model"]
+        )
+        running = GaugeMetricFamily(
+            "musegpt_running_requests", "Requests a model is serving.", labels=["model"]
+        )
+        steps = CounterMetricFamily(
+            "musegpt_batch_steps", "Batched forward passes.", labels=["model"]
+        )
+        rows = CounterMetricFamily(
+            "musegpt_batch_rows", "Rows decoded in batched forward passes.", labels=["model"]
+        )
+        for model, read in sorted(self.sources.items()):
+            waiting, serving, passes, stepped = read()
+            queued.add_metric([model], waiting)
+            running.add_metric([model], serving)
+            steps.add_metric([model], passes)
+            rows.add_metric([model], stepped)
+        yield from (queued, running, steps, rows)

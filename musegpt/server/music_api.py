@@ -58,6 +58,7 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
     if body.project_id is not None:  # a missing project is a 404 before any work starts
         check_provenance_target(request, body.project_id, body.document_id)
     deadline = time.monotonic() + state.settings.request_timeout_s
+    cancel = threading.Event()  # set when the client goes away or the deadline passes
     admission = host.reserve()
 
     def work() -> dict[str, Any]:
@@ -70,12 +71,13 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
                 body.constrained,
                 body.temperature,
                 body.top_p,
+                cancel,
             )[0]
         return tune_dict(tune, host.name, body.seed)  # music21's check, off the event loop
 
     try:
         await admission.start(deadline)
-        result = await in_thread(work, threading.Event(), deadline)
+        result = await in_thread(work, cancel, deadline)
     except ValueError as err:  # the model cannot write ABC (no header-aware vocabulary...)
         raise APIError(422, f"the model could not write a tune: {err}", "model") from None
     finally:
@@ -125,14 +127,14 @@ def _music_host(state: ServerState, name: str | None) -> ModelHost:
 
 
 def _tune_from_abc(abc: str) -> Tune:
-    from musegpt.music.abc import parse_header
+    """A submitted tune, checked against the whitelist before any tool sees it."""
+    from musegpt.music.abc import UnsafeAbcError, checked_abc
     from musegpt.music.tune import parse_abc
 
-    text = abc.replace("\r\n", "\n").strip() + "\n"
     try:
-        header, body = parse_header(text)
-    except ValueError as err:
-        raise invalid(f"not an ABC tune: {err}", "abc") from None
+        header, body = checked_abc(abc)
+    except UnsafeAbcError as err:
+        raise invalid(f"the ABC was refused: {err}", "abc") from None
     tune = Tune(header, body)
     try:
         parse_abc(tune.abc)
