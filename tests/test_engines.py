@@ -55,6 +55,10 @@ def test_hf_backend_matches_musegpt_token_for_token(
     muse, _, hf_folder = models
     hf = HFEngine.load(hf_folder)
     assert hf.tokenizer.vocab_size == muse.tokenizer.vocab_size
+    # Both report the separator as their one special token, and as the stop.
+    eot = {muse.tokenizer.eot_id}
+    assert hf.tokenizer.special_ids == muse.tokenizer.special_ids == eot
+    assert hf.tokenizer.stop_ids == muse.tokenizer.stop_ids == eot
     prompt = "The moon rose over 明月"
     assert hf.tokenize(prompt) == muse.tokenize(prompt)
     ids = muse.tokenize(prompt)

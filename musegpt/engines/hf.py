@@ -44,7 +44,16 @@ class PretrainedTokenizer(BackendTokenizer):
         bos = tokenizer.bos_token_id
         # Models whose BOS differs from EOS (Llama, Gemma, ...) expect it before a prompt.
         self.bos_id: int | None = bos if bos is not None and bos != eos_id else None
-        self.special = set(tokenizer.all_special_ids)
+        added = getattr(tokenizer, "added_tokens_decoder", {})
+        marked = {i for i, token in added.items() if getattr(token, "special", False)}
+        self.special = {*tokenizer.all_special_ids, *marked}
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """The tokenizer's special tokens (`all_special_ids` and added tokens marked special),
+        and the model's outputs past the tokenizer's last id (padding: no token at all)."""
+        padding = range(len(self.hf), self.vocab_size)
+        return frozenset({*self.special, *padding, self.eot_id})
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = self.hf.encode(text, add_special_tokens=False)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +26,9 @@ from musegpt.generation.params import SamplingParams
 from musegpt.tokenizer.base import Tokenizer
 
 DEFAULT_CONTEXT = 8192
+# A user-defined token spelling a marker rather than text: `<start_of_image>` (a name with an
+# underscore in angle brackets) or `[multimodal]`. HTML tags such as `<table>` are text.
+MARKER = re.compile(rb"<[A-Za-z0-9]*_[A-Za-z0-9_]*>|\[[A-Za-z0-9_]+\]")
 
 
 class LlamaTokenizer(BackendTokenizer):
@@ -42,6 +47,37 @@ class LlamaTokenizer(BackendTokenizer):
         """Ids with the model's beginning-of-sequence token first, as it was trained."""
         ids: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         return ids
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return self._kinds[0]
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        return self._kinds[1]
+
+    @cached_property
+    def _kinds(self) -> tuple[frozenset[int], frozenset[int]]:
+        """(special ids, stop ids) from llama.cpp's token attributes: control, unknown and
+        unused tokens, and user-defined ones that spell a marker, are special; the model's
+        end-of-generation tokens (end of text, Gemma's `<end_of_turn>`) stop."""
+        import llama_cpp
+
+        not_text = (
+            llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+            | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED
+        )
+        attribute_of = llama_cpp.llama_vocab_get_attr
+        special = {self.eot_id, self._bos}
+        for token_id in range(self.vocab_size):
+            attributes = attribute_of(self.vocab, token_id)
+            user_defined = attributes & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+            if attributes & not_text or (user_defined and MARKER.fullmatch(self._piece(token_id))):
+                special.add(token_id)
+        # End-of-generation tokens are control tokens (or the end-of-text token itself).
+        stops = {t for t in special if llama_cpp.llama_vocab_is_eog(self.vocab, t)}
+        return frozenset(special), frozenset(stops | {self.eot_id})
 
     def token_bytes(self, token_id: int) -> bytes:
         piece = self._pieces.get(token_id)
