@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -22,7 +23,7 @@ def cli() -> typer.Typer:
     return app
 
 
-def run(*args: str, stdin: str | None = None) -> Any:
+def run(*args: str, stdin: str | bytes | None = None) -> Any:
     return CliRunner().invoke(cli(), ["form", *args], input=stdin)
 
 
@@ -86,6 +87,19 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path) -> None:
     assert not_text.exit_code == 2 and "not UTF-8 text" in said(not_text)
     bad_yaml = write(tmp_path, "lines: 2\n", "bad.yaml")
     assert run("check", write(tmp_path, HAIKU), "--form", bad_yaml).exit_code == 2
+
+
+@pytest.mark.parametrize("data", [b"\xff\xfe\x00bad", b"\x7fELF\x02\x01\x01\x00\x00"])
+def test_standard_input_gets_the_same_text_check_as_a_file(tmp_path: Path, data: bytes) -> None:
+    from_stdin = run("check", "-", "--form", "haiku", stdin=data)
+    binary = tmp_path / "poem.bin"
+    binary.write_bytes(data)
+    from_file = run("check", str(binary), "--form", "haiku")
+    for result, source in ((from_stdin, "standard input"), (from_file, str(binary))):
+        assert result.exit_code == 2, result.output
+        assert said(result).startswith(f"error: {source} ")
+        assert "not UTF-8 text" in said(result) or "not plain text" in said(result)
+        assert not any(char in result.output for char in "\x00\x01\x02\x7f\ufffd")
 
 
 def test_list_names_the_forms() -> None:

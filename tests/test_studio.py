@@ -16,7 +16,8 @@ from musegpt.engines.registry import open_engine
 from musegpt.studio import Studio
 from musegpt.studio.evaluate import SCAFFOLDING, valid
 from musegpt.studio.script import fountain_elements
-from musegpt.studio.tasks import LYRICS
+from musegpt.studio.story import premise_limit
+from musegpt.studio.tasks import LYRICS, StudioError
 from musegpt.studio.text import HAN, example_phrases, similarity
 
 
@@ -132,6 +133,16 @@ def test_story_project_is_saved_resumed_and_extended(studio: Studio, tmp_path: P
     assert again["bible"] == saved["bible"]
     assert len(again["scenes"]) == 2 and again["scenes"][0] == saved["scenes"][0]
     assert more.parts[0] == first.parts[0] and more.parts[1]
+
+
+def test_an_over_long_premise_is_refused_before_planning(studio: Studio, tmp_path: Path) -> None:
+    """A 20,000-word premise once sat in "Planning the story bible…" for ten minutes."""
+    premise = " ".join(["the keeper climbs the stairs"] * 4000)
+    with pytest.raises(StudioError, match=r"the premise is \d+ tokens; at most 2048 fit beside"):
+        studio.story(premise, tmp_path / "long", seed=1)
+    assert not (tmp_path / "long").exists()
+    # A premise of a few sentences is far inside the limit.
+    assert len(studio.engine.tokenize("a robot who discovers love " * 20)) < premise_limit(8192)
 
 
 def test_cli_writes_streams_and_saves_markdown(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def _studio(model: str | None, lang: str | None, sampling: dict[str, Any]) -> St
         engine = open_engine(model)
 
     def status(message: str) -> None:
-        err_console.print(f"[dim]{message}[/]", highlight=False)
+        err_console.print(f"[dim]{message}[/]", highlight=False, soft_wrap=True)
 
     return Studio(engine, params, lang, _sink, status)  # type: ignore[arg-type]
 
