@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,6 +53,65 @@ def test_projects_documents_versions_bible_lore_export(client: TestClient) -> No
     copy = client.post("/v1/projects/import", json=exported).json()
     assert client.get(f"/v1/projects/{copy['id']}/export?format=markdown").text.startswith("# Sea")
     assert "Title: Sea" in client.get(f"/v1/projects/{pid}/export?format=fountain").text
+
+
+def _export_with_a_generation(client: TestClient) -> dict[str, Any]:
+    pid = client.post("/v1/projects", json={"name": "Sea"}).json()["id"]
+    doc = client.post(f"/v1/projects/{pid}/documents", json={"title": "One", "text": "a"}).json()
+    client.put(f"/v1/documents/{doc['id']}", json={"text": "ab"})
+    store: WorksStore = client.app.state.musegpt.store  # type: ignore[attr-defined]
+    generation = store.record_generation("story", "tiny", {"seed": 1}, "p", "abc", pid)
+    client.put(f"/v1/documents/{doc['id']}", json={"text": "abc", "generation_id": generation})
+    exported: dict[str, Any] = client.get(f"/v1/projects/{pid}/export").json()
+    return exported
+
+
+def _broken(exported: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of `exported` with the field at `path` (dotted) set to `value`."""
+    copy = json.loads(json.dumps(exported))
+    *parents, last = path.split(".")
+    target = copy
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    target[int(last) if isinstance(target, list) else last] = value
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("version", "one", "version"),
+        ("version", 99, "version"),
+        ("documents.0.versions.1.number", "two", "documents.0.versions.1.number"),
+        ("documents.0.versions.1.number", 1, "documents.0.versions.1.number"),
+        ("documents.0.title", None, "documents.0.title"),
+        ("documents.0.versions.0.text", ["a", "b"], "documents.0.versions.0.text"),
+        ("documents.0.versions.2.generation_id", 999, "documents.0.versions.2.generation_id"),
+        ("project.name", None, "project.name"),
+        ("lore", "not a list", "lore"),
+    ],
+)
+def test_a_bad_import_is_400_naming_the_field(
+    client: TestClient, path: str, value: Any, field: str
+) -> None:
+    exported = _export_with_a_generation(client)
+    assert client.post("/v1/projects/import", json=exported).status_code == 200  # as exported
+    projects = len(client.get("/v1/projects").json()["data"])
+    response = client.post("/v1/projects/import", json=_broken(exported, path, value))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == field and field in error["message"]
+    assert len(client.get("/v1/projects").json()["data"]) == projects  # nothing half-written
+
+
+def test_saving_with_an_unknown_generation_is_400_naming_it(client: TestClient) -> None:
+    pid = client.post("/v1/projects", json={"name": "Sea"}).json()["id"]
+    doc = client.post(f"/v1/projects/{pid}/documents", json={"title": "One"}).json()
+    response = client.put(f"/v1/documents/{doc['id']}", json={"text": "b", "generation_id": 77})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "generation_id" and "77" in error["message"]
+    assert client.get(f"/v1/documents/{doc['id']}").json()["version"] == 1
 
 
 def test_missing_and_bad_things_are_clear_4xx(client: TestClient) -> None:

@@ -75,7 +75,7 @@ def run_on_store(request: Request, action: Callable[[WorksStore], T]) -> T:
     except NotFound as err:
         raise APIError(404, str(err), None, "not_found") from None
     except StoreError as err:
-        raise invalid(str(err)) from None
+        raise invalid(str(err), err.field) from None
 
 
 def check_provenance_target(request: Request, project_id: int, document_id: int | None) -> None:

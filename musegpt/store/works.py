@@ -9,6 +9,7 @@ server's handlers run on a thread pool.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,15 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from musegpt.store.export import EXPORT_FORMAT, EXPORT_VERSION, WorksExport
 from musegpt.store.schema import migrate
 
 Row = dict[str, Any]
-EXPORT_FORMAT = "musegpt-works"
-EXPORT_VERSION = 1
 
 
 class StoreError(ValueError):
-    """A request the library cannot honour (bad input); the message says why."""
+    """A request the library cannot honour (bad input); the message says why and `field`
+    names the input at fault, when one is."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(StoreError):
@@ -166,6 +173,8 @@ class WorksStore:
         doc = self._one(
             "SELECT * FROM documents WHERE id = ?", document_id, what=f"document {document_id}"
         )
+        if generation_id is not None:
+            self._check_generation(generation_id)
         now = _now()
         with self._tx() as db:
             number = self._add_version(db, document_id, text, note, generation_id, now)
@@ -344,6 +353,16 @@ class WorksStore:
         rows = self._all("SELECT * FROM generations WHERE project_id = ? ORDER BY id", project_id)
         return [{**r, "params": json.loads(r["params"])} for r in rows]
 
+    def _check_generation(self, generation_id: int) -> None:
+        try:
+            self.generation(generation_id)
+        except NotFound:
+            raise StoreError(
+                f"generation_id {generation_id} is not a generation in this library "
+                "(use the id a generation answer gave, or leave it out)",
+                "generation_id",
+            ) from None
+
     def generation(self, generation_id: int) -> Row:
         row = self._one(
             "SELECT * FROM generations WHERE id = ?",
@@ -378,100 +397,72 @@ class WorksStore:
             "generations": self.generations(project_id),
         }
 
-    def import_json(self, data: dict[str, Any]) -> Row:
-        """A new project from `export_json`'s output (ids are new; links are kept)."""
-        if data.get("format") != EXPORT_FORMAT:
-            raise StoreError(f"not a MuseGPT works export (format should be {EXPORT_FORMAT!r})")
-        try:
-            return self._import(data)
-        except (KeyError, TypeError, AttributeError) as err:
-            raise StoreError(f"the export is incomplete or malformed: {err!r}") from None
+    def import_json(self, data: Any) -> Row:
+        """A new project from `export_json`'s output (ids are new; links are kept). The
+        whole export is checked first: a `StoreError` names the first field at fault."""
+        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+            raise StoreError(
+                f"not a MuseGPT works export (format should be {EXPORT_FORMAT!r})", "format"
+            )
+        return self._import(checked_export(data))
 
-    def _import(self, data: dict[str, Any]) -> Row:
-        meta = data["project"]
+    def _import(self, data: WorksExport) -> Row:
         now = _now()
+        meta, bible = data.project, data.bible
         with self._tx() as db:
             pid = int(
                 db.execute(
                     "INSERT INTO projects (name, kind, lang, created, updated)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        _required(meta["name"], "name"),
-                        meta.get("kind", "story"),
-                        meta.get("lang", "en"),
-                        meta.get("created", now),
-                        now,
-                    ),
+                    (meta.name.strip(), meta.kind, meta.lang, meta.created or now, now),
                 ).lastrowid
                 or 0
             )
-            bible = data.get("bible", {})
             db.execute(
                 "INSERT INTO bibles (project_id, premise, setting, style, notes, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    pid,
-                    bible.get("premise", ""),
-                    bible.get("setting", ""),
-                    bible.get("style", ""),
-                    bible.get("notes", ""),
-                    now,
-                ),
+                (pid, bible.premise, bible.setting, bible.style, bible.notes, now),
             )
-            for entry in data.get("lore", []):
+            for entry in data.lore:
                 db.execute(
                     "INSERT INTO lore (project_id, name, keys, text, created, updated)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        pid,
-                        entry["name"],
-                        json.dumps(entry.get("keys", [])),
-                        entry.get("text", ""),
-                        now,
-                        now,
-                    ),
+                    (pid, entry.name, json.dumps(entry.keys), entry.text, now, now),
                 )
             generation_ids: dict[int, int] = {}
-            for gen in data.get("generations", []):
-                generation_ids[int(gen["id"])] = int(
+            for gen in data.generations:
+                generation_ids[gen.id] = int(
                     db.execute(
                         "INSERT INTO generations (project_id, task, model, params, seed, prompt,"
                         " output, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             pid,
-                            gen["task"],
-                            gen["model"],
-                            json.dumps(gen.get("params", {})),
-                            gen.get("seed"),
-                            gen["prompt"],
-                            gen["output"],
-                            gen.get("created", now),
+                            gen.task,
+                            gen.model,
+                            json.dumps(gen.params, ensure_ascii=False),
+                            gen.seed,
+                            gen.prompt,
+                            gen.output,
+                            gen.created or now,
                         ),
                     ).lastrowid
                     or 0
                 )
-            for position, doc in enumerate(data.get("documents", [])):
+            for position, doc in enumerate(data.documents):
                 did = int(
                     db.execute(
                         "INSERT INTO documents (project_id, title, kind, position, created,"
                         " updated) VALUES (?, ?, ?, ?, ?, ?)",
-                        (pid, doc["title"], doc.get("kind", "prose"), position, now, now),
+                        (pid, doc.title, doc.kind, position, now, now),
                     ).lastrowid
                     or 0
                 )
-                for v in doc["versions"]:
-                    gen_id = generation_ids.get(v.get("generation_id") or -1)
+                for v in doc.versions:
+                    gen_id = None if v.generation_id is None else generation_ids[v.generation_id]
                     db.execute(
                         "INSERT INTO versions (document_id, number, text, note, generation_id,"
                         " created) VALUES (?, ?, ?, ?, ?, ?)",
-                        (
-                            did,
-                            int(v["number"]),
-                            v["text"],
-                            v.get("note", ""),
-                            gen_id,
-                            v.get("created", now),
-                        ),
+                        (did, v.number, v.text, v.note, gen_id, v.created or now),
                     )
         return self.project(pid)
 
@@ -497,6 +488,22 @@ class WorksStore:
         for doc in self.documents(project_id):
             lines += [f"# {doc['title']}", "", self.document(doc["id"])["text"].strip(), ""]
         return "\n".join(lines).rstrip() + "\n"
+
+
+def checked_export(data: dict[str, Any]) -> WorksExport:
+    """The export, every field checked; a `StoreError` names the first one at fault."""
+    try:
+        return WorksExport.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = [str(part) for part in first["loc"]]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        inner, sep, rest = message.partition(": ")
+        if sep and re.fullmatch(r"[\w.]+", inner):  # a check across fields names its own
+            loc, message = [*loc, inner], rest
+        where = ".".join(loc) or None
+        prefix = f"{where}: " if where else ""
+        raise StoreError(f"the export cannot be imported: {prefix}{message}", where) from None
 
 
 def _required(value: str | None, field: str) -> str:
