@@ -68,9 +68,9 @@ def _export_with_a_generation(client: TestClient) -> dict[str, Any]:
 
 def _broken(exported: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A deep copy of `exported` with the field at `path` (dotted) set to `value`."""
-    copy = json.loads(json.dumps(exported))
+    copy: dict[str, Any] = json.loads(json.dumps(exported))
     *parents, last = path.split(".")
-    target = copy
+    target: Any = copy
     for part in parents:
         target = target[int(part)] if isinstance(target, list) else target[part]
     target[int(last) if isinstance(target, list) else last] = value
