@@ -226,7 +226,9 @@ def test_grammar_refuses_overfull_bars_and_early_ends() -> None:
     tonic = Grammar(Fraction(6), 1, "D")
     assert tonic.feed(tonic.start(), "ABc ded|]") is not None
     assert tonic.feed(tonic.start(), "ABc def|") is None
-    assert tonic.feed(tonic.start(), "ABc de^d|") is None and tonic.feed(tonic.start(), "ABc dez")
+    assert tonic.feed(tonic.start(), "ABc de^d|") is None  # an accidental: not the key's tonic
+    assert tonic.feed(tonic.start(), "ABc dez|") is None  # a rest never ends the tune
+    assert tonic.feed(tonic.start(), "ABc dez/D/|]") is not None  # a shorter one leaves room
     assert tonic.feed(tonic.start(), "ABc de^d/D/|]") is not None
     assert tonic.feed(tonic.start(), "ABc de-e/D/|]") is not None
     assert tonic.feed(tonic.start(), "ABc d2e/-") is None  # the tied e would have to end it
