@@ -51,15 +51,16 @@ from musegpt.tokenizer.base import Tokenizer
 FinishReason = Literal["stop", "length", "cancelled", "no_allowed_token"]
 OverflowPolicy = Literal["slide", "error"]
 REGEX_WINDOW = 128  # characters a banned pattern may span; the stream holds this much back
-MAX_BACKTRACKS = 1000  # per row: a banned phrase that every continuation hits ends the row
+MAX_BACKTRACKS = 1000  # per row: a row that has to take back more often than this ends
 NO_TOKEN_LEFT = -1  # what `_choose` gives a row with no allowed token
 DEAD_END = (
-    "every token was ruled out here (by the constraints, banned phrases, banned token ids "
-    "or logit bias of the request together), and no earlier token could be taken back"
+    "every token was ruled out here by the request's rules together (constraints, banned "
+    "phrases, no-repeat n-grams, the minimum length, special tokens), and the tokens before "
+    "were already sent, so none could be taken back"
 )
 GAVE_UP = (
-    "every continuation tried was ruled out (by banned phrases, constraints or banned token "
-    f"ids; gave up after {MAX_BACKTRACKS} attempts); the text ends before the last of them"
+    "every continuation tried was ruled out by the request's rules (banned phrases, "
+    f"constraints; gave up after {MAX_BACKTRACKS} attempts); the text ends before the last"
 )
 
 
@@ -414,8 +415,8 @@ class Decoder:
                 return
             tokens = self._choose(active, logits, pipeline, params, generator)
             need_rebuild = False
-            for row, token in zip(active, tokens, strict=True):
-                if self._accept(row, int(token), params, banned):
+            for row, token in zip(active, tokens.tolist(), strict=True):
+                if self._accept(row, token, params, banned):
                     need_rebuild = True
                 if row.finish is None:
                     delta = self._emit(row, hold, params)
