@@ -90,6 +90,10 @@ def test_one_row_backends_split_n_and_prompts_in_order(
     for delta in hf.stream_deltas(["The moon", "She opened"], params):
         streamed[delta.index] = streamed.get(delta.index, "") + delta.text
     assert [streamed[i] for i in range(4)] == [c.text for c in first]
+    # Sample s is seeded seed + s, wrapping within 64 bits: the largest seed is no error.
+    last = hf.complete("The moon", params.model_copy(update={"seed": 2**64 - 1}))
+    wrapped = hf.complete("The moon", params.model_copy(update={"seed": 0, "n": 1}))
+    assert last[1].text == wrapped[0].text
 
 
 def test_constraints_apply_on_every_backend(models: tuple[MuseGPTEngine, Path, Path]) -> None:
