@@ -68,11 +68,12 @@ class Guard:
         body.on_client_gone = lambda: None if exchange.finished else app.cancel()
         try:
             await asyncio.wait({app})
-        except asyncio.CancelledError:  # the server is shutting down: stop the work, say so
+        except asyncio.CancelledError:  # the server is shutting down: say so, stop the work
             app.cancel()
-            await asyncio.wait({app}, timeout=SHUTDOWN_WAIT_S)
             if not exchange.started:
+                exchange.drop_while = lambda: True  # the app's own answer, if any, is late
                 await exchange.reply(APIError(503, "the server is shutting down; retry later"))
+            await asyncio.wait({app}, timeout=SHUTDOWN_WAIT_S)
             return
         finally:
             body.stop_watching()
