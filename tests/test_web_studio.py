@@ -265,3 +265,30 @@ def test_layout_fits_a_narrow_screen(browser: Any, url: str, width: int) -> None
                 compose(tab, "a reel in D", 4, 2)
     finally:
         tab.close()
+
+
+def test_page_loads_with_no_failed_request_or_script_error(browser: Any, url: str) -> None:
+    failed: list[str] = []
+
+    def on_response(response: Any) -> None:
+        if response.status >= 400:
+            failed.append(f"{response.status} {response.url}")
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            failed.append(message.text)
+
+    tab = browser.new_page(viewport=WIDE)
+    tab.on("response", on_response)
+    tab.on("console", on_console)
+    tab.on("pageerror", lambda err: failed.append(str(err)))
+    try:
+        tab.goto(url + "/")
+        tab.wait_for_selector("#status:has-text('ready')")
+        icon = tab.evaluate(
+            "fetch(document.querySelector('link[rel=icon]').href).then(r => r.status)"
+        )
+        assert icon == 200
+        assert failed == []
+    finally:
+        tab.close()
