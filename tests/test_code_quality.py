@@ -1,4 +1,5 @@
-"""The package stays lint- and type-clean: ruff and mypy (strict) run as part of the suite."""
+"""The package and its tests stay lint- and type-clean: ruff (check and format) over the
+package, tests and benchmarks, and mypy (strict) over the package, run as part of the suite."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
     "command",
     [
         ["ruff", "check", "musegpt", "tests", "benchmarks"],
-        ["ruff", "format", "--check", "musegpt"],
+        ["ruff", "format", "--check", "musegpt", "tests", "benchmarks"],
         [sys.executable, "-m", "mypy"],
     ],
     ids=["ruff", "ruff-format", "mypy"],
