@@ -1,17 +1,26 @@
 """LoRA fine-tuning through `peft`: low-rank adapters on the attention and feed-forward
 projections, trained while the base weights stay frozen, then merged back so the result is
-an ordinary MuseGPT model file."""
+an ordinary MuseGPT model file. The adapter alone can also be saved in peft's format
+(`adapter_model.safetensors` + `adapter_config.json`), a small fraction of the model's size,
+for `peft.PeftModel.from_pretrained(base_gpt, folder)`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 from torch import nn
 
+from musegpt.fileio import atomic_write, atomic_write_text
 from musegpt.model.gpt import GPT
 
 # Every Linear layer inside the blocks; the tied embedding/head is left alone.
 DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")
+ADAPTER_DIR = "adapter"  # inside a checkpoint folder, with --save-adapter
+SETTINGS_FILE = "lora.json"  # in a run folder: the LoRA settings a resume must reuse
 
 
 @dataclass
@@ -28,11 +37,31 @@ class LoraSettings:
             raise ValueError(f"lora alpha must be positive (got {self.alpha})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"lora dropout must be in [0, 1) (got {self.dropout})")
+        if not self.targets:
+            raise ValueError(f"no lora targets given; choose from {', '.join(DEFAULT_TARGETS)}")
         unknown = sorted(set(self.targets) - set(DEFAULT_TARGETS))
         if unknown:
             raise ValueError(
-                f"unknown lora target(s) {unknown}; choose from {', '.join(DEFAULT_TARGETS)}"
+                f"unknown lora target(s) {', '.join(unknown)}; choose from "
+                f"{', '.join(DEFAULT_TARGETS)}"
             )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def read(cls, run: Path) -> LoraSettings | None:
+        """The settings a LoRA run in `run` was started with; None if it is not one."""
+        file = run / SETTINGS_FILE
+        if not file.is_file():
+            return None
+        try:
+            return cls(**json.loads(file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{file} is damaged ({err}); start a new run") from None
+
+    def write(self, run: Path) -> None:
+        atomic_write_text(run / SETTINGS_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def add_lora(model: GPT, settings: LoraSettings) -> nn.Module:
@@ -66,8 +95,6 @@ def base_model(model: nn.Module) -> GPT:
 
 def merged_copy(model: nn.Module) -> GPT:
     """A plain GPT with the adapters folded into its weights; `model` is left as it was."""
-    import copy
-
     if not is_lora(model):
         return base_model(model)
     clone = copy.deepcopy(model)
@@ -76,14 +103,37 @@ def merged_copy(model: nn.Module) -> GPT:
     return merged
 
 
+def save_adapter(model: nn.Module, folder: str | Path) -> Path:
+    """Write the adapter of a LoRA-wrapped model alone, in peft's format, into `folder`."""
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    if not isinstance(model, PeftModel):
+        raise TypeError("not a LoRA-wrapped model")
+    folder = Path(folder)
+    weights = {
+        k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()
+    }
+    config = model.peft_config["default"]
+    atomic_write(
+        folder / "adapter_model.safetensors",
+        lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}),
+    )
+    config.save_pretrained(str(folder))  # adapter_config.json
+    return folder
+
+
 class LoraAdapter:
-    """The trainer's `ModelAdapter` for LoRA: trains the adapters, saves merged weights."""
+    """The trainer's `ModelAdapter` for LoRA: trains the adapters, saves merged weights.
+    `module` is the wrapped model being trained, once `wrap` has run."""
 
     def __init__(self, settings: LoraSettings | None = None) -> None:
         self.settings = settings or LoraSettings()
+        self.module: nn.Module | None = None
 
     def wrap(self, model: GPT) -> nn.Module:
-        return add_lora(model, self.settings)
+        self.module = add_lora(model, self.settings)
+        return self.module
 
     def export(self, module: nn.Module) -> GPT:
         return merged_copy(module)
