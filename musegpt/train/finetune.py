@@ -18,7 +18,7 @@ from musegpt.model.io import load_model
 from musegpt.tokenizer.base import Tokenizer
 from musegpt.train.checkpoint import checkpoint_step, load_checkpoint_state, saved_config
 from musegpt.train.config import MODEL_KEYS, TrainConfig, coerce_settings, load_config
-from musegpt.train.lora import ADAPTER_DIR, LoraAdapter, LoraSettings, save_adapter
+from musegpt.train.lora import ADAPTER_DIR, LoraAdapter, LoraSettings, write_adapter
 from musegpt.train.trainer import BEST, LAST, ModelAdapter, Trainer, TrainResult
 
 # Gentler than pretraining: a lower peak rate with a short warm-up, so a few hundred steps
@@ -34,8 +34,8 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "eval_iters": 20,
     "log_interval": 10,
 }
-# Adapters start from zero and have few weights: they want a higher rate (as LoRA's authors
-# and peft's examples use) to move as far in as many steps.
+# Adapters start from zero and are small: they need a higher rate than full fine-tuning to
+# move the model as far in as many steps.
 LORA_DEFAULTS: dict[str, Any] = {**FINETUNE_DEFAULTS, "learning_rate": 1e-3, "min_lr": 1e-4}
 
 
@@ -145,4 +145,4 @@ def _save_adapters(adapter: LoraAdapter, out: Path) -> None:
         folder = out / name
         if checkpoint_step(folder) is not None:
             module.load_state_dict(load_checkpoint_state(folder)["model_state"])
-            save_adapter(module, folder / ADAPTER_DIR)
+            write_adapter(module, folder / ADAPTER_DIR)

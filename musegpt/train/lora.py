@@ -103,7 +103,7 @@ def merged_copy(model: nn.Module) -> GPT:
     return merged
 
 
-def save_adapter(model: nn.Module, folder: str | Path) -> Path:
+def write_adapter(model: nn.Module, folder: str | Path) -> Path:
     """Write the adapter of a LoRA-wrapped model alone, in peft's format, into `folder`."""
     from peft import PeftModel, get_peft_model_state_dict
     from safetensors.torch import save_file
