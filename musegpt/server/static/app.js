@@ -89,6 +89,7 @@ async function busy(label, work) {
 
 function clearOutput() {
   $("output").textContent = "";
+  $("output").classList.remove("abc");
   $("alternatives-list").textContent = "";
   $("report").hidden = true;
   $("music").hidden = true;
@@ -306,6 +307,7 @@ function compose() {
     if (seed !== "") payload.seed = Number(seed);
     const tune = await api("/v1/music/compose", { method: "POST", body: JSON.stringify(payload), signal });
     $("output").textContent = tune.abc;  // the tune's one copy on the page
+    $("output").classList.add("abc");
     state.tune = tune.abc;
     const c = tune.check;
     $("tune-check").textContent = `${tune.title}: ${tune.metre} in ${tune.key}, ` +
