@@ -4,6 +4,7 @@ durations) and constrained decoding with small real models, char and BPE."""
 from __future__ import annotations
 
 import shutil
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -285,6 +286,15 @@ def test_constrained_bpe_model_writes_valid_tunes(bpe_engine: MuseGPTEngine) -> 
     headers = [header_for("a jig in G"), header_for("a reel in E dorian")]
     for tune in compose_headers(bpe_engine, headers, bars=3, seed=2):
         assert_valid_tune(tune, 3)
+
+
+def test_a_cancelled_compose_stops_decoding(char_engine: MuseGPTEngine) -> None:
+    """The server cancels a compose whose client left: the decode stops, whatever is asked."""
+    cancel = threading.Event()
+    cancel.set()
+    tune = compose_headers(char_engine, [header_for("a reel in D")], bars=64, cancel=cancel)[0]
+    assert len(tune.bars()) == 0
+    assert len(compose_headers(char_engine, [header_for("a reel in D")], bars=2)[0].bars()) >= 2
 
 
 def test_unconstrained_is_available(char_engine: MuseGPTEngine) -> None:
