@@ -199,6 +199,9 @@ def _task_request(task: str, body: StudioRequest, state: ServerState) -> TaskReq
         for name in spec.request.model_fields
         if name in StudioRequest.model_fields and getattr(body, name) is not None
     }
+    if task == "continue" and "max_tokens" not in fields:  # the default, within this server's cap
+        default = spec.request.model_fields["max_tokens"].default
+        fields["max_tokens"] = min(default, state.settings.max_tokens)
     if task == "story":  # a story is a project folder in the server's data folder
         fields["project"] = (
             state.settings.data_dir / "stories" / slug(body.text or body.title or "")
