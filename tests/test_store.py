@@ -106,3 +106,14 @@ def test_works_cli(tmp_path: Path) -> None:
     assert "## Sea" in md and "second" in md
     bad = runner.invoke(app, ["works", "show", "99", *db])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("seed", [0, 2**63 - 1, 2**63, 2**64 - 1])
+def test_every_64_bit_seed_is_kept_and_exported(tmp_path: Path, seed: int) -> None:
+    # Seeds are unsigned 64-bit; SQLite's integers are signed.
+    store = WorksStore(tmp_path / "w.db")
+    pid = store.create_project("Seeds")["id"]
+    gen = store.record_generation("story", "tiny", {"seed": seed}, "p", "out", pid)
+    assert store.generation(gen)["seed"] == seed
+    copy = store.import_json(json.loads(json.dumps(store.export_json(pid))))
+    assert [g["seed"] for g in store.generations(copy["id"])] == [seed]

@@ -340,7 +340,7 @@ class WorksStore:
                     task,
                     model,
                     json.dumps(params, ensure_ascii=False),
-                    params.get("seed"),
+                    _seed_to_column(params.get("seed")),
                     prompt,
                     output,
                     _now(),
@@ -351,7 +351,7 @@ class WorksStore:
     def generations(self, project_id: int) -> list[Row]:
         self.project(project_id)
         rows = self._all("SELECT * FROM generations WHERE project_id = ? ORDER BY id", project_id)
-        return [{**r, "params": json.loads(r["params"])} for r in rows]
+        return [_generation_row(r) for r in rows]
 
     def _check_generation(self, generation_id: int) -> None:
         try:
@@ -369,7 +369,7 @@ class WorksStore:
             generation_id,
             what=f"generation {generation_id}",
         )
-        return {**row, "params": json.loads(row["params"])}
+        return _generation_row(row)
 
     # -- export and import ----------------------------------------------------------------
 
@@ -440,7 +440,7 @@ class WorksStore:
                             gen.task,
                             gen.model,
                             json.dumps(gen.params, ensure_ascii=False),
-                            gen.seed,
+                            _seed_to_column(gen.seed),
                             gen.prompt,
                             gen.output,
                             gen.created or now,
@@ -514,3 +514,19 @@ def _required(value: str | None, field: str) -> str:
 
 def _lore(row: Row) -> Row:
     return {**row, "keys": json.loads(row["keys"])}
+
+
+# Seeds run from 0 to 2**64 - 1, SQLite's integers are signed 64-bit: the upper half is kept
+# as its two's-complement negative and read back as it was given.
+_SEED_WRAP = 2**64
+
+
+def _seed_to_column(seed: int | None) -> int | None:
+    return seed - _SEED_WRAP if seed is not None and seed >= _SEED_WRAP // 2 else seed
+
+
+def _generation_row(row: Row) -> Row:
+    seed = row["seed"]
+    if seed is not None and seed < 0:
+        seed += _SEED_WRAP
+    return {**row, "params": json.loads(row["params"]), "seed": seed}
