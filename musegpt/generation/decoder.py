@@ -31,6 +31,7 @@ import bisect
 import re
 import threading
 from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -41,8 +42,14 @@ from musegpt.generation.processors import (
     NEG_INF,
     DecodeState,
     LogitsProcessor,
+    MinP,
+    Temperature,
+    TopK,
+    TopP,
+    TypicalP,
     apply_pipeline,
     build_pipeline,
+    observe_choice,
 )
 from musegpt.model.gpt import GPT, GPTOutput
 from musegpt.model.kv_cache import KVCache
@@ -285,6 +292,53 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return torch.minimum(tokens, last_positive)
 
 
+# Processors that look only at the scores' values, not at which token has which: after
+# top-k they may run on the k survivors alone (`shortlist_scores`).
+VALUE_ONLY = (Temperature, TopP, TypicalP, MinP)
+
+
+def shortlist_scores(
+    pipeline: Sequence[LogitsProcessor], state: DecodeState, raw: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The pipeline's scores, and which token ids they are for (None: the whole vocabulary,
+    in order).
+
+    When top-k is followed only by value-only processors, the steps after it run on the k
+    survivors rather than the whole vocabulary (262,144 tokens on Gemma), which gives the
+    same distribution: top-k keeps exactly those k (unless a score outside them ties the
+    k-th, when the whole vocabulary is used). The survivors are listed by token id, so
+    that a draw walks them in the same order as it walks the whole vocabulary."""
+    cut = next((i for i, step in enumerate(pipeline) if isinstance(step, TopK)), None)
+    tail = pipeline[cut + 1 :] if cut is not None else ()
+    if cut is None or not all(isinstance(step, VALUE_ONLY) for step in tail):
+        return apply_pipeline(pipeline, state, raw), None
+    top_k = pipeline[cut]
+    assert isinstance(top_k, TopK)
+    scores = apply_pipeline(pipeline[:cut], state, raw)
+    k = min(top_k.k, scores.shape[-1])
+    values, ids = torch.topk(scores, k, dim=-1)
+    kth = values[:, -1:]
+    tied = ((scores >= kth).sum(dim=-1) > k) & (kth.view(-1) > NEG_INF)
+    if bool(tied.any()):
+        return apply_pipeline(pipeline[cut:], state, scores), None
+    ids, order = ids.sort(dim=-1)
+    return apply_pipeline(tail, state, values.gather(-1, order)), ids
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run torch's operations on `count` threads here (None: as they are)."""
+    before = torch.get_num_threads()
+    if count is None or count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Decoder:
     """Generates completions for one or several prompts with one set of `SamplingParams`."""
 
@@ -297,6 +351,9 @@ class Decoder:
         self.stop_ids = tokenizer.stop_ids
         # Special tokens are banned by default; the stop tokens among them end the text.
         self.special_ids = tokenizer.special_ids - self.stop_ids
+        # A source whose model runs its own threads (llama.cpp) asks for one torch thread
+        # while choosing tokens, so torch's workers never spin on the model's cores.
+        self.sampling_threads: int | None = getattr(source, "sampling_threads", None)
 
     def generate(
         self,
@@ -396,7 +453,9 @@ class Decoder:
     ) -> DecodeEvents:
         vocab = self.tokenizer.vocab_size
         special = frozenset() if params.allow_special_tokens else self.special_ids
-        pipeline = build_pipeline(params, vocab, self.stop_ids, constraints, special)
+        pipeline = build_pipeline(
+            params, vocab, self.stop_ids, constraints, special, self.tokenizer
+        )
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         banned = [re.compile(re.escape(p)) for p in params.banned]
         banned += [re.compile(p) for p in params.banned_regex]
@@ -413,7 +472,8 @@ class Decoder:
                     row.finish = "cancelled"
                     yield self._flush(row, params)
                 return
-            tokens = self._choose(active, logits, pipeline, params, generator)
+            with torch_threads(self.sampling_threads):
+                tokens = self._choose(active, logits, pipeline, params, generator)
             need_rebuild = False
             for row, token in zip(active, tokens.tolist(), strict=True):
                 if self._accept(row, token, params, banned):
@@ -454,9 +514,12 @@ class Decoder:
         raw = logits.float()[:, : self.tokenizer.vocab_size]
         blocked = [r.banned_at.get(r.n_generated, ()) for r in rows]
         state = DecodeState(
-            [r.ids for r in rows], [len(r.prompt_ids) for r in rows], blocked=blocked
+            [r.ids for r in rows],
+            [len(r.prompt_ids) for r in rows],
+            blocked=blocked,
+            keys=[r.index for r in rows],
         )
-        scores = apply_pipeline(pipeline, state, raw)
+        scores, candidates = shortlist_scores(pipeline, state, raw)
         allowed = (scores > NEG_INF).any(dim=-1)
         stuck = not bool(allowed.all())
         if stuck:  # give such rows any finite scores to draw from, then take their draw back
@@ -467,6 +530,10 @@ class Decoder:
             tokens = draw(torch.softmax(scores, dim=-1), generator)
         if stuck:
             tokens = tokens.masked_fill(~allowed, NO_TOKEN_LEFT)
+        observe_choice(pipeline, state, scores, tokens)  # Mirostat learns from the draw
+        if candidates is not None:  # positions among the shortlist -> token ids
+            chosen = candidates.gather(-1, tokens.clamp(min=0).view(-1, 1)).view(-1)
+            tokens = torch.where(tokens >= 0, chosen, tokens)
         if params.logprobs is not None:
             self._record_logprobs(rows, raw, tokens, params.logprobs)
         return tokens

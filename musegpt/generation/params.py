@@ -23,7 +23,37 @@ class SamplingParams(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0.0, le=100.0, description="CTRL-style; 1 = off")
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI-style")
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="OpenAI-style")
+    repeat_last_n: int = Field(
+        64, ge=-1, description="repetition_penalty sees the last n tokens; -1 = all, 0 = off"
+    )
     no_repeat_ngram_size: int = Field(0, ge=0, description="no n-gram of this size twice; 0 = off")
+    # llama.cpp's samplers, under llama.cpp server's names and with its defaults.
+    dry_multiplier: float = Field(0.0, ge=0.0, le=100.0, description="DRY strength; 0 = off")
+    dry_base: float = Field(1.75, ge=1.0, le=100.0, description="DRY's penalty grows as base**n")
+    dry_allowed_length: int = Field(2, ge=0, description="DRY spares repeats up to this long")
+    dry_penalty_last_n: int = Field(
+        64, ge=-1, description="DRY looks at this many last tokens; -1 = all, 0 = off"
+    )
+    dry_sequence_breakers: list[str] = Field(
+        default_factory=lambda: ["\n", ":", '"', "*"],
+        description="DRY never counts a repeat across these strings",
+    )
+    xtc_probability: float = Field(0.0, ge=0.0, le=1.0, description="XTC's chance a step; 0 = off")
+    xtc_threshold: float = Field(
+        0.1, ge=0.0, le=1.0, description="XTC cuts the likeliest tokens above this; > 0.5 = off"
+    )
+    mirostat: int = Field(0, ge=0, le=2, description="Mirostat version 1 or 2; 0 = off")
+    mirostat_tau: float = Field(5.0, ge=0.0, le=100.0, description="Mirostat's target surprise")
+    mirostat_eta: float = Field(0.1, ge=0.0, le=1.0, description="Mirostat's learning rate")
+    dynatemp_range: float = Field(
+        0.0, ge=0.0, le=100.0, description="temperature varies by ± this with entropy; 0 = off"
+    )
+    dynatemp_exponent: float = Field(
+        1.0, ge=0.0, le=100.0, description="how entropy maps to dynamic temperature"
+    )
+    top_n_sigma: float = Field(
+        -1.0, ge=-1.0, le=100.0, description="keep logits within n std devs of the top; <= 0 = off"
+    )
     logit_bias: dict[int, float] = Field(default_factory=dict, description="token id -> bias")
     stop: list[str] = Field(default_factory=list, description="stop before any of these strings")
     banned: list[str] = Field(default_factory=list, description="phrases that never appear")
@@ -48,7 +78,7 @@ class SamplingParams(BaseModel):
                 raise ValueError(f"biases lie in [-100, 100] (token {token} has {bias})")
         return value
 
-    @field_validator("stop", "banned")
+    @field_validator("stop", "banned", "dry_sequence_breakers")
     @classmethod
     def _non_empty_strings(cls, value: list[str]) -> list[str]:
         if any(s == "" for s in value):

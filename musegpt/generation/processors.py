@@ -3,14 +3,19 @@
 Each takes the token ids so far and the next-token scores (B, vocab) and returns new scores.
 The pipeline order (see `build_pipeline`) is:
 
-1. hard rules on raw logits: logit bias, repetition / presence / frequency penalties,
+1. hard rules on raw logits: logit bias, repetition / presence / frequency penalties, DRY,
    no-repeat n-grams, minimum length, banned token ids (control/special tokens), then any
    caller constraints (poetic form, music grammar) — a constraint sees penalised scores and
    may only remove tokens — then the tokens a backtrack took back at this position (banned
    phrases), so truncation below chooses among what is still allowed;
-2. temperature;
-3. truncation: top-k, top-p, typical-p, min-p (each on the tempered distribution);
-4. the sampler draws from what is left (greedy when temperature is 0).
+2. temperature (with dynamic temperature: last instead, as llama.cpp does);
+3. truncation: top-n-sigma, top-k, top-p, typical-p, min-p, XTC (each on the tempered
+   distribution) — or, with Mirostat, Mirostat alone;
+4. the sampler draws from what is left (greedy when temperature is 0); Mirostat then
+   learns from the token drawn.
+
+llama.cpp's samplers (DRY, XTC, Mirostat, dynamic temperature, top-n-sigma) live in
+samplers.py; docs/sampling.md sets this order beside llama.cpp's.
 
 Where Hugging Face `transformers` has the same processor, ours gives the same scores on the
 same logits (tests/test_processors.py checks this).
@@ -20,11 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from musegpt.generation.params import SamplingParams
+from musegpt.tokenizer.base import Tokenizer
 
 NEG_INF = float("-inf")
 
@@ -38,9 +44,15 @@ class DecodeState:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # Per row, tokens that may not be chosen at this step (a backtrack took them back here).
     blocked: Sequence[Collection[int]] = field(default_factory=list)
+    # Per row, its number in the request: it stays with the row when others leave the
+    # batch, so a processor with per-row state (Mirostat) finds it. Default: the position.
+    keys: Sequence[int] = field(default_factory=list)
 
     def generated(self, row: int) -> list[int]:
         return self.sequences[row][self.prompt_lengths[row] :]
+
+    def key(self, row: int) -> int:
+        return self.keys[row] if self.keys else row
 
     @classmethod
     def from_ids(cls, input_ids: torch.Tensor, prompt_length: int = 0) -> DecodeState:
@@ -50,6 +62,14 @@ class DecodeState:
 
 class LogitsProcessor(Protocol):
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ChoiceObserver(Protocol):
+    """A processor that learns from the token each row chose (Mirostat's running target)."""
+
+    def chosen(self, state: DecodeState, scores: torch.Tensor, tokens: torch.Tensor) -> None:
+        """`scores`: what the tokens were drawn from; `tokens`: one per row, -1 for none."""
 
 
 def check_token_ids(ids: Collection[int], vocab_size: int, what: str) -> None:
@@ -80,15 +100,19 @@ class LogitBias:
 
 
 class RepetitionPenalty:
-    """CTRL's penalty on every token already in the sequence, prompt included: positive
-    scores are divided by the penalty, negative ones multiplied."""
+    """CTRL's penalty on every token among the last `last_n` of the sequence (-1: all of
+    it), prompt included: positive scores are divided by the penalty, negative ones
+    multiplied."""
 
-    def __init__(self, penalty: float) -> None:
+    def __init__(self, penalty: float, last_n: int = -1) -> None:
         self.penalty = penalty
+        self.last_n = last_n
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         scores = scores.clone()
         for row, seq in enumerate(state.sequences):
+            if self.last_n > 0:
+                seq = seq[-self.last_n :]
             if not seq:
                 continue
             seen = torch.tensor(sorted(set(seq)), device=scores.device)
@@ -277,16 +301,22 @@ def build_pipeline(
     eos_id: int | Collection[int] | None,
     constraints: Sequence[LogitsProcessor] = (),
     banned_ids: Collection[int] = (),
+    tokenizer: Tokenizer | None = None,
 ) -> list[LogitsProcessor]:
     """The processors `params` asks for, in the documented order; `banned_ids` are never
-    chosen (the decoder passes the model's special tokens unless `allow_special_tokens`)."""
+    chosen (the decoder passes the model's special tokens unless `allow_special_tokens`).
+    DRY's sequence breakers are found in `tokenizer`'s vocabulary."""
+    from musegpt.generation import samplers  # it builds on this module
+
     steps: list[LogitsProcessor] = []
     if params.logit_bias:
         steps.append(LogitBias(params.logit_bias, vocab_size))
-    if params.repetition_penalty != 1.0:
-        steps.append(RepetitionPenalty(params.repetition_penalty))
+    if params.repetition_penalty != 1.0 and params.repeat_last_n != 0:
+        steps.append(RepetitionPenalty(params.repetition_penalty, params.repeat_last_n))
     if params.presence_penalty or params.frequency_penalty:
         steps.append(PresenceFrequencyPenalty(params.presence_penalty, params.frequency_penalty))
+    if params.dry_multiplier > 0 and params.dry_penalty_last_n != 0:
+        steps.append(_dry(params, tokenizer))
     if params.no_repeat_ngram_size:
         steps.append(NoRepeatNGram(params.no_repeat_ngram_size))
     if params.min_new_tokens and eos_id is not None:
@@ -297,8 +327,14 @@ def build_pipeline(
     steps.append(BlockTakenBack())
     if params.greedy:
         return steps  # truncation cannot change the argmax
-    if params.temperature != 1.0:
+    dynamic = params.dynatemp_range > 0 and not params.mirostat
+    if params.temperature != 1.0 and not dynamic:
         steps.append(Temperature(params.temperature))
+    if params.mirostat:  # it replaces truncation, as in llama.cpp
+        steps.append(samplers.Mirostat(params.mirostat, params.mirostat_tau, params.mirostat_eta))
+        return steps
+    if params.top_n_sigma > 0:
+        steps.append(samplers.TopNSigma(params.top_n_sigma))
     if params.top_k:
         steps.append(TopK(params.top_k))
     if params.top_p < 1.0:
@@ -307,7 +343,34 @@ def build_pipeline(
         steps.append(TypicalP(params.typical_p))
     if params.min_p > 0.0:
         steps.append(MinP(params.min_p))
+    if params.xtc_probability > 0 and params.xtc_threshold <= 0.5:
+        steps.append(samplers.XTC(params.xtc_probability, params.xtc_threshold, params.seed))
+    if dynamic:
+        steps.append(
+            samplers.DynamicTemperature(
+                params.temperature, params.dynatemp_range, params.dynatemp_exponent
+            )
+        )
     return steps
+
+
+def _dry(params: SamplingParams, tokenizer: Tokenizer | None) -> LogitsProcessor:
+    from musegpt.generation.samplers import DRY, SequenceBreakers, sequence_breakers
+
+    if params.dry_sequence_breakers and tokenizer is None:
+        raise ValueError("DRY's sequence breakers need the model's tokenizer")
+    breakers = (
+        sequence_breakers(tokenizer, params.dry_sequence_breakers)
+        if tokenizer is not None and params.dry_sequence_breakers
+        else SequenceBreakers()
+    )
+    return DRY(
+        params.dry_multiplier,
+        params.dry_base,
+        params.dry_allowed_length,
+        params.dry_penalty_last_n,
+        breakers,
+    )
 
 
 def apply_pipeline(
@@ -316,3 +379,13 @@ def apply_pipeline(
     for step in steps:
         scores = step(state, scores)
     return scores
+
+
+def observe_choice(
+    steps: Sequence[LogitsProcessor], state: DecodeState, scores: torch.Tensor, tokens: torch.Tensor
+) -> None:
+    """Tell the processors that learn from each choice (Mirostat) which tokens were drawn
+    from `scores` (-1: the row had none)."""
+    for step in steps:
+        if isinstance(step, ChoiceObserver):
+            step.chosen(state, scores, tokens)
