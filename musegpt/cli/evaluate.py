@@ -39,7 +39,10 @@ def studio_command(
         unknown = [t for t in chosen_tasks if t not in EVALUATED_TASKS]
         if unknown:
             known = ", ".join(EVALUATED_TASKS)
-            raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {known}")
+            raise ValueError(
+                f"unknown task(s) {', '.join(unknown)}; known: {known} "
+                "(poems are measured by `musegpt eval forms`)"
+            )
         chosen_langs = [lang for lang in langs.split(",") if lang]
         if any(lang not in ("en", "zh") for lang in chosen_langs):
             raise ValueError(f"--langs takes en and/or zh (got {langs!r})")
