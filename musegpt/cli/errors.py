@@ -57,7 +57,7 @@ def _option(field: str) -> str:
             return str(max(param.opts, key=len))
         if param.name in names or (not names and not is_option):
             return str(param.name).upper()  # an argument, shown as usage shows it
-    return f"--{field.replace('_', '-')}"
+    return field  # not an option of this command (e.g. a setting read from a file)
 
 
 def _current_context() -> Any:
