@@ -401,7 +401,9 @@ def test_character_counts_are_the_han_characters(text: str) -> None:
 def test_checker_never_fails_on_any_text(text: str, name: str) -> None:
     report = check(text, name)
     assert report.passed == (not report.reasons)
-    assert isinstance(report.summary(), str)
+    verdict = "passes as a " if report.passed else "fails as a "
+    assert report.summary().startswith(verdict + report.form.display_name)
+    assert all(reason in report.summary() for reason in report.reasons)
 
 
 def test_xinyun_groups_from_pinyin() -> None:
