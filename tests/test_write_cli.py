@@ -107,3 +107,18 @@ def test_a_valid_project_file_is_read_back(tmp_path: Path, model: str) -> None:
     result = run("write", "story", "--project", str(tmp_path), "-m", model)
     assert result.exit_code == 0, result.output
     assert "Ada woke." in result.stdout and "is complete (1 chapters)" in result.output
+
+
+def test_text_files_get_the_same_check_as_form_check(tmp_path: Path, model: str) -> None:
+    binary = tmp_path / "draft.bin"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00")
+    for args in (
+        ["write", "story", "--continue", str(binary)],
+        ["write", "rewrite", f"@{binary}", "--style", "noir"],
+        ["write", "rewrite", "The train was late.", "--sample", str(binary)],
+        ["write", "plot-help", f"@{binary}", "--conflict", "stuck"],
+    ):
+        line = one_error_line(run(*args, "-m", model))
+        assert line == f"error: {binary} holds control characters: it is not plain text"
+    line = one_error_line(run("write", "rewrite", f"@{tmp_path / 'nope.txt'}", "--style", "x"))
+    assert line == f"error: {tmp_path / 'nope.txt'} does not exist"

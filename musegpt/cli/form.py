@@ -6,7 +6,6 @@ is wrong (no such file, unknown form)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from musegpt.cli.errors import user_errors
+from musegpt.cli.options import read_text_input
 
 if TYPE_CHECKING:
     from musegpt.forms.checker import FormReport
@@ -27,31 +27,6 @@ form_app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-
-
-# Control characters other than tab and line ends: a binary file, not a poem.
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _read_poem(file: Path) -> str:
-    """The poem's text from a file or (`-`) standard input: UTF-8 text, else an error."""
-    if str(file) == "-":
-        return _poem_text(typer.get_binary_stream("stdin").read(), "standard input")
-    if not file.exists():
-        raise FileNotFoundError(f"{file} does not exist")
-    if not file.is_file():
-        raise ValueError(f"{file} is not a file")
-    return _poem_text(file.read_bytes(), str(file))
-
-
-def _poem_text(data: bytes, source: str) -> str:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{source} is not UTF-8 text") from None
-    if CONTROL.search(text):
-        raise ValueError(f"{source} holds control characters: it is not plain text")
-    return text
 
 
 def _score(value: float | None) -> str:
@@ -127,7 +102,7 @@ def check_command(
         from musegpt.forms.checker import check
 
         chosen = chosen_form(form, rhymes, strict)
-        text = _read_poem(file)
+        text = read_text_input(file)
         report = check(text, chosen)
     render_report(report, console)
     if not report.passed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -27,3 +28,29 @@ def chosen(**options: object) -> dict[str, object]:
     """The options the user actually gave (None = not given), by SamplingParams field name."""
     renamed = {"max_tokens": "max_new_tokens"}
     return {renamed.get(k, k): v for k, v in options.items() if v is not None}
+
+
+# Control characters other than tab and line ends: a binary file, not text.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def read_text_input(file: Path) -> str:
+    """A text a command is given as a file, or (`-`) on standard input: UTF-8 plain text,
+    else a ValueError that says which input is wrong."""
+    if str(file) == "-":
+        return _plain_text(typer.get_binary_stream("stdin").read(), "standard input")
+    if not file.exists():
+        raise FileNotFoundError(f"{file} does not exist")
+    if not file.is_file():
+        raise ValueError(f"{file} is not a file")
+    return _plain_text(file.read_bytes(), str(file))
+
+
+def _plain_text(data: bytes, source: str) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{source} is not UTF-8 text") from None
+    if CONTROL.search(text):
+        raise ValueError(f"{source} holds control characters: it is not plain text")
+    return text

@@ -21,6 +21,7 @@ from musegpt.cli.options import (
     TopKOpt,
     TopPOpt,
     chosen,
+    read_text_input,
 )
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def story_command(
         sampling = chosen(seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,
                           repetition_penalty=repetition_penalty, max_tokens=max_tokens)  # fmt: skip
         if continue_file is not None:
-            text = continue_file.read_text(encoding="utf-8")
+            text = read_text_input(continue_file)
             _sink(text.rstrip() + " ")
             fields: dict[str, Any] = {"text": text, "max_tokens": max_tokens}
             _write("continue", fields, model, lang, sampling, out)
@@ -213,7 +214,7 @@ def rewrite_command(
 ) -> None:
     """A passage in another style or tone (or after a style sample), meaning kept."""
     with user_errors():
-        sample_text = sample.read_text(encoding="utf-8") if sample else ""
+        sample_text = read_text_input(sample) if sample else ""
         sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
         fields = {"text": _text_arg(text), "style": style, "sample": sample_text,
                   "alternatives": alternatives}  # fmt: skip
@@ -242,7 +243,7 @@ def plot_help_command(
 def _text_arg(value: str) -> str:
     """`@FILE` reads the text from a file; anything else is the text itself."""
     if value.startswith("@"):
-        return Path(value[1:]).read_text(encoding="utf-8")
+        return read_text_input(Path(value[1:]))
     return value
 
 
