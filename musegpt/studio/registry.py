@@ -138,7 +138,6 @@ class TaskSpec(Generic[R]):
     """One task: what it takes, and the `Studio` call that performs it."""
 
     name: TaskName
-    summary: str
     request: type[R]
     call: Callable[[Studio, R, dict[str, Any]], Work]
 
@@ -187,15 +186,15 @@ def _poem(studio: Studio, r: PoemRequest, o: dict[str, Any]) -> Work:
 
 def _specs() -> dict[str, TaskSpec[Any]]:
     specs: list[TaskSpec[Any]] = [
-        TaskSpec("story", "a story project: bible, outline, chapters", StoryRequest, _story),
-        TaskSpec("continue", "a text continued in its own voice", ContinueRequest, _continue),
-        TaskSpec("script", "a screenplay scene in Fountain", ScriptRequest, _script),
-        TaskSpec("lyrics", "verses, a repeated chorus and a bridge", LyricsRequest, _lyrics),
-        TaskSpec("brainstorm", "N distinct ideas of a kind", BrainstormRequest, _brainstorm),
-        TaskSpec("describe", "a sensory description", DescribeRequest, _describe),
-        TaskSpec("rewrite", "a passage in another style", RewriteRequest, _rewrite),
-        TaskSpec("plot-help", "distinct ways forward", PlotHelpRequest, _plot_help),
-        TaskSpec("poem", "a poem that passes its form's checker", PoemRequest, _poem),
+        TaskSpec("story", StoryRequest, _story),
+        TaskSpec("continue", ContinueRequest, _continue),
+        TaskSpec("script", ScriptRequest, _script),
+        TaskSpec("lyrics", LyricsRequest, _lyrics),
+        TaskSpec("brainstorm", BrainstormRequest, _brainstorm),
+        TaskSpec("describe", DescribeRequest, _describe),
+        TaskSpec("rewrite", RewriteRequest, _rewrite),
+        TaskSpec("plot-help", PlotHelpRequest, _plot_help),
+        TaskSpec("poem", PoemRequest, _poem),
     ]
     return {spec.name: spec for spec in specs}
 

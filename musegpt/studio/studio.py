@@ -1,4 +1,5 @@
-"""`Studio`: the writing tasks on one engine — the Python API the CLI and server both use.
+"""`Studio`: the writing tasks on one engine — the Python API. The CLI, the server and the
+evaluations reach these methods through one registry of tasks (`musegpt.studio.registry`).
 
 from musegpt.studio import Studio
 studio = Studio()                      # the embedded default model
