@@ -29,6 +29,7 @@ from rich.console import Console
 from torch import nn
 
 from musegpt.data.dataset import PreparedCorpus
+from musegpt.model.compiled import CompiledWithFallback
 from musegpt.model.gpt import GPT, CausalSelfAttention
 from musegpt.model.io import MODEL_FILE
 from musegpt.tokenizer.base import Tokenizer
@@ -87,6 +88,9 @@ class TrainResult:
     final_val_loss: float | None
     best_val_loss: float | None
     rank: int = 0  # this process's rank under DDP; only rank 0 writes and reports
+    # With `compile`: seconds the first step took (compiling included); None when the
+    # run did not compile, or compiling failed and it trained eagerly.
+    compile_seconds: float | None = None
 
     @property
     def is_main(self) -> bool:
@@ -365,8 +369,16 @@ class Trainer:
                 metrics.clear()
 
         forward: nn.Module = model
+        compiled: CompiledWithFallback | None = None
         if cfg.compile:
-            forward = torch.compile(model)  # type: ignore[assignment]
+
+            def compile_failed(reason: str) -> None:
+                if main:
+                    self.console.print(
+                        f"[yellow]note:[/] torch.compile failed, training without it ({reason})"
+                    )
+
+            forward = compiled = CompiledWithFallback(model, on_fallback=compile_failed)
         ddp: nn.parallel.DistributedDataParallel | None = None
         if dist_info.world_size > 1:
             ddp = nn.parallel.DistributedDataParallel(
@@ -546,6 +558,7 @@ class Trainer:
             final_val_loss=final_val,
             best_val_loss=best_val if math.isfinite(best_val) else None,
             rank=dist_info.rank,
+            compile_seconds=compiled.compile_seconds if compiled and compiled.compiled else None,
         )
 
     # ------------------------------------------------------------------ helpers
