@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 
 from musegpt.cli.errors import err_console, user_errors
-from musegpt.cli.options import ModelOpt, Opt
+from musegpt.cli.options import ModelOpt, Opt, Samplers, sampler_options
 
 eval_app = typer.Typer(help="Evaluate what MuseGPT writes.", no_args_is_help=True)
 
 
 @eval_app.command("studio")
+@sampler_options
 def studio_command(
     model: ModelOpt = None,
     tasks: Annotated[str, Opt(help="Comma-separated tasks (default: all).")] = "",
@@ -24,6 +25,7 @@ def studio_command(
     out: Annotated[Path, Opt("--out", "-o", help="Markdown table to write.")] = Path(
         "docs/studio-eval.md"
     ),
+    samplers: Samplers = None,
 ) -> None:
     """Every studio task on the fixed prompt set: distinct-1/2, repetition, structural
     validity, length and seconds per piece."""
@@ -32,6 +34,7 @@ def studio_command(
 
         from musegpt.engines.registry import open_engine
         from musegpt.fileio import atomic_write_text
+        from musegpt.generation.params import SamplingParams
         from musegpt.studio import Studio
         from musegpt.studio.evaluate import EVALUATED_TASKS, evaluate, markdown_table, score_dicts
 
@@ -47,7 +50,7 @@ def studio_command(
         if any(lang not in ("en", "zh") for lang in chosen_langs):
             raise ValueError(f"--langs takes en and/or zh (got {langs!r})")
         engine = open_engine(model)
-        studio = Studio(engine)
+        studio = Studio(engine, SamplingParams(**(samplers or {})))
         scores = []
         total = len(chosen_tasks) * len(chosen_langs)
         with Progress(console=err_console) as bar:
@@ -61,6 +64,12 @@ def studio_command(
                 err_console.print(score.row(), highlight=False)
         rows = [s.row() for s in scores]
         command = f"musegpt eval studio --model {engine.name} --per-task {per_task} --seed {seed}"
+        if tasks:
+            command += f" --tasks {tasks}"
+        if langs != "en,zh":
+            command += f" --langs {langs}"
+        for name, value in (samplers or {}).items():  # the samplers asked for, as options
+            command += f" --{name.replace('_', '-')} {value}"
         page = (
             f"# Studio evaluation\n\nModel: `{engine.name}` ({engine.backend}). "
             f"Command: `{command}`.\n\n" + markdown_table(rows)

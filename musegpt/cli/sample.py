@@ -6,10 +6,12 @@ from typing import Annotated
 import typer
 
 from musegpt.cli.errors import user_errors
+from musegpt.cli.options import Samplers, sampler_options
 
 Opt = typer.Option
 
 
+@sampler_options
 def sample_command(
     model: Annotated[Path, typer.Argument(help="Model file or folder (model.safetensors).")],
     prompt: Annotated[str, Opt(help="Text to continue; empty starts a new document.")] = "",
@@ -29,6 +31,7 @@ def sample_command(
     ban_regex: Annotated[list[str] | None, Opt(help="A pattern never to match.")] = None,
     seed: Annotated[int | None, Opt(help="Same seed, same text.")] = None,
     num_samples: Annotated[int, Opt("--num-samples", "-n", help="How many samples.")] = 1,
+    samplers: Samplers = None,
 ) -> None:
     """Continue a prompt with a trained MuseGPT model, streaming to the terminal."""
     with user_errors():
@@ -51,6 +54,7 @@ def sample_command(
             banned=ban or [],
             banned_regex=ban_regex or [],
             seed=seed,
+            **(samplers or {}),
         )
         muse = load(model)
         for i in range(num_samples):

@@ -16,12 +16,14 @@ from musegpt.cli.options import (
     Opt,
     OutOpt,
     RepetitionOpt,
+    Samplers,
     SeedOpt,
     TemperatureOpt,
     TopKOpt,
     TopPOpt,
     chosen,
     read_text_input,
+    sampler_options,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ def _write(
 
 
 @write_app.command("story")
+@sampler_options
 def story_command(
     premise: Annotated[str, typer.Argument(help="What the story is about.")] = "",
     project: Annotated[Path | None, Opt(help="Story folder (default: stories/<premise>).")] = None,
@@ -106,11 +109,12 @@ def story_command(
     repetition_penalty: RepetitionOpt = None,
     max_tokens: MaxTokensOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """A story from a premise — bible, outline, chapters — saved as a project folder you can
     resume and extend (--more); or --continue a text."""
     with user_errors():
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,
+        sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,
                           repetition_penalty=repetition_penalty, max_tokens=max_tokens)  # fmt: skip
         if continue_file is not None:
             text = read_text_input(continue_file)
@@ -124,6 +128,7 @@ def story_command(
 
 
 @write_app.command("script")
+@sampler_options
 def script_command(
     situation: Annotated[str, typer.Argument(help="What happens in the scene.")],
     title: Annotated[str, Opt(help="The script's title.")] = "",
@@ -133,14 +138,16 @@ def script_command(
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """A screenplay scene in Fountain format."""
     with user_errors():
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
         _write("script", {"text": situation, "title": title}, model, lang, sampling, out)
 
 
 @write_app.command("lyrics")
+@sampler_options
 def lyrics_command(
     topic: Annotated[str, typer.Argument(help="What the song is about.")],
     title: Annotated[str, Opt(help="The song's title.")] = "",
@@ -150,14 +157,16 @@ def lyrics_command(
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """Song lyrics: verses, a repeated chorus and a bridge, labelled."""
     with user_errors():
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
         _write("lyrics", {"text": topic, "title": title}, model, lang, sampling, out)
 
 
 @write_app.command("brainstorm")
+@sampler_options
 def brainstorm_command(
     topic: Annotated[str, typer.Argument(help="What the ideas are for.")],
     kind: Annotated[str, Opt(help="titles, names, plot twists, settings, design concepts…")] = (
@@ -172,15 +181,17 @@ def brainstorm_command(
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """N distinct ideas of a kind (near-duplicates are dropped until N remain)."""
     with user_errors():
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
         fields = {"text": topic, "kind": kind, "count": count}
         _write("brainstorm", fields, model, lang, sampling, out)
 
 
 @write_app.command("describe")
+@sampler_options
 def describe_command(
     subject: Annotated[str, typer.Argument(help="A thing, person or place.")],
     model: ModelOpt = None,
@@ -190,14 +201,18 @@ def describe_command(
     top_p: TopPOpt = None,
     max_tokens: MaxTokensOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """A sensory description."""
     with user_errors():
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+        sampling = chosen(
+            samplers, seed=seed, temperature=temperature, top_p=top_p, max_tokens=max_tokens
+        )
         _write("describe", {"text": subject}, model, lang, sampling, out)
 
 
 @write_app.command("rewrite")
+@sampler_options
 def rewrite_command(
     text: Annotated[str, typer.Argument(help="The passage, or @FILE to read it from a file.")],
     style: Annotated[str, Opt(help="A style or tone: noir, Shakespearean, cheerful…")] = "",
@@ -211,17 +226,19 @@ def rewrite_command(
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """A passage in another style or tone (or after a style sample), meaning kept."""
     with user_errors():
         sample_text = read_text_input(sample) if sample else ""
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
         fields = {"text": _text_arg(text), "style": style, "sample": sample_text,
                   "alternatives": alternatives}  # fmt: skip
         _write("rewrite", fields, model, lang, sampling, out)
 
 
 @write_app.command("plot-help")
+@sampler_options
 def plot_help_command(
     story: Annotated[str, typer.Argument(help="The story so far, or @FILE.")],
     conflict: Annotated[str, Opt(help="Where you are stuck.")],
@@ -232,10 +249,11 @@ def plot_help_command(
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """Several distinct ways forward when a plot is stuck."""
     with user_errors():
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
         fields = {"text": _text_arg(story), "conflict": conflict, "count": count}
         _write("plot-help", fields, model, lang, sampling, out)
 
@@ -248,6 +266,7 @@ def _text_arg(value: str) -> str:
 
 
 @write_app.command("poem")
+@sampler_options
 def poem_command(
     topic: Annotated[str, typer.Argument(help="What the poem is about.")],
     form: Annotated[
@@ -263,10 +282,11 @@ def poem_command(
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
     out: OutOpt = None,
+    samplers: Samplers = None,
 ) -> None:
     """A poem in an exact form: it passes the form's checker, or fails with the reasons."""
     with user_errors():
         fields = {"text": topic, "form": form, "rhymes": rhymes, "strict": strict,
                   "attempts": attempts}  # fmt: skip
-        sampling = chosen(seed=seed, temperature=temperature, top_p=top_p)
+        sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
         _write("poem", fields, model, None, sampling, out)

@@ -309,11 +309,21 @@ class Mirostat:
         return scores.masked_fill(~keep, NEG_INF)
 
     def _top_k(self, probs: torch.Tensor, mu: float) -> int:
+        k = self.estimate_k(probs, mu)
+        if math.isnan(k):
+            return 1
+        # llama.cpp converts k to a 32-bit int first: beyond that range (a flat distribution
+        # and a high target) it ends up with 1 token on x86, where all are meant (here).
+        return max(1, min(int(min(k, probs.shape[-1])), probs.shape[-1]))
+
+    def estimate_k(self, probs: torch.Tensor, mu: float) -> float:
+        """Mirostat 1's k before rounding: from the Zipf exponent s of the likeliest
+        tokens, k = (e * 2**mu / (1 - N**-e)) ** (1 / s), with e = s - 1."""
         vocab = probs.shape[-1]
         best = torch.topk(probs, min(MIROSTAT_M, vocab)).values.double()
         best = best[best > 0]
         if len(best) < 2:
-            return 1
+            return 1.0
         ranks = torch.arange(1, len(best), dtype=torch.float64)
         t = torch.log((ranks + 1) / ranks)
         b = torch.log(best[:-1] / best[1:])
@@ -322,14 +332,11 @@ class Mirostat:
         # C's float arithmetic: x ** (1 / 0) is 0 or infinite, a negative x ** y is NaN.
         try:
             base = (epsilon * 2.0**mu) / (1 - vocab ** (-epsilon))
-            k = math.pow(base, 1 / s_hat if s_hat != 0 else math.inf)
+            return math.pow(base, 1 / s_hat if s_hat != 0 else math.inf)
         except OverflowError:
-            k = math.inf
+            return math.inf
         except (ValueError, ZeroDivisionError):
-            k = math.nan
-        if math.isnan(k):
-            return 1
-        return max(1, min(int(min(k, vocab)), vocab))
+            return math.nan
 
     def chosen(self, state: DecodeState, scores: torch.Tensor, tokens: torch.Tensor) -> None:
         log_probs = scores.log_softmax(dim=-1)
