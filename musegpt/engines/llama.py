@@ -4,15 +4,26 @@ llama.cpp computes the logits; MuseGPT's decoder chooses every token, so our sam
 banned phrases and constraints apply exactly as they do to our own models. One context
 serves one row at a time and keeps its KV cache between calls: a prompt that shares a
 prefix with the previous one (a retry, the next scene of a story) is not evaluated again.
+
+Threads: llama.cpp's threads meet at a spinning barrier after every operation of the
+graph, so when one of them is not running (another program holds its core) the others
+wait for it, hundreds of times a token: on 2 busy cores 2 threads decoded 1-2 tokens/s
+where 1 thread decoded 9-14 (measured). Unless a fixed count is asked for, each decode
+uses the cores that other programs leave free (`ThreadBudget`), re-checked as it goes;
+llama.cpp's logits do not depend on its thread count, so the text does not either. The
+decoder's own work on the logits runs on one torch thread (`sampling_threads`), so no
+torch worker spins on a core that llama.cpp needs.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -102,6 +113,86 @@ class LlamaTokenizer(BackendTokenizer):
             size = -n  # too small: llama.cpp says how much it needs
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the system does not report one."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def running_now() -> int | None:
+    """Threads runnable on the whole machine at this instant (this one included), or None
+    where the system does not say (Linux's /proc/loadavg does)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+LOAD_TIME_CONSTANT = 60.0  # seconds: the 1-minute load average decays like this
+
+
+@dataclass
+class ThreadBudget:
+    """How many threads llama.cpp should use now: the cores other programs leave free.
+
+    Other programs' load is the larger of two readings: the 1-minute load average less
+    this process's own share (its CPU time per second, averaged the way the load average
+    is, so a decode that just kept both cores busy does not count as someone else's), and
+    the threads runnable right now less this decode's own (the load average takes a
+    minute to notice a program that just started). Too many threads cost far more than
+    too few (a thread left waiting stalls every barrier; one thread short loses at most
+    its share), so a core counts as free only when at least 3/4 of it is."""
+
+    most: int  # never more threads than this
+    cores: int = field(default_factory=usable_cores)
+    read_load: Callable[[], float | None] = load_average
+    read_running: Callable[[], int | None] = running_now
+    cpu_clock: Callable[[], float] = time.process_time
+    wall_clock: Callable[[], float] = time.monotonic
+    own_load: float = 0.0
+    _cpu: float = field(init=False)
+    _time: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._cpu, self._time = self.cpu_clock(), self.wall_clock()
+
+    def _update_own_load(self) -> None:
+        now, cpu = self.wall_clock(), self.cpu_clock()
+        elapsed = now - self._time
+        if elapsed <= 0:
+            return
+        weight = math.exp(-elapsed / LOAD_TIME_CONSTANT)
+        rate = (cpu - self._cpu) / elapsed
+        self.own_load = weight * self.own_load + (1 - weight) * rate
+        self._cpu, self._time = cpu, now
+
+    def threads(self, current: int) -> int:
+        """The thread count to use next, for a decode now running `current` threads (its
+        own, counted among the runnable ones: the caller and llama.cpp's workers)."""
+        self._update_own_load()
+        load, running = self.read_load(), self.read_running()
+        if load is None and running is None:
+            return max(min(self.most, self.cores), 1)
+        others = 0.0
+        if load is not None:
+            others = load - self.own_load
+        if running is not None:
+            others = max(others, running - max(current, 1))
+        free = math.floor(self.cores - max(others, 0.0) + 0.25)
+        return max(min(free, self.most), 1)
+
+
 CHUNK = 128  # prompt tokens are evaluated in chunks that start at multiples of this
 
 
@@ -115,22 +206,50 @@ class CacheState:
 
 
 class LlamaLogitsSource:
-    """Next-token logits from a llama.cpp context, one row, reusing the cached prefix."""
+    """Next-token logits from a llama.cpp context, one row, reusing the cached prefix.
 
-    def __init__(self, llama: Any, context_length: int, state: CacheState) -> None:
+    The logits returned are a view of llama.cpp's own buffer (no copy of 262,144 floats a
+    step): valid until the next `prefill` or `step`, which the decoder never outlives (it
+    chooses the token before asking for more; processors never write to their input)."""
+
+    sampling_threads = 1  # the decoder's torch work runs on one thread (see the module)
+    RECHECK_STEPS = 16  # decode steps between two looks at the machine's load
+
+    def __init__(
+        self, llama: Any, context_length: int, state: CacheState, budget: ThreadBudget | None
+    ) -> None:
         self.llama = llama
         self.state = state
         self.vocab = int(llama.n_vocab())
         self._context_length = context_length
+        self.budget = budget
+        self._steps = 0
+        self._use_free_cores()
 
     @property
     def context_length(self) -> int:
         return self._context_length
 
+    @property
+    def threads(self) -> int:
+        """llama.cpp's thread count for the next evaluation."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_n_threads(self.llama._ctx.ctx))
+
+    def _use_free_cores(self) -> None:
+        if self.budget is None:
+            return
+        current = self.threads
+        threads = self.budget.threads(current)
+        if threads != current:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self.llama._ctx.ctx, threads, threads)
+
     def _last_logits(self) -> torch.Tensor:
         pointer = self.llama._ctx.get_logits_ith(-1)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.vocab,))
-        return torch.from_numpy(logits.copy()).view(1, -1)
+        return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(1, self.vocab)))
 
     def prefill(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
         """Evaluate `window` in chunks aligned to CHUNK, after the longest reusable prefix:
@@ -148,6 +267,9 @@ class LlamaLogitsSource:
         return self._last_logits()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self._steps += 1
+        if self._steps % self.RECHECK_STEPS == 0:
+            self._use_free_cores()
         self.llama.eval([int(tokens.view(-1)[0])])
         return self._last_logits()
 
@@ -162,11 +284,21 @@ class LlamaCppEngine(Engine):
     backend: ClassVar[str] = "llama.cpp"
     max_batch: ClassVar[int | None] = 1
 
-    def __init__(self, llama: Any, name: str, path: str, overflow: OverflowPolicy) -> None:
+    def __init__(
+        self,
+        llama: Any,
+        name: str,
+        path: str,
+        overflow: OverflowPolicy,
+        threads: int | None = None,
+    ) -> None:
+        """`threads`: llama.cpp's thread count, fixed; None: the cores other programs leave
+        free, chosen per decode (see `ThreadBudget`)."""
         super().__init__(name, path, overflow)
         self.llama = llama
         self._tokenizer = LlamaTokenizer(llama)
         self.cache_state = CacheState()
+        self.thread_budget = None if threads else ThreadBudget(usable_cores())
 
     @classmethod
     def load(
@@ -195,13 +327,14 @@ class LlamaCppEngine(Engine):
                 llama = Llama(
                     model_path=str(file),
                     n_ctx=context_length,
-                    n_threads=threads or os.cpu_count() or 1,
+                    n_threads=threads or usable_cores(),
+                    n_threads_batch=threads or usable_cores(),
                     logits_all=False,
                     verbose=False,
                 )
         except (ValueError, RuntimeError) as err:
             raise EngineError(f"llama.cpp could not load {file}: {err}") from err
-        return cls(llama, name or file.stem, str(file), overflow)
+        return cls(llama, name or file.stem, str(file), overflow, threads)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -213,4 +346,6 @@ class LlamaCppEngine(Engine):
         return min(int(self.llama.n_ctx()), int(self.llama._model.n_ctx_train()))
 
     def logits_source(self, params: SamplingParams | None = None) -> LlamaLogitsSource:
-        return LlamaLogitsSource(self.llama, self.context_length, self.cache_state)
+        return LlamaLogitsSource(
+            self.llama, self.context_length, self.cache_state, self.thread_budget
+        )

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
 import torch
 
 from musegpt.generation.params import SamplingParams
@@ -315,14 +316,63 @@ def shortlist_scores(
     top_k = pipeline[cut]
     assert isinstance(top_k, TopK)
     scores = apply_pipeline(pipeline[:cut], state, raw)
-    k = min(top_k.k, scores.shape[-1])
+    found = best_k(scores, min(top_k.k, scores.shape[-1]))
+    if found is None:
+        return apply_pipeline(pipeline[cut:], state, scores), None
+    values, ids = found
+    return apply_pipeline(tail, state, values), ids
+
+
+SAMPLE_STRIDE = 64  # best_k's sample: every 64th score (sqrt(262,144 / 64): balanced work)
+
+
+def best_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The k best scores of each row (B, vocab) and their token ids, listed by id; None when
+    a score outside them ties the k-th (top-k then keeps more than k).
+
+    On a CPU this reads the vocabulary once: the k-th best score of a sample (every 64th)
+    is a threshold that at least k scores reach, so the best k are among the few that
+    reach it (numpy here: torch's reductions over one long row run several times slower
+    on one thread). Elsewhere, or when the sample is too small, `torch.topk`."""
+    if scores.device.type != "cpu" or scores.shape[-1] < k * SAMPLE_STRIDE or k < 1:
+        return _torch_best_k(scores, k)
+    rows = scores.detach().float().numpy()
+    best_values, best_ids = [], []
+    for row in rows:
+        sample = row[::SAMPLE_STRIDE]
+        threshold = np.partition(sample, sample.shape[0] - k)[sample.shape[0] - k]
+        reach = np.flatnonzero(row >= threshold)
+        if reach.shape[0] < k:  # NaN scores: let torch decide
+            return _torch_best_k(scores, k)
+        reached = row[reach]
+        top = np.argpartition(reached, reach.shape[0] - k)[reach.shape[0] - k :]
+        kth = reached[top].min()
+        if kth > NEG_INF and np.count_nonzero(reached >= kth) > k:
+            return None
+        ids = np.sort(reach[top])
+        best_ids.append(ids)
+        best_values.append(row[ids])
+    return torch.from_numpy(np.stack(best_values)), torch.from_numpy(np.stack(best_ids))
+
+
+def argmax_rows(scores: torch.Tensor) -> torch.Tensor:
+    """Each row's best token (the first of equals); numpy on a CPU, where it is ~20x faster
+    than torch's argmax over a long row on one thread (measured: 17 against 434 µs for
+    262,144 scores)."""
+    if scores.device.type != "cpu":
+        return scores.argmax(dim=-1)
+    return torch.from_numpy(scores.detach().numpy().argmax(axis=-1))
+
+
+def _torch_best_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`best_k` with `torch.topk`."""
     values, ids = torch.topk(scores, k, dim=-1)
     kth = values[:, -1:]
     tied = ((scores >= kth).sum(dim=-1) > k) & (kth.view(-1) > NEG_INF)
     if bool(tied.any()):
-        return apply_pipeline(pipeline[cut:], state, scores), None
+        return None
     ids, order = ids.sort(dim=-1)
-    return apply_pipeline(tail, state, values.gather(-1, order)), ids
+    return values.gather(-1, order), ids
 
 
 @contextmanager
@@ -520,12 +570,12 @@ class Decoder:
             keys=[r.index for r in rows],
         )
         scores, candidates = shortlist_scores(pipeline, state, raw)
-        allowed = (scores > NEG_INF).any(dim=-1)
+        allowed = scores.amax(dim=-1) != NEG_INF  # amax: one fast pass (any() is slow)
         stuck = not bool(allowed.all())
         if stuck:  # give such rows any finite scores to draw from, then take their draw back
             scores = scores.masked_fill(~allowed.view(-1, 1), 0.0)
         if params.greedy:
-            tokens = scores.argmax(dim=-1)
+            tokens = argmax_rows(scores)
         else:
             tokens = draw(torch.softmax(scores, dim=-1), generator)
         if stuck:

@@ -1,0 +1,185 @@
+"""MuseGPT's decoder on llama.cpp's logits at llama.cpp's speed: top-k first where that is
+exact, llama.cpp's thread count from the machine's load (without changing the text), and
+the decoder's own torch work on one thread."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from musegpt.engines.default_model import default_model_path
+from musegpt.engines.llama import LlamaCppEngine, ThreadBudget
+from musegpt.generation.decoder import argmax_rows, best_k, shortlist_scores
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
+
+VOCAB = 20000  # wide enough for best_k's sampled threshold (k * 64 scores or more)
+
+
+def _full_and_shortlisted(
+    params: SamplingParams, raw: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities over the vocabulary: the whole pipeline, and the shortlisted one."""
+    pipeline = build_pipeline(params, raw.shape[-1], eos_id=0)
+    state = DecodeState([[1, 2, 3]] * raw.shape[0], [1] * raw.shape[0])
+    full = torch.softmax(apply_pipeline(pipeline, state, raw), dim=-1)
+    scores, ids = shortlist_scores(pipeline, state, raw)
+    assert ids is not None, "top-k followed by value-only steps is shortlisted"
+    short = torch.zeros_like(full).scatter(-1, ids, torch.softmax(scores, dim=-1))
+    return full, short
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=0.8, top_k=40),
+        SamplingParams(temperature=0.8, top_k=64, top_p=0.9, presence_penalty=0.5),
+        SamplingParams(temperature=1.3, top_k=50, min_p=0.05, typical_p=0.9),
+        SamplingParams(temperature=0.7, top_k=300, top_p=0.95, frequency_penalty=0.3),
+    ],
+)
+def test_shortlist_gives_the_same_distribution_as_the_whole_vocabulary(
+    params: SamplingParams,
+) -> None:
+    torch.manual_seed(0)
+    full, short = _full_and_shortlisted(params, 3 * torch.randn(3, VOCAB))
+    torch.testing.assert_close(short, full, rtol=1e-5, atol=1e-7)
+
+
+def test_shortlist_with_fewer_allowed_tokens_than_k() -> None:
+    """A constraint that leaves 10 tokens: top-k keeps them all, and so does the shortlist."""
+    raw = torch.full((1, VOCAB), float("-inf"))
+    allowed = torch.randperm(VOCAB)[:10]
+    raw[0, allowed] = torch.randn(10)
+    full, short = _full_and_shortlisted(SamplingParams(temperature=0.9, top_k=40), raw)
+    torch.testing.assert_close(short, full)
+    assert set(torch.nonzero(short[0]).flatten().tolist()) == set(allowed.tolist())
+
+
+def test_best_k_finds_the_best_and_declines_ties() -> None:
+    torch.manual_seed(1)
+    scores = torch.randn(2, VOCAB)
+    values, ids = best_k(scores, 50)  # type: ignore[misc]
+    expected = torch.topk(scores, 50).indices.sort(dim=-1).values
+    assert torch.equal(ids, expected)
+    assert torch.equal(values, scores.gather(-1, expected))
+    assert bool((ids[:, 1:] > ids[:, :-1]).all()), "listed by token id"
+    # A score outside the best k equal to the k-th: top-k keeps k + 1, so no shortlist.
+    tied = torch.randn(1, VOCAB)
+    kth = torch.topk(tied, 50).values[0, -1]
+    outside = int(torch.nonzero(tied[0] < kth)[0])
+    tied[0, outside] = kth
+    assert best_k(tied, 50) is None
+    pipeline = build_pipeline(SamplingParams(top_k=50), VOCAB, eos_id=0)
+    scores, ids_or_none = shortlist_scores(pipeline, DecodeState([[1]], [0]), tied)
+    assert ids_or_none is None and int((scores > float("-inf")).sum()) == 51
+
+
+def test_argmax_rows_takes_the_first_of_equals() -> None:
+    scores = torch.randn(3, VOCAB)
+    scores[1, 7] = scores[1, 9] = scores[1].max() + 1
+    assert torch.equal(argmax_rows(scores), scores.argmax(dim=-1))
+    assert int(argmax_rows(scores)[1]) == 7
+
+
+class Readings:
+    """What the machine reports: a load average and a count of runnable threads."""
+
+    def __init__(self, load: float | None, running: int | None) -> None:
+        self.load, self.running = load, running
+        self.now = 0.0
+        self.cpu = 0.0
+
+    def budget(self, cores: int = 2) -> ThreadBudget:
+        return ThreadBudget(
+            most=cores,
+            cores=cores,
+            read_load=lambda: self.load,
+            read_running=lambda: self.running,
+            cpu_clock=lambda: self.cpu,
+            wall_clock=lambda: self.now,
+        )
+
+
+def test_thread_budget_uses_the_cores_others_leave_free() -> None:
+    assert Readings(0.1, 1).budget().threads(current=1) == 2  # a quiet machine
+    assert Readings(7.5, 9).budget().threads(current=2) == 1  # two busy cores
+    assert Readings(3.0, 4).budget(cores=8).threads(current=1) == 5
+    assert Readings(0.2, 6).budget().threads(current=2) == 1  # others just started
+    assert Readings(None, None).budget().threads(current=1) == 2  # nothing reported
+    assert Readings(0.9, 1).budget().threads(current=1) == 1  # a core mostly taken
+
+
+def test_thread_budget_does_not_count_its_own_decoding_as_load() -> None:
+    """While this process keeps both cores busy, the load average rises with it: that load
+    is its own, and it keeps both threads; a program that then joins it is someone else."""
+    readings = Readings(0.0, 2)
+    budget = readings.budget()
+    decay = math.exp(-5 / 60)  # the kernel's 1-minute average, updated every 5 s
+    load = 0.0
+    for _ in range(24):  # two minutes of decoding on both cores
+        readings.now += 5.0
+        readings.cpu += 10.0
+        readings.load = load = load * decay + 2.0 * (1 - decay)
+        assert budget.threads(current=2) == 2
+    for _ in range(6):  # a busy program starts: the load climbs above this process's own
+        readings.now += 5.0
+        readings.cpu += 5.0  # it now gets half the machine
+        readings.load = load = load * decay + 3.0 * (1 - decay)
+    assert budget.threads(current=2) == 1
+
+
+@pytest.fixture(scope="module")
+def engine() -> LlamaCppEngine:
+    return LlamaCppEngine.load(default_model_path(), name="default")
+
+
+def test_text_does_not_depend_on_llama_threads(engine: LlamaCppEngine) -> None:
+    """The thread count changes with the load during a decode; the text must not."""
+    params = SamplingParams(
+        temperature=0.8, top_k=64, top_p=0.95, presence_penalty=0.1, max_new_tokens=40
+    )
+    prompt = "The lighthouse keeper climbed the stairs"
+    fixed = ThreadBudget(most=1, read_load=lambda: 0.0, read_running=lambda: 0)
+    engine.thread_budget = fixed
+    engine.llama.reset()
+    one_thread = engine.complete(prompt, params, seed=3)[0]
+    flips = iter([0.0, 9.0] * 100)
+    engine.thread_budget = ThreadBudget(
+        most=2, cores=2, read_load=lambda: next(flips), read_running=lambda: 0
+    )
+    chosen: list[int] = []
+    source = engine.logits_source()
+    step = source.step
+
+    def counting_step(tokens: torch.Tensor) -> torch.Tensor:
+        chosen.append(source.threads)
+        return step(tokens)
+
+    source.step = counting_step  # type: ignore[method-assign]
+    engine.logits_source = lambda params=None: source  # type: ignore[method-assign]
+    engine.llama.reset()
+    varying = engine.complete(prompt, params, seed=3)[0]
+    del engine.logits_source
+    assert {1, 2} <= set(chosen), chosen
+    assert varying.token_ids == one_thread.token_ids
+    assert varying.text == one_thread.text
+
+
+def test_choosing_runs_on_one_torch_thread(engine: LlamaCppEngine) -> None:
+    seen: list[int] = []
+
+    def record_threads(state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return scores
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine.complete("Once", SamplingParams(max_new_tokens=3), [record_threads])
+        assert seen == [1, 1, 1]
+        assert torch.get_num_threads() == 2, "restored afterwards"
+    finally:
+        torch.set_num_threads(before)
