@@ -479,3 +479,13 @@ def test_studio_request_takes_sampler_params(client: TestClient) -> None:
                                          "dry_multiplier": 0.8}}  # fmt: skip
     response = client.post("/v1/studio/describe", json=body)
     assert response.status_code in (200, 422), response.text  # a tiny model may fail the task
+
+
+def test_server_takes_llama_cpps_name_for_the_repetition_penalty(client: TestClient) -> None:
+    body = {"prompt": "the sea", "max_tokens": 40, "temperature": 0}
+    ours = client.post("/v1/completions", json={**body, "repetition_penalty": 3.0})
+    theirs = client.post("/v1/completions", json={**body, "repeat_penalty": 3.0})
+    assert ours.status_code == theirs.status_code == 200
+    assert ours.json()["choices"][0]["text"] == theirs.json()["choices"][0]["text"]
+    bad = client.post("/v1/completions", json={**body, "repeat_penalty": -1})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "repeat_penalty"

@@ -15,6 +15,8 @@ from musegpt.server.errors import APIError, from_validation, invalid
 from musegpt.server.settings import ServerSettings
 
 SAMPLING_FIELDS = set(SamplingParams.model_fields)
+# llama.cpp server's names for SamplingParams fields that MuseGPT names otherwise.
+LLAMA_CPP_NAMES = {"repeat_penalty": "repetition_penalty"}
 
 
 class StreamOptions(BaseModel):
@@ -99,11 +101,13 @@ def sampling_params(
         chosen["logprobs"] = logprobs
     if echo:
         chosen["echo"] = True
-    extras = dict(body.model_extra or {})
+    sent = dict(body.model_extra or {})
+    extras = {LLAMA_CPP_NAMES.get(k, k): v for k, v in sent.items()}
     unknown = [k for k in extras if k not in SAMPLING_FIELDS]
     if unknown:
         raise invalid(f"unknown parameter {unknown[0]!r}", unknown[0])
-    rename = {} if "max_new_tokens" in extras else RENAMED
+    rename = {} if "max_new_tokens" in extras else dict(RENAMED)
+    rename |= {LLAMA_CPP_NAMES[k]: k for k in sent if k in LLAMA_CPP_NAMES}  # as it was sent
     try:
         params = SamplingParams(**{**chosen, **extras})
     except ValidationError as err:
