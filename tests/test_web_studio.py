@@ -292,3 +292,21 @@ def test_page_loads_with_no_failed_request_or_script_error(browser: Any, url: st
         assert failed == []
     finally:
         tab.close()
+
+
+def test_sampler_fields_of_the_parameters_panel_are_sent(page: Any) -> None:
+    page.click("#samplers summary")
+    page.fill("#dry_multiplier", "0.8")
+    page.fill("#xtc_probability", "0.5")
+    page.select_option("#mirostat", "2")
+    page.fill("#editor", "The sea")
+    page.fill("#max-tokens", "5")
+    with page.expect_request("**/v1/completions") as sent:
+        page.click("#continue")
+    page.wait_for_selector("#status:has-text('done')")
+    body = sent.value.post_data_json
+    assert (body["dry_multiplier"], body["xtc_probability"], body["mirostat"]) == (0.8, 0.5, 2)
+    assert "top_n_sigma" not in body and "dynatemp_range" not in body  # unset: not sent
+    for field in ("dry_multiplier", "xtc_probability"):
+        page.fill(f"#{field}", "")
+    page.select_option("#mirostat", "")

@@ -56,12 +56,22 @@ function status(text, error = false) {
   $("status").className = error ? "error" : "";
 }
 
+// The sampler fields of the parameters panel: each input's id is its SamplingParams name.
+const SAMPLERS = [
+  "dry_multiplier", "dry_penalty_last_n", "xtc_probability", "xtc_threshold", "mirostat",
+  "mirostat_tau", "dynatemp_range", "top_n_sigma",
+];
+
 function params() {
   const p = { temperature: Number($("temperature").value) };
   const seed = $("seed").value;
   if (seed !== "") p.seed = Number(seed);
   const banned = $("banned").value.split("\n").map((s) => s.trim()).filter(Boolean);
   if (banned.length) p.banned = banned;
+  for (const name of SAMPLERS) {  // llama.cpp's samplers: sent only when set
+    const value = $(name).value;
+    if (value !== "") p[name] = Number(value);
+  }
   return p;
 }
 
