@@ -94,6 +94,11 @@ def test_bad_task_fields_are_400s_naming_the_field(client: TestClient) -> None:
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "form"
     path = client.post("/v1/studio/poem", json=poem_body(form="../../etc/passwd.yaml"))
     assert path.status_code == 400 and "named, not read from files" in path.text
+    # A form of a billion lines was built line by line and held the worker.
+    huge = client.post("/v1/studio/poem", json=poem_body(form="free:999999999")).json()["error"]
+    assert huge["param"] == "form" and "from 1 to 200" in huge["message"]
+    checked = client.post("/v1/forms/check", json={"text": "x", "form": "free:999999999"})
+    assert checked.status_code == 400 and checked.json()["error"]["param"] == "form"
     plot = client.post("/v1/studio/plot-help", json={"text": "a key melts"}).json()["error"]
     assert plot["param"] == "conflict" and "required" in plot["message"]
 

@@ -20,6 +20,7 @@ RhymeSystem = Literal["pingshui", "xinyun"]
 RHYME_SYSTEMS: tuple[RhymeSystem, ...] = ("pingshui", "xinyun")
 UNRHYMED = "x"  # a line that rhymes with nothing (also accepted: "X", "-")
 FREE_LINE_DECODE_MAX = 12  # syllables / characters a free line may take while decoding
+MAX_LINES = 200  # longer than any poem asked for; a form of a billion lines would never build
 
 
 class FormError(RuntimeError):
@@ -384,8 +385,10 @@ def form_names() -> list[str]:
 def _parametric(kind: str, args: list[str], spec: str) -> Form:
     canonical, lines, default_scheme = _PARAMETRIC[kind]
     if canonical == "free":
-        if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 1:
-            raise UnknownFormError(f"free verse takes a line count, e.g. free:12 (got {spec!r})")
+        if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_LINES:
+            raise UnknownFormError(
+                f"free verse takes a line count from 1 to {MAX_LINES}, e.g. free:12 (got {spec!r})"
+            )
         n = int(args[0])
         return Form(
             name=f"free:{n}",
@@ -503,8 +506,8 @@ def form_from_mapping(data: Mapping[str, Any], where: str = "form") -> Form:
     if language not in ("en", "zh"):
         raise ValueError(f"{where}: language must be en or zh, not {language!r}")
     lines = data.get("lines")
-    if not isinstance(lines, int) or isinstance(lines, bool) or lines < 1:
-        raise ValueError(f"{where}: 'lines' must be a positive number of lines")
+    if not isinstance(lines, int) or isinstance(lines, bool) or not 1 <= lines <= MAX_LINES:
+        raise ValueError(f"{where}: 'lines' must be a number of lines from 1 to {MAX_LINES}")
     unit_key = "characters" if language == "zh" else "syllables"
     if unit_key not in data:
         raise ValueError(f"{where}: give '{unit_key}' per line (a number, a range, or a list)")
