@@ -219,7 +219,8 @@ def test_user_defined_yaml_forms(tmp_path: Path) -> None:
     for text, message in [
         ("lines: 2\nsyllables: [5, 5, 5]\n", "3 line lengths given for 2 lines"),
         ("lines: 2\n", "give 'syllables'"),
-        ("lines: two\nsyllables: 5\n", "'lines' must be a positive number"),
+        ("lines: two\nsyllables: 5\n", "'lines' must be a number of lines from 1 to 200"),
+        ("lines: 1000000000\nsyllables: 5\n", "'lines' must be a number of lines from 1 to 200"),
         ("lines: 2\nsyllables: 5\nmeter: iambic\n", "unknown key(s) meter"),
         ("lines: 2\nsyllables: 5\nrhyme: ABC\n", "rhyme scheme"),
         ("- just\n- a list\n", "a YAML mapping"),
