@@ -120,5 +120,9 @@ def test_text_files_get_the_same_check_as_form_check(tmp_path: Path, model: str)
     ):
         line = one_error_line(run(*args, "-m", model))
         assert line == f"error: {binary} holds control characters: it is not plain text"
+    empty = tmp_path / "empty.txt"
+    empty.write_text(" \n", encoding="utf-8")
+    line = one_error_line(run("write", "story", "--continue", str(empty), "-m", model))
+    assert line == f"error: {empty} is empty: there is nothing to continue"
     line = one_error_line(run("write", "rewrite", f"@{tmp_path / 'nope.txt'}", "--style", "x"))
     assert line == f"error: {tmp_path / 'nope.txt'} does not exist"

@@ -118,6 +118,8 @@ def story_command(
                           repetition_penalty=repetition_penalty, max_tokens=max_tokens)  # fmt: skip
         if continue_file is not None:
             text = read_text_input(continue_file)
+            if not text.strip():
+                raise ValueError(f"{continue_file} is empty: there is nothing to continue")
             _sink(text.rstrip() + " ")
             fields: dict[str, Any] = {"text": text, "max_tokens": max_tokens}
             _write("continue", fields, model, lang, sampling, out)

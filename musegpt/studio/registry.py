@@ -9,7 +9,7 @@ and one way of failing wherever it is asked for.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
@@ -31,7 +31,9 @@ class TaskRequest(BaseModel):
     """What every task is given: `text`, the premise, topic, subject or passage."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    text_is: ClassVar[str] = "the text"  # what `text` means to this task, for messages
+    # What `text` means to this task, and an example of it: for the message when it is blank.
+    text_is: ClassVar[str] = "the text"
+    hint: ClassVar[str] = "say what to write about"
     example: ClassVar[str] = "a night market in the rain"
 
     text: str = Field(max_length=200_000)
@@ -40,9 +42,7 @@ class TaskRequest(BaseModel):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError(
-                f"{cls.text_is} is empty; say what to write about, e.g. {cls.example!r}"
-            )
+            raise ValueError(f"{cls.text_is} is empty; {cls.hint}, e.g. {cls.example!r}")
         return value
 
 
@@ -63,6 +63,8 @@ class StoryRequest(TaskRequest):
 
 class ContinueRequest(TaskRequest):
     text_is: ClassVar[str] = "the text to continue"
+    hint: ClassVar[str] = "give the start of a text"
+    example: ClassVar[str] = "The rain had not stopped for three days when"
     max_tokens: int = Field(400, ge=1, le=100_000, description="tokens to write")
 
 
@@ -91,6 +93,7 @@ class DescribeRequest(TaskRequest):
 
 class RewriteRequest(TaskRequest):
     text_is: ClassVar[str] = "the passage"
+    hint: ClassVar[str] = "give the passage to rewrite"
     example: ClassVar[str] = "The train was late, so we walked home."
     style: str = Field("", max_length=2000, description="a style or tone to aim for")
     sample: str = Field("", max_length=20_000, description="a sample of the style")
@@ -99,6 +102,7 @@ class RewriteRequest(TaskRequest):
 
 class PlotHelpRequest(TaskRequest):
     text_is: ClassVar[str] = "the story so far"
+    hint: ClassVar[str] = "tell it in a sentence or two"
     example: ClassVar[str] = "A girl finds a key that opens every door in town."
     conflict: str = Field(max_length=2000, description="where the story is stuck")
     count: int = Field(4, ge=1, le=20, description="how many ways forward")
@@ -140,12 +144,19 @@ class TaskSpec(Generic[R]):
     name: TaskName
     request: type[R]
     call: Callable[[Studio, R, dict[str, Any]], Work]
+    # This task's own SamplingParams defaults, as `musegpt eval studio` measured them
+    # (docs/studio-eval.md); a field the user set wins.
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+
+    def defaults_for(self, studio: Studio) -> dict[str, Any]:
+        """The task's sampling defaults that `studio`'s user did not set."""
+        return {k: v for k, v in self.sampling.items() if k not in studio.chosen}
 
     def perform(self, studio: Studio, request: TaskRequest, **overrides: Any) -> Work:
         """Run the task; `overrides` are `SamplingParams` fields for this run (e.g. seed)."""
         if not isinstance(request, self.request):
             raise TypeError(f"{self.name} takes a {self.request.__name__}")
-        return self.call(studio, request, overrides)
+        return self.call(studio, request, {**self.defaults_for(studio), **overrides})
 
 
 def _story(studio: Studio, r: StoryRequest, o: dict[str, Any]) -> Work:
