@@ -6,6 +6,7 @@ the CLI, the server and the studio."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,8 @@ from musegpt.generation.samplers import (
 from musegpt.model.config import GPTConfig
 from musegpt.model.gpt import GPT
 from musegpt.server import ServerSettings, create_app
+from musegpt.studio import Studio
+from musegpt.studio.registry import TASKS, task_request
 from musegpt.tokenizer.char import CharTokenizer
 
 NEG_INF = float("-inf")
@@ -489,3 +492,12 @@ def test_server_takes_llama_cpps_name_for_the_repetition_penalty(client: TestCli
     assert ours.json()["choices"][0]["text"] == theirs.json()["choices"][0]["text"]
     bad = client.post("/v1/completions", json={**body, "repeat_penalty": -1})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "repeat_penalty"
+
+
+def test_task_sampling_defaults_yield_to_what_the_user_set(engine: MuseGPTEngine) -> None:
+    spec = dataclasses.replace(TASKS["describe"], sampling={"dry_multiplier": 0.8, "top_k": 9})
+    assert spec.defaults_for(Studio(engine)) == {"dry_multiplier": 0.8, "top_k": 9}
+    mine = Studio(engine, SamplingParams(dry_multiplier=0.0, seed=1))
+    assert spec.defaults_for(mine) == {"top_k": 9}
+    work = spec.perform(mine, task_request("describe", {"text": "a lake"}), max_new_tokens=8)
+    assert work.task == "describe"

@@ -56,6 +56,8 @@ class Studio:
             engine = open_engine(engine)
         self.engine = engine
         self.params = studio_params(params)
+        # The fields the user set: they win over a task's own defaults (the registry's).
+        self.chosen = frozenset(params.model_fields_set) if params is not None else frozenset()
         self.lang = lang
         self.sink = sink
         self.status = status
