@@ -195,16 +195,22 @@ def _poem(studio: Studio, r: PoemRequest, o: dict[str, Any]) -> Work:
     return studio.poem(r.text, r.chosen_form(), r.attempts, **o)
 
 
+# DRY over the whole text and XTC: on the default model they cut repetition and raise
+# distinct-n with every structure check still passing (docs/studio-eval.md, "Samplers").
+# Not for rewrites (they keep the original's words) nor poems (forms decide the words).
+CREATIVE = {"dry_multiplier": 0.8, "dry_penalty_last_n": -1, "xtc_probability": 0.5}
+
+
 def _specs() -> dict[str, TaskSpec[Any]]:
     specs: list[TaskSpec[Any]] = [
-        TaskSpec("story", StoryRequest, _story),
-        TaskSpec("continue", ContinueRequest, _continue),
-        TaskSpec("script", ScriptRequest, _script),
-        TaskSpec("lyrics", LyricsRequest, _lyrics),
-        TaskSpec("brainstorm", BrainstormRequest, _brainstorm),
-        TaskSpec("describe", DescribeRequest, _describe),
+        TaskSpec("story", StoryRequest, _story, CREATIVE),
+        TaskSpec("continue", ContinueRequest, _continue, CREATIVE),
+        TaskSpec("script", ScriptRequest, _script, CREATIVE),
+        TaskSpec("lyrics", LyricsRequest, _lyrics, CREATIVE),
+        TaskSpec("brainstorm", BrainstormRequest, _brainstorm, CREATIVE),
+        TaskSpec("describe", DescribeRequest, _describe, CREATIVE),
         TaskSpec("rewrite", RewriteRequest, _rewrite),
-        TaskSpec("plot-help", PlotHelpRequest, _plot_help),
+        TaskSpec("plot-help", PlotHelpRequest, _plot_help, CREATIVE),
         TaskSpec("poem", PoemRequest, _poem),
     ]
     return {spec.name: spec for spec in specs}
