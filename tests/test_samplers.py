@@ -26,8 +26,14 @@ from musegpt.cli.options import SAMPLER_FIELDS, sampler_options
 from musegpt.engines.default_model import default_model_path
 from musegpt.engines.llama import LlamaTokenizer
 from musegpt.engines.musegpt_model import MuseGPTEngine
+from musegpt.generation.decoder import shortlist_scores
 from musegpt.generation.params import SamplingParams
-from musegpt.generation.processors import DecodeState, RepetitionPenalty, build_pipeline
+from musegpt.generation.processors import (
+    DecodeState,
+    RepetitionPenalty,
+    apply_pipeline,
+    build_pipeline,
+)
 from musegpt.generation.samplers import (
     DRY,
     XTC,
@@ -501,3 +507,24 @@ def test_task_sampling_defaults_yield_to_what_the_user_set(engine: MuseGPTEngine
     assert spec.defaults_for(mine) == {"top_k": 9}
     work = spec.perform(mine, task_request("describe", {"text": "a lake"}), max_new_tokens=8)
     assert work.task == "describe"
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), spread=st.sampled_from([0.0, 0.5]))
+def test_xtc_and_dynamic_temperature_run_on_top_k_survivors_exactly(
+    seed: int, spread: float
+) -> None:
+    """After top-k the decoder runs value-only steps on the k survivors alone: XTC and
+    dynamic temperature give there what they give on the whole vocabulary."""
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randn(3, 5000, generator=g) * 3
+    params = SamplingParams(
+        temperature=0.9, top_k=40, top_p=0.95, xtc_probability=1.0, dynatemp_range=spread
+    )
+    state = DecodeState([[1], [2], [3]], [1, 1, 1])
+    pipeline = build_pipeline(params, 5000, eos_id=None)
+    short, ids = shortlist_scores(pipeline, state, raw)
+    assert ids is not None  # the shortlist was used
+    whole = apply_pipeline(build_pipeline(params, 5000, eos_id=None), state, raw)
+    spread_out = torch.full_like(whole, NEG_INF).scatter(-1, ids, short)
+    assert torch.allclose(spread_out.softmax(-1), whole.softmax(-1), atol=1e-6)

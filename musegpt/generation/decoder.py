@@ -52,6 +52,7 @@ from musegpt.generation.processors import (
     build_pipeline,
     observe_choice,
 )
+from musegpt.generation.samplers import XTC, DynamicTemperature
 from musegpt.model.gpt import GPT, GPTOutput
 from musegpt.model.kv_cache import KVCache
 from musegpt.tokenizer.base import Tokenizer
@@ -295,7 +296,7 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 # Processors that look only at the scores' values, not at which token has which: after
 # top-k they may run on the k survivors alone (`shortlist_scores`).
-VALUE_ONLY = (Temperature, TopP, TypicalP, MinP)
+VALUE_ONLY = (Temperature, TopP, TypicalP, MinP, XTC, DynamicTemperature)
 
 
 def shortlist_scores(
