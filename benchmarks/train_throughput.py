@@ -3,22 +3,33 @@
     # nanoGPT's CPU "baby" config on character-level Shakespeare (prepared if missing)
     python benchmarks/train_throughput.py --config configs/shakespeare-char.yaml
 
-    # the same, with nanoGPT's own train.py run on the same token arrays in the same run,
-    # alternating MuseGPT and nanoGPT twice
+    # like for like against nanoGPT's own train.py, on the same token arrays in the same run:
+    # MuseGPT with its default dtype, in float32, and in float32 compiled, alternating with
+    # nanoGPT (float32: it autocasts only on CUDA), twice
     python benchmarks/train_throughput.py --config configs/shakespeare-char.yaml \
         --nanogpt ~/src/nanoGPT --repeats 2
 
     # a ~30M-parameter BPE model (8,192-token vocabulary), 30 steps
     python benchmarks/train_throughput.py --config configs/bpe-30m.yaml \
-        --data data/shakespeare-bpe --tokenizer bpe max_iters=30 eval_interval=30 eval_iters=2
+        --data data/shakespeare-bpe --tokenizer bpe --variants default \
+        max_iters=30 eval_interval=30 eval_iters=2
+
+MuseGPT runs in the variants named by `--variants`: `default` (the config as it is, e.g.
+`dtype: auto`, which is bfloat16 autocast on a CPU with native bf16), `float32` (the config
+with dtype=float32) and `float32-compiled` (dtype=float32 compile=true). Each pair with
+nanoGPT is reported: tokens/s, speed-up and the validation loss gap.
 
 tokens/s counts the whole loop after the first step (evaluations included), the way
-nanoGPT's per-iteration times do; `train_tokens_per_second` leaves evaluation out.
-`median_window_tokens_per_second` is the median over 10-step windows (for nanoGPT, from its
-per-iteration times): it shrugs off bursts of other work on a shared machine, which the
-whole-loop figure does not. `--threads N` runs both programs with N torch threads (nanoGPT
-through OMP_NUM_THREADS); by default both use torch's default, one per core. With
-`--repeats`, the headline figures are each program's fastest run.
+nanoGPT's per-iteration times do (its iteration 0, like MuseGPT's first step, holds the
+one-off start-up, torch.compile included); `train_tokens_per_second` leaves evaluation out.
+`compile_seconds` is that first step's time for a compiled run, and `wall_seconds` the run
+from start to end (set-up and compiling included). `median_window_tokens_per_second` is the
+median over 10-step windows (for nanoGPT, from its per-iteration times): it shrugs off
+bursts of other work on a shared machine, which the whole-loop figure does not.
+`--threads N` runs both programs with N torch threads (nanoGPT through OMP_NUM_THREADS); by
+default both use torch's default, one per core. With `--repeats`, the runs alternate
+between the programs, so that other work on the machine falls on both, and the headline
+figures are each variant's fastest run; the load average is recorded with each run.
 """
 
 from __future__ import annotations
@@ -28,7 +39,9 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +51,13 @@ from musegpt.data.prepare import prepare_corpus
 from musegpt.train.config import TrainConfig, load_config
 from musegpt.train.metrics import METRICS_FILE, MetricsLog
 from musegpt.train.trainer import Trainer, resolve_device, resolve_dtype
+
+# MuseGPT's variants: the overrides each adds to the config.
+VARIANTS: dict[str, list[str]] = {
+    "default": [],
+    "float32": ["dtype=float32"],
+    "float32-compiled": ["dtype=float32", "compile=true"],
+}
 
 
 def cpu_name() -> str:
@@ -50,26 +70,84 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def run_musegpt(config: TrainConfig, data: Path) -> dict[str, Any]:
+    load = load_average()
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         run = Path(out) / "run"
         result = Trainer(config, data, run, progress=False).run()
         records = MetricsLog(run / METRICS_FILE).read()
+    wall = time.perf_counter() - start
     # Each record's tokens_per_sec covers the steps since the previous log point; the first
     # window holds the one-off warm-up of step 1, so it is left out.
     windows = [float(r["tokens_per_sec"]) for r in records[1:] if r.get("tokens_per_sec")]
+    compile_seconds = result.compile_seconds
     return {
         "tokens_per_second": round(result.tokens_per_second),
         "train_tokens_per_second": round(result.train_tokens_per_second),
         "median_window_tokens_per_second": round(statistics.median(windows)) if windows else None,
         "final_val_loss": result.final_val_loss,
         "seconds": round(result.seconds, 1),
+        "wall_seconds": round(wall, 1),
+        "compile_seconds": round(compile_seconds, 1) if compile_seconds is not None else None,
         "steps": result.steps,
+        "load_before": load,
+        "load_after": load_average(),
     }
 
 
+def run_reference(
+    nanogpt: Path, data: Path, max_iters: int, threads: int, compile: bool
+) -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from nanogpt_reference import run_nanogpt
+
+    load = load_average()
+    ref = run_nanogpt(nanogpt, data, max_iters=max_iters, threads=threads, compile=compile)
+    return {
+        "tokens_per_second": round(ref.tokens_per_second),
+        "median_window_tokens_per_second": round(ref.median_window_tokens_per_second),
+        "final_val_loss": ref.val_loss,
+        "wall_seconds": round(ref.wall_seconds, 1),
+        "load_before": load,
+        "load_after": load_average(),
+    }
+
+
+def pair(muse: list[dict[str, Any]], nano: list[dict[str, Any]]) -> dict[str, Any]:
+    """Speed-up of MuseGPT's runs over nanoGPT's (fastest against fastest, and medians of
+    the 10-step windows), and the validation loss gap (both are seeded, so their losses
+    repeat run to run)."""
+
+    def best(runs: list[dict[str, Any]], key: str) -> float:
+        return max(float(r[key]) for r in runs if r[key] is not None)
+
+    result = {
+        "speedup": round(best(muse, "tokens_per_second") / best(nano, "tokens_per_second"), 2),
+        "speedup_median_window": round(
+            best(muse, "median_window_tokens_per_second")
+            / best(nano, "median_window_tokens_per_second"),
+            2,
+        ),
+        "speedup_per_run": [
+            round(m["tokens_per_second"] / n["tokens_per_second"], 2)
+            for m, n in zip(muse, nano, strict=False)
+        ],
+    }
+    muse_loss = muse[-1]["final_val_loss"]
+    if muse_loss is not None:
+        result["val_loss_gap"] = round(muse_loss - nano[-1]["final_val_loss"], 4)
+    return result
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("data/shakespeare-char"))
     parser.add_argument("--tokenizer", choices=["char", "bpe"], default="char")
@@ -77,8 +155,22 @@ def main() -> None:
     parser.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout to compare against")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, alternating")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"MuseGPT variants to run, comma-separated, of: {', '.join(VARIANTS)}",
+    )
+    parser.add_argument(
+        "--nanogpt-compiled",
+        action="store_true",
+        help="also run nanoGPT with torch.compile, against MuseGPT's float32-compiled",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value settings")
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        parser.error(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
 
     if not (args.data / "manifest.json").exists():
         sizes = {"vocab_size": args.vocab_size} if args.tokenizer == "bpe" else {}
@@ -86,61 +178,70 @@ def main() -> None:
     overrides = list(args.overrides)
     if args.threads:
         overrides.append(f"threads={args.threads}")
-    config = load_config(args.config, overrides)
-    device = resolve_device(config.device)
+    configs = {v: load_config(args.config, overrides + VARIANTS[v]) for v in variants}
+    first = configs[variants[0]]
+    device = resolve_device(first.device)
     report: dict[str, Any] = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "threads": args.threads or torch.get_num_threads(),
         "torch": torch.__version__,
         "device": str(device),
-        "dtype": str(resolve_dtype(config.dtype, device)).removeprefix("torch."),
+        "dtypes": {
+            v: str(resolve_dtype(c.dtype, device)).removeprefix("torch.")
+            + (" compiled" if c.compile else "")
+            for v, c in configs.items()
+        },
         "config": str(args.config),
         "overrides": args.overrides,
         "tokens_per_step": (
-            config.batch_size * config.block_size * config.gradient_accumulation_steps
+            first.batch_size * first.block_size * first.gradient_accumulation_steps
         ),
+        "load_at_start": load_average(),
     }
-    runs: dict[str, list[dict[str, Any]]] = {"musegpt": [], "nanogpt": []}
+    if args.nanogpt:
+        report["dtypes"]["nanogpt"] = "float32 (nanoGPT autocasts only on CUDA)"
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    nano_runs: list[dict[str, Any]] = []
+    nano_compiled_runs: list[dict[str, Any]] = []
     for _ in range(args.repeats):
-        runs["musegpt"].append(run_musegpt(config, args.data))
-        if args.nanogpt:
-            from nanogpt_reference import run_nanogpt  # type: ignore[import-not-found]
-
-            ref = run_nanogpt(
-                args.nanogpt, args.data, max_iters=config.max_iters, threads=args.threads
+        # MuseGPT's variants with nanoGPT between the first and the rest (and compiled
+        # nanoGPT at the end), so that each variant has a nanoGPT run next to it.
+        for i, variant in enumerate(variants):
+            runs[variant].append(run_musegpt(configs[variant], args.data))
+            print(f"{variant}: {runs[variant][-1]}", file=sys.stderr, flush=True)
+            if args.nanogpt and i == 0:
+                nano_runs.append(
+                    run_reference(args.nanogpt, args.data, first.max_iters, args.threads, False)
+                )
+                print(f"nanogpt: {nano_runs[-1]}", file=sys.stderr, flush=True)
+        if args.nanogpt and args.nanogpt_compiled:
+            nano_compiled_runs.append(
+                run_reference(args.nanogpt, args.data, first.max_iters, args.threads, True)
             )
-            runs["nanogpt"].append(
-                {
-                    "tokens_per_second": round(ref.tokens_per_second),
-                    "median_window_tokens_per_second": round(ref.median_window_tokens_per_second),
-                    "final_val_loss": ref.val_loss,
-                    "seconds": round(ref.wall_seconds, 1),
-                }
+            print(f"nanogpt compiled: {nano_compiled_runs[-1]}", file=sys.stderr, flush=True)
+
+    report["musegpt_runs"] = runs
+    for variant in variants:
+        report[f"musegpt_{variant}_tokens_per_second"] = max(
+            r["tokens_per_second"] for r in runs[variant]
+        )
+    if nano_runs:
+        report["nanogpt_runs"] = nano_runs
+        report["nanogpt_tokens_per_second"] = max(r["tokens_per_second"] for r in nano_runs)
+        report["pairs"] = {
+            f"musegpt {variant} vs nanogpt": pair(runs[variant], nano_runs) for variant in variants
+        }
+    if nano_compiled_runs:
+        report["nanogpt_compiled_runs"] = nano_compiled_runs
+        report["nanogpt_compiled_tokens_per_second"] = max(
+            r["tokens_per_second"] for r in nano_compiled_runs
+        )
+        for variant in variants:
+            report["pairs"][f"musegpt {variant} vs nanogpt compiled"] = pair(
+                runs[variant], nano_compiled_runs
             )
-    report["musegpt_runs"] = runs["musegpt"]
-    if runs["nanogpt"]:
-        report["nanogpt_runs"] = runs["nanogpt"]
-
-    # Headline figures: each program's fastest run, the one least disturbed by other work
-    # on the machine (the losses do not vary between runs: both are seeded).
-    def best(name: str, key: str) -> float:
-        return max(float(r[key]) for r in runs[name])
-
-    report["musegpt_tokens_per_second"] = round(best("musegpt", "tokens_per_second"))
-    if runs["nanogpt"]:
-        report["nanogpt_tokens_per_second"] = round(best("nanogpt", "tokens_per_second"))
-        report["speedup"] = round(
-            best("musegpt", "tokens_per_second") / best("nanogpt", "tokens_per_second"), 2
-        )
-        report["speedup_median_window"] = round(
-            best("musegpt", "median_window_tokens_per_second")
-            / best("nanogpt", "median_window_tokens_per_second"),
-            2,
-        )
-        muse_loss = runs["musegpt"][-1]["final_val_loss"]
-        if muse_loss is not None:
-            report["val_loss_gap"] = round(muse_loss - runs["nanogpt"][-1]["final_val_loss"], 4)
+    report["load_at_end"] = load_average()
     print(json.dumps(report, indent=2))
 
 
