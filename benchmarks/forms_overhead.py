@@ -10,10 +10,12 @@ issue's budget: at most 2x). With `--batch B`, B prompts are decoded together an
 unconstrained row is forced to the length of the batch's longest constrained poem, so the
 unconstrained side does at least as much work (the ratio is then an upper bound).
 The constraint's one-off set-up per tokenizer (vocabulary
-tables, lexicon) is timed apart, on a warm-up poem that is not counted.
+tables, lexicon) is timed apart, on a warm-up poem that is not counted; it reads the tables
+kept in the user cache when they are there. `--cold` first times building them afresh
+(what a first use costs), without touching the cache.
 
     python benchmarks/forms_overhead.py --model poetry --forms haiku,shakespearean-sonnet,wujue,qilu
-    python benchmarks/forms_overhead.py --forms haiku,wujue --prompts 3   # the default Gemma
+    python benchmarks/forms_overhead.py --forms haiku,shakespearean-sonnet --prompts 3 --cold
 """
 
 from __future__ import annotations
@@ -26,9 +28,32 @@ import time
 import torch
 
 from musegpt.engines.registry import open_engine
-from musegpt.forms import form_constraints, get_form, suggested_max_new_tokens
+from musegpt.forms import english, form_constraints, get_form, suggested_max_new_tokens
+from musegpt.forms.constraints import GAP_LETTERS, LETTERS, EnglishTable
 from musegpt.forms.evaluate import load_topics, poem_prompt
 from musegpt.generation.params import SamplingParams
+from musegpt.tokenizer.base import Tokenizer
+
+
+def cold_build_seconds(tokenizer: Tokenizer) -> str:
+    """Seconds to build each English table from nothing (what the cache saves later)."""
+    times = {}
+    start = time.perf_counter()
+    english._parse_cmu()
+    times["CMU dictionary"] = time.perf_counter() - start
+    start = time.perf_counter()
+    english._cmu_lexicon_arrays()
+    english._cmu_rhyme_arrays()
+    times["lexicon and rhymes"] = time.perf_counter() - start
+    start = time.perf_counter()
+    table = EnglishTable.build(tokenizer)  # reads every token's bytes
+    times["vocabulary"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for kind in (LETTERS, GAP_LETTERS):
+        table._nodes_in(english.cmu_lexicon(), "", kind)
+    times["word starts"] = time.perf_counter() - start
+    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times.items())
+    return f"{sum(times.values()):.1f} s ({parts})"
 
 
 def main() -> None:
@@ -39,6 +64,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help="prompts decoded together")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = default")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--cold", action="store_true", help="time a first use's table builds")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -48,6 +74,8 @@ def main() -> None:
         f"model {engine.name} ({engine.backend}), {platform.processor() or platform.machine()}, "
         f"torch threads {torch.get_num_threads()}, batch {args.batch}"
     )
+    if args.cold:
+        print(f"first use, tables built afresh: {cold_build_seconds(engine.tokenizer)}")
     print(
         "| form | poems | tokens | constrained s | unconstrained s | ms/token constrained "
         "| ms/token unconstrained | ratio |\n|---|---|---|---|---|---|---|---|"

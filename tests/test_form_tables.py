@@ -13,7 +13,15 @@ import torch
 
 from musegpt.engines.base import BackendTokenizer
 from musegpt.forms import english, get_form, table_cache
-from musegpt.forms.constraints import GAP_LETTERS, LETTERS, EnglishTable, FormConstraint
+from musegpt.forms.constraints import (
+    _CHAR_TABLES,
+    GAP_LETTERS,
+    LETTERS,
+    ChineseTable,
+    EnglishTable,
+    FormConstraint,
+    _char_tables,
+)
 from musegpt.generation.processors import DecodeState
 from musegpt.tokenizer.bpe import BPETokenizer
 
@@ -173,3 +181,34 @@ def test_constraint_with_cached_tables_allows_what_a_fresh_one_does(
     out = constraint(DecodeState([ids], [0]), scores)
     allowed = {tokenizer.decode([t]) for t in torch.nonzero(out[0] > float("-inf")).flatten()}
     assert allowed and all("\n" not in a for a in allowed), "line 3 starts with a word"
+
+
+CHINESE = "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n春眠不觉晓，处处闻啼鸟。\n" * 4
+
+
+def test_chinese_tables_read_back_equal(cache: Path) -> None:
+    tokenizer = BPETokenizer.train([CHINESE], 300)  # byte-level: characters split
+    fresh = ChineseTable.build(tokenizer)
+    ChineseTable.cached(tokenizer)
+    read = ChineseTable.cached(tokenizer)
+    assert list(cache.glob("chinese-tokens-*.npz"))
+    for name in ("ids", "kind", "hans", "partial", "punct", "chars", "last", "span_lo"):
+        assert torch.equal(getattr(read.all, name), getattr(fresh.all, name)), name
+    assert read.continuing == fresh.continuing
+    pending = next(
+        tokenizer.token_bytes(t)
+        for t in range(tokenizer.vocab_size)
+        if tokenizer.token_bytes(t)[:1] == "月".encode()[:1] and len(tokenizer.token_bytes(t)) < 3
+    )
+    assert torch.equal(read.completing(pending).ids, fresh.completing(pending).ids)
+    saved = dict(_CHAR_TABLES)
+    _CHAR_TABLES.clear()
+    try:
+        built = _char_tables("pingshui")
+        _CHAR_TABLES.clear()
+        again = _char_tables("pingshui")
+        assert torch.equal(built[0], again[0]) and torch.equal(built[1], again[1])
+        assert built[2] == again[2]
+    finally:
+        _CHAR_TABLES.clear()
+        _CHAR_TABLES.update(saved)

@@ -21,6 +21,7 @@ import ctypes
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class LlamaTokenizer(BackendTokenizer):
         self._pieces: dict[int, bytes] = {}
         self._bos = int(llama.token_bos())
         self.vocab = llama._model.vocab
+        self._buffer = ctypes.create_string_buffer(64)
+        self._buffer_lock = threading.Lock()
 
     def encode(self, text: str) -> list[int]:
         """Ids with the model's beginning-of-sequence token first, as it was trained."""
@@ -101,16 +104,19 @@ class LlamaTokenizer(BackendTokenizer):
         return piece
 
     def _piece(self, token_id: int) -> bytes:
-        """The token's exact bytes (llama.cpp writes them to a buffer and says how many)."""
+        """The token's exact bytes (llama.cpp writes them to a buffer and says how many).
+        One buffer serves every call (tables over the whole vocabulary read 262,144), one
+        thread at a time."""
         import llama_cpp
 
-        size = 64
-        while True:
-            buffer = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token_id, buffer, size, 0, False)
-            if n >= 0:
-                return buffer.raw[:n]
-            size = -n  # too small: llama.cpp says how much it needs
+        with self._buffer_lock:
+            while True:
+                buffer = self._buffer
+                size = len(buffer)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token_id, buffer, size, 0, False)
+                if n >= 0:
+                    return buffer.raw[:n]
+                self._buffer = ctypes.create_string_buffer(-n)  # as llama.cpp says it needs
 
 
 def usable_cores() -> int:

@@ -31,6 +31,7 @@ import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -171,6 +172,14 @@ def _english_arrays(tokenizer: Tokenizer) -> table_cache.Arrays:
     }
 
 
+def _table_identity(tokenizer: Tokenizer) -> str:
+    """A vocabulary table's identity: the tokenizer's, and this file's (the code that
+    classifies tokens), so an edited classification is never read from an old table."""
+    return table_cache.hashed(
+        table_cache.tokenizer_identity(tokenizer), table_cache.file_stamp(__file__)
+    )
+
+
 class EnglishTable:
     """What each token of a vocabulary does to English verse: its kind (letters, a gap of
     spaces and punctuation, gap then letters, newlines), its gap and its letters.
@@ -229,7 +238,7 @@ class EnglishTable:
 
     @classmethod
     def cached(cls, tokenizer: Tokenizer) -> EnglishTable:
-        identity = table_cache.tokenizer_identity(tokenizer)
+        identity = _table_identity(tokenizer)
         arrays = table_cache.cached_table(
             "english-tokens", identity, lambda: _english_arrays(tokenizer)
         )
@@ -439,38 +448,101 @@ def _token_set(ids: list[int], pieces: list[_ZhPiece | None], width: int) -> _To
     )
 
 
+_ZH_WIDTH = 16  # tokens with more Han characters than this never fit a line
+
+
+def _chinese_arrays(tokenizer: Tokenizer) -> table_cache.Arrays:
+    """Each token's part in Chinese verse, as arrays (see `ChineseTable`)."""
+    pieces: list[_ZhPiece | None] = []
+    continuing: list[tuple[int, int, bytes]] = []  # tokens starting mid-character
+    for token in range(tokenizer.vocab_size):
+        try:
+            data = tokenizer.token_bytes(token)
+        except ValueError:
+            data = b""
+        if token == tokenizer.eot_id:
+            pieces.append(_ZhPiece(EOT, [], 0))
+            continue
+        lead = 0
+        while lead < min(len(data), 3) and 0x80 <= data[lead] < 0xC0:
+            lead += 1
+        if lead:
+            continuing.append((token, lead, data))
+            pieces.append(None)
+        else:
+            pieces.append(_zh_piece(data) if data else None)
+    tokens = _token_set(list(range(tokenizer.vocab_size)), pieces, _ZH_WIDTH)
+    rows, cols = torch.nonzero(tokens.chars >= 0, as_tuple=True)
+    blob, lengths = table_cache.pack_bytes([data for _, _, data in continuing])
+    return {
+        "kind": tokens.kind.numpy(),
+        "hans": tokens.hans.numpy().astype(np.int16),
+        "partial": tokens.partial.numpy(),
+        "punct": tokens.punct.numpy(),
+        "last": tokens.last.numpy().astype(np.int32),
+        "span_lo": tokens.span_lo.numpy().astype(np.int32),
+        "span_hi": tokens.span_hi.numpy().astype(np.int32),
+        "char_rows": rows.numpy().astype(np.int32),
+        "char_cols": cols.numpy().astype(np.int8),
+        "char_values": tokens.chars[rows, cols].numpy().astype(np.int32),
+        "continuing_tokens": np.array([t for t, _, _ in continuing], dtype=np.int32),
+        "continuing_leads": np.array([lead for _, lead, _ in continuing], dtype=np.int8),
+        "continuing_bytes": blob,
+        "continuing_lengths": lengths,
+    }
+
+
 class ChineseTable:
-    """What each token of a vocabulary does to Chinese verse."""
+    """What each token of a vocabulary does to Chinese verse (kept in the user cache like
+    `EnglishTable`: `ChineseTable.cached`, or `ChineseTable.build` afresh)."""
 
-    WIDTH = 16  # tokens with more Han characters than this never fit a line
+    WIDTH = _ZH_WIDTH
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        size = tokenizer.vocab_size
-        self.vocab_size = size
-        self.eot_id = tokenizer.eot_id
-        self.token_bytes: list[bytes] = []
-        pieces: list[_ZhPiece | None] = []
-        self.continuing: dict[int, list[int]] = {1: [], 2: [], 3: []}  # by leading cont. bytes
-        for token in range(size):
-            try:
-                data = tokenizer.token_bytes(token)
-            except ValueError:
-                data = b""
-            self.token_bytes.append(data)
-            if token == self.eot_id:
-                pieces.append(_ZhPiece(EOT, [], 0))
-                continue
-            lead = 0
-            while lead < min(len(data), 3) and 0x80 <= data[lead] < 0xC0:
-                lead += 1
-            if lead:
-                self.continuing[lead].append(token)
-                pieces.append(None)
-            else:
-                pieces.append(_zh_piece(data) if data else None)
-        self.all = _token_set(list(range(size)), pieces, self.WIDTH)
+    def __init__(self, arrays: table_cache.Arrays, vocab_size: int, eot_id: int) -> None:
+        self.vocab_size = vocab_size
+        self.eot_id = eot_id
+        chars = torch.full((vocab_size, self.WIDTH), -1, dtype=torch.long)
+        rows = torch.from_numpy(arrays["char_rows"].astype(np.int64))
+        cols = torch.from_numpy(arrays["char_cols"].astype(np.int64))
+        chars[rows, cols] = torch.from_numpy(arrays["char_values"].astype(np.int64))
+
+        def long(name: str) -> torch.Tensor:
+            return torch.from_numpy(arrays[name].astype(np.int64))
+
+        self.all = _TokenSet(
+            torch.arange(vocab_size, dtype=torch.long),
+            torch.from_numpy(arrays["kind"].astype(np.int8)),
+            long("hans"),
+            torch.from_numpy(arrays["partial"].astype(np.bool_)),
+            torch.from_numpy(arrays["punct"].astype(np.bool_)),
+            chars,
+            long("last"),
+            long("span_lo"),
+            long("span_hi"),
+        )
+        # The tokens that start mid-character, by their number of leading continuation
+        # bytes, and their bytes: what can complete a pending character.
+        self.continuing: dict[int, list[int]] = {1: [], 2: [], 3: []}
+        self.token_bytes: dict[int, bytes] = {}
+        pieces = table_cache.unpack_bytes(arrays["continuing_bytes"], arrays["continuing_lengths"])
+        tokens = arrays["continuing_tokens"].tolist()
+        leads = arrays["continuing_leads"].tolist()
+        for token, lead, data in zip(tokens, leads, pieces, strict=True):
+            self.continuing[lead].append(token)
+            self.token_bytes[token] = data
         self._pending: dict[bytes, _TokenSet] = {}
         self._tones: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def build(cls, tokenizer: Tokenizer) -> ChineseTable:
+        return cls(_chinese_arrays(tokenizer), tokenizer.vocab_size, tokenizer.eot_id)
+
+    @classmethod
+    def cached(cls, tokenizer: Tokenizer) -> ChineseTable:
+        arrays = table_cache.cached_table(
+            "chinese-tokens", _table_identity(tokenizer), lambda: _chinese_arrays(tokenizer)
+        )
+        return cls(arrays, tokenizer.vocab_size, tokenizer.eot_id)
 
     def completing(self, pending: bytes) -> _TokenSet:
         """The tokens that complete the character begun by `pending` (as a Han character)
@@ -527,38 +599,62 @@ _CHAR_TABLES: dict[str, tuple[torch.Tensor, torch.Tensor, list[str]]] = {}
 
 
 def _char_tables(system: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """For every registry character: tone code, and a (chars, groups) membership matrix."""
+    """For every registry character: tone code, and a (chars, groups) membership matrix
+    (read from the user cache; built from pypinyin's readings the first time)."""
     if system not in _CHAR_TABLES:
-        from pypinyin import Style, lazy_pinyin
-
-        count = chinese.REGISTRY_END - chinese.REGISTRY_START
-        chars = [chr(chinese.REGISTRY_START + i) for i in range(count)]
-        found = lazy_pinyin(
-            chars, style=Style.TONE3, neutral_tone_with_five=True, errors=chinese.no_reading
+        try:
+            pinyin = version("pypinyin")
+        except PackageNotFoundError:
+            pinyin = "absent"
+        identity = table_cache.hashed(
+            "chinese-chars", system, pinyin, table_cache.file_stamp(chinese.__file__)
         )
-        readings = [chinese.reading_text(r) for r in found]
-        if len(readings) != count:
-            readings = [chinese.default_reading(ch) for ch in chars]
-        names = (
-            list(chinese.pingshui_group_names())
-            if system == "pingshui"
-            else list(chinese.XINYUN_GROUPS)
+        arrays = table_cache.cached_table(
+            f"chinese-chars-{system}", identity, lambda: _char_arrays(system)
         )
-        column = {g: j for j, g in enumerate(names)}
-        tones = torch.zeros(count, dtype=torch.int8)
-        groups = torch.zeros(count, len(names), dtype=torch.bool)
-        code = {"平": 1, "仄": 2, "?": 0}
-        for i, ch in enumerate(chars):
-            if not chinese.is_han(ch):
-                continue
-            sound = chinese.char_sound(
-                ch, "pingshui" if system == "pingshui" else "xinyun", readings[i]
-            )
-            tones[i] = code[sound.tone]
-            for g in sound.groups:
-                groups[i, column[g]] = True
+        names = table_cache.unpack_lines(arrays["names"], int(arrays["name_count"]))
+        tones = torch.from_numpy(arrays["tones"].astype(np.int8))
+        groups = torch.from_numpy(arrays["groups"].astype(np.bool_))
         _CHAR_TABLES[system] = (tones, groups, names)
     return _CHAR_TABLES[system]
+
+
+def _char_arrays(system: str) -> table_cache.Arrays:
+    """`_char_tables` built afresh."""
+    from pypinyin import Style, lazy_pinyin
+
+    count = chinese.REGISTRY_END - chinese.REGISTRY_START
+    chars = [chr(chinese.REGISTRY_START + i) for i in range(count)]
+    found = lazy_pinyin(
+        chars, style=Style.TONE3, neutral_tone_with_five=True, errors=chinese.no_reading
+    )
+    readings = [chinese.reading_text(r) for r in found]
+    if len(readings) != count:
+        readings = [chinese.default_reading(ch) for ch in chars]
+    names = (
+        list(chinese.pingshui_group_names())
+        if system == "pingshui"
+        else list(chinese.XINYUN_GROUPS)
+    )
+    column = {g: j for j, g in enumerate(names)}
+    tones = torch.zeros(count, dtype=torch.int8)
+    groups = torch.zeros(count, len(names), dtype=torch.bool)
+    code = {"平": 1, "仄": 2, "?": 0}
+    for i, ch in enumerate(chars):
+        if not chinese.is_han(ch):
+            continue
+        sound = chinese.char_sound(
+            ch, "pingshui" if system == "pingshui" else "xinyun", readings[i]
+        )
+        tones[i] = code[sound.tone]
+        for g in sound.groups:
+            groups[i, column[g]] = True
+    return {
+        "tones": tones.numpy(),
+        "groups": groups.numpy(),
+        "names": table_cache.pack_lines(names),
+        "name_count": np.array(len(names)),
+    }
 
 
 # ------------------------------------------------------------------ the processor
@@ -586,7 +682,7 @@ class FormConstraint:
             self.rhymes = _rhyme_index(self.lexicon)
         else:
             if "zh" not in tables:
-                tables["zh"] = ChineseTable(tokenizer)
+                tables["zh"] = ChineseTable.cached(tokenizer)
             self.zh: ChineseTable = tables["zh"]
             system = form.rhyme_system
             self._char_tones, self._char_groups, names = _char_tables(system)

@@ -44,7 +44,7 @@ def _dictionary_identity(what: str) -> str:
             versions.append(f"{package} {version(package)}")
         except PackageNotFoundError:
             versions.append(f"{package} absent")
-    return table_cache.hashed(what, *versions)
+    return table_cache.hashed(what, *versions, table_cache.file_stamp(__file__))
 
 
 def _parse_cmu() -> table_cache.Arrays:
