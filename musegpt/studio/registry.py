@@ -196,7 +196,7 @@ def _poem(studio: Studio, r: PoemRequest, o: dict[str, Any]) -> Work:
 
 
 # DRY over the whole text and XTC: on the default model they cut repetition and raise
-# distinct-n with every structure check still passing (docs/studio-eval.md, "Samplers").
+# distinct-n with every structure check still passing (docs/sampling.md, "Measured").
 # Not for rewrites (they keep the original's words) nor poems (forms decide the words).
 CREATIVE = {"dry_multiplier": 0.8, "dry_penalty_last_n": -1, "xtc_probability": 0.5}
 
