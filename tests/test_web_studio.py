@@ -252,8 +252,9 @@ def test_score_keeps_its_proportions_and_opens_full_size(page: Any) -> None:
 @pytest.mark.parametrize("width", [390, 800])
 def test_layout_fits_a_narrow_screen(browser: Any, url: str, width: int) -> None:
     """On a phone (390 px) and a small laptop window (800 px) the editor takes the width
-    and no control is cut off, after a tune has been composed too."""
+    and no control is cut off (folded sections opened), after a tune has been composed too."""
     tab = open_studio(browser, url, {"width": width, "height": 800})
+    tab.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     try:
         for stage in ("empty", "with a tune"):
             window = tab.evaluate("document.documentElement.clientWidth")
