@@ -77,6 +77,30 @@ def test_best_k_finds_the_best_and_declines_ties() -> None:
     assert ids_or_none is None and int((scores > float("-inf")).sum()) == 51
 
 
+def test_temperature_that_ties_the_kth_with_the_next_is_not_shortlisted() -> None:
+    """Two scores apart before the temperature and equal after it: top-k on the tempered
+    scores keeps both, so the shortlist of k must not be used."""
+    temperature = 3.0
+    a = torch.tensor(1.0)
+    while True:  # the next float below a, divided by 3, rounds to the same as a / 3
+        b = torch.nextafter(a, torch.tensor(0.0))
+        if b / temperature == a / temperature:
+            break
+        a = b
+    k = 40
+    raw = torch.full((1, VOCAB), -5.0) + 0.001 * torch.randn(1, VOCAB)
+    raw[0, :39] = 2.0 + torch.rand(39)
+    raw[0, 100], raw[0, 200] = a, b
+    params = SamplingParams(temperature=temperature, top_k=k)
+    pipeline = build_pipeline(params, VOCAB, eos_id=0)
+    state = DecodeState([[1]], [0])
+    scores, ids = shortlist_scores(pipeline, state, raw)
+    assert ids is None
+    assert int((scores > float("-inf")).sum()) == k + 1
+    full = torch.softmax(apply_pipeline(pipeline, state, raw), dim=-1)
+    torch.testing.assert_close(torch.softmax(scores, dim=-1), full)
+
+
 def test_argmax_rows_takes_the_first_of_equals() -> None:
     scores = torch.randn(3, VOCAB)
     scores[1, 7] = scores[1, 9] = scores[1].max() + 1

@@ -309,19 +309,54 @@ def shortlist_scores(
     survivors rather than the whole vocabulary (262,144 tokens on Gemma), which gives the
     same distribution: top-k keeps exactly those k (unless a score outside them ties the
     k-th, when the whole vocabulary is used). The survivors are listed by token id, so
-    that a draw walks them in the same order as it walks the whole vocabulary."""
+    that a draw walks them in the same order as it walks the whole vocabulary. A
+    temperature just before top-k is applied to the survivors alone, once it is sure that
+    dividing by it ties no one outside them with the k-th (it keeps the order)."""
     cut = next((i for i, step in enumerate(pipeline) if isinstance(step, TopK)), None)
     tail = pipeline[cut + 1 :] if cut is not None else ()
     if cut is None or not all(isinstance(step, VALUE_ONLY) for step in tail):
         return apply_pipeline(pipeline, state, raw), None
     top_k = pipeline[cut]
     assert isinstance(top_k, TopK)
-    scores = apply_pipeline(pipeline[:cut], state, raw)
-    found = best_k(scores, min(top_k.k, scores.shape[-1]))
+    before = pipeline[cut - 1] if cut else None
+    temperature = before if isinstance(before, Temperature) else None
+    head = pipeline[: cut - 1] if temperature is not None else pipeline[:cut]
+    scores = apply_pipeline(head, state, raw)
+    k = min(top_k.k, scores.shape[-1])
+    if temperature is not None and k < scores.shape[-1]:
+        found = _best_k_tempered(scores, k, temperature.temperature)
+        if found is None:
+            return apply_pipeline(pipeline[cut - 1 :], state, scores), None
+        values, ids = found
+        return apply_pipeline([temperature, *tail], state, values), ids
+    if temperature is not None:
+        scores = temperature(state, scores)
+    found = best_k(scores, k)
     if found is None:
         return apply_pipeline(pipeline[cut:], state, scores), None
     values, ids = found
     return apply_pipeline(tail, state, values), ids
+
+
+def _best_k_tempered(
+    scores: torch.Tensor, k: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`best_k` of `scores / temperature`, without dividing the whole vocabulary: the best
+    k + 1 untempered, when the (k+1)-th stays strictly below the k-th once divided (so no
+    one outside ties the k-th), less the (k+1)-th. None when that cannot be assured."""
+    found = best_k(scores, k + 1)
+    if found is None:
+        return None
+    values, ids = found
+    order = values.argsort(dim=-1, descending=True)
+    kth = values.gather(-1, order[:, k - 1 : k])
+    next_best = values.gather(-1, order[:, k:])
+    apart = (kth / temperature > next_best / temperature) | (kth == NEG_INF)
+    if not bool(apart.all()):
+        return None
+    keep = torch.ones_like(values, dtype=torch.bool).scatter(-1, order[:, k:], False)
+    rows = values.shape[0]
+    return values[keep].view(rows, k), ids[keep].view(rows, k)
 
 
 SAMPLE_STRIDE = 64  # best_k's sample: every 64th score (sqrt(262,144 / 64): balanced work)

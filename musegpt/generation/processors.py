@@ -23,6 +23,7 @@ same logits (tests/test_processors.py checks this).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -137,11 +138,12 @@ class PresenceFrequencyPenalty:
             generated = state.generated(row)
             if not generated:
                 continue
-            # Only the tokens seen are touched: cheap even for a 262k-token vocabulary.
-            seen, counts = torch.unique(
-                torch.tensor(generated, device=scores.device), return_counts=True
-            )
-            scores[row, seen] -= self.frequency * counts.to(scores.dtype) + self.presence
+            # Only the tokens seen are touched: cheap even for a 262k-token vocabulary
+            # (counted in Python: a few hundred ids cost less than torch.unique's set-up).
+            counts = Counter(generated)
+            seen = torch.tensor(list(counts), device=scores.device)
+            times = torch.tensor(list(counts.values()), dtype=scores.dtype, device=scores.device)
+            scores[row].index_add_(0, seen, -(self.frequency * times + self.presence))
         return scores
 
 
@@ -387,5 +389,8 @@ def observe_choice(
     """Tell the processors that learn from each choice (Mirostat) which tokens were drawn
     from `scores` (-1: the row had none)."""
     for step in steps:
-        if isinstance(step, ChoiceObserver):
-            step.chosen(state, scores, tokens)
+        # What isinstance(step, ChoiceObserver) checks, without a runtime protocol's cost
+        # (about 30 µs a processor, every step).
+        chosen = getattr(step, "chosen", None)
+        if callable(chosen):
+            chosen(state, scores, tokens)
