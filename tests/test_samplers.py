@@ -132,9 +132,8 @@ def test_dynamic_temperature_scales_as_llama_cpp(
     finally:
         llama_cpp.llama_sampler_free(sampler)
     mine = finite(ours(DynamicTemperature(temperature, spread, exponent), logits))
-    assert mine.keys() == theirs.keys()
-    for token, value in theirs.items():
-        assert math.isclose(mine[token], value, rel_tol=1e-4, abs_tol=1e-4)
+    # The same distribution (logits divided by a temperature near 0 differ in float noise).
+    same_distribution(mine, theirs)
 
 
 @settings(max_examples=60, deadline=None)
