@@ -11,9 +11,11 @@ import torch
 
 from musegpt.engines.default_model import default_model_path
 from musegpt.engines.llama import LlamaCppEngine, ThreadBudget
+from musegpt.generation.candidates import ON_CANDIDATES, on_candidates
 from musegpt.generation.decoder import argmax_rows, best_k, shortlist_scores
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
+from musegpt.tokenizer.char import CharTokenizer
 
 VOCAB = 20000  # wide enough for best_k's sampled threshold (k * 64 scores or more)
 
@@ -26,7 +28,8 @@ def _full_and_shortlisted(
     state = DecodeState([[1, 2, 3]] * raw.shape[0], [1] * raw.shape[0])
     full = torch.softmax(apply_pipeline(pipeline, state, raw), dim=-1)
     scores, ids = shortlist_scores(pipeline, state, raw)
-    assert ids is not None, "top-k followed by value-only steps is shortlisted"
+    if ids is None:  # the whole vocabulary was needed (a tie)
+        return full, torch.softmax(scores, dim=-1)
     short = torch.zeros_like(full).scatter(-1, ids, torch.softmax(scores, dim=-1))
     return full, short
 
@@ -72,14 +75,16 @@ def test_best_k_finds_the_best_and_declines_ties() -> None:
     outside = int(torch.nonzero(tied[0] < kth)[0])
     tied[0, outside] = kth
     assert best_k(tied, 50) is None
-    pipeline = build_pipeline(SamplingParams(top_k=50), VOCAB, eos_id=0)
-    scores, ids_or_none = shortlist_scores(pipeline, DecodeState([[1]], [0]), tied)
-    assert ids_or_none is None and int((scores > float("-inf")).sum()) == 51
+    # Top-k keeps the tie too (51 tokens), whichever way the shortlist goes.
+    full, short = _full_and_shortlisted(SamplingParams(top_k=50), tied)
+    torch.testing.assert_close(short, full)
+    assert int((short > 0).sum()) == 51
 
 
-def test_temperature_that_ties_the_kth_with_the_next_is_not_shortlisted() -> None:
+@pytest.mark.parametrize("bias", [{}, {5: -1.0}])  # a logit bias: not on candidates
+def test_temperature_that_ties_the_kth_with_the_next_keeps_both(bias: dict[int, float]) -> None:
     """Two scores apart before the temperature and equal after it: top-k on the tempered
-    scores keeps both, so the shortlist of k must not be used."""
+    scores keeps both (k + 1 tokens), and so must the shortlist."""
     temperature = 3.0
     a = torch.tensor(1.0)
     while True:  # the next float below a, divided by 3, rounds to the same as a / 3
@@ -91,14 +96,34 @@ def test_temperature_that_ties_the_kth_with_the_next_is_not_shortlisted() -> Non
     raw = torch.full((1, VOCAB), -5.0) + 0.001 * torch.randn(1, VOCAB)
     raw[0, :39] = 2.0 + torch.rand(39)
     raw[0, 100], raw[0, 200] = a, b
-    params = SamplingParams(temperature=temperature, top_k=k)
-    pipeline = build_pipeline(params, VOCAB, eos_id=0)
-    state = DecodeState([[1]], [0])
-    scores, ids = shortlist_scores(pipeline, state, raw)
-    assert ids is None
-    assert int((scores > float("-inf")).sum()) == k + 1
-    full = torch.softmax(apply_pipeline(pipeline, state, raw), dim=-1)
-    torch.testing.assert_close(torch.softmax(scores, dim=-1), full)
+    params = SamplingParams(temperature=temperature, top_k=k, logit_bias=bias)
+    full, short = _full_and_shortlisted(params, raw)
+    torch.testing.assert_close(short, full)
+    assert int((short > 0).sum()) == k + 1
+
+
+def test_processors_on_candidates_match_the_whole_vocabulary() -> None:
+    """Each processor the shortlist applies to candidates alone gives, on them, exactly
+    what it gives over the whole vocabulary (this guards against the two drifting)."""
+    tokenizer = CharTokenizer.train(["the cat sat on the mat.\nthe cat sat: on the mat\n"])
+    vocab = tokenizer.vocab_size
+    params = SamplingParams(
+        temperature=0.9, top_k=8, presence_penalty=0.3, frequency_penalty=0.5,
+        repetition_penalty=1.2, repeat_last_n=6, dry_multiplier=0.8, min_new_tokens=30,
+    )  # fmt: skip
+    ids = tokenizer.encode("the cat sat on the mat the cat sat on the")
+    state = DecodeState([ids, ids[:-3]], [4, 30], blocked=[{ids[-1]}, set()])
+    pipeline = build_pipeline(params, vocab, {0}, banned_ids={1, 2}, tokenizer=tokenizer)
+    steps = [step for step in pipeline if isinstance(step, ON_CANDIDATES)]
+    assert {type(step) for step in steps} == set(ON_CANDIDATES)
+    torch.manual_seed(5)
+    raw = 3 * torch.randn(2, vocab)
+    candidates = torch.stack([torch.randperm(vocab)[: vocab // 2].sort().values for _ in "ab"])
+    for step in steps:
+        full = step(state, raw).gather(-1, candidates)
+        alone = on_candidates(step, state, raw.gather(-1, candidates), candidates)
+        assert alone is not None and torch.equal(alone, full), type(step).__name__
+        raw = step(state, raw)
 
 
 def test_argmax_rows_takes_the_first_of_equals() -> None:

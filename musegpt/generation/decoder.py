@@ -38,6 +38,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
+from musegpt.generation.candidates import ON_CANDIDATES, on_candidates
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import (
     NEG_INF,
@@ -321,8 +322,11 @@ def shortlist_scores(
     before = pipeline[cut - 1] if cut else None
     temperature = before if isinstance(before, Temperature) else None
     head = pipeline[: cut - 1] if temperature is not None else pipeline[:cut]
+    k = min(top_k.k, raw.shape[-1])
+    early = _candidates_first(head, temperature, [top_k, *tail], state, raw, k)
+    if early is not None:
+        return early
     scores = apply_pipeline(head, state, raw)
-    k = min(top_k.k, scores.shape[-1])
     if temperature is not None and k < scores.shape[-1]:
         found = _best_k_tempered(scores, k, temperature.temperature)
         if found is None:
@@ -336,6 +340,42 @@ def shortlist_scores(
         return apply_pipeline(pipeline[cut:], state, scores), None
     values, ids = found
     return apply_pipeline(tail, state, values), ids
+
+
+def _candidates_first(
+    head: Sequence[LogitsProcessor],
+    temperature: Temperature | None,
+    rest: Sequence[LogitsProcessor],
+    state: DecodeState,
+    raw: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Top-k before the processors ahead of it, where that is exact (see `candidates`):
+    the best max(2k, k + 64) raw scores, the processors on them alone, and a check that
+    the k-th best after them still beats every raw score left out (after the temperature,
+    too). None when it cannot be done that way: the whole vocabulary is then used."""
+    width = max(2 * k, k + 64)
+    if width >= raw.shape[-1] or not all(isinstance(step, ON_CANDIDATES) for step in head):
+        return None
+    found = best_k(raw, width)
+    if found is None:
+        return None
+    values, ids = found
+    floor = values.amin(dim=-1, keepdim=True)  # every token left out scores below this
+    for step in head:
+        lowered = on_candidates(step, state, values, ids)
+        if lowered is None:
+            return None
+        values = lowered
+    kth = values.topk(k, dim=-1).values[:, -1:]
+    if temperature is not None:
+        apart = kth / temperature.temperature > floor / temperature.temperature
+    else:
+        apart = kth >= floor
+    if not bool((apart | (floor == NEG_INF)).all()):
+        return None
+    steps = [temperature, *rest] if temperature is not None else list(rest)
+    return apply_pipeline(steps, state, values), ids
 
 
 def _best_k_tempered(
@@ -359,39 +399,40 @@ def _best_k_tempered(
     return values[keep].view(rows, k), ids[keep].view(rows, k)
 
 
-SAMPLE_STRIDE = 64  # best_k's sample: every 64th score (sqrt(262,144 / 64): balanced work)
+BLOCK = 64  # best_k reads the vocabulary in blocks of this many scores
 
 
 def best_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The k best scores of each row (B, vocab) and their token ids, listed by id; None when
     a score outside them ties the k-th (top-k then keeps more than k).
 
-    On a CPU this reads the vocabulary once: the k-th best score of a sample (every 64th)
-    is a threshold that at least k scores reach, so the best k are among the few that
-    reach it (numpy here: torch's reductions over one long row run several times slower
-    on one thread). Elsewhere, or when the sample is too small, `torch.topk`."""
-    if scores.device.type != "cpu" or scores.shape[-1] < k * SAMPLE_STRIDE or k < 1:
+    On a CPU this reads the vocabulary once, as groups of 64 scores (token i in group
+    i mod vocab/64, so the maxima are one vectorised pass): each of the best k scores lies
+    in one of the k groups with the highest maxima (were it elsewhere, k groups would each
+    hold a better score), so only those k * 64 scores are searched (numpy here: torch's
+    reductions over one long row run several times slower on one thread). Elsewhere, or
+    for a vocabulary of fewer than k groups, `torch.topk`."""
+    width = scores.shape[-1]
+    blocks = width // BLOCK
+    if scores.device.type != "cpu" or blocks < k or k < 1 or width % BLOCK:
         return _torch_best_k(scores, k)
     rows = scores.detach().float().numpy()
     best_values, best_ids = [], []
+    offsets = np.arange(BLOCK) * blocks
     for row in rows:
-        sample = row[::SAMPLE_STRIDE]
-        threshold = np.partition(sample, sample.shape[0] - k)[sample.shape[0] - k]
-        if threshold == NEG_INF:  # mostly ruled out (a constraint): the allowed ones
-            reach = np.flatnonzero(row > NEG_INF)
-            if reach.shape[0] < k:  # all of them, and ruled-out ones to make up k
-                filler = np.flatnonzero(row == NEG_INF)[: k - reach.shape[0]]
-                reach = np.concatenate([reach, filler])
-        else:
-            reach = np.flatnonzero(row >= threshold)
-        if reach.shape[0] < k:  # NaN scores: let torch decide
+        tiles = row.reshape(BLOCK, blocks)
+        maxima = tiles.max(axis=0)
+        if np.isnan(maxima).any():  # NaN scores: let torch decide
             return _torch_best_k(scores, k)
-        reached = row[reach]
-        top = np.argpartition(reached, reach.shape[0] - k)[reach.shape[0] - k :]
-        kth = reached[top].min()
-        if kth > NEG_INF and np.count_nonzero(reached >= kth) > k:
-            return None
-        ids = np.sort(reach[top])
+        chosen = np.argpartition(maxima, blocks - k)[blocks - k :]
+        found = tiles[:, chosen].T.ravel()
+        top = np.argpartition(found, found.shape[0] - k)[found.shape[0] - k :]
+        kth = found[top].min()
+        if kth > NEG_INF:  # another score equal to the k-th: top-k would keep it too
+            others = np.delete(maxima, chosen)
+            if np.count_nonzero(found >= kth) > k or (others >= kth).any():
+                return None
+        ids = np.sort((chosen[:, None] + offsets).ravel()[top])
         best_ids.append(ids)
         best_values.append(row[ids])
     return torch.from_numpy(np.stack(best_values)), torch.from_numpy(np.stack(best_ids))
