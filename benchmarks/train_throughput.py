@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from musegpt.data.prepare import prepare_corpus
 from musegpt.train.config import TrainConfig, load_config
@@ -79,7 +80,8 @@ def run_musegpt(config: TrainConfig, data: Path) -> dict[str, Any]:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         run = Path(out) / "run"
-        result = Trainer(config, data, run, progress=False).run()
+        # Its log lines go to stderr, so that stdout is the JSON report alone.
+        result = Trainer(config, data, run, progress=False, console=Console(stderr=True)).run()
         records = MetricsLog(run / METRICS_FILE).read()
     wall = time.perf_counter() - start
     # Each record's tokens_per_sec covers the steps since the previous log point; the first
