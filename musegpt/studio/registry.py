@@ -54,6 +54,9 @@ class StoryRequest(TaskRequest):
     chapters: int = Field(3, ge=1, le=200, description="chapters to plan for a new story")
     more: int = Field(0, ge=0, le=200, description="chapters to add to an existing story")
     chapter_tokens: int = Field(450, ge=50, le=4000, description="tokens per chapter")
+    candidates: int = Field(
+        3, ge=1, le=8, description="drafts per chapter, the best kept; 1 = one draft"
+    )
 
     @field_validator("text")
     @classmethod
@@ -160,7 +163,7 @@ class TaskSpec(Generic[R]):
 
 
 def _story(studio: Studio, r: StoryRequest, o: dict[str, Any]) -> Work:
-    return studio.story(r.text, r.project, r.chapters, r.more, r.chapter_tokens, **o)
+    return studio.story(r.text, r.project, r.chapters, r.more, r.chapter_tokens, r.candidates, **o)
 
 
 def _continue(studio: Studio, r: ContinueRequest, o: dict[str, Any]) -> Work:

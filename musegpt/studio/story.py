@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
-from musegpt.studio.tasks import StudioError, distinct_list
-from musegpt.studio.text import SENTENCE_END, Lang, detect_lang, tidy
+from musegpt.studio import plan_checks as checks
+from musegpt.studio.tasks import StudioError
+from musegpt.studio.text import Lang, detect_lang, end_cleanly, tidy
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
 
@@ -32,6 +35,10 @@ RECENT_CHARS = 700  # the end of the previous scene kept verbatim in the next pr
 # outline; more than this share of the model's context crowds them out (and each of the
 # dozen planning calls pays for reading it).
 PREMISE_SHARE = 4
+PLAN_TRIES = 6  # draws of one plan field (each with its own derived seed) before giving up
+SUMMARY_TRIES = 3
+SUMMARY_CHARS = 1500  # the end of a chapter the summarising prompt reads
+CANDIDATES = 3
 
 
 @dataclass
@@ -129,12 +136,14 @@ class StoryProject:
         return "\n\n".join(s.text for s in self.scenes if s.text)
 
     def markdown(self) -> str:
+        """The whole work: title, premise, the bible, then each chapter under its heading."""
         title = self.bible.title if self.bible else self.premise
         out = [f"# {title}", "", f"*{self.premise}*", ""]
-        label = "第{}章" if self.lang == "zh" else "Chapter {}"
+        if self.bible:
+            out += bible_section(self.bible, self.lang)
         for i, scene in enumerate(self.scenes, 1):
             if scene.text:
-                out += [f"## {label.format(i)}", "", scene.text, ""]
+                out += [f"## {CHAPTER[self.lang].format(n=i)}", "", scene.text, ""]
         return "\n".join(out)
 
 
@@ -162,6 +171,17 @@ def damage(err: ValidationError) -> str:
 def premise_limit(context_length: int) -> int:
     """The most tokens a premise may take in a model with this context."""
     return context_length // PREMISE_SHARE
+
+
+def bible_section(bible: StoryBible, lang: Lang) -> list[str]:
+    """The bible as Markdown lines for the head of story.md."""
+    labels = LABELS[lang]
+    colon = "：" if lang == "zh" else ": "
+    lines = [f"**{labels['setting'].rstrip(':：')}**{colon}{bible.setting}", "",
+             f"**{labels['style'].rstrip(':：')}**{colon}{bible.style}", "",
+             f"**{labels['characters'].rstrip(':：')}**", ""]  # fmt: skip
+    lines += [f"- **{c.name}**{colon}{c.description}" for c in bible.characters]
+    return [*lines, "", f"**{labels['synopsis'].rstrip(':：')}**{colon}{bible.synopsis}", ""]
 
 
 def bible_markdown(bible: StoryBible, premise: str) -> str:
@@ -227,26 +247,125 @@ NEXT = {"en": "This chapter: ", "zh": "本章内容："}
 PREVIOUSLY = {"en": "The previous chapter ended:\n", "zh": "上一章的结尾：\n"}
 
 
+SUMMARY_EXAMPLE = {
+    "en": (
+        "Each passage is followed by its summary: one sentence saying who did what.\n\n"
+        "Passage: The rain had not stopped for three days. Nadia climbed to the attic and "
+        "opened her grandfather's trunk. Under the old coats she found a map of the harbour, "
+        "with one house circled in red ink. She folded it into her pocket before her brother "
+        "could see.\n"
+        "Summary: Nadia found her grandfather's map of the harbour and hid it from her "
+        "brother.\n\n"
+        "Passage: {text}\nSummary:"
+    ),
+    "zh": (
+        "每段文字后面是它的概要：用一句话说清谁做了什么。\n\n"
+        "文字：雨下了三天还没有停。阿青爬上阁楼，打开了外公的旧木箱。在几件旧大衣下面，她找到一张"
+        "港口的地图，一栋房子被红笔圈了起来。她趁弟弟没看见，把地图折好塞进了口袋。\n"
+        "概要：阿青在外公的木箱里找到一张港口地图，并把它藏了起来。\n\n"
+        "文字：{text}\n概要："
+    ),
+}
+ZH_DIGITS = "一二三四五六七八九"
+
+
+def chinese_number(n: int) -> str:
+    """1..99 in Chinese numerals, as chapter headings write them (第十二章)."""
+    tens, ones = divmod(n, 10)
+    head = "" if tens == 0 else ("十" if tens == 1 else ZH_DIGITS[tens - 1] + "十")
+    return head + (ZH_DIGITS[ones - 1] if ones else "")
+
+
+# Line starts that mean the model began another chapter or another set of notes.
+SCENE_LABELS = [
+    "Chapter ", "CHAPTER ", "# ", "## ", "This chapter:", "Story so far:", "Notes for",
+    "本章内容：", "前情提要：", "写作笔记",
+    *(f"第{chinese_number(n)}章" for n in range(1, 100)), *(f"第{n}章" for n in range(1, 100)),
+]  # fmt: skip
+
+
 def _bible_prompt(lang: Lang, premise: str) -> str:
     return BIBLE_EXAMPLE[lang] + f"{LABELS[lang]['premise']} {premise}\n"
 
 
-def _field(writer: Writer, prompt: str, label: str, tokens: int) -> str:
-    text = writer.write(prompt + label, tokens, stop=["\n"], clean_end=False)
-    return text.strip()
+def example_field(lang: Lang, key: str) -> str:
+    """A field of the few-shot example plan (what a plan must not copy)."""
+    label = LABELS[lang][key]
+    for line in BIBLE_EXAMPLE[lang].split("\n"):
+        if line.startswith(label):
+            return line[len(label) :].strip()
+    return ""
+
+
+def example_names(lang: Lang) -> list[str]:
+    colon = "：" if lang == "zh" else ":"
+    lines = BIBLE_EXAMPLE[lang].split("\n")
+    return [line[2:].partition(colon)[0].strip() for line in lines if line.startswith("- ")]
+
+
+def example_beats(lang: Lang) -> list[str]:
+    lines = BIBLE_EXAMPLE[lang].split("\n")
+    return [line.partition(". ")[2] for line in lines if re.match(r"\d+\. ", line)]
+
+
+def draw(
+    writer: Writer,
+    prompt: str,
+    tokens: int,
+    check: Callable[[str], str | None],
+    what: str,
+    tries: int = PLAN_TRIES,
+) -> str:
+    """One line the model writes after `prompt` that passes `check`; each retry has its own
+    derived seed (so the same --seed plans the same story) and a little more heat."""
+    reason, value = "", ""
+    for attempt in range(tries):
+        heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
+        text = writer.write(prompt, tokens, stop=["\n"], clean_end=False, temperature=heat)
+        value = text.strip().strip("*").strip()
+        found = check(value)
+        if found is None:
+            return value
+        reason = found
+    raise StudioError(
+        f"the model wrote no usable {what} in {tries} draws (last: {reason}: {value!r}); "
+        "try another --seed or a clearer premise"
+    )
+
+
+def anchors(premise: str, lang: Lang, characters: list[Character]) -> set[str]:
+    """What a plan line may name to be about this story: premise keywords and the names
+    (English names lower-cased, as `checks.mentions` compares words)."""
+    names = {key for c in characters for key in c.keys}
+    return checks.keywords(premise, lang) | (names if lang == "zh" else {n.lower() for n in names})
 
 
 def plan_bible(writer: Writer, premise: str) -> StoryBible:
-    """The story bible, field by field, each in the shape the example shows."""
-    labels = LABELS[writer.lang]
-    prompt = _bible_prompt(writer.lang, premise)
+    """The story bible, field by field, each checked before it is kept (and re-drawn when
+    it fails, a bounded number of times)."""
+    lang, labels = writer.lang, LABELS[writer.lang]
+    prompt = _bible_prompt(lang, premise)
+    rules: dict[str, Callable[[str], str | None]] = {
+        "title": lambda v: checks.check_title(v, premise, lang, example_field(lang, "title")),
+        "setting": lambda v: checks.check_phrase(
+            v, lang, example_field(lang, "setting"), "setting"
+        ),
+        "style": lambda v: checks.check_phrase(v, lang, example_field(lang, "style"), "style"),
+    }
     values: dict[str, str] = {}
     for key, tokens in (("title", 24), ("setting", 60), ("style", 40)):
-        values[key] = _field(writer, prompt, labels[key], tokens) or "—"
+        values[key] = draw(writer, prompt + labels[key], tokens, rules[key], key)
         prompt += f"{labels[key]} {values[key]}\n"
     characters = plan_characters(writer, prompt + labels["characters"] + "\n")
-    prompt += labels["characters"] + "\n" + character_lines(writer.lang, characters)
-    synopsis = _field(writer, prompt, labels["synopsis"], 120)
+    prompt += labels["characters"] + "\n" + character_lines(lang, characters)
+    known = anchors(premise, lang, characters)
+    synopsis = draw(
+        writer,
+        prompt + labels["synopsis"],
+        120,
+        lambda v: checks.check_synopsis(v, lang, known, example_field(lang, "synopsis")),
+        "synopsis",
+    )
     return StoryBible(values["title"], values["setting"], values["style"], synopsis, characters)
 
 
@@ -280,18 +399,25 @@ def parse_character(line: str, lang: Lang) -> Character | None:
 
 
 def plan_characters(writer: Writer, prompt: str, most: int = 3, tries: int = 8) -> list[Character]:
-    """Characters one line at a time, each parsed and checked; at most `tries` calls."""
+    """Characters one line at a time, each parsed and checked (none of the example's); at
+    most `tries` calls, and at least two named ones or a clear failure."""
     characters: list[Character] = []
+    copied = example_names(writer.lang)
     for _ in range(tries):
         if len(characters) == most:
             break
         listed = character_lines(writer.lang, characters)
         line = writer.write(prompt + listed + "- ", 40, stop=["\n"], clean_end=False)
         found = parse_character(line, writer.lang)
-        if found is not None and all(c.name != found.name for c in characters):
+        if found is None or checks.is_copied(found.name, copied):
+            continue
+        if all(checks.normal(c.name) != checks.normal(found.name) for c in characters):
             characters.append(found)
-    if not characters:
-        raise StudioError("the model named no characters for the story bible; try another --seed")
+    reason = checks.check_names([c.name for c in characters], copied)
+    if reason is not None:
+        raise StudioError(
+            f"the story bible is not usable: {reason} after {tries} draws; try another --seed"
+        )
     return characters
 
 
@@ -306,14 +432,30 @@ def _plan_prompt(lang: Lang, premise: str, bible: StoryBible) -> str:
     )
 
 
-def plan_outline(writer: Writer, project: StoryProject, count: int) -> list[str]:
-    """`count` more distinct beats, continuing the outline so far."""
+def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
+    """`count` more beats, one at a time, each checked (a sentence naming a character or the
+    premise, unlike the beats before it) and saved as soon as it is kept, so stopping
+    mid-outline loses nothing already planned."""
     assert project.bible is not None
-    template = _plan_prompt(project.lang, project.premise, project.bible)
-    planned = [s.beat for s in project.scenes]
-    total = len(planned) + count
-    beats = distinct_list(writer, template, total, 48, attempts=3 + count, start=planned)
-    return beats[len(planned) :]
+    lang = project.lang
+    template = _plan_prompt(lang, project.premise, project.bible)
+    known = anchors(project.premise, lang, project.bible.characters)
+    for _ in range(count):
+        beats = [s.beat for s in project.scenes]
+        shown = "".join(f"{i}. {beat}\n" for i, beat in enumerate(beats, 1))
+        number = len(beats) + 1
+        beat = draw(
+            writer,
+            template + shown + f"{number}.",
+            48,
+            partial(
+                checks.check_beat, lang=lang, anchors=known, earlier=[*beats, *example_beats(lang)]
+            ),
+            f"outline beat for {CHAPTER[lang].format(n=number)}",
+        )
+        writer.say(f"  {number}. {beat}")
+        project.scenes.append(Scene(beat))
+        project.save()
 
 
 def scene_prompt(project: StoryProject, index: int) -> str:
@@ -337,26 +479,75 @@ def scene_prompt(project: StoryProject, index: int) -> str:
     return prompt + CHAPTER[lang].format(n=index + 1) + "\n\n"
 
 
-def summarize(scene: Scene) -> str:
-    """A rolling summary line: the planned beat, plus how the scene actually ended."""
-    sentences = [m.end() for m in SENTENCE_END.finditer(scene.text)]
-    last = scene.text
-    if len(sentences) >= 2:
-        last = scene.text[sentences[-2] : sentences[-1]]
-    return f"{scene.beat} {last.strip()}".strip()
+def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
+    """The rolling summary of a written chapter, by the model from a few-shot summarising
+    prompt: one sentence naming who did what, checked like a plan field. When no draw
+    passes, the chapter's beat (a checked sentence itself) stands in for it."""
+    assert project.bible is not None
+    lang = project.lang
+    passage = " ".join(scene.text.split())[-SUMMARY_CHARS:]
+    prompt = SUMMARY_EXAMPLE[lang].format(text=passage)
+    known = anchors(project.premise, lang, project.bible.characters)
+    example = SUMMARY_EXAMPLE[lang].split("\n")[3].partition("：" if lang == "zh" else ": ")[2]
+    try:
+        summary = draw(
+            writer,
+            prompt,
+            70,
+            lambda v: checks.check_summary(end_cleanly(v), lang, known, example),
+            "summary",
+            tries=SUMMARY_TRIES,
+        )
+    except StudioError:
+        return scene.beat
+    return end_cleanly(summary)
 
 
-def write_scene(writer: Writer, project: StoryProject, index: int) -> Scene:
-    scene = project.scenes[index]
-    chapter = CHAPTER[project.lang]
+def chapter_target(tokens: int, lang: Lang) -> int:
+    """Words (English) or characters (Chinese) a chapter of `tokens` tokens should hold."""
+    return int(tokens * (0.9 if lang == "zh" else 0.6))
+
+
+def write_scene(writer: Writer, project: StoryProject, index: int, candidates: int = 1) -> Scene:
+    """Chapter `index`: with `candidates` > 1, several drafts of its opening (of the whole
+    chapter where the backend decodes them in one batch) are drawn and the one that best
+    follows the beat and the premise is kept and continued."""
+    assert project.bible is not None
+    scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
+    chapter = CHAPTER[lang]
     stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter ", "\nNotes for", "写作笔记", "\n\n\n"]
-    labels = ["Chapter ", "This chapter:", "Story so far:", "本章内容：", "前情提要："]
-    scene.text = writer.write(
-        scene_prompt(project, index), project.scene_tokens, stop=stops, labels=labels, stream=True
-    )
+    prompt = scene_prompt(project, index)
+    earlier = "\n".join(s.text for s in project.scenes[:index])
+    if candidates <= 1:
+        raw = writer.write(prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True)
+    else:
+        batches = writer.engine.max_batch is None or writer.engine.max_batch >= candidates
+        # One row at a time (llama.cpp): only the openings are drawn several times, so a
+        # chapter costs about 1.5x one draw rather than `candidates` times.
+        opening = tokens if batches else max(tokens // 4, 32)
+        drafts = writer.write_many(prompt, opening, candidates, stop=stops, labels=SCENE_LABELS)
+        protagonist = project.bible.characters[0].keys
+
+        def fit(draft: str) -> float:
+            text = checks.clean_chapter(draft, lang, earlier)
+            return checks.chapter_fit(
+                text, lang, protagonist, scene.beat, project.premise,
+                chapter_target(opening, lang),
+            )  # fmt: skip
+
+        raw = max(drafts, key=fit)
+        writer.show(raw)
+        if opening < tokens and raw:
+            joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
+            rest = writer.write(
+                prompt + raw + joint, tokens - opening, stop=stops, labels=SCENE_LABELS,
+                stream=True,
+            )  # fmt: skip
+            raw = raw + joint + rest
+    scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:
         raise StudioError(f"the model wrote nothing for chapter {index + 1}; try another --seed")
-    scene.summary = summarize(scene)
+    scene.summary = summarize(writer, project, scene)
     return scene
 
 
@@ -367,9 +558,10 @@ def write_story(
     scenes: int = 3,
     more: int = 0,
     scene_tokens: int = 450,
+    candidates: int = CANDIDATES,
 ) -> Work:
     """Start a story of `scenes` chapters in `folder`, or resume the one there, adding
-    `more` chapters to its outline."""
+    `more` chapters to its outline; each chapter is the best of `candidates` drafts."""
     folder = Path(folder)
     if (folder / PROJECT_FILE).is_file():
         project = StoryProject.load(folder)
@@ -389,8 +581,7 @@ def write_story(
     wanted = project.chapters - len(project.scenes)
     if wanted > 0:
         writer.say("Outlining…")
-        project.scenes += [Scene(beat) for beat in plan_outline(writer, project, wanted)]
-        project.save()
+        plan_outline(writer, project, wanted)
     chapter = CHAPTER[project.lang]
     if all(scene.text for scene in project.scenes):
         writer.say(f"{folder} is complete ({len(project.scenes)} chapters); --more N adds N more")
@@ -400,13 +591,12 @@ def write_story(
             continue
         writer.say(f"Writing {chapter.format(n=index + 1)} of {len(project.scenes)}: {scene.beat}")
         writer.show(f"\n\n## {chapter.format(n=index + 1)}\n\n")
-        write_scene(writer, project, index)
+        write_scene(writer, project, index, candidates)
         project.save()  # every finished scene is on disk before the next begins
     bible = project.bible
     meta = {**project.meta, "project": str(folder), "chapters": len(project.scenes)}
-    return Work(
-        "story", bible.title, project.lang, project.text, [s.text for s in project.scenes], meta
-    )
+    texts = [s.text for s in project.scenes]
+    return Work("story", bible.title, project.lang, project.text, texts, meta, project.markdown())
 
 
 def check_premise(engine: Engine, premise: str) -> None:

@@ -79,12 +79,16 @@ class Studio:
         scenes: int = 3,
         more: int = 0,
         scene_tokens: int = 450,
+        candidates: int = story_task.CANDIDATES,
         **overrides: Any,
     ) -> Work:
-        """Start (from `premise`), resume or extend (`more` chapters) a story project."""
+        """Start (from `premise`), resume or extend (`more` chapters) a story project; each
+        chapter is the best of `candidates` drafts."""
         folder = Path(project) if project else Path("stories") / slug(premise)
         writer = self.writer(premise, **overrides)
-        work = story_task.write_story(writer, premise, folder, scenes, more, scene_tokens)
+        work = story_task.write_story(
+            writer, premise, folder, scenes, more, scene_tokens, candidates
+        )
         return self._done(work, writer)
 
     def continue_text(self, text: str, max_new_tokens: int = 400, **overrides: Any) -> Work:

@@ -18,10 +18,13 @@ class Work:
     text: str  # the piece itself, plain (for a script: Fountain)
     parts: list[str] = field(default_factory=list)  # ideas, alternatives, sections, scenes
     meta: dict[str, Any] = field(default_factory=dict)  # model, seed, settings: provenance
+    document: str = ""  # the whole work as Markdown, when the task composes it (a story)
 
     def markdown(self) -> str:
         lines = [f"# {self.title}", ""]
-        if self.task == "script":
+        if self.document:
+            lines = [self.document.strip()]
+        elif self.task == "script":
             lines += ["```fountain", self.text.strip(), "```"]
         elif self.task in ("brainstorm", "plot-help", "rewrite") and self.parts:
             lines += [f"{i}. {p.strip()}" for i, p in enumerate(self.parts, 1)]

@@ -54,6 +54,19 @@ class Writer:
         }
         return self.params.model_copy(update=update)
 
+    def write_many(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        n: int,
+        stop: Sequence[str] = (),
+        labels: Sequence[str] = (),
+    ) -> list[str]:
+        """`n` continuations of `prompt` in one request (one batch where the backend batches;
+        sample s has seed + s), each cleaned but not cut to a sentence end."""
+        params = self.call_params(max_new_tokens, stop, n=n)
+        return [tidy(c.text, labels, clean_end=False) for c in self.engine.complete(prompt, params)]
+
     def write(
         self,
         prompt: str,
@@ -64,13 +77,17 @@ class Writer:
         clean_end: bool = True,
         constraints: Sequence[LogitsProcessor] = (),
         avoid: Sequence[str] = (),
+        avoid_regex: Sequence[str] = (),
         **extra: object,
     ) -> str:
         """Continue `prompt`; the cleaned continuation. With `stream`, clean text is sent to
         the sink sentence by sentence as it is written. Phrases in `avoid` (the few-shot
-        examples' own lines) never appear: decoding backtracks around them."""
+        examples' own lines) and matches of `avoid_regex` (their word runs, `echo_pattern`)
+        never appear: decoding backtracks around them."""
         if avoid:
             extra["banned"] = [*self.params.banned, *avoid]
+        if avoid_regex:
+            extra["banned_regex"] = [*self.params.banned_regex, *avoid_regex]
         params = self.call_params(max_new_tokens, stop, **extra)
         cancel = threading.Event()
         raw = ""

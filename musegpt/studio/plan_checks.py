@@ -1,0 +1,225 @@
+"""Checks on what a small model writes for a story plan and its chapters.
+
+Each `check_*` returns None for a field worth keeping, else a short reason (what a retry
+is for, and what the final error names). `chapter_fit` scores a chapter candidate so the
+one that follows its beat best is kept. English counts words; Chinese counts characters
+and matches keywords as character pairs (Chinese has no spaces to split words on).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+from musegpt.studio.text import HAN, SENTENCE_END, Lang, distinct_n, similarity
+
+STOPWORD_TEXT = """a an the and or but of to in on at by for with from into onto over under
+about after before who whom whose which that this these those what when where why how is are
+was were be been being has have had do does did not no nor so as if than then there their they
+them he she it its his her him we us our you your i me my one two can could would should will
+shall may might must all any some each every very just only also up down out off again once
+story tale"""
+STOPWORDS = frozenset(STOPWORD_TEXT.split())
+# Characters that make a Chinese character pair a grammar word rather than a keyword.
+HAN_FUNCTION = frozenset("的了是在一个有和与他她它们这那也就都而着过把被从向对给让很又")
+NEAR_DUPLICATE = 0.6  # character-trigram similarity above which two beats say the same
+NUMBERED = re.compile(r"^\s*[\d一二三四五六七八九十]+\s*[.、:：)）]?\s*$")
+HEADING = re.compile(
+    r"^\s*(?:#+\s*)?(?:第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回幕部]|"
+    r"(?:chapter|part|scene)\s+(?:\d+|[ivxlc]+|one|two|three|four|five|six|seven|eight|"
+    r"nine|ten)\b)",
+    re.IGNORECASE,
+)
+# Sentences about the writing rather than in it: a base model's comments after a story.
+CHATTER = {
+    "en": re.compile(
+        r"\b(?:overall,|i (?:really )?(?:like|love|enjoyed|hope) (?:this|it|you)|"
+        r"(?:good|great|nice|short|wonderful) (?:story|chapter|read)|"
+        r"(?:this|the next|in this|the first|the last) chapter\b|(?:this|the) story (?:is|was)\b|"
+        r"the (?:author|reader|writer)s?\b|thanks? (?:you )?for reading|the end\b|"
+        r"to be continued|word count|writing prompt)",
+        re.IGNORECASE,
+    ),
+    "zh": re.compile(
+        r"这个故事|这篇|本章|这一章|下一章|上一章|作者|读者|谢谢阅读|全文完|未完待续|写得|"
+        r"（完）|\(完\)|本文|这部小说"
+    ),
+}
+
+
+def normal(text: str) -> str:
+    return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
+
+
+def keywords(text: str, lang: Lang) -> set[str]:
+    """Content words of `text` (English: lower-case words of 3+ letters, not grammar words;
+    Chinese: pairs of adjacent Han characters without a grammar character)."""
+    if lang == "zh":
+        pairs: set[str] = set()
+        for run in re.findall(r"[\u4e00-\u9fff]+", text):
+            pairs |= {run[i : i + 2] for i in range(len(run) - 1)}
+        return {p for p in pairs if not set(p) & HAN_FUNCTION}
+    words = re.findall(r"[a-z][a-z'-]+", text.lower())
+    return {w for w in words if len(w) >= 3 and w not in STOPWORDS}
+
+
+def stem(word: str) -> str:
+    """A crude English stem (robot/robots, discover/discovers/discovered share one)."""
+    return word[:5] if len(word) > 5 else word.rstrip("s")
+
+
+def mentions(text: str, words: Iterable[str], lang: Lang) -> set[str]:
+    """The `words` that `text` contains (English: by stem, so inflections count)."""
+    if lang == "zh":
+        return {w for w in words if w in text}
+    found = {stem(w) for w in keywords(text, "en")}
+    return {w for w in words if stem(w) in found}
+
+
+def size(text: str, lang: Lang) -> int:
+    """Words (English) or Han characters (Chinese)."""
+    return len(HAN.findall(text)) if lang == "zh" else len(text.split())
+
+
+def is_sentence(text: str, lang: Lang) -> bool:
+    return size(text, lang) >= (8 if lang == "zh" else 4) and not NUMBERED.match(text)
+
+
+def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str | None:
+    key, whole = normal(title), normal(premise)
+    if not key or NUMBERED.match(title):
+        return "the title is empty"
+    longest = 20 if lang == "zh" else 12
+    if size(title, lang) > longest or (lang == "zh" and not HAN.search(title)):
+        return "the title is not a title"
+    if re.search(r"[.。;；]\s*\S", title.strip()):
+        return "the title is a sentence, not a title"
+    if key == normal(example_title):
+        return "the title is the example's"
+    if len(whole) > 4 and key in whole and len(key) >= len(whole) / 2 and key != whole:
+        return "the title is a piece cut from the premise"
+    return None
+
+
+def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
+    """A setting or a style: a phrase of a few words, not the example's."""
+    if not (2 if lang == "en" else 4) <= size(value, lang) <= (60 if lang == "en" else 90):
+        return f"the {what} is not a phrase"
+    if lang == "zh" and len(HAN.findall(value)) < len(normal(value).replace(" ", "")) / 2:
+        return f"the {what} is not in Chinese"
+    if similarity(value, example) > NEAR_DUPLICATE:
+        return f"the {what} is the example's"
+    return None
+
+
+def name_parts(name: str) -> set[str]:
+    parts = {p for p in re.split(r"[\s·]+", name) if len(p) >= 2}
+    return parts | ({name[1:]} if HAN.search(name) and len(name) >= 3 else set()) | {name}
+
+
+def is_copied(name: str, example_names: Sequence[str]) -> bool:
+    """Whether `name` shares a name (first, last or whole) with one of the example's."""
+    return any(name_parts(name) & name_parts(other) for other in example_names)
+
+
+def check_names(names: Sequence[str], example_names: Sequence[str]) -> str | None:
+    """At least two distinct named characters, none of the example's."""
+    if len({normal(n) for n in names}) < 2:
+        return "the plan names fewer than two characters"
+    for name in names:
+        if is_copied(name, example_names):
+            return f"the character {name!r} is copied from the example"
+    return None
+
+
+def check_synopsis(synopsis: str, lang: Lang, anchors: Iterable[str], example: str) -> str | None:
+    """At least one whole sentence that names a character or a premise keyword."""
+    if not SENTENCE_END.search(synopsis) or size(synopsis, lang) < (10 if lang == "zh" else 6):
+        return "the synopsis is not a sentence"
+    if similarity(synopsis, example) > NEAR_DUPLICATE:
+        return "the synopsis is the example's"
+    if not mentions(synopsis, anchors, lang):
+        return "the synopsis names no character and nothing of the premise"
+    return None
+
+
+def check_beat(beat: str, lang: Lang, anchors: Iterable[str], earlier: Sequence[str]) -> str | None:
+    """A sentence naming a character or a premise keyword, unlike the beats before it."""
+    if not is_sentence(beat, lang):
+        return "the beat is not a sentence"
+    if HEADING.match(beat):
+        return "the beat is a heading"
+    if not mentions(beat, anchors, lang):
+        return "the beat names no character and nothing of the premise"
+    if any(similarity(beat, other) > NEAR_DUPLICATE for other in earlier):
+        return "the beat repeats an earlier one"
+    return None
+
+
+def check_summary(summary: str, lang: Lang, anchors: Iterable[str], example: str) -> str | None:
+    """One or two whole sentences naming who did what."""
+    reason = check_synopsis(summary, lang, anchors, example)
+    return reason.replace("synopsis", "summary") if reason else None
+
+
+def sentences(text: str) -> list[str]:
+    """The text split after each sentence end (a trailing fragment is its own piece)."""
+    pieces, start = [], 0
+    for match in SENTENCE_END.finditer(text):
+        pieces.append(text[start : match.end()])
+        start = match.end()
+    if text[start:].strip():
+        pieces.append(text[start:])
+    return pieces
+
+
+def long_enough(sentence: str) -> bool:
+    return len(normal(sentence).replace(" ", "")) >= 6
+
+
+def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
+    """The chapter without what does not belong in it: cut at a chapter heading or at the
+    first sentence about the writing; sentences said before (here or in earlier chapters)
+    dropped."""
+    lines = text.split("\n")
+    while lines and (HEADING.match(lines[0]) or not lines[0].strip()):
+        lines.pop(0)  # a heading the model opened with: the story adds its own
+    for i, line in enumerate(lines):
+        if HEADING.match(line):
+            lines = lines[:i]
+            break
+    text = "\n".join(lines)
+    seen = {normal(s) for s in sentences(earlier) if long_enough(s)}
+    kept: list[str] = []
+    for sentence in sentences(text):
+        if CHATTER[lang].search(sentence):
+            break
+        key = normal(sentence)
+        if long_enough(sentence) and key in seen:
+            continue
+        seen.add(key)
+        kept.append(sentence)
+    return "".join(kept).strip()
+
+
+def chapter_fit(
+    text: str,
+    lang: Lang,
+    protagonist: Iterable[str],
+    beat: str,
+    premise: str,
+    target: int,
+) -> float:
+    """How well a (cleaned) chapter candidate follows its plan: its protagonist present,
+    the beat's and the premise's keywords present, length near the target, little
+    repetition. Higher is better."""
+    if not text:
+        return -1.0
+    present = any(name in text for name in protagonist)
+    beat_words, premise_words = keywords(beat, lang), keywords(premise, lang)
+    beat_share = len(mentions(text, beat_words, lang)) / max(len(beat_words), 1)
+    premise_share = len(mentions(text, premise_words, lang)) / max(len(premise_words), 1)
+    length = min(size(text, lang) / max(target, 1), 1.0)
+    variety = distinct_n([text], 4)
+    return 2.0 * present + beat_share + premise_share + length + variety
