@@ -135,3 +135,50 @@ def similarity(a: str, b: str, n: int = 3) -> float:
 
     ga, gb = grams(a), grams(b)
     return len(ga & gb) / len(ga | gb) if ga | gb else 1.0
+
+
+# A phrase said three times running inside one line, with only spaces or punctuation
+# between: "去去了，去去了，去去了", "go away, go away, go away". Chinese phrases are two or
+# more characters (哈哈哈 is a laugh); English ones whole words.
+HAN_LOOP = re.compile(f"({HAN.pattern}\\w*?{HAN.pattern}|{HAN.pattern}{{2}})(?:\\W*\\1){{2}}")
+WORD_LOOP = re.compile(r"\b([a-z0-9'].*?)\b(?:\W+\1\b){2}")
+
+
+def phrase_loop(line: str) -> str | None:
+    """The phrase a line says three times in a row (a loop, not a refrain), else None."""
+    text = _normal(line)
+    match = HAN_LOOP.search(text) or WORD_LOOP.search(text)
+    return match.group(1) if match else None
+
+
+def echo_pattern(example: str, given: str = "", words: int = 3, chars: int = 4) -> str:
+    """A regex (for `banned_regex`) matching any run of `words` words or `chars` Han
+    characters that the few-shot `example` has and the user's own text `given` lacks:
+    copying the example with a word changed here and there still trips it."""
+    grams: set[str] = set()
+    for piece in re.split(r"[{}]", example):
+        latin = re.findall(r"[a-z']+", piece.lower())
+        grams |= {" ".join(latin[i : i + words]) for i in range(len(latin) - words + 1)}
+        for run in re.findall(f"{HAN.pattern}+", piece):
+            grams |= {run[i : i + chars] for i in range(len(run) - chars + 1)}
+    mine = " ".join(re.findall(r"[a-z']+", given.lower())) + " " + given
+    kept = sorted(g for g in grams if g and g not in mine)
+    if not kept:
+        return r"(?!)"  # matches nothing
+    parts = [r"\W+".join(re.escape(w) for w in g.split()) for g in kept]
+    return r"(?i)(?<![a-z'])(?:" + "|".join(parts) + r")(?![a-z'])"
+
+
+def resemblance(text: str, example: str, given: str = "") -> float:
+    """Share of the text's character n-grams found in the example but not in `given` (the
+    user's own words): near 0 for new writing, high for the example handed back. Trigrams
+    for Chinese; for English 6-grams, as its trigrams ("the", "ing") are in any text."""
+    size = 3 if HAN.search(text) else 6
+
+    def grams(s: str) -> set[str]:
+        s = _normal(s)
+        return {s[i : i + size] for i in range(len(s) - size + 1)}
+
+    own = grams(text)
+    borrowed = grams(example) - grams(given)
+    return len(own & borrowed) / len(own) if own else 0.0
