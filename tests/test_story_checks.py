@@ -41,6 +41,9 @@ def test_titles() -> None:
     assert checks.check_title("铁心", ROBOT_ZH, "zh", zh) is None
     assert checks.check_title("发现爱情的机器人", ROBOT_ZH, "zh", zh)  # the issue's cut title
     assert checks.check_title("守塔人的信", ROBOT_ZH, "zh", zh)
+    assert checks.check_title(ROBOT_ZH, ROBOT_ZH, "zh", zh)  # the premise is not its title
+    setting = "一九二三年秋天，小岛上的一座礁石上。"  # seen on seed 1: the example's date
+    assert checks.check_phrase(setting, "zh", example_field("zh", "setting"), "setting")
 
 
 def test_settings_and_styles_are_phrases_not_the_examples() -> None:
@@ -50,7 +53,9 @@ def test_settings_and_styles_are_phrases_not_the_examples() -> None:
     assert checks.check_phrase(setting, "en", setting, "setting")
     assert checks.check_phrase("-", "en", setting, "setting")
     assert checks.check_phrase("Tokyo", "en", setting, "setting")
-    assert checks.check_phrase("未来的城市，雨夜。", "zh", example_field("zh", "setting"), "s") is None
+    assert (
+        checks.check_phrase("未来的城市，雨夜。", "zh", example_field("zh", "setting"), "s") is None
+    )
     assert checks.check_phrase("city", "zh", example_field("zh", "setting"), "setting")
     assert checks.check_phrase("未来", "zh", "x", "setting")
 
@@ -73,7 +78,9 @@ def test_synopsis_is_a_sentence_about_the_story() -> None:
     assert checks.check_synopsis("A long day.", "en", EN_NAMES, example)
     assert checks.check_synopsis("The weather was fine all week long.", "en", EN_NAMES, example)
     zh = example_field("zh", "synopsis")
-    assert checks.check_synopsis("机器人阿七遇见了林小雪，慢慢懂得了爱。", "zh", ZH_NAMES, zh) is None
+    assert (
+        checks.check_synopsis("机器人阿七遇见了林小雪，慢慢懂得了爱。", "zh", ZH_NAMES, zh) is None
+    )
     assert checks.check_synopsis("梦幻花园", "zh", ZH_NAMES, zh)
 
 
@@ -123,6 +130,13 @@ def test_fit_prefers_the_draft_on_its_beat() -> None:
     assert checks.chapter_fit(on, "en", keys, beat, ROBOT, 20) > checks.chapter_fit(
         off, "en", keys, beat, ROBOT, 20
     )
+    prose = "阿七在雨中醒来，林小雪把他带回了修理铺。"
+    script = "阿七：你好。\n林小雪：你是谁？\n阿七：我在雨中醒来。"
+    zh_keys = Character("阿七", "").keys
+    zh_beat = "林小雪在雨中发现了阿七。"
+    assert checks.chapter_fit(prose, "zh", zh_keys, zh_beat, ROBOT_ZH, 20) > checks.chapter_fit(
+        script, "zh", zh_keys, zh_beat, ROBOT_ZH, 20
+    )
 
 
 def test_the_kept_markdown_holds_the_bible_and_chapter_headings(tmp_path: Path) -> None:
@@ -132,3 +146,24 @@ def test_the_kept_markdown_holds_the_bible_and_chapter_headings(tmp_path: Path) 
     page = Work("story", "Iron Heart", "en", project.text, [], {}, project.markdown()).markdown()
     for part in ["# Iron Heart", "A rainy city.", "**Unit Seven**", "Syn.", "## Chapter 2"]:
         assert part in page
+
+
+def test_summaries_say_who_did_what_in_their_own_words() -> None:
+    example = "Nadia found her grandfather's map of the harbour and hid it from her brother."
+    good = "Lena found Unit Seven in the rain and took him home."
+    assert checks.check_summary(good, "en", EN_NAMES, example) is None
+    assert checks.check_summary('2. "Hello?', "en", EN_NAMES, example)  # the issue's summary
+    assert checks.check_summary(
+        'Lena said: "I can\'t do this." She left the robot.', "en", EN_NAMES, example
+    )
+    assert checks.check_summary(
+        "Lena found a map of the harbour in the robot.", "en", EN_NAMES, example
+    )
+    three = "Lena woke. Lena found Unit Seven. Lena took the robot home."
+    assert checks.check_summary(three, "en", EN_NAMES, example)
+    zh_example = "阿青在外公的木箱里找到一张港口地图，并把它藏了起来。"
+    assert (
+        checks.check_summary("林小雪在雨中找到了阿七，把他带回了家。", "zh", ZH_NAMES, zh_example)
+        is None
+    )
+    assert checks.check_summary("阿七找到一张港口地图。", "zh", ZH_NAMES, zh_example)

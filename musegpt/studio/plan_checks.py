@@ -31,6 +31,7 @@ HEADING = re.compile(
     r"nine|ten)\b)",
     re.IGNORECASE,
 )
+SPEAKER = re.compile(r"^\s*[\w\u4e00-\u9fff·]{1,12}\s*[:：]\s*\S")
 # Sentences about the writing rather than in it: a base model's comments after a story.
 CHATTER = {
     "en": re.compile(
@@ -97,7 +98,7 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
         return "the title is a sentence, not a title"
     if key == normal(example_title):
         return "the title is the example's"
-    if len(whole) > 4 and key in whole and len(key) >= len(whole) / 2 and key != whole:
+    if key in whole and len(key) >= len(whole) / 2:
         return "the title is a piece cut from the premise"
     return None
 
@@ -108,7 +109,9 @@ def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
         return f"the {what} is not a phrase"
     if lang == "zh" and len(HAN.findall(value)) < len(normal(value).replace(" ", "")) / 2:
         return f"the {what} is not in Chinese"
-    if similarity(value, example) > NEAR_DUPLICATE:
+    if similarity(value, example) > NEAR_DUPLICATE or (
+        what == "setting" and borrows(value, example, lang)
+    ):
         return f"the {what} is the example's"
     return None
 
@@ -157,10 +160,27 @@ def check_beat(beat: str, lang: Lang, anchors: Iterable[str], earlier: Sequence[
     return None
 
 
+def borrows(text: str, example: str, lang: Lang) -> bool:
+    """Whether `text` repeats a run of the example's words (3 words; 4 Chinese characters)."""
+    n = 4 if lang == "zh" else 3
+    pieces = list(normal(text).replace(" ", "")) if lang == "zh" else normal(text).split()
+    source = list(normal(example).replace(" ", "")) if lang == "zh" else normal(example).split()
+    grams = {tuple(source[i : i + n]) for i in range(len(source) - n + 1)}
+    return any(tuple(pieces[i : i + n]) in grams for i in range(len(pieces) - n + 1))
+
+
 def check_summary(summary: str, lang: Lang, anchors: Iterable[str], example: str) -> str | None:
-    """One or two whole sentences naming who did what."""
+    """One or two whole sentences of narration naming who did what."""
     reason = check_synopsis(summary, lang, anchors, example)
-    return reason.replace("synopsis", "summary") if reason else None
+    if reason:
+        return reason.replace("synopsis", "summary")
+    if len([s for s in sentences(summary) if s.strip()]) > 2:
+        return "the summary is longer than two sentences"
+    if re.search(r"[\"“”「」『』]", summary):
+        return "the summary quotes dialogue instead of saying what happened"
+    if borrows(summary, example, lang):
+        return "the summary borrows the example's words"
+    return None
 
 
 def sentences(text: str) -> list[str]:
@@ -222,4 +242,7 @@ def chapter_fit(
     premise_share = len(mentions(text, premise_words, lang)) / max(len(premise_words), 1)
     length = min(size(text, lang) / max(target, 1), 1.0)
     variety = distinct_n([text], 4)
-    return 2.0 * present + beat_share + premise_share + length + variety
+    lines = [line for line in text.split("\n") if line.strip()]
+    # "Name: words" lines are a script's format, not a chapter's prose.
+    scripted = sum(bool(SPEAKER.match(line)) for line in lines) / max(len(lines), 1)
+    return 2.0 * present + beat_share + premise_share + length + variety - 2.0 * scripted

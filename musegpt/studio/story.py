@@ -37,7 +37,7 @@ RECENT_CHARS = 700  # the end of the previous scene kept verbatim in the next pr
 PREMISE_SHARE = 4
 PLAN_TRIES = 6  # draws of one plan field (each with its own derived seed) before giving up
 SUMMARY_TRIES = 3
-SUMMARY_CHARS = 1500  # the end of a chapter the summarising prompt reads
+SUMMARY_CHARS = 900  # the end of a chapter the summarising prompt reads
 CANDIDATES = 3
 
 
@@ -453,9 +453,9 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             ),
             f"outline beat for {CHAPTER[lang].format(n=number)}",
         )
-        writer.say(f"  {number}. {beat}")
         project.scenes.append(Scene(beat))
         project.save()
+        writer.say(f"  {number}. {beat}")
 
 
 def scene_prompt(project: StoryProject, index: int) -> str:
