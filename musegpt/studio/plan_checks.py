@@ -161,8 +161,8 @@ def check_beat(beat: str, lang: Lang, anchors: Iterable[str], earlier: Sequence[
 
 
 def borrows(text: str, example: str, lang: Lang) -> bool:
-    """Whether `text` repeats a run of the example's words (3 words; 4 Chinese characters)."""
-    n = 4 if lang == "zh" else 3
+    """Whether `text` repeats a run of four of the example's words (Chinese: characters)."""
+    n = 4
     pieces = list(normal(text).replace(" ", "")) if lang == "zh" else normal(text).split()
     source = list(normal(example).replace(" ", "")) if lang == "zh" else normal(example).split()
     grams = {tuple(source[i : i + n]) for i in range(len(source) - n + 1)}

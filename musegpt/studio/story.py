@@ -398,16 +398,23 @@ def parse_character(line: str, lang: Lang) -> Character | None:
     return None
 
 
-def plan_characters(writer: Writer, prompt: str, most: int = 3, tries: int = 8) -> list[Character]:
+def plan_characters(writer: Writer, prompt: str, most: int = 3, tries: int = 10) -> list[Character]:
     """Characters one line at a time, each parsed and checked (none of the example's); at
     most `tries` calls, and at least two named ones or a clear failure."""
     characters: list[Character] = []
     copied = example_names(writer.lang)
-    for _ in range(tries):
+    colon = "：" if writer.lang == "zh" else ":"
+    for attempt in range(tries):
         if len(characters) == most:
             break
         listed = character_lines(writer.lang, characters)
-        line = writer.write(prompt + listed + "- ", 40, stop=["\n"], clean_end=False)
+        # Names already taken (the example's, and those listed) cannot begin the line again.
+        taken = [*copied, *(p for n in copied for p in checks.name_parts(n))]
+        taken += [c.name + colon for c in characters]
+        heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
+        line = writer.write(
+            prompt + listed + "- ", 40, stop=["\n"], clean_end=False, avoid=taken, temperature=heat
+        )
         found = parse_character(line, writer.lang)
         if found is None or checks.is_copied(found.name, copied):
             continue
