@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from musegpt.studio.script import fountain_elements, to_fountain
-from musegpt.studio.story import Character, Scene, StoryBible, StoryProject, summarize
+from musegpt.studio.story import Character, Scene, StoryBible, StoryProject
 from musegpt.studio.tasks import IdeaList, StudioError, list_items
 from musegpt.studio.text import (
     cut_bad_tail,
@@ -127,11 +127,6 @@ def test_lorebook_entries_activate_on_their_names() -> None:
     names = [c.name for c in bible.relevant("Tom brings the mail.")]
     assert names == ["Elias Ward", "Tom Bell"]  # the protagonist always, Tom by first name
     assert [c.name for c in bible.relevant("小雨回来了")] == ["Elias Ward", "林小雨"]
-
-
-def test_summary_is_the_beat_and_how_the_scene_ended() -> None:
-    scene = Scene("Elias finds a bottle.", "He walked. He saw it. It was green and old.")
-    assert summarize(scene) == "Elias finds a bottle. It was green and old."
 
 
 def test_story_project_round_trips_and_reports_damage(tmp_path: Path) -> None:
