@@ -9,10 +9,19 @@ word for word) instead of hoping the model keeps it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from musegpt.studio.text import Lang, example_phrases, similarity, tidy
+from musegpt.studio.plan_checks import keywords, mentions, size
+from musegpt.studio.text import (
+    Lang,
+    echo_pattern,
+    example_phrases,
+    phrase_loop,
+    similarity,
+    tidy,
+    units,
+)
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
 
@@ -73,68 +82,94 @@ def describe(writer: Writer, subject: str, max_new_tokens: int = 220) -> Work:
 
 # -- lists of distinct ideas: brainstorm and plot-help -------------------------------------
 
+# Each list opens with a line that names its kind and topic again, so the model is told
+# both right where it starts writing; each example item names its topic's words (the
+# keyword test every item must pass).
 BRAINSTORM = {
     "en": (
         "Lists of fresh, distinct ideas.\n\n"
         "Topic: a haunted lighthouse\n"
         "Kind: story titles\n"
+        "Story titles about a haunted lighthouse:\n"
         "1. The Keeper of Drowned Lights\n"
-        "2. Salt in the Lamp Room\n"
-        "3. What the Fog Remembers\n"
-        "4. Nine Steps Down to the Sea\n\n"
-        "Topic: a desert city on stilts\n"
-        "Kind: design concepts\n"
-        "1. Wind towers that cool each street and sing when storms come\n"
-        "2. Markets hung from cables that move with the shade through the day\n"
-        "3. Sand-coloured sails over every roof that double as water collectors\n\n"
+        "2. Salt in the Lighthouse Lamp\n"
+        "3. What the Haunted Fog Remembers\n"
+        "4. Nine Steps Down from the Lighthouse\n\n"
+        "Topic: a travelling circus\n"
+        "Kind: plot twists\n"
+        "Plot twists about a travelling circus:\n"
+        "1. The circus seems to travel for money, but it actually flees the town it left.\n"
+        "2. The ringmaster looks cruel, but he is secretly paying every clown's debts.\n"
+        "3. The circus never moves at all: it turns out each town is built around it.\n"
+        "4. The lion everyone fears is really the circus owner's lost brother.\n\n"
         "Topic: {topic}\n"
         "Kind: {kind}\n"
+        "{Kind} about {topic}:\n"
     ),
     "zh": (
         "新鲜、互不相同的点子清单。\n\n"
         "主题：闹鬼的灯塔\n"
         "类型：故事标题\n"
-        "1. 溺水之光的守望者\n"
-        "2. 灯室里的盐\n"
-        "3. 雾记得什么\n"
-        "4. 通往大海的九级台阶\n\n"
-        "主题：建在高脚上的沙漠城市\n"
-        "类型：设计概念\n"
-        "1. 每条街都有风塔降温，风暴来临时会发出歌声\n"
-        "2. 悬挂在缆绳上的集市，整天随着阴影移动\n"
-        "3. 屋顶上沙色的帆，同时用来收集露水\n\n"
+        "关于闹鬼的灯塔的故事标题：\n"
+        "1. 灯塔里的溺水之光\n"
+        "2. 闹鬼灯室里的盐\n"
+        "3. 灯塔的雾记得什么\n"
+        "4. 通往灯塔的九级台阶\n\n"
+        "主题：流浪马戏团\n"
+        "类型：情节反转\n"
+        "关于流浪马戏团的情节反转：\n"
+        "1. 马戏团看似为了赚钱四处流浪，其实是在逃离上一个小镇。\n"
+        "2. 团长看起来很凶，其实一直在偷偷替每个小丑还债。\n"
+        "3. 马戏团根本没有移动过，原来是每座小镇围着它建起来的。\n"
+        "4. 人人害怕的那头狮子，竟然是马戏团老板失散多年的哥哥。\n\n"
         "主题：{topic}\n"
         "类型：{kind}\n"
+        "关于{topic}的{kind}：\n"
     ),
 }
+# Kinds whose items are sentences (a twist is an event), and kinds whose items are short.
+SENTENCE_KINDS = re.compile(
+    r"twist|plot|scene|conflict|premise|ending|opening|反转|情节|冲突|结局|开头"
+)
+SHORT_KINDS = re.compile(r"title|name|标题|名字|名称")
+# A twist turns what was believed around: it says so with one of these.
+TWIST_KINDS = re.compile(r"twist|反转")
+TWIST = re.compile(
+    r"\b(?:actually|secretly|secret|really|turns? out|all along|never|not|isn't|wasn't|"
+    r"aren't|weren't|but|instead|only|fake|lie[sd]?|disguised?|nobody|no one|none|"
+    r"in fact|revealed?|hidden|hides?)\b|其实|原来|竟然|根本|却|并不|并非|不是|没有|从没|"
+    r"从未|假|秘密|真相|真正|隐藏",
+    re.IGNORECASE,
+)
 
 PLOT_HELP = {
     "en": (
         "A writer is stuck. Each answer lists distinct ways the story could go next.\n\n"
         "Story so far: Mira, a young locksmith, has been hired to open a safe in a mansion. "
         "Inside she finds a letter addressed to her, dated twenty years ago.\n"
-        "Problem: how does she find out who wrote it?\n"
-        "Ways forward:\n"
-        "1. The handwriting matches the notes her late mother left in recipe books.\n"
-        "2. The butler recognises the wax seal and lies about it, so she follows him at night.\n"
-        "3. The letter's date is the day a fire destroyed the town archive; she visits the "
-        "one survivor of that fire.\n\n"
+        "Problem: how does she find out who wrote the letter?\n"
+        "Ways forward that solve it:\n"
+        "1. The letter's handwriting matches the notes her late mother left in recipe books.\n"
+        "2. The butler recognises the letter's wax seal and lies about it, so she follows him "
+        "at night.\n"
+        "3. The letter is dated the day a fire destroyed the town archive; she visits the "
+        "one survivor of that fire to learn who wrote it.\n\n"
         "Story so far: {story}\n"
         "Problem: {conflict}\n"
-        "Ways forward:\n"
+        "Ways forward that solve it:\n"
     ),
     "zh": (
         "作者卡住了。每个回答列出故事接下来可以发展的几种不同方向。\n\n"
         "故事梗概：年轻的锁匠米拉受雇打开一座宅邸里的保险箱，却在里面发现一封写给她的信，"
         "日期是二十年前。\n"
         "难题：她怎样查出写信的人？\n"
-        "发展方向：\n"
-        "1. 信上的笔迹和她已故母亲留在食谱上的字一模一样。\n"
-        "2. 管家认出了火漆印却撒了谎，于是她夜里跟踪他。\n"
-        "3. 信上的日期正是镇档案馆失火那天，她去找那场火灾唯一的幸存者。\n\n"
+        "解决难题的发展方向：\n"
+        "1. 信上的笔迹和她已故母亲留在食谱上的字一模一样，写信的人原来是母亲。\n"
+        "2. 管家认出了信上的火漆印却撒了谎，于是她夜里跟踪他，查出写信的人。\n"
+        "3. 信上的日期正是镇档案馆失火那天，她去找那场火灾唯一的幸存者打听写信的人。\n\n"
         "故事梗概：{story}\n"
         "难题：{conflict}\n"
-        "发展方向：\n"
+        "解决难题的发展方向：\n"
     ),
 }
 
@@ -149,18 +184,27 @@ def list_items(text: str) -> list[str]:
     return items
 
 
+ItemCheck = Callable[[str], str | None]  # None for an item worth keeping, else why not
+
+
 @dataclass
 class IdeaList:
-    """Distinct ideas gathered over several bounded calls; near-duplicates are dropped."""
+    """Distinct ideas gathered over several bounded calls; near-duplicates, and items that
+    fail `check` (off-topic, not of the kind asked for), are dropped and drawn again."""
 
     count: int
     avoid: list[str]  # the few-shot examples' ideas: never returned as the user's
     ideas: list[str]
+    check: ItemCheck | None = None
+    refused: int = 0  # items dropped by `check`
 
     def offer(self, idea: str) -> bool:
         if len(self.ideas) >= self.count:
             return False
         if any(similarity(idea, other) > NEAR_DUPLICATE for other in self.ideas + self.avoid):
+            return False
+        if self.check is not None and self.check(idea) is not None:
+            self.refused += 1
             return False
         self.ideas.append(idea)
         return True
@@ -173,15 +217,16 @@ def distinct_list(
     per_item_tokens: int,
     attempts: int,
     start: Sequence[str] = (),
+    check: ItemCheck | None = None,
 ) -> list[str]:
     """Exactly `count` distinct items (`start` first) continuing the numbered list that
-    `template` opens."""
-    found = IdeaList(count, list_items(template), list(start))
+    `template` opens, each passing `check`."""
+    found = IdeaList(count, list_items(template), list(start), check)
     for attempt in range(attempts):
         shown = "".join(f"{i}. {idea}\n" for i, idea in enumerate(found.ideas, 1))
         prompt = template + shown + f"{len(found.ideas) + 1}."
         budget = per_item_tokens * (count - len(found.ideas) + 1)
-        heat = min(writer.params.temperature + 0.15 * attempt, 1.5)
+        heat = min(writer.params.temperature + 0.1 * attempt, 1.1)  # hotter: more garbage
         text = writer.write(
             prompt,
             budget,
@@ -194,25 +239,69 @@ def distinct_list(
                 writer.show(f"{len(found.ideas)}. {item}\n")
         if len(found.ideas) == count:
             return found.ideas
+    off = (
+        f" ({found.refused} more were off the topic or not of the kind asked)"
+        if found.refused
+        else ""
+    )
     raise StudioError(
         f"found only {len(found.ideas)} distinct ideas of the {count} asked for in {attempts} "
-        "attempts; ask for fewer, or raise --temperature"
+        f"attempts{off if found.refused else ''}; ask for fewer, or raise --temperature"
     )
 
 
+def item_check(lang: Lang, topic: str, kind: str = "", example: str = "") -> ItemCheck:
+    """The test every brainstorm or plot-help item passes: it names a keyword of `topic`
+    (the same keyword test as a story's beats) and none of the few-shot `example`'s own
+    topic, and has the shape of `kind` (a plot twist is a sentence; a title is short)."""
+    anchors = keywords(topic, lang)
+    borrowed = keywords(example, lang) - anchors
+    sentence = bool(SENTENCE_KINDS.search(kind.lower()))
+    short = bool(SHORT_KINDS.search(kind.lower()))
+
+    def check(item: str) -> str | None:
+        length = size(item, lang)
+        if sentence and length < (8 if lang == "zh" else 5):
+            return f"not a sentence, as {kind} are"
+        if short and length > (15 if lang == "zh" else 8):
+            return f"too long for {kind}"
+        if TWIST_KINDS.search(kind.lower()) and not TWIST.search(item):
+            return "turns nothing around, as a twist does"
+        plain = re.sub(r"'s\b", "", re.sub(r"ies\b", "y", item))  # sea's, cities: sea, city
+        if anchors and not short_names(kind) and not mentions(plain, anchors, lang):
+            return "off the topic (names none of its words)"
+        if mentions(plain, borrowed, lang):
+            return "about the example's topic, not the one asked"
+        return None
+
+    return check
+
+
+def short_names(kind: str) -> bool:
+    """Names of people or places need not repeat the topic's words."""
+    return bool(re.search(r"\bnames?\b|名字|人名|地名", kind.lower()))
+
+
 def brainstorm(writer: Writer, topic: str, kind: str = "ideas", count: int = 8) -> Work:
-    """`count` distinct ideas of a kind (titles, names, plot twists, settings, concepts)."""
-    template = BRAINSTORM[writer.lang].format(topic=topic.strip(), kind=kind.strip())
-    ideas = distinct_list(writer, template, count, 24, attempts=3 + count)
-    title = f"{kind.strip().capitalize()}: {topic.strip()}"
+    """`count` distinct ideas of a kind (titles, names, plot twists, settings, concepts),
+    each on the topic and of the kind asked (drawn again when not)."""
+    topic, kind = topic.strip(), kind.strip() or "ideas"
+    template = BRAINSTORM[writer.lang].format(topic=topic, kind=kind, Kind=kind.capitalize())
+    per_item = 40 if SENTENCE_KINDS.search(kind.lower()) else 24
+    topics = re.findall(r"^(?:Topic: |主题：)(.+)$", BRAINSTORM[writer.lang], re.MULTILINE)
+    check = item_check(writer.lang, topic, kind, " ".join(t for t in topics if "{" not in t))
+    ideas = distinct_list(writer, template, count, per_item, 3 + 2 * count, check=check)
+    title = f"{kind.capitalize()}: {topic}"
     return Work("brainstorm", title, writer.lang, "\n".join(ideas), ideas)
 
 
 def plot_help(writer: Writer, story: str, conflict: str, count: int = 4) -> Work:
-    """Several distinct ways forward for a story that is stuck."""
+    """Several distinct ways forward for a story that is stuck, each about `conflict`."""
     story_text = " ".join(story.split())[-1500:]  # the most recent part matters most
     template = PLOT_HELP[writer.lang].format(story=story_text, conflict=conflict.strip())
-    ways = distinct_list(writer, template, count, 60, attempts=3 + count)
+    told = re.findall(r"^(?:Problem: |难题：)(.+)$", PLOT_HELP[writer.lang], re.MULTILINE)
+    check = item_check(writer.lang, conflict, "plot", " ".join(t for t in told if "{" not in t))
+    ways = distinct_list(writer, template, count, 60, 3 + 2 * count, check=check)
     return Work(
         "plot-help", f"Ways forward: {conflict.strip()}", writer.lang, "\n".join(ways), ways
     )
@@ -248,7 +337,35 @@ REWRITE = {
         "改写："
     ),
 }
-SAMPLE_STYLE = {"en": "the style of this sample: {sample}", "zh": "模仿这段范文的风格：{sample}"}
+# A style sample is shown apart from the passage, before the examples, and named in the
+# Style line: inside that line the model took it for the text and handed it back.
+SAMPLE_STYLE = {
+    "en": ("A sample of the style to write in:\n{sample}\n\n", "the style of the sample above"),
+    "zh": ("要模仿的文风范文：\n{sample}\n\n", "上面范文的文风"),
+}
+REWRITE_ATTEMPTS = 5  # draws per version asked for
+LENGTH_RANGE = (0.4, 3.5)  # a rewrite's length over the original's
+
+
+def rewrite_fault(version: str, original: str, lang: Lang, sample: str = "") -> str | None:
+    """None when `version` is `original` rewritten: it keeps its content words (a quarter
+    of them, a sixth of Chinese character pairs, and two at least), a length within
+    `LENGTH_RANGE`, is not the original as it was, and takes no more words from the style
+    `sample` than from the original; else why not."""
+    words = keywords(original, lang)
+    kept = mentions(version, words, lang)
+    share = 6 if lang == "zh" else 4  # half of Chinese pairs straddle two words
+    if words and len(kept) < max(min(2, len(words)), len(words) / share):
+        return "does not keep the passage's meaning (too few of its words)"
+    ratio = len(units(version)) / max(len(units(original)), 1)
+    if not LENGTH_RANGE[0] <= ratio <= LENGTH_RANGE[1]:
+        return f"is {ratio:.1f} times the passage's length"
+    if similarity(version, original) > 0.85:
+        return "is the passage itself"
+    lent = mentions(version, keywords(sample, lang) - words, lang) if sample else set()
+    if len(lent) > max(len(kept), 2):
+        return "retells the style sample instead of the passage"
+    return None
 
 
 def rewrite(
@@ -259,29 +376,51 @@ def rewrite(
     alternatives: int = 1,
     max_new_tokens: int | None = None,
 ) -> Work:
-    """`text` in a named style, or in the style of `sample`; several distinct versions."""
+    """`text` in a named style, or in the style of `sample`; several distinct versions,
+    each checked to be the passage rewritten (`rewrite_fault`) and drawn again when not.
+    Only kept versions are shown."""
     if not style and not sample:
         raise StudioError("rewrite needs a --style (e.g. 'noir') or a --sample of the style")
+    lang = writer.lang
     flat = " ".join(text.split())
-    described = style or SAMPLE_STYLE[writer.lang].format(sample=" ".join(sample.split())[:600])
-    prompt = REWRITE[writer.lang].format(text=flat, style=described)
+    shown_sample, described = "", style
+    if sample:
+        lead, named = SAMPLE_STYLE[lang]
+        shown_sample = lead.format(sample=" ".join(sample.split())[:600])
+        described = style or named
+    prompt = shown_sample + REWRITE[lang].format(text=flat, style=described)
     budget = max_new_tokens or max(64, 2 * len(writer.engine.tokenize(flat)))
     labels = ["Original:", "Style:", "Rewritten:", "原文：", "风格：", "改写："]
-    avoid = example_phrases(REWRITE[writer.lang])
+    labels += ["A sample", "要模仿"]
+    examples = REWRITE[lang].split("{text}")[0]
+    # The examples' word runs, and the passage's own of four words (five characters): a
+    # rewrite says it anew rather than handing the passage back.
+    avoid_regex = [echo_pattern(examples, flat), echo_pattern(flat, words=4, chars=5)]
+    if sample:  # the sample's own word runs (five words, six characters) are not the rewrite
+        avoid_regex.append(echo_pattern(sample, flat, words=5, chars=6))
     versions: list[str] = []
-    for attempt in range(alternatives * 3):
-        if attempt and writer.sink is not None:
-            writer.show("\n\n")
+    why = "wrote nothing"
+    for _ in range(alternatives * REWRITE_ATTEMPTS):
         version = writer.write(prompt, budget, stop=["\n\n", "\nOriginal:", "\n原文："],
-                               labels=labels, stream=True, avoid=avoid)  # fmt: skip
-        if version and all(similarity(version, v) <= 0.8 for v in versions):
-            versions.append(version)
+                               labels=labels, avoid=example_phrases(examples),
+                               avoid_regex=avoid_regex)  # fmt: skip
+        fault = rewrite_fault(version, flat, lang, sample) if version else "is empty"
+        if fault is None and any(similarity(version, v) > 0.8 for v in versions):
+            fault = "repeats an earlier version"
+        if fault is not None:
+            why = fault
+            continue
+        writer.show(("\n\n" if versions else "") + version)
+        versions.append(version)
         if len(versions) == alternatives:
             break
-    if not versions:
-        raise StudioError("the model wrote no rewrite; try another --seed")
+    if len(versions) < alternatives:
+        raise StudioError(
+            f"only {len(versions)} of {alternatives} rewrites kept the passage's meaning in "
+            f"{alternatives * REWRITE_ATTEMPTS} tries (the last {why}); try another --seed"
+        )
     title = f"Rewrite ({style or 'after a sample'})"
-    return Work("rewrite", title, writer.lang, "\n\n".join(versions), versions)
+    return Work("rewrite", title, lang, "\n\n".join(versions), versions)
 
 
 # -- lyrics --------------------------------------------------------------------------------
@@ -335,29 +474,64 @@ def _lines(text: str, most: int) -> list[str]:
     return [line for line in lines if not line.startswith("[")][:most]
 
 
+# The example song's own images: a song on another topic that borrows them is the example
+# again (banned unless the user's topic or title names them).
+IMAGES = {
+    "en": ["paper boat", "river", "willow", "honey", "winter coat", "old lights", "secrets"],
+    "zh": ["纸船", "河水", "河面", "河边", "柳树", "蜂蜜", "灯火", "对岸", "秘密"],
+}
+LYRICS_ATTEMPTS = 4  # draws per section
+
+
+def lyric_fault(lines: list[str], most: int, anchors: set[str], lang: Lang) -> str | None:
+    """None for a section worth keeping, else why not: too few lines, a line that loops on
+    a phrase, or no word of the topic anywhere in it."""
+    if len(lines) < min(2, most):
+        return "wrote too few lines"
+    looping = next((p for line in lines if (p := phrase_loop(line))), None)
+    if looping:
+        return f"looped on {looping!r}"
+    if anchors and not mentions("\n".join(lines), anchors, lang):
+        return "strayed from the topic"
+    return None
+
+
 def lyrics(writer: Writer, topic: str, title: str = "") -> Work:
-    """Verses, a chorus that repeats word for word, and a bridge, each labelled."""
+    """Verses, a chorus that repeats word for word, and a bridge, each labelled; a section
+    that loops on a phrase, strays from the topic or borrows the example's images is drawn
+    again (bounded)."""
     lang: Lang = writer.lang
     title = title.strip() or topic.strip().title()
     song = LYRICS[lang].format(title=title, topic=topic.strip())
     written: dict[str, list[str]] = {}
     parts: list[str] = []
-    avoid = example_phrases(LYRICS[lang])
+    example = LYRICS[lang].split("{title}")[0]
+    given = f"{title} {topic}"
+    images = [i for i in IMAGES[lang] if i not in given.lower()]
+    avoid_regex = [echo_pattern(example, given)]
+    if images:
+        avoid_regex.append(r"(?i)(?<![a-z])(?:" + "|".join(map(re.escape, images)) + ")")
+    anchors = keywords(given, lang)
     for name in SECTIONS[lang]:
         header = f"[{name}]\n"
         writer.show(header)
         if name not in written:
             most = LINES_PER_SECTION.get(name, 4)
-            for _ in range(3):
+            why = "wrote no lines"
+            for _ in range(LYRICS_ATTEMPTS):
                 text = writer.write(
                     song + header, 20 * most, stop=["\n[", "\n\n", "\nTitle:", "\n标题："],
-                    clean_end=False, avoid=avoid,
+                    clean_end=False, avoid=example_phrases(example), avoid_regex=avoid_regex,
                 )  # fmt: skip
                 lines = _lines(tidy(text, clean_end=False), most)
-                if len(lines) >= min(2, most):
+                fault = lyric_fault(lines, most, anchors, lang)
+                if fault is None:
                     break
+                why = fault
             else:
-                raise StudioError(f"the model wrote no lines for the {name}; try another --seed")
+                raise StudioError(
+                    f"the {name} {why} in {LYRICS_ATTEMPTS} tries; try another --seed"
+                )
             written[name] = lines
         body = "\n".join(written[name])
         writer.show(body + "\n\n")
