@@ -131,17 +131,11 @@ def _repetition(
 def _dry(step: DRY, state: DecodeState, values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     out = values.clone()
     for row, sequence in enumerate(state.sequences):
-        lengths = step.repeat_lengths(sequence)
-        penalised = {t for t in lengths if not step.breakers.is_whole_breaker(t)}
-        columns, tokens = _columns(ids, row, penalised)
-        if not columns:
-            continue
-        exponents = [lengths[t] - step.allowed_length for t in tokens]
-        if step.max_exponent > 0:
-            exponents = [min(e, step.max_exponent) for e in exponents]
-        penalty = torch.tensor(
-            [step.multiplier * step.base**e for e in exponents], dtype=torch.float64
-        )
-        current = out[row, columns].double()
-        out[row, columns] = (current - penalty).to(out.dtype)
+        tokens, penalty = step.penalties(sequence)
+        position = {token: i for i, token in enumerate(tokens)}
+        columns, found = _columns(ids, row, position)
+        if columns:
+            amounts = penalty[[position[t] for t in found]]
+            current = out[row, columns].double()
+            out[row, columns] = (current - amounts).to(out.dtype)
     return out

@@ -175,19 +175,22 @@ class DRY:
                 return back - longest
         return size
 
+    def penalties(self, sequence: Sequence[int]) -> tuple[list[int], torch.Tensor]:
+        """The tokens `sequence` has DRY penalise, and by how much (float64), in order."""
+        lengths = self.repeat_lengths(sequence)
+        tokens = [t for t in lengths if not self.breakers.is_whole_breaker(t)]
+        exponents = [lengths[t] - self.allowed_length for t in tokens]
+        if self.max_exponent > 0:
+            exponents = [min(e, self.max_exponent) for e in exponents]
+        amounts = [self.multiplier * self.base**e for e in exponents]
+        return tokens, torch.tensor(amounts, dtype=torch.float64)
+
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor | None = None
         for row, sequence in enumerate(state.sequences):
-            lengths = self.repeat_lengths(sequence)
-            tokens = [t for t in lengths if not self.breakers.is_whole_breaker(t)]
+            tokens, penalty = self.penalties(sequence)
             if not tokens:
                 continue
-            exponents = [lengths[t] - self.allowed_length for t in tokens]
-            if self.max_exponent > 0:
-                exponents = [min(e, self.max_exponent) for e in exponents]
-            penalty = torch.tensor(
-                [self.multiplier * self.base**e for e in exponents], dtype=torch.float64
-            )
             if out is None:
                 out = scores.clone()
             index = torch.tensor(tokens, device=scores.device)
