@@ -8,6 +8,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 
+import music21
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
@@ -309,14 +310,21 @@ def test_constraint_rejects_prompt_without_header(char_engine: MuseGPTEngine) ->
 
 def test_midi_output(char_engine: MuseGPTEngine, tmp_path: Path) -> None:
     tune = compose("a waltz in D", bars=4, seed=3, engine=char_engine)
-    assert tune.to_midi(tmp_path / "t.mid").read_bytes().startswith(b"MThd")
+    midi = tune.to_midi(tmp_path / "t.mid")
+    assert midi.read_bytes().startswith(b"MThd")
+    # the file holds this tune: its pitches, in order (music21 reads the MIDI back)
+    heard = music21.converter.parse(midi).flatten().notes
+    assert [n.pitch.midi for n in heard] == [
+        n.pitch.midi for n in parse_abc(tune.abc).flatten().notes
+    ]
 
 
 def test_svg_output(char_engine: MuseGPTEngine, tmp_path: Path) -> None:
     if shutil.which("abcm2ps") is None:
         pytest.skip("abcm2ps is not installed (Debian: apt-get install abcm2ps)")
     tune = compose("a waltz in D", bars=4, seed=3, engine=char_engine)
-    assert "<svg" in tune.to_svg(tmp_path / "t.svg").read_text(encoding="utf-8")
+    svg = tune.to_svg(tmp_path / "t.svg").read_text(encoding="utf-8")
+    assert svg.count("<svg") == 1 and f">{tune.header.title}</text>" in svg  # this tune's score
 
 
 def test_wav_output(char_engine: MuseGPTEngine, tmp_path: Path) -> None:

@@ -204,13 +204,18 @@ def test_sigkill_during_saves_loses_no_acknowledged_save(tmp_path: Path) -> None
         threads = [threading.Thread(target=writer, args=(d,)) for d in docs]
         for t in threads:
             t.start()
+        deadline = time.monotonic() + 60  # fail, not hang, if saves stop being acknowledged
         while len(acknowledged) < 40:
+            writing = any(t.is_alive() for t in threads)
+            assert writing and time.monotonic() < deadline, (
+                f"only {len(acknowledged)} saves acknowledged (writers alive: {writing})"
+            )
             time.sleep(0.02)
         os.kill(server.pid, signal.SIGKILL)  # while saves are in flight
-        server.wait()
+        server.wait(timeout=30)
         stop.set()
         for t in threads:
-            t.join()
+            t.join(timeout=30)
     finally:
         if server.poll() is None:
             server.kill()
