@@ -481,6 +481,7 @@ IMAGES = {
     "zh": ["纸船", "河水", "河面", "河边", "柳树", "蜂蜜", "灯火", "对岸", "秘密"],
 }
 LYRICS_ATTEMPTS = 4  # draws per section
+STRAYED = "strayed from the topic"
 
 
 def lyric_fault(lines: list[str], most: int, anchors: set[str], lang: Lang) -> str | None:
@@ -492,7 +493,7 @@ def lyric_fault(lines: list[str], most: int, anchors: set[str], lang: Lang) -> s
     if looping:
         return f"looped on {looping!r}"
     if anchors and not mentions("\n".join(lines), anchors, lang):
-        return "strayed from the topic"
+        return STRAYED
     return None
 
 
@@ -517,7 +518,7 @@ def lyrics(writer: Writer, topic: str, title: str = "") -> Work:
         writer.show(header)
         if name not in written:
             most = LINES_PER_SECTION.get(name, 4)
-            why = "wrote no lines"
+            why, stray = "wrote no lines", None
             for _ in range(LYRICS_ATTEMPTS):
                 text = writer.write(
                     song + header, 20 * most, stop=["\n[", "\n\n", "\nTitle:", "\n标题："],
@@ -528,10 +529,16 @@ def lyrics(writer: Writer, topic: str, title: str = "") -> Work:
                 if fault is None:
                     break
                 why = fault
+                if fault == STRAYED:
+                    stray = stray or lines
             else:
-                raise StudioError(
-                    f"the {name} {why} in {LYRICS_ATTEMPTS} tries; try another --seed"
-                )
+                # A section that only strays is kept after the last try (the song around it
+                # names the topic); one that loops or has no lines never is.
+                if stray is None:
+                    raise StudioError(
+                        f"the {name} {why} in {LYRICS_ATTEMPTS} tries; try another --seed"
+                    )
+                lines = stray
             written[name] = lines
         body = "\n".join(written[name])
         writer.show(body + "\n\n")
