@@ -319,10 +319,18 @@ def draw(
     """One line the model writes after `prompt` that passes `check`; each retry has its own
     derived seed (so the same --seed plans the same story) and a little more heat."""
     reason, value = "", ""
+    # After an empty line (the model often breaks the line before the field), the next
+    # draw reads on to the first line with words, stopping at the plan's next label.
+    next_labels = [f"\n{label}" for label in LABELS[writer.lang].values()]
+    next_labels += [f"\n{n}." for n in range(1, 10)]
+    stop = ["\n"]
     for attempt in range(tries):
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
-        text = writer.write(prompt, tokens, stop=["\n"], clean_end=False, temperature=heat)
-        value = text.strip().strip("*").strip()
+        text = writer.write(prompt, tokens, stop=stop, clean_end=False, temperature=heat)
+        lines = [line for line in text.split("\n") if line.strip()]
+        value = lines[0].strip().strip("*").strip() if lines else ""
+        if not value:
+            stop = ["\n\n", *next_labels]
         found = check(value)
         if found is None:
             return value
