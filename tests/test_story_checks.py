@@ -167,3 +167,16 @@ def test_summaries_say_who_did_what_in_their_own_words() -> None:
         is None
     )
     assert checks.check_summary("阿七找到一张港口地图。", "zh", ZH_NAMES, zh_example)
+
+
+def test_seen_on_gemma_in_chinese_is_refused_or_cleaned() -> None:
+    example = "阿青在外公的木箱里找到一张港口地图，并把它藏了起来。"
+    looping = "蓝芽的爱人： 蓝芽的爱人： 我的爱人！"  # a summary Gemma wrote (seed 1)
+    zh = anchors(ROBOT_ZH, "zh", [Character("蓝芽", "机器人"), Character("柳白", "爱人")])
+    assert checks.check_summary(looping, "zh", zh, example)
+    chapter = "【机器人的爱情】\n蓝芽一直喜欢我。\n【1】\n（）\n【2】\n" + looping
+    assert checks.clean_chapter(chapter, "zh", "") == "蓝芽一直喜欢我。"  # cut at 【1】
+    assert checks.clean_chapter("蓝芽一直喜欢我。\n（）\n柳白走了。", "zh", "") == (
+        "蓝芽一直喜欢我。\n柳白走了。"
+    )
+    assert checks.clean_chapter(looping, "zh", "【8】\n" + looping) == ""

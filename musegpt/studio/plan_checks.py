@@ -28,7 +28,7 @@ NUMBERED = re.compile(r"^\s*[\d一二三四五六七八九十]+\s*[.、:：)）]
 HEADING = re.compile(
     r"^\s*(?:#+\s*)?(?:第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回幕部]|"
     r"(?:chapter|part|scene)\s+(?:\d+|[ivxlc]+|one|two|three|four|five|six|seven|eight|"
-    r"nine|ten)\b)",
+    r"nine|ten)\b|【[^】]*】\s*$)",
     re.IGNORECASE,
 )
 SPEAKER = re.compile(r"^\s*[\w\u4e00-\u9fff·]{1,12}\s*[:：]\s*\S")
@@ -140,11 +140,21 @@ def check_synopsis(synopsis: str, lang: Lang, anchors: Iterable[str], example: s
     """At least one whole sentence that names a character or a premise keyword."""
     if not SENTENCE_END.search(synopsis) or size(synopsis, lang) < (10 if lang == "zh" else 6):
         return "the synopsis is not a sentence"
+    if SPEAKER.match(synopsis):
+        return "the synopsis reads as a line of a script"
+    if repeats_itself(synopsis, lang):
+        return "the synopsis repeats itself"
     if similarity(synopsis, example) > NEAR_DUPLICATE:
         return "the synopsis is the example's"
     if not mentions(synopsis, anchors, lang):
         return "the synopsis names no character and nothing of the premise"
     return None
+
+
+def repeats_itself(text: str, lang: Lang) -> bool:
+    """Whether a short field says the same run twice ("蓝芽的爱人： 蓝芽的爱人：")."""
+    n = 3 if lang == "zh" else 2
+    return distinct_n([text], n) < 0.8
 
 
 def check_beat(beat: str, lang: Lang, anchors: Iterable[str], earlier: Sequence[str]) -> str | None:
@@ -184,18 +194,25 @@ def check_summary(summary: str, lang: Lang, anchors: Iterable[str], example: str
 
 
 def sentences(text: str) -> list[str]:
-    """The text split after each sentence end (a trailing fragment is its own piece)."""
-    pieces, start = [], 0
-    for match in SENTENCE_END.finditer(text):
-        pieces.append(text[start : match.end()])
-        start = match.end()
-    if text[start:].strip():
-        pieces.append(text[start:])
+    """The text split after each sentence end and each line end (a trailing fragment is
+    its own piece)."""
+    pieces: list[str] = []
+    for line in text.splitlines(keepends=True):
+        start = 0
+        for match in SENTENCE_END.finditer(line):
+            pieces.append(line[start : match.end()])
+            start = match.end()
+        if line[start:]:
+            pieces.append(line[start:])
     return pieces
 
 
 def long_enough(sentence: str) -> bool:
     return len(normal(sentence).replace(" ", "")) >= 6
+
+
+def letters(text: str) -> int:
+    return sum(ch.isalpha() for ch in text)
 
 
 def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
@@ -210,6 +227,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
             lines = lines[:i]
             break
     text = "\n".join(lines)
+    # Lines without two letters ("【3】", "（）") are list debris, not prose.
+    text = "\n".join(line for line in text.split("\n") if not line.strip() or letters(line) >= 2)
     seen = {normal(s) for s in sentences(earlier) if long_enough(s)}
     kept: list[str] = []
     for sentence in sentences(text):
