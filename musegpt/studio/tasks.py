@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from musegpt.studio.plan_checks import keywords, mentions, size
 from musegpt.studio.text import (
+    HAN,
     Lang,
     echo_pattern,
     example_phrases,
@@ -98,10 +99,10 @@ BRAINSTORM = {
         "Topic: a travelling circus\n"
         "Kind: plot twists\n"
         "Plot twists about a travelling circus:\n"
-        "1. The circus seems to travel for money, but it actually flees the town it left.\n"
-        "2. The ringmaster looks cruel, but he is secretly paying every clown's debts.\n"
-        "3. The circus never moves at all: it turns out each town is built around it.\n"
-        "4. The lion everyone fears is really the circus owner's lost brother.\n\n"
+        "1. It turns out that the circus never moves at all: each town is built around it.\n"
+        "2. Nobody knows that the cruel ringmaster is paying every clown's debts.\n"
+        "3. Everyone believes the circus travels for money, but it flees the last town.\n"
+        "4. Secretly, the lion everyone fears is the circus owner's lost brother.\n\n"
         "Topic: {topic}\n"
         "Kind: {kind}\n"
         "{Kind} about {topic}:\n"
@@ -118,10 +119,10 @@ BRAINSTORM = {
         "主题：流浪马戏团\n"
         "类型：情节反转\n"
         "关于流浪马戏团的情节反转：\n"
-        "1. 马戏团看似为了赚钱四处流浪，其实是在逃离上一个小镇。\n"
-        "2. 团长看起来很凶，其实一直在偷偷替每个小丑还债。\n"
-        "3. 马戏团根本没有移动过，原来是每座小镇围着它建起来的。\n"
-        "4. 人人害怕的那头狮子，竟然是马戏团老板失散多年的哥哥。\n\n"
+        "1. 原来马戏团根本没有移动过，是每座小镇围着它建起来的。\n"
+        "2. 谁也不知道，看起来很凶的团长一直在偷偷替每个小丑还债。\n"
+        "3. 人人都以为马戏团为了赚钱四处流浪，其实它是在逃离上一个小镇。\n"
+        "4. 其实人人害怕的那头狮子，是马戏团老板失散多年的哥哥。\n\n"
         "主题：{topic}\n"
         "类型：{kind}\n"
         "关于{topic}的{kind}：\n"
@@ -132,12 +133,18 @@ SENTENCE_KINDS = re.compile(
     r"twist|plot|scene|conflict|premise|ending|opening|反转|情节|冲突|结局|开头"
 )
 SHORT_KINDS = re.compile(r"title|name|标题|名字|名称")
-# A twist turns what was believed around: it says so with one of these.
+# A twist turns what was believed around: it says so with one of these. Each twist is
+# begun with one of TWIST_OPENERS, a frame that a small model completes as a twist.
+TWIST_OPENERS = {
+    "en": ["It turns out that", "Nobody knows that", "Everyone believes", "Secretly,"],
+    "zh": ["原来", "谁也不知道，", "人人都以为", "其实"],
+}
 TWIST_KINDS = re.compile(r"twist|反转")
 TWIST = re.compile(
     r"\b(?:actually|secretly|secret|really|turns? out|all along|never|not|isn't|wasn't|"
     r"aren't|weren't|but|instead|only|fake|lie[sd]?|disguised?|nobody|no one|none|"
-    r"in fact|revealed?|hidden|hides?)\b|其实|原来|竟然|根本|却|并不|并非|不是|没有|从没|"
+    r"in fact|revealed?|hidden|hides?|believes?|knows)\b|其实|原来|以为|谁也不知道|竟然|"
+    r"根本|却|并不|并非|不是|没有|从没|"
     r"从未|假|秘密|真相|真正|隐藏",
     re.IGNORECASE,
 )
@@ -218,14 +225,19 @@ def distinct_list(
     attempts: int,
     start: Sequence[str] = (),
     check: ItemCheck | None = None,
+    openers: Sequence[str] = (),
 ) -> list[str]:
     """Exactly `count` distinct items (`start` first) continuing the numbered list that
-    `template` opens, each passing `check`."""
+    `template` opens, each passing `check`. With `openers`, each call writes one item that
+    begins with the next of them (a frame the model completes, e.g. a twist's "it turns
+    out that")."""
     found = IdeaList(count, list_items(template), list(start), check)
     for attempt in range(attempts):
         shown = "".join(f"{i}. {idea}\n" for i, idea in enumerate(found.ideas, 1))
-        prompt = template + shown + f"{len(found.ideas) + 1}."
-        budget = per_item_tokens * (count - len(found.ideas) + 1)
+        opener = openers[attempt % len(openers)] if openers else ""
+        head = f"{len(found.ideas) + 1}." + (f" {opener}" if opener else "")
+        prompt = template + shown + head
+        budget = per_item_tokens * (1 if openers else count - len(found.ideas) + 1)
         heat = min(writer.params.temperature + 0.1 * attempt, 1.1)  # hotter: more garbage
         text = writer.write(
             prompt,
@@ -234,7 +246,8 @@ def distinct_list(
             clean_end=False,
             temperature=heat if writer.params.temperature > 0 else 0.0,
         )
-        for item in list_items(f"{len(found.ideas) + 1}." + text):
+        joint = " " if opener and not HAN.search(opener) else ""  # the text comes stripped
+        for item in list_items(head + joint + text)[: 1 if openers else None]:
             if found.offer(item):
                 writer.show(f"{len(found.ideas)}. {item}\n")
         if len(found.ideas) == count:
@@ -263,6 +276,8 @@ def item_check(lang: Lang, topic: str, kind: str = "", example: str = "") -> Ite
         length = size(item, lang)
         if sentence and length < (8 if lang == "zh" else 5):
             return f"not a sentence, as {kind} are"
+        if sentence and length > (60 if lang == "zh" else 35):
+            return f"rambles on, longer than {kind} are"
         if short and length > (15 if lang == "zh" else 8):
             return f"too long for {kind}"
         if TWIST_KINDS.search(kind.lower()) and not TWIST.search(item):
@@ -287,10 +302,12 @@ def brainstorm(writer: Writer, topic: str, kind: str = "ideas", count: int = 8) 
     each on the topic and of the kind asked (drawn again when not)."""
     topic, kind = topic.strip(), kind.strip() or "ideas"
     template = BRAINSTORM[writer.lang].format(topic=topic, kind=kind, Kind=kind.capitalize())
-    per_item = 40 if SENTENCE_KINDS.search(kind.lower()) else 24
+    per_item = 36 if SENTENCE_KINDS.search(kind.lower()) else 24
     topics = re.findall(r"^(?:Topic: |主题：)(.+)$", BRAINSTORM[writer.lang], re.MULTILINE)
     check = item_check(writer.lang, topic, kind, " ".join(t for t in topics if "{" not in t))
-    ideas = distinct_list(writer, template, count, per_item, 3 + 2 * count, check=check)
+    openers = TWIST_OPENERS[writer.lang] if TWIST_KINDS.search(kind.lower()) else []
+    ideas = distinct_list(writer, template, count, per_item, 3 + 3 * count, check=check,
+                          openers=openers)  # fmt: skip
     title = f"{kind.capitalize()}: {topic}"
     return Work("brainstorm", title, writer.lang, "\n".join(ideas), ideas)
 
