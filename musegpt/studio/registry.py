@@ -200,8 +200,9 @@ def _poem(studio: Studio, r: PoemRequest, o: dict[str, Any]) -> Work:
 
 # DRY over the whole text and XTC: on the default model they cut repetition and raise
 # distinct-n with every structure check still passing (docs/sampling.md, "Measured").
-# Not for stories (2 of 10 failed to plan with them) nor continuing (the same writer),
-# rewrites (they keep the original's words) or poems (forms decide the words).
+# Not for stories or scripts (2 of 10 of each failed with them: their plans and Fountain
+# repeat their own labels), continuing (the story's writer), rewrites (they keep the
+# original's words) or poems (forms decide the words).
 CREATIVE = {"dry_multiplier": 0.8, "dry_penalty_last_n": -1, "xtc_probability": 0.5}
 
 
@@ -209,7 +210,7 @@ def _specs() -> dict[str, TaskSpec[Any]]:
     specs: list[TaskSpec[Any]] = [
         TaskSpec("story", StoryRequest, _story),
         TaskSpec("continue", ContinueRequest, _continue),
-        TaskSpec("script", ScriptRequest, _script, CREATIVE),
+        TaskSpec("script", ScriptRequest, _script),
         TaskSpec("lyrics", LyricsRequest, _lyrics, CREATIVE),
         TaskSpec("brainstorm", BrainstormRequest, _brainstorm, CREATIVE),
         TaskSpec("describe", DescribeRequest, _describe, CREATIVE),
