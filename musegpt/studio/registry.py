@@ -55,7 +55,7 @@ class StoryRequest(TaskRequest):
     more: int = Field(0, ge=0, le=200, description="chapters to add to an existing story")
     chapter_tokens: int = Field(450, ge=50, le=4000, description="tokens per chapter")
     candidates: int = Field(
-        3, ge=1, le=8, description="drafts per chapter, the best kept; 1 = one draft"
+        2, ge=1, le=8, description="drafts per chapter, the best kept; 1 = one draft"
     )
 
     @field_validator("text")

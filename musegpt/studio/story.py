@@ -36,9 +36,9 @@ RECENT_CHARS = 700  # the end of the previous scene kept verbatim in the next pr
 # dozen planning calls pays for reading it).
 PREMISE_SHARE = 4
 PLAN_TRIES = 6  # draws of one plan field (each with its own derived seed) before giving up
-SUMMARY_TRIES = 3
-SUMMARY_CHARS = 900  # the end of a chapter the summarising prompt reads
-CANDIDATES = 3
+SUMMARY_TRIES = 2
+SUMMARY_CHARS = 600  # the end of a chapter the summarising prompt reads
+CANDIDATES = 2
 
 
 @dataclass
