@@ -34,6 +34,7 @@ def test_titles() -> None:
     assert checks.check_title("The Heart of Unit Seven", ROBOT, "en", example) is None
     assert checks.check_title("", ROBOT, "en", example)
     assert checks.check_title("robot who discovers love", ROBOT, "en", example)  # a cut
+    assert checks.check_title("the robot discovers love", ROBOT, "en", example)  # seen, seed 3
     assert checks.check_title("The Keeper's Letter", ROBOT, "en", example)
     assert checks.check_title("2.", ROBOT, "en", example)
     assert checks.check_title("He walked home. Then he slept", ROBOT, "en", example)

@@ -98,7 +98,7 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
         return "the title is a sentence, not a title"
     if key == normal(example_title):
         return "the title is the example's"
-    if key in whole and len(key) >= len(whole) / 2:
+    if (key in whole and len(key) >= len(whole) / 2) or similarity(key, whole) > NEAR_DUPLICATE:
         return "the title is a piece cut from the premise"
     return None
 
