@@ -134,10 +134,12 @@ def test_argmax_rows_takes_the_first_of_equals() -> None:
 
 
 class Readings:
-    """What the machine reports: a load average and a count of runnable threads."""
+    """What the machine reports: a load average, a count of runnable threads and, where
+    given, the whole machine's busy CPU time."""
 
-    def __init__(self, load: float | None, running: int | None) -> None:
+    def __init__(self, load: float | None, running: int | None, busy: bool = False) -> None:
         self.load, self.running = load, running
+        self.busy: float | None = 0.0 if busy else None
         self.now = 0.0
         self.cpu = 0.0
 
@@ -147,6 +149,7 @@ class Readings:
             cores=cores,
             read_load=lambda: self.load,
             read_running=lambda: self.running,
+            read_busy=lambda: self.busy,
             cpu_clock=lambda: self.cpu,
             wall_clock=lambda: self.now,
         )
@@ -158,13 +161,40 @@ def test_thread_budget_uses_the_cores_others_leave_free() -> None:
     assert Readings(3.0, 4).budget(cores=8).threads(current=1) == 5
     assert Readings(0.2, 6).budget().threads(current=2) == 1  # others just started
     assert Readings(None, None).budget().threads(current=1) == 2  # nothing reported
-    assert Readings(0.9, 1).budget().threads(current=1) == 1  # a core mostly taken
+    assert Readings(0.9, None).budget().threads(current=1) == 1  # a core mostly taken
+
+
+def test_thread_budget_follows_the_machines_busy_time_during_a_decode() -> None:
+    """Between two looks, others' share is the machine's busy time less this process's:
+    a finished program is forgotten at once (the load average would remember it for a
+    minute), one that starts is seen at the next look."""
+    readings = Readings(load=1.9, running=1, busy=True)
+    budget = readings.budget()
+    assert budget.threads(current=1) == 2  # the start: nothing else runnable
+    for _ in range(3):  # this decode keeps both cores busy: its own load
+        readings.now += 0.5
+        readings.cpu += 1.0
+        assert readings.busy is not None
+        readings.busy += 1.0
+        assert budget.threads(current=2) == 2
+    readings.now += 0.5  # another program takes one core, this decode gets the other
+    readings.cpu += 0.5
+    readings.busy += 1.0
+    assert budget.threads(current=2) == 1
+    readings.now += 0.5  # it has stopped
+    readings.cpu += 0.5
+    readings.busy += 0.5
+    assert budget.threads(current=1) == 2
+    readings.now += 60.0  # a look long ago says nothing: back to the runnable count
+    readings.busy += 100.0
+    readings.running = 4
+    assert budget.threads(current=1) == 1
 
 
 def test_thread_budget_does_not_count_its_own_decoding_as_load() -> None:
     """While this process keeps both cores busy, the load average rises with it: that load
     is its own, and it keeps both threads; a program that then joins it is someone else."""
-    readings = Readings(0.0, 2)
+    readings = Readings(0.0, None)  # where only a load average is reported
     budget = readings.budget()
     decay = math.exp(-5 / 60)  # the kernel's 1-minute average, updated every 5 s
     load = 0.0
@@ -191,14 +221,17 @@ def test_text_does_not_depend_on_llama_threads(engine: LlamaCppEngine) -> None:
         temperature=0.8, top_k=64, top_p=0.95, presence_penalty=0.1, max_new_tokens=40
     )
     prompt = "The lighthouse keeper climbed the stairs"
-    fixed = ThreadBudget(most=1, read_load=lambda: 0.0, read_running=lambda: 0)
+    fixed = ThreadBudget(
+        most=1, read_load=lambda: 0.0, read_running=lambda: 0, read_busy=lambda: None
+    )
     engine.thread_budget = fixed
     engine.llama.reset()
     one_thread = engine.complete(prompt, params, seed=3)[0]
-    flips = iter([0.0, 9.0] * 100)
+    flips = iter([0, 9] * 100)  # runnable threads: none, then many
     engine.thread_budget = ThreadBudget(
-        most=2, cores=2, read_load=lambda: next(flips), read_running=lambda: 0
-    )
+        most=2, cores=2, read_load=lambda: 0.0, read_running=lambda: next(flips),
+        read_busy=lambda: None,
+    )  # fmt: skip
     chosen: list[int] = []
     source = engine.logits_source()
     step = source.step

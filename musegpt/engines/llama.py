@@ -145,6 +145,20 @@ def running_now() -> int | None:
         return None
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (Linux's /proc/stat), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    idle = fields[3] + fields[4]  # idle and waiting for I/O
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+FRESH_SECONDS = 10.0  # an older look says nothing about the machine now
 LOAD_TIME_CONSTANT = 60.0  # seconds: the 1-minute load average decays like this
 
 
@@ -152,26 +166,40 @@ LOAD_TIME_CONSTANT = 60.0  # seconds: the 1-minute load average decays like this
 class ThreadBudget:
     """How many threads llama.cpp should use now: the cores other programs leave free.
 
-    Other programs' load is the larger of two readings: the 1-minute load average less
-    this process's own share (its CPU time per second, averaged the way the load average
-    is, so a decode that just kept both cores busy does not count as someone else's), and
-    the threads runnable right now less this decode's own (the load average takes a
-    minute to notice a program that just started). Too many threads cost far more than
-    too few (a thread left waiting stalls every barrier; one thread short loses at most
-    its share), so a core counts as free only when at least 3/4 of it is."""
+    Other programs' share of the machine is read, in order of preference:
+    - during a decode, from the machine's busy CPU time since the last look (Linux's
+      /proc/stat) less this process's own: exact over the last few tokens, and it forgets
+      a program that has stopped at once (the 1-minute load average would keep a finished
+      run's load for a minute and halve the next decode's speed on an idle machine);
+    - at a decode's start, from the threads runnable right now less this decode's own;
+    - where neither is reported, from the 1-minute load average less this process's own
+      share (its CPU time per second, averaged the way the load average is).
+    Too many threads cost far more than too few (a thread left waiting stalls every
+    barrier; one thread short loses at most its share), so a core counts as free only
+    when at least 3/4 of it is."""
 
     most: int  # never more threads than this
     cores: int = field(default_factory=usable_cores)
     read_load: Callable[[], float | None] = load_average
     read_running: Callable[[], int | None] = running_now
+    read_busy: Callable[[], float | None] = machine_busy_seconds
     cpu_clock: Callable[[], float] = time.process_time
     wall_clock: Callable[[], float] = time.monotonic
     own_load: float = 0.0
     _cpu: float = field(init=False)
     _time: float = field(init=False)
+    _busy: tuple[float, float, float] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._cpu, self._time = self.cpu_clock(), self.wall_clock()
+
+    def _others_lately(self) -> float | None:
+        """Cores other programs kept busy since the last look, if that was recent."""
+        busy, now, cpu = self.read_busy(), self.wall_clock(), self.cpu_clock()
+        last, self._busy = self._busy, (busy, now, cpu) if busy is not None else None
+        if busy is None or last is None or not 0 < now - last[1] <= FRESH_SECONDS:
+            return None
+        return ((busy - last[0]) - (cpu - last[2])) / (now - last[1])
 
     def _update_own_load(self) -> None:
         now, cpu = self.wall_clock(), self.cpu_clock()
@@ -187,14 +215,15 @@ class ThreadBudget:
         """The thread count to use next, for a decode now running `current` threads (its
         own, counted among the runnable ones: the caller and llama.cpp's workers)."""
         self._update_own_load()
-        load, running = self.read_load(), self.read_running()
-        if load is None and running is None:
-            return max(min(self.most, self.cores), 1)
-        others = 0.0
-        if load is not None:
-            others = load - self.own_load
-        if running is not None:
-            others = max(others, running - max(current, 1))
+        others = self._others_lately()
+        if others is None:
+            load, running = self.read_load(), self.read_running()
+            if running is not None:
+                others = running - max(current, 1)
+            elif load is not None:
+                others = load - self.own_load
+            else:
+                return max(min(self.most, self.cores), 1)
         free = math.floor(self.cores - max(others, 0.0) + 0.25)
         return max(min(free, self.most), 1)
 
