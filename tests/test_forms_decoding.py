@@ -368,3 +368,19 @@ def test_any_token_history_leaves_some_token_allowed(history: list[int]) -> None
         (constraint,) = form_constraints(get_form(name, strict=True), tok)
         assert isinstance(constraint, FormConstraint)
         assert bool(constraint.allowed(ids).any())
+
+
+def test_words_are_cased_as_words() -> None:
+    """Gemma spells CMU words from mixed-case pieces ("oCheLtreE", "bEeN"): a word may go
+    on only in its own case."""
+    from musegpt.forms.constraints import LOWER, MIXED, TITLE, UPPER, cases_after, letter_case
+
+    assert [letter_case(w) for w in ("rain", "Rain", "RAIN", "I", "o'er", "bEeN")] == [
+        LOWER, TITLE, UPPER, UPPER, LOWER, MIXED,
+    ]  # fmt: skip
+    assert cases_after("") == (LOWER, TITLE, UPPER)
+    assert cases_after("Hea") == (LOWER,)  # not "Hea" + "Rl"
+    assert cases_after("b") == (LOWER,)  # not "b" + "EeN"
+    assert cases_after("A") == (LOWER, UPPER)  # "A" + "nd", "A" + "ND"
+    assert cases_after("AN") == (UPPER,)
+    assert MIXED not in cases_after("") + cases_after("rain") + cases_after("RAIN")

@@ -190,3 +190,16 @@ def test_the_music_grammar_holds_on_gemmas_vocabulary(gemma: Engine) -> None:
         len(durations) == 3 and durations[0] + durations[2] == bar and durations[1] == bar
     ), tune.abc
     assert tune.body.rstrip().endswith(("|]", ":|")), tune.abc
+
+
+def test_sonnet_words_are_cased_as_words(studio: Studio) -> None:
+    """Gemma can spell dictionary words from mixed-case pieces ("oCheLtreE", "bEeN"); the
+    form's constraint lets a word go on only in its own case."""
+    import re
+
+    from musegpt.forms.constraints import MIXED, letter_case
+
+    work = studio.poem("autumn rain", form="shakespearean-sonnet", seed=1)
+    words = re.findall(r"[A-Za-z']+", work.text)
+    assert len(words) > 40
+    assert [w for w in words if letter_case(w) == MIXED] == []

@@ -58,6 +58,34 @@ _GAP_LETTERS_RE = re.compile(r"([ ,.;:!?]+)([A-Za-z']+)")
 _NEWLINE_RE = re.compile(r"([ ,.;:!?]*)(\n+)")
 _EN_LINE_RE = re.compile(r"[A-Za-z' ,.;:!?]*")
 _ZH_PUNCT = "，。！？；,.!?;"
+# How a token's letters are cased. A word is written lower, Title or UPPER: pieces cased
+# otherwise ("oCheLtreE", "bEeN": a surname and a word in the CMU dictionary, spelt from
+# Gemma's mixed-case pieces) are no English verse.
+LOWER, TITLE, UPPER, MIXED = 0, 1, 2, 3
+
+
+def letter_case(letters: str) -> int:
+    """The casing class of `letters` (apostrophes aside)."""
+    alpha = [c for c in letters if c.isalpha()]
+    if not any(c.isupper() for c in alpha):
+        return LOWER
+    if all(c.isupper() for c in alpha):
+        return UPPER
+    if alpha[0].isupper() and not any(c.isupper() for c in alpha[1:]):
+        return TITLE
+    return MIXED
+
+
+def cases_after(partial: str) -> tuple[int, ...]:
+    """The casing classes a token may have to go on with the word begun as `partial`."""
+    case = letter_case(partial) if any(c.isalpha() for c in partial) else None
+    if case is None:
+        return (LOWER, TITLE, UPPER)  # a new word
+    if case == UPPER:  # "I" + "t", "A" + "ND"; "AN" + "D" only
+        return (LOWER, UPPER) if sum(c.isalpha() for c in partial) == 1 else (UPPER,)
+    return (LOWER,)
+
+
 _MAX_CACHED_PREFIXES = 20000
 
 
@@ -130,6 +158,7 @@ def _english_arrays(tokenizer: Tokenizer) -> table_cache.Arrays:
     gap_index = {"": 0}
     letter_tokens: list[int] = []
     letter_texts: list[str] = []
+    case = np.full(size, MIXED, dtype=np.int8)
     max_letters = 1
     for token in range(size):
         if token == tokenizer.eot_id:
@@ -159,6 +188,7 @@ def _english_arrays(tokenizer: Tokenizer) -> table_cache.Arrays:
         if letters:
             letter_tokens.append(token)
             letter_texts.append(letters.lower())
+            case[token] = letter_case(letters)
             max_letters = max(max_letters, len(letters))
     return {
         "kind": kind,
@@ -169,6 +199,7 @@ def _english_arrays(tokenizer: Tokenizer) -> table_cache.Arrays:
         "letter_tokens": np.array(letter_tokens, dtype=np.int32),
         "letter_texts": table_cache.pack_lines(letter_texts),
         "max_letters": np.array(max_letters),
+        "case": case,
     }
 
 
@@ -217,6 +248,7 @@ class EnglishTable:
             index = [i for i, ids in enumerate(by_letters.values()) for _ in ids]
             self._flat[k] = (np.array(tokens, dtype=np.int64), np.array(index, dtype=np.int64))
         self.kind = kind
+        self.case = torch.from_numpy(arrays["case"].astype(np.int64))
         self.gap_id = gap_id
         self.newlines = newlines
         self.is_gap = kind == GAP
@@ -744,6 +776,10 @@ class FormConstraint:
             return self._only_eot.clone()  # not text this processor wrote: give up
         match = re.search(r"[A-Za-z']+$", current)
         partial = match.group().lower() if match else ""
+        go_on_cased = torch.zeros(MIXED + 1, dtype=torch.bool)
+        go_on_cased[list(cases_after(match.group() if match else ""))] = True
+        new_word_cased = torch.zeros(MIXED + 1, dtype=torch.bool)
+        new_word_cased[list(cases_after(""))] = True
         head = current[: len(current) - len(partial)]
         gap = re.search(r"[^A-Za-z']*$", head)
         gap_text = gap.group() if gap else ""
@@ -767,7 +803,11 @@ class FormConstraint:
             if last:
                 ids, masks = table.nodes(final_lexicon, prefix, kind)
                 found.append(ids[(masks & last) != 0])
-            return torch.cat(found) if found else torch.zeros(0, dtype=torch.long)
+            if not found:
+                return torch.zeros(0, dtype=torch.long)
+            ids = torch.cat(found)
+            cased = go_on_cased if prefix else new_word_cased
+            return ids[cased[table.case[ids]]]
 
         def after_word(syllables: int, word: str, gap: str) -> None:
             more = syllables + min_final <= high
