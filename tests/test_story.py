@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from musegpt.engines.base import Engine
-from musegpt.engines.registry import open_engine
 from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.story import (
@@ -25,11 +24,6 @@ from musegpt.studio.story import (
 from musegpt.studio.tasks import StudioError
 
 PREMISES = {"en": "a robot who discovers love", "zh": "一个发现爱情的机器人"}
-
-
-@pytest.fixture(scope="module")
-def gemma() -> Engine:
-    return open_engine(None)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

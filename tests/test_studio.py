@@ -12,23 +12,12 @@ from typer.testing import CliRunner
 from musegpt.cli.app import app
 from musegpt.engines.base import Engine
 from musegpt.engines.llama import LlamaCppEngine
-from musegpt.engines.registry import open_engine
 from musegpt.studio import Studio
 from musegpt.studio.evaluate import SCAFFOLDING, valid
 from musegpt.studio.script import fountain_elements
 from musegpt.studio.story import premise_limit
 from musegpt.studio.tasks import LYRICS, StudioError
 from musegpt.studio.text import HAN, example_phrases, similarity
-
-
-@pytest.fixture(scope="module")
-def gemma() -> Engine:
-    return open_engine(None)
-
-
-@pytest.fixture(scope="module")
-def studio(gemma: Engine) -> Studio:
-    return Studio(gemma)
 
 
 def no_scaffolding(text: str) -> bool:

@@ -11,8 +11,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from musegpt.cli.app import app
-from musegpt.engines.base import Engine
-from musegpt.engines.registry import open_engine
 from musegpt.studio import Studio
 from musegpt.studio.plan_checks import keywords, mentions
 from musegpt.studio.script import COPIED, SCRIPT, example_names, example_scene
@@ -126,16 +124,6 @@ def test_rewrite_fault_tells_a_rewrite_from_the_passage_the_sample_or_another_te
 
 
 # -- the tasks on the default model ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gemma() -> Engine:
-    return open_engine(None)
-
-
-@pytest.fixture(scope="module")
-def studio(gemma: Engine) -> Studio:
-    return Studio(gemma)
 
 
 @pytest.mark.parametrize(
