@@ -6,7 +6,6 @@ the CLI, the server and the studio."""
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -47,6 +46,7 @@ from musegpt.model.gpt import GPT
 from musegpt.server import ServerSettings, create_app
 from musegpt.studio import Studio
 from musegpt.studio.registry import TASKS, task_request
+from musegpt.studio.studio import TASK_SAMPLING
 from musegpt.tokenizer.char import CharTokenizer
 
 NEG_INF = float("-inf")
@@ -500,11 +500,19 @@ def test_server_takes_llama_cpps_name_for_the_repetition_penalty(client: TestCli
 
 
 def test_task_sampling_defaults_yield_to_what_the_user_set(engine: MuseGPTEngine) -> None:
-    spec = dataclasses.replace(TASKS["describe"], sampling={"dry_multiplier": 0.8, "top_k": 9})
-    assert spec.defaults_for(Studio(engine)) == {"dry_multiplier": 0.8, "top_k": 9}
+    """Lyrics' DRY and XTC defaults hold on every path (Python, CLI and server go through
+    `Studio`), under what the user set."""
+    studio = Studio(engine)
+    assert studio.task_defaults("lyrics") == TASK_SAMPLING["lyrics"]
+    assert studio.task_defaults("describe") == {}
+    assert studio.writer("a lake", "lyrics").params.dry_multiplier == 0.8
+    assert studio.writer("a lake", "describe").params.dry_multiplier == 0.0
     mine = Studio(engine, SamplingParams(dry_multiplier=0.0, seed=1))
-    assert spec.defaults_for(mine) == {"top_k": 9}
-    work = spec.perform(mine, task_request("describe", {"text": "a lake"}), max_new_tokens=8)
+    assert "dry_multiplier" not in mine.task_defaults("lyrics")
+    writer = mine.writer("a lake", "lyrics", xtc_probability=0.2)
+    assert (writer.params.dry_multiplier, writer.params.xtc_probability) == (0.0, 0.2)
+    work = TASKS["describe"].perform(mine, task_request("describe", {"text": "a lake"}),
+                                     max_new_tokens=8)  # fmt: skip
     assert work.task == "describe"
 
 

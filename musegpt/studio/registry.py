@@ -9,7 +9,7 @@ and one way of failing wherever it is asked for.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
@@ -147,19 +147,12 @@ class TaskSpec(Generic[R]):
     name: TaskName
     request: type[R]
     call: Callable[[Studio, R, dict[str, Any]], Work]
-    # This task's own SamplingParams defaults, as `musegpt eval studio` measured them
-    # (docs/studio-eval.md); a field the user set wins.
-    sampling: Mapping[str, Any] = field(default_factory=dict)
-
-    def defaults_for(self, studio: Studio) -> dict[str, Any]:
-        """The task's sampling defaults that `studio`'s user did not set."""
-        return {k: v for k, v in self.sampling.items() if k not in studio.chosen}
 
     def perform(self, studio: Studio, request: TaskRequest, **overrides: Any) -> Work:
         """Run the task; `overrides` are `SamplingParams` fields for this run (e.g. seed)."""
         if not isinstance(request, self.request):
             raise TypeError(f"{self.name} takes a {self.request.__name__}")
-        return self.call(studio, request, {**self.defaults_for(studio), **overrides})
+        return self.call(studio, request, overrides)
 
 
 def _story(studio: Studio, r: StoryRequest, o: dict[str, Any]) -> Work:
@@ -198,19 +191,12 @@ def _poem(studio: Studio, r: PoemRequest, o: dict[str, Any]) -> Work:
     return studio.poem(r.text, r.chosen_form(), r.attempts, **o)
 
 
-# DRY over the whole text and XTC, for lyrics: on the default model they cut repetition
-# and raise distinct-n with every structure check passing (docs/sampling.md, "Measured").
-# Every other task keeps plain sampling: with them, 1 to 2 of 10 stories, scripts,
-# brainstorms and plot-help lists failed their structure, and descriptions gained nothing.
-LYRICS_SAMPLING = {"dry_multiplier": 0.8, "dry_penalty_last_n": -1, "xtc_probability": 0.5}
-
-
 def _specs() -> dict[str, TaskSpec[Any]]:
     specs: list[TaskSpec[Any]] = [
         TaskSpec("story", StoryRequest, _story),
         TaskSpec("continue", ContinueRequest, _continue),
         TaskSpec("script", ScriptRequest, _script),
-        TaskSpec("lyrics", LyricsRequest, _lyrics, LYRICS_SAMPLING),
+        TaskSpec("lyrics", LyricsRequest, _lyrics),
         TaskSpec("brainstorm", BrainstormRequest, _brainstorm),
         TaskSpec("describe", DescribeRequest, _describe),
         TaskSpec("rewrite", RewriteRequest, _rewrite),
