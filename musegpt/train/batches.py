@@ -26,6 +26,7 @@ class BatchSampler:
         world_size: int = 1,
         device: torch.device | None = None,
         split: str = "train",
+        stride: int = 0,
     ) -> None:
         if len(tokens) <= block_size:
             # A validation split can also be made larger when the corpus is prepared.
@@ -42,6 +43,7 @@ class BatchSampler:
         self.world_size = world_size
         self.device = device or torch.device("cpu")
         self.pin = self.device.type == "cuda"
+        self.stride = stride  # windows start at multiples of this (0: anywhere)
         self.generator = torch.Generator()
         self.generator.manual_seed(seed)
         # Offsets 0..T of one window: x is window[:-1], y is window[1:].
@@ -54,6 +56,8 @@ class BatchSampler:
             n_starts, (self.world_size * self.batch_size,), generator=self.generator
         )
         mine = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].numpy()
+        if self.stride:
+            mine = mine - mine % self.stride
         # One fancy-index gather reads just the needed pages of the memmap.
         window = torch.from_numpy(self.tokens[mine[:, None] + self._offsets].astype(np.int64))
         if self.device.type != "cpu":

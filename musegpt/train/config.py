@@ -53,6 +53,9 @@ class TrainConfig:
     #     * gradient_accumulation_steps * number of processes
     batch_size: int = 12
     gradient_accumulation_steps: int = 1
+    # 0: a window may start at any token (nanoGPT). N: windows start at multiples of N, for
+    # corpora of fixed-length records (an image model's caption + image token sequences).
+    window_stride: int = 0
     # --- optimiser: AdamW, linear warm-up then cosine decay to min_lr at lr_decay_iters
     max_iters: int = 5000
     learning_rate: float = 6e-4
@@ -106,6 +109,7 @@ class TrainConfig:
             need(value is None or value >= 1, f"{name} must be at least 1 (got {value})")
         need(self.warmup_iters >= 0, f"warmup_iters must be >= 0 (got {self.warmup_iters})")
         need(self.threads >= 0, f"threads must be >= 0 (got {self.threads})")
+        need(self.window_stride >= 0, f"window_stride must be >= 0 (got {self.window_stride})")
         need(0 <= self.seed < 2**31, f"seed must be in [0, 2^31) (got {self.seed})")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")
         need(self.learning_rate > 0, f"learning_rate must be > 0 (got {self.learning_rate})")

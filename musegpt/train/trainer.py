@@ -312,6 +312,7 @@ class Trainer:
             dist_info.world_size,
             device,
             split="train",
+            stride=cfg.window_stride,
         )
         val_batches = BatchSampler(
             self.corpus.tokens("val"),
@@ -322,6 +323,7 @@ class Trainer:
             dist_info.world_size,
             device,
             split="val",
+            stride=cfg.window_stride,
         )
         val_start = val_batches.get_state()  # every evaluation sees the same val windows
 
