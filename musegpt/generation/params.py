@@ -58,6 +58,13 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list, description="stop before any of these strings")
     banned: list[str] = Field(default_factory=list, description="phrases that never appear")
     banned_regex: list[str] = Field(default_factory=list, description="patterns never matched")
+    max_copy: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="copy no span longer than this many tokens from the model's indexed "
+        "training corpus (docs/originality.md); None = off",
+    )
     n: int = Field(1, ge=1, le=128, description="samples per prompt")
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="same seed, same output; 0 to 2**64 - 1"
