@@ -19,7 +19,7 @@ from musegpt.fileio import atomic_write_text
 from musegpt.generation.decoder import OverflowPolicy
 from musegpt.paths import config_dir
 
-Backend = Literal["musegpt", "llama.cpp", "transformers"]
+Backend = Literal["musegpt", "llama.cpp", "transformers", "remote"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 PACKAGED = Path(__file__).resolve().parent.parent / "weights"  # models shipped in the package
 
@@ -88,17 +88,16 @@ def list_models(runs: Path = Path("runs")) -> list[ModelEntry]:
         except EngineError:
             backend = "musegpt"  # listed anyway; opening it gives the clear error
         entries.append(ModelEntry(name, path, backend, "registered"))
+    from musegpt.engines.remote import remote_models  # another server's model, by URL
+
+    for name, spec in remote_models().items():
+        entries.append(ModelEntry(name, spec.url, "remote", "registered"))
     return entries
 
 
 def add_model(name: str, path: str | Path) -> ModelEntry:
     """Register `path` under `name` (the path is checked and stored absolute)."""
-    if not NAME.match(name):
-        raise EngineError(
-            f"model name {name!r} is not allowed: use letters, digits, '.', '_', ':' or '-'"
-        )
-    if name == DEFAULT_MODEL:
-        raise EngineError(f"{DEFAULT_MODEL!r} is the built-in default model; pick another name")
+    check_name(name)
     resolved = Path(path).expanduser().resolve()
     backend = detect_backend(resolved)
     models = _registered()
@@ -107,8 +106,39 @@ def add_model(name: str, path: str | Path) -> ModelEntry:
     return ModelEntry(name, str(resolved), backend, "registered")
 
 
+def check_name(name: str) -> None:
+    """A clear error when `name` cannot name a registered model."""
+    if not NAME.match(name):
+        raise EngineError(
+            f"model name {name!r} is not allowed: use letters, digits, '.', '_', ':' or '-'"
+        )
+    if name == DEFAULT_MODEL:
+        raise EngineError(f"{DEFAULT_MODEL!r} is the built-in default model; pick another name")
+
+
+def add_remote_model(
+    name: str,
+    url: str,
+    remote_model: str,
+    api_key_env: str | None = None,
+    context_length: int | None = None,
+) -> ModelEntry:
+    """Register a model served by another server's OpenAI API (musegpt/engines/remote.py)."""
+    from musegpt.engines.remote import add_remote
+
+    check_name(name)
+    if name in _registered():
+        raise EngineError(f"{name!r} already names a model path; remove it first or pick another")
+    spec = add_remote(name, url, remote_model, api_key_env, context_length)
+    return ModelEntry(name, spec.url, "remote", "registered")
+
+
 def remove_model(name: str) -> None:
+    from musegpt.engines.remote import remove_remote
+
     models = _registered()
+    if name not in models and remove_remote(name):
+        return
     if name not in models:
         raise EngineError(f"no registered model named {name!r} (see `musegpt models`)")
     del models[name]
@@ -137,6 +167,10 @@ def open_engine(
 ) -> Engine:
     """Load `model` (a name or a path; None = the default) with its backend."""
     entry = find_model(model)
+    if entry.backend == "remote":
+        from musegpt.engines.remote import RemoteEngine, remote_models
+
+        return RemoteEngine.load(entry.name, remote_models()[entry.name])
     path = Path(entry.path) if entry.path else default_model_path()
     if entry.backend == "llama.cpp":
         from musegpt.engines.llama import LlamaCppEngine
