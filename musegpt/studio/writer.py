@@ -61,10 +61,12 @@ class Writer:
         n: int,
         stop: Sequence[str] = (),
         labels: Sequence[str] = (),
+        **extra: object,
     ) -> list[str]:
         """`n` continuations of `prompt` in one request (one batch where the backend batches;
-        sample s has seed + s), each cleaned but not cut to a sentence end."""
-        params = self.call_params(max_new_tokens, stop, n=n)
+        sample s has seed + s), each cleaned but not cut to a sentence end; `extra` are more
+        `SamplingParams` fields for this call (e.g. `banned_regex`)."""
+        params = self.call_params(max_new_tokens, stop, n=n, **extra)
         return [tidy(c.text, labels, clean_end=False) for c in self.engine.complete(prompt, params)]
 
     def write(
