@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -16,10 +17,11 @@ from musegpt.engines.base import Engine
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.scheduler import Cancelled
 from musegpt.server.errors import APIError, from_validation, invalid
-from musegpt.server.hosts import event_stream, in_thread, run_emitting
+from musegpt.server.hosts import Admission, event_stream, in_thread, run_emitting
 from musegpt.server.openai_api import _sse
 from musegpt.server.state import ServerState, state_of
-from musegpt.server.works_api import check_provenance_target
+from musegpt.server.works_api import check_provenance_target, run_on_store
+from musegpt.studio.context import ContextError, LoreEntry, assemble
 from musegpt.studio.poem import PoemError
 from musegpt.studio.registry import TASKS, PoemRequest, TaskName, TaskRequest
 from musegpt.studio.studio import Studio, slug
@@ -77,6 +79,20 @@ class TaskFailed(APIError):
         return body
 
 
+class ContextRequest(BaseModel):
+    """The body of `POST /v1/studio/context`: the text before the cursor, and the project
+    whose memory, lorebook and author's note go with it (fields given here win over the
+    project's saved ones, so the page can show unsaved edits)."""
+
+    model: str | None = None
+    text: str = Field("", max_length=1_000_000)
+    max_tokens: int = Field(120, ge=1, description="room kept for the continuation")
+    project_id: int | None = Field(None, ge=1, le=2**62)
+    memory: str | None = Field(None, max_length=20_000)
+    authors_note: str | None = Field(None, max_length=5_000)
+    note_depth: int | None = Field(None, ge=0, le=100)
+
+
 class CheckRequest(BaseModel):
     text: str = Field(..., max_length=20_000)
     form: str = Field(..., max_length=60)
@@ -100,6 +116,40 @@ def check_form(body: CheckRequest) -> dict[str, Any]:
     return report_dict(check(body.text, _form(body.form)))
 
 
+@router.post("/studio/context")
+def studio_context(body: ContextRequest, request: Request) -> dict[str, Any]:
+    """Exactly what the model is given to continue `text`, with its token count and the
+    lorebook entries the recent text activated."""
+    state = state_of(request)
+    engine = state.models.get(body.model).ready().engine
+    limit = state.settings.max_tokens
+    if body.max_tokens > limit:
+        raise invalid(f"max_tokens is at most {limit} on this server", "max_tokens")
+    blocks: dict[str, Any] = {"memory": "", "authors_note": "", "note_depth": 3}
+    lore: list[LoreEntry] = []
+    if body.project_id is not None:
+        pid = body.project_id
+        blocks.update(run_on_store(request, lambda s: s.bible(pid)))
+        entries = run_on_store(request, lambda s: s.lore(pid))
+        lore = [LoreEntry(e["name"], tuple(e["keys"]), e["text"]) for e in entries]
+    chosen = body.model_dump(include={"memory", "authors_note", "note_depth"}, exclude_none=True)
+    blocks.update(chosen)
+    budget = min(engine.context_length, state.settings.max_prompt_tokens + body.max_tokens)
+    try:
+        context = assemble(
+            body.text,
+            lambda text: len(engine.tokenize(text)),
+            budget - body.max_tokens,
+            blocks["memory"],
+            lore,
+            blocks["authors_note"],
+            int(blocks["note_depth"]),
+        )
+    except ContextError as err:
+        raise invalid(str(err), "memory") from None
+    return {**asdict(context), "model": engine.name}
+
+
 @router.post("/studio/{task}", response_model=None)
 async def run_task(
     task: TaskName, body: StudioRequest, request: Request
@@ -107,7 +157,7 @@ async def run_task(
     state = state_of(request)
     host = state.models.get(body.model)
     runner = host.ready()
-    params = _params(body)
+    params = params_of(body.params)
     task_request = _task_request(task, body, state)  # bad fields are a 400 before any work
     limit = state.settings.max_tokens
     asked = params.max_new_tokens if "max_new_tokens" in params.model_fields_set else 0
@@ -128,19 +178,30 @@ async def run_task(
     if not body.stream:
         try:
             await admission.start(deadline)
-            result = await in_thread(lambda: work(_stopper(cancel, None)), cancel, deadline)
+            result = await in_thread(lambda: work(stopper(cancel, None)), cancel, deadline)
         finally:
             admission.end()
         return JSONResponse(result)
 
+    def produce(emit: Emit) -> None:
+        sink = stopper(cancel, lambda piece: emit({"type": "text", "text": piece}))
+        emit({"type": "work", "work": work(sink)})
+
+    return task_stream(produce, admission, cancel, deadline)
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def task_stream(
+    produce: Callable[[Emit], None], admission: Admission, cancel: threading.Event, deadline: float
+) -> StreamingResponse:
+    """Server-sent events of what `produce` emits on its own thread, once admitted; errors
+    (headers are sent by then) come as an event in the stream, never as a 500."""
+
     async def events() -> AsyncIterator[str]:
         try:
             await admission.start(deadline)
-
-            def produce(emit: Callable[[dict[str, Any]], None]) -> None:
-                sink = _stopper(cancel, lambda piece: emit({"type": "text", "text": piece}))
-                emit({"type": "work", "work": work(sink)})
-
             async for event in run_emitting(produce, cancel):
                 if time.monotonic() > deadline:
                     raise APIError(504, "the request timed out", None, "timeout")
@@ -157,7 +218,7 @@ async def run_task(
     return event_stream(events(), admission)
 
 
-def _stopper(cancel: threading.Event, sink: Callable[[str], None] | None) -> Callable[[str], None]:
+def stopper(cancel: threading.Event, sink: Callable[[str], None] | None) -> Callable[[str], None]:
     """A sink that stops the task (by raising in the generating thread) once cancelled."""
 
     def forward(piece: str) -> None:
@@ -169,9 +230,10 @@ def _stopper(cancel: threading.Event, sink: Callable[[str], None] | None) -> Cal
     return forward
 
 
-def _params(body: StudioRequest) -> SamplingParams:
+def params_of(fields: dict[str, Any]) -> SamplingParams:
+    """The request's sampling parameters; bad ones are a 400 naming the field."""
     try:
-        return SamplingParams(**body.params)
+        return SamplingParams(**fields)
     except ValidationError as err:
         raise from_validation(err.errors()) from None
     except TypeError as err:

@@ -47,6 +47,9 @@ class Bible(BaseModel):
     setting: str | None = None
     style: str | None = None
     notes: str | None = None
+    memory: str | None = Field(None, max_length=20_000, description="always atop the context")
+    authors_note: str | None = Field(None, max_length=5_000)
+    note_depth: int | None = Field(None, ge=0, le=100, description="lines above the cursor")
 
 
 class Lore(BaseModel):
@@ -59,6 +62,20 @@ class LoreUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     text: str | None = None
     keys: list[str] | None = None
+
+
+class NewGeneration(BaseModel):
+    """A generation the studio made through another endpoint (a completion), kept as a
+    node of the project's tree: `prompt` is the text it continues, `parent_id` the node
+    that text came from."""
+
+    task: str = Field("continue", min_length=1, max_length=40)
+    model: str = Field(..., min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+    prompt: str = Field(..., max_length=1_000_000)
+    output: str = Field(..., max_length=200_000)
+    document_id: int | None = Field(None, ge=1, le=MAX_ID)
+    parent_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 def _store(request: Request) -> WorksStore:
@@ -85,7 +102,8 @@ def check_provenance_target(request: Request, project_id: int, document_id: int 
         run_on_store(request, lambda s: s.document(document_id))
 
 
-def _id(value: int, name: str) -> int:
+def checked_id(value: int, name: str) -> int:
+    """`value` when it is a valid id, else a 400 naming `name`."""
     if not 1 <= value <= MAX_ID:
         raise invalid(f"{name} must be a positive id", name)
     return value
@@ -103,7 +121,7 @@ def create_project(body: NewProject, request: Request) -> dict[str, Any]:
 
 @router.get("/projects/{project_id}")
 def get_project(project_id: Id, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return run_on_store(
         request,
         lambda s: {
@@ -117,116 +135,142 @@ def get_project(project_id: Id, request: Request) -> dict[str, Any]:
 
 @router.patch("/projects/{project_id}")
 def rename_project(project_id: Id, body: Rename, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return run_on_store(request, lambda s: s.rename_project(pid, body.name))
 
 
 @router.delete("/projects/{project_id}")
 def delete_project(project_id: Id, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     run_on_store(request, lambda s: s.delete_project(pid))
     return {"deleted": True, "id": pid}
 
 
 @router.get("/projects/{project_id}/documents")
 def list_documents(project_id: Id, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return {"data": run_on_store(request, lambda s: s.documents(pid))}
 
 
 @router.post("/projects/{project_id}/documents")
 def create_document(project_id: Id, body: NewDocument, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return run_on_store(request, lambda s: s.create_document(pid, body.title, body.kind, body.text))
 
 
 @router.get("/documents/{document_id}")
 def get_document(document_id: Id, request: Request) -> dict[str, Any]:
-    did = _id(document_id, "document_id")
+    did = checked_id(document_id, "document_id")
     return run_on_store(request, lambda s: s.document(did))
 
 
 @router.put("/documents/{document_id}")
 def save_document(document_id: Id, body: Save, request: Request) -> dict[str, Any]:
     """A new version; the answer comes only after it is committed to disk."""
-    did = _id(document_id, "document_id")
+    did = checked_id(document_id, "document_id")
     return run_on_store(request, lambda s: s.save(did, body.text, body.note, body.generation_id))
 
 
 @router.patch("/documents/{document_id}")
 def rename_document(document_id: Id, body: Rename, request: Request) -> dict[str, Any]:
-    did = _id(document_id, "document_id")
+    did = checked_id(document_id, "document_id")
     return run_on_store(request, lambda s: s.rename_document(did, body.name))
 
 
 @router.delete("/documents/{document_id}")
 def delete_document(document_id: Id, request: Request) -> dict[str, Any]:
-    did = _id(document_id, "document_id")
+    did = checked_id(document_id, "document_id")
     run_on_store(request, lambda s: s.delete_document(did))
     return {"deleted": True, "id": did}
 
 
 @router.get("/documents/{document_id}/versions")
 def list_versions(document_id: Id, request: Request) -> dict[str, Any]:
-    did = _id(document_id, "document_id")
+    did = checked_id(document_id, "document_id")
     return {"data": run_on_store(request, lambda s: s.versions(did))}
 
 
 @router.get("/documents/{document_id}/versions/{number}")
 def get_version(document_id: Id, number: int, request: Request) -> dict[str, Any]:
-    did, n = _id(document_id, "document_id"), _id(number, "number")
+    did, n = checked_id(document_id, "document_id"), checked_id(number, "number")
     return run_on_store(request, lambda s: s.version(did, n))
 
 
 @router.get("/projects/{project_id}/bible")
 def get_bible(project_id: Id, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return run_on_store(request, lambda s: s.bible(pid))
 
 
 @router.put("/projects/{project_id}/bible")
 def set_bible(project_id: Id, body: Bible, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     fields = {k: v for k, v in body.model_dump().items() if v is not None}
     return run_on_store(request, lambda s: s.set_bible(pid, **fields))
 
 
 @router.get("/projects/{project_id}/lore")
 def list_lore(project_id: Id, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return {"data": run_on_store(request, lambda s: s.lore(pid))}
 
 
 @router.post("/projects/{project_id}/lore")
 def add_lore(project_id: Id, body: Lore, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return run_on_store(request, lambda s: s.add_lore(pid, body.name, body.text, body.keys))
 
 
 @router.put("/lore/{lore_id}")
 def update_lore(lore_id: Id, body: LoreUpdate, request: Request) -> dict[str, Any]:
-    lid = _id(lore_id, "lore_id")
+    lid = checked_id(lore_id, "lore_id")
     return run_on_store(request, lambda s: s.update_lore(lid, body.name, body.text, body.keys))
 
 
 @router.delete("/lore/{lore_id}")
 def delete_lore(lore_id: Id, request: Request) -> dict[str, Any]:
-    lid = _id(lore_id, "lore_id")
+    lid = checked_id(lore_id, "lore_id")
     run_on_store(request, lambda s: s.delete_lore(lid))
     return {"deleted": True, "id": lid}
 
 
 @router.get("/projects/{project_id}/generations")
 def list_generations(project_id: Id, request: Request) -> dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     return {"data": run_on_store(request, lambda s: s.generations(pid))}
+
+
+@router.post("/projects/{project_id}/generations")
+def record_generation(project_id: Id, body: NewGeneration, request: Request) -> dict[str, Any]:
+    pid = checked_id(project_id, "project_id")
+    gid = run_on_store(
+        request,
+        lambda s: s.record_generation(
+            body.task,
+            body.model,
+            body.params,
+            body.prompt,
+            body.output,
+            pid,
+            body.document_id,
+            body.parent_id,
+        ),
+    )
+    return run_on_store(request, lambda s: s.branch(gid))
+
+
+@router.get("/generations/{generation_id}")
+def get_generation(generation_id: Id, request: Request) -> dict[str, Any]:
+    """A node of the tree with its siblings (alternatives) and children (continuations)."""
+    gid = checked_id(generation_id, "generation_id")
+    return run_on_store(request, lambda s: s.branch(gid))
 
 
 @router.get("/projects/{project_id}/export", response_model=None)
 def export_project(
     project_id: Id, request: Request, format: Literal["json", "markdown", "fountain"] = "json"
 ) -> Response | dict[str, Any]:
-    pid = _id(project_id, "project_id")
+    pid = checked_id(project_id, "project_id")
     if format == "json":
         return run_on_store(request, lambda s: s.export_json(pid))
     if format == "markdown":

@@ -28,6 +28,9 @@ class ExportBible(BaseModel):
     setting: StrictStr = ""
     style: StrictStr = ""
     notes: StrictStr = ""
+    memory: StrictStr = ""
+    authors_note: StrictStr = ""
+    note_depth: int = Field(3, ge=0, le=100)
 
 
 class ExportLore(BaseModel):
@@ -47,6 +50,7 @@ class ExportGeneration(BaseModel):
     prompt: StrictStr
     output: StrictStr
     created: StrictStr | None = None
+    parent_id: int | None = None
 
 
 class ExportVersion(BaseModel):
@@ -83,10 +87,17 @@ class WorksExport(BaseModel):
     lore: list[ExportLore] = []
     documents: list[ExportDocument] = []
     generations: list[ExportGeneration] = []
+    story: dict[str, Any] | None = None  # story.json's content, for a story project
 
     @model_validator(mode="after")
     def _links_resolve(self) -> WorksExport:
         known = {g.id for g in self.generations}
+        for g, gen in enumerate(self.generations):
+            if gen.parent_id is not None and gen.parent_id not in known:
+                raise ValueError(
+                    f"generations.{g}.parent_id: generation {gen.parent_id} is not among "
+                    "the export's generations"
+                )
         for d, doc in enumerate(self.documents):
             for v, version in enumerate(doc.versions):
                 if version.generation_id is not None and version.generation_id not in known:

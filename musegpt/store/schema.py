@@ -70,6 +70,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX lore_project ON lore(project_id);
     """,
+    # 2: generations form a tree (alternatives are siblings under one parent); the context
+    # blocks a project keeps (memory, author's note); a story's story.json in the library
+    """
+    ALTER TABLE generations ADD COLUMN parent_id INTEGER
+        REFERENCES generations(id) ON DELETE SET NULL;
+    CREATE INDEX generations_parent ON generations(parent_id);
+    ALTER TABLE bibles ADD COLUMN memory TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bibles ADD COLUMN authors_note TEXT NOT NULL DEFAULT '';
+    ALTER TABLE bibles ADD COLUMN note_depth INTEGER NOT NULL DEFAULT 3;
+    CREATE TABLE stories (
+        project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+        data TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -39,6 +39,10 @@ class NotFound(StoreError):
     """No such project, document, version or lore entry."""
 
 
+BIBLE_FIELDS = {"premise", "setting", "style", "notes", "memory", "authors_note", "note_depth"}
+MAX_NOTE_DEPTH = 100
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -243,12 +247,18 @@ class WorksStore:
             what=f"bible of project {project_id}",
         )
 
-    def set_bible(self, project_id: int, **fields: str) -> Row:
+    def set_bible(self, project_id: int, **fields: str | int) -> Row:
+        """Set the bible's fields: premise, setting, style, notes, and the context blocks
+        (memory, authors_note, note_depth: lines above the cursor the note goes)."""
         self.project(project_id)
-        allowed = {"premise", "setting", "style", "notes"}
-        unknown = set(fields) - allowed
+        unknown = set(fields) - BIBLE_FIELDS
         if unknown:
             raise StoreError(f"a bible has no field {sorted(unknown)[0]!r}")
+        depth = fields.get("note_depth", 0)
+        if not isinstance(depth, int) or not 0 <= depth <= MAX_NOTE_DEPTH:
+            raise StoreError(
+                f"note_depth is a number of lines from 0 to {MAX_NOTE_DEPTH}", "note_depth"
+            )
         now = _now()
         with self._tx() as db:
             for name, value in fields.items():
@@ -313,6 +323,30 @@ class WorksStore:
         with self._tx() as db:
             db.execute("DELETE FROM lore WHERE id = ?", (lore_id,))
 
+    # -- stories --------------------------------------------------------------------------
+
+    def story(self, project_id: int) -> dict[str, Any] | None:
+        """The project's story (story.json's content), or None when it has none."""
+        self.project(project_id)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM stories WHERE project_id = ?", (project_id,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row["data"]))
+
+    def set_story(self, project_id: int, data: dict[str, Any]) -> None:
+        """Keep `data` (story.json's content) as the project's story, replacing the last."""
+        self.project(project_id)
+        now = _now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO stories (project_id, data, updated) VALUES (?, ?, ?)"
+                " ON CONFLICT(project_id) DO UPDATE SET data = excluded.data,"
+                " updated = excluded.updated",
+                (project_id, json.dumps(data, ensure_ascii=False), now),
+            )
+            self._touch(db, project_id, now)
+
     # -- provenance -----------------------------------------------------------------------
 
     def record_generation(
@@ -324,19 +358,31 @@ class WorksStore:
         output: str,
         project_id: int | None = None,
         document_id: int | None = None,
+        parent_id: int | None = None,
     ) -> int:
-        """What made a piece of text: model, parameters, seed, prompt and output."""
+        """What made a piece of text: model, parameters, seed, prompt and output. A
+        generation that continues another names it as `parent_id` (its prompt then ends
+        with the parent's output); alternatives of one continuation share parent and prompt."""
         if project_id is not None:
             self.project(project_id)
         if document_id is not None:
             self.document(document_id)
+        if parent_id is not None:
+            parent = self._parent(parent_id)
+            if parent["project_id"] != project_id:
+                raise StoreError(
+                    f"generation {parent_id} belongs to another project: a branch stays in "
+                    "its own project",
+                    "parent_id",
+                )
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO generations (project_id, document_id, task, model, params, seed,"
-                " prompt, output, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO generations (project_id, document_id, parent_id, task, model,"
+                " params, seed, prompt, output, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     project_id,
                     document_id,
+                    parent_id,
                     task,
                     model,
                     json.dumps(params, ensure_ascii=False),
@@ -352,6 +398,36 @@ class WorksStore:
         self.project(project_id)
         rows = self._all("SELECT * FROM generations WHERE project_id = ? ORDER BY id", project_id)
         return [_generation_row(r) for r in rows]
+
+    def _parent(self, parent_id: int) -> Row:
+        try:
+            return self.generation(parent_id)
+        except NotFound:
+            raise StoreError(
+                f"parent_id {parent_id} is not a generation in this library", "parent_id"
+            ) from None
+
+    def branch(self, generation_id: int) -> Row:
+        """A generation in its tree: the generation, its alternatives (siblings: the same
+        parent and prompt, oldest first, itself included) and its continuations (children)."""
+        node = self.generation(generation_id)
+        parent_test = "parent_id IS ?" if node["parent_id"] is None else "parent_id = ?"
+        siblings = self._all(
+            f"SELECT id FROM generations WHERE {parent_test} AND prompt = ?"
+            " AND project_id IS ? AND task = ? ORDER BY id",
+            node["parent_id"],
+            node["prompt"],
+            node["project_id"],
+            node["task"],
+        )
+        children = self._all(
+            "SELECT id FROM generations WHERE parent_id = ? ORDER BY id", generation_id
+        )
+        return {
+            **node,
+            "siblings": [r["id"] for r in siblings],
+            "children": [r["id"] for r in children],
+        }
 
     def _check_generation(self, generation_id: int) -> None:
         try:
@@ -395,6 +471,7 @@ class WorksStore:
             "lore": [{k: e[k] for k in ("name", "keys", "text")} for e in self.lore(project_id)],
             "documents": documents,
             "generations": self.generations(project_id),
+            "story": self.story(project_id),
         }
 
     def import_json(self, data: Any) -> Row:
@@ -419,10 +496,25 @@ class WorksStore:
                 or 0
             )
             db.execute(
-                "INSERT INTO bibles (project_id, premise, setting, style, notes, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (pid, bible.premise, bible.setting, bible.style, bible.notes, now),
+                "INSERT INTO bibles (project_id, premise, setting, style, notes, memory,"
+                " authors_note, note_depth, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    pid,
+                    bible.premise,
+                    bible.setting,
+                    bible.style,
+                    bible.notes,
+                    bible.memory,
+                    bible.authors_note,
+                    bible.note_depth,
+                    now,
+                ),
             )
+            if data.story is not None:
+                db.execute(
+                    "INSERT INTO stories (project_id, data, updated) VALUES (?, ?, ?)",
+                    (pid, json.dumps(data.story, ensure_ascii=False), now),
+                )
             for entry in data.lore:
                 db.execute(
                     "INSERT INTO lore (project_id, name, keys, text, created, updated)"
@@ -448,6 +540,12 @@ class WorksStore:
                     ).lastrowid
                     or 0
                 )
+            for gen in data.generations:  # parents: linked once every new id is known
+                if gen.parent_id is not None:
+                    db.execute(
+                        "UPDATE generations SET parent_id = ? WHERE id = ?",
+                        (generation_ids[gen.parent_id], generation_ids[gen.id]),
+                    )
             for position, doc in enumerate(data.documents):
                 did = int(
                     db.execute(
