@@ -31,13 +31,37 @@ def list_command(ctx: typer.Context) -> None:
 @models_app.command("add")
 def add_command(
     name: Annotated[str, typer.Argument(help="The name to use with --model.")],
-    path: Annotated[Path, typer.Argument(help="A .gguf file, a MuseGPT model or a HF folder.")],
+    path: Annotated[
+        Path | None, typer.Argument(help="A .gguf file, a MuseGPT model or a HF folder.")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Another server's OpenAI API, e.g. http://host:8000/v1.")
+    ] = None,
+    remote_model: Annotated[
+        str | None, typer.Option(help="The model's id on that server (with --url).")
+    ] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="The environment variable with its API key (--url).")
+    ] = None,
+    context_length: Annotated[
+        int | None, typer.Option(help="Its context in tokens if the server does not say.")
+    ] = None,
 ) -> None:
-    """Register a model under a name."""
+    """Register a model under a name: a local PATH, or a model on another server (--url)."""
     with user_errors():
-        from musegpt.engines.registry import add_model
+        from musegpt.engines.registry import add_model, add_remote_model
 
-        entry = add_model(name, path)
+        if url is None and remote_model is None:
+            if path is None:
+                raise ValueError("give a PATH to register, or --url and --remote-model")
+            entry = add_model(name, path)
+        elif path is not None or url is None or remote_model is None:
+            raise ValueError(
+                "a remote model takes --url and --remote-model (its id there; GET URL/models "
+                "lists them) and no PATH"
+            )
+        else:
+            entry = add_remote_model(name, url, remote_model, api_key_env, context_length)
         err_console.print(f"registered [bold]{entry.name}[/] ({entry.backend}): {entry.path}")
 
 
