@@ -64,11 +64,16 @@ class Tokenizer(ABC):
 
 def tokenizer_from_json(text: str) -> Tokenizer:
     """Rebuild whichever tokenizer `to_json` described."""
+    from musegpt.images.tokenizer import ImageTokenizer  # caption + picture tokens
     from musegpt.tokenizer.bpe import BPETokenizer
     from musegpt.tokenizer.char import CharTokenizer
 
     data = json.loads(text)
-    kinds: dict[str, type[Tokenizer]] = {"bpe": BPETokenizer, "char": CharTokenizer}
+    kinds: dict[str, type[Tokenizer]] = {
+        "bpe": BPETokenizer,
+        "char": CharTokenizer,
+        "image": ImageTokenizer,
+    }
     kind = data.get("kind")
     if kind not in kinds:
         raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {', '.join(kinds)}")

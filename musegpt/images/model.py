@@ -1,0 +1,260 @@
+"""Drawing: a GPT reads a caption's tokens and writes a picture's tokens (DALL-E 1's recipe).
+
+`load_image_model("icons")` opens the packaged model (or any model file trained by
+`musegpt.images.train`); `model.draw("a red apple", n=4, size=512, seed=1)` returns PIL
+images. The n pictures are drawn as one batch on a key/value cache; only image tokens may be
+chosen while drawing. With a model trained on some captionless records, `guidance` above 1
+applies classifier-free guidance (each row is run with and without its caption and the
+logits pushed away from the captionless ones).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import ValidationError
+
+from musegpt.generation.decoder import draw as draw_tokens
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
+from musegpt.images.tokenizer import ImageTokenizer
+from musegpt.model.gpt import GPT
+from musegpt.model.io import ModelFileError, load_model, read_metadata
+
+DEFAULT_IMAGE_MODEL = "icons"
+IMAGE_SIZES = ("256x256", "512x512", "1024x1024")
+MAX_IMAGES = 10  # pictures per call (OpenAI's limit for n)
+MIN_SIZE, MAX_SIZE = 16, 2048
+MAX_PROMPT_CHARS = 1000
+GUIDANCE_KEY = "image_guidance"  # model-file metadata: the guidance its recipe measured best
+
+Progress = Callable[[int, int], None]
+
+
+class ImageRequestError(ValueError):
+    """A drawing request that cannot be honoured (bad prompt, size, n, style, sampling)."""
+
+
+class ImageModelError(ValueError):
+    """A name or path that is not an image model."""
+
+
+def parse_size(size: str | int) -> int:
+    """256, "256" or "256x256" -> 256 (square pictures only)."""
+    text = str(size).strip().lower()
+    width, _, height = text.partition("x")
+    if not width.isdigit() or (height and height != width):
+        raise ImageRequestError(
+            f"size {size!r} is not a square size; use one of {', '.join(IMAGE_SIZES)}"
+        )
+    value = int(width)
+    if not MIN_SIZE <= value <= MAX_SIZE:
+        raise ImageRequestError(
+            f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels (got {value})"
+        )
+    return value
+
+
+def upscale(image: Image.Image, size: int) -> Image.Image:
+    """Pixel art stays crisp: nearest-neighbour to the largest whole multiple of the picture
+    that fits, then Lanczos for the last fraction (none at 256/512/1024 from 32)."""
+    whole = max(1, size // image.width) * image.width
+    image = image.resize((whole, whole), Image.Resampling.NEAREST)
+    if whole != size:
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return image
+
+
+class ImageTokensOnly:
+    """A logits processor: while drawing, only codebook tokens may be chosen."""
+
+    def __init__(self, first_code: int) -> None:
+        self.first_code = first_code
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        scores[..., : self.first_code] = float("-inf")
+        return scores
+
+
+class ImageModel:
+    def __init__(
+        self, gpt: GPT, tokenizer: ImageTokenizer, name: str, guidance: float = 1.0
+    ) -> None:
+        self.gpt = gpt.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.guidance = guidance
+        self._lock = threading.Lock()  # one drawing at a time per model (the server shares it)
+
+    @property
+    def styles(self) -> list[str]:
+        return list(self.tokenizer.styles)
+
+    def _check(self, prompt: str, n: int, style: str | None, guidance: float) -> str | None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ImageRequestError("prompt is empty; describe the picture, e.g. 'a red apple'")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ImageRequestError(
+                f"prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are read"
+            )
+        if not 1 <= n <= MAX_IMAGES:
+            raise ImageRequestError(f"n must be between 1 and {MAX_IMAGES} (got {n})")
+        if not 0 < guidance <= 20:
+            raise ImageRequestError(f"guidance must be above 0 and at most 20 (got {guidance})")
+        if style is None or not style.strip():
+            return None
+        wanted = style.strip().lower()
+        known = {s.lower(): s for s in self.tokenizer.styles}
+        if wanted not in known:
+            choices = ", ".join(self.tokenizer.styles) or "none (this model has no styles)"
+            raise ImageRequestError(f"unknown style {style!r}; choose one of: {choices}")
+        return known[wanted]
+
+    def draw(
+        self,
+        prompt: str,
+        *,
+        n: int = 1,
+        size: int | str = 256,
+        seed: int | None = None,
+        style: str | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        guidance: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[Image.Image]:
+        """`n` RGB pictures of `size` x `size` pixels for `prompt`. The same seed gives the same
+        pictures. Without a style each picture takes one of the model's styles at random.
+        Each image's `info` holds its prompt, style, seed and model name."""
+        pixels = parse_size(size)
+        scale = self.guidance if guidance is None else guidance
+        chosen_style = self._check(prompt, n, style, scale)
+        try:
+            params = SamplingParams(
+                temperature=temperature,
+                top_k=top_k or 0,
+                seed=seed if seed is not None else random.randrange(2**31),
+                n=n,
+            )
+        except ValidationError as err:
+            problem = err.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"])
+            raise ImageRequestError(f"{field}: {problem['msg']}") from None
+        assert params.seed is not None
+        rng = random.Random(params.seed)
+        styles = [
+            chosen_style or (rng.choice(self.styles) if self.styles else None) for _ in range(n)
+        ]
+        with self._lock, torch.inference_mode():
+            ids = self._sample(prompt, styles, params, scale, progress)
+        grids = self.tokenizer.decode_pixels(ids.numpy())
+        images = []
+        for row, grid in enumerate(grids):
+            image = upscale(Image.fromarray(np.ascontiguousarray(grid), "RGB"), pixels)
+            image.info.update(
+                {
+                    "prompt": prompt,
+                    "style": styles[row] or "",
+                    "seed": str(params.seed),
+                    "index": str(row),
+                    "model": self.name,
+                }
+            )
+            images.append(image)
+        return images
+
+    def _sample(
+        self,
+        prompt: str,
+        styles: list[str | None],
+        params: SamplingParams,
+        guidance: float,
+        progress: Progress | None,
+    ) -> torch.Tensor:
+        """(n, image_length) image token ids."""
+        tok = self.tokenizer
+        n = len(styles)
+        rows = [tok.prompt_ids(prompt, style) for style in styles]
+        guided = guidance != 1.0
+        if guided:  # the same rows without a caption, for classifier-free guidance
+            rows += [tok.prompt_ids("")] * n
+        prompt_ids = torch.tensor(rows, dtype=torch.long)
+        total = tok.image_length
+        cache = self.gpt.new_cache(len(rows), tok.record_length)
+        steps = build_pipeline(
+            params, tok.vocab_size, None, constraints=[ImageTokensOnly(tok.first_code)]
+        )
+        state = DecodeState([r[:] for r in rows[:n]], [len(rows[0])] * n)
+        generator = torch.Generator().manual_seed(params.seed or 0)
+        out = torch.empty(n, total, dtype=torch.long)
+        logits = self.gpt(prompt_ids, cache=cache, last_only=True).logits[:, -1, :].float()
+        for step in range(total):
+            if guided:
+                logits = logits[n:] + guidance * (logits[:n] - logits[n:])
+            scores = apply_pipeline(steps, state, logits)
+            if params.greedy:
+                chosen = scores.argmax(dim=-1)
+            else:
+                chosen = draw_tokens(torch.softmax(scores, dim=-1), generator)
+            out[:, step] = chosen
+            if steps and any(not isinstance(s, ImageTokensOnly) for s in steps):
+                for row, token in zip(state.sequences, chosen.tolist(), strict=True):
+                    row.append(token)
+            if progress is not None:
+                progress(step + 1, total)
+            if step + 1 < total:
+                feed = torch.cat([chosen, chosen]) if guided else chosen
+                logits = self.gpt(feed[:, None], cache=cache, last_only=True).logits[:, -1, :]
+                logits = logits.float()
+        return out
+
+
+def image_model_path(name_or_path: str | Path) -> Path:
+    """The model file for a packaged/registered name or a path."""
+    from musegpt.engines.base import EngineError
+    from musegpt.engines.registry import find_model
+
+    try:
+        entry = find_model(str(name_or_path))
+    except EngineError as err:
+        raise ImageModelError(str(err)) from None
+    if not entry.path or entry.backend != "musegpt":
+        raise ImageModelError(
+            f"{name_or_path!r} is a text model ({entry.backend}), not an image model; "
+            f"the packaged image model is {DEFAULT_IMAGE_MODEL!r}"
+        )
+    return Path(entry.path)
+
+
+def load_image_model(name_or_path: str | Path = DEFAULT_IMAGE_MODEL) -> ImageModel:
+    """An image model by name ("icons", a registered name) or by path to its model file."""
+    path = image_model_path(name_or_path)
+    try:
+        gpt, tokenizer = load_model(path)
+        meta = read_metadata(path)
+    except ModelFileError as err:
+        raise ImageModelError(str(err)) from None
+    if not isinstance(tokenizer, ImageTokenizer):
+        raise ImageModelError(
+            f"{name_or_path} is a text model, not an image model (its tokenizer is "
+            f"{tokenizer.kind!r}); train one with `musegpt draw-train`"
+        )
+    guidance = float(meta.get(GUIDANCE_KEY, "1.0"))
+    return ImageModel(gpt, tokenizer, model_name(name_or_path, path), guidance)
+
+
+def model_name(name_or_path: str | Path, path: Path) -> str:
+    """A name as given, or for a path the file's stem (a run's folder for best/, last/)."""
+    if not Path(name_or_path).expanduser().exists():
+        return str(name_or_path)
+    file = path / "model.safetensors" if path.is_dir() else path
+    if file.stem != "model":
+        return file.stem
+    folder = file.parent
+    return folder.parent.name if folder.name in ("best", "last") else folder.name

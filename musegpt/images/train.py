@@ -1,0 +1,260 @@
+"""Training an image model: caption tokens then image tokens, one GPT, the standard trainer.
+
+    musegpt prepare icons --out corpora/icons
+    musegpt train-images corpora/icons --config configs/icons.yaml --out runs/icons
+
+A picture folder (`images.jsonl` + PNGs, as `musegpt prepare` writes) becomes records of
+`record_length` tokens (caption padded to a fixed length, `<image>`, the picture's grid):
+one per caption language, plus a captionless one for every `UNCONDITIONAL_EVERY`-th picture
+so the model can be guided (classifier-free guidance). The records are written as an
+ordinary prepared corpus in `OUT/records/`, and `Trainer` reads them with
+`window_stride = record_length`, so every window is exactly one record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from musegpt.data.dataset import MANIFEST, TOKENIZER, PreparedCorpus, token_dtype
+from musegpt.fileio import atomic_write_text
+from musegpt.images.model import GUIDANCE_KEY
+from musegpt.images.tokenizer import ImageTokenizer, caption_text
+from musegpt.model.io import MODEL_FILE, load_model, save_model
+from musegpt.train.config import TrainConfig
+
+ROWS_FILE = "images.jsonl"
+RECORDS = "records"
+UNCONDITIONAL_EVERY = 10
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    resolution: int = 32
+    patch: int = 2
+    codebook_size: int = 1024
+    text_vocab_size: int = 2048
+    caption_length: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One captioned picture of a prepared folder (the fields H16b's rows share)."""
+
+    path: Path
+    captions: tuple[str, ...]  # English, Chinese (either may be missing)
+    style: str
+    group: str
+    split: str
+    id: str = ""
+
+
+def read_pictures(folder: str | Path) -> list[Picture]:
+    """The rows of a picture folder's `images.jsonl` (a clear error if it is not one)."""
+    folder = Path(folder).expanduser()
+    rows_file = folder / ROWS_FILE
+    if not rows_file.is_file():
+        raise ValueError(
+            f"{folder} is not a prepared picture folder (no {ROWS_FILE}); make one with "
+            "`musegpt prepare icons --out corpora/icons` or "
+            "`musegpt prepare my-pictures/ --captions captions.jsonl --out corpora/mine`"
+        )
+    pictures = []
+    for number, line in enumerate(rows_file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row: dict[str, Any] = json.loads(line)
+            captions = tuple(c for c in (row.get("caption_en", ""), row.get("caption_zh", "")) if c)
+            pictures.append(
+                Picture(
+                    folder / row["path"],
+                    captions,
+                    row.get("style") or "",
+                    row.get("group") or "",
+                    row.get("split") or "train",
+                    row.get("id") or "",
+                )
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{rows_file}, line {number}: not a picture row ({err})") from None
+    return pictures
+
+
+def load_pixels(pictures: Sequence[Picture], resolution: int) -> np.ndarray[Any, Any]:
+    from musegpt.images.tokenizer import to_rgb_array
+
+    out = np.empty((len(pictures), resolution, resolution, 3), dtype=np.uint8)
+    for i, picture in enumerate(pictures):
+        with Image.open(picture.path) as image:
+            out[i] = to_rgb_array(image, resolution)
+    return out
+
+
+def _unconditional(picture: Picture) -> bool:
+    digest = hashlib.blake2b(str(picture.path.name).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") % UNCONDITIONAL_EVERY == 0
+
+
+def encode_records(
+    tokenizer: ImageTokenizer, pictures: Sequence[Picture], pixels: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """(records, record_length) token ids: each picture once per caption, and captionless
+    for one picture in UNCONDITIONAL_EVERY."""
+    image_ids = tokenizer.encode_pixels(pixels)
+    records: list[np.ndarray[Any, Any]] = []
+    for picture, ids in zip(pictures, image_ids, strict=True):
+        prompts = [tokenizer.prompt_ids(c, picture.style or None) for c in picture.captions]
+        if _unconditional(picture):
+            prompts.append(tokenizer.prompt_ids(""))
+        records.extend(np.concatenate([np.asarray(p), ids]) for p in prompts)
+    return np.asarray(records, dtype=np.int64).reshape(-1, tokenizer.record_length)
+
+
+def write_records(
+    out: Path, tokenizer: ImageTokenizer, splits: dict[str, np.ndarray[Any, Any]]
+) -> PreparedCorpus:
+    """`splits` as a prepared corpus folder (what `Trainer` reads)."""
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = token_dtype(tokenizer.vocab_size)
+    info: dict[str, dict[str, Any]] = {}
+    for split, records in splits.items():
+        file = f"{split}.bin"
+        records.astype(dtype).tofile(out / file)
+        info[split] = {"file": file, "documents": len(records), "tokens": int(records.size)}
+    atomic_write_text(out / TOKENIZER, tokenizer.to_json())
+    manifest = {
+        "format": "musegpt-image-records-1",
+        "record_length": tokenizer.record_length,
+        "dtype": dtype.name,
+        "splits": info,
+    }
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
+    return PreparedCorpus.open(out)
+
+
+def build_records(folder: str | Path, out: Path, settings: TokenizerSettings) -> PreparedCorpus:
+    """Tokenizer (fitted on the train split) and records, or the ones already in `out`
+    (so a resumed run trains on the very same tokens)."""
+    if (out / MANIFEST).is_file():
+        return PreparedCorpus.open(out)
+    pictures = read_pictures(folder)
+    train = [p for p in pictures if p.split == "train"]
+    val = [p for p in pictures if p.split == "val"] or train[: max(1, len(train) // 20)]
+    if not train:
+        raise ValueError(f"{folder} has no pictures in its train split")
+    train_pixels = load_pixels(train, settings.resolution)
+    captions = [caption_text(c, p.style or None) for p in train for c in p.captions]
+    tokenizer = ImageTokenizer.train(
+        captions,
+        train_pixels,
+        resolution=settings.resolution,
+        patch=settings.patch,
+        codebook_size=settings.codebook_size,
+        text_vocab_size=settings.text_vocab_size,
+        caption_length=settings.caption_length,
+        styles=[p.style for p in train if p.style],
+        seed=settings.seed,
+    )
+    splits = {
+        "train": encode_records(tokenizer, train, train_pixels),
+        "val": encode_records(tokenizer, val, load_pixels(val, settings.resolution)),
+    }
+    return write_records(out, tokenizer, splits)
+
+
+def record_config(config: TrainConfig, tokenizer: ImageTokenizer) -> TrainConfig:
+    """`config` with the window set to one record."""
+    length = tokenizer.record_length
+    return config.replace({"block_size": length - 1, "window_stride": length})
+
+
+def train_image_model(
+    folder: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig,
+    *,
+    settings: TokenizerSettings | None = None,
+    guidance: float = 1.0,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train on a picture folder; returns the best model file (`out_dir/best`), which also
+    records `guidance` as the model's default."""
+    from musegpt.train.trainer import BEST, Trainer
+
+    out = Path(out_dir).expanduser()
+    corpus = build_records(folder, out / RECORDS, settings or TokenizerSettings())
+    tokenizer = corpus.tokenizer
+    if not isinstance(tokenizer, ImageTokenizer):
+        raise ValueError(f"{out / RECORDS} holds text records, not image records")
+    Trainer(record_config(config, tokenizer), corpus, out, resume=resume, progress=progress).run()
+    best = out / BEST / MODEL_FILE
+    set_guidance(best, guidance)
+    return best
+
+
+def set_guidance(model_file: Path, guidance: float) -> None:
+    """Record the guidance scale a model draws with by default in its file."""
+    from musegpt.model.io import read_metadata
+
+    meta = read_metadata(model_file)
+    gpt, tokenizer = load_model(model_file)
+    meta.pop("config", None)
+    meta.pop("tokenizer", None)
+    meta.pop("format", None)
+    save_model(model_file, gpt, tokenizer, {**meta, GUIDANCE_KEY: f"{guidance:g}"})
+
+
+TINY = {
+    "n_layer": 2,
+    "n_head": 2,
+    "n_embd": 32,
+    "batch_size": 8,
+    "max_iters": 80,
+    "learning_rate": 1e-2,
+    "min_lr": 1e-3,
+    "warmup_iters": 5,
+    "eval_interval": 40,
+    "eval_iters": 2,
+    "log_interval": 20,
+    "dtype": "float32",
+    "device": "cpu",
+}
+
+
+def train_tiny_image_model(out_dir: Path, images: list[tuple[str, Image.Image]]) -> Path:
+    """A tiny image model (8x8 pixels, 16-colour palette) trained in a few seconds on
+    `images` (caption, picture), for tests; returns its model file."""
+    out_dir = Path(out_dir)
+    folder = out_dir / "pictures"
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (caption, image) in enumerate(images):
+        path = f"images/{i}.png"
+        image.convert("RGB").save(folder / path)
+        rows.append(
+            {
+                "id": str(i),
+                "path": path,
+                "caption_en": caption,
+                "style": "tiny",
+                "group": caption,
+                "split": "train",
+            }
+        )
+    atomic_write_text(folder / ROWS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+    settings = TokenizerSettings(
+        resolution=8, patch=1, codebook_size=16, text_vocab_size=300, caption_length=8
+    )
+    return train_image_model(
+        folder, out_dir / "run", TrainConfig.from_dict(TINY), settings=settings, progress=False
+    )
