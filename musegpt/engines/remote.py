@@ -56,6 +56,7 @@ DEFAULT_TIMEOUT_S = 120.0  # the longest silence allowed between two pieces of a
 RETRIES = 2  # more tries after a refused connection or a 429/502/503/504, before any text
 RETRY_PAUSE_S = 0.5  # doubled each retry
 BANNED_ATTEMPTS = 4
+REMOTE_VOCAB = 2**31  # a remote's own ids are checked by the remote, not here
 FALLBACK_CONTEXT = 2048  # when the remote does not say (llama_cpp.server's default n_ctx)
 NEEDS_DISTRIBUTION = (
     "it needs the model's next-token probabilities at each step, which an OpenAI "
@@ -78,11 +79,18 @@ NOT_PASSED = {
     "echo",
     "banned",
     "banned_regex",
+    "max_copy",
 }
+# Fields a remote cannot honour at all, and why (each only where SamplingParams has it).
+REFUSED = {"max_copy": "it checks each next token against the local model's training corpus"}
 
 
 class RemoteError(EngineError):
     """The remote server is unreachable, refused the request, or answered badly."""
+
+
+class RemoteAnswerError(RemoteError):
+    """The remote answered, but with an error status or an answer of the wrong shape."""
 
 
 # -- the registry of remote models (remote_models.json beside models.json) -----------------
@@ -264,7 +272,7 @@ class RemoteClient:
             if response.status_code >= 400:
                 response.read()
                 response.close()
-                raise RemoteError(
+                raise RemoteAnswerError(
                     f"{self._where(path)} answered {response.status_code}: "
                     f"{_message(_maybe_json(response.text))}"
                 )
@@ -283,7 +291,7 @@ class RemoteClient:
         )
 
     def _bad(self, path: str, what: str) -> RemoteError:
-        return RemoteError(
+        return RemoteAnswerError(
             f"{self._where(path)} answered with {what}; is it an OpenAI-compatible server?"
         )
 
@@ -350,6 +358,7 @@ class RemoteTokenizer(BackendTokenizer):
         self.client = client
         self.context = context  # "the remote engine NAME", for error messages
         self.route: _TokenizerRoute | None = None
+        self.prefix: list[int] = []
         self.probed = False
         self._lock = threading.Lock()
 
@@ -363,7 +372,13 @@ class RemoteTokenizer(BackendTokenizer):
         self._probe()
         if self.route is None:
             return list(text.encode("utf-8"))
-        return self._tokenize(self.route, text)
+        ids = self._tokenize(self.route, text)
+        n = len(self.prefix)
+        return ids[n:] if n and ids[:n] == self.prefix else ids
+
+    @property
+    def vocab_size(self) -> int:
+        return REMOTE_VOCAB if self.exact else 257
 
     def decode(self, ids: Sequence[int]) -> str:
         self._probe()
@@ -383,17 +398,18 @@ class RemoteTokenizer(BackendTokenizer):
         )
 
     def _probe(self) -> None:
-        """Find which tokenize route the server has, once."""
+        """Find which tokenize route the server has, once (a server that cannot be reached
+        is asked again next time), and what it adds to every text (a BOS token)."""
         with self._lock:
             if self.probed:
                 return
             for route in TOKENIZER_ROUTES:
                 try:
-                    if self._tokenize(route, "probe"):
-                        self.route = route
-                        break
-                except RemoteError:
-                    continue
+                    self.prefix = self._tokenize(route, "")
+                except RemoteAnswerError:
+                    continue  # not this server's route
+                self.route = route
+                break
             self.probed = True
 
     def _tokenize(self, route: _TokenizerRoute, text: str) -> list[int]:
@@ -483,6 +499,13 @@ class RemoteEngine(Engine):
                 f"the remote engine {self.name!r} cannot apply constraints ({names}): "
                 f"{NEEDS_DISTRIBUTION}. Use a local model for forms and the music grammar"
             )
+        defaults = SamplingParams()
+        for field, why in REFUSED.items():
+            if getattr(params, field, None) != getattr(defaults, field, None):
+                raise RemoteError(
+                    f"the remote engine {self.name!r} cannot honour {field}: {why}, and "
+                    f"{NEEDS_DISTRIBUTION}"
+                )
         done: list[Completion] = []
         for batch in self._batches(prompts, params):
             prompt = batch.prompts[0]
@@ -568,7 +591,7 @@ class RemoteEngine(Engine):
                 if not isinstance(text, str):
                     raise self.client._bad("completions", f"a choice without text: {choice!s:.80}")
                 logprobs = _logprobs(choice.get("logprobs"), offset)
-                offset += len(text)
+                offset += sum(len(t.token) for t in logprobs)
                 yield text, logprobs, _finish(choice.get("finish_reason"))
         yield "", [], "stop"  # a stream that ended without a reason ended all the same
 
@@ -648,16 +671,15 @@ def _finish(reason: Any) -> FinishReason | None:
 
 
 def _logprobs(data: Any, offset: int) -> list[TokenLogprob]:
-    """The OpenAI completions log-probabilities of a piece (token ids are the remote's and
-    not sent, so they are -1)."""
+    """The OpenAI completions log-probabilities of a piece, offsets counted from `offset`
+    (token ids are the remote's and not sent, so they are -1)."""
     if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
         return []
     tokens = data["tokens"]
     values = data.get("token_logprobs") or [None] * len(tokens)
     tops = data.get("top_logprobs") or [None] * len(tokens)
-    offsets = data.get("text_offset") or [None] * len(tokens)
     out = []
-    for token, value, top, at in zip(tokens, values, tops, offsets, strict=False):
+    for token, value, top in zip(tokens, values, tops, strict=False):
         alternatives = [
             TopLogprob(str(t), -1, float(v), str(t).encode("utf-8"))
             for t, v in sorted((top or {}).items(), key=lambda kv: -float(kv[1]))
@@ -669,7 +691,8 @@ def _logprobs(data: Any, offset: int) -> list[TokenLogprob]:
                 float(value if value is not None else 0.0),
                 alternatives,
                 str(token).encode("utf-8"),
-                at if isinstance(at, int) else offset,
+                offset,
             )
         )
+        offset += len(str(token))
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+from musegpt.engines.remote import RemoteEngine
 from musegpt.forms import (
     Form,
     FormError,
@@ -46,9 +47,11 @@ def poem(writer: Writer, topic: str, form: Form | str, attempts: int = 5) -> Wor
     generate = model_generate_fn(writer.engine, params)
     # No seed asked for: a fresh one, reported in the work's meta so the poem can be redone.
     seed = params.seed if params.seed is not None else random.randrange(2**31)
+    # A remote model sends text only: its poems are checked, not steered, token by token.
+    steer = None if isinstance(writer.engine, RemoteEngine) else writer.engine.tokenizer
     try:
         result = write_poem(
-            generate, form, topic, tokenizer=writer.engine.tokenizer, prompt=prompt,
+            generate, form, topic, tokenizer=steer, prompt=prompt,
             attempts=attempts, seed=seed,
         )  # fmt: skip
     except PoemFormError as err:
