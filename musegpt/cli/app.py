@@ -7,6 +7,7 @@ import typer
 
 from musegpt.cli import (
     compose,
+    draw,
     evaluate,
     finetune,
     form,
@@ -35,6 +36,8 @@ app.command("quickstart")(train.quickstart_command)
 app.command("export-hf")(hf.export_hf_command)
 app.command("import-hf")(hf.import_hf_command)
 app.command("compose")(compose.compose_command)
+app.command("draw")(draw.draw_command)
+app.command("train-images")(draw.train_images_command)
 app.add_typer(write.write_app, name="write")
 app.add_typer(models.models_app, name="models")
 app.add_typer(evaluate.eval_app, name="eval")

@@ -144,8 +144,9 @@ class ImageModel:
             )
         except ValidationError as err:
             problem = err.errors()[0]
-            field = ".".join(str(p) for p in problem["loc"])
-            raise ImageRequestError(f"{field}: {problem['msg']}") from None
+            field = "top_k" if problem["loc"] == ("top_k",) else str(problem["loc"][0])
+            bound = problem["msg"].replace("Input should be", "must be")
+            raise ImageRequestError(f"{field} {bound} (got {problem['input']})") from None
         assert params.seed is not None
         rng = random.Random(params.seed)
         styles = [
@@ -223,6 +224,13 @@ def image_model_path(name_or_path: str | Path) -> Path:
     try:
         entry = find_model(str(name_or_path))
     except EngineError as err:
+        if str(name_or_path) == DEFAULT_IMAGE_MODEL:
+            raise ImageModelError(
+                f"the packaged image model {DEFAULT_IMAGE_MODEL!r} is missing from this "
+                "install; train one with `musegpt prepare icons --out corpora/icons && "
+                "musegpt train-images corpora/icons --config configs/icons.yaml --out "
+                "runs/icons` and pass --model runs/icons/best"
+            ) from None
         raise ImageModelError(str(err)) from None
     if not entry.path or entry.backend != "musegpt":
         raise ImageModelError(

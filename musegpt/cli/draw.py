@@ -1,0 +1,111 @@
+"""`musegpt draw`, `musegpt train-images` and `musegpt eval images`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from musegpt.cli.errors import err_console, user_errors
+from musegpt.cli.options import Opt, SeedOpt
+from musegpt.cli.train import OVERRIDES_HELP, _interrupted
+
+
+def default_out(prompt: str) -> Path:
+    """`a red apple` -> a-red-apple.png (a Chinese prompt keeps its characters)."""
+    slug = re.sub(r"[^\w]+", "-", prompt.lower()).strip("-")[:60] or "drawing"
+    return Path(f"{slug}.png")
+
+
+def draw_command(
+    prompt: Annotated[str, typer.Argument(help='What to draw, e.g. "a red apple".')],
+    n: Annotated[int, Opt("-n", "--n", min=1, max=10, help="Pictures to draw.")] = 1,
+    size: Annotated[str, Opt(help="Picture size: 256x256, 512x512 or 1024x1024.")] = "256x256",
+    seed: SeedOpt = None,
+    out: Annotated[
+        Path | None, Opt("--out", "-o", help="PNG to write (default: the prompt's words).")
+    ] = None,
+    separate: Annotated[
+        bool, Opt("--separate", help="With -n > 1: numbered files instead of a contact sheet.")
+    ] = False,
+    style: Annotated[
+        str | None, Opt(help="A style of the model (icons: color, flat, outline, line).")
+    ] = None,
+    temperature: Annotated[float, Opt(help="Randomness; 0 = greedy.")] = 1.0,
+    top_k: Annotated[int | None, Opt(help="Keep the k likeliest image tokens; 0 = all.")] = None,
+    guidance: Annotated[
+        float | None, Opt(help="Classifier-free guidance scale; 1 = off (default: the model's).")
+    ] = None,
+    model: Annotated[str, Opt("--model", "-m", help="An image model name or path.")] = "icons",
+) -> None:
+    """Draw pictures from a caption with an image GPT (English or Chinese captions)."""
+    with user_errors():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from musegpt.images import load_image_model, parse_size
+        from musegpt.images.sheet import contact_sheet, numbered_paths
+
+        pixels = parse_size(size)
+        image_model = load_image_model(model)
+        with Progress(
+            TextColumn(f"[bold]drawing {n}"), BarColumn(), MofNCompleteColumn(),
+            console=err_console, transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("draw", total=None)
+            images = image_model.draw(
+                prompt,
+                n=n,
+                size=pixels,
+                seed=seed,
+                style=style,
+                temperature=temperature,
+                top_k=top_k,
+                guidance=guidance,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        target = out or default_out(prompt)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if n > 1 and separate:
+            for image, path in zip(images, numbered_paths(target, n), strict=True):
+                image.save(path)
+                err_console.print(f"[green]saved[/] {path}")
+            return
+        picture = contact_sheet(images) if n > 1 else images[0]
+        picture.save(target)
+        styles = ", ".join(sorted({im.info.get("style", "") for im in images}))
+        err_console.print(
+            f"[green]saved[/] {target} ({n} x {pixels}x{pixels}, seed {images[0].info['seed']}, "
+            f"style {styles or '-'})"
+        )
+
+
+def train_images_command(
+    data: Annotated[Path, typer.Argument(help="A picture folder from `musegpt prepare`.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints and logs.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML file of settings (configs/icons.yaml)."),
+    ] = None,
+    guidance: Annotated[
+        float, typer.Option(help="The guidance scale the model draws with by default.")
+    ] = 1.0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+) -> None:
+    """Train an image model: caption tokens, then image tokens, one GPT."""
+    try:
+        with user_errors():
+            from musegpt.images.train import train_image_model
+            from musegpt.train.config import load_config
+
+            cfg = load_config(config, overrides or [])
+            best = train_image_model(data, out, cfg, guidance=guidance, resume=resume)
+    except KeyboardInterrupt:
+        _interrupted(out)
+    typer.echo(f'done. Draw with: musegpt draw "a red apple" --model {best.parent}')
