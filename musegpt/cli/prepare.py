@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 console = Console(stderr=True)  # progress goes to stderr, the summary to stdout
 
 BUILTIN_HELP = "shakespeare, poetry-en, tang-poems, song-ci, abc-folk"
+PICTURES = "icons"  # the built-in picture corpus (musegpt.images.corpus)
 
 
 class TokenizerKind(StrEnum):
@@ -76,7 +77,8 @@ def prepare_command(
     sources: Annotated[
         list[str],
         typer.Argument(
-            help=f"Files (.txt, .md, .jsonl), folders, or built-in corpora: {BUILTIN_HELP}.",
+            help=f"Files (.txt, .md, .jsonl), folders, or built-in corpora: {BUILTIN_HELP}; "
+            f"pictures: {PICTURES}, or a folder of pictures with --captions.",
             show_default=False,
         ),
     ],
@@ -127,10 +129,24 @@ def prepare_command(
         ),
     ] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation split.")] = 1337,
+    captions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pictures: a JSON Lines file captioning the folder's pictures, e.g. "
+            '{"file": "cat.png", "caption": "a grey cat"}.'
+        ),
+    ] = None,
+    image_size: Annotated[
+        int, typer.Option(help="Pictures: the side in pixels they are drawn at.")
+    ] = 64,
 ) -> None:
-    """Clean, deduplicate and tokenize text into a corpus ready for `musegpt train`.
+    """Clean, deduplicate and tokenize text into a corpus ready for `musegpt train`, or
+    draw and caption pictures (`icons`, or a folder with --captions).
 
     Running it again with the same inputs and options does nothing ("up to date")."""
+    if sources == [PICTURES] or captions is not None:
+        _prepare_pictures(sources, out, captions, image_size)
+        return
     with user_errors():
         from musegpt.data.prepare import PrepareSettings, prepare_corpus
 
@@ -162,6 +178,63 @@ def prepare_command(
         f"prepared {report.out} in {report.seconds:.1f} s; train with "
         f"`musegpt train --data {report.out}`"
     )
+
+
+def _prepare_pictures(
+    sources: list[str], out: Path, captions: Path | None, image_size: int
+) -> None:
+    with user_errors():
+        from musegpt.images.corpus import ImageCorpusError, prepare_icons, prepare_pictures
+
+        if len(sources) != 1:
+            raise ImageCorpusError(
+                f"pictures are prepared one source at a time: {PICTURES}, or one folder "
+                "with --captions"
+            )
+        with Progress(*_PICTURE_COLUMNS, console=console) as display:
+            task = display.add_task("drawing pictures", total=None)
+
+            def advance(done: int, total: int) -> None:
+                display.update(task, completed=done, total=total)
+
+            if captions is None:
+                report = prepare_icons(out, image_size, progress=advance)
+            else:
+                report = prepare_pictures(Path(sources[0]), captions, out, image_size, advance)
+    if report.up_to_date:
+        typer.echo(f"{report.out} is up to date (same sources and settings); nothing to do.")
+        return
+    counts = report.manifest["counts"]
+    table = Table(title=f"Prepared pictures {report.out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for entry in report.manifest["sets"]:
+        licence = f", {entry['licence']}" if entry.get("licence") else ""
+        table.add_row(f"{entry['name']} ({entry['style']}{licence})", f"{entry['images']:,}")
+    table.add_row(
+        "removed: duplicates / blank", f"{counts['duplicates_removed']} / {counts['blank_removed']}"
+    )
+    table.add_row(
+        "train / val / test", f"{counts['train']:,} / {counts['val']:,} / {counts['test']:,}"
+    )
+    if counts.get("uncaptioned_skipped"):
+        table.add_row("left out: pictures not in --captions", f"{counts['uncaptioned_skipped']}")
+    Console().print(table)
+    if any(entry.get("share_alike") for entry in report.manifest["sets"]):
+        typer.echo(
+            "some sets are CC BY-SA 4.0 (share-alike): credit them, and share pictures derived "
+            "from them under the same licence"
+        )
+    typer.echo(f"prepared {report.out}; the licences and attributions are in its manifest.json")
+
+
+_PICTURE_COLUMNS = (
+    SpinnerColumn(),
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+)
 
 
 def _summary(report: PrepareReport) -> Table:

@@ -663,7 +663,7 @@ def prepare_pictures(
                 "name": set_name,
                 "folder": str(folder.resolve()),
                 "style": set_name,
-                "licence": "the owner's (not recorded)",
+                "licence": "",  # the owner's; not recorded
                 "images": len(writer.rows),
             }
         ]
