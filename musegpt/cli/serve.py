@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
 
@@ -68,6 +68,13 @@ def serve_command(
             "studio's music panel."
         ),
     ] = True,
+    moderation: Annotated[
+        str,
+        typer.Option(
+            help="off; flag: record each studio generation's moderation in its provenance; "
+            "block: refuse flagged prompts (400) and steer or withhold flagged output."
+        ),
+    ] = "off",
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API, with the web studio at /."""
     with user_errors():
@@ -91,6 +98,7 @@ def serve_command(
             request_timeout_s=timeout,
             cors_origins=tuple(cors or []),
             data_dir=works.parent,
+            moderation=_moderation_mode(moderation),
         )
         names: list[str | None] = list(model) if model else [None]
         sources = {_name(m): _loader(m, contexts, device) for m in names}
@@ -108,6 +116,12 @@ def serve_command(
             log_level="warning",
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
+
+
+def _moderation_mode(mode: str) -> Literal["off", "flag", "block"]:
+    if mode not in ("off", "flag", "block"):
+        raise ValueError(f"--moderation takes off, flag or block (got {mode!r})")
+    return cast(Literal["off", "flag", "block"], mode)
 
 
 def _name(model: str | None) -> str:

@@ -1,6 +1,10 @@
-"""The moderation evaluation: the labelled sets in data/eval_{en,zh}.tsv (written for
-MuseGPT: everyday and creative text, fiction and poetry with dark themes, and clear slurs,
-hate, threats, harassment, sexual content and self-harm), scored per category and per group."""
+"""The moderation evaluation: labelled sets written for MuseGPT (everyday and creative
+text, fiction and poetry with dark themes, and clear slurs, hate, threats, harassment, sexual
+content and self-harm), scored per category and per group.
+
+Two splits per language: `dev` (data/eval_{en,zh}.tsv, written first; the rules were tuned
+on it, so its numbers flatter them) and `heldout` (data/heldout_{en,zh}.tsv, written after the
+rules were frozen and never used to change them: the honest measure)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from dataclasses import dataclass
 from musegpt.safety.categories import SCORED
 from musegpt.safety.lexicon import DATA, LANGS, Lang
 from musegpt.safety.moderator import Moderation, Moderator
+
+SPLITS = {"dev": "eval", "heldout": "heldout"}  # split -> file name stem
 
 BENIGN_GROUPS = ("benign", "dark")
 TARGET_GROUPS = ("slur", "threat")  # recall target: clear slurs and threats
@@ -23,9 +29,9 @@ class Example:
     text: str
 
 
-def examples(lang: Lang) -> list[Example]:
+def examples(lang: Lang, split: str = "dev") -> list[Example]:
     out = []
-    path = DATA / f"eval_{lang}.tsv"
+    path = DATA / f"{SPLITS[split]}_{lang}.tsv"
     for n, line in enumerate(path.read_text("utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
@@ -58,8 +64,8 @@ class Counts:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
 
 
-def run(moderator: Moderator, langs: Sequence[Lang] = LANGS) -> list[Scored]:
-    items = [e for lang in langs for e in examples(lang)]
+def run(moderator: Moderator, split: str = "dev", langs: Sequence[Lang] = LANGS) -> list[Scored]:
+    items = [e for lang in langs for e in examples(lang, split)]
     results = moderator.moderate([e.text for e in items])
     return [Scored(e, r) for e, r in zip(items, results, strict=True)]
 
@@ -119,9 +125,7 @@ def markdown(scored: Sequence[Scored]) -> str:
         lines += ["", "| category | labelled | precision | recall |", "| --- | --- | --- | --- |"]
         for category in SCORED:
             c = category_counts(mine, category)
-            lines.append(
-                f"| {category} | {c.tp + c.fn} | {_pct(c.precision)} | {_pct(c.recall)} |"
-            )
+            lines.append(f"| {category} | {c.tp + c.fn} | {_pct(c.precision)} | {_pct(c.recall)} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
@@ -133,6 +137,8 @@ def mistakes(scored: Sequence[Scored]) -> list[str]:
         got = set(s.result.flagged_categories)
         if got != set(s.example.labels):
             want = ",".join(sorted(s.example.labels)) or "-"
-            out.append(f"{s.example.lang} {s.example.group}: want {want} got "
-                       f"{','.join(sorted(got)) or '-'}: {s.example.text}")
+            out.append(
+                f"{s.example.lang} {s.example.group}: want {want} got "
+                f"{','.join(sorted(got)) or '-'}: {s.example.text}"
+            )
     return out

@@ -52,7 +52,9 @@ def package_dir(package: str) -> Path:
     loads a language detector we do not need)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise WordListsMissing(f"the word-list package {package!r} is not installed: {INSTALL_HINT}")
+        raise WordListsMissing(
+            f"the word-list package {package!r} is not installed: {INSTALL_HINT}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 

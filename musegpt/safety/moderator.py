@@ -116,10 +116,14 @@ class _Language:
             if unknown:
                 raise ValueError(f"rules.yaml: rule {rule.name} names unknown categories {unknown}")
             self.rules.append(rule)
-            parts = {"phrase": raw["phrases"]} if "phrases" in raw else {
-                "first": raw["near"][0],
-                "then": raw["near"][1],
-            }
+            parts = (
+                {"phrase": raw["phrases"]}
+                if "phrases" in raw
+                else {
+                    "first": raw["near"][0],
+                    "then": raw["near"][1],
+                }
+            )
             for part, templates in parts.items():
                 for phrase in expand_all([str(t) for t in templates], slots):
                     k = key(phrase, lang)
@@ -166,8 +170,7 @@ class _Language:
 
         addressed = bool(spans("address", ""))
         kinds: dict[Kind, list[str]] = {
-            kind: matched("term", kind)
-            for kind in ("profanity", "hate", "sexual", "sexual-weak")
+            kind: matched("term", kind) for kind in ("profanity", "hate", "sexual", "sexual-weak")
         }
         for kind, words in kinds.items():
             hits += [Hit(kind, w) for w in words]
@@ -217,8 +220,9 @@ class Moderator:
     def moderate(self, texts: Sequence[str]) -> list[Moderation]:
         probs = self._classifier(texts)
         return [
-            _merge([self.languages[lang].score(text, prob if lang == "en" else None)
-                    for lang in LANGS])
+            _merge(
+                [self.languages[lang].score(text, prob if lang == "en" else None) for lang in LANGS]
+            )
             for text, prob in zip(texts, probs, strict=True)
         ]
 

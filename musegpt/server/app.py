@@ -20,7 +20,15 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from musegpt.server import music_api, openai_api, story_api, studio_api, tokenize_api, works_api
+from musegpt.server import (
+    moderation_api,
+    music_api,
+    openai_api,
+    story_api,
+    studio_api,
+    tokenize_api,
+    works_api,
+)
 from musegpt.server.errors import APIError, from_validation
 from musegpt.server.guard import Guard
 from musegpt.server.hosts import EngineSource, Models
@@ -59,6 +67,7 @@ def create_app(
     app.include_router(story_api.router)
     app.include_router(music_api.router)
     app.include_router(tokenize_api.router)
+    app.include_router(moderation_api.router)
     _service_routes(app)
     app.add_middleware(Guard, settings=settings, metrics=state.metrics)
     if settings.cors_origins:

@@ -25,6 +25,7 @@ from musegpt.server.hosts import (
     in_thread,
     run_emitting,
 )
+from musegpt.server.moderation_api import screen_completion, screen_prompt
 from musegpt.server.schemas import (
     ChatRequest,
     CompletionRequest,
@@ -165,7 +166,7 @@ class _Call:
         self.host = host
         self.runner = host.ready()
         self.prompts = prompts
-        self.params = params
+        self.params = screen_prompt(state, prompts, params)
         self.kind = kind  # "text_completion" or "chat.completion"
         self.stream = stream
         self.stream_usage = stream_usage
@@ -214,6 +215,7 @@ class _Call:
         }
 
     def _choice(self, c: Completion) -> dict[str, Any]:
+        c = screen_completion(self.state, c)
         reason = _finish(c.finish_reason, c.finish_message)
         if self.kind == "chat.completion":
             lp = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 API_KEY_ENV = "MUSEGPT_API_KEY"
 
@@ -21,3 +22,4 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()  # empty: CORS off
     data_dir: Path = field(default_factory=lambda: Path("musegpt-works"))
     studio_web: bool = True
+    moderation: Literal["off", "flag", "block"] = "off"  # what generation endpoints do with it

@@ -18,6 +18,7 @@ from musegpt.generation.params import SamplingParams
 from musegpt.generation.scheduler import Cancelled
 from musegpt.server.errors import APIError, from_validation, invalid
 from musegpt.server.hosts import Admission, event_stream, in_thread, run_emitting
+from musegpt.server.moderation_api import screen_prompt, screen_work
 from musegpt.server.openai_api import _sse
 from musegpt.server.state import ServerState, state_of
 from musegpt.server.works_api import check_provenance_target, run_on_store
@@ -157,7 +158,7 @@ async def run_task(
     state = state_of(request)
     host = state.models.get(body.model)
     runner = host.ready()
-    params = params_of(body.params)
+    params = screen_prompt(state, [body.text], params_of(body.params))
     task_request = _task_request(task, body, state)  # bad fields are a 400 before any work
     limit = state.settings.max_tokens
     asked = params.max_new_tokens if "max_new_tokens" in params.model_fields_set else 0
@@ -305,6 +306,7 @@ def _perform(
 
         report = check(work.text, task_request.chosen_form())
         result.update(passed=report.passed, report=report_dict(report))
+    result = screen_work(state, result)
     store = state.store
     if store is not None and body.project_id is not None:
         result["generation_id"] = store.record_generation(
