@@ -145,7 +145,7 @@ def prepare_command(
 
     Running it again with the same inputs and options does nothing ("up to date")."""
     if sources == [PICTURES] or captions is not None:
-        _prepare_pictures(sources, out, captions, image_size)
+        _prepare_pictures(sources, out, captions, image_size, limit)
         return
     with user_errors():
         from musegpt.data.prepare import PrepareSettings, prepare_corpus
@@ -181,7 +181,7 @@ def prepare_command(
 
 
 def _prepare_pictures(
-    sources: list[str], out: Path, captions: Path | None, image_size: int
+    sources: list[str], out: Path, captions: Path | None, image_size: int, limit: int | None
 ) -> None:
     with user_errors():
         from musegpt.images.corpus import ImageCorpusError, prepare_icons, prepare_pictures
@@ -198,7 +198,7 @@ def _prepare_pictures(
                 display.update(task, completed=done, total=total)
 
             if captions is None:
-                report = prepare_icons(out, image_size, progress=advance)
+                report = prepare_icons(out, image_size, progress=advance, limit=limit)
             else:
                 report = prepare_pictures(Path(sources[0]), captions, out, image_size, advance)
     if report.up_to_date:

@@ -442,9 +442,11 @@ def prepare_icons(
     size: int = DEFAULT_SIZE,
     sets: Sequence[str] | None = None,
     progress: Progress | None = None,
+    limit: int | None = None,
 ) -> ImageCorpusReport:
     """The built-in `icons` corpus in `out`: every emoji of every set in `sets` (default
-    all of `ICON_SETS`) drawn at size x size on white, captioned in English and Chinese."""
+    all of `ICON_SETS`; the first `limit` emoji of each) drawn at size x size on white,
+    captioned in English and Chinese."""
     _check_size(size)
     _check_out(out)
     chosen = _choose_sets(sets)
@@ -454,6 +456,7 @@ def prepare_icons(
         "sets": [f"{s.name}={s.package}@{s.version}" for s in chosen],
         "captions": "@".join(EMOJIBASE),
         "recipe": ICONS_RECIPE,
+        "limit": limit,
         "split": [SPLIT_SALT, *SPLIT_PERCENT],
         "format": FORMAT_VERSION,
     }
@@ -465,7 +468,7 @@ def prepare_icons(
     jobs = [
         (icon_set, item, svgs[item.key])
         for icon_set, svgs in sources
-        for item in emoji
+        for item in emoji[:limit]
         if item.key in svgs and not (icon_set.name in NO_FLAGS and item.group == FLAGS_GROUP)
     ]
     writer = _Writer(out)
