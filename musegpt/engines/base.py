@@ -25,6 +25,7 @@ from musegpt.generation.decoder import (
 )
 from musegpt.generation.params import MAX_SEED, SamplingParams
 from musegpt.generation.processors import LogitsProcessor
+from musegpt.originality.index import CopyIndex, CopyIndexError
 from musegpt.tokenizer.base import Tokenizer
 
 
@@ -117,6 +118,18 @@ class Engine(ABC):
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
 
+    def copy_index(self, params: SamplingParams) -> CopyIndex | None:
+        """The index of the model's training corpus that `params.max_copy` is enforced
+        against (docs/originality.md); None when the request sets no max_copy."""
+        if params.max_copy is None:
+            return None
+        from musegpt.originality.store import index_for_model
+
+        try:
+            return index_for_model(self.path, self.tokenizer, self.name)
+        except CopyIndexError as err:
+            raise EngineError(str(err)) from None
+
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids)
 
@@ -180,7 +193,7 @@ class Engine(ABC):
         for batch in self._batches(prompts, params):
             with self.lock:
                 source = self.logits_source(batch.params)
-                run = Decoder(source, self.tokenizer, self.overflow)
+                run = Decoder(source, self.tokenizer, self.overflow, self.copy_index(batch.params))
                 job = run.start(batch.prompts, batch.params, constraints, cancel)
                 for delta in run.drive(job):
                     delta.index = batch.index_of(delta.index)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from musegpt.generation.candidates import ON_CANDIDATES, on_candidates
+from musegpt.generation.copy_guard import copy_guards
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import (
     NEG_INF,
@@ -56,6 +57,7 @@ from musegpt.generation.processors import (
 from musegpt.generation.samplers import XTC, DynamicTemperature
 from musegpt.model.gpt import GPT, GPTOutput
 from musegpt.model.kv_cache import KVCache
+from musegpt.originality.index import CopyIndex
 from musegpt.tokenizer.base import Tokenizer
 
 FinishReason = Literal["stop", "length", "cancelled", "no_allowed_token"]
@@ -476,9 +478,14 @@ class Decoder:
     """Generates completions for one or several prompts with one set of `SamplingParams`."""
 
     def __init__(
-        self, source: LogitsSource, tokenizer: Tokenizer, overflow: OverflowPolicy = "slide"
+        self,
+        source: LogitsSource,
+        tokenizer: Tokenizer,
+        overflow: OverflowPolicy = "slide",
+        copy_index: CopyIndex | None = None,
     ) -> None:
         self.source = source
+        self.copy_index = copy_index  # what `SamplingParams.max_copy` is enforced against
         self.tokenizer = tokenizer
         self.overflow = overflow
         self.stop_ids = tokenizer.stop_ids
@@ -586,6 +593,7 @@ class Decoder:
     ) -> DecodeEvents:
         vocab = self.tokenizer.vocab_size
         special = frozenset() if params.allow_special_tokens else self.special_ids
+        constraints = [*constraints, *copy_guards(self.copy_index, params.max_copy)]
         pipeline = build_pipeline(
             params, vocab, self.stop_ids, constraints, special, self.tokenizer
         )

@@ -77,7 +77,8 @@ class BatchingRunner(Runner):
         constraints: Sequence[LogitsProcessor] = (),
     ) -> list[Completion]:
         source = self.scheduler.source(cancel)
-        decoder = Decoder(source, self.engine.tokenizer, self.engine.overflow)
+        index = self.engine.copy_index(params)
+        decoder = Decoder(source, self.engine.tokenizer, self.engine.overflow, index)
         job = decoder.start(list(prompts), params, constraints, cancel)
         return self.scheduler.run(source, job, emit)
 
