@@ -13,6 +13,7 @@ from musegpt.cli import (
     form,
     hf,
     models,
+    moderate,
     originality,
     prepare,
     sample,
@@ -42,9 +43,11 @@ app.command("train-images")(draw.train_images_command)
 app.add_typer(write.write_app, name="write")
 app.add_typer(models.models_app, name="models")
 app.add_typer(evaluate.eval_app, name="eval")
+evaluate.eval_app.command("safety")(moderate.safety_eval_command)
 app.add_typer(form.form_app, name="form")
 app.add_typer(originality.originality_app, name="originality")
 app.command("serve")(serve.serve_command)
+app.command("moderate")(moderate.moderate_command)
 app.add_typer(works.works_app, name="works")
 
 
