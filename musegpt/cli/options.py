@@ -39,7 +39,7 @@ def chosen(samplers: Mapping[str, object] | None = None, **options: object) -> d
 SAMPLER_FIELDS = (
     "repeat_last_n", "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n",
     "dry_sequence_breakers", "xtc_probability", "xtc_threshold", "mirostat", "mirostat_tau",
-    "mirostat_eta", "dynatemp_range", "dynatemp_exponent", "top_n_sigma",
+    "mirostat_eta", "dynatemp_range", "dynatemp_exponent", "top_n_sigma", "max_copy",
 )  # fmt: skip
 Samplers = dict[str, object] | None  # what a `sampler_options` command receives
 SAMPLER_PANEL = "Samplers (llama.cpp's names; docs/sampling.md)"
