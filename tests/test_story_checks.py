@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.story import (
+    EXAMPLE_MARKS,
     SCENE_LABELS,
     Character,
     Scene,
@@ -20,6 +21,7 @@ from musegpt.studio.story import (
     chinese_number,
     example_field,
     example_names,
+    synopsis_frame,
 )
 from musegpt.studio.work import Work
 
@@ -181,3 +183,65 @@ def test_seen_on_gemma_in_chinese_is_refused_or_cleaned() -> None:
         "蓝芽一直喜欢我。\n柳白走了。"
     )
     assert checks.clean_chapter(looping, "zh", "【8】\n" + looping) == ""
+
+
+def test_a_premise_keyword_is_required_of_the_synopsis_and_the_first_beat() -> None:
+    words = checks.keywords(ROBOT, "en")
+    example = example_field("en", "synopsis")
+    about = "Lena repairs Unit Seven, a robot who has begun to dream."
+    elsewhere = "Lena repairs Unit Seven and they drive to the coast."
+    assert checks.check_synopsis(about, "en", EN_NAMES, example, words) is None
+    assert checks.check_synopsis(elsewhere, "en", EN_NAMES, example) is None  # names suffice
+    assert checks.check_synopsis(elsewhere, "en", EN_NAMES, example, words)
+    assert (
+        checks.check_beat("Lena finds a broken robot in the rain.", "en", EN_NAMES, [], words)
+        is None
+    )
+    assert checks.check_beat("Lena finds Unit Seven in the rain.", "en", EN_NAMES, [], words)
+    zh_words = checks.keywords(ROBOT_ZH, "zh")
+    assert (
+        checks.check_beat("林小雪在雨中发现了生锈的机器人。", "zh", ZH_NAMES, [], zh_words) is None
+    )
+    assert checks.check_beat("林小雪在雨中遇见了生锈的阿七。", "zh", ZH_NAMES, [], zh_words)
+    assert synopsis_frame("a robot who discovers love", "en") == "A robot who discovers love: "
+    assert synopsis_frame("一个发现爱情的机器人。", "zh") == "一个发现爱情的机器人："
+
+
+def test_chinese_plans_refuse_script_lines_retold_beats_and_the_examples_things() -> None:
+    seen = ["柯斯塔： 两个有故事的人", "史蒂芬： 一个有故事的人"]  # Gemma's beats, seed 3
+    for beat in seen:
+        assert checks.check_beat(beat, "zh", ZH_NAMES | {"柯斯塔", "史蒂芬"}, []) is not None
+    retold = ["机器人追回她的情人", "柯南追回她的情人", "柯南追回他的情人"]  # seen as 3 beats
+    assert checks.check_beat(retold[1], "zh", ZH_NAMES | {"柯南"}, retold[:1])
+    assert checks.check_beat(retold[2], "zh", ZH_NAMES | {"柯南"}, retold[:2])
+    lonely = ["一个无尽的爱", "一个无尽的爱"]  # three characters, one description (seed 3)
+    assert checks.check_description(lonely[1], "zh", lonely[:1])
+    assert checks.check_description("一个修理机器人的女孩", "zh", lonely[:1]) is None
+    marks = EXAMPLE_MARKS["zh"]
+    assert checks.foreign_words("罗斯：一个船长，爱说话。琳娜打开漂流瓶。", marks, ROBOT_ZH) == [
+        "漂流瓶",
+        "船长",
+    ]
+    assert checks.foreign_words("他在灯塔下等她。", marks, "一个灯塔看守人") == []  # premise's own
+    en = EXAMPLE_MARKS["en"]
+    assert checks.foreign_words("She walked toward the ward.", en, ROBOT) == ["Ward"]
+    assert checks.foreign_words("She walked toward the forward deck.", en, ROBOT) == []
+    for title in ["机器人，我爱你", "“我爱你”", "阿七：我爱你"]:
+        assert checks.check_title(title, ROBOT_ZH, "zh", example_field("zh", "title")), title
+
+
+def test_chinese_chapters_are_narrated_and_never_loop() -> None:
+    scripted = "柯斯塔： “为什么你那么在意我的消息？”\n男人：我从来没想过。\n他说：“好。”"
+    assert checks.clean_chapter(scripted, "zh", "") == (
+        "柯斯塔说：“为什么你那么在意我的消息？”\n男人说：“我从来没想过。”\n他说：“好。”"
+    )
+    assert checks.clean_chapter("Lena: I can't stay.", "en", "") == 'Lena said, "I can\'t stay."'
+    # Seen on seed 3: short lines said over and over ("我会去！”" nine times).
+    looping = "阿七醒了。\n“我爱你！”\n“我会去。”\n“我爱你！”\n“我会去。”\n“我会去！”\n林小雪哭了。"
+    cleaned = checks.clean_chapter(looping, "zh", "")
+    assert cleaned.count("我爱你") == 1 and cleaned.count("我会去") == 1
+    assert "林小雪哭了" not in cleaned  # three repeats in a row: a loop, the rest is cut
+    near = "阿七走进了雨中的城市。阿七走进了雨里的城市。"
+    assert checks.clean_chapter(near, "zh", "") == "阿七走进了雨中的城市。"
+    quoted = "“我爱你！”\n阿七说：“你在那里！我爱你！”"
+    assert checks.clean_chapter(quoted, "zh", "") == "“我爱你！”\n阿七说：“你在那里！”"

@@ -201,3 +201,59 @@ def music_command(
         )
         atomic_write_text(out.with_suffix(".abc"), abc)
         err_console.print(f"[green]saved[/] {out} and {out.with_suffix('.abc')}")
+
+
+@eval_app.command("stories")
+def stories_command(
+    model: ModelOpt = None,
+    limit: Annotated[int, Opt(min=1, help="Premises per language (the set holds 22).")] = 20,
+    chapters: Annotated[int, Opt(min=1, max=20, help="Chapters per story.")] = 3,
+    chapter_tokens: Annotated[int, Opt(min=16, help="Tokens per chapter.")] = 450,
+    candidates: Annotated[int, Opt(min=1, max=8, help="Drafts per chapter.")] = 2,
+    lang: Annotated[str, Opt(help="Comma-separated languages: en, zh.")] = "en,zh",
+    seed: Annotated[int, Opt(help="Seed of the first premise (then +1 each).")] = 1,
+    out: Annotated[
+        Path,
+        Opt("--out", "-o", help="Markdown page whose table is (re)written; rows go to .jsonl."),
+    ] = Path("docs/stories-eval.md"),
+) -> None:
+    """Whole stories on a fixed premise set: plan validity (first draw and after retries),
+    protagonist, beat and premise per chapter, repetition, leaked scaffolding, unfinished
+    endings, length and seconds per story. Resumable: each story is appended to OUT's .jsonl
+    as it is finished, and a run again skips those already there."""
+    with user_errors():
+        from musegpt.engines.registry import open_engine
+        from musegpt.fileio import atomic_write_text
+        from musegpt.studio import Studio
+        from musegpt.studio.story_eval import evaluate, load_rows, premises, run_key, write_table
+
+        langs = [x.strip() for x in lang.split(",") if x.strip()]
+        if not langs or any(x not in ("en", "zh") for x in langs):
+            raise ValueError(f"--lang takes en and/or zh, comma-separated (got {lang!r})")
+        results = out.with_suffix(".jsonl")
+        engine = open_engine(model)
+        studio = Studio(engine)
+
+        def say(message: str) -> None:
+            err_console.print(message, highlight=False)
+
+        for row in evaluate(
+            studio, results, langs, limit, chapters, chapter_tokens, candidates, seed,  # type: ignore[arg-type]
+            progress=say,
+        ):  # fmt: skip
+            verdict = row["error"] or f"{row['seconds']} s, plan valid: {row['plan_valid']}"
+            say(f"  {verdict}")
+        sets = premises()
+        asked = {
+            run_key(x, p, seed + i, chapters, chapter_tokens)
+            for x in langs
+            for i, p in enumerate(sets[x][:limit])
+        }
+        rows = [r for r in load_rows(results) if r["key"] in asked]
+        command = (
+            f"musegpt eval stories --model {engine.name} --limit {limit} --chapters {chapters} "
+            f"--chapter-tokens {chapter_tokens} --candidates {candidates} --lang {lang} "
+            f"--seed {seed}"
+        )
+        atomic_write_text(out, write_table(out, rows, command))
+        err_console.print(f"[green]saved[/] {out} ({len(rows)} stories; rows in {results})")

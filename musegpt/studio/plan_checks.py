@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
-from musegpt.studio.text import HAN, SENTENCE_END, Lang, distinct_n, similarity
+from musegpt.studio.text import HAN, SENTENCE_END, Lang, distinct_n, phrase_loop, similarity
 
 STOPWORD_TEXT = """a an the and or but of to in on at by for with from into onto over under
 about after before who whom whose which that this these those what when where why how is are
@@ -91,11 +91,15 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
     key, whole = normal(title), normal(premise)
     if not key or NUMBERED.match(title):
         return "the title is empty"
-    longest = 20 if lang == "zh" else 12
+    longest = 14 if lang == "zh" else 12
     if size(title, lang) > longest or (lang == "zh" and not HAN.search(title)):
         return "the title is not a title"
-    if re.search(r"[.。;；]\s*\S", title.strip()):
+    if re.search(r"[.。;；]\s*\S", title.strip()) or (
+        lang == "zh" and re.search(r"[，,；：:！？]", title)
+    ):
         return "the title is a sentence, not a title"
+    if SPEAKER.match(title) or re.search(r"[\"“”「」]", title):
+        return "the title is a line of dialogue"
     if key == normal(example_title):
         return "the title is the example's"
     if (key in whole and len(key) >= len(whole) / 2) or similarity(key, whole) > NEAR_DUPLICATE:
@@ -136,8 +140,25 @@ def check_names(names: Sequence[str], example_names: Sequence[str]) -> str | Non
     return None
 
 
-def check_synopsis(synopsis: str, lang: Lang, anchors: Iterable[str], example: str) -> str | None:
-    """At least one whole sentence that names a character or a premise keyword."""
+def check_description(description: str, lang: Lang, others: Sequence[str]) -> str | None:
+    """A character's own description: a few words, not another character's again (seen:
+    three characters all "一个无尽的爱")."""
+    if size(description, lang) < (4 if lang == "zh" else 2):
+        return "the character's description is too short"
+    if any(similarity(description, other) > NEAR_DUPLICATE for other in others):
+        return "the description repeats another character's"
+    return None
+
+
+def check_synopsis(
+    synopsis: str,
+    lang: Lang,
+    anchors: Iterable[str],
+    example: str,
+    premise_words: Collection[str] = (),
+) -> str | None:
+    """At least one whole sentence that names a character or a premise keyword, and one of
+    `premise_words` when they are given (the story must be about its premise)."""
     if not SENTENCE_END.search(synopsis) or size(synopsis, lang) < (10 if lang == "zh" else 6):
         return "the synopsis is not a sentence"
     if SPEAKER.match(synopsis):
@@ -148,6 +169,8 @@ def check_synopsis(synopsis: str, lang: Lang, anchors: Iterable[str], example: s
         return "the synopsis is the example's"
     if not mentions(synopsis, anchors, lang):
         return "the synopsis names no character and nothing of the premise"
+    if premise_words and not mentions(synopsis, premise_words, lang):
+        return "the synopsis says nothing of the premise"
     return None
 
 
@@ -157,17 +180,38 @@ def repeats_itself(text: str, lang: Lang) -> bool:
     return distinct_n([text], n) < 0.8
 
 
-def check_beat(beat: str, lang: Lang, anchors: Iterable[str], earlier: Sequence[str]) -> str | None:
-    """A sentence naming a character or a premise keyword, unlike the beats before it."""
+def check_beat(
+    beat: str,
+    lang: Lang,
+    anchors: Iterable[str],
+    earlier: Sequence[str],
+    premise_words: Collection[str] = (),
+) -> str | None:
+    """A sentence naming a character or a premise keyword, unlike the beats before it; it
+    must name one of `premise_words` when they are given (the first beat: the story starts
+    from its premise)."""
     if not is_sentence(beat, lang):
         return "the beat is not a sentence"
     if HEADING.match(beat):
         return "the beat is a heading"
+    if SPEAKER.match(beat):
+        return "the beat reads as a line of a script"
     if not mentions(beat, anchors, lang):
         return "the beat names no character and nothing of the premise"
-    if any(similarity(beat, other) > NEAR_DUPLICATE for other in earlier):
+    if premise_words and not mentions(beat, premise_words, lang):
+        return "the first beat says nothing of the premise"
+    if any(says_again(beat, other, lang) for other in earlier):
         return "the beat repeats an earlier one"
     return None
+
+
+def says_again(text: str, other: str, lang: Lang) -> bool:
+    """Whether two short lines say the same thing. Chinese lines are short and a changed
+    character moves three trigrams, so they are compared by character pairs, more strictly
+    (seen: "机器人追回她的情人", "柯南追回她的情人", "柯南追回他的情人" as three beats)."""
+    if lang == "zh":
+        return similarity(text, other, n=2) > 0.45
+    return similarity(text, other) > NEAR_DUPLICATE
 
 
 def borrows(text: str, example: str, lang: Lang) -> bool:
@@ -215,10 +259,50 @@ def letters(text: str) -> int:
     return sum(ch.isalpha() for ch in text)
 
 
+# "Name: words" at a line start: a script's format. A story writes it as narrated speech.
+SPEAKER_LINE = re.compile(
+    r"^\s*([\u4e00-\u9fff·]{1,6}|[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2})\s*[:：]\s*(\S.*)$"
+)
+SAYS_ZH = re.compile(r"[说道问答喊叫想]$")
+# The same as patterns for `banned_regex`, so a chapter is not written that way at all.
+SPEAKER_BAN = {
+    "zh": r"(?m)^[\u4e00-\u9fff·]{1,6}(?<![说道问答喊叫想])\s*[：:]",
+    "en": r"(?m)^[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}:",
+}
+# Similarity (character pairs, trigrams) above which a sentence says an earlier one again.
+NEAR_REPEAT_AT = {2: 0.6, 3: 0.7}
+BULLET = re.compile(r"^\s*[-*•·]\s")
+LOOP_RUN = 3  # repeated sentences in a row: the model is looping, the rest is cut
+
+
+def narrate(line: str, lang: Lang) -> str:
+    """A script-style line ("琳娜：我没有带她去。") as a story writes it
+    (琳娜说：“我没有带她去。”); other lines unchanged."""
+    match = SPEAKER_LINE.match(line)
+    if match is None or (lang == "zh" and SAYS_ZH.search(match.group(1))):
+        return line
+    name, words = match.group(1), match.group(2).strip().strip('"“”「」 ')
+    if not words or SPEAKER_LINE.match(words):
+        return ""  # nothing said, or labels stacked on labels: debris
+    return f"{name}说：“{words}”" if lang == "zh" else f'{name} said, "{words}"'
+
+
+def is_repeat(sentence: str, key: str, seen: set[str], said: list[str], lang: Lang) -> bool:
+    """Whether a sentence says again what was said: the same words (any length, once it
+    has two letters), or nearly the same (a long sentence with a word or two changed)."""
+    if letters(sentence) < 2:
+        return False
+    if key in seen or phrase_loop(sentence) is not None:
+        return True
+    n = 2 if lang == "zh" else 3  # Chinese by character pairs, as `says_again`
+    return len(key) >= 8 and any(similarity(key, other, n) > NEAR_REPEAT_AT[n] for other in said)
+
+
 def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     """The chapter without what does not belong in it: cut at a chapter heading or at the
-    first sentence about the writing; sentences said before (here or in earlier chapters)
-    dropped."""
+    first sentence about the writing; script-style speaker lines narrated; sentences said
+    before (here or in earlier chapters) dropped, and the rest cut where they repeat
+    several in a row (a loop)."""
     lines = text.split("\n")
     while lines and (HEADING.match(lines[0]) or not lines[0].strip()):
         lines.pop(0)  # a heading the model opened with: the story adds its own
@@ -226,20 +310,44 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
         if HEADING.match(line):
             lines = lines[:i]
             break
+    # Lines without two letters ("【3】", "（）") and bulleted lines are list debris, not prose.
+    lines = [
+        narrate(line, lang) for line in lines
+        if not line.strip() or (letters(line) >= 2 and not BULLET.match(line))
+    ]  # fmt: skip
     text = "\n".join(lines)
-    # Lines without two letters ("【3】", "（）") are list debris, not prose.
-    text = "\n".join(line for line in text.split("\n") if not line.strip() or letters(line) >= 2)
-    seen = {normal(s) for s in sentences(earlier) if long_enough(s)}
+    narrated = "\n".join(narrate(line, lang) for line in earlier.split("\n"))
+    seen = {normal(s) for s in sentences(earlier + "\n" + narrated) if long_enough(s)}
+    said: list[str] = []
     kept: list[str] = []
+    repeats = 0
     for sentence in sentences(text):
         if CHATTER[lang].search(sentence):
             break
         key = normal(sentence)
-        if long_enough(sentence) and key in seen:
+        if is_repeat(sentence, key, seen, said, lang):
+            repeats += 1
+            if repeats >= LOOP_RUN:
+                break
             continue
-        seen.add(key)
+        repeats = 0 if letters(sentence) >= 2 else repeats
+        if key:
+            seen.add(key)
+            said.append(key)
         kept.append(sentence)
-    return "".join(kept).strip()
+    lines = [balance_quotes(line) for line in "".join(kept).split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def balance_quotes(line: str) -> str:
+    """A line whose Chinese quotation marks lost their partner (a repeated sentence inside
+    a quote was dropped) given it back."""
+    opened, closed = line.count("“"), line.count("”")
+    if closed > opened and not line.lstrip().startswith("“"):
+        return "“" + line
+    if opened > closed and not line.rstrip().endswith("”"):
+        return line + "”"
+    return line
 
 
 def chapter_fit(
@@ -249,10 +357,14 @@ def chapter_fit(
     beat: str,
     premise: str,
     target: int,
+    foreign: Iterable[str] = (),
+    raw: str | None = None,
 ) -> float:
     """How well a (cleaned) chapter candidate follows its plan: its protagonist present,
-    the beat's and the premise's keywords present, length near the target, little
-    repetition. Higher is better."""
+    a premise keyword present, the beat's and the premise's keywords present, length near
+    the target, little repetition, none of the few-shot example's own things (`foreign`),
+    no script-style lines in the `raw` draft (before cleaning narrated them). Higher is
+    better."""
     if not text:
         return -1.0
     present = any(name in text for name in protagonist)
@@ -261,7 +373,24 @@ def chapter_fit(
     premise_share = len(mentions(text, premise_words, lang)) / max(len(premise_words), 1)
     length = min(size(text, lang) / max(target, 1), 1.0)
     variety = distinct_n([text], 4)
-    lines = [line for line in text.split("\n") if line.strip()]
+    lines = [line for line in (text if raw is None else raw).split("\n") if line.strip()]
     # "Name: words" lines are a script's format, not a chapter's prose.
     scripted = sum(bool(SPEAKER.match(line)) for line in lines) / max(len(lines), 1)
-    return 2.0 * present + beat_share + premise_share + length + variety - 2.0 * scripted
+    premise_named = premise_share > 0
+    borrowed = bool(foreign_words(text, foreign, premise))
+    return (
+        2.0 * present + 1.0 * premise_named + beat_share + premise_share + length + variety
+        - 2.0 * scripted - 1.0 * borrowed
+    )  # fmt: skip
+
+
+def foreign_words(text: str, marks: Iterable[str], premise: str) -> list[str]:
+    """The few-shot example's own things (`marks`: its names, places, objects) that `text`
+    holds and the user's premise does not: the example leaking into the story."""
+
+    def holds(words: str, mark: str) -> bool:
+        if HAN.search(mark):
+            return mark in words
+        return re.search(rf"(?i)\b{re.escape(mark)}\b", words) is not None
+
+    return [m for m in marks if holds(text, m) and not holds(premise, m)]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -213,8 +215,9 @@ BIBLE_EXAMPLE = {
         "- Elias Ward: the lighthouse keeper, sixty, careful and lonely.\n"
         "- Mara Ward: his daughter, who left the island twenty years ago.\n"
         "- Tom Bell: the supply-boat captain, talkative, knows every rumour.\n"
-        "Synopsis: Elias finds a letter in his daughter's hand. He crosses to the mainland to "
-        "find her and learns why she left.\n"
+        "Synopsis: A lighthouse keeper finds a message in a bottle addressed to him: Elias "
+        "knows his daughter's hand. He crosses to the mainland to find her and learns why she "
+        "left.\n"
         "Outline:\n"
         "1. After a storm, Elias finds the bottle wedged in the rocks below the lamp.\n"
         "2. Tom Bell tells Elias that Mara was seen in Portland last spring.\n"
@@ -230,17 +233,28 @@ BIBLE_EXAMPLE = {
         "- 林守义：灯塔看守人，六十岁，谨慎而孤独。\n"
         "- 林小雨：他的女儿，二十年前离开了小岛。\n"
         "- 老周：送补给的船长，爱说话，知道所有传闻。\n"
-        "梗概：林守义发现一封女儿笔迹的信，他渡海去寻找她，终于明白她当年为何离开。\n"
+        "梗概：一个灯塔看守人在漂流瓶里发现了一封写给自己的信：林守义认出了女儿的笔迹，"
+        "他渡海去寻找她，终于明白她当年为何离开。\n"
         "大纲：\n"
         "1. 风暴过后，林守义在灯塔下的礁石间发现了漂流瓶。\n"
         "2. 老周告诉他，去年春天有人在城里见过小雨。\n"
         "3. 林守义十年来第一次离开小岛。\n\n"
     ),
 }
+# The example's own people, places and things: a plan or a chapter that names one the
+# premise does not is the example leaking in (seen: 漂流瓶, the captain "爱说话").
+EXAMPLE_MARKS = {
+    "en": ["lighthouse", "keeper", "bottle", "Maine", "Portland", "supply-boat", "Elias",
+           "Mara", "Tom Bell", "Ward", "1923"],
+    "zh": ["灯塔", "守塔", "漂流瓶", "小岛", "船长", "补给", "传闻", "礁石", "林守义", "林小雨",
+           "老周", "一九二三"],
+}  # fmt: skip
 CHAPTER = {"en": "Chapter {n}", "zh": "第{n}章"}
 SCENE_NOTES = {
-    "en": 'Notes for the novel "{title}". Style: {style}\nSetting: {setting}\nCharacters:\n',
-    "zh": "长篇小说《{title}》的写作笔记。文风：{style}\n背景：{setting}\n人物：\n",
+    "en": 'Notes for the novel "{title}".\nPremise: {premise}\nStyle: {style}\n'
+    "Setting: {setting}\nCharacters:\n",
+    "zh": "长篇小说《{title}》的写作笔记。\n前提：{premise}\n文风：{style}\n"
+    "背景：{setting}\n人物：\n",
 }
 SO_FAR = {"en": "Story so far: ", "zh": "前情提要："}
 NEXT = {"en": "This chapter: ", "zh": "本章内容："}
@@ -279,7 +293,8 @@ def chinese_number(n: int) -> str:
 # Line starts that mean the model began another chapter or another set of notes.
 SCENE_LABELS = [
     "Chapter ", "CHAPTER ", "# ", "## ", "This chapter:", "Story so far:", "Notes for",
-    "本章内容：", "前情提要：", "写作笔记",
+    "Premise:", "Setting:", "Style:", "本章内容：", "前情提要：", "写作笔记", "前提：", "背景：",
+    "文风：",
     *(f"第{chinese_number(n)}章" for n in range(1, 100)), *(f"第{n}章" for n in range(1, 100)),
 ]  # fmt: skip
 
@@ -308,6 +323,11 @@ def example_beats(lang: Lang) -> list[str]:
     return [line.partition(". ")[2] for line in lines if re.match(r"\d+\. ", line)]
 
 
+# A field's line is never begun with a line break (Gemma often breaks the line after
+# "标题：", and each empty draw was a wasted call).
+LINE_BREAK_FIRST = r"\A\s*\n"
+
+
 def draw(
     writer: Writer,
     prompt: str,
@@ -315,9 +335,13 @@ def draw(
     check: Callable[[str], str | None],
     what: str,
     tries: int = PLAN_TRIES,
+    avoid_regex: Sequence[str] = (),
+    redraws: dict[str, int] | None = None,
 ) -> str:
-    """One line the model writes after `prompt` that passes `check`; each retry has its own
-    derived seed (so the same --seed plans the same story) and a little more heat."""
+    """One line the model writes after `prompt` that passes `check` (and never matches
+    `avoid_regex`); each retry has its own derived seed (so the same --seed plans the
+    same story) and a little more heat. Failed draws are counted in `redraws` under the
+    first word of `what`."""
     reason, value = "", ""
     # After an empty line (the model often breaks the line before the field), the next
     # draw reads on to the first line with words, stopping at the plan's next label.
@@ -326,7 +350,10 @@ def draw(
     stop = ["\n"]
     for attempt in range(tries):
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
-        text = writer.write(prompt, tokens, stop=stop, clean_end=False, temperature=heat)
+        text = writer.write(
+            prompt, tokens, stop=stop, clean_end=False, temperature=heat,
+            avoid_regex=[*avoid_regex, LINE_BREAK_FIRST],
+        )  # fmt: skip
         lines = [line for line in text.split("\n") if line.strip()]
         value = lines[0].strip().strip("*").strip() if lines else ""
         if not value:
@@ -335,6 +362,9 @@ def draw(
         if found is None:
             return value
         reason = found
+        if redraws is not None:
+            key = what.split(" ")[0]
+            redraws[key] = redraws.get(key, 0) + 1
     raise StudioError(
         f"the model wrote no usable {what} in {tries} draws (last: {reason}: {value!r}); "
         "try another --seed or a clearer premise"
@@ -348,11 +378,34 @@ def anchors(premise: str, lang: Lang, characters: list[Character]) -> set[str]:
     return checks.keywords(premise, lang) | (names if lang == "zh" else {n.lower() for n in names})
 
 
-def plan_bible(writer: Writer, premise: str) -> StoryBible:
+def foreign_marks(lang: Lang, premise: str) -> list[str]:
+    """A `banned_regex` for the example's own things the premise does not name: never in
+    this story (English: whole words, so "Ward" does not ban "toward")."""
+    marks = checks.foreign_words(" ".join(EXAMPLE_MARKS[lang]), EXAMPLE_MARKS[lang], premise)
+    if not marks:
+        return []
+    words = "|".join(re.escape(m) for m in marks)
+    return [f"(?:{words})" if lang == "zh" else rf"(?i)\b(?:{words})\b"]
+
+
+def unborrowed(
+    check: Callable[[str], str | None], lang: Lang, premise: str
+) -> Callable[[str], str | None]:
+    """`check`, and also refuse a field that names the example's own things."""
+
+    def checked(value: str) -> str | None:
+        found = checks.foreign_words(value, EXAMPLE_MARKS[lang], premise)
+        return f"it borrows the example's {found[0]!r}" if found else check(value)
+
+    return checked
+
+
+def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = None) -> StoryBible:
     """The story bible, field by field, each checked before it is kept (and re-drawn when
-    it fails, a bounded number of times)."""
+    it fails, a bounded number of times); the synopsis must say something of the premise."""
     lang, labels = writer.lang, LABELS[writer.lang]
     prompt = _bible_prompt(lang, premise)
+    avoid = foreign_marks(lang, premise)
     rules: dict[str, Callable[[str], str | None]] = {
         "title": lambda v: checks.check_title(v, premise, lang, example_field(lang, "title")),
         "setting": lambda v: checks.check_phrase(
@@ -362,19 +415,43 @@ def plan_bible(writer: Writer, premise: str) -> StoryBible:
     }
     values: dict[str, str] = {}
     for key, tokens in (("title", 24), ("setting", 60), ("style", 40)):
-        values[key] = draw(writer, prompt + labels[key], tokens, rules[key], key)
+        rule = unborrowed(rules[key], lang, premise)
+        values[key] = draw(
+            writer, prompt + labels[key], tokens, rule, key, avoid_regex=avoid, redraws=redraws
+        )
         prompt += f"{labels[key]} {values[key]}\n"
-    characters = plan_characters(writer, prompt + labels["characters"] + "\n")
+    characters = plan_characters(
+        writer, prompt + labels["characters"] + "\n", avoid_regex=avoid, redraws=redraws
+    )
     prompt += labels["characters"] + "\n" + character_lines(lang, characters)
     known = anchors(premise, lang, characters)
-    synopsis = draw(
+    # The program writes the synopsis's head (the premise, as the example does) and the
+    # model the rest: the plan cannot lose its premise (seen: six synopses in a row
+    # about someone else when the model began from nothing).
+    frame = synopsis_frame(premise, lang)
+    rest = draw(
         writer,
-        prompt + labels["synopsis"],
+        f"{prompt}{labels['synopsis']} {frame}",
         120,
-        lambda v: checks.check_synopsis(v, lang, known, example_field(lang, "synopsis")),
+        unborrowed(
+            lambda v: checks.check_synopsis(v, lang, known, example_field(lang, "synopsis")),
+            lang,
+            premise,
+        ),
         "synopsis",
+        avoid_regex=avoid,
+        redraws=redraws,
     )
+    synopsis = frame + rest
     return StoryBible(values["title"], values["setting"], values["style"], synopsis, characters)
+
+
+def synopsis_frame(premise: str, lang: Lang) -> str:
+    """The head of a synopsis: the premise itself, then a colon for the model to go on."""
+    premise = premise.strip().rstrip(".。!！")
+    if lang == "zh":
+        return premise + "："
+    return premise[:1].upper() + premise[1:] + ": "
 
 
 def character_lines(lang: Lang, characters: list[Character]) -> str:
@@ -406,28 +483,53 @@ def parse_character(line: str, lang: Lang) -> Character | None:
     return None
 
 
-def plan_characters(writer: Writer, prompt: str, most: int = 3, tries: int = 10) -> list[Character]:
-    """Characters one line at a time, each parsed and checked (none of the example's); at
-    most `tries` calls, and at least two named ones or a clear failure."""
+def plan_characters(
+    writer: Writer,
+    prompt: str,
+    most: int = 3,
+    tries: int = 10,
+    avoid_regex: Sequence[str] = (),
+    redraws: dict[str, int] | None = None,
+) -> list[Character]:
+    """Characters one line at a time, each parsed and checked (none of the example's, each
+    described in its own words); at most `tries` calls, and at least two named ones or a
+    clear failure."""
     characters: list[Character] = []
     copied = example_names(writer.lang)
     colon = "：" if writer.lang == "zh" else ":"
+    calls = 0
     for attempt in range(tries):
         if len(characters) == most:
             break
+        calls = attempt + 1
         listed = character_lines(writer.lang, characters)
         # Names already taken (the example's, and those listed) cannot begin the line again.
         taken = [*copied, *(p for n in copied for p in checks.name_parts(n))]
         taken += [c.name + colon for c in characters]
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
         line = writer.write(
-            prompt + listed + "- ", 40, stop=["\n"], clean_end=False, avoid=taken, temperature=heat
+            prompt + listed + "- ",
+            40,
+            stop=["\n"],
+            clean_end=False,
+            avoid=taken,
+            avoid_regex=avoid_regex,
+            temperature=heat,
         )
         found = parse_character(line, writer.lang)
         if found is None or checks.is_copied(found.name, copied):
             continue
+        if (
+            checks.check_description(
+                found.description, writer.lang, [c.description for c in characters]
+            )
+            is not None
+        ):
+            continue
         if all(checks.normal(c.name) != checks.normal(found.name) for c in characters):
             characters.append(found)
+    if redraws is not None:  # lines drawn and not kept
+        redraws["characters"] = redraws.get("characters", 0) + calls - len(characters)
     reason = checks.check_names([c.name for c in characters], copied)
     if reason is not None:
         raise StudioError(
@@ -455,6 +557,7 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     lang = project.lang
     template = _plan_prompt(lang, project.premise, project.bible)
     known = anchors(project.premise, lang, project.bible.characters)
+    avoid = foreign_marks(lang, project.premise)
     for _ in range(count):
         beats = [s.beat for s in project.scenes]
         shown = "".join(f"{i}. {beat}\n" for i, beat in enumerate(beats, 1))
@@ -463,10 +566,21 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             writer,
             template + shown + f"{number}.",
             48,
-            partial(
-                checks.check_beat, lang=lang, anchors=known, earlier=[*beats, *example_beats(lang)]
+            unborrowed(
+                partial(
+                    checks.check_beat,
+                    lang=lang,
+                    anchors=known,
+                    earlier=[*beats, *example_beats(lang)],
+                    # The story starts from its premise: the first beat names it.
+                    premise_words=checks.keywords(project.premise, lang) if number == 1 else (),
+                ),
+                lang,
+                project.premise,
             ),
             f"outline beat for {CHAPTER[lang].format(n=number)}",
+            avoid_regex=avoid,
+            redraws=project.meta.setdefault("redraws", {}),
         )
         project.scenes.append(Scene(beat))
         project.save()
@@ -512,6 +626,7 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
             lambda v: checks.check_summary(end_cleanly(v), lang, known, example),
             "summary",
             tries=SUMMARY_TRIES,
+            redraws=project.meta.setdefault("redraws", {}),
         )
     except StudioError:
         return scene.beat
@@ -533,21 +648,32 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter ", "\nNotes for", "写作笔记", "\n\n\n"]
     prompt = scene_prompt(project, index)
     earlier = "\n".join(s.text for s in project.scenes[:index])
+    # No script-style "Name: words" lines, and none of the example's own things.
+    bans = [checks.SPEAKER_BAN[lang], *foreign_marks(lang, project.premise)]
     if candidates <= 1:
-        raw = writer.write(prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True)
+        raw = writer.write(
+            prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+        )
     else:
         batches = writer.engine.max_batch is None or writer.engine.max_batch >= candidates
         # One row at a time (llama.cpp): only the openings are drawn several times, so a
         # chapter costs about 1.5x one draw rather than `candidates` times.
         opening = tokens if batches else max(tokens // 4, 32)
-        drafts = writer.write_many(prompt, opening, candidates, stop=stops, labels=SCENE_LABELS)
+        drafts = writer.write_many(
+            prompt,
+            opening,
+            candidates,
+            stop=stops,
+            labels=SCENE_LABELS,
+            banned_regex=[*writer.params.banned_regex, *bans],
+        )
         protagonist = project.bible.characters[0].keys
 
         def fit(draft: str) -> float:
             text = checks.clean_chapter(draft, lang, earlier)
             return checks.chapter_fit(
                 text, lang, protagonist, scene.beat, project.premise,
-                chapter_target(opening, lang),
+                chapter_target(opening, lang), EXAMPLE_MARKS[lang], raw=draft,
             )  # fmt: skip
 
         raw = max(drafts, key=fit)
@@ -556,13 +682,12 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
             rest = writer.write(
                 prompt + raw + joint, tokens - opening, stop=stops, labels=SCENE_LABELS,
-                stream=True,
+                stream=True, avoid_regex=bans,
             )  # fmt: skip
             raw = raw + joint + rest
     scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:
         raise StudioError(f"the model wrote nothing for chapter {index + 1}; try another --seed")
-    scene.summary = summarize(writer, project, scene)
     return scene
 
 
@@ -590,13 +715,17 @@ def write_story(
         project.meta = {"model": writer.engine.name, "seed": writer.params.seed}
     if project.bible is None:
         writer.say("Planning the story bible…")
-        project.bible = plan_bible(writer, project.premise)
+        with timed(project, "plan"):
+            project.bible = plan_bible(
+                writer, project.premise, project.meta.setdefault("redraws", {})
+            )
         project.save()
     project.chapters += more
     wanted = project.chapters - len(project.scenes)
     if wanted > 0:
         writer.say("Outlining…")
-        plan_outline(writer, project, wanted)
+        with timed(project, "outline"):
+            plan_outline(writer, project, wanted)
     chapter = CHAPTER[project.lang]
     if all(scene.text for scene in project.scenes):
         writer.say(f"{folder} is complete ({len(project.scenes)} chapters); --more N adds N more")
@@ -606,12 +735,29 @@ def write_story(
             continue
         writer.say(f"Writing {chapter.format(n=index + 1)} of {len(project.scenes)}: {scene.beat}")
         writer.show(f"\n\n## {chapter.format(n=index + 1)}\n\n")
-        write_scene(writer, project, index, candidates)
+        with timed(project, "chapters"):
+            write_scene(writer, project, index, candidates)
+        with timed(project, "summaries"):
+            scene.summary = summarize(writer, project, scene)
         project.save()  # every finished scene is on disk before the next begins
     bible = project.bible
     meta = {**project.meta, "project": str(folder), "chapters": len(project.scenes)}
     texts = [s.text for s in project.scenes]
     return Work("story", bible.title, project.lang, project.text, texts, meta, project.markdown())
+
+
+@contextmanager
+def timed(project: StoryProject, stage: str) -> Iterator[None]:
+    """Add the wall-clock and CPU seconds (all threads) spent in `stage` to the project's
+    record (meta "seconds" and "cpu_seconds"): where a story's time goes."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        for key, spent in (("seconds", time.perf_counter() - wall),
+                           ("cpu_seconds", time.process_time() - cpu)):  # fmt: skip
+            record = project.meta.setdefault(key, {})
+            record[stage] = round(record.get(stage, 0.0) + spent, 2)
 
 
 def check_premise(engine: Engine, premise: str) -> None:

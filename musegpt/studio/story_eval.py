@@ -1,0 +1,310 @@
+"""`musegpt eval stories`: whole stories on a fixed premise set, measured for what a reader
+notices first — a plan that holds, chapters about their protagonist, their beat and the
+premise, no repetition, no leaked scaffolding, no unfinished ending — and for time.
+
+Each story's measures are appended to a JSONL file as soon as it is finished, so a killed
+run continues where it stopped; the Markdown table is made from every row in that file.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from musegpt.studio import plan_checks as checks
+from musegpt.studio.evaluate import SCAFFOLDING
+from musegpt.studio.story import (
+    EXAMPLE_MARKS,
+    StoryProject,
+    anchors,
+    example_beats,
+    example_field,
+    example_names,
+)
+from musegpt.studio.studio import Studio
+from musegpt.studio.tasks import StudioError
+from musegpt.studio.text import SENTENCE_END, Lang, distinct_n
+
+# Scaffolding a chapter must never hold, beyond the studio-wide list.
+STORY_SCAFFOLDING = [*SCAFFOLDING, "前提：", "Setting:", "Style:", "Characters:", "人物："]
+TABLE_START, TABLE_END = "<!-- eval stories: start -->", "<!-- eval stories: end -->"
+
+
+def premises() -> dict[str, list[str]]:
+    """The fixed premise set (none of them is a few-shot example's)."""
+    text = files("musegpt.studio").joinpath("data/story_premises.json").read_text("utf-8")
+    data: dict[str, list[str]] = json.loads(text)
+    return data
+
+
+@dataclass
+class ChapterScore:
+    protagonist: bool  # the protagonist (first character) is named
+    premise: bool  # a premise keyword is in it
+    beat_relevance: float  # share of the beat's keywords it holds
+    repeated_sentences: int  # sentences said before (here or in an earlier chapter)
+    distinct_4: float
+    scaffolding: bool  # template labels, headings or chatter about the writing
+    script_lines: int  # "Name: words" lines (a script's format, not a story's)
+    example_leak: bool  # names a thing of the few-shot example the premise does not
+    unfinished: bool  # the last sentence is cut off
+    size: int  # words (English) or Han characters (Chinese)
+
+
+@dataclass
+class StoryScore:
+    lang: Lang
+    premise: str
+    seed: int
+    chapters_asked: int
+    chapter_tokens: int
+    error: str = ""  # the clear failure, when the story was refused
+    bible_first_draw: bool = False  # every bible field passed on its first draw
+    outline_first_draw: bool = False  # every beat passed on its first draw
+    plan_valid: bool = False  # the kept plan passes every check
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+    redraws: dict[str, int] = field(default_factory=dict)
+    chapters: list[ChapterScore] = field(default_factory=list)
+    project: dict[str, Any] = field(default_factory=dict)  # story.json, for samples
+
+    @property
+    def key(self) -> str:
+        return run_key(self.lang, self.premise, self.seed, self.chapters_asked, self.chapter_tokens)
+
+
+def run_key(lang: str, premise: str, seed: int, chapters: int, tokens: int) -> str:
+    return f"{lang}|{premise}|{seed}|{chapters}|{tokens}"
+
+
+def repeated_sentences(text: str, earlier: str) -> int:
+    """Sentences of `text` said before, in `earlier` or in `text` itself."""
+    seen = {checks.normal(s) for s in checks.sentences(earlier) if checks.long_enough(s)}
+    count = 0
+    for sentence in checks.sentences(text):
+        key = checks.normal(sentence)
+        if not checks.long_enough(sentence):
+            continue
+        count += key in seen
+        seen.add(key)
+    return count
+
+
+def unfinished(text: str) -> bool:
+    return SENTENCE_END.search(text.rstrip()[-3:]) is None
+
+
+def leaked(text: str, lang: Lang) -> bool:
+    lines = text.split("\n")
+    return (
+        any(s in text for s in STORY_SCAFFOLDING)
+        or any(checks.HEADING.match(line) for line in lines)
+        or checks.CHATTER[lang].search(text) is not None
+    )
+
+
+def score_chapters(project: StoryProject) -> list[ChapterScore]:
+    assert project.bible is not None
+    lang, premise = project.lang, project.premise
+    protagonist = project.bible.characters[0].keys
+    premise_words = checks.keywords(premise, lang)
+    out, earlier = [], ""
+    for scene in project.scenes:
+        text = scene.text
+        beat_words = checks.keywords(scene.beat, lang)
+        found = checks.mentions(text, beat_words, lang)
+        out.append(
+            ChapterScore(
+                protagonist=any(k in text for k in protagonist),
+                premise=bool(checks.mentions(text, premise_words, lang)),
+                beat_relevance=round(len(found) / max(len(beat_words), 1), 3),
+                repeated_sentences=repeated_sentences(text, earlier),
+                distinct_4=round(distinct_n([text], 4), 3),
+                scaffolding=leaked(text, lang),
+                script_lines=sum(bool(checks.SPEAKER.match(x)) for x in text.split("\n")),
+                example_leak=bool(checks.foreign_words(text, EXAMPLE_MARKS[lang], premise)),
+                unfinished=unfinished(text),
+                size=checks.size(text, lang),
+            )
+        )
+        earlier += "\n" + text
+    return out
+
+
+def plan_valid(project: StoryProject) -> bool:
+    """Whether the kept plan passes every check a plan is drawn under."""
+    bible, lang, premise = project.bible, project.lang, project.premise
+    if bible is None:
+        return False
+    known = anchors(premise, lang, bible.characters)
+    beats = [s.beat for s in project.scenes]
+    reasons = [
+        checks.check_title(bible.title, premise, lang, example_field(lang, "title")),
+        checks.check_names([c.name for c in bible.characters], example_names(lang)),
+        checks.check_synopsis(
+            bible.synopsis,
+            lang,
+            known,
+            example_field(lang, "synopsis"),
+            checks.keywords(premise, lang),
+        ),
+        *(
+            checks.check_beat(
+                beat,
+                lang,
+                known,
+                [*beats[:i], *example_beats(lang)],
+                checks.keywords(premise, lang) if i == 0 else (),
+            )
+            for i, beat in enumerate(beats)
+        ),
+    ]
+    return all(r is None for r in reasons)
+
+
+BIBLE_FIELDS = ("title", "setting", "style", "characters", "synopsis")
+
+
+def evaluate_story(
+    studio: Studio, lang: Lang, premise: str, seed: int, chapters: int, tokens: int,
+    candidates: int,
+) -> StoryScore:  # fmt: skip
+    """One story from `premise`, written in a fresh project and measured."""
+    score = StoryScore(lang, premise, seed, chapters, tokens)
+    studio.lang = lang
+    wall, cpu = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            studio.story(premise, folder, chapters, scene_tokens=tokens, candidates=candidates,
+                         seed=seed)  # fmt: skip
+        except StudioError as err:
+            score.error = str(err)
+        score.seconds = round(time.perf_counter() - wall, 2)
+        score.cpu_seconds = round(time.process_time() - cpu, 2)
+        if not (Path(folder) / "story.json").is_file():
+            return score
+        project = StoryProject.load(folder)
+        score.project = json.loads((Path(folder) / "story.json").read_text("utf-8"))
+    score.redraws = dict(project.meta.get("redraws", {}))
+    score.stages = dict(project.meta.get("seconds", {}))
+    score.bible_first_draw = project.bible is not None and not any(
+        score.redraws.get(f, 0) for f in BIBLE_FIELDS
+    )
+    score.outline_first_draw = len(project.scenes) == chapters and not score.redraws.get(
+        "outline", 0
+    )
+    score.plan_valid = not score.error and plan_valid(project)
+    if not score.error:
+        score.chapters = score_chapters(project)
+    return score
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    """The stories already measured (a line cut short by a killed run is skipped)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text("utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def evaluate(
+    studio: Studio,
+    results: Path,
+    langs: list[Lang],
+    limit: int,
+    chapters: int,
+    tokens: int,
+    candidates: int,
+    seed: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Each premise's story not yet in `results` written, measured and appended there;
+    yields the new rows."""
+    done = {row["key"] for row in load_rows(results)}
+    data = premises()
+    results.parent.mkdir(parents=True, exist_ok=True)
+    for lang in langs:
+        for i, premise in enumerate(data[lang][:limit]):
+            if run_key(lang, premise, seed + i, chapters, tokens) in done:
+                continue
+            if progress is not None:
+                progress(f"[{lang}] {i + 1}/{min(limit, len(data[lang]))}: {premise}")
+            score = evaluate_story(studio, lang, premise, seed + i, chapters, tokens, candidates)
+            row = {"key": score.key, **asdict(score)}
+            with results.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            yield row
+
+
+def share(values: list[bool]) -> str:
+    return f"{sum(values)}/{len(values)}" if values else "–"
+
+
+def mean(values: list[float], digits: int = 2) -> str:
+    return str(round(statistics.mean(values), digits)) if values else "–"
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table with one column per language: the measures over its stories."""
+    langs = sorted({r["lang"] for r in rows}, key=["en", "zh"].index)
+    table: dict[str, list[str]] = {}
+    for lang in langs:
+        mine = [r for r in rows if r["lang"] == lang]
+        chapters = [c for r in mine for c in r["chapters"]]
+        planned = [r for r in mine if r["project"].get("bible")]
+        stages = ["plan", "outline", "chapters", "summaries"]
+        column = {
+            "stories": str(len(mine)),
+            "refused with a clear error": share([bool(r["error"]) for r in mine]),
+            "bible valid on the first draw": share([r["bible_first_draw"] for r in planned]),
+            "outline valid on the first draw": share([r["outline_first_draw"] for r in mine]),
+            "plan valid after retries": share([r["plan_valid"] for r in mine]),
+            "chapters": str(len(chapters)),
+            "protagonist in the chapter": share([c["protagonist"] for c in chapters]),
+            "a premise keyword in the chapter": share([c["premise"] for c in chapters]),
+            "beat relevance (share of beat keywords)": mean(
+                [c["beat_relevance"] for c in chapters]
+            ),
+            "chapters repeating a sentence": share([c["repeated_sentences"] > 0 for c in chapters]),
+            "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
+            "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
+            "script-style lines (Name: …)": share([c["script_lines"] > 0 for c in chapters]),
+            "the example's things leaked": share([c["example_leak"] for c in chapters]),
+            "unfinished endings": share([c["unfinished"] for c in chapters]),
+            ("words" if lang == "en" else "characters") + " per chapter": mean(
+                [c["size"] for c in chapters], 0
+            ),
+            "seconds per story (wall, busy machine)": mean([r["seconds"] for r in mine], 1),
+            "CPU seconds per story": mean([r["cpu_seconds"] for r in mine], 1),
+            "  of which plan / outline / chapters / summaries (wall)": " / ".join(
+                mean([r["stages"].get(s, 0.0) for r in mine], 1) for s in stages
+            ),
+        }
+        for name, value in column.items():
+            table.setdefault(name, []).append(value)
+    head = "| measure | " + " | ".join(langs) + " |\n|---|" + "---|" * len(langs) + "\n"
+    return head + "".join(f"| {k} | " + " | ".join(v) + " |\n" for k, v in table.items())
+
+
+def write_table(page: Path, rows: list[dict[str, Any]], command: str) -> str:
+    """The table put between the markers of `page` (the rest of the page is kept), or a
+    new page holding only the table; returns the page's text."""
+    block = f"{TABLE_START}\nCommand: `{command}`.\n\n{summary_table(rows)}{TABLE_END}"
+    text = page.read_text("utf-8") if page.is_file() else "# Story evaluation\n\n"
+    if TABLE_START in text and TABLE_END in text:
+        head, _, rest = text.partition(TABLE_START)
+        return head + block + rest.partition(TABLE_END)[2]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
