@@ -14,6 +14,7 @@ from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.story import (
     CHAPTER,
+    EXAMPLE_MARKS,
     SUMMARY_EXAMPLE,
     StoryProject,
     anchors,
@@ -21,6 +22,7 @@ from musegpt.studio.story import (
     example_field,
     example_names,
 )
+from musegpt.studio.story_eval import repeated_sentences
 from musegpt.studio.tasks import StudioError
 
 PREMISES = {"en": "a robot who discovers love", "zh": "一个发现爱情的机器人"}
@@ -46,12 +48,23 @@ def test_a_story_plan_and_its_chapters_pass_every_check(
     for i, beat in enumerate(beats):  # never "2.", never a bare noun
         assert checks.check_beat(beat, lang, known, beats[:i]) is None
     summary_example = SUMMARY_EXAMPLE[lang].split("\n")[3]
-    for scene in project.scenes:
+    assert not project.scenes[-1].summary  # written only when a next chapter needs it
+    for scene in project.scenes[:-1]:
         assert scene.text and scene.summary
         assert not any(checks.HEADING.match(line) for line in scene.text.split("\n"))
         assert not checks.CHATTER[lang].search(scene.text)
         own = checks.check_summary(scene.summary, lang, known, summary_example) is None
         assert own or scene.summary == scene.beat  # the beat stands in when no draw passed
+    premise_words = checks.keywords(premise, lang)
+    assert checks.mentions(bible.synopsis, premise_words, lang)  # the plan keeps its premise
+    assert checks.mentions(beats[0], premise_words, lang)
+    earlier = ""
+    for scene in project.scenes:  # prose, not a script; no loops; nothing of the example
+        lines = scene.text.split("\n")
+        assert not any(checks.SPEAKER_LINE.match(line) for line in lines), scene.text
+        assert repeated_sentences(scene.text, earlier) == 0, scene.text
+        assert not checks.foreign_words(scene.text, EXAMPLE_MARKS[lang], premise), scene.text
+        earlier += "\n" + scene.text
     page = work.markdown()
     assert bible.title in page and bible.synopsis in page and names[0] in page
     assert all(f"## {CHAPTER[lang].format(n=n)}" in page for n in (1, 2))

@@ -39,8 +39,12 @@ RECENT_CHARS = 700  # the end of the previous scene kept verbatim in the next pr
 PREMISE_SHARE = 4
 PLAN_TRIES = 6  # draws of one plan field (each with its own derived seed) before giving up
 SUMMARY_TRIES = 2
-SUMMARY_CHARS = 600  # the end of a chapter the summarising prompt reads
+SUMMARY_CHARS = 500  # the end of a chapter the summarising prompt reads
+SUMMARY_TOKENS = 56  # one or two sentences
 CANDIDATES = 2
+# On a backend that decodes one row at a time, only a chapter's opening (this share of its
+# tokens) is drawn `candidates` times; enough to see whether it follows the beat.
+OPENING_SHARE = 6
 
 
 @dataclass
@@ -622,7 +626,7 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
         summary = draw(
             writer,
             prompt,
-            70,
+            SUMMARY_TOKENS,
             lambda v: checks.check_summary(end_cleanly(v), lang, known, example),
             "summary",
             tries=SUMMARY_TRIES,
@@ -631,6 +635,16 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
     except StudioError:
         return scene.beat
     return end_cleanly(summary)
+
+
+def summarize_before(writer: Writer, project: StoryProject, index: int) -> None:
+    """The summaries chapter `index`'s prompt needs, written now if missing: a chapter's
+    summary is written when a next chapter needs it, so the last one of a story costs
+    nothing until the story is extended."""
+    for scene in project.scenes[:index]:
+        if scene.text and not scene.summary:
+            scene.summary = summarize(writer, project, scene)
+            project.save()
 
 
 def chapter_target(tokens: int, lang: Lang) -> int:
@@ -643,6 +657,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     chapter where the backend decodes them in one batch) are drawn and the one that best
     follows the beat and the premise is kept and continued."""
     assert project.bible is not None
+    summarize_before(writer, project, index)
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
     chapter = CHAPTER[lang]
     stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter ", "\nNotes for", "写作笔记", "\n\n\n"]
@@ -657,8 +672,8 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     else:
         batches = writer.engine.max_batch is None or writer.engine.max_batch >= candidates
         # One row at a time (llama.cpp): only the openings are drawn several times, so a
-        # chapter costs about 1.5x one draw rather than `candidates` times.
-        opening = tokens if batches else max(tokens // 4, 32)
+        # chapter of 2 candidates costs about 1.2x one draw rather than 2x.
+        opening = tokens if batches else max(tokens // OPENING_SHARE, 32)
         drafts = writer.write_many(
             prompt,
             opening,
@@ -733,12 +748,12 @@ def write_story(
     for index, scene in enumerate(project.scenes):
         if scene.text:
             continue
+        with timed(project, "summaries"):
+            summarize_before(writer, project, index)
         writer.say(f"Writing {chapter.format(n=index + 1)} of {len(project.scenes)}: {scene.beat}")
         writer.show(f"\n\n## {chapter.format(n=index + 1)}\n\n")
         with timed(project, "chapters"):
             write_scene(writer, project, index, candidates)
-        with timed(project, "summaries"):
-            scene.summary = summarize(writer, project, scene)
         project.save()  # every finished scene is on disk before the next begins
     bible = project.bible
     meta = {**project.meta, "project": str(folder), "chapters": len(project.scenes)}
