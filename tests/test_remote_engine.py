@@ -25,9 +25,11 @@ from musegpt.cli.app import app as cli
 from musegpt.engines.base import Engine
 from musegpt.engines.registry import list_models, open_engine, remove_model
 from musegpt.engines.remote import RemoteEngine, RemoteError, RemoteSpec
+from musegpt.forms import check
 from musegpt.generation.processors import DecodeState
 from musegpt.server.app import create_app
 from musegpt.studio import Studio
+from musegpt.studio.poem import PoemError
 
 START_TIMEOUT_S = 120.0
 PROMPT = "Once upon a time"
@@ -209,6 +211,16 @@ def test_a_studio_and_a_server_in_front_of_the_remote(llama_remote: RemoteEngine
         assert answer.status_code == 200, answer.text
         text = answer.json()["choices"][0]["text"]
     assert text == llama_remote.generate(PROMPT, max_new_tokens=8, temperature=0)
+
+
+def test_poems_on_a_remote_are_generated_and_checked(llama_remote: RemoteEngine) -> None:
+    # No steering token by token: a passing poem, or the form checker's report (not an error
+    # about constraints).
+    try:
+        poem = Studio(llama_remote).poem("the sea", "haiku", attempts=1, seed=2)
+        assert check(poem.text, "haiku").passed
+    except PoemError as failed:
+        assert failed.report.reasons and not failed.report.passed
 
 
 # -- another musegpt serve ------------------------------------------------------------------
