@@ -75,7 +75,7 @@ def safety_eval_command(
                 if split == "dev"
                 else ("Held-out set (never used to tune the rules)")
             )
-            sections.append(f"## {title}\n\n" + markdown(scored))
+            sections.append(f"### {title}\n\n" + markdown(scored).replace("### ", "#### "))
             if show_mistakes:
                 for line in mistakes(scored):
                     typer.echo(f"{split} {line}")
