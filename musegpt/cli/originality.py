@@ -75,7 +75,11 @@ def check_command(
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
         return
     out = console.print
-    out(f"{file}: {report.tokens:,} tokens, {report.characters:,} characters", highlight=False)
+    out(
+        f"{file}: {report.tokens:,} tokens, {report.characters:,} characters",
+        highlight=False,
+        soft_wrap=True,
+    )
     if report.source is None:
         out("longest copied span: none (no token of it occurs in the corpus)")
     else:
@@ -93,6 +97,7 @@ def check_command(
             f"near-duplicate score: {report.near_duplicate:.2f} (estimated Jaccard similarity "
             f"of character 5-grams, closest: document {report.nearest_document})",
             highlight=False,
+            soft_wrap=True,
         )
     if report.bars is not None:
         bars = report.bars
@@ -101,4 +106,5 @@ def check_command(
             f"bars copied: {bars.found} of {bars.bars} bars occur in a corpus tune; the longest "
             f"run shared with one is {bars.longest_run}{more} bars",
             highlight=False,
+            soft_wrap=True,
         )

@@ -747,11 +747,19 @@ class Decoder:
         return True
 
     def _backtrack_if_banned(self, row: _Row, banned: list[re.Pattern[str]]) -> bool:
-        starts = [m.start() for p in banned if (m := p.search(row.text, row.emitted))]
+        # A phrase may begin in text already streamed: a take-back can leave less than a
+        # phrase's length held back (seen with `max_copy`: "t" streamed, then "he" written).
+        since = max(row.emitted - REGEX_WINDOW, 0)
+        starts = [
+            max(m.start(), row.emitted)
+            for p in banned
+            for m in p.finditer(row.text, since)
+            if m.end() > row.emitted
+        ]
         if not starts:
             return False
         start = min(starts)
-        # The token holding the phrase's first character is replaced by another choice.
+        # The token holding the phrase's first character not yet streamed is replaced.
         self._take_back(row, next(i for i, end in enumerate(row.char_ends) if end > start))
         return True
 

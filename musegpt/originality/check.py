@@ -99,7 +99,7 @@ def check_text(
     longest_text, source = "", None
     if span is not None:
         longest_text = tokenizer.decode(ids[span.start : span.start + span.length])
-        source = _source(index, tokenizer, span.position)
+        source = _source(index, tokenizer, span.position, longest_text)
     near, nearest = 0.0, None
     if folder is not None and (folder / SIGNATURES).is_file():
         signatures = np.load(folder / SIGNATURES)
@@ -113,11 +113,13 @@ def check_text(
     )
 
 
-def _source(index: CopyIndex, tokenizer: Tokenizer, position: int) -> Source:
+def _source(index: CopyIndex, tokenizer: Tokenizer, position: int, copied: str) -> Source:
     number, start = index.document_of(position)
     before = tokenizer.decode(index.tokens[start:position].tolist())
     document = tokenizer.decode(index.document_tokens(number)[:200].tolist())
-    return Source(number, before.count("\n") + 1, document.split("\n", 1)[0])
+    # The line of the span's first words: a span often begins with the line break before them.
+    skipped = len(copied) - len(copied.lstrip("\n"))
+    return Source(number, before.count("\n") + skipped + 1, document.split("\n", 1)[0])
 
 
 def _bars_copied(text: str, index: CopyIndex, tokenizer: Tokenizer) -> BarsCopied | None:
