@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from musegpt.server import (
+    images_api,
     moderation_api,
     music_api,
     openai_api,
@@ -68,6 +69,7 @@ def create_app(
     app.include_router(music_api.router)
     app.include_router(tokenize_api.router)
     app.include_router(moderation_api.router)
+    app.include_router(images_api.router)
     _service_routes(app)
     app.add_middleware(Guard, settings=settings, metrics=state.metrics)
     if settings.cors_origins:
