@@ -64,7 +64,9 @@ def char() -> CharTokenizer:
     return CharTokenizer.train(TEXTS)
 
 
-def tiny_gpt(vocab_size: int, positional: str = "learned", bias: bool = True) -> GPT:
+def tiny_gpt(
+    vocab_size: int, positional: str = "learned", bias: bool = True, activation: str = "gelu_tanh"
+) -> GPT:
     """A tiny random model whose every weight (biases and LayerNorms too) matters."""
     torch.manual_seed(0)
     config = GPTConfig(
@@ -75,6 +77,7 @@ def tiny_gpt(vocab_size: int, positional: str = "learned", bias: bool = True) ->
         n_embd=32,
         positional=positional,  # type: ignore[arg-type]
         bias=bias,
+        activation=activation,  # type: ignore[arg-type]
     )
     model = GPT(config)
     with torch.no_grad():
@@ -397,7 +400,6 @@ def test_export_import_export_is_identical(
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
-        ("activation_function", "gelu"),
         ("activation_function", "relu"),
         ("scale_attn_by_inverse_layer_idx", True),
         ("reorder_and_upcast_attn", True),
@@ -415,6 +417,20 @@ def test_unsupported_gpt2_settings_are_named(setting: str, value: Any) -> None:
 def test_supported_variants_are_accepted() -> None:
     for extra in ({"n_inner": 96}, {"activation_function": "gelu_pytorch_tanh"}):
         assert musegpt_config(GPT2Config(n_embd=24, n_head=3, n_layer=1, **extra)).n_embd == 24
+    exact = GPT2Config(n_embd=24, n_head=3, n_layer=1, activation_function="gelu")
+    assert musegpt_config(exact).activation == "gelu"
+
+
+def test_exact_gelu_model_exports_with_the_same_logits(tmp_path: Path, bpe: BPETokenizer) -> None:
+    """A model with the exact GELU (nanoGPT's) goes out as activation_function "gelu" and
+    computes the same logits there; the tanh GELU would differ by more than the tolerance."""
+    model = tiny_gpt(bpe.vocab_size, activation="gelu")
+    export_gpt2(model, bpe, tmp_path)
+    assert GPT2Config.from_pretrained(tmp_path).activation_function == "gelu"
+    hf = load_hf(tmp_path)
+    ids = bpe.encode(" ".join(PROBES))[:BLOCK_SIZE]
+    assert max_logit_difference(hf, model, ids) <= TOLERANCE
+    assert import_gpt2(tmp_path)[0].config.activation == "gelu"
 
 
 def test_untied_output_layer_is_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from musegpt.model import GPT, GPTConfig, ModelFileError, load_model
+from musegpt.model import GPT, GPTConfig, ModelFileError, load_model, save_model
 from musegpt.model.fastpath import linear
 from musegpt.model.positional import sinusoidal_table
 
@@ -153,6 +153,26 @@ def test_bad_config_names_the_field() -> None:
         GPTConfig(n_embd=30, n_head=4)
     with pytest.raises(ValueError, match="positional must be one of"):
         GPTConfig(positional="alibi")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="activation must be one of gelu_tanh, gelu"):
+        GPTConfig(activation="relu")  # type: ignore[arg-type]
+
+
+def test_activation_is_the_configured_gelu_and_is_saved(tmp_path: Path) -> None:
+    """`activation: gelu` (nanoGPT's exact GELU) changes the feed-forward function, and a
+    saved model comes back with the activation it was trained with."""
+    from musegpt.tokenizer.char import CharTokenizer
+
+    x = torch.linspace(-4, 4, 64).reshape(1, 1, 64)
+    exact, tanh = tiny("learned", activation="gelu"), tiny("learned")
+    assert torch.equal(exact.blocks[0].mlp.activation(x), F.gelu(x))
+    assert torch.equal(tanh.blocks[0].mlp.activation(x), F.gelu(x, approximate="tanh"))
+    ids = torch.randint(0, 97, (1, 16))
+    assert not torch.allclose(exact(ids).logits, tanh(ids).logits)  # same weights (seed 0)
+    tokenizer = CharTokenizer.train(["abcdefgh "])
+    save_model(tmp_path, exact, tokenizer)
+    loaded, _ = load_model(tmp_path)
+    assert loaded.config.activation == "gelu"
+    assert torch.equal(loaded.eval()(ids).logits, exact(ids).logits)
 
 
 def test_missing_or_damaged_model_file_is_a_clear_error(tmp_path: Path) -> None:

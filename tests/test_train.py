@@ -22,10 +22,15 @@ from musegpt.tokenizer.base import Tokenizer
 from musegpt.tokenizer.char import CharTokenizer
 from musegpt.train import Trainer, TrainingDiverged, load_config
 from musegpt.train.batches import BatchSampler
-from musegpt.train.checkpoint import load_checkpoint_state
+from musegpt.train.checkpoint import STATE_FILE, load_checkpoint_state
 from musegpt.train.config import SHAKESPEARE_CHAR, TrainConfig, parse_overrides
 from musegpt.train.finetune import finetune
-from musegpt.train.trainer import learning_rate_at
+from musegpt.train.trainer import (
+    cpu_has_native_bf16,
+    learning_rate_at,
+    pass_seconds,
+    resolve_dtype,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -485,6 +490,50 @@ def test_adapter_hook_trains_only_chosen_parameters(
 
 
 @pytest.mark.slow
+def test_auto_dtype_takes_the_faster_where_the_cpu_has_native_bf16() -> None:
+    cpu = torch.device("cpu")
+    slow_bf16 = {torch.bfloat16: 2.0, torch.float32: 1.0}.__getitem__
+    fast_bf16 = {torch.bfloat16: 1.0, torch.float32: 2.0}.__getitem__
+    native = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert resolve_dtype("auto", cpu, slow_bf16) == torch.float32
+    assert resolve_dtype("auto", cpu, fast_bf16) == native
+    assert resolve_dtype("float32", cpu, fast_bf16) == torch.float32
+    assert resolve_dtype("bfloat16", cpu, slow_bf16) == torch.bfloat16
+
+
+def test_dtype_timer_leaves_weights_gradients_and_random_state_alone() -> None:
+    from musegpt.model import GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(
+        GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+    )
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = (torch.randint(0, 50, (4, 16)), torch.randint(0, 50, (4, 16)))
+    rng = torch.get_rng_state()
+    for dtype in (torch.float32, torch.bfloat16):
+        assert pass_seconds(model, batch, repeats=2)(dtype) > 0
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_auto_dtype_is_kept_in_the_checkpoint_and_on_resume(
+    corpus_a: PreparedCorpus, tmp_path: Path
+) -> None:
+    run = tmp_path / "r"
+    Trainer(tiny(max_iters=10, eval_interval=10), corpus_a, run, progress=False).run()
+    state = load_checkpoint_state(run / "last")
+    assert state["dtype"] in ("float32", "bfloat16")
+    # A resumed `auto` run trains in the dtype the run started with, whatever a new
+    # measurement would say: pretend the run started in the other one.
+    other = "float32" if state["dtype"] == "bfloat16" else "bfloat16"
+    torch.save({**state, "dtype": other}, run / "last" / STATE_FILE)
+    Trainer(tiny(max_iters=20, eval_interval=10), corpus_a, run, progress=False, resume=True).run()
+    assert load_checkpoint_state(run / "last")["dtype"] == other
+
+
 def test_compile_on_cpu(corpus_a: PreparedCorpus, tmp_path: Path) -> None:
     """torch.compile works on CPU (the first step pays the C++ build: tens of seconds)."""
     cfg = tiny(max_iters=6, compile=True, eval_interval=6, eval_iters=2)

@@ -159,10 +159,11 @@ class FeedForward(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        # The tanh approximation is GPT-2's "gelu_new": exported models then match exactly.
+        self.activation = gelu_tanh if config.activation == "gelu_tanh" else F.gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The tanh approximation is GPT-2's "gelu_new": exported models then match exactly.
-        h = gelu_tanh(linear(self.c_fc, x))
+        h = self.activation(linear(self.c_fc, x))
         return dropout(self.dropout, linear(self.c_proj, h))
 
 

@@ -10,9 +10,9 @@ What does not carry over:
 * rotary positions (GPT-2 has only an absolute, learned position table), so `rope` models
   cannot be exported; sinusoidal models are exported with their fixed table written into
   GPT-2's learned table `wpe` (identical outputs; it becomes trainable on the Hugging Face side);
-* GPT-2 settings MuseGPT does not implement (another activation, per-layer attention scaling,
-  reordered/upcast attention, a feed-forward width other than 4×, cross-attention, an untied
-  output layer) are refused on import, naming the setting;
+* GPT-2 settings MuseGPT does not implement (an activation other than the tanh and exact
+  GELUs, per-layer attention scaling, reordered/upcast attention, a feed-forward width other
+  than 4×, cross-attention, an untied output layer) are refused on import, naming the setting;
 * MuseGPT has a single dropout rate; GPT-2's three (`embd_pdrop`, `resid_pdrop`,
   `attn_pdrop`) are exported equal, and `resid_pdrop` is kept on import.
 
@@ -50,8 +50,9 @@ _LAYER_PARTS: tuple[tuple[str, bool], ...] = (
     ("mlp.c_fc", True),
     ("mlp.c_proj", True),
 )
-# GPT-2 activations that are exactly MuseGPT's tanh-approximated GELU.
+# GPT-2 activations that are exactly MuseGPT's tanh-approximated GELU, and the exact one.
 _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+_EXACT_GELU = "gelu"
 _WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -113,7 +114,7 @@ def gpt2_config(config: GPTConfig, eot_id: int) -> GPT2Config:
         n_layer=config.n_layer,
         n_head=config.n_head,
         n_inner=None,  # 4 × n_embd
-        activation_function="gelu_new",
+        activation_function="gelu_new" if config.activation == "gelu_tanh" else _EXACT_GELU,
         resid_pdrop=config.dropout,
         embd_pdrop=config.dropout,
         attn_pdrop=config.dropout,
@@ -329,9 +330,10 @@ def musegpt_config(hf_config: GPT2Config) -> GPTConfig:
     n_embd = int(hf_config.n_embd)
     problems = []
     activation = hf_config.activation_function
-    if activation not in _TANH_GELU:
+    if activation not in (*_TANH_GELU, _EXACT_GELU):
         problems.append(
-            f"activation_function={activation!r} (MuseGPT uses the tanh GELU, 'gelu_new')"
+            f"activation_function={activation!r} (MuseGPT has the tanh GELU, 'gelu_new', "
+            "and the exact one, 'gelu')"
         )
     if not getattr(hf_config, "scale_attn_weights", True):
         problems.append("scale_attn_weights=false (MuseGPT scales attention by 1/sqrt(head size))")
@@ -359,6 +361,7 @@ def musegpt_config(hf_config: GPT2Config) -> GPTConfig:
             bias=True,
             positional="learned",
             layer_norm_eps=float(hf_config.layer_norm_epsilon),
+            activation="gelu" if activation == _EXACT_GELU else "gelu_tanh",
         )
     except ValueError as err:
         raise HFInteropError(f"GPT-2 config cannot be used: {err}") from err

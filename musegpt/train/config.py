@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from musegpt.model.config import POSITIONAL_ENCODINGS, GPTConfig
+from musegpt.model.config import ACTIVATIONS, POSITIONAL_ENCODINGS, GPTConfig
 
 DTypeName = Literal["auto", "float32", "bfloat16"]
 
@@ -27,6 +27,7 @@ MODEL_KEYS: tuple[str, ...] = (
     "bias",
     "positional",
     "rope_base",
+    "activation",
 )
 # Settings that must not change on --resume, or the continued run would not be the same run.
 FIXED_ON_RESUME: tuple[str, ...] = (
@@ -49,6 +50,7 @@ class TrainConfig:
     bias: bool = False
     positional: str = "learned"
     rope_base: float = 10000.0
+    activation: str = "gelu_tanh"  # or "gelu" (exact, as nanoGPT): see musegpt/model/config.py
     # --- batches: tokens per optimizer step = batch_size * block_size
     #     * gradient_accumulation_steps * number of processes
     batch_size: int = 12
@@ -131,6 +133,10 @@ class TrainConfig:
             f"positional must be one of {', '.join(POSITIONAL_ENCODINGS)} "
             f"(got {self.positional!r})",
         )
+        need(
+            self.activation in ACTIVATIONS,
+            f"activation must be one of {', '.join(ACTIVATIONS)} (got {self.activation!r})",
+        )
         device = self.device
         need(
             device in ("auto", "cpu", "cuda", "mps")
@@ -168,6 +174,7 @@ class TrainConfig:
             bias=self.bias,
             positional=self.positional,  # type: ignore[arg-type]  # checked in validate()
             rope_base=self.rope_base,
+            activation=self.activation,  # type: ignore[arg-type]  # checked in validate()
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,6 +205,7 @@ SHAKESPEARE_CHAR: dict[str, Any] = {
     "block_size": 64,
     "dropout": 0.0,
     "bias": False,
+    "activation": "gelu",  # nanoGPT's nn.GELU() is the exact GELU
     "batch_size": 12,
     "gradient_accumulation_steps": 1,
     "max_iters": 2000,

@@ -7,9 +7,13 @@ Mixed precision on CPU depends on the CPU. Without native bf16 instructions (AVX
 or AMX) every bf16 matmul is emulated: on an AVX2-only EPYC (Zen 3), torch 2.13, bfloat16
 autocast ran the baby Shakespeare config about 20x *slower* than float32. With them (e.g. an
 AVX512-BF16 EPYC, Zen 4) oneDNN's bf16 matmuls run 2-3x faster than fp32 ones and a training
-step about 1.4x faster, with the same validation loss (docs/benchmarks.md). So `dtype: auto`
-picks bfloat16 on CUDA GPUs that support it and on CPUs with native bf16, float32 elsewhere;
-`dtype: float32` or `dtype: bfloat16` overrides the choice.
+step about 1.4x faster, with the same validation loss (docs/benchmarks.md). But native is not
+always faster: on an AVX512-BF16 Xeon without AMX, the baby config trained about 2x *slower*
+in bfloat16 (small matrices: the casts cost more than the products save). So `dtype: auto`
+picks bfloat16 on CUDA GPUs that support it; on a CPU with native bf16 it times the model's
+own forward and backward pass on one batch both ways (a fraction of a second) and takes the
+faster; elsewhere float32. The choice is kept in the checkpoint, so a resumed run trains in
+the dtype it started with. `dtype: float32` or `dtype: bfloat16` overrides the choice.
 """
 
 from __future__ import annotations
@@ -123,17 +127,54 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(
+    name: str, device: torch.device, step_seconds: Callable[[torch.dtype], float] | None = None
+) -> torch.dtype:
+    """The training dtype for the config's `dtype`. For `auto` on a CPU with native bf16,
+    `step_seconds(dtype)` (when given) times a training pass in each, and the faster wins."""
     if name == "float32":
         return torch.float32
     if name == "bfloat16":
         return torch.bfloat16
-    # auto: see the module docstring for which CPUs get bfloat16.
+    # auto: see the module docstring for which devices get bfloat16.
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
+        if step_seconds is None:
+            return torch.bfloat16
+        faster = step_seconds(torch.bfloat16) < step_seconds(torch.float32)
+        return torch.bfloat16 if faster else torch.float32
     return torch.float32
+
+
+def autocast_to(dtype: torch.dtype, device: torch.device) -> AbstractContextManager[Any]:
+    """Mixed precision in `dtype`, or nothing for float32."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def pass_seconds(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], repeats: int = 3
+) -> Callable[[torch.dtype], float]:
+    """A timer for `resolve_dtype`: the fastest of `repeats` forward+backward passes of
+    `model` on `batch` in a dtype. The model's weights, gradients and the random state are
+    left as they were."""
+
+    def seconds(dtype: torch.dtype) -> float:
+        device = batch[0].device
+        best = math.inf
+        with torch.random.fork_rng(devices=[]):
+            for _ in range(repeats):
+                start = time.perf_counter()
+                with autocast_to(dtype, device):
+                    loss = _loss(model(*batch))
+                loss.backward()  # type: ignore[no-untyped-call]
+                best = min(best, time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+        return best
+
+    return seconds
 
 
 def cpu_has_native_bf16() -> bool:
@@ -250,6 +291,34 @@ class Trainer:
             set_dropout(model, cfg.dropout)
         return model
 
+    def _training_dtype(
+        self,
+        model: nn.Module,
+        batches: BatchSampler,
+        resumed: str | None,
+        device: torch.device,
+        dist_info: distributed.DistInfo,
+    ) -> torch.dtype:
+        """The config's dtype; for `auto`, the one the resumed run used, else the measured
+        choice (rank 0's, so that every process trains alike)."""
+        cfg = self.config
+        if cfg.dtype == "auto" and resumed in ("float32", "bfloat16"):
+            return getattr(torch, resumed)  # type: ignore[no-any-return]
+        if cfg.dtype != "auto" or device.type != "cpu":
+            return resolve_dtype(cfg.dtype, device)
+        position = batches.get_state()
+        timer = pass_seconds(model, batches.next())
+        batches.set_state(position)
+        dtype = resolve_dtype(cfg.dtype, device, timer)
+        bf16 = distributed.broadcast_flag(dtype == torch.bfloat16, dist_info, device)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        if dist_info.is_main and cpu_has_native_bf16():
+            self.console.print(
+                f"dtype auto: {str(dtype).removeprefix('torch.')}, the faster of the two for "
+                "this model on this CPU (dtype=float32 or dtype=bfloat16 to choose)"
+            )
+        return dtype
+
     def _check_resumable(self, saved: dict[str, Any]) -> None:
         changed = [
             f"{key} (run {saved.get(key)!r}, now {getattr(self.config, key)!r})"
@@ -328,8 +397,10 @@ class Trainer:
         val_start = val_batches.get_state()  # every evaluation sees the same val windows
 
         step, best_val, prior_elapsed = 0, math.inf, 0.0
+        resumed_dtype: str | None = None
         if self.resume:
             state = load_checkpoint_state(last_dir)
+            resumed_dtype = state.get("dtype")
             self._check_resumable(state["config"])
             if "model_state" in state:
                 model.load_state_dict(state["model_state"])
@@ -388,12 +459,10 @@ class Trainer:
             )
             forward = ddp
 
-        dtype = resolve_dtype(cfg.dtype, device)
+        dtype = self._training_dtype(model, val_batches, resumed_dtype, device, dist_info)
 
         def autocast() -> AbstractContextManager[Any]:
-            if dtype == torch.float32:
-                return nullcontext()
-            return torch.autocast(device_type=device.type, dtype=dtype)
+            return autocast_to(dtype, device)
 
         params = [p for p in model.parameters() if p.requires_grad]
         accum = cfg.gradient_accumulation_steps
@@ -452,6 +521,7 @@ class Trainer:
                 "data": train_batches.get_state(),
                 "world_size": dist_info.world_size,
                 "elapsed": prior_elapsed + (time.perf_counter() - loop_start),
+                "dtype": str(dtype).removeprefix("torch."),
             }
             if self.adapter is not None:
                 state["model_state"] = model.state_dict()
