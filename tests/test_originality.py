@@ -25,6 +25,7 @@ from musegpt.originality.check import check_text
 from musegpt.originality.index import CopyIndex
 from musegpt.originality.store import build_for_model, index_documents, open_index
 from musegpt.server import ServerSettings, create_app
+from musegpt.store import WorksStore
 from musegpt.tokenizer.char import CharTokenizer
 
 POEM = """The lantern keeper of the northern quay
@@ -237,3 +238,20 @@ def test_a_server_request_takes_max_copy(
         assert longest_copy(indexed, engine, guarded.json()["choices"][0]["text"]) <= LIMIT
         bad = client.post("/v1/completions", json={**body, "max_copy": 0})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "max_copy"
+
+
+def test_a_studio_work_records_its_longest_copied_span_in_its_provenance(
+    folder: Path, engine: MuseGPTEngine
+) -> None:
+    store = WorksStore(folder / "works.db")
+    settings = ServerSettings(data_dir=folder / "studio", max_tokens=200)
+    with TestClient(create_app({"reciter": engine}, settings, store)) as client:
+        pid = client.post("/v1/projects", json={"name": "Copies"}).json()["id"]
+        body = {"text": "the quay", "project_id": pid, "params": {"seed": 1}}
+        work = client.post("/v1/studio/describe", json=body)
+        assert work.status_code == 200, work.text
+        shown = work.json()["meta"]["longest_copy"]
+        assert shown["indexed"] and shown["tokens"] == len(shown["text"]) > 0
+        assert shown["text"] in POEM and shown["first_line"] == POEM.split("\n")[0]
+        recorded = client.get(f"/v1/projects/{pid}/generations").json()["data"][0]
+        assert recorded["params"]["longest_copy"] == shown

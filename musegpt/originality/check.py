@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasketch import MinHash
 
-from musegpt.data.clean import NUM_PERM, shingle_hashes
-from musegpt.originality.index import CopyIndex
+from musegpt.originality.index import CopyIndex, CopyIndexError
 from musegpt.tokenizer.base import Tokenizer
 
 SIGNATURES = "minhash.npy"
@@ -36,6 +34,10 @@ def _shingle_identity(value: Any) -> Any:
 
 
 def signature(text: str) -> Signatures:
+    from datasketch import MinHash  # over a second to import: only when used
+
+    from musegpt.data.clean import NUM_PERM, shingle_hashes
+
     minhash = MinHash(num_perm=NUM_PERM, seed=1, hashfunc=_shingle_identity)
     minhash.update_batch(shingle_hashes(text))
     found: Signatures = minhash.digest()
@@ -49,7 +51,7 @@ def document_texts(index: CopyIndex, tokenizer: Tokenizer) -> Iterable[str]:
 
 def save_signatures(folder: Path, texts: Iterable[str]) -> None:
     rows = [signature(text) for text in texts]
-    array = np.stack(rows) if rows else np.zeros((0, NUM_PERM), dtype=np.uint64)
+    array = np.stack(rows) if rows else np.zeros((0, 1), dtype=np.uint64)
     tmp = folder / f".{SIGNATURES}.tmp.npy"
     np.save(tmp, array)
     tmp.replace(folder / SIGNATURES)
@@ -137,3 +139,33 @@ def _bars_copied(text: str, index: CopyIndex, tokenizer: Tokenizer) -> BarsCopie
     found = sum(hash((bar,)) in runs.runs[1] for bar in bars)
     longest = runs.longest(bars)
     return BarsCopied(len(bars), longest, found, longest >= COPY_WINDOW)
+
+
+def longest_copy_meta(text: str, model_path: str, tokenizer: Tokenizer) -> dict[str, Any]:
+    """The longest span `text` copies from its model's indexed training corpus, for a work's
+    provenance: its length in tokens and characters, the span and where it comes from, or
+    `{"indexed": False}` when the model has no index (`musegpt originality index`)."""
+    from musegpt.originality.store import linked_folder, open_index
+
+    try:
+        folder = linked_folder(model_path) if model_path else None
+        if folder is None:
+            return {"indexed": False}
+        index = open_index(folder, tokenizer)
+    except CopyIndexError as err:  # a damaged index must not cost the work itself
+        return {"indexed": False, "error": str(err)}
+    ids = tokenizer.encode(text)
+    span = index.longest_span(ids)
+    if span is None:
+        return {"indexed": True, "tokens": 0, "characters": 0, "text": ""}
+    copied = tokenizer.decode(ids[span.start : span.start + span.length])
+    source = _source(index, tokenizer, span.position, copied)
+    return {
+        "indexed": True,
+        "tokens": span.length,
+        "characters": len(copied),
+        "text": copied,
+        "document": source.document,
+        "line": source.line,
+        "first_line": source.first_line,
+    }

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from musegpt.music.compose import MUSIC_MODEL, compose_headers
 from musegpt.music.tune import MissingToolError, Tune
+from musegpt.originality.check import longest_copy_meta
 from musegpt.server.errors import APIError, invalid
 from musegpt.server.hosts import ModelHost, in_thread
 from musegpt.server.state import ServerState, state_of
@@ -73,7 +74,9 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
                 body.top_p,
                 cancel,
             )[0]
-        return tune_dict(tune, host.name, body.seed)  # music21's check, off the event loop
+        result = tune_dict(tune, host.name, body.seed)  # music21's check, off the event loop
+        result["longest_copy"] = longest_copy_meta(tune.abc, engine.path, engine.tokenizer)
+        return result
 
     try:
         await admission.start(deadline)
@@ -84,6 +87,7 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
         admission.end()
     if body.project_id is not None:
         params = body.model_dump(exclude={"project_id", "document_id"})
+        params["longest_copy"] = result["longest_copy"]
         result["generation_id"] = run_on_store(
             request,
             lambda s: s.record_generation(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from musegpt.engines.base import Engine
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.scheduler import Cancelled
+from musegpt.originality.check import longest_copy_meta
 from musegpt.server.errors import APIError, from_validation, invalid
 from musegpt.server.hosts import Admission, event_stream, in_thread, run_emitting
 from musegpt.server.moderation_api import screen_prompt, screen_work
@@ -307,6 +308,8 @@ def _perform(
         report = check(work.text, task_request.chosen_form())
         result.update(passed=report.passed, report=report_dict(report))
     result = screen_work(state, result)
+    copied = longest_copy_meta(result["text"], engine.path, engine.tokenizer)
+    result = {**result, "meta": {**result["meta"], "longest_copy": copied}}
     store = state.store
     if store is not None and body.project_id is not None:
         result["generation_id"] = store.record_generation(
