@@ -156,9 +156,12 @@ def check_synopsis(
     anchors: Iterable[str],
     example: str,
     premise_words: Collection[str] = (),
+    frame: str = "",
 ) -> str | None:
     """At least one whole sentence that names a character or a premise keyword, and one of
-    `premise_words` when they are given (the story must be about its premise)."""
+    `premise_words` when they are given (the story must be about its premise). With a
+    `frame` (the head the program wrote before the model's `synopsis`), what is named is
+    looked for in both, the rest in the model's part only."""
     if not SENTENCE_END.search(synopsis) or size(synopsis, lang) < (10 if lang == "zh" else 6):
         return "the synopsis is not a sentence"
     if SPEAKER.match(synopsis):
@@ -167,9 +170,9 @@ def check_synopsis(
         return "the synopsis repeats itself"
     if similarity(synopsis, example) > NEAR_DUPLICATE:
         return "the synopsis is the example's"
-    if not mentions(synopsis, anchors, lang):
+    if not mentions(frame + synopsis, anchors, lang):
         return "the synopsis names no character and nothing of the premise"
-    if premise_words and not mentions(synopsis, premise_words, lang):
+    if premise_words and not mentions(frame + synopsis, premise_words, lang):
         return "the synopsis says nothing of the premise"
     return None
 

@@ -438,7 +438,9 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
         f"{prompt}{labels['synopsis']} {frame}",
         120,
         unborrowed(
-            lambda v: checks.check_synopsis(v, lang, known, example_field(lang, "synopsis")),
+            lambda v: checks.check_synopsis(
+                v, lang, known, example_field(lang, "synopsis"), frame=frame
+            ),
             lang,
             premise,
         ),
@@ -456,6 +458,16 @@ def synopsis_frame(premise: str, lang: Lang) -> str:
     if lang == "zh":
         return premise + "："
     return premise[:1].upper() + premise[1:] + ": "
+
+
+def check_kept_synopsis(synopsis: str, premise: str, lang: Lang, known: set[str]) -> str | None:
+    """A saved synopsis (the program's frame and the model's words) checked again, as it
+    was drawn, and for the premise."""
+    frame = synopsis_frame(premise, lang)
+    own = synopsis[len(frame) :] if synopsis.startswith(frame) else synopsis
+    head = synopsis[: len(synopsis) - len(own)]
+    example = example_field(lang, "synopsis")
+    return checks.check_synopsis(own, lang, known, example, checks.keywords(premise, lang), head)
 
 
 def character_lines(lang: Lang, characters: list[Character]) -> str:

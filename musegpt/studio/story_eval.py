@@ -24,6 +24,7 @@ from musegpt.studio.story import (
     EXAMPLE_MARKS,
     StoryProject,
     anchors,
+    check_kept_synopsis,
     example_beats,
     example_field,
     example_names,
@@ -149,13 +150,7 @@ def plan_valid(project: StoryProject) -> bool:
     reasons = [
         checks.check_title(bible.title, premise, lang, example_field(lang, "title")),
         checks.check_names([c.name for c in bible.characters], example_names(lang)),
-        checks.check_synopsis(
-            bible.synopsis,
-            lang,
-            known,
-            example_field(lang, "synopsis"),
-            checks.keywords(premise, lang),
-        ),
+        check_kept_synopsis(bible.synopsis, premise, lang, known),
         *(
             checks.check_beat(
                 beat,
