@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from test_server_helpers import tiny_engine
+from test_server_helpers import memorising_engine, tiny_engine
 from tokenizers import AddedToken, Tokenizer
 
 from musegpt.engines.musegpt_model import MuseGPTEngine
@@ -35,24 +35,7 @@ def poet() -> MuseGPTEngine:
     """A byte-level BPE model that has learnt a Chinese poem: many of its tokens hold part
     of a character (the tokenizer merged bytes across character boundaries)."""
     tokenizer = BPETokenizer.train([POEM] * 4, vocab_size=300)
-    ids = torch.tensor(tokenizer.encode(POEM * 40))
-    torch.manual_seed(0)
-    config = GPTConfig(
-        vocab_size=tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32
-    )
-    model = GPT(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(80):
-        starts = torch.randint(0, len(ids) - 33, (16,), generator=generator).tolist()
-        x = torch.stack([ids[s : s + 32] for s in starts])
-        y = torch.stack([ids[s + 1 : s + 33] for s in starts])
-        loss = model(x, targets=y).loss
-        assert loss is not None
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return MuseGPTEngine(model.eval(), tokenizer, name="poet")
+    return memorising_engine(tokenizer, POEM * 40, "poet")
 
 
 def client_for(engine: MuseGPTEngine) -> TestClient:

@@ -8,14 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from test_server_helpers import tiny_engine
+from test_server_helpers import memorising_engine, tiny_engine
 from typer.testing import CliRunner
 
 from musegpt.cli.app import app
 from musegpt.engines.musegpt_model import MuseGPTEngine
-from musegpt.model import GPT, GPTConfig
 from musegpt.safety import CATEGORIES, UNSCORED, moderate, moderator
 from musegpt.safety.evaluate import BENIGN_GROUPS, TARGET_GROUPS, run
 from musegpt.server import ServerSettings, create_app
@@ -98,25 +96,7 @@ INSULT = "you are a stupid idiot.\n"
 def parrot() -> MuseGPTEngine:
     """A tiny char model trained in seconds to repeat an insult."""
     text = INSULT * 40
-    tokenizer = CharTokenizer.train([text])
-    ids = torch.tensor(tokenizer.encode(text))
-    torch.manual_seed(0)
-    config = GPTConfig(
-        vocab_size=tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32
-    )
-    model = GPT(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(150):
-        starts = torch.randint(0, len(ids) - 33, (16,), generator=generator).tolist()
-        x = torch.stack([ids[s : s + 32] for s in starts])
-        y = torch.stack([ids[s + 1 : s + 33] for s in starts])
-        loss = model(x, targets=y).loss
-        assert loss is not None
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return MuseGPTEngine(model.eval(), tokenizer, name="parrot")
+    return memorising_engine(CharTokenizer.train([text]), text, "parrot", steps=150)
 
 
 def _client(engine: MuseGPTEngine, mode: str, tmp: Path | None = None) -> TestClient:

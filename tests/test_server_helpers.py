@@ -35,6 +35,29 @@ def tiny_engine(name: str = "tiny", block_size: int = 64, seed: int = 0) -> Muse
     return MuseGPTEngine(model, tokenizer, name=name)
 
 
+def memorising_engine(tokenizer: Any, text: str, name: str, steps: int = 80) -> MuseGPTEngine:
+    """A one-layer GPT trained for `steps` steps (seconds) on `text`, which it learns by
+    heart: a model that writes a known text, for tests of what stops it."""
+    ids = torch.tensor(tokenizer.encode(text))
+    torch.manual_seed(0)
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32
+    )
+    model = GPT(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        starts = torch.randint(0, len(ids) - 33, (16,), generator=generator).tolist()
+        x = torch.stack([ids[s : s + 32] for s in starts])
+        y = torch.stack([ids[s + 1 : s + 33] for s in starts])
+        loss = model(x, targets=y).loss
+        assert loss is not None
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return MuseGPTEngine(model.eval(), tokenizer, name=name)
+
+
 @contextmanager
 def running_server(app: Any) -> Iterator[str]:
     """Serve `app` with uvicorn on a free loopback port in this process; yields its URL."""
