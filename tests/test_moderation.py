@@ -172,6 +172,14 @@ def test_flag_records_the_moderation_in_the_provenance(tmp_path: Path) -> None:
         generation = client.get(f"/v1/projects/{pid}/generations").json()["data"][0]
         recorded = generation["params"]["moderation"]
         assert recorded["flagged"] == moderate(work.json()["text"])[0].flagged
+        saved = {"task": "continue", "model": "tiny", "prompt": "He said:", "output": "我要杀了你"}
+        gid = client.post(f"/v1/projects/{pid}/generations", json=saved).json()["id"]
+        kept = next(
+            g
+            for g in client.get(f"/v1/projects/{pid}/generations").json()["data"]
+            if g["id"] == gid
+        )
+        assert kept["params"]["moderation"]["categories"]["harassment/threatening"] is True
 
 
 # -- the command line -------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """`POST /v1/moderations` in OpenAI's shape, and what `musegpt serve --moderation` does to
-the generation endpoints: `flag` records each studio generation's moderation result with
-it (in the work's `meta`, so in its provenance in the works library); `block` answers a
-flagged prompt with a 400 (`content_policy_violation`), steers generation away from flagged
-words while it is written (banned-phrase backtracking) and withholds a finished text that
-is still flagged (`finish_reason: "content_filter"`)."""
+the generation endpoints: `flag` records each generation's moderation result with it (a
+studio work's `meta`, and the params of every generation the works library records);
+`block` answers a flagged prompt with a 400 (`content_policy_violation`), steers generation
+away from flagged words while it is written (banned-phrase backtracking) and withholds a
+finished text that is still flagged (`finish_reason: "content_filter"`)."""
 
 from __future__ import annotations
 
@@ -120,6 +120,16 @@ def screen_completion(state: ServerState, completion: Completion) -> Completion:
     return dataclasses.replace(
         completion, text="", finish_reason="no_allowed_token", finish_message=message
     )
+
+
+def provenance_params(state: ServerState, params: dict[str, Any], output: str) -> dict[str, Any]:
+    """`params` as the works library records them: under `flag` or `block`, with the
+    moderation of the generated `output` (a client saving what /v1/completions wrote)."""
+    if state.settings.moderation == "off":
+        return params
+    from musegpt.safety import moderate
+
+    return {**params, "moderation": moderate(output)[0].openai()}
 
 
 def screen_work(state: ServerState, result: dict[str, Any]) -> dict[str, Any]:

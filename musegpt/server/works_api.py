@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from musegpt.server.errors import APIError, invalid
+from musegpt.server.moderation_api import provenance_params
 from musegpt.server.state import state_of
 from musegpt.store.works import NotFound, StoreError, WorksStore
 
@@ -248,7 +249,7 @@ def record_generation(project_id: Id, body: NewGeneration, request: Request) -> 
         lambda s: s.record_generation(
             body.task,
             body.model,
-            body.params,
+            provenance_params(state_of(request), body.params, body.output),
             body.prompt,
             body.output,
             pid,
