@@ -1,0 +1,139 @@
+"""How long drawing takes: 1 and 4 pictures at 512x512 from the packaged image model, by
+`ImageModel.draw` and end to end through the server (`POST /v1/images/generations`: PNG
+encoding, the files and the provenance in a works library included).
+
+    python benchmarks/draw_speed.py                       # icons, 512x512, n = 1 and 4
+    python benchmarks/draw_speed.py --model runs/icons/best --repeats 5 --json out.json
+
+Each case is drawn once untimed (warm-up), then `--repeats` times with seeds 1, 2, ...;
+the median and the fastest are reported. Targets (issue 16): one picture under 3 s, four
+under 6 s on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from musegpt.images import DEFAULT_IMAGE_MODEL, ImageModel, load_image_model
+
+TARGETS_S = {1: 3.0, 4: 6.0}  # pictures -> seconds
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
+        f"load average {load}"
+    )
+
+
+def timed(run: Callable[[int], Any], repeats: int) -> list[float]:
+    run(0)  # warm-up: first-call allocations and caches are not counted
+    seconds = []
+    for seed in range(1, repeats + 1):
+        start = time.perf_counter()
+        run(seed)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def draw_case(model: ImageModel, n: int, size: int, prompt: str) -> Callable[[int], Any]:
+    return lambda seed: model.draw(prompt, n=n, size=size, seed=seed)
+
+
+def http_case(model: ImageModel, n: int, size: int, prompt: str) -> Callable[[int], Any]:
+    from fastapi.testclient import TestClient
+
+    from musegpt.server import ServerSettings, create_app
+    from musegpt.server.images_api import serve_image_models
+    from musegpt.store import WorksStore
+
+    folder = Path(tempfile.mkdtemp(prefix="draw-speed-"))
+    app = create_app({}, ServerSettings(data_dir=folder), WorksStore(folder / "works.db"))
+    serve_image_models(app, {model.name: model})
+    client = TestClient(app)
+    body = {"prompt": prompt, "n": n, "size": f"{size}x{size}", "response_format": "url"}
+
+    def run(seed: int) -> Any:
+        answer = client.post("/v1/images/generations", json={**body, "seed": seed})
+        answer.raise_for_status()
+        return answer.json()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=DEFAULT_IMAGE_MODEL)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--counts", default="1,4", help="pictures per call, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prompt", default="a red apple")
+    parser.add_argument("--no-http", action="store_true", help="only ImageModel.draw")
+    parser.add_argument("--threads", type=int, help="torch threads (default: as torch starts)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    model = load_image_model(args.model)
+    load_s = time.perf_counter() - start
+    parameters = sum(p.numel() for p in model.gpt.parameters())
+    print(f"machine: {machine()}")
+    print(
+        f"model: {model.name} ({parameters / 1e6:.1f}M parameters, "
+        f"{model.tokenizer.image_length} image tokens a picture), loaded in {load_s:.2f} s"
+    )
+    print()
+    print("| path | pictures | size | median s | fastest s | s per picture | target |")
+    print("|---|---|---|---|---|---|---|")
+    results = []
+    cases = [("draw", draw_case)] + ([] if args.no_http else [("HTTP", http_case)])
+    for path, case in cases:
+        for n in (int(c) for c in args.counts.split(",")):
+            seconds = timed(case(model, n, args.size, args.prompt), args.repeats)
+            median = statistics.median(seconds)
+            target = TARGETS_S.get(n)
+            verdict = (
+                ""
+                if target is None
+                else f"< {target:g} s: {'met' if median < target else 'missed'}"
+            )
+            print(
+                f"| {path} | {n} | {args.size}x{args.size} | {median:.2f} | {min(seconds):.2f} "
+                f"| {median / n:.2f} | {verdict} |",
+                flush=True,
+            )
+            results.append(
+                {"path": path, "n": n, "size": args.size, "seconds": seconds, "target_s": target}
+            )
+    print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"machine": machine(), "model": model.name, "results": results}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()
