@@ -231,8 +231,12 @@ def evaluate(
     done = {row["key"] for row in load_rows(results)}
     data = premises()
     results.parent.mkdir(parents=True, exist_ok=True)
-    for lang in langs:
-        for i, premise in enumerate(data[lang][:limit]):
+    # Premise by premise, the languages taking turns: a run cut short has both.
+    for i in range(limit):
+        for lang in langs:
+            if i >= len(data[lang]):
+                continue
+            premise = data[lang][i]
             if run_key(lang, premise, seed + i, chapters, tokens) in done:
                 continue
             if progress is not None:
