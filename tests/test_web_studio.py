@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from studio_browser import CLIPPED_CONTROLS, WIDE, finished, launched, open_studio
 from test_server_helpers import running_server, tiny_engine
 
 from musegpt.engines.registry import open_engine
@@ -19,46 +19,6 @@ from musegpt.music.tune import SOUNDFONT
 from musegpt.server import ServerSettings, create_app
 from musegpt.store import WorksStore
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WIDE = {"width": 1400, "height": 900}
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-if not Path(CHROMIUM).is_file():
-    pytest.skip(
-        "Chromium is not installed (apt-get install chromium); the web studio tests need it",
-        allow_module_level=True,
-    )
-
-# Every visible control whose box is not wholly inside the window and inside each scrolling
-# box around it (a control cut off at an edge cannot be used without scrolling sideways).
-CLIPPED_CONTROLS = """() => {
-  const clipped = [];
-  const width = document.documentElement.clientWidth;
-  for (const el of document.querySelectorAll("input, select, textarea, button")) {
-    const box = el.getBoundingClientRect();
-    if (box.width === 0) continue;  // not shown
-    let left = 0, right = width;
-    for (let up = el.parentElement; up; up = up.parentElement) {
-      if (getComputedStyle(up).overflowX === "visible") continue;
-      const frame = up.getBoundingClientRect();
-      left = Math.max(left, frame.left);
-      right = Math.min(right, frame.right);
-    }
-    if (box.left < left - 0.5 || box.right > right + 0.5) {
-      const name = el.id || el.textContent.trim();
-      clipped.push(`${name}: ${box.left}..${box.right} in ${left}..${right}`);
-    }
-  }
-  return clipped;
-}"""
 # The score in the page and in its full-size view: [natural w, h, drawn w, h] each.
 SCORE_SIZES = """() => ["score", "score-full"].map((id) => {
   const img = document.getElementById(id);
@@ -84,18 +44,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with launched() as chromium:
         yield chromium
-        chromium.close()
-
-
-def open_studio(browser: Any, url: str, viewport: dict[str, int]) -> Any:
-    tab = browser.new_page(viewport=viewport)
-    tab.set_default_timeout(60_000)
-    tab.goto(url + "/")
-    tab.wait_for_selector("#status:has-text('ready')")
-    return tab
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +87,6 @@ def test_continue_at_cursor_streams_tokens_with_probabilities(page: Any) -> None
     assert all(re.match(r"\d+\.\d%", title) for title in titles)  # probability on hover
     streamed = "".join(tokens.all_text_contents())
     assert page.input_value("#editor") == "The sea was calm" + streamed
-
-
-def finished(page: Any) -> str:
-    """The status once the running task is done or has failed."""
-    page.wait_for_function(
-        "() => { const s = document.getElementById('status');"
-        " return s.textContent === 'done' || s.className === 'error'; }"
-    )
-    return str(page.inner_text("#status"))
 
 
 def test_a_rewrite_the_model_cannot_make_says_why(page: Any) -> None:

@@ -2,7 +2,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { project: null, document: null, abort: null, tune: null };
+const state = {
+  project: null, document: null, abort: null, tune: null,
+  node: null,  // the generation shown (a node of the project's tree), with its siblings
+  suffix: "",  // the text after the cursor while the node's alternatives are shown
+  undo: [], redo: [],  // the editor before / after each generation, flip or take
+};
 
 // -- talking to the server -------------------------------------------------------------
 
@@ -78,20 +83,30 @@ function params() {
 const maxTokens = () => Number($("max-tokens").value) || 120;
 const alternatives = () => Math.max(1, Math.min(8, Number($("alternatives").value) || 1));
 
-// Runs one generation at a time; the Stop button aborts it (the server then stops too).
-async function busy(label, work) {
+// An error where the action was taken (`where`: that place's error line), and in the status.
+function showError(where, message) {
+  status(message, true);
+  if (where) $(where).textContent = message;
+}
+
+const STOP_BUTTONS = ["stop", "story-stop"];
+
+// Runs one generation at a time; a Stop button aborts it (the server then stops too).
+async function busy(label, work, where = "writing-error") {
   if (state.abort) return;
   state.abort = new AbortController();
-  $("stop").disabled = false;
+  for (const id of STOP_BUTTONS) $(id).disabled = false;
+  for (const line of document.querySelectorAll(".error-line")) line.textContent = "";
   status(label + "…");
   try {
     await work(state.abort.signal);
     status("done");
   } catch (err) {
-    status(err.name === "AbortError" ? "stopped" : err.message, err.name !== "AbortError");
+    if (err.name === "AbortError") status("stopped");
+    else showError(where, err.message);
   } finally {
     state.abort = null;
-    $("stop").disabled = true;
+    for (const id of STOP_BUTTONS) $(id).disabled = true;
   }
 }
 
@@ -103,13 +118,24 @@ function clearOutput() {
   $("alternatives-list").textContent = "";
   $("report").hidden = true;
   $("music").hidden = true;
+  $("token-choices").hidden = true;
 }
 
-// A token with its probability (and the likeliest alternatives) on hover.
-function tokenSpan(text, logprob, top) {
+// A token with its probability (and the likeliest alternatives) on hover; a token of the
+// shown generation (its `index`) offers its alternatives on a click.
+function tokenSpan(text, logprob, top, index) {
   const span = document.createElement("span");
   span.className = "tok";
   span.textContent = text;
+  if (index !== undefined && Object.keys(top || {}).length) {
+    span.dataset.index = index;
+    span.tabIndex = 0;
+    span.setAttribute("role", "button");
+    span.addEventListener("click", () => offerAlternatives(index));
+    span.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); offerAlternatives(index); }
+    });
+  }
   if (logprob !== undefined && logprob !== null) {
     const p = Math.exp(logprob);
     span.dataset.prob = p.toFixed(4);
@@ -192,27 +218,218 @@ function showReport(report) {
 
 // -- writing ---------------------------------------------------------------------------
 
+// -- generations as a tree --------------------------------------------------------------
+// Each continuation is a node in the works library: `prompt` is the text it continues,
+// `parent_id` the node that text came from; alternatives share both (siblings).
+
+// The project generations are kept in (made from the title when none is open).
+async function ensureProject() {
+  if (state.project !== null) return;
+  const name = $("title").value.trim() || "Untitled";
+  state.project = (await api("/v1/projects", { method: "POST", body: JSON.stringify({ name }) })).id;
+  await loadProjects();
+  await loadContextBlocks();
+}
+
+// The memory, note and lorebook fields as the page shows them (unsaved edits count).
+function contextBlocks() {
+  return {
+    memory: $("memory").value, authors_note: $("authors-note").value,
+    note_depth: Math.max(0, Math.min(100, Number($("note-depth").value) || 0)),
+  };
+}
+
+async function assembleContext(text) {
+  const context = await api("/v1/studio/context", {
+    method: "POST",
+    body: JSON.stringify({
+      model: $("model").value, text, max_tokens: maxTokens(), project_id: state.project,
+      ...contextBlocks(),
+    }),
+  });
+  showContext(context);
+  return context;
+}
+
+function showContext(context) {
+  $("context-view").textContent = context.prompt;
+  $("context-tokens").textContent = `(${context.tokens} of ${context.budget} tokens` +
+    (context.dropped_chars ? `, the first ${context.dropped_chars} characters left out)` : ")");
+  $("active-lore").textContent = context.active.length ? context.active.join(", ") : "none";
+  $("context-box").hidden = false;
+}
+
+function snapshot() {
+  return { text: $("editor").value, node: state.node, suffix: state.suffix };
+}
+
+function remember() {
+  state.undo.push(snapshot());
+  state.redo = [];
+  updateBranchBar();
+}
+
+function restore(shot) {
+  $("editor").value = shot.text;
+  state.node = shot.node;
+  state.suffix = shot.suffix;
+  renderNode();
+}
+
+function undoGeneration() {
+  if (!state.undo.length || state.abort) return;
+  state.redo.push(snapshot());
+  restore(state.undo.pop());
+}
+
+function redoGeneration() {
+  if (!state.redo.length || state.abort) return;
+  state.undo.push(snapshot());
+  restore(state.redo.pop());
+}
+
+// A continuation of `prefix` (the text before the cursor), begun with `lead` (tokens
+// already chosen), streamed into the editor, then kept as a node under `parentId`.
+async function generate(prefix, parentId, lead, signal) {
+  await ensureProject();
+  clearOutput();
+  const leadText = lead.map((t) => t[0]).join("");
+  const context = await assembleContext(prefix + leadText);
+  const tokens = lead.slice();
+  const show = () => {
+    $("editor").value = prefix + tokens.map((t) => t[0]).join("") + state.suffix;
+    const at = $("editor").value.length - state.suffix.length;
+    $("editor").setSelectionRange(at, at);
+  };
+  tokens.forEach((t, i) => tokenSpan(t[0], t[1], t[2], i));
+  show();
+  const payload = {
+    model: $("model").value, prompt: context.prompt, max_tokens: maxTokens(), stream: true,
+    logprobs: 5, ...params(),
+  };
+  for await (const chunk of events("/v1/completions", payload, signal)) {
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    const lp = choice.logprobs;
+    const pieces = lp && lp.tokens.length
+      ? lp.tokens.map((t, i) => [t, lp.token_logprobs[i], lp.top_logprobs[i]])
+      : choice.text ? [[choice.text, null, {}]] : [];
+    for (const piece of pieces) {
+      tokenSpan(piece[0], piece[1], piece[2], tokens.length);
+      tokens.push(piece);
+    }
+    show();
+  }
+  const node = await api(`/v1/projects/${state.project}/generations`, {
+    method: "POST",
+    body: JSON.stringify({
+      model: $("model").value, prompt: prefix, output: tokens.map((t) => t[0]).join(""),
+      document_id: state.document, parent_id: parentId,
+      params: { ...params(), max_tokens: maxTokens(), tokens, context_tokens: context.tokens,
+        lore: context.active },
+    }),
+  });
+  state.node = node;
+  updateBranchBar();
+}
+
 function continueAtCursor() {
   return busy("writing", async (signal) => {
-    clearOutput();
     const editor = $("editor");
-    const prompt = editor.value.slice(0, editor.selectionEnd) || $("title").value || "\n";
-    const payload = {
-      model: $("model").value, prompt, max_tokens: maxTokens(), stream: true, logprobs: 5,
-      ...params(),
-    };
-    for await (const chunk of events("/v1/completions", payload, signal)) {
-      const choice = chunk.choices[0];
-      if (!choice) continue;
-      const lp = choice.logprobs;
-      if (lp && lp.tokens.length) {
-        lp.tokens.forEach((t, i) => tokenSpan(t, lp.token_logprobs[i], lp.top_logprobs[i]));
-      } else if (choice.text) {
-        tokenSpan(choice.text);
-      }
-      if (choice.text) insertAtCursor(choice.text);
-    }
+    const prefix = editor.value.slice(0, editor.selectionEnd) || $("title").value || "\n";
+    const node = state.node;
+    // The shown node is continued when the text before the cursor still begins with it.
+    const parent = node && prefix.startsWith(node.prompt + node.output) ? node.id : null;
+    remember();
+    state.suffix = editor.value.slice(editor.selectionEnd);
+    await generate(prefix, parent, [], signal);
   });
+}
+
+// Another alternative of the shown continuation: a sibling, shown in its place.
+function retry() {
+  if (!state.node) return Promise.resolve();
+  return busy("writing another", async (signal) => {
+    const node = state.node;
+    remember();
+    await generate(node.prompt, node.parent_id, [], signal);
+  });
+}
+
+// The token at `index` replaced by `choice` and the text continued from there: a new
+// alternative (the generation as it was stays a sibling to flip back to).
+function takeAlternative(index, choice, logprob) {
+  return busy("continuing from your choice", async (signal) => {
+    const node = state.node;
+    const lead = [...node.params.tokens.slice(0, index), [choice, logprob, {}]];
+    remember();
+    await generate(node.prompt, node.parent_id, lead, signal);
+  });
+}
+
+function offerAlternatives(index) {
+  if (!state.node || state.abort) return;
+  const [token, , top] = state.node.params.tokens[index];
+  const list = $("token-choices-list");
+  list.textContent = "";
+  $("token-choices-label").textContent = `Replace ${JSON.stringify(token)} and continue with:`;
+  for (const [choice, logprob] of Object.entries(top || {})) {
+    if (choice === token) continue;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "choice";
+    button.textContent = `${JSON.stringify(choice)} ${(100 * Math.exp(logprob)).toFixed(1)}%`;
+    button.addEventListener("click", () => {
+      $("token-choices").hidden = true;
+      takeAlternative(index, choice, logprob);
+    });
+    list.appendChild(button);
+  }
+  $("token-choices").hidden = false;
+}
+
+// The shown node's tokens in the output panel, and where it stands among its siblings.
+function renderNode() {
+  clearOutput();
+  if (state.node) {
+    (state.node.params.tokens || []).forEach((t, i) => tokenSpan(t[0], t[1], t[2], i));
+  }
+  updateBranchBar();
+}
+
+function updateBranchBar() {
+  const node = state.node;
+  const at = node ? node.siblings.indexOf(node.id) : -1;
+  $("alt-position").textContent = node ? `alternative ${at + 1} of ${node.siblings.length}` : "";
+  $("prev-alt").disabled = !node || at <= 0;
+  $("next-alt").disabled = !node || at >= node.siblings.length - 1;
+  $("retry").disabled = !node;
+  $("accept").disabled = !node;
+  $("undo").disabled = !state.undo.length;
+  $("redo").disabled = !state.redo.length;
+}
+
+// Flips to the sibling `step` places on (← -1, → +1); the text after the cursor stays.
+async function flip(step) {
+  const node = state.node;
+  if (!node || state.abort) return;
+  const at = node.siblings.indexOf(node.id) + step;
+  if (at < 0 || at >= node.siblings.length) return;
+  try {
+    const sibling = await api(`/v1/generations/${node.siblings[at]}`);
+    remember();
+    state.node = sibling;
+    $("editor").value = sibling.prompt + sibling.output + state.suffix;
+    renderNode();
+  } catch (err) {
+    showError("writing-error", err.message);
+  }
+}
+
+// Keeps the text with the shown generation as a new version of the document.
+function accept() {
+  if (!state.node) return Promise.resolve();
+  return save(state.node.id);
 }
 
 // A studio task streamed into the output panel; resolves to its finished work.
@@ -370,9 +587,123 @@ async function loadProjects() {
 async function openProject(project) {
   state.project = project.id;
   state.document = null;
+  forgetGenerations();
   await loadProjects();
   await loadDocuments();
   $("versions").textContent = "";
+  await loadContextBlocks();
+  await openStory(project);  // story.js: the project's story, when it has one
+}
+
+function forgetGenerations() {
+  state.node = null;
+  state.suffix = "";
+  state.undo = [];
+  state.redo = [];
+  updateBranchBar();
+}
+
+// -- memory, author's note and lorebook ------------------------------------------------
+
+async function loadContextBlocks() {
+  if (state.project === null) return;
+  const bible = await api(`/v1/projects/${state.project}/bible`);
+  $("memory").value = bible.memory;
+  $("authors-note").value = bible.authors_note;
+  $("note-depth").value = bible.note_depth;
+  await loadLore();
+}
+
+async function loadLore() {
+  const entries = (await api(`/v1/projects/${state.project}/lore`)).data;
+  const list = $("lore-list");
+  list.textContent = "";
+  for (const entry of entries) {
+    const li = document.createElement("li");
+    li.className = "lore-entry";
+    const head = document.createElement("strong");
+    head.textContent = entry.name;
+    const keys = document.createElement("span");
+    keys.textContent = ` (${entry.keys.join(", ")}) `;
+    const text = document.createElement("p");
+    text.textContent = entry.text;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete ${entry.name}`);
+    remove.addEventListener("click", () => contextAction(async () => {
+      await api(`/v1/lore/${entry.id}`, { method: "DELETE" });
+      await loadLore();
+    }));
+    li.append(head, keys, remove, text);
+    list.appendChild(li);
+  }
+}
+
+// A change to the context blocks; its error is shown beside them.
+async function contextAction(action) {
+  $("context-error").textContent = "";
+  try {
+    await ensureProject();
+    await action();
+  } catch (err) {
+    showError("context-error", err.message);
+  }
+}
+
+function addLore() {
+  return contextAction(async () => {
+    const name = $("lore-name").value.trim();
+    if (!name) throw new Error("a lorebook entry needs a name");
+    const keys = $("lore-keys").value.split(",").map((k) => k.trim()).filter(Boolean);
+    await api(`/v1/projects/${state.project}/lore`, {
+      method: "POST",
+      body: JSON.stringify({ name, text: $("lore-text").value, keys: keys.length ? keys : null }),
+    });
+    for (const id of ["lore-name", "lore-keys", "lore-text"]) $(id).value = "";
+    await loadLore();
+  });
+}
+
+function saveContextBlocks() {
+  return contextAction(async () => {
+    await api(`/v1/projects/${state.project}/bible`,
+      { method: "PUT", body: JSON.stringify(contextBlocks()) });
+    status("memory and note saved");
+  });
+}
+
+function showContextNow() {
+  return contextAction(async () => {
+    const editor = $("editor");
+    await assembleContext(editor.value.slice(0, editor.selectionEnd));
+    $("context-box").scrollIntoView({ block: "nearest" });
+  });
+}
+
+// -- theme and shortcuts ---------------------------------------------------------------
+
+function setTheme(theme) {
+  document.documentElement.dataset.theme = theme;
+  localStorage.setItem("musegpt-theme", theme);
+  const dark = theme === "dark";
+  $("theme").setAttribute("aria-pressed", String(dark));
+  $("theme").textContent = dark ? "Light theme" : "Dark theme";
+}
+
+const SHORTCUTS = {
+  "Alt+r": retry, "Alt+ArrowLeft": () => flip(-1), "Alt+ArrowRight": () => flip(1),
+  "Alt+Enter": accept, "Alt+z": undoGeneration, "Alt+y": redoGeneration,
+  "Ctrl+Enter": continueAtCursor, "Ctrl+s": () => save(),
+};
+
+function shortcut(e) {
+  const mod = e.altKey ? "Alt+" : e.ctrlKey || e.metaKey ? "Ctrl+" : "";
+  const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  const action = mod && SHORTCUTS[mod + key];
+  if (!action) return;
+  e.preventDefault();
+  action();
 }
 
 async function loadDocuments() {
@@ -385,6 +716,7 @@ async function loadDocuments() {
 async function openDocument(doc) {
   const full = await api(`/v1/documents/${doc.id}`);
   state.document = full.id;
+  forgetGenerations();
   $("title").value = full.title;
   $("editor").value = full.text;
   await loadDocuments();
@@ -406,27 +738,35 @@ async function openVersion(version) {
   status(`showing version ${v.number}; Save makes it the newest`);
 }
 
-async function save() {
+async function save(generationId = null) {
   const title = $("title").value.trim() || "Untitled";
   try {
     if (state.project === null) {
       state.project = (await api("/v1/projects", { method: "POST", body: JSON.stringify({ name: title }) })).id;
     }
+    let created = false;
     if (state.document === null) {
       const doc = await api(`/v1/projects/${state.project}/documents`,
         { method: "POST", body: JSON.stringify({ title, text: $("editor").value }) });
       state.document = doc.id;
+      created = true;
       await loadVersions(doc.version);
-    } else {
+    }
+    // an accepted generation is a version of its own, linked to it (provenance)
+    if (!created || generationId !== null) {
+      const version = { text: $("editor").value };
+      if (generationId !== null) {
+        Object.assign(version, { generation_id: generationId, note: `accepted generation ${generationId}` });
+      }
       const saved = await api(`/v1/documents/${state.document}`,
-        { method: "PUT", body: JSON.stringify({ text: $("editor").value }) });
+        { method: "PUT", body: JSON.stringify(version) });
       await loadVersions(saved.version);
     }
     await loadProjects();
     await loadDocuments();
-    status("saved");
+    status(generationId === null ? "saved" : "accepted");
   } catch (err) {
-    status(err.message, true);
+    showError("writing-error", err.message);
   }
 }
 
@@ -440,6 +780,7 @@ async function newProject() {
 
 function newDocument() {
   state.document = null;
+  forgetGenerations();
   $("title").value = "";
   $("editor").value = "";
   $("versions").textContent = "";
@@ -495,14 +836,25 @@ $("score").addEventListener("click", showScoreFullSize);
 $("score-dialog").addEventListener("click", (e) => {
   if (e.target === $("score-dialog")) $("score-dialog").close();  // a click beside the score
 });
-$("save").addEventListener("click", save);
+$("save").addEventListener("click", () => save());
+$("undo").addEventListener("click", undoGeneration);
+$("redo").addEventListener("click", redoGeneration);
+$("prev-alt").addEventListener("click", () => flip(-1));
+$("next-alt").addEventListener("click", () => flip(1));
+$("retry").addEventListener("click", retry);
+$("accept").addEventListener("click", accept);
+$("lore-add").addEventListener("click", addLore);
+$("context-save").addEventListener("click", saveContextBlocks);
+$("context-show").addEventListener("click", showContextNow);
+$("theme").addEventListener("click", () =>
+  setTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark"));
+setTheme(localStorage.getItem("musegpt-theme") ||
+  (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
 $("stop").addEventListener("click", () => state.abort && state.abort.abort());
 $("new-project").addEventListener("click", newProject);
 $("new-document").addEventListener("click", newDocument);
 for (const b of document.querySelectorAll(".export button")) {
   b.addEventListener("click", () => exportProject(b.dataset.format));
 }
-document.addEventListener("keydown", (e) => {
-  if ((e.ctrlKey || e.metaKey) && e.key === "s") { e.preventDefault(); save(); }
-});
+document.addEventListener("keydown", shortcut);
 start();
