@@ -334,6 +334,7 @@ class LlamaCppEngine(Engine):
         self._tokenizer = LlamaTokenizer(llama)
         self.cache_state = CacheState()
         self.thread_budget = None if threads else ThreadBudget(usable_cores())
+        self.adapter: str | None = None  # the GGUF LoRA file applied, if any
 
     @classmethod
     def load(
@@ -343,13 +344,22 @@ class LlamaCppEngine(Engine):
         context_length: int = DEFAULT_CONTEXT,
         threads: int | None = None,
         overflow: OverflowPolicy = "slide",
+        lora_path: str | Path | None = None,
+        lora_scale: float = 1.0,
     ) -> LlamaCppEngine:
+        """`lora_path`: a GGUF LoRA adapter applied on top (scaled by `lora_scale`)."""
         file = Path(path).expanduser()
-        if not file.is_file():
-            raise EngineError(f"no GGUF model at {file}")
-        with file.open("rb") as f:
-            if f.read(4) != b"GGUF":
-                raise EngineError(f"{file} is not a GGUF file (it does not start with 'GGUF')")
+        adapter = Path(lora_path).expanduser() if lora_path is not None else None
+        for what in (file, adapter):
+            if what is None:
+                continue
+            if not what.is_file():
+                raise EngineError(f"no GGUF {'adapter' if what is adapter else 'model'} at {what}")
+            with what.open("rb") as f:
+                if f.read(4) != b"GGUF":
+                    raise EngineError(
+                        f"{what} is not a GGUF file (it does not start with 'GGUF')"
+                    )
         try:
             from llama_cpp import Llama
             from llama_cpp._utils import suppress_stdout_stderr
@@ -365,11 +375,16 @@ class LlamaCppEngine(Engine):
                     n_threads=threads or usable_cores(),
                     n_threads_batch=threads or usable_cores(),
                     logits_all=False,
+                    lora_path=str(adapter) if adapter else None,
+                    lora_scale=lora_scale,
                     verbose=False,
                 )
         except (ValueError, RuntimeError) as err:
-            raise EngineError(f"llama.cpp could not load {file}: {err}") from err
-        return cls(llama, name or file.stem, str(file), overflow, threads)
+            with_adapter = f" with the adapter {adapter}" if adapter else ""
+            raise EngineError(f"llama.cpp could not load {file}{with_adapter}: {err}") from err
+        engine = cls(llama, name or file.stem, str(file), overflow, threads)
+        engine.adapter = str(adapter) if adapter else None
+        return engine
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -1,0 +1,69 @@
+"""Held-out perplexity of a GGUF model, with or without a LoRA, as llama.cpp computes it:
+the numbers describe the quantised model the studio actually writes with."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    loss: float  # mean negative log-likelihood per predicted token (nats)
+    tokens: int
+    documents: int
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+
+def open_scoring_model(model: Path, lora: Path | None, context: int) -> Any:
+    """A llama.cpp model that keeps the logits of every position."""
+    from llama_cpp import Llama
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    from musegpt.engines.llama import usable_cores
+
+    with suppress_stdout_stderr(disable=False):
+        return Llama(
+            model_path=str(model),
+            lora_path=str(lora) if lora else None,
+            n_ctx=context,
+            n_batch=context,
+            n_threads=usable_cores(),
+            logits_all=True,
+            verbose=False,
+        )
+
+
+def gguf_perplexity(
+    model: Path, documents: Sequence[str], lora: Path | None = None, max_tokens: int = 256
+) -> Perplexity:
+    """Perplexity over `documents` (each scored alone: BOS, its tokens, EOS; cut to
+    `max_tokens`), the first token of each being given."""
+    llama = open_scoring_model(model, lora, max_tokens)
+    eos = int(llama.token_eos())
+    total, count, scored = 0.0, 0, 0
+    for text in documents:
+        ids = llama.tokenize(text.encode("utf-8"), add_bos=True, special=False) + [eos]
+        ids = ids[:max_tokens]
+        if len(ids) < 2:
+            continue
+        llama.reset()
+        llama.eval(ids)
+        logits = np.asarray(llama.scores[: len(ids) - 1], dtype=np.float64)
+        peak = logits.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(logits - peak).sum(axis=1)) + peak[:, 0]
+        picked = logits[np.arange(len(ids) - 1), ids[1:]]
+        total += float((log_norm - picked).sum())
+        count += len(ids) - 1
+        scored += 1
+    if count == 0:
+        raise ValueError("no held-out document to score")
+    return Perplexity(total / count, count, scored)

@@ -1,0 +1,146 @@
+"""`musegpt finetune --from gemma3-270m --lora`: the whole path from text to a GGUF LoRA.
+
+data -> held-out split -> dequantised base -> LoRA training (resumable) -> llama.cpp's
+converter -> the adapter's held-out perplexity beside the base model's, both measured by
+llama.cpp on the quantised model -> report.json in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from musegpt.adapters.corpus import HELDOUT_FILE, TRAIN_FILE, read_documents
+from musegpt.adapters.train import AdapterRun, AdapterSettings
+from musegpt.fileio import atomic_write_text
+
+ADAPTER_FILE = "adapter.gguf"
+REPORT_FILE = "report.json"
+HELDOUT_SHARE = 0.1  # of a corpus that comes without a held-out part
+FINAL_EVAL_DOCUMENTS = 300  # held-out documents scored before and after
+
+
+@dataclass(frozen=True)
+class AdapterReport:
+    adapter: Path
+    base: Path
+    steps: int
+    tokens_per_second: float
+    train_seconds: float
+    base_perplexity: float
+    adapted_perplexity: float
+    heldout_documents: int
+
+    @property
+    def improvement(self) -> float:
+        """How much lower the adapted perplexity is, as a share of the base's."""
+        return 1 - self.adapted_perplexity / self.base_perplexity
+
+
+def gguf_base_path(base: str | Path) -> Path | None:
+    """The GGUF file `base` names (the default model's name, a registered GGUF, or a .gguf
+    path), or None when it is not a GGUF model."""
+    from musegpt.engines.default_model import DEFAULT_MODEL, default_model_path
+
+    if str(base) in (DEFAULT_MODEL, "default"):
+        return default_model_path()
+    path = Path(base).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"no GGUF model at {path}")
+        return path
+    if not path.exists():
+        from musegpt.engines.registry import find_model
+
+        entry = find_model(str(base))
+        if entry.backend == "llama.cpp" and entry.path.endswith(".gguf"):
+            return Path(entry.path)
+    return None
+
+
+def split_documents(data: Path, seed: int) -> tuple[list[str], list[str]]:
+    """(training, held-out) documents: a folder's train.jsonl and heldout.jsonl, or one
+    file's documents with a seeded share held out."""
+    if data.is_dir():
+        train_file, heldout_file = data / TRAIN_FILE, data / HELDOUT_FILE
+        if not train_file.is_file():
+            raise FileNotFoundError(
+                f"{data} has no {TRAIN_FILE}: give a .txt/.jsonl file or a folder made by "
+                "`musegpt prepare tang --out FOLDER`"
+            )
+        heldout = read_documents(heldout_file) if heldout_file.is_file() else []
+        return read_documents(train_file), heldout
+    if not data.is_file():
+        raise FileNotFoundError(f"no training data at {data}")
+    documents = read_documents(data)
+    if len(documents) < 2:
+        raise ValueError(
+            f"{data} holds {len(documents)} document(s); at least two are needed, one held "
+            "out to measure the adapter (documents are separated by blank lines)"
+        )
+    order = list(range(len(documents)))
+    random.Random(seed).shuffle(order)
+    held = max(1, round(len(documents) * HELDOUT_SHARE))
+    heldout = sorted(order[:held])
+    return [documents[i] for i in sorted(order[held:])], [documents[i] for i in heldout]
+
+
+def finetune_gguf(
+    base: str | Path,
+    data: Path,
+    out: Path,
+    settings: AdapterSettings,
+    resume: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> AdapterReport:
+    from musegpt.adapters.base import dequantised_base, load_base
+    from musegpt.adapters.convert import convert_lora, converter_folder
+    from musegpt.adapters.evaluate import gguf_perplexity
+    from musegpt.adapters.train import BEST, train_adapter
+
+    say = report or (lambda line: print(line, flush=True))
+    gguf_file = gguf_base_path(base)
+    if gguf_file is None:
+        raise ValueError(f"{base} is not a GGUF model")
+    train_docs, heldout_docs = split_documents(data, settings.seed)
+    converter_folder()  # fail before training, not after, if the converter is unavailable
+    out.mkdir(parents=True, exist_ok=True)
+    scored = heldout_docs[:FINAL_EVAL_DOCUMENTS]
+    before_file = out / "base-perplexity.json"
+    if before_file.is_file():
+        before_value = float(json.loads(before_file.read_text())["perplexity"])
+    else:
+        say(f"scoring the base model on {len(scored)} held-out documents…")
+        before_value = gguf_perplexity(gguf_file, scored).perplexity
+        atomic_write_text(before_file, json.dumps({"perplexity": before_value}) + "\n")
+    say(f"base model: held-out perplexity {before_value:.2f}")
+    model, tokenizer = load_base(gguf_file)
+    run: AdapterRun = train_adapter(
+        model, tokenizer, train_docs, heldout_docs, out, settings, resume=resume, report=say
+    )
+    adapter = convert_lora(out / BEST, dequantised_base(gguf_file), out / ADAPTER_FILE)
+    after = gguf_perplexity(gguf_file, scored, lora=adapter)
+    say(f"adapted: held-out perplexity {after.perplexity:.2f} (base {before_value:.2f})")
+    result = AdapterReport(
+        adapter=adapter,
+        base=gguf_file,
+        steps=run.steps_done,
+        tokens_per_second=run.tokens_per_second,
+        train_seconds=run.seconds,
+        base_perplexity=before_value,
+        adapted_perplexity=after.perplexity,
+        heldout_documents=after.documents,
+    )
+    record: dict[str, Any] = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()},
+        "settings": {**asdict(settings), "targets": list(settings.targets)},
+        "train_documents": len(train_docs),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    atomic_write_text(out / REPORT_FILE, json.dumps(record, indent=2) + "\n")
+    return result
