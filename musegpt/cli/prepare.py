@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from musegpt.adapters.corpus import ADAPTER_CORPORA
 from musegpt.cli.errors import user_errors
 from musegpt.data.sources import SplitOn
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)  # progress goes to stderr, the summary to stdout
 
-BUILTIN_HELP = "shakespeare, poetry-en, tang-poems, song-ci, abc-folk"
+BUILTIN_HELP = "shakespeare, poetry-en, tang-poems, song-ci, abc-folk; adapter corpora: tang"
 PICTURES = "icons"  # the built-in picture corpus (musegpt.images.corpus)
 
 
@@ -146,6 +147,17 @@ def prepare_command(
     Running it again with the same inputs and options does nothing ("up to date")."""
     if sources == [PICTURES] or captions is not None:
         _prepare_pictures(sources, out, captions, image_size, limit)
+        return
+    if len(sources) == 1 and sources[0] in ADAPTER_CORPORA:  # musegpt/adapters/corpus.py
+        with user_errors():
+            from musegpt.adapters.corpus import prepare_adapter_corpus
+
+            manifest = prepare_adapter_corpus(sources[0], out, seed)
+        typer.echo(
+            f"prepared {out}: {manifest['train_documents']} training and "
+            f"{manifest['heldout_documents']} held-out documents; train with "
+            f"`musegpt finetune --from gemma3-270m --lora --data {out} --out OUT`"
+        )
         return
     with user_errors():
         from musegpt.data.prepare import PrepareSettings, prepare_corpus
