@@ -51,7 +51,7 @@ def gguf_perplexity(
     eos = int(llama.token_eos())
     total, count, scored = 0.0, 0, 0
     for text in documents:
-        ids = llama.tokenize(text.encode("utf-8"), add_bos=True, special=False) + [eos]
+        ids = [*llama.tokenize(text.encode("utf-8"), add_bos=True, special=False), eos]
         ids = ids[:max_tokens]
         if len(ids) < 2:
             continue

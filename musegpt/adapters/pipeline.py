@@ -55,9 +55,13 @@ def gguf_base_path(base: str | Path) -> Path | None:
             raise FileNotFoundError(f"no GGUF model at {path}")
         return path
     if not path.exists():
+        from musegpt.engines.base import EngineError
         from musegpt.engines.registry import find_model
 
-        entry = find_model(str(base))
+        try:
+            entry = find_model(str(base))
+        except EngineError:
+            return None  # not a model name either: the caller's own checks say what is wrong
         if entry.backend == "llama.cpp" and entry.path.endswith(".gguf"):
             return Path(entry.path)
     return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,7 @@ from musegpt.cli.errors import user_errors
 from musegpt.cli.train import OVERRIDES_HELP, _interrupted, _summary
 
 if TYPE_CHECKING:
+    from musegpt.adapters.train import AdapterSettings
     from musegpt.train.lora import LoraSettings
 
 
@@ -55,7 +56,9 @@ def finetune_command(
         str | None,
         typer.Option(
             help="Comma-separated layers to adapt, of c_attn (attention in), c_proj (attention "
-            "and feed-forward out), c_fc (feed-forward in). [default: all three]"
+            "and feed-forward out), c_fc (feed-forward in). [default: all three] On a GGUF "
+            "base (Gemma): of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj "
+            "[default: all]"
         ),
     ] = None,
     save_adapter: Annotated[
@@ -65,13 +68,71 @@ def finetune_command(
             help="Also save the LoRA adapter alone (peft format) in best/adapter and last/adapter.",
         ),
     ] = False,
+    lora_layers: Annotated[
+        int | None,
+        typer.Option(min=1, help="GGUF base: adapt only the last N layers (faster on a CPU)."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="GGUF base: training steps. [default: 300]")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--lr", help="GGUF base: peak learning rate. [default: 1e-3]")
+    ] = None,
+    seq_len: Annotated[
+        int | None,
+        typer.Option(min=8, help="GGUF base: tokens per document, cut beyond. [default: 128]"),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="GGUF base: documents per step. [default: 8]")
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(min=1, help="GGUF base: steps between held-out evaluations. [default: 50]"),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="GGUF base: stop after this many evaluations without a better held-out loss.",
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune a trained model on a new corpus (e.g. a style): all its weights, or LoRA
     adapters merged into them at the end (--lora).
 
     Defaults suit fine-tuning (learning_rate 1e-4, or 1e-3 with --lora; 300 steps,
     evaluation every 50); the model's shape and tokenizer come from the base model.
+
+    A GGUF base (--from gemma3-270m, or a .gguf file) takes --lora and writes a GGUF LoRA,
+    OUT/adapter.gguf, for `musegpt models add NAME --base gemma3-270m --adapter FILE`;
+    --data is a .txt (documents between blank lines) or .jsonl file, or a folder made by
+    `musegpt prepare tang`.
     """
+    gguf_options = {
+        "--lora-layers": lora_layers, "--steps": steps, "--lr": learning_rate,
+        "--seq-len": seq_len, "--batch-size": batch_size, "--eval-every": eval_every,
+        "--patience": patience,
+    }  # fmt: skip
+    with user_errors():
+        from musegpt.adapters.pipeline import gguf_base_path
+
+        gguf_base = gguf_base_path(base)
+    if gguf_base is not None:
+        with user_errors():
+            if not lora:
+                raise ValueError(f"{base} is a GGUF model: fine-tune it with --lora")
+            if overrides or config or save_adapter:
+                raise ValueError("a GGUF base takes options (--steps, --lr, ...), not settings")
+            settings = _adapter_settings(lora_rank, lora_alpha, lora_targets, gguf_options)
+        _finetune_gguf(gguf_base, data, out, settings, resume)
+        return
+    given = [option for option, value in gguf_options.items() if value is not None]
+    if given:
+        with user_errors():
+            raise ValueError(
+                f"{', '.join(given)} only apply to a GGUF base; for a MuseGPT model use "
+                "settings (steps=500, learning_rate=1e-4)"
+            )
     try:
         with user_errors():
             from musegpt.train.finetune import finetune
@@ -111,4 +172,48 @@ def _lora_settings(
         targets=defaults.targets
         if targets is None
         else [t.strip() for t in targets.split(",") if t.strip()],
+    )
+
+
+def _adapter_settings(
+    rank: int | None, alpha: int | None, targets: str | None, options: dict[str, Any]
+) -> AdapterSettings:
+    """The GGUF LoRA settings the options ask for (defaults for those not given)."""
+    from musegpt.adapters.train import AdapterSettings
+
+    names = {"--lora-layers": "layers", "--steps": "steps", "--lr": "learning_rate",
+             "--seq-len": "seq_len", "--batch-size": "batch_size", "--eval-every": "eval_every",
+             "--patience": "patience"}  # fmt: skip
+    values: dict[str, Any] = {names[k]: v for k, v in options.items() if v is not None}
+    if rank is not None:
+        values["rank"] = rank
+    if alpha is not None:
+        values["alpha"] = alpha
+    if targets is not None:
+        values["targets"] = tuple(t.strip() for t in targets.split(",") if t.strip())
+    return AdapterSettings(**values)
+
+
+def _finetune_gguf(
+    base: Path, data: Path, out: Path, settings: AdapterSettings, resume: bool
+) -> None:
+    from musegpt.cli.errors import err_console
+
+    try:
+        with user_errors():
+            from musegpt.adapters.pipeline import finetune_gguf
+
+            report = finetune_gguf(base, data, out, settings, resume=resume)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted.[/] The last checkpoint is in {out / 'checkpoint'}; "
+            "continue with --resume."
+        )
+        raise typer.Exit(code=130) from None
+    typer.echo(
+        f"adapter: {report.adapter} ({report.steps} steps, {report.tokens_per_second:.0f} "
+        f"tokens/s); held-out perplexity {report.base_perplexity:.2f} -> "
+        f"{report.adapted_perplexity:.2f} ({report.improvement:+.0%} lower) on "
+        f"{report.heldout_documents} documents\n"
+        f"use it: musegpt models add NAME --base gemma3-270m --adapter {report.adapter}"
     )
