@@ -241,3 +241,46 @@ def test_form_checker_endpoint(client: TestClient) -> None:
     assert [line["number"] for line in check["lines"]] == [1, 2, 3]
     bad = client.post("/v1/forms/check", json={"text": "x", "form": "../../etc/passwd.yaml"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "form"
+
+
+def test_generation_tree_and_context_over_http(client: TestClient) -> None:
+    pid = client.post("/v1/projects", json={"name": "Tree"}).json()["id"]
+    node = {"model": "tiny", "prompt": "The sea", "output": " rose"}
+    root = client.post(f"/v1/projects/{pid}/generations", json=node).json()
+    child = client.post(
+        f"/v1/projects/{pid}/generations",
+        json={**node, "prompt": "The sea rose", "output": ".", "parent_id": root["id"]},
+    ).json()
+    assert child["parent_id"] == root["id"]
+    assert client.get(f"/v1/generations/{root['id']}").json()["children"] == [child["id"]]
+    bad = client.post(f"/v1/projects/{pid}/generations", json={**node, "parent_id": 999})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "parent_id"
+    assert client.get("/v1/generations/999").status_code == 404
+    client.put(f"/v1/projects/{pid}/bible", json={"memory": "M", "note_depth": 0})
+    client.post(f"/v1/projects/{pid}/lore", json={"name": "Sea", "text": "SEA.", "keys": ["sea"]})
+    context = client.post(
+        "/v1/studio/context", json={"text": "The sea", "project_id": pid, "max_tokens": 8}
+    ).json()
+    assert context["prompt"] == "M\n\nSEA.\n\nThe sea" and context["active"] == ["Sea"]
+    assert context["tokens"] == len(context["prompt"]) and context["budget"] == 64 - 8
+    too_much = client.post(
+        "/v1/studio/context", json={"text": "x", "memory": "m" * 80, "max_tokens": 8}
+    )
+    assert too_much.status_code == 400 and "memory" in too_much.json()["error"]["message"]
+    depth = client.put(f"/v1/projects/{pid}/bible", json={"note_depth": 500})
+    assert depth.status_code == 400
+
+
+def test_story_routes_refuse_clearly(client: TestClient) -> None:
+    started = client.post("/v1/stories", json={"premise": "a robot who discovers love"}).json()
+    pid = started["project"]["id"]
+    assert started["story"]["bible"] is None and started["story"]["chapters"] == 3
+    early = client.post(f"/v1/projects/{pid}/story/chapters/1", json={"stream": False})
+    assert early.status_code == 400 and "plan the story first" in early.json()["error"]["message"]
+    broken = client.put(f"/v1/projects/{pid}/story", json={**started["story"], "scenes": 3})
+    assert broken.status_code == 400 and "scenes" in broken.json()["error"]["message"]
+    plain = client.post("/v1/projects", json={"name": "Plain"}).json()["id"]
+    assert client.get(f"/v1/projects/{plain}/story").status_code == 404
+    assert client.post("/v1/stories", json={"premise": "  "}).status_code == 400
+    bad = client.post("/v1/stories/import", json={"story": {"premise": "x"}})
+    assert bad.status_code == 400 and "lang" in bad.json()["error"]["message"]

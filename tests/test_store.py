@@ -117,3 +117,96 @@ def test_every_64_bit_seed_is_kept_and_exported(tmp_path: Path, seed: int) -> No
     assert store.generation(gen)["seed"] == seed
     copy = store.import_json(json.loads(json.dumps(store.export_json(pid))))
     assert [g["seed"] for g in store.generations(copy["id"])] == [seed]
+
+
+def test_a_version_1_library_migrates_keeping_its_works(tmp_path: Path) -> None:
+    """A library written before generations had parents opens, data intact, as a tree."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+    now = "2026-01-01T00:00:00.000+00:00"
+    db.execute("INSERT INTO projects (name, created, updated) VALUES ('Old', ?, ?)", (now, now))
+    db.execute("INSERT INTO bibles (project_id, premise, updated) VALUES (1, 'sea', ?)", (now,))
+    db.execute(
+        "INSERT INTO generations (project_id, task, model, params, prompt, output, created)"
+        " VALUES (1, 'continue', 'tiny', '{}', 'p', 'o', ?)",
+        (now,),
+    )
+    db.commit()
+    db.close()
+    store = WorksStore(path)
+    assert store.schema_version == len(MIGRATIONS) >= 2
+    old = store.generation(1)
+    assert old["parent_id"] is None and old["output"] == "o"
+    bible = store.bible(1)
+    assert (bible["premise"], bible["memory"], bible["note_depth"]) == ("sea", "", 3)
+    child = store.record_generation("continue", "tiny", {}, "po", "x", 1, parent_id=1)
+    assert store.branch(1)["children"] == [child]
+
+
+def test_generations_form_a_tree_that_exports_and_imports(tmp_path: Path) -> None:
+    store = WorksStore(tmp_path / "w.db")
+    pid = store.create_project("Tree")["id"]
+    root = store.record_generation("continue", "m", {}, "The sea", " was calm", pid)
+    other = store.record_generation("continue", "m", {}, "The sea", " rose", pid)
+    child = store.record_generation("continue", "m", {}, "The sea rose", ".", pid, parent_id=other)
+    assert store.branch(root)["siblings"] == [root, other]  # alternatives of one continuation
+    assert store.branch(other)["children"] == [child] and store.branch(child)["siblings"] == [child]
+    elsewhere = store.create_project("Elsewhere")["id"]
+    with pytest.raises(StoreError, match="another project"):
+        store.record_generation("continue", "m", {}, "x", "y", elsewhere, parent_id=root)
+    with pytest.raises(StoreError, match="parent_id 999"):
+        store.record_generation("continue", "m", {}, "x", "y", pid, parent_id=999)
+    store.set_bible(pid, memory="M", authors_note="N", note_depth=2)
+    with pytest.raises(StoreError, match="note_depth"):
+        store.set_bible(pid, note_depth=-1)
+    copy = store.import_json(json.loads(json.dumps(store.export_json(pid))))["id"]
+    gens = store.generations(copy)
+    by_output = {g["output"]: g for g in gens}
+    assert by_output["."]["parent_id"] == by_output[" rose"]["id"] != other
+    assert store.bible(copy)["authors_note"] == "N" and store.bible(copy)["note_depth"] == 2
+    broken = store.export_json(pid)
+    broken["generations"][2]["parent_id"] = 12345
+    with pytest.raises(StoreError, match="parent_id"):
+        store.import_json(broken)
+
+
+STORY = {
+    "premise": "a lighthouse keeper who befriends a whale",
+    "lang": "en",
+    "bible": {
+        "title": "The Keeper",
+        "setting": "a rock in the sea",
+        "style": "quiet",
+        "synopsis": "Mara meets a whale.",
+        "characters": [{"name": "Mara", "description": "the keeper"}],
+    },
+    "scenes": [{"beat": "Mara sees the whale.", "text": "She saw it.", "summary": "Mara saw it."}],
+    "scene_tokens": 120,
+    "chapters": 1,
+    "meta": {"seed": 1},
+}
+
+
+def test_a_story_folder_goes_into_the_library_and_back_out(tmp_path: Path) -> None:
+    from musegpt.store.stories import export_story_folder, import_story_folder, save_story
+    from musegpt.studio.story import PROJECT_FILE, StoryProject
+
+    folder = tmp_path / "keeper"
+    folder.mkdir()
+    (folder / PROJECT_FILE).write_text(json.dumps(STORY), encoding="utf-8")
+    store = WorksStore(tmp_path / "w.db")
+    project = import_story_folder(store, folder)
+    assert (project["name"], project["kind"]) == ("The Keeper", "story")
+    assert store.story(project["id"]) == STORY
+    edited = {**STORY, "scenes": [{**STORY["scenes"][0], "text": "She saw it, at last."}]}
+    save_story(store, project["id"], edited, tmp_path / "work")
+    out = export_story_folder(store, project["id"], tmp_path / "out")
+    again = StoryProject.load(out)  # what `musegpt write story --project` reads
+    assert again.scenes[0].text == "She saw it, at last." and (out / "story.md").is_file()
+    copy = store.import_json(json.loads(json.dumps(store.export_json(project["id"]))))
+    assert store.story(copy["id"]) == store.story(project["id"])
+    with pytest.raises(StoreError, match="already holds a story"):
+        export_story_folder(store, project["id"], out)
+    with pytest.raises(StoreError, match="scenes"):
+        save_story(store, project["id"], {**STORY, "scenes": "none"}, tmp_path / "work")
