@@ -92,6 +92,10 @@ def list_models(runs: Path = Path("runs")) -> list[ModelEntry]:
 
     for name, spec in remote_models().items():
         entries.append(ModelEntry(name, spec.url, "remote", "registered"))
+    from musegpt.adapters.registry import adapter_models  # a GGUF base with a LoRA
+
+    for name, adapter in adapter_models().items():
+        entries.append(ModelEntry(name, adapter.adapter, "llama.cpp", adapter.source))
     return entries
 
 
@@ -134,10 +138,11 @@ def add_remote_model(
 
 
 def remove_model(name: str) -> None:
+    from musegpt.adapters.registry import remove_adapter
     from musegpt.engines.remote import remove_remote
 
     models = _registered()
-    if name not in models and remove_remote(name):
+    if name not in models and (remove_remote(name) or remove_adapter(name)):
         return
     if name not in models:
         raise EngineError(f"no registered model named {name!r} (see `musegpt models`)")
@@ -171,6 +176,11 @@ def open_engine(
         from musegpt.engines.remote import RemoteEngine, remote_models
 
         return RemoteEngine.load(entry.name, remote_models()[entry.name])
+    from musegpt.adapters.registry import adapter_models, open_adapter_model
+
+    adapter = adapter_models().get(entry.name) if entry.source != "default" else None
+    if adapter is not None and adapter.adapter == entry.path:
+        return open_adapter_model(adapter, overflow)
     path = Path(entry.path) if entry.path else default_model_path()
     if entry.backend == "llama.cpp":
         from musegpt.engines.llama import LlamaCppEngine
