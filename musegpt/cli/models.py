@@ -46,11 +46,27 @@ def add_command(
     context_length: Annotated[
         int | None, typer.Option(help="Its context in tokens if the server does not say.")
     ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="A GGUF model (e.g. gemma3-270m) to apply --adapter to.")
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="A GGUF LoRA file (musegpt finetune ... --lora).")
+    ] = None,
+    scale: Annotated[float, typer.Option(help="The adapter's strength (with --adapter).")] = 1.0,
 ) -> None:
-    """Register a model under a name: a local PATH, or a model on another server (--url)."""
+    """Register a model under a name: a local PATH, a model on another server (--url), or a
+    GGUF model with a LoRA adapter (--base, --adapter)."""
     with user_errors():
         from musegpt.engines.registry import add_model, add_remote_model
 
+        if base is not None or adapter is not None:  # musegpt/adapters/registry.py
+            from musegpt.adapters.registry import add_adapter
+
+            if base is None or adapter is None or path is not None or url is not None:
+                raise ValueError("an adapter model takes --base and --adapter, no PATH or --url")
+            added = add_adapter(name, base, adapter, scale)
+            err_console.print(f"registered [bold]{added.name}[/]: {added.base} + {added.adapter}")
+            return
         if url is None and remote_model is None:
             if path is None:
                 raise ValueError("give a PATH to register, or --url and --remote-model")
