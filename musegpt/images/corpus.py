@@ -145,6 +145,16 @@ FLAGS_GROUP = "flags"
 NO_FLAGS = frozenset({"openmoji-black"})
 
 
+def icons_credits() -> str:
+    """One line crediting what the `icons` corpus (and a model trained on it) is made of."""
+    sets = ", ".join(f"{s.name} ({s.licence})" for s in ICON_SETS)
+    return (
+        f"icons corpus: {sets}; captions {CAPTIONS_SOURCE['package']} "
+        f"({CAPTIONS_SOURCE['licence']}). OpenMoji is CC BY-SA 4.0 (share-alike): "
+        "see docs/images-corpus.md"
+    )
+
+
 class ImageCorpusError(ValueError):
     """A picture corpus cannot be prepared or read; the message says what and what to do."""
 
