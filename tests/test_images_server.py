@@ -171,3 +171,30 @@ def test_bad_requests_are_openai_error_objects(
 def test_unknown_picture_files_are_404(url: str, name: str) -> None:
     response = requests.get(f"{url}/v1/images/files/{name}", timeout=TIMEOUT)
     assert response.status_code == 404 and "error" in response.json()  # never the file
+
+
+def test_with_api_keys_only_the_picture_itself_is_open(
+    tmp_path: Path, picture_model: ImageModel
+) -> None:
+    settings = ServerSettings(data_dir=tmp_path, api_keys=("sesame",))
+    app = create_app({"tiny": tiny_engine()}, settings, WorksStore(tmp_path / "works.db"))
+    serve_image_models(app, {"circles": picture_model})
+    with running_server(app) as base:
+        body = {"prompt": "a red circle", "size": "256x256"}
+        assert _post(base, **body).status_code == 401
+        answer = requests.post(
+            base + "/v1/images/generations",
+            json=body,
+            headers={"Authorization": "Bearer sesame"},
+            timeout=TIMEOUT,
+        ).json()
+        picture_url = answer["data"][0]["url"]
+        # As the article's client does: the URL is fetched with no key (it is unguessable).
+        assert requests.get(picture_url, timeout=TIMEOUT).status_code == 200
+        assert (
+            requests.get(picture_url[: -len(".png")] + ".json", timeout=TIMEOUT).status_code == 401
+        )
+        save = requests.post(
+            picture_url[: -len(".png")] + "/save", json={"project_id": 1}, timeout=TIMEOUT
+        )
+        assert save.status_code == 401

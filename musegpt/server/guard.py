@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -27,6 +28,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = ("/health",)  # answered without a key, so load balancers can probe
+# A drawn picture's URL is a capability (128 random bits), fetched without a key like
+# OpenAI's image URLs: clients (article 004's among them) GET it with no Authorization.
+OPEN_PICTURE = re.compile(r"/v1/images/files/[0-9a-f]{32}\.png")
 PROTECTED_PREFIXES = ("/v1/", "/metrics")
 REFUSED = "refused"  # the route label of requests refused before routing (401, 413)
 CLIENT_GONE = 499  # the status recorded for a request whose client hung up (nginx's)
@@ -105,6 +109,7 @@ class Guard:
             self.settings.api_keys
             and path not in OPEN_PATHS
             and path.startswith(PROTECTED_PREFIXES)
+            and not (scope.get("method") == "GET" and OPEN_PICTURE.fullmatch(path))
         ):
             given = _bearer(headers.get("authorization", "")) or headers.get("x-api-key", "")
             if not given:
