@@ -156,3 +156,29 @@ def import_command(file: Annotated[Path, typer.Argument()], db: DbOption = DEFAU
         except json.JSONDecodeError as err:
             raise ValueError(f"{file} is not JSON: {err}") from None
         print(_open(db).import_json(data)["id"])
+
+
+@works_app.command("import-story")
+def import_story_command(
+    folder: Annotated[Path, typer.Argument(help="A story folder (`musegpt write story`).")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """A story folder's story.json as a new project (the web studio's Story view opens
+    it); prints its id."""
+    with user_errors():
+        from musegpt.store.stories import import_story_folder
+
+        print(import_story_folder(_open(db), folder)["id"])
+
+
+@works_app.command("export-story")
+def export_story_command(
+    project: Annotated[int, typer.Argument()],
+    folder: Annotated[Path, typer.Argument(help="A new or empty folder.")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """A project's story as a story folder: `musegpt write story --project FOLDER` goes on."""
+    with user_errors():
+        from musegpt.store.stories import export_story_folder
+
+        err_console.print(f"wrote {export_story_folder(_open(db), project, folder)}")
