@@ -210,3 +210,17 @@ def test_a_story_folder_goes_into_the_library_and_back_out(tmp_path: Path) -> No
         export_story_folder(store, project["id"], out)
     with pytest.raises(StoreError, match="scenes"):
         save_story(store, project["id"], {**STORY, "scenes": "none"}, tmp_path / "work")
+
+
+def test_works_cli_moves_a_story_folder_in_and_out(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "w.db")]
+    folder = tmp_path / "keeper"
+    folder.mkdir()
+    (folder / "story.json").write_text(json.dumps(STORY), encoding="utf-8")
+    pid = runner.invoke(app, ["works", "import-story", str(folder), *db]).stdout.strip()
+    out = tmp_path / "again"
+    assert runner.invoke(app, ["works", "export-story", pid, str(out), *db]).exit_code == 0
+    assert json.loads((out / "story.json").read_text(encoding="utf-8"))["bible"] == STORY["bible"]
+    again = runner.invoke(app, ["works", "export-story", pid, str(out), *db])
+    assert again.exit_code != 0 and "already holds a story" in again.output

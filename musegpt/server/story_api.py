@@ -95,6 +95,8 @@ async def plan_story(
     def plan(project: story_task.StoryProject, studio: Studio) -> None:
         writer = studio.writer(project.premise)
         writer.lang = project.lang
+        project.meta.setdefault("model", studio.engine.name)  # as `musegpt write story` keeps
+        project.meta.setdefault("seed", writer.params.seed)
         if project.bible is None:
             story_task.check_premise(studio.engine, project.premise)
             writer.say("Planning the story bible…")
