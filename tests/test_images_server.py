@@ -198,3 +198,16 @@ def test_with_api_keys_only_the_picture_itself_is_open(
             picture_url[: -len(".png")] + "/save", json={"project_id": 1}, timeout=TIMEOUT
         )
         assert save.status_code == 401
+
+
+def test_the_official_openai_client_draws(url: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=url + "/v1", api_key="unused", timeout=TIMEOUT, max_retries=0)
+    answer = client.images.generate(
+        model="image-alpha-001", prompt="a green circle", n=2, size="256x256",
+        response_format="b64_json",
+    )  # fmt: skip
+    assert answer.data is not None and len(answer.data) == 2
+    picture = Image.open(BytesIO(base64.b64decode(answer.data[0].b64_json or "")))
+    assert picture.size == (256, 256)
