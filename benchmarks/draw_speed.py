@@ -64,12 +64,16 @@ def draw_case(model: ImageModel, n: int, size: int, prompt: str) -> Callable[[in
 def http_case(model: ImageModel, n: int, size: int, prompt: str) -> Callable[[int], Any]:
     from fastapi.testclient import TestClient
 
+    from musegpt.engines.registry import open_engine
     from musegpt.server import ServerSettings, create_app
     from musegpt.server.images_api import serve_image_models
     from musegpt.store import WorksStore
 
     folder = Path(tempfile.mkdtemp(prefix="draw-speed-"))
-    app = create_app({}, ServerSettings(data_dir=folder), WorksStore(folder / "works.db"))
+    # A server needs a text model; this one is only loaded if the app's lifespan runs,
+    # which the test client below (used without `with`) never starts.
+    text = {"poetry": lambda: open_engine("poetry")}
+    app = create_app(text, ServerSettings(data_dir=folder), WorksStore(folder / "works.db"))
     serve_image_models(app, {model.name: model})
     client = TestClient(app)
     body = {"prompt": prompt, "n": n, "size": f"{size}x{size}", "response_format": "url"}
