@@ -57,12 +57,20 @@ def from_patches(
 
 
 def fit_codebook(
-    pixels: np.ndarray[Any, Any], patch: int, size: int, seed: int = 0
+    pixels: np.ndarray[Any, Any],
+    patch: int,
+    size: int,
+    seed: int = 0,
+    max_vectors: int = 400_000,
 ) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """A k-means codebook of `size` entries over the patches of `pixels` (N, H, W, 3)."""
+    """A k-means codebook of `size` entries over the patches of `pixels` (N, H, W, 3), fitted
+    on at most `max_vectors` of them (a seeded sample: k-means time grows with the count)."""
     from sklearn.cluster import MiniBatchKMeans
 
     vectors = to_patches(pixels, patch).reshape(-1, patch * patch * 3).astype(np.float32)
+    if len(vectors) > max_vectors:
+        picked = np.random.default_rng(seed).choice(len(vectors), max_vectors, replace=False)
+        vectors = vectors[np.sort(picked)]
     distinct = np.unique(vectors, axis=0)
     if len(distinct) <= size:  # fewer distinct patches than entries: keep them all
         centres = distinct

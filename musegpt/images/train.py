@@ -37,10 +37,12 @@ UNCONDITIONAL_EVERY = 10
 
 @dataclass(frozen=True)
 class TokenizerSettings:
+    # 4x4 patches of 32x32 pixels: 64 tokens a picture, what two shared CPU cores can
+    # train in an hour (docs/images.md compares palettes and codebooks)
     resolution: int = 32
-    patch: int = 2
+    patch: int = 4
     codebook_size: int = 1024
-    text_vocab_size: int = 2048
+    text_vocab_size: int = 1024
     caption_length: int = 16
     seed: int = 0
 
@@ -253,7 +255,7 @@ def train_tiny_image_model(out_dir: Path, images: list[tuple[str, Image.Image]])
         )
     atomic_write_text(folder / ROWS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
     settings = TokenizerSettings(
-        resolution=8, patch=1, codebook_size=16, text_vocab_size=300, caption_length=8
+        resolution=8, patch=1, codebook_size=16, text_vocab_size=300, caption_length=16
     )
     return train_image_model(
         folder, out_dir / "run", TrainConfig.from_dict(TINY), settings=settings, progress=False
