@@ -101,25 +101,29 @@ class ImageModels:
             if wanted in self.models:
                 return self.models[wanted]
             if wanted in self.failed or _looks_like_path(wanted):
-                raise _no_model(name, self.failed.get(wanted, "not a model name"))
+                raise self._missing(name, self.failed.get(wanted, "not a model name"))
             try:
                 model = load_image_model(wanted)
             except (ImageModelError, OSError) as err:
                 self.failed[wanted] = str(err)
-                raise _no_model(name, str(err)) from None
+                raise self._missing(name, str(err)) from None
             self.models[wanted] = model
             return model
+
+    def _missing(self, name: str | None, why: str) -> APIError:
+        aliases = ", ".join(ALIASES)
+        return APIError(
+            404,
+            f"the image model {name!r} is not available ({why}); this server draws with "
+            f"{self.default!r} (also called {aliases}) and registered image models",
+            "model",
+            "model_not_found",
+        )
 
 
 def _looks_like_path(name: str) -> bool:
     """Clients name models; they do not point the server at files."""
     return any(sep in name for sep in ("/", "\\")) or name.startswith((".", "~"))
-
-
-def _no_model(name: str | None, why: str) -> APIError:
-    return APIError(
-        404, f"the image model {name!r} is not available: {why}", "model", "model_not_found"
-    )
 
 
 def serve_image_models(app: Any, models: dict[str, ImageModel]) -> None:
