@@ -215,3 +215,13 @@ def test_out_must_not_be_another_folder(pictures: Path, tmp_path: Path) -> None:
 def test_reading_a_folder_that_is_no_corpus(tmp_path: Path) -> None:
     with pytest.raises(ImageCorpusError, match="musegpt prepare icons"):
         load_image_corpus(tmp_path)
+
+
+def test_musegpt_models_credits_the_icons_sets() -> None:
+    from musegpt.engines.registry import list_models
+
+    if "icons" not in {entry.name for entry in list_models()}:
+        pytest.skip("the packaged image model icons is not installed")
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "openmoji (CC BY-SA 4.0)" in result.output and "twemoji (CC BY 4.0)" in result.output

@@ -23,9 +23,14 @@ def list_command(ctx: typer.Context) -> None:
         from musegpt.engines.registry import list_models
 
         table = Table("name", "backend", "source", "path")
-        for entry in list_models():
+        entries = list_models()
+        for entry in entries:
             table.add_row(entry.name, entry.backend, entry.source, entry.path or "(built in)")
         Console().print(table)
+        if any(entry.name == "icons" for entry in entries):  # the packaged image model
+            from musegpt.images.corpus import icons_credits
+
+            typer.echo(f"icons was trained on the {icons_credits()}")
 
 
 @models_app.command("add")
