@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+from musegpt.adapters.choice import adapted_engine
+from musegpt.engines.base import EngineError
 from musegpt.engines.remote import RemoteEngine
 from musegpt.forms import (
     Form,
@@ -35,10 +37,15 @@ class PoemError(StudioError):
         self.report = report
 
 
-def poem(writer: Writer, topic: str, form: Form | str, attempts: int = 5) -> Work:
+def poem(
+    writer: Writer, topic: str, form: Form | str, attempts: int = 5, adapter: str = "auto"
+) -> Work:
+    """`adapter`: on the default model, "auto" writes with the shipped adapter for the
+    form's language (Chinese: `tang`), "none" without, or an adapter's name."""
     try:
         form = get_form(form) if isinstance(form, str) else form
-    except FormError as err:
+        writer.engine = adapted_engine(writer.engine, "poem", form.language, adapter)
+    except (FormError, EngineError) as err:
         raise StudioError(str(err)) from None
     writer.lang = "zh" if form.language == "zh" else "en"
     writer.say(f"Writing a {form.display_name} ({form.describe()})…")
@@ -62,4 +69,6 @@ def poem(writer: Writer, topic: str, form: Form | str, attempts: int = 5) -> Wor
     writer.show(result.text + "\n")
     assert check(result.text, form).passed  # write_poem returns only passing poems
     meta = {"form": form.display_name, "attempt": result.attempt, "poem seed": result.seed}
+    if getattr(writer.engine, "adapter", None):
+        meta["adapter"] = writer.engine.name
     return Work("poem", topic.strip() or form.display_name, writer.lang, result.text, meta=meta)

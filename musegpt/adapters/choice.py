@@ -1,0 +1,44 @@
+"""Which adapter a studio task uses: on the default model, the shipped adapter for the
+task's language and kind (`auto`), none (`none`), or one named by the user."""
+
+from __future__ import annotations
+
+import threading
+
+from musegpt.engines.base import Engine, EngineError
+from musegpt.engines.default_model import DEFAULT_MODEL
+
+AUTO, NONE = "auto", "none"
+# (task, language) -> the shipped adapter written for it
+TASK_ADAPTERS = {("poem", "zh"): "tang"}
+
+_opened: dict[str, Engine] = {}  # an adapter model is loaded once per process
+_lock = threading.Lock()
+
+
+def adapted_engine(engine: Engine, task: str, language: str, adapter: str = AUTO) -> Engine:
+    """The engine to write with: `engine` itself unless it is the plain default model and
+    an adapter applies (or `adapter` names one: a shipped adapter or an adapter model)."""
+    from musegpt.adapters.registry import adapter_models, open_adapter_model, shipped_adapter
+
+    choice = adapter.strip() or AUTO
+    if choice == NONE:
+        return engine
+    plain_default = engine.name == DEFAULT_MODEL and getattr(engine, "adapter", "") is None
+    if choice == AUTO:
+        shipped = TASK_ADAPTERS.get((task, language))
+        if not plain_default or shipped is None or shipped_adapter(shipped) is None:
+            return engine
+        choice = f"{DEFAULT_MODEL}:{shipped}"
+    elif ":" not in choice and shipped_adapter(choice) is not None:
+        choice = f"{DEFAULT_MODEL}:{choice}"
+    models = adapter_models()
+    if choice not in models:
+        known = ", ".join([AUTO, NONE, *models]) if models else f"{AUTO}, {NONE}"
+        raise EngineError(f"unknown adapter {adapter!r}; known: {known}")
+    if models[choice].base == DEFAULT_MODEL and not plain_default:
+        raise EngineError(f"the adapter {choice} is for {DEFAULT_MODEL}, not {engine.name}")
+    with _lock:
+        if choice not in _opened:
+            _opened[choice] = open_adapter_model(models[choice])
+        return _opened[choice]
