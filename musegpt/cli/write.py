@@ -279,6 +279,10 @@ def poem_command(
         bool | None, Opt("--strict/--lenient", help="Enforce tones (Chinese).")
     ] = None,
     attempts: Annotated[int | None, Opt(help="Tries before giving up [default: 5].")] = None,
+    adapter: Annotated[
+        str | None,
+        Opt(help="Default model: auto (Chinese: the tang adapter), none, or an adapter's name."),
+    ] = None,
     model: ModelOpt = None,
     seed: SeedOpt = None,
     temperature: TemperatureOpt = None,
@@ -289,6 +293,6 @@ def poem_command(
     """A poem in an exact form: it passes the form's checker, or fails with the reasons."""
     with user_errors():
         fields = {"text": topic, "form": form, "rhymes": rhymes, "strict": strict,
-                  "attempts": attempts}  # fmt: skip
+                  "attempts": attempts, "adapter": adapter}  # fmt: skip
         sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
         _write("poem", fields, model, None, sampling, out)

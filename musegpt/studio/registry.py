@@ -118,6 +118,9 @@ class PoemRequest(TaskRequest):
     rhymes: RhymeBook | None = Field(None, description="Chinese rhyme book")
     strict: bool | None = Field(None, description="Chinese: enforce 平仄")
     attempts: int = Field(5, ge=1, le=50, description="tries before giving up")
+    adapter: str = Field(
+        "auto", max_length=200, description="default model: auto (by language), none, or a name"
+    )
     _form: Form | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -188,7 +191,7 @@ def _plot_help(studio: Studio, r: PlotHelpRequest, o: dict[str, Any]) -> Work:
 
 
 def _poem(studio: Studio, r: PoemRequest, o: dict[str, Any]) -> Work:
-    return studio.poem(r.text, r.chosen_form(), r.attempts, **o)
+    return studio.poem(r.text, r.chosen_form(), r.attempts, r.adapter, **o)
 
 
 def _specs() -> dict[str, TaskSpec[Any]]:

@@ -139,14 +139,20 @@ class Studio:
         return self._done(tasks.rewrite(writer, text, style, sample, alternatives), writer)
 
     def poem(
-        self, topic: str, form: Form | str = "haiku", attempts: int = 5, **overrides: Any
+        self,
+        topic: str,
+        form: Form | str = "haiku",
+        attempts: int = 5,
+        adapter: str = "auto",
+        **overrides: Any,
     ) -> Work:
         """A poem that passes its form's checker (or a StudioError after `attempts`); `form`
-        is a name (`musegpt form list`) or a `musegpt.forms.get_form(...)` result."""
+        is a name (`musegpt form list`) or a `musegpt.forms.get_form(...)` result; `adapter`:
+        on the default model, the shipped one for the language ("auto"), "none" or a name."""
         from musegpt.studio.poem import poem
 
         writer = self.writer(topic, **overrides)
-        return self._done(poem(writer, topic, form, attempts), writer)
+        return self._done(poem(writer, topic, form, attempts, adapter), writer)
 
     def plot_help(self, story: str, conflict: str, count: int = 4, **overrides: Any) -> Work:
         writer = self.writer(story + conflict, **overrides)
