@@ -29,7 +29,8 @@ GEMMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 CHECKPOINT = "checkpoint"
 BEST = "best"
 STATE = "state.pt"
-SETTINGS_KEYS_FIXED = ("rank", "alpha", "targets", "layers", "seq_len", "batch_size", "seed")
+SETTINGS_KEYS_FIXED = ("rank", "alpha", "targets", "layers", "seq_len", "batch_size", "seed",
+                       "output_vocab")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class AdapterSettings:
     eval_documents: int = 32  # held-out documents scored at each evaluation
     save_every: int = 10
     patience: int | None = None  # evaluations without a better held-out loss before stopping
+    # "data": the softmax runs over the tokens the documents use, not all 262,144 of Gemma's
+    # (the output layer is most of the compute); "all": the full vocabulary.
+    output_vocab: str = "data"
     seed: int = 1337
 
     def __post_init__(self) -> None:
@@ -60,6 +64,8 @@ class AdapterSettings:
             raise ValueError("--lora-layers must be at least 1")
         if not self.targets:
             raise ValueError("--lora-targets names no layer")
+        if self.output_vocab not in ("data", "all"):
+            raise ValueError("--output-vocab must be data or all")
 
 
 @dataclass
@@ -77,16 +83,6 @@ class AdapterRun:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens_seen / self.seconds if self.seconds > 0 else 0.0
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX): only then is
-    autocast faster than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def tokenize_documents(tokenizer: Any, documents: Sequence[str], seq_len: int) -> list[list[int]]:
@@ -126,32 +122,62 @@ def batch_rows(step: int, count: int, batch_size: int, seed: int) -> list[int]:
     return rows
 
 
-def heldout_loss(model: Any, rows: Sequence[list[int]], pad_id: int, batch_size: int) -> float:
+class OutputLayer:
+    """The loss over a chosen vocabulary: the model's hidden states times the rows of its
+    (tied) output matrix for those tokens only. Over the few thousand tokens a corpus uses
+    this costs a small part of the full 262,144-way softmax, and the adapter learns which of
+    the corpus's tokens come next; the perplexity reported at the end is llama.cpp's, over
+    the whole vocabulary."""
+
+    def __init__(self, model: Any, vocabulary: Sequence[int] | None) -> None:
+        import torch
+
+        self.model = model
+        weight = model.get_output_embeddings().weight.detach()
+        self.vocabulary = vocabulary
+        if vocabulary is None:
+            self.weight, self.index = weight, None
+        else:
+            ids = torch.tensor(sorted(set(vocabulary)), dtype=torch.long)
+            self.weight = weight[ids].clone()
+            self.index = torch.full((weight.shape[0],), -100, dtype=torch.long)
+            self.index[ids] = torch.arange(len(ids))
+        self.softcap = getattr(model.config, "final_logit_softcapping", None)
+
+    def loss(self, batch: dict[str, Any], reduction: str = "mean") -> Any:
+        """Cross-entropy of each next token (padding ignored)."""
+        import torch
+
+        body = self.model.get_decoder()
+        hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        states = hidden.last_hidden_state[:, :-1]
+        logits = states @ self.weight.T
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        targets = batch["labels"][:, 1:]
+        if self.index is not None:
+            targets = torch.where(targets >= 0, self.index[targets.clamp(min=0)], targets)
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+            ignore_index=-100, reduction=reduction,
+        )  # fmt: skip
+
+
+def heldout_loss(
+    output: OutputLayer, rows: Sequence[list[int]], pad_id: int, batch_size: int
+) -> float:
     """Mean loss per predicted token over `rows` (with the adapter as it is now)."""
     import torch
 
     total, count = 0.0, 0
-    model.eval()
-    with torch.no_grad(), _autocast():
+    output.model.eval()
+    with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             batch = collate(rows[start : start + batch_size], pad_id)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            logits = logits.logits[:, :-1].float()
-            targets = batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                ignore_index=-100, reduction="sum",
-            )  # fmt: skip
-            total += float(loss)
-            count += int((targets != -100).sum())
-    model.train()
+            total += float(output.loss(batch, reduction="sum"))
+            count += int((batch["labels"][:, 1:] != -100).sum())
+    output.model.train()
     return total / max(count, 1)
-
-
-def _autocast() -> Any:
-    import torch
-
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16())
 
 
 def _replace_folder(make: Callable[[Path], None], target: Path) -> None:
@@ -223,6 +249,12 @@ def train_adapter(
             peft_model = get_peft_model(model, lora)
         except ValueError as err:
             raise ValueError(f"--lora-targets: {err}") from None
+    vocabulary = (
+        None
+        if settings.output_vocab == "all"
+        else [t for rows in (train_rows, eval_rows) for row in rows for t in row]
+    )
+    output = OutputLayer(model, vocabulary)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     if "optimizer" in state:
@@ -245,7 +277,7 @@ def train_adapter(
     def evaluate(step: int) -> None:
         if not eval_rows:
             return
-        loss = heldout_loss(peft_model, eval_rows, pad_id, settings.batch_size)
+        loss = heldout_loss(output, eval_rows, pad_id, settings.batch_size)
         state["history"].append({"step": step, "heldout_loss": loss})
         say(f"step {step}: held-out loss {loss:.4f} (perplexity {math.exp(loss):.2f})")
         if state["best"] is None or loss < state["best"]:
@@ -266,8 +298,7 @@ def train_adapter(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         tick = time.monotonic()
-        with _autocast():
-            loss = peft_model(**batch).loss
+        loss = output.loss(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -276,9 +307,9 @@ def train_adapter(
         state["tokens"] += tokens
         tokens_now += tokens
         state["step"] = step + 1
-        state["history"].append({"step": step + 1, "loss": float(loss)})
+        state["history"].append({"step": step + 1, "loss": loss.item()})
         rate = tokens / max(time.monotonic() - tick, 1e-9)
-        say(f"step {step + 1}/{settings.steps} loss {float(loss):.4f} lr {lr_at(step):.2e} "
+        say(f"step {step + 1}/{settings.steps} loss {loss.item():.4f} lr {lr_at(step):.2e} "
             f"{rate:.0f} tokens/s")  # fmt: skip
         if state["step"] % settings.eval_every == 0 or state["step"] == settings.steps:
             evaluate(state["step"])
