@@ -126,14 +126,14 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_stream_is_what_the_server_writes(llama_remote: RemoteEngine, llama_url: str) -> None:
-    pieces = list(llama_remote.stream(PROMPT, max_new_tokens=16, temperature=0))
+    pieces = list(llama_remote.stream(PROMPT, max_new_tokens=8, temperature=0))
     direct = httpx.post(
         f"{llama_url}/completions",
         # llama.cpp's server would otherwise add its own repeat penalty (1.1)
         json={
             "model": "gemma",
             "prompt": PROMPT,
-            "max_tokens": 16,
+            "max_tokens": 8,
             "temperature": 0,
             "repeat_penalty": 1.0,
         },
@@ -141,7 +141,7 @@ def test_stream_is_what_the_server_writes(llama_remote: RemoteEngine, llama_url:
     ).json()["choices"][0]["text"]
     assert len(pieces) > 1  # streamed, not one lump
     assert "".join(pieces) == direct
-    completion = llama_remote.complete(PROMPT, max_new_tokens=16, temperature=0)[0]
+    completion = llama_remote.complete(PROMPT, max_new_tokens=8, temperature=0)[0]
     assert completion.text == direct and completion.finish_reason == "length"
 
 
@@ -153,12 +153,12 @@ def test_tokens_are_the_remote_models_own(llama_remote: RemoteEngine, gemma: Eng
     assert llama_remote.detokenize(ids) == text
 
 
-def test_stop_strings_seed_and_n(llama_remote: RemoteEngine) -> None:
-    done = llama_remote.complete(PROMPT, max_new_tokens=24, temperature=0, stop=[" was"])[0]
+def test_stop_strings_n_and_echo(llama_remote: RemoteEngine) -> None:
+    done = llama_remote.complete(PROMPT, max_new_tokens=12, temperature=0, stop=[" was"])[0]
     assert " was" not in done.text and done.finish_reason == "stop"
-    first = llama_remote.complete(["A", "The"], max_new_tokens=8, temperature=1.0, n=2, seed=9)
-    again = llama_remote.complete(["A", "The"], max_new_tokens=8, temperature=1.0, n=2, seed=9)
-    assert [c.text for c in first] == [c.text for c in again]
+    # Same seed, same text is tested against musegpt serve below: llama.cpp's server reuses
+    # its cache, which can shift its numbers (see test_a_studio_and_a_server_...).
+    first = llama_remote.complete(["A", "The"], max_new_tokens=4, temperature=1.0, n=2, seed=9)
     assert [(c.index, c.prompt_index) for c in first] == [(0, 0), (1, 0), (2, 1), (3, 1)]
     assert len({c.text for c in first}) > 1
     echoed = llama_remote.complete(PROMPT, max_new_tokens=4, temperature=0, echo=True)[0]
@@ -174,13 +174,13 @@ def test_logprobs_come_through(llama_remote: RemoteEngine) -> None:
 
 
 def test_banned_phrases_are_generated_and_checked(llama_remote: RemoteEngine) -> None:
-    greedy = llama_remote.generate(PROMPT, max_new_tokens=12, temperature=0)
+    greedy = llama_remote.generate(PROMPT, max_new_tokens=8, temperature=0)
     word = greedy.split()[1]
-    done = llama_remote.complete(PROMPT, max_new_tokens=12, temperature=0, banned=[word])[0]
+    done = llama_remote.complete(PROMPT, max_new_tokens=8, temperature=0, banned=[word])[0]
     assert word not in done.text and greedy.startswith(done.text)
     assert done.finish_reason == "no_allowed_token" and "banned" in (done.finish_message or "")
     sampled = llama_remote.complete(
-        PROMPT, max_new_tokens=12, temperature=1.0, seed=1, banned=["the", "The"]
+        PROMPT, max_new_tokens=8, temperature=1.0, seed=1, banned=["the", "The"]
     )[0]
     assert "the" not in sampled.text.lower() or sampled.finish_reason == "no_allowed_token"
 
@@ -198,7 +198,7 @@ def test_per_token_features_are_refused(llama_remote: RemoteEngine) -> None:
 
 
 def test_a_studio_and_a_server_in_front_of_the_remote(llama_remote: RemoteEngine) -> None:
-    work = Studio(llama_remote).describe("a lighthouse at night", max_new_tokens=40, seed=3)
+    work = Studio(llama_remote).describe("a lighthouse at night", max_new_tokens=16, seed=3)
     assert len(work.text.split()) > 3
     # llama.cpp's server reuses its cache, and its greedy text can shift with the prompt it
     # decoded just before (measured): the same prompt goes first, so every call sees one state.
@@ -217,7 +217,7 @@ def test_poems_on_a_remote_are_generated_and_checked(llama_remote: RemoteEngine)
     # No steering token by token: a passing poem, or the form checker's report (not an error
     # about constraints).
     try:
-        poem = Studio(llama_remote).poem("the sea", "haiku", attempts=1, seed=2)
+        poem = Studio(llama_remote).poem("the sea", "haiku", attempts=1, seed=2, max_new_tokens=40)
         assert check(poem.text, "haiku").passed
     except PoemError as failed:
         assert failed.report.reasons and not failed.report.passed
