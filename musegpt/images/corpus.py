@@ -356,18 +356,18 @@ def _check_size(size: int) -> None:
         )
 
 
-def _settings_digest(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
-def _up_to_date(out: Path, digest: str) -> dict[str, Any] | None:
+def _earlier_run(out: Path, settings: dict[str, Any]) -> tuple[str, ImageCorpusReport | None]:
+    """The digest of `settings` (the split rule and format added, in place), and the report
+    of the corpus already in `out` when it was made with the same ones."""
+    settings.update(split=[SPLIT_SALT, *SPLIT_PERCENT], format=FORMAT_VERSION)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     try:
         manifest: dict[str, Any] = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return digest, None
     if manifest.get("settings_digest") != digest or not (out / ROWS).is_file():
-        return None
-    return manifest
+        return digest, None
+    return digest, ImageCorpusReport(out, manifest, up_to_date=True)
 
 
 @dataclass
@@ -467,12 +467,10 @@ def prepare_icons(
         "captions": "@".join(EMOJIBASE),
         "recipe": ICONS_RECIPE,
         "limit": limit,
-        "split": [SPLIT_SALT, *SPLIT_PERCENT],
-        "format": FORMAT_VERSION,
     }
-    digest = _settings_digest(settings)
-    if (manifest := _up_to_date(out, digest)) is not None:
-        return ImageCorpusReport(out, manifest, up_to_date=True)
+    digest, done_before = _earlier_run(out, settings)
+    if done_before is not None:
+        return done_before
     emoji = load_emoji()
     sources = [(icon_set, set_svgs(icon_set)) for icon_set in chosen]
     jobs = [
@@ -633,12 +631,10 @@ def prepare_pictures(
         "captions": hashlib.sha256(captions.read_bytes()).hexdigest(),
         "pictures": hashlib.sha256(json.dumps(pictures).encode()).hexdigest(),
         "size": size,
-        "split": [SPLIT_SALT, *SPLIT_PERCENT],
-        "format": FORMAT_VERSION,
     }
-    digest = _settings_digest(settings)
-    if (manifest := _up_to_date(out, digest)) is not None:
-        return ImageCorpusReport(out, manifest, up_to_date=True)
+    digest, done_before = _earlier_run(out, settings)
+    if done_before is not None:
+        return done_before
     writer = _Writer(out)
     captioned: set[str] = set()
     try:
