@@ -355,6 +355,15 @@ def test_bad_answers_are_named(bad: BadServer) -> None:
     bad.answers["/v1/completions"] = (200, sse({"error": {"message": "out of memory"}}), 0.0)
     with pytest.raises(RemoteError, match="failed mid-stream: out of memory"):
         engine.generate("x")
+    # A server in front of it answers 502 with the remote's reason, never a 500.
+    with TestClient(create_app({"far": engine})) as client:
+        for path, body in (
+            ("/v1/completions", {"model": "far", "prompt": "x"}),
+            ("/v1/studio/describe", {"model": "far", "text": "a lake"}),
+        ):
+            answer = client.post(path, json=body)
+            assert answer.status_code == 502, answer.text
+            assert "out of memory" in answer.json()["error"]["message"]
 
 
 def test_a_silent_server_times_out(bad: BadServer) -> None:

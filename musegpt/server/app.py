@@ -20,6 +20,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from musegpt.engines.remote import RemoteError
 from musegpt.server import (
     images_api,
     moderation_api,
@@ -91,6 +92,11 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> JSONResponse:
         return err.response()
+
+    @app.exception_handler(RemoteError)
+    async def remote_failed(request: Request, err: RemoteError) -> JSONResponse:
+        # The model's own server (a remote engine's) failed or refused: a bad gateway.
+        return APIError(502, str(err), None, "remote_model_failed").response()
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, err: RequestValidationError) -> JSONResponse:

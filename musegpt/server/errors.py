@@ -20,6 +20,7 @@ ERROR_TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
+    502: "server_error",  # a remote engine's server failed
     503: "server_error",
     504: "timeout_error",
 }
