@@ -172,7 +172,7 @@ def test_cli_draws_a_contact_sheet_and_reports_bad_sizes(
     assert Image.open(out).size == (2 * 264 + 8, 2 * 264 + 8)
     result = CliRunner().invoke(app, [*args, "--separate", "--out", str(out), "--model", model])
     assert result.exit_code == 0 and Image.open(tmp_path / "circles-4.png").size == (256, 256)
-    bad = CliRunner().invoke(app, ["draw", "x", "--size", "12x12", "--model", model])
+    bad = CliRunner().invoke(app, ["draw", "x", "--size", "4x4", "--model", model])
     assert bad.exit_code == 2 and "size" in bad.output and "Traceback" not in bad.output
 
 

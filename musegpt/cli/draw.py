@@ -109,3 +109,54 @@ def train_images_command(
     except KeyboardInterrupt:
         _interrupted(out)
     typer.echo(f'done. Draw with: musegpt draw "a red apple" --model {best.parent}')
+
+
+def eval_images_command(
+    model: Annotated[str, Opt("--model", "-m", help="An image model name or path.")] = "icons",
+    corpus: Annotated[
+        Path | None, Opt(help="Picture folder (default: the icons corpus, prepared if needed).")
+    ] = None,
+    per_caption: Annotated[int, Opt(min=2, max=10, help="Pictures per caption.")] = 4,
+    seed: Annotated[int, Opt(help="Seed of the first caption (then +1 each).")] = 0,
+    guidance: Annotated[
+        float | None, Opt(help="Classifier-free guidance scale (default: the model's).")
+    ] = None,
+    limit: Annotated[int | None, Opt(min=1, help="Only the first N captions.")] = None,
+    out: Annotated[Path, Opt(help="Markdown report.")] = Path("docs/images-eval.md"),
+    examples: Annotated[Path, Opt(help="Grid of example pictures (PNG).")] = Path(
+        "docs/images-examples.png"
+    ),
+) -> None:
+    """Caption fidelity, diversity and originality of an image model on a fixed caption set."""
+    with user_errors():
+        from musegpt.fileio import atomic_write_text
+        from musegpt.images import load_image_model
+        from musegpt.images.evaluate import (
+            evaluate_images,
+            examples_grid,
+            machine_description,
+            markdown_report,
+        )
+
+        image_model = load_image_model(model)
+        if corpus is None:
+            from musegpt.images.corpus import icons_corpus
+
+            corpus = icons_corpus()
+        report = evaluate_images(
+            image_model, corpus, per_caption=per_caption, seed=seed, guidance=guidance,
+            limit=limit, say=lambda message: err_console.print(message, highlight=False),
+        )  # fmt: skip
+        command = f"musegpt eval images --model {model} --per-caption {per_caption} --seed {seed}"
+        if guidance is not None:
+            command += f" --guidance {guidance:g}"
+        if limit is not None:
+            command += f" --limit {limit}"
+        text = markdown_report(report, command, machine_description())
+        text += f"\n![examples]({examples.name})\n"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+        examples.parent.mkdir(parents=True, exist_ok=True)
+        examples_grid(report.results).save(examples)
+        typer.echo(text)
+        err_console.print(f"[green]saved[/] {out} and {examples}")

@@ -30,7 +30,7 @@ from musegpt.model.io import ModelFileError, load_model, read_metadata
 DEFAULT_IMAGE_MODEL = "icons"
 IMAGE_SIZES = ("256x256", "512x512", "1024x1024")
 MAX_IMAGES = 10  # pictures per call (OpenAI's limit for n)
-MIN_SIZE, MAX_SIZE = 16, 2048
+MIN_SIZE, MAX_SIZE = 8, 2048
 MAX_PROMPT_CHARS = 1000
 GUIDANCE_KEY = "image_guidance"  # model-file metadata: the guidance its recipe measured best
 
