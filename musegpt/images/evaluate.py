@@ -96,7 +96,8 @@ def rmse_matrix(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> np.ndarray[
     x = a.reshape(len(a), -1).astype(np.float32)
     y = b.reshape(len(b), -1).astype(np.float32)
     squared = (x * x).sum(1)[:, None] - 2.0 * x @ y.T + (y * y).sum(1)[None, :]
-    return np.sqrt(np.maximum(squared, 0.0) / x.shape[1])
+    distances: np.ndarray[Any, Any] = np.sqrt(np.maximum(squared, 0.0) / x.shape[1])
+    return distances
 
 
 @dataclass
