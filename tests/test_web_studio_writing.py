@@ -33,7 +33,9 @@ AXE = "axe-core@4.10.2"
 def url(tmp_path_factory: pytest.TempPathFactory, gemma: Engine) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("web-writing")
     settings = ServerSettings(data_dir=folder, max_tokens=200)
-    app = create_app({"tiny": tiny_engine(block_size=256), "gemma": gemma}, settings, WorksStore(folder / "w.db"))
+    app = create_app(
+        {"tiny": tiny_engine(block_size=256), "gemma": gemma}, settings, WorksStore(folder / "w.db")
+    )
     with running_server(app) as base:
         yield base
 
