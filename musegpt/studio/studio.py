@@ -158,6 +158,13 @@ class Studio:
         writer = self.writer(story + conflict, **overrides)
         return self._done(tasks.plot_help(writer, story, conflict, count), writer)
 
+    def draw(self, prompt: str, model: str = "icons", **options: Any) -> list[Any]:
+        """Pictures (PIL images) for `prompt` from an image model (`musegpt draw`); `options`
+        are `ImageModel.draw`'s: n, size, seed, style, temperature, top_k, guidance."""
+        from musegpt.images import load_image_model
+
+        return load_image_model(model).draw(prompt, **options)
+
 
 def slug(text: str, most: int = 40) -> str:
     """A folder name from a premise: letters, digits and Han characters joined by '-'."""
