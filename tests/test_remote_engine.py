@@ -364,6 +364,9 @@ def test_bad_answers_are_named(bad: BadServer) -> None:
             answer = client.post(path, json=body)
             assert answer.status_code == 502, answer.text
             assert "out of memory" in answer.json()["error"]["message"]
+        # What a remote cannot do is the request's fault: 400, saying why.
+        answer = client.post("/v1/completions", json={"model": "far", "prompt": "x", "max_copy": 8})
+        assert answer.status_code == 400 and "cannot honour max_copy" in answer.text
 
 
 def test_a_silent_server_times_out(bad: BadServer) -> None:

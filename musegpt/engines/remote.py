@@ -88,6 +88,14 @@ REFUSED = {"max_copy": "it checks each next token against the local model's trai
 class RemoteError(EngineError):
     """The remote server is unreachable, refused the request, or answered badly."""
 
+    status: ClassVar[int] = 502  # what a server in front of the remote answers: bad gateway
+
+
+class RemoteUnsupported(RemoteError):
+    """A request a remote model cannot honour: it needs next-token probabilities."""
+
+    status: ClassVar[int] = 400
+
 
 class RemoteAnswerError(RemoteError):
     """The remote answered, but with an error status or an answer of the wrong shape."""
@@ -231,7 +239,7 @@ class RemoteClient:
                     yield event
             except httpx.TimeoutException:
                 raise RemoteError(
-                    f"{self._where(path)} went silent for over {self.http.timeout.read:.0f} s "
+                    f"{self._where(path)} went silent for over {self.http.timeout.read:g} s "
                     "in the middle of an answer"
                 ) from None
             except httpx.TransportError as err:
@@ -262,7 +270,7 @@ class RemoteClient:
                 continue
             except httpx.TimeoutException:
                 raise RemoteError(
-                    f"{self._where(path)} did not answer within {self.http.timeout.read:.0f} s"
+                    f"{self._where(path)} did not answer within {self.http.timeout.read:g} s"
                 ) from None
             if response.status_code in (429, 502, 503, 504) and not last:
                 response.close()
@@ -392,7 +400,7 @@ class RemoteTokenizer(BackendTokenizer):
         return text
 
     def token_bytes(self, token_id: int) -> bytes:
-        raise RemoteError(
+        raise RemoteUnsupported(
             f"{self.context} cannot constrain its decoding (poetic forms, the music "
             f"grammar): {NEEDS_DISTRIBUTION}. Use a local model for this"
         )
@@ -481,7 +489,7 @@ class RemoteEngine(Engine):
         return self._context
 
     def logits_source(self, params: SamplingParams | None = None) -> LogitsSource:
-        raise RemoteError(
+        raise RemoteUnsupported(
             f"the remote engine {self.name!r} cannot give logits: {NEEDS_DISTRIBUTION}"
         )
 
@@ -495,14 +503,14 @@ class RemoteEngine(Engine):
     ) -> Iterator[Delta]:
         if constraints:
             names = ", ".join(sorted({type(c).__name__ for c in constraints}))
-            raise RemoteError(
+            raise RemoteUnsupported(
                 f"the remote engine {self.name!r} cannot apply constraints ({names}): "
                 f"{NEEDS_DISTRIBUTION}. Use a local model for forms and the music grammar"
             )
         defaults = SamplingParams()
         for field, why in REFUSED.items():
             if getattr(params, field, None) != getattr(defaults, field, None):
-                raise RemoteError(
+                raise RemoteUnsupported(
                     f"the remote engine {self.name!r} cannot honour {field}: {why}, and "
                     f"{NEEDS_DISTRIBUTION}"
                 )

@@ -95,8 +95,8 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(RemoteError)
     async def remote_failed(request: Request, err: RemoteError) -> JSONResponse:
-        # The model's own server (a remote engine's) failed or refused: a bad gateway.
-        return APIError(502, str(err), None, "remote_model_failed").response()
+        # The model's own server failed (502), or the request needs what it cannot do (400).
+        return APIError(err.status, str(err), None, "remote_model_failed").response()
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
