@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from images_helpers import tiny_image_model
-from studio_browser import WIDE, finished, launched, open_studio
+from studio_browser import CLIPPED_CONTROLS, WIDE, finished, launched, open_studio
 from test_server_helpers import running_server, tiny_engine
 
 from musegpt.server import ServerSettings, create_app
@@ -32,13 +32,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Work
 
 
 @pytest.fixture(scope="module")
-def page(served: tuple[str, WorksStore]) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     with launched() as chromium:
-        tab = open_studio(chromium, served[0], WIDE)
-        tab.click("#view-draw")
-        tab.wait_for_selector("#draw-style option[value='tiny']", state="attached")
-        yield tab
-        tab.close()
+        yield chromium
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, served: tuple[str, WorksStore]) -> Iterator[Any]:
+    tab = open_studio(browser, served[0], WIDE)
+    tab.click("#view-draw")
+    tab.wait_for_selector("#draw-style option[value='tiny']", state="attached")
+    yield tab
+    tab.close()
 
 
 def run(page: Any, selector: str, nth: int = 0) -> str:
@@ -94,3 +99,23 @@ def test_other_views_hide_the_draw_view(page: Any) -> None:
     assert page.get_attribute("#view-draw", "aria-pressed") == "false"
     page.click("#view-draw")
     assert page.is_visible("#draw-view") and not page.is_visible("#editor")
+
+
+@pytest.mark.parametrize("width", [390, 800])
+def test_the_draw_view_fits_a_narrow_screen(
+    browser: Any, served: tuple[str, WorksStore], width: int
+) -> None:
+    """On a phone and a small laptop window, with pictures drawn, nothing is cut off."""
+    tab = open_studio(browser, served[0], {"width": width, "height": 800})
+    tab.click("#view-draw")
+    tab.fill("#draw-prompt", "a blue circle")
+    tab.fill("#draw-n", "2")
+    assert run(tab, "#draw") == "done"
+    try:
+        window = tab.evaluate("document.documentElement.clientWidth")
+        assert tab.evaluate("document.documentElement.scrollWidth") <= window
+        assert tab.evaluate(CLIPPED_CONTROLS) == []
+        assert len(pictures(tab)) == 2
+        assert tab.get_attribute(".draw-download >> nth=0", "download").startswith("a-blue-circle-")
+    finally:
+        tab.close()

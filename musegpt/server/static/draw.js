@@ -150,9 +150,14 @@ function renderPictures() {
     keep.textContent = picture.saved ? "Saved" : "Save to project";
     keep.disabled = Boolean(picture.saved);
     keep.addEventListener("click", () => savePicture(i));
+    const file = document.createElement("a");
+    file.className = "draw-download";
+    file.href = picture.url;
+    file.download = `${picture.prompt.replace(/[^\p{L}\p{N}]+/gu, "-")}-${picture.seed}.png`;
+    file.textContent = "PNG";
     const tools = document.createElement("div");
     tools.className = "toolbar";
-    tools.append(again, keep);
+    tools.append(again, keep, file);
     cell.append(img, about, tools);
     grid.appendChild(cell);
   });
