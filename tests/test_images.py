@@ -178,3 +178,12 @@ def test_cli_draws_a_contact_sheet_and_reports_bad_sizes(
 
 def test_circles_helper_matches_the_tiny_model(tiny: ImageModel) -> None:
     assert {caption.split()[1] for caption, _ in circles()} <= {"red", "blue", "green", "orange"}
+
+
+def test_studio_draws_with_an_image_model(tiny: ImageModel, tmp_path_factory) -> None:
+    from musegpt.engines.registry import open_engine
+    from musegpt.studio import Studio
+
+    model = str(tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best")
+    pictures = Studio(open_engine("poetry")).draw("a red circle", model=model, n=2, size=32)
+    assert [p.size for p in pictures] == [(32, 32), (32, 32)]
