@@ -380,6 +380,9 @@ def test_a_silent_server_times_out(bad: BadServer) -> None:
     bad.answers["/v1/completions"] = (200, events, 3.0)  # goes quiet mid-answer
     with pytest.raises(RemoteError, match=r"went silent for over 0\.5 s"):
         engine.generate("x")
+    bad.answers["/v1/models"] = (200, json.dumps({"data": [{"id": "m"}]}), 3.0)
+    with pytest.raises(RemoteError, match=r"went silent for over 0\.5 s"):
+        RemoteEngine.load("slow", RemoteSpec(bad.url, "m"), timeout_s=0.5)
 
 
 def test_registration_is_checked(config: Path) -> None:

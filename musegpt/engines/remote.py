@@ -211,13 +211,11 @@ class RemoteClient:
 
     def get_json(self, path: str) -> Any:
         with self._send("GET", path, None) as response:
-            response.read()
-            return self._json(response.text, path)
+            return self._json(self._read(response, path), path)
 
     def post_json(self, path: str, body: dict[str, Any]) -> Any:
         with self._send("POST", path, body) as response:
-            response.read()
-            return self._json(response.text, path)
+            return self._json(self._read(response, path), path)
 
     def stream_events(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """The JSON events of a server-sent-event stream, until `[DONE]` or its end."""
@@ -231,21 +229,33 @@ class RemoteClient:
                         return
                     event = self._json(data, path)
                     if not isinstance(event, dict):
-                        raise self._bad(path, f"a stream event that is not an object: {data:.80}")
+                        raise self.bad_answer(
+                            path, f"a stream event that is not an object: {data:.80}"
+                        )
                     if "error" in event:
                         raise RemoteError(
                             f"{self._where(path)} failed mid-stream: {_message(event)}"
                         )
                     yield event
-            except httpx.TimeoutException:
-                raise RemoteError(
-                    f"{self._where(path)} went silent for over {self.http.timeout.read:g} s "
-                    "in the middle of an answer"
-                ) from None
             except httpx.TransportError as err:
-                raise RemoteError(f"{self._where(path)} broke off its answer: {err}") from None
+                raise self._broke_off(path, err) from None
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> _Response:
+    def _read(self, response: httpx.Response, path: str) -> str:
+        try:
+            response.read()
+        except httpx.TransportError as err:
+            raise self._broke_off(path, err) from None
+        return response.text
+
+    def _broke_off(self, path: str, err: httpx.TransportError) -> RemoteError:
+        if isinstance(err, httpx.TimeoutException):
+            return RemoteError(
+                f"{self._where(path)} went silent for over {self.http.timeout.read:g} s "
+                "in the middle of an answer"
+            )
+        return RemoteError(f"{self._where(path)} broke off its answer: {err}")
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> closing[httpx.Response]:
         base = self.root if path.startswith("/") else self.spec.url + "/"
         url = base + path
         pause = RETRY_PAUSE_S
@@ -278,43 +288,30 @@ class RemoteClient:
                 pause *= 2
                 continue
             if response.status_code >= 400:
-                response.read()
-                response.close()
+                with closing(response):
+                    text = self._read(response, path)
                 raise RemoteAnswerError(
                     f"{self._where(path)} answered {response.status_code}: "
-                    f"{_message(_maybe_json(response.text))}"
+                    f"{_message(_maybe_json(text))}"
                 )
-            return _Response(response)
+            return closing(response)
         raise AssertionError("unreachable: the last try returns or raises")
 
     def _json(self, text: str, path: str) -> Any:
         try:
             return json.loads(text)
         except ValueError:
-            raise self._bad(path, f"malformed JSON: {text.strip()[:80]!r}") from None
+            raise self.bad_answer(path, f"malformed JSON: {text.strip()[:80]!r}") from None
 
     def _where(self, path: str) -> str:
         return f"the remote model server at {self.spec.url}" + (
             f" ({path})" if path.startswith("/") else ""
         )
 
-    def _bad(self, path: str, what: str) -> RemoteError:
+    def bad_answer(self, path: str, what: str) -> RemoteError:
         return RemoteAnswerError(
             f"{self._where(path)} answered with {what}; is it an OpenAI-compatible server?"
         )
-
-
-class _Response:
-    """An open streamed response, closed when its `with` block ends."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-
-    def __enter__(self) -> httpx.Response:
-        return self.response
-
-    def __exit__(self, *exc: object) -> None:
-        self.response.close()
 
 
 def _maybe_json(text: str) -> Any:
@@ -396,7 +393,7 @@ class RemoteTokenizer(BackendTokenizer):
         answer = self.client.post_json(self.route.detokenize, body)
         text = answer.get(self.route.text_back) if isinstance(answer, dict) else None
         if not isinstance(text, str):
-            raise self.client._bad(self.route.detokenize, f"no text in {answer!s:.80}")
+            raise self.client.bad_answer(self.route.detokenize, f"no text in {answer!s:.80}")
         return text
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -425,7 +422,7 @@ class RemoteTokenizer(BackendTokenizer):
         answer = self.client.post_json(route.tokenize, body)
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
-            raise self.client._bad(route.tokenize, f"no token ids in {answer!s:.80}")
+            raise self.client.bad_answer(route.tokenize, f"no token ids in {answer!s:.80}")
         return tokens
 
 
@@ -466,7 +463,9 @@ class RemoteEngine(Engine):
         answer = self.client.get_json("models")
         models = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
-            raise self.client._bad("models", f"a model list of the wrong shape: {answer!s:.80}")
+            raise self.client.bad_answer(
+                "models", f"a model list of the wrong shape: {answer!s:.80}"
+            )
         ids = [str(m.get("id")) for m in models]
         if self.spec.model not in ids:
             raise RemoteError(
@@ -593,11 +592,15 @@ class RemoteEngine(Engine):
                 return
             choices = event.get("choices")
             if not isinstance(choices, list):
-                raise self.client._bad("completions", f"an event without choices: {event!s:.80}")
+                raise self.client.bad_answer(
+                    "completions", f"an event without choices: {event!s:.80}"
+                )
             for choice in choices:
                 text = choice.get("text") if isinstance(choice, dict) else None
                 if not isinstance(text, str):
-                    raise self.client._bad("completions", f"a choice without text: {choice!s:.80}")
+                    raise self.client.bad_answer(
+                        "completions", f"a choice without text: {choice!s:.80}"
+                    )
                 logprobs = _logprobs(choice.get("logprobs"), offset)
                 offset += sum(len(t.token) for t in logprobs)
                 yield text, logprobs, _finish(choice.get("finish_reason"))
