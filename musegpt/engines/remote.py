@@ -47,7 +47,7 @@ from musegpt.generation.decoder import (
     TokenLogprob,
     TopLogprob,
 )
-from musegpt.generation.params import SamplingParams
+from musegpt.generation.params import MAX_SEED, SamplingParams
 from musegpt.generation.processors import LogitsProcessor
 from musegpt.paths import config_dir
 
@@ -410,6 +410,9 @@ class RemoteTokenizer(BackendTokenizer):
                 return
             for route in TOKENIZER_ROUTES:
                 try:
+                    # A server that ignores the field it was sent gives no tokens for text.
+                    if not self._tokenize(route, "probe"):
+                        continue
                     self.prefix = self._tokenize(route, "")
                 except RemoteAnswerError:
                     continue  # not this server's route
@@ -434,7 +437,6 @@ class RemoteEngine(Engine):
 
     backend: ClassVar[str] = "remote"
     max_batch: ClassVar[int | None] = 1  # one request per prompt and sample
-    steers_tokens: ClassVar[bool] = False
 
     def __init__(self, name: str, spec: RemoteSpec, timeout_s: float = DEFAULT_TIMEOUT_S):
         super().__init__(name, spec.url)
@@ -473,8 +475,7 @@ class RemoteEngine(Engine):
                 f"{self.spec.model!r}; it offers: {', '.join(ids) or 'none'}"
             )
         entry = models[ids.index(self.spec.model)]
-        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
-        for value in (entry.get("context_length"), entry.get("max_model_len"), meta.get("n_ctx")):
+        for value in (entry.get("context_length"), entry.get("max_model_len")):
             if self.spec.context_length is None and isinstance(value, int) and value > 1:
                 self._context = value
                 break
@@ -533,7 +534,7 @@ class RemoteEngine(Engine):
         if params.echo:
             yield Delta(index, prompt)
         for attempt in range(attempts):
-            seed = None if params.seed is None else params.seed + attempt
+            seed = None if params.seed is None else (params.seed + attempt) % (MAX_SEED + 1)
             held = _StopHolder(params.stop)
             text, logprobs = "", list[TokenLogprob]()
             reason: FinishReason = "stop"
