@@ -89,13 +89,9 @@ def test_labelled_sets_meet_the_targets(split: str) -> None:
 # -- the server -------------------------------------------------------------------------
 
 
-INSULT = "you are a stupid idiot.\n"
-
-
-@pytest.fixture(scope="module")
-def parrot() -> MuseGPTEngine:
+def parrot(insult: str) -> MuseGPTEngine:
     """A tiny char model trained in seconds to repeat an insult."""
-    text = INSULT * 40
+    text = insult * 40
     return memorising_engine(CharTokenizer.train([text]), text, "parrot", steps=150)
 
 
@@ -147,17 +143,25 @@ def test_block_refuses_a_flagged_prompt_with_content_policy_violation() -> None:
         assert fine.status_code == 200
 
 
-def test_block_steers_the_output_away_from_the_insult(parrot: MuseGPTEngine) -> None:
-    body = {"prompt": "you are a stupid", "max_tokens": 24, "temperature": 0}
-    with _client(parrot, "off") as client:
+@pytest.mark.parametrize(
+    ("insult", "prompt", "word"),
+    [
+        # A tiny char model may glue the letters into a non-word ("pididiot"), which neither
+        # the word lists nor the steering read as the word: hence whole words in English.
+        ("you are a stupid idiot.\n", "you are a stupid", r"\bidiot\b"),
+        ("你这个白痴。\n", "你这个", "白痴"),
+    ],
+)
+def test_block_steers_the_output_away_from_the_insult(insult: str, prompt: str, word: str) -> None:
+    engine = parrot(insult)
+    body = {"prompt": prompt, "max_tokens": 24, "temperature": 0}
+    with _client(engine, "off") as client:
         free = client.post("/v1/completions", json=body).json()["choices"][0]["text"]
-    assert "idiot" in free  # what the model writes unguarded
-    with _client(parrot, "block") as client:
+    assert re.search(word, free)  # what the model writes unguarded
+    with _client(engine, "block") as client:
         choice = client.post("/v1/completions", json=body).json()["choices"][0]
-    # Steered away from the word (a tiny char model may glue its letters into a non-word,
-    # "pididiot", which neither the word lists nor the steering read as the word).
-    assert re.search(r"\bidiot\b", choice["text"]) is None, choice["text"]
-    assert not moderate("you are a stupid" + choice["text"])[0].flagged or (
+    assert re.search(word, choice["text"]) is None, choice["text"]
+    assert not moderate(prompt + choice["text"])[0].flagged or (
         choice["finish_reason"] == "content_filter" and choice["text"] == ""
     )
 

@@ -58,6 +58,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models.load_all()
+        moderation_api.prepare(settings)
         yield
 
     app = FastAPI(title="MuseGPT", version="0.1.0", lifespan=lifespan)

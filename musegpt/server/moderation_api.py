@@ -8,6 +8,7 @@ finished text that is still flagged (`finish_reason: "content_filter"`)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from musegpt.generation.decoder import Completion
 from musegpt.generation.params import SamplingParams
 from musegpt.server.errors import APIError, invalid
+from musegpt.server.settings import ServerSettings
 from musegpt.server.state import ServerState
 
 MODEL = "musegpt-moderation-1"  # answered whatever `model` the client names
@@ -77,6 +79,23 @@ def moderations(body: ModerationRequest, request: Request) -> dict[str, Any]:
 
 
 # -- the generation endpoints under --moderation -------------------------------------------
+
+
+def prepare(settings: ServerSettings) -> None:
+    """Under `flag` or `block`, build the moderator (and the steering patterns) in the
+    background at startup, so the first request does not wait seconds for them."""
+    if settings.moderation == "off":
+        return
+
+    def build() -> None:
+        from musegpt.safety import moderator
+        from musegpt.safety.steering import steering_patterns
+
+        moderator().moderate(["warm up"])  # also loads the English classifier
+        if settings.moderation == "block":
+            steering_patterns()
+
+    threading.Thread(target=build, name="moderation-prepare", daemon=True).start()
 
 
 def screen_prompt(
