@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_helpers import memorising_engine, tiny_engine
+from test_server_helpers import memorising_engine, running_server, tiny_engine
 from typer.testing import CliRunner
 
 from musegpt.cli.app import app
@@ -124,6 +124,21 @@ def test_moderations_endpoint_answers_like_openai() -> None:
             answer = client.post("/v1/moderations", json=bad)
             assert answer.status_code == 400, bad
             assert answer.json()["error"]["param"] == param
+
+
+def test_the_official_openai_client_reads_the_answer() -> None:
+    import openai
+
+    app_ = create_app({"tiny": tiny_engine()}, ServerSettings())
+    with running_server(app_) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        answer = client.moderations.create(
+            model="omni-moderation-latest", input=["你他媽的", "a quiet lake"]
+        )
+    assert [r.flagged for r in answer.results] == [True, False]
+    assert answer.results[0].categories.harassment is True
+    assert answer.results[1].category_scores.self_harm_intent == 0
+    assert answer.results[0].category_applied_input_types.illicit == []
 
 
 def test_block_refuses_a_flagged_prompt_with_content_policy_violation() -> None:
