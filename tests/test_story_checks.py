@@ -21,6 +21,7 @@ from musegpt.studio.story import (
     chinese_number,
     example_field,
     example_names,
+    premise_anchors,
     synopsis_frame,
 )
 from musegpt.studio.work import Work
@@ -245,3 +246,18 @@ def test_chinese_chapters_are_narrated_and_never_loop() -> None:
     assert checks.clean_chapter(near, "zh", "") == "阿七走进了雨中的城市。"
     quoted = "“我爱你！”\n阿七说：“你在那里！我爱你！”"
     assert checks.clean_chapter(quoted, "zh", "") == "“我爱你！”\n阿七说：“你在那里！”"
+
+
+def test_the_first_beat_may_start_from_the_premise_through_its_hero(tmp_path: Path) -> None:
+    robot = Character("Mikaela", "she is the robot of the house")  # seen, seed 1
+    bible = StoryBible(
+        "Iron Heart", "A village.", "Quiet.", "Syn.", [robot, Character("Jukka", "a man")]
+    )
+    project = StoryProject(tmp_path, ROBOT, "en", bible)
+    words = premise_anchors(project)
+    assert {"robot", "mikaela"} <= words and "jukka" not in words
+    beat = "As Mikaela's father leaves, she has to leave the house for the first time."
+    assert checks.check_beat(beat, "en", EN_NAMES | words, [], words) is None
+    assert checks.check_beat(
+        "Jukka walks to the lake with his dog.", "en", EN_NAMES | {"jukka"}, [], words
+    )

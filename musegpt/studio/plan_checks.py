@@ -24,6 +24,7 @@ STOPWORDS = frozenset(STOPWORD_TEXT.split())
 # Characters that make a Chinese character pair a grammar word rather than a keyword.
 HAN_FUNCTION = frozenset("的了是在一个有和与他她它们这那也就都而着过把被从向对给让很又")
 NEAR_DUPLICATE = 0.6  # character-trigram similarity above which two beats say the same
+LIST_ITEM = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]")
 NUMBERED = re.compile(r"^\s*[\d一二三四五六七八九十]+\s*[.、:：)）]?\s*$")
 HEADING = re.compile(
     r"^\s*(?:#+\s*)?(?:第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回幕部]|"
@@ -166,6 +167,8 @@ def check_synopsis(
         return "the synopsis is not a sentence"
     if SPEAKER.match(synopsis):
         return "the synopsis reads as a line of a script"
+    if LIST_ITEM.match(synopsis):
+        return "the synopsis begins a list"
     if repeats_itself(synopsis, lang):
         return "the synopsis repeats itself"
     if similarity(synopsis, example) > NEAR_DUPLICATE:
@@ -339,17 +342,21 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
             said.append(key)
         kept.append(sentence)
     lines = [balance_quotes(line) for line in "".join(kept).split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
+    return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
 
 
 def balance_quotes(line: str) -> str:
-    """A line whose Chinese quotation marks lost their partner (a repeated sentence inside
-    a quote was dropped) given it back."""
+    """A line whose quotation marks lost their partner (a repeated sentence inside a
+    quote was dropped, or the chapter stopped inside one) given it back."""
     opened, closed = line.count("“"), line.count("”")
     if closed > opened and not line.lstrip().startswith("“"):
         return "“" + line
     if opened > closed and not line.rstrip().endswith("”"):
         return line + "”"
+    if line.count('"') % 2 and not line.rstrip().endswith('"'):
+        return line + '"'
     return line
 
 

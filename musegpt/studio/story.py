@@ -404,6 +404,17 @@ def unborrowed(
     return checked
 
 
+def premise_anchors(project: StoryProject) -> set[str]:
+    """What the first beat may name to start from the premise: a premise keyword, or a
+    character the bible describes with one ("Mikaela: ... she is the robot ...")."""
+    assert project.bible is not None
+    lang = project.lang
+    words = checks.keywords(project.premise, lang)
+    chosen = [c for c in project.bible.characters if checks.mentions(c.description, words, lang)]
+    names = anchors("", lang, chosen)
+    return words | names
+
+
 def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = None) -> StoryBible:
     """The story bible, field by field, each checked before it is kept (and re-drawn when
     it fails, a bounded number of times); the synopsis must say something of the premise."""
@@ -435,7 +446,7 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
     frame = synopsis_frame(premise, lang)
     rest = draw(
         writer,
-        f"{prompt}{labels['synopsis']} {frame}",
+        f"{prompt}{labels['synopsis']} {frame.rstrip()}",  # the model writes the space
         120,
         unborrowed(
             lambda v: checks.check_synopsis(
@@ -457,7 +468,7 @@ def synopsis_frame(premise: str, lang: Lang) -> str:
     premise = premise.strip().rstrip(".。!！")
     if lang == "zh":
         return premise + "："
-    return premise[:1].upper() + premise[1:] + ": "
+    return premise[:1].upper() + premise[1:] + ": "  # the model's words follow the space
 
 
 def check_kept_synopsis(synopsis: str, premise: str, lang: Lang, known: set[str]) -> str | None:
@@ -489,11 +500,13 @@ def parse_character(line: str, lang: Lang) -> Character | None:
     line = re.sub(r"<[^>]+>|\*", "", line).strip(" -")
     name, sep, description = line.partition("：" if lang == "zh" else ":")
     name, description = name.strip(), description.strip()
+    name = re.sub(r"['’]s$", "", name)  # "Jukka's" is Jukka (seen as a third character)
     if sep and NAME.match(name) and description:
         return Character(name, description)
     if lang == "en":
         for match in CAPITALISED.finditer(line):
-            words = [w for w in match.group(0).split() if w not in NOT_NAMES]
+            words = [re.sub(r"['’]s$", "", w) for w in match.group(0).split()]
+            words = [w for w in words if w not in NOT_NAMES]
             if words:
                 return Character(" ".join(words), line.rstrip("."))
     return None
@@ -589,7 +602,7 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
                     anchors=known,
                     earlier=[*beats, *example_beats(lang)],
                     # The story starts from its premise: the first beat names it.
-                    premise_words=checks.keywords(project.premise, lang) if number == 1 else (),
+                    premise_words=premise_anchors(project) if number == 1 else (),
                 ),
                 lang,
                 project.premise,

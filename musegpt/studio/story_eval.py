@@ -28,6 +28,7 @@ from musegpt.studio.story import (
     example_beats,
     example_field,
     example_names,
+    premise_anchors,
 )
 from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import StudioError
@@ -157,7 +158,7 @@ def plan_valid(project: StoryProject) -> bool:
                 lang,
                 known,
                 [*beats[:i], *example_beats(lang)],
-                checks.keywords(premise, lang) if i == 0 else (),
+                premise_anchors(project) if i == 0 else (),
             )
             for i, beat in enumerate(beats)
         ),
