@@ -528,8 +528,8 @@ def plan_characters(
     colon = "：" if writer.lang == "zh" else ":"
     calls = 0
     for attempt in range(tries):
-        if len(characters) == most:
-            break
+        if len(characters) == most or (len(characters) >= 2 and attempt > most):
+            break  # two named characters are enough once draws start to fail
         calls = attempt + 1
         listed = character_lines(writer.lang, characters)
         # Names already taken (the example's, and those listed) cannot begin the line again.
