@@ -284,3 +284,20 @@ def test_story_routes_refuse_clearly(client: TestClient) -> None:
     assert client.post("/v1/stories", json={"premise": "  "}).status_code == 400
     bad = client.post("/v1/stories/import", json={"story": {"premise": "x"}})
     assert bad.status_code == 400 and "lang" in bad.json()["error"]["message"]
+
+
+def test_a_story_step_stops_at_the_next_token_once_stopped() -> None:
+    import threading
+
+    from musegpt.generation.scheduler import Cancelled
+    from musegpt.server.story_api import StoppableEngine
+
+    engine = tiny_engine()
+    stop = threading.Event()
+    stoppable = StoppableEngine(engine, stop)
+    same = {"max_new_tokens": 12, "seed": 4}
+    assert stoppable.generate("The sea", **same) == engine.generate("The sea", **same)
+    assert stoppable.max_batch == engine.max_batch
+    stop.set()
+    with pytest.raises(Cancelled):
+        stoppable.generate("The sea", **same)

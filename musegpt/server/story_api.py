@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +15,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from musegpt.engines.base import Engine
+from musegpt.generation.decoder import Completion, Delta, LogitsSource
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import LogitsProcessor
+from musegpt.generation.scheduler import Cancelled
 from musegpt.server.errors import APIError, invalid
 from musegpt.server.hosts import in_thread
 from musegpt.server.state import ServerState, state_of
@@ -24,6 +29,7 @@ from musegpt.store.stories import import_story, keep_story, new_story, open_stor
 from musegpt.studio import story as story_task
 from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import StudioError
+from musegpt.tokenizer.base import Tokenizer
 
 router = APIRouter(prefix="/v1")
 _busy: set[int] = set()  # projects whose story is being written now
@@ -165,8 +171,9 @@ async def _run(
         )
         with _writing(pid), runner.borrow() as engine:
             project = open_story(store, pid, folder)
+            stoppable = StoppableEngine(engine, cancel)
             try:
-                step(project, Studio(engine, params, project.lang, sink, status))
+                step(project, Studio(stoppable, params, project.lang, sink, status))
             except StudioError as err:
                 raise TaskFailed(err) from None
             finally:
@@ -185,6 +192,45 @@ async def _run(
         emit({"type": "story", "story": work(emit)})
 
     return task_stream(produce, admission, cancel, deadline)
+
+
+class StoppableEngine(Engine):
+    """`engine` for one story step: a Stop ends the decode under way at its next token
+    (planning draws stream nothing, so a sink could not stop them)."""
+
+    backend = "stoppable"
+
+    def __init__(self, engine: Engine, cancel: threading.Event) -> None:
+        super().__init__(engine.name, engine.path, engine.overflow)
+        self.inner = engine
+        self.cancel = cancel
+        self.lock = engine.lock
+        # what the story code asks of it (one batch or row by row) is the inner engine's
+        self.__dict__["max_batch"] = engine.max_batch
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.inner.tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.inner.context_length
+
+    def logits_source(self, params: SamplingParams | None = None) -> LogitsSource:
+        return self.inner.logits_source(params)
+
+    def decode_deltas(
+        self,
+        prompts: str | Sequence[str],
+        params: SamplingParams,
+        constraints: Sequence[LogitsProcessor],
+        cancel: threading.Event | None,
+        completions: list[Completion],
+    ) -> Iterator[Delta]:
+        for delta in self.inner.decode_deltas(prompts, params, constraints, cancel, completions):
+            if self.cancel.is_set():
+                raise Cancelled("stopped")
+            yield delta
 
 
 @contextmanager
