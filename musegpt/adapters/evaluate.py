@@ -28,15 +28,19 @@ def open_scoring_model(model: Path, lora: Path | None, context: int) -> Any:
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
 
-    from musegpt.engines.llama import usable_cores
+    from musegpt.engines.llama import ThreadBudget, usable_cores
 
+    # Only the cores other programs leave free: on a busy machine one waiting thread stalls
+    # all of llama.cpp's (see musegpt/engines/llama.py).
+    threads = ThreadBudget(usable_cores()).threads(1)
     with suppress_stdout_stderr(disable=False):
         return Llama(
             model_path=str(model),
             lora_path=str(lora) if lora else None,
             n_ctx=context,
             n_batch=context,
-            n_threads=usable_cores(),
+            n_threads=threads,
+            n_threads_batch=threads,
             logits_all=True,
             verbose=False,
         )
