@@ -9,6 +9,7 @@ profanity too: on its own it also scores grief and war poems as offensive."""
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ STRONG = 0.9  # a term or rule that settles a category on its own
 ADDRESSED = 0.8  # profanity or a slur in a text addressed to someone: harassment
 UNADDRESSED = 0.4  # profanity alone: counted, not flagged ("the damn rain")
 WEAK = 0.3  # one suggestive term; two flag sexual
+MAX_HITS = 8  # hits kept per near rule (they explain; one is enough to fire)
 CLASSIFIER_MIN = 0.5  # the English classifier's probability that counts as harassment
 ADDRESS: dict[Lang, tuple[str, ...]] = {
     "en": ("you", "your", "yourself", "yours", "u", "ur", "ya", "you're", "youre", "y'all"),
@@ -187,13 +189,9 @@ class _Language:
             if any(scores[c] < FLAG_AT for c in rule.needs):
                 continue
             if rule.window:
-                pairs = [
-                    norm[a:d]
-                    for a, b in spans(rule.name, "first")
-                    for c, d in spans(rule.name, "then")
-                    if b <= c + 1 and c - b <= rule.window
-                ]
-                fired = sorted(set(pairs))
+                fired = _near(
+                    norm, spans(rule.name, "first"), spans(rule.name, "then"), rule.window
+                )
             else:
                 fired = matched(rule.name, "phrase")
             if fired:
@@ -202,6 +200,23 @@ class _Language:
                     raise_to(category, value)
         full = {c: round(scores.get(c, 0.0), 4) for c in CATEGORIES}
         return Moderation(full, tuple(hits))
+
+
+def _near(
+    text: str, first: list[tuple[int, int]], then: list[tuple[int, int]], window: int
+) -> list[str]:
+    """The spans from a `first` match to a `then` match that starts at most `window`
+    characters after it ends (by binary search: a long text full of 我 stays linear)."""
+    ends = sorted((b, a) for a, b in first)
+    keys = [b for b, _ in ends]
+    found: set[str] = set()
+    for c, d in then:
+        i = bisect.bisect_right(keys, c + 1)  # first matches ending by then's start (+1 overlap)
+        if i and c - keys[i - 1] <= window:
+            found.add(text[ends[i - 1][1] : d])
+            if len(found) >= MAX_HITS:
+                break
+    return sorted(found)
 
 
 def _merge(results: Sequence[Moderation]) -> Moderation:
