@@ -28,7 +28,7 @@ def moderate_command(
     with status 1 when any text is flagged."""
     with user_errors():
         from musegpt.safety import moderate
-        from musegpt.server.moderation_api import MODEL
+        from musegpt.safety.categories import MODEL
 
         inputs = [read_text_input(Path(t[1:])) if t.startswith("@") else t for t in texts]
         results = moderate(inputs)

@@ -27,6 +27,7 @@ UNSCORED: frozenset[str] = frozenset({"illicit", "illicit/violent", "violence/gr
 SCORED: tuple[str, ...] = tuple(c for c in CATEGORIES if c not in UNSCORED)
 
 FLAG_AT = 0.5  # a category is flagged when its score reaches this
+MODEL = "musegpt-moderation-1"  # the name answers carry, whatever model a client asks for
 
 # What each scored category covers here (docs/safety.md and `musegpt moderate --explain`).
 COVERS: dict[str, str] = {

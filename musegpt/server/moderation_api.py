@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from musegpt.generation.decoder import Completion
 from musegpt.generation.params import SamplingParams
+from musegpt.safety.categories import MODEL
 from musegpt.server.errors import APIError, invalid
 from musegpt.server.settings import ServerSettings
 from musegpt.server.state import ServerState
 
-MODEL = "musegpt-moderation-1"  # answered whatever `model` the client names
 MAX_INPUTS = 256
 WITHHELD = "the generated text was withheld: moderation flagged it as {categories}"
 
