@@ -57,7 +57,7 @@ def dequantised_base(gguf_file: Path, verbose: bool = True) -> Path:
         except (OSError, ValueError, KeyError) as err:
             raise EngineError(f"transformers could not read {gguf_file}: {err}") from err
         # The weights are plain floats now: save them as such, not as a "GGUF-quantised" model.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(str(work))

@@ -90,8 +90,9 @@ def split_documents(data: Path, seed: int) -> tuple[list[str], list[str]]:
     order = list(range(len(documents)))
     random.Random(seed).shuffle(order)
     held = max(1, round(len(documents) * HELDOUT_SHARE))
-    heldout = sorted(order[:held])
-    return [documents[i] for i in sorted(order[held:])], [documents[i] for i in heldout]
+    held_rows = sorted(order[:held])
+    train_rows = sorted(order[held:])
+    return [documents[i] for i in train_rows], [documents[i] for i in held_rows]
 
 
 def finetune_gguf(
