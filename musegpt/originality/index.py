@@ -71,6 +71,36 @@ class CopyIndex:
         self.meta = meta
         self.eot_id = int(meta["eot_id"])
         self.size = int(tokens.shape[0])
+        self._pairs: tuple[IntArray, IntArray, int] | None = None
+
+    def _pair_table(self) -> tuple[IntArray, IntArray, int]:
+        """Where the suffixes beginning with each pair of tokens start (the suffix array is
+        sorted by its first two tokens too): the distinct pair keys, sorted, each one's
+        first suffix (plus the end), and the key's radix. Built on first use, in one pass;
+        it lets a search begin in the pair's short interval instead of the whole array."""
+        if self._pairs is None:
+            radix = int(self.tokens.max()) + 2 if self.size else 2
+            first = self.tokens[self.suffixes].astype(np.int64)
+            second = self._next_tokens(0, self.size, 1) + 1  # 0: the corpus ends there
+            keys = first * radix + second
+            distinct, starts = np.unique(keys, return_index=True)
+            self._pairs = (distinct, np.append(starts, self.size), radix)
+        return self._pairs
+
+    def _start(self, span: Sequence[int]) -> Interval:
+        """The interval of the span's first two tokens (one, for a span of one)."""
+        keys, starts, radix = self._pair_table()
+        if max(span[:2]) >= radix - 1:  # a token the corpus never holds
+            return Interval(0, 0, min(len(span), 2))
+        if len(span) == 1:
+            lo = int(np.searchsorted(keys, span[0] * radix, side="left"))
+            hi = int(np.searchsorted(keys, (span[0] + 1) * radix, side="left"))
+            return Interval(int(starts[lo]), int(starts[hi]), 1)
+        key = span[0] * radix + span[1] + 1
+        at = int(np.searchsorted(keys, key))
+        if at == len(keys) or int(keys[at]) != key:
+            return Interval(0, 0, 2)
+        return Interval(int(starts[at]), int(starts[at + 1]), 2)
 
     # -- building and storing -------------------------------------------------------------
 
@@ -139,20 +169,26 @@ class CopyIndex:
         pattern = list(span)
         width = len(pattern)
         tokens, suffixes = self.tokens, self.suffixes
+        if not width:
+            return self.everything()
+        begun = self._start(pattern)
+        if width <= 2 or not begun.count:
+            return begun
 
         def prefix(i: int) -> list[int]:
             start = int(suffixes[i])
             found: list[int] = tokens[start : start + width].tolist()
             return found
 
-        lo, hi = 0, self.size
+        lo, hi = begun.lo, begun.hi
+        end = hi
         while lo < hi:  # first suffix whose prefix is >= the span
             mid = (lo + hi) // 2
             if prefix(mid) < pattern:
                 lo = mid + 1
             else:
                 hi = mid
-        first, hi = lo, self.size
+        first, hi = lo, end
         while lo < hi:  # first suffix whose prefix is > the span
             mid = (lo + hi) // 2
             if prefix(mid) <= pattern:
@@ -177,6 +213,9 @@ class CopyIndex:
         """The interval of the span followed by `token` (within the span's own interval,
         where the next tokens are sorted)."""
         lo, hi, depth = interval.lo, interval.hi, interval.depth
+        if depth < 2 and hi - lo > GATHER_LIMIT:  # the whole corpus, or one token's suffixes
+            start = self.suffixes[lo]
+            return self._start([*self.tokens[start : start + depth].tolist(), token])
         if hi - lo <= GATHER_LIMIT:
             following = self._next_tokens(lo, hi, depth)
             left = int(np.searchsorted(following, token, side="left"))
