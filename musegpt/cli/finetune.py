@@ -19,13 +19,13 @@ def finetune_command(
     base: Annotated[
         Path, typer.Option("--from", help="The base model: a model file or a folder holding one.")
     ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints and logs.")],
     data: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--data", help="A corpus prepared with the base model's tokenizer (--tokenizer-from)."
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints and logs.")],
+    ] = None,
     overrides: Annotated[
         list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)
     ] = None,
@@ -89,6 +89,20 @@ def finetune_command(
         int | None,
         typer.Option(min=1, help="GGUF base: steps between held-out evaluations. [default: 50]"),
     ] = None,
+    works: Annotated[
+        str | None,
+        typer.Option(
+            help="GGUF base: train on a project of the works library (its id or name) and "
+            "register the adapter as a model."
+        ),
+    ] = None,
+    works_db: Annotated[Path, typer.Option(help="The works library (with --works).")] = Path(
+        "musegpt-works/works.db"
+    ),
+    register: Annotated[
+        str | None,
+        typer.Option(help="GGUF base: register the adapter under this model name."),
+    ] = None,
     patience: Annotated[
         int | None,
         typer.Option(
@@ -123,16 +137,30 @@ def finetune_command(
                 raise ValueError(f"{base} is a GGUF model: fine-tune it with --lora")
             if overrides or config or save_adapter:
                 raise ValueError("a GGUF base takes options (--steps, --lr, ...), not settings")
+            if (data is None) == (works is None):
+                raise ValueError("give the training text: --data FILE or --works PROJECT")
+            if works is not None:
+                from musegpt.adapters.works import works_model_name, works_text
+
+                data = works_text(works_db, works, out)
+                register = register or works_model_name(works)
+                # A writer's own text is small: stop once held-out loss stops improving.
+                gguf_options["--patience"] = patience or 2
             settings = _adapter_settings(lora_rank, lora_alpha, lora_targets, gguf_options)
-        _finetune_gguf(gguf_base, data, out, settings, resume)
+        assert data is not None
+        _finetune_gguf(base, data, out, settings, resume, register)
         return
-    given = [option for option, value in gguf_options.items() if value is not None]
+    named = {**gguf_options, "--works": works, "--register": register}
+    given = [option for option, value in named.items() if value is not None]
     if given:
         with user_errors():
             raise ValueError(
                 f"{', '.join(given)} only apply to a GGUF base; for a MuseGPT model use "
                 "settings (steps=500, learning_rate=1e-4)"
             )
+    if data is None:
+        with user_errors():
+            raise ValueError("--data is needed: a corpus prepared with the base's tokenizer")
     try:
         with user_errors():
             from musegpt.train.finetune import finetune
@@ -195,7 +223,7 @@ def _adapter_settings(
 
 
 def _finetune_gguf(
-    base: Path, data: Path, out: Path, settings: AdapterSettings, resume: bool
+    base: Path, data: Path, out: Path, settings: AdapterSettings, resume: bool, register: str | None
 ) -> None:
     from musegpt.cli.errors import err_console
 
@@ -204,6 +232,10 @@ def _finetune_gguf(
             from musegpt.adapters.pipeline import finetune_gguf
 
             report = finetune_gguf(base, data, out, settings, resume=resume)
+            if register is not None:
+                from musegpt.adapters.registry import add_adapter
+
+                add_adapter(register, str(base), report.adapter)
     except KeyboardInterrupt:
         err_console.print(
             f"[yellow]interrupted.[/] The last checkpoint is in {out / 'checkpoint'}; "
@@ -215,5 +247,9 @@ def _finetune_gguf(
         f"tokens/s); held-out perplexity {report.base_perplexity:.2f} -> "
         f"{report.adapted_perplexity:.2f} ({report.improvement:+.0%} lower) on "
         f"{report.heldout_documents} documents\n"
-        f"use it: musegpt models add NAME --base gemma3-270m --adapter {report.adapter}"
+        + (
+            f"registered as the model {register}: musegpt write ... --model {register}"
+            if register
+            else f"use it: musegpt models add NAME --base gemma3-270m --adapter {report.adapter}"
+        )
     )
