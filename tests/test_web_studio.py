@@ -99,6 +99,7 @@ def test_a_rewrite_the_model_cannot_make_says_why(page: Any) -> None:
     said = finished(page)
     assert page.get_attribute("#status", "class") == "error"
     assert "rewrite" in said and "seed" in said  # the server's reason and what to try
+    assert page.inner_text("#writing-error") == said  # shown where the action was taken
     assert page.locator("#alternatives-list li").count() == 0
     assert page.is_disabled("#stop")
 

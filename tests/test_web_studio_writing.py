@@ -277,9 +277,28 @@ def test_story_planned_written_rerolled_edited_stopped_exported_and_imported(
     page.fill("#seed", "")
 
 
+PLANNED = {
+    "premise": "a lighthouse keeper who befriends a whale",
+    "lang": "en",
+    "bible": {
+        "title": "The Keeper",
+        "setting": "a rock in the sea, where the ferries no longer stop",
+        "style": "quiet, close third person",
+        "synopsis": "Mara, who keeps the light, meets a whale that sings at night.",
+        "characters": [{"name": "Mara", "description": "the keeper, sixty, who talks to the sea"}],
+    },
+    "scenes": [{"beat": "Mara hears the whale.", "text": "The light turned. " * 40, "summary": ""}],
+    "scene_tokens": 120,
+    "chapters": 2,
+}
+
+
 def test_dark_theme_is_kept_and_a_phone_width_fits(browser: Any, url: str) -> None:
     tab = open_studio(browser, url, {"width": 390, "height": 800})
+    story = httpx.post(f"{url}/v1/stories/import", json={"story": PLANNED}, timeout=30).json()
     try:
+        tab.evaluate(f"openProject({{id: {story['project']['id']}}})")  # a story to lay out
+        tab.wait_for_selector("#story-body:not([hidden])")
         tab.click("#theme")
         assert tab.evaluate("document.documentElement.dataset.theme") == "dark"
         tab.reload()
