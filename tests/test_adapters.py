@@ -218,3 +218,32 @@ def test_unknown_adapter_is_a_clear_error() -> None:
         app, ["write", "poem", "月夜", "--form", "wujue", "--adapter", "no-such-adapter"]
     )
     assert result.exit_code != 0 and "unknown adapter 'no-such-adapter'" in result.output
+
+
+def test_finetune_cli_trains_a_personal_adapter_from_a_works_project(
+    adapter_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole command: works project -> held-out split -> training -> GGUF LoRA ->
+    perplexity before and after -> registered model (adapter_file: the converter is here)."""
+    from musegpt.engines.registry import find_model
+    from musegpt.store import WorksStore
+
+    monkeypatch.setenv("MUSEGPT_CONFIG", str(tmp_path / "config"))
+    db = tmp_path / "works.db"
+    store = WorksStore(db)
+    project = store.create_project("my poems", kind="poems", lang="zh")
+    for title in ("one", "two"):
+        store.create_document(int(project["id"]), title, text="\n\n".join(POEMS[:3]))
+    store.close()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["finetune", "--from", "gemma3-270m", "--lora", "--works", "my poems",
+         "--works-db", str(db), "--out", str(out), "--steps", "1", "--lora-rank", "2",
+         "--lora-layers", "1", "--batch-size", "2", "--seq-len", "32"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"] == 1 and report["base_perplexity"] > 1
+    assert (out / "adapter.gguf").is_file()
+    assert find_model("works-my-poems").path == str((out / "adapter.gguf").resolve())
