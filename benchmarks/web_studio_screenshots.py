@@ -60,6 +60,7 @@ def branches(tab: Any, seed: int, out: Path) -> dict[str, Any]:
     tab.fill("#lore-text", "Mara is the lighthouse keeper, sixty years old; she talks to the sea.")
     tab.click("#lore-add")
     tab.wait_for_selector(".lore-entry:has-text('Mara')")
+    tab.fill("#title", "The Keeper")
     tab.fill("#editor", PASSAGE)
     tab.fill("#max-tokens", "40")
     tab.fill("#seed", str(seed))

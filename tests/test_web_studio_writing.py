@@ -222,6 +222,8 @@ def test_story_planned_written_rerolled_edited_stopped_exported_and_imported(
         assert page.inner_text("#story-error") == said  # said beside the story
     assert said == "done", said
     assert page.input_value("#bible-title") and page.input_value("#bible-characters")
+    title = page.input_value("#bible-title")  # names the project, named by its premise so far
+    page.wait_for_selector(f"#projects li.selected:text-is({json.dumps(title)})")
     beats = page.locator("#story-chapter-list .beat")
     assert beats.count() == 2 and all(beats.nth(i).input_value() for i in range(2))
     page.fill("#bible-title", "The Robot's Heart")

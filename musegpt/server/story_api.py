@@ -25,7 +25,14 @@ from musegpt.server.hosts import in_thread
 from musegpt.server.state import ServerState, state_of
 from musegpt.server.studio_api import Emit, TaskFailed, params_of, stopper, task_stream
 from musegpt.server.works_api import Id, checked_id, run_on_store
-from musegpt.store.stories import import_story, keep_story, new_story, open_story, save_story
+from musegpt.store.stories import (
+    import_story,
+    keep_story,
+    new_story,
+    open_story,
+    premise_name,
+    save_story,
+)
 from musegpt.studio import story as story_task
 from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import StudioError
@@ -178,6 +185,8 @@ async def _run(
                 raise TaskFailed(err) from None
             finally:
                 keep_story(store, pid, folder)
+            if project.bible and store.project(pid)["name"] == premise_name(project.premise):
+                store.rename_project(pid, project.bible.title)  # named by its premise so far
         return keep_story(store, pid, folder)
 
     if not body.stream:

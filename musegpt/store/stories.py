@@ -28,6 +28,11 @@ def checked_story(data: Any) -> dict[str, Any]:
         raise StoreError(f"not a story: {damage(err)}", "story") from None
 
 
+def premise_name(premise: str) -> str:
+    """A story project's name until its bible gives it a title."""
+    return premise[:60]
+
+
 def new_story(premise: str, lang: str, chapters: int, scene_tokens: int) -> dict[str, Any]:
     """A story not yet planned: the premise and how long it should be."""
     return checked_story(
@@ -71,8 +76,8 @@ def import_story(store: WorksStore, data: Any, name: str = "") -> Row:
     """A new story project in the library from story.json's content."""
     story = checked_story(data)
     bible = story.get("bible") or {}
-    project = store.create_project(name.strip() or bible.get("title") or story["premise"][:60],
-                                   "story", story["lang"])  # fmt: skip
+    name = name.strip() or bible.get("title") or premise_name(story["premise"])
+    project = store.create_project(name, "story", story["lang"])
     store.set_bible(project["id"], premise=story["premise"])
     store.set_story(project["id"], story)
     return project

@@ -144,6 +144,7 @@ function planStory() {
   return busy("planning the story", async (signal) => {
     await saveStoryEdits();
     await storyStep(`/v1/projects/${state.project}/story/plan`, () => {}, signal);
+    await loadProjects();  // a story is named by its bible's title once planned
   }, "story-error");
 }
 
