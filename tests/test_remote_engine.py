@@ -25,8 +25,10 @@ from musegpt.cli.app import app as cli
 from musegpt.engines.base import Engine
 from musegpt.engines.registry import list_models, open_engine, remove_model
 from musegpt.engines.remote import RemoteEngine, RemoteError, RemoteSpec
-from musegpt.forms import check
+from musegpt.forms import check, get_form
+from musegpt.forms.constraints import form_constraints
 from musegpt.generation.processors import DecodeState
+from musegpt.music.compose import compose
 from musegpt.server.app import create_app
 from musegpt.studio import Studio
 from musegpt.studio.poem import PoemError
@@ -186,11 +188,18 @@ def test_banned_phrases_are_generated_and_checked(llama_remote: RemoteEngine) ->
 
 
 def test_per_token_features_are_refused(llama_remote: RemoteEngine) -> None:
+    tok = llama_remote.tokenizer
+
     def no_op(state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         return scores
 
     with pytest.raises(RemoteError, match=r"cannot apply constraints.*next-token probabilities"):
         llama_remote.complete(PROMPT, constraints=[no_op])
+    # Constraint builders scan the vocabulary first: they end at once, then are refused.
+    with pytest.raises(RemoteError, match=r"cannot apply constraints \(AbcConstraint\)"):
+        compose("a jig", bars=4, engine=llama_remote)
+    with pytest.raises(RemoteError, match="cannot apply constraints"):
+        llama_remote.complete(PROMPT, constraints=form_constraints(get_form("haiku"), tok))
     with pytest.raises(RemoteError, match="cannot give logits"):
         llama_remote.next_token_logits([1, 2, 3])
     with pytest.raises(RemoteError, match="cannot constrain its decoding"):
@@ -206,7 +215,14 @@ def test_a_studio_and_a_server_in_front_of_the_remote(llama_remote: RemoteEngine
     with TestClient(create_app({"far": llama_remote})) as client:
         answer = client.post(
             "/v1/completions",
-            json={"model": "far", "prompt": PROMPT, "max_tokens": 8, "temperature": 0},
+            # The remote's own token ids pass (Gemma has 262,144), as the remote checks them.
+            json={
+                "model": "far",
+                "prompt": PROMPT,
+                "max_tokens": 8,
+                "temperature": 0,
+                "logit_bias": {"250000": 0},
+            },
         )
         assert answer.status_code == 200, answer.text
         text = answer.json()["choices"][0]["text"]

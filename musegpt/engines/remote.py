@@ -31,13 +31,13 @@ import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
-from musegpt.engines.base import BackendTokenizer, Engine, EngineError
+from musegpt.engines.base import BackendTokenizer, Engine, EngineError, EngineInfo
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.decoder import (
     Completion,
@@ -354,7 +354,8 @@ class RemoteTokenizer(BackendTokenizer):
     """The remote model's tokenizer, through the server's tokenize routes where it has them
     (counts and ids are then the remote's own). Without them the ids are UTF-8 bytes: counts
     overestimate (about 4 bytes a token in English), which errs on the safe side for
-    context budgets. Token pieces are never known here, so constraints cannot be built."""
+    context budgets. Token pieces are never known here, so constraints cannot be built: its
+    `vocab_size` is the byte table's, so code that scans a vocabulary ends at once."""
 
     kind: ClassVar[str] = "remote"
 
@@ -380,10 +381,6 @@ class RemoteTokenizer(BackendTokenizer):
         ids = self._tokenize(self.route, text)
         n = len(self.prefix)
         return ids[n:] if n and ids[:n] == self.prefix else ids
-
-    @property
-    def vocab_size(self) -> int:
-        return REMOTE_VOCAB if self.exact else 257
 
     def decode(self, ids: Sequence[int]) -> str:
         self._probe()
@@ -485,6 +482,12 @@ class RemoteEngine(Engine):
         return self._tokenizer
 
     @property
+    def info(self) -> EngineInfo:
+        # The remote checks its own token ids (logit_bias): no bound is known here.
+        exact = self.tokenizer.exact
+        return replace(super().info, vocab_size=REMOTE_VOCAB if exact else 257)
+
+    @property
     def context_length(self) -> int:
         return self._context
 
@@ -505,7 +508,8 @@ class RemoteEngine(Engine):
             names = ", ".join(sorted({type(c).__name__ for c in constraints}))
             raise RemoteUnsupported(
                 f"the remote engine {self.name!r} cannot apply constraints ({names}): "
-                f"{NEEDS_DISTRIBUTION}. Use a local model for forms and the music grammar"
+                f"{NEEDS_DISTRIBUTION}. Use a local model, or write without them "
+                "(musegpt compose --unconstrained)"
             )
         defaults = SamplingParams()
         for field, why in REFUSED.items():
