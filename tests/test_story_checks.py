@@ -21,6 +21,7 @@ from musegpt.studio.story import (
     chinese_number,
     example_field,
     example_names,
+    not_the_premise,
     premise_anchors,
     synopsis_frame,
 )
@@ -261,3 +262,11 @@ def test_the_first_beat_may_start_from_the_premise_through_its_hero(tmp_path: Pa
     assert checks.check_beat(
         "Jukka walks to the lake with his dog.", "en", EN_NAMES | {"jukka"}, [], words
     )
+
+
+def test_a_setting_that_only_says_the_premise_again_is_redrawn() -> None:
+    def anything(value: str) -> None:
+        return None
+
+    assert not_the_premise(anything, ROBOT_ZH, "setting", ROBOT_ZH)  # seen on seed 1
+    assert not_the_premise(anything, ROBOT_ZH, "setting", "未来的城市，雨夜。") is None

@@ -27,7 +27,7 @@ from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.tasks import StudioError
-from musegpt.studio.text import Lang, detect_lang, end_cleanly, tidy
+from musegpt.studio.text import Lang, detect_lang, end_cleanly, similarity, tidy
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
 
@@ -404,6 +404,16 @@ def unborrowed(
     return checked
 
 
+def not_the_premise(
+    check: Callable[[str], str | None], premise: str, what: str, value: str
+) -> str | None:
+    """`check`, and also refuse a field that only says the premise again (seen: the
+    setting "一个发现爱情的机器人")."""
+    if similarity(value, premise) > checks.NEAR_DUPLICATE:
+        return f"the {what} is the premise again"
+    return check(value)
+
+
 def premise_anchors(project: StoryProject) -> set[str]:
     """What the first beat may name to start from the premise: a premise keyword, or a
     character the bible describes with one ("Mikaela: ... she is the robot ...")."""
@@ -430,7 +440,7 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
     }
     values: dict[str, str] = {}
     for key, tokens in (("title", 24), ("setting", 60), ("style", 40)):
-        rule = unborrowed(rules[key], lang, premise)
+        rule = unborrowed(partial(not_the_premise, rules[key], premise, key), lang, premise)
         values[key] = draw(
             writer, prompt + labels[key], tokens, rule, key, avoid_regex=avoid, redraws=redraws
         )
