@@ -1,12 +1,13 @@
 """What the originality guard (`SamplingParams.max_copy`) costs: decoding with it against
 decoding without it, on the same model, prompts, seeds and sampling settings.
 
-Every run is forced to the same length (`min_new_tokens = max_new_tokens`), and guarded and
-unguarded runs alternate prompt by prompt, so that a busy machine slows both alike. Two
-numbers per model and limit: the wall-clock ratio guarded / unguarded, and the guard's own
-time (every call of its processor, timed) as a share of the unguarded decode — the second
-is the steadier on a loaded machine. The model needs its index first
-(`musegpt originality index --model NAME`); building it is timed by that command, not here.
+Every run is forced to the same length (`min_new_tokens = max_new_tokens`); the guarded and
+unguarded decode of each prompt run back to back, alternating which goes first, so that a
+busy machine slows both alike. Two numbers per model and limit: the ratio guarded /
+unguarded, and the guard's own time (every call of its processor, timed) as a share of the
+unguarded decode. Times are the process's CPU seconds, which other jobs on a busy machine
+disturb less than wall-clock time. The model needs its index first (`musegpt originality
+index --model NAME`); building it is timed by that command, not here.
 
     python benchmarks/originality_overhead.py --model poetry --limits 32,12
     python benchmarks/originality_overhead.py --model abc-folk --limits 32,12 --prompts 4
@@ -48,22 +49,24 @@ PROMPTS = {
 
 
 class TimedGuard(copy_guard.CopyGuard):
-    """The guard, adding the seconds its calls take to a shared counter."""
+    """The guard, adding the CPU seconds its calls take to a shared counter."""
 
     spent = 0.0
 
     def __call__(self, state: Any, scores: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             return super().__call__(state, scores)
         finally:
-            TimedGuard.spent += time.perf_counter() - start
+            TimedGuard.spent += time.process_time() - start
 
 
 def decode_seconds(engine: Engine, prompt: str, params: SamplingParams) -> tuple[float, str]:
-    start = time.perf_counter()
+    """The decode's CPU seconds (this process's, all threads), which other jobs on a busy
+    machine disturb far less than its wall-clock time, and the text."""
+    start = time.process_time()
     text = engine.complete(prompt, params)[0].text
-    return time.perf_counter() - start, text
+    return time.process_time() - start, text
 
 
 def main() -> None:
@@ -94,8 +97,8 @@ def main() -> None:
     decode_seconds(engine, prompts[0], base.model_copy(update={"seed": 0}))
     decode_seconds(engine, prompts[0], base.model_copy(update={"seed": 0, "max_copy": 8}))
     print(
-        "| max_copy | decodes | tokens each | unguarded s | guarded s | ratio | guard's own s "
-        "| guard share | longest copy unguarded | longest copy guarded |"
+        "| max_copy | decodes | tokens each | unguarded CPU s | guarded CPU s | ratio "
+        "| guard's own s | guard share | longest copy unguarded | longest copy guarded |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for limit in [int(x) for x in args.limits.split(",")]:
@@ -104,14 +107,16 @@ def main() -> None:
         TimedGuard.spent = 0.0
         for seed, prompt in enumerate(prompts, start=1):
             params = base.model_copy(update={"seed": seed})
-            seconds, text = decode_seconds(engine, prompt, params)
-            plain += seconds
-            copies_plain.append(check_text(text, index, engine.tokenizer).longest_tokens)
-            seconds, text = decode_seconds(
-                engine, prompt, params.model_copy(update={"max_copy": limit})
-            )
-            guarded += seconds
-            copies_guarded.append(check_text(text, index, engine.tokenizer).longest_tokens)
+            runs = [(False, params), (True, params.model_copy(update={"max_copy": limit}))]
+            for guard, run in runs if seed % 2 else runs[::-1]:  # alternate which goes first
+                seconds, text = decode_seconds(engine, prompt, run)
+                copied = check_text(text, index, engine.tokenizer).longest_tokens
+                if guard:
+                    guarded += seconds
+                    copies_guarded.append(copied)
+                else:
+                    plain += seconds
+                    copies_plain.append(copied)
         print(
             f"| {limit} | {len(prompts)} | {args.tokens} | {plain:.2f} | {guarded:.2f} "
             f"| {guarded / plain:.2f}x | {TimedGuard.spent:.2f} | {TimedGuard.spent / plain:.1%} "

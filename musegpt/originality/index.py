@@ -25,7 +25,7 @@ import numpy as np
 
 from musegpt.fileio import atomic_write_text
 
-FORMAT = "musegpt-copy-index-1"
+FORMAT = "musegpt-copy-index-2"
 META = "index.json"
 GATHER_LIMIT = 4096  # intervals up to this wide are searched with one vectorised gather
 
@@ -129,7 +129,15 @@ class CopyIndex:
         atomic_write_text(folder / META, json.dumps(self.meta, indent=2, ensure_ascii=False))
 
     def _arrays(self) -> dict[str, IntArray]:
-        return {"tokens": self.tokens, "suffixes": self.suffixes, "documents": self.documents}
+        keys, starts, radix = self._pair_table()  # saved too: it takes seconds to build
+        self.meta["pair_radix"] = radix
+        return {
+            "tokens": self.tokens,
+            "suffixes": self.suffixes,
+            "documents": self.documents,
+            "pair_keys": keys,
+            "pair_starts": starts,
+        }
 
     @classmethod
     def load(cls, folder: Path) -> CopyIndex:
@@ -139,24 +147,28 @@ class CopyIndex:
                 f"{folder} holds no originality index (no {META}); build one with "
                 "`musegpt originality index`"
             )
+        again = "build it again with `musegpt originality index`"
         try:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            if meta.get("format") != FORMAT:
+                raise CopyIndexError(
+                    f"the originality index in {folder} has format {meta.get('format')!r}, "
+                    f"not {FORMAT!r}; {again}"
+                )
             arrays = {name: np.load(folder / f"{name}.npy") for name in cls._names()}
-        except (OSError, ValueError) as err:
-            raise CopyIndexError(
-                f"the originality index in {folder} is damaged ({err}); build it again with "
-                "`musegpt originality index`"
-            ) from None
-        if meta.get("format") != FORMAT:
-            raise CopyIndexError(
-                f"the originality index in {folder} has format {meta.get('format')!r}, not "
-                f"{FORMAT!r}; build it again with `musegpt originality index`"
-            )
-        return cls(arrays["tokens"], arrays["suffixes"], arrays["documents"], meta)
+            radix = int(meta["pair_radix"])
+        except (OSError, ValueError, KeyError) as err:
+            if isinstance(err, CopyIndexError):
+                raise
+            damaged = f"the originality index in {folder} is damaged ({err}); {again}"
+            raise CopyIndexError(damaged) from None
+        index = cls(arrays["tokens"], arrays["suffixes"], arrays["documents"], meta)
+        index._pairs = (arrays["pair_keys"], arrays["pair_starts"], radix)
+        return index
 
     @staticmethod
     def _names() -> tuple[str, ...]:
-        return ("tokens", "suffixes", "documents")
+        return ("tokens", "suffixes", "documents", "pair_keys", "pair_starts")
 
     # -- searching ------------------------------------------------------------------------
 
