@@ -321,6 +321,9 @@ def train_adapter(
             save_checkpoint()
             say(f"held-out loss has not improved for {settings.patience} evaluations: stopping")
             break
+    evaluated = [h["step"] for h in state["history"] if "heldout_loss" in h]
+    if not stopped_early and (not evaluated or evaluated[-1] != state["step"]):
+        evaluate(state["step"])  # a run cut short (--steps lowered on resume): its last step
     if not (out / BEST).exists():  # no held-out documents: the last adapter is the one
         _replace_folder(lambda folder: peft_model.save_pretrained(str(folder)), out / BEST)
     run = AdapterRun(
