@@ -103,6 +103,20 @@ def test_retry_flip_continue_undo_redo_and_accept(page: Any, url: str) -> None:
     versions = get(url, f"/v1/documents/{document}/versions")["data"]
     assert versions[-1]["generation_id"] == child["id"]
 
+    page.reload()  # the tree is in the library: after a reload it is there to browse
+    page.wait_for_selector("#status:has-text('ready')")
+    page.click("#projects li:has-text('Branches')")
+    under_second = f"#generations li:has(> button[data-id='{node['id']}']) > ul button"
+    page.wait_for_selector(under_second)
+    assert page.locator(under_second).get_attribute("data-id") == str(child["id"])
+    assert page.locator("#generations > li").count() == 2  # the two alternatives
+    page.click(f"#generations button[data-id='{node['siblings'][0]}']")
+    page.wait_for_selector("#alt-position:has-text('alternative 1 of 2')")
+    assert editor(page) == first
+    page.click("#next-alt")  # and on from there
+    page.wait_for_selector("#alt-position:has-text('alternative 2 of 2')")
+    assert editor(page) == second
+
 
 def test_an_alternative_token_taken_continues_as_a_new_branch(page: Any, url: str) -> None:
     page.fill("#editor", "She opened the door")

@@ -331,6 +331,57 @@ async function generate(prefix, parentId, lead, signal) {
   });
   state.node = node;
   updateBranchBar();
+  await loadGenerations();
+}
+
+// The project's continuations as a tree (children under their parent, alternatives side by
+// side in order); a click shows that node, to flip from or continue.
+async function loadGenerations() {
+  const list = $("generations");
+  list.textContent = "";
+  if (state.project === null) return;
+  const nodes = (await api(`/v1/projects/${state.project}/generations`)).data
+    .filter((g) => g.task === "continue");
+  const children = new Map();
+  for (const g of nodes) {
+    const key = g.parent_id ?? 0;
+    if (!children.has(key)) children.set(key, []);
+    children.get(key).push(g);
+  }
+  const grow = (into, parent) => {
+    for (const g of children.get(parent) || []) {
+      const li = document.createElement("li");
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "node" + (state.node && state.node.id === g.id ? " selected" : "");
+      open.dataset.id = g.id;
+      open.textContent = `#${g.id} ${g.output.trim().slice(0, 40) || "(empty)"}`;
+      open.title = g.output;
+      open.addEventListener("click", () => showGeneration(g.id));
+      li.appendChild(open);
+      if (children.has(g.id)) {
+        const sub = document.createElement("ul");
+        grow(sub, g.id);
+        li.appendChild(sub);
+      }
+      into.appendChild(li);
+    }
+  };
+  grow(list, 0);
+}
+
+async function showGeneration(id) {
+  if (state.abort) return;
+  try {
+    const node = await api(`/v1/generations/${id}`);
+    remember();
+    state.node = node;
+    state.suffix = "";
+    $("editor").value = node.prompt + node.output;
+    renderNode();
+  } catch (err) {
+    showError("writing-error", err.message);
+  }
 }
 
 function continueAtCursor() {
@@ -407,6 +458,9 @@ function updateBranchBar() {
   $("accept").disabled = !node;
   $("undo").disabled = !state.undo.length;
   $("redo").disabled = !state.redo.length;
+  for (const button of document.querySelectorAll("#generations button.node")) {
+    button.classList.toggle("selected", node !== null && Number(button.dataset.id) === node.id);
+  }
 }
 
 // Flips to the sibling `step` places on (← -1, → +1); the text after the cursor stays.
@@ -592,6 +646,7 @@ async function openProject(project) {
   await loadDocuments();
   $("versions").textContent = "";
   await loadContextBlocks();
+  await loadGenerations();
   await openStory(project);  // story.js: the project's story, when it has one
 }
 
