@@ -377,8 +377,16 @@ def test_no_serious_accessibility_violations(browser: Any, url: str) -> None:
         tab.evaluate("document.querySelectorAll('details').forEach((d) => { d.open = true; })")
         for theme in ("light", "dark"):
             tab.evaluate(f"setTheme('{theme}')")
-            for view in ("text", "story"):
+            # the text view with a tree, a lorebook and a context; the story view with a story
+            for project, view in (("Branches", "text"), ("The Keeper", "story")):
+                tab.click(f"#projects li:has-text('{project}')")
                 tab.click(f"#view-{view}")
+                if view == "text":
+                    tab.wait_for_selector("#generations button.node")
+                    tab.click("#context-show")
+                    tab.wait_for_selector("#context-box:not([hidden])")
+                else:
+                    tab.wait_for_selector("#story-body:not([hidden])")
                 assert serious_violations(tab, script) == [], (theme, view)
         tab.evaluate("setTheme('light')")
     finally:
