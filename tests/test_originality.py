@@ -19,7 +19,9 @@ from musegpt.data.dataset import PreparedCorpus
 from musegpt.data.prepare import prepare_corpus
 from musegpt.engines.base import EngineError
 from musegpt.engines.musegpt_model import MuseGPTEngine
+from musegpt.generation.copy_guard import Aliases, CopyGuard
 from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import NEG_INF, DecodeState
 from musegpt.model import GPT, GPTConfig, save_model
 from musegpt.originality.check import check_text
 from musegpt.originality.index import CopyIndex
@@ -152,6 +154,29 @@ def test_the_guard_holds_alongside_banned_phrases_and_streaming(
     params = SamplingParams(temperature=0, max_new_tokens=120, max_copy=10, banned=["the"])
     text = "".join(engine.stream(PROMPT, params))
     assert "the" not in text and longest_copy(indexed, engine, text) <= 10
+
+
+def test_a_character_spelt_with_its_byte_token_still_counts_as_copied() -> None:
+    """abc-folk's grammar let it write "|" as the byte token 0x7C (seen): that must not
+    reset the copy count, and the byte token of a banned character is banned too."""
+    tokenizer = CharTokenizer.train(["abcdefgh"])
+    eot = tokenizer.eot_id
+    index = CopyIndex.build(np.array([*tokenizer.encode("abcdefgh"), eot]), eot, {})
+
+    def spellings(char: str) -> tuple[int, int]:
+        own = tokenizer.encode(char)[0]
+        byte = next(
+            t
+            for t in range(tokenizer.vocab_size)
+            if tokenizer.token_bytes(t) == char.encode() and t != own
+        )
+        return own, byte
+
+    (a, _), (_, b_byte), (c, _), (d, d_byte), (e, _) = map(spellings, "abcde")
+    guard = CopyGuard(index, 3, Aliases.of(tokenizer))
+    scores = guard(DecodeState([[a, b_byte, c]], [0]), torch.zeros(1, tokenizer.vocab_size))
+    assert scores[0, d] == NEG_INF and scores[0, d_byte] == NEG_INF
+    assert scores[0, e] == 0  # only what would copy a fourth character is banned
 
 
 def test_max_copy_on_a_model_without_an_index_says_how_to_make_one(folder: Path) -> None:

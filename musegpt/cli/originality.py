@@ -86,8 +86,9 @@ def check_command(
         source = report.source
         out(
             f"longest copied span: {report.longest_tokens} tokens, "
-            f"{len(report.longest_text)} characters, from document {source.document} "
-            f"({source.first_line!r}), line {source.line}:",
+            f"{len(report.longest_text)} characters, found {report.occurrences:,} time(s) in "
+            f"the corpus; one is document {source.document} ({source.first_line!r}), line "
+            f"{source.line}:",
             highlight=False,
             soft_wrap=True,
         )

@@ -593,7 +593,7 @@ class Decoder:
     ) -> DecodeEvents:
         vocab = self.tokenizer.vocab_size
         special = frozenset() if params.allow_special_tokens else self.special_ids
-        constraints = [*constraints, *copy_guards(self.copy_index, params.max_copy)]
+        constraints = [*constraints, *copy_guards(self.copy_index, params.max_copy, self.tokenizer)]
         pipeline = build_pipeline(
             params, vocab, self.stop_ids, constraints, special, self.tokenizer
         )

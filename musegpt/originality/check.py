@@ -76,11 +76,12 @@ class BarsCopied:
 
 @dataclass
 class OriginalityReport:
-    tokens: int  # the text's length in the model's tokens
+    tokens: int  # the text's length in the model's tokens (a tune's: its body's)
     characters: int
     longest_tokens: int  # the longest span shared verbatim with the corpus
     longest_text: str
-    source: Source | None
+    source: Source | None  # one of its occurrences (the first in suffix order)
+    occurrences: int  # how often the span occurs in the corpus
     near_duplicate: float  # estimated Jaccard similarity to the closest corpus document
     nearest_document: int | None
     bars: BarsCopied | None = None
@@ -95,7 +96,10 @@ def check_text(
     text: str, index: CopyIndex, tokenizer: Tokenizer, folder: Path | None = None
 ) -> OriginalityReport:
     """The originality report of `text` against the corpus of `index` (whose signatures,
-    when `folder` holds them, give the near-duplicate score)."""
+    when `folder` holds them, give the near-duplicate score). Of an ABC tune only the body
+    (the music, after `K:`) is measured: headers are shared by thousands of tunes."""
+    header = _TUNE.search(text)
+    whole, text = text, text[header.end() :] if header else text
     ids = tokenizer.encode(text)
     span = index.longest_span(ids)
     longest_text, source = "", None
@@ -109,9 +113,17 @@ def check_text(
             scores = (signatures == signature(text)).mean(axis=1)
             nearest = int(scores.argmax())
             near = float(scores[nearest])
-    bars = _bars_copied(text, index, tokenizer) if _TUNE.search(text) else None
+    bars = _bars_copied(whole, index, tokenizer) if header else None
     return OriginalityReport(
-        len(ids), len(text), span.length if span else 0, longest_text, source, near, nearest, bars
+        len(ids),
+        len(text),
+        span.length if span else 0,
+        longest_text,
+        source,
+        span.occurrences if span else 0,
+        near,
+        nearest,
+        bars,
     )
 
 
@@ -165,6 +177,7 @@ def longest_copy_meta(text: str, model_path: str, tokenizer: Tokenizer) -> dict[
         "tokens": span.length,
         "characters": len(copied),
         "text": copied,
+        "occurrences": span.occurrences,
         "document": source.document,
         "line": source.line,
         "first_line": source.first_line,

@@ -57,6 +57,7 @@ class Span:
     start: int
     length: int
     position: int
+    occurrences: int = 1  # how often the span occurs in the corpus
 
 
 class CopyIndex:
@@ -278,7 +279,8 @@ class CopyIndex:
                     break
                 interval, length = longer, length + 1
             if length and (best is None or length > best.length):
-                best = Span(start, length, int(self.suffixes[interval.lo]))
+                position = int(self.suffixes[interval.lo])
+                best = Span(start, length, position, interval.count)
         return best
 
     # -- provenance -----------------------------------------------------------------------
