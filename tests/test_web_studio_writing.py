@@ -382,7 +382,9 @@ def test_no_serious_accessibility_violations(browser: Any, url: str) -> None:
                 tab.click(f"#projects li:has-text('{project}')")
                 tab.click(f"#view-{view}")
                 if view == "text":
-                    tab.wait_for_selector("#generations button.node")
+                    tab.click("#generations button.node")  # its tokens, and one's choices
+                    tab.click("#output .tok[data-index='1']")
+                    tab.wait_for_selector("#token-choices:not([hidden])")
                     tab.click("#context-show")
                     tab.wait_for_selector("#context-box:not([hidden])")
                 else:
