@@ -63,6 +63,7 @@ from musegpt.tokenizer.base import Tokenizer
 FinishReason = Literal["stop", "length", "cancelled", "no_allowed_token"]
 OverflowPolicy = Literal["slide", "error"]
 REGEX_WINDOW = 128  # characters a banned pattern may span; the stream holds this much back
+COPY_HOLD = 16  # characters held back under `max_copy`, so a dead end can take back
 MAX_BACKTRACKS = 1000  # per row: a row that has to take back more often than this ends
 NO_TOKEN_LEFT = -1  # what `_choose` gives a row with no allowed token
 DEAD_END = (
@@ -603,6 +604,8 @@ class Decoder:
         hold = max([len(s) - 1 for s in params.stop + params.banned] + [0])
         if params.banned_regex:
             hold = max(hold, REGEX_WINDOW)
+        if params.max_copy is not None:  # room to take back when the guard leaves no token
+            hold = max(hold, COPY_HOLD)
 
         active = list(rows)
         logits = yield LogitsRequest("prefill", [r.window for r in active])
