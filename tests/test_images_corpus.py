@@ -105,6 +105,17 @@ def test_icons_again_is_up_to_date(icons: Path) -> None:
     assert prepare_icons(icons, size=32, limit=40).up_to_date
 
 
+def test_prepare_icons_from_the_command_line(tmp_path: Path) -> None:
+    if not _icons_available():
+        pytest.skip("the icons corpus needs npm (or cached copies of its packages)")
+    args = ["prepare", "icons", "--out", str(tmp_path / "icons"), "--limit", "3"]
+    result = CliRunner().invoke(app, [*args, "--image-size", "16"])
+    assert result.exit_code == 0, result.output
+    assert "openmoji (outline, CC BY-SA 4.0)" in result.output
+    assert "share pictures derived from them under the same licence" in result.output
+    assert len(load_image_corpus(tmp_path / "icons")) == 3 * len(ICON_SETS)
+
+
 def test_icons_without_npm_is_one_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
