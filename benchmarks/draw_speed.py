@@ -94,11 +94,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prompt", default="a red apple")
     parser.add_argument("--no-http", action="store_true", help="only ImageModel.draw")
-    parser.add_argument("--threads", type=int, help="torch threads (default: as torch starts)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     model = load_image_model(args.model)
