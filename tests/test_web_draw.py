@@ -12,6 +12,7 @@ import pytest
 from images_helpers import tiny_image_model
 from studio_browser import CLIPPED_CONTROLS, WIDE, finished, launched, open_studio
 from test_server_helpers import running_server, tiny_engine
+from test_web_studio_writing import axe_script, serious_violations
 
 from musegpt.server import ServerSettings, create_app
 from musegpt.server.images_api import serve_image_models
@@ -119,3 +120,18 @@ def test_the_draw_view_fits_a_narrow_screen(
         assert tab.get_attribute(".draw-download >> nth=0", "download").startswith("a-blue-circle-")
     finally:
         tab.close()
+
+
+def test_no_serious_accessibility_violations_in_the_draw_view(page: Any) -> None:
+    script = axe_script()
+    page.click("#view-draw")
+    page.fill("#draw-prompt", "an orange circle")
+    page.fill("#draw-n", "2")
+    assert run(page, "#draw") == "done"
+    pictures(page)
+    try:
+        for theme in ("light", "dark"):
+            page.evaluate(f"setTheme('{theme}')")
+            assert serious_violations(page, script) == [], theme
+    finally:
+        page.evaluate("setTheme('light')")
