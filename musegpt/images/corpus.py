@@ -594,7 +594,7 @@ def _load_picture(path: Path, size: int, where: str) -> Image.Image:
         with Image.open(path) as picture:
             picture.load()
             return on_white(picture, size)
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
         raise ImageCorpusError(
             f"{where}: {path.name} is not a picture PIL can read ({err})"
         ) from None
