@@ -10,7 +10,13 @@ from images_helpers import COLOURS, tiny_image_model
 from PIL import Image, ImageDraw
 
 from musegpt.images import ImageModel
-from musegpt.images.evaluate import EvalCaption, eval_captions, evaluate_images, examples_grid
+from musegpt.images.evaluate import (
+    EvalCaption,
+    build_reference,
+    eval_captions,
+    evaluate_images,
+    examples_grid,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +50,8 @@ def test_the_caption_set_is_large_and_bilingual() -> None:
 
 def test_eval_measures_fidelity_and_finds_near_copies(tiny: ImageModel, tmp_path: Path) -> None:
     captions = [EvalCaption(f"a {c} circle", "en", c, "paraphrase") for c in ("red", "blue")]
-    report = evaluate_images(
-        tiny, circle_folder(tmp_path), per_caption=2, captions=captions, guidance=1.0
-    )
+    reference = build_reference(tiny.tokenizer, circle_folder(tmp_path))
+    report = evaluate_images(tiny, reference, per_caption=2, captions=captions, guidance=1.0)
     assert report.classifier_accuracy == 1.0
     assert report.fidelity() >= 0.5
     # The tiny model has learnt its four pictures by heart: its drawings are copies.

@@ -33,8 +33,12 @@ def draw_command(
     style: Annotated[
         str | None, Opt(help="A style of the model (icons: color, flat, outline, line).")
     ] = None,
-    temperature: Annotated[float, Opt(help="Randomness; 0 = greedy.")] = 1.0,
-    top_k: Annotated[int | None, Opt(help="Keep the k likeliest image tokens; 0 = all.")] = None,
+    temperature: Annotated[
+        float | None, Opt(help="Randomness; 0 = greedy (default: the model's).")
+    ] = None,
+    top_k: Annotated[
+        int | None, Opt(help="Keep the k likeliest image tokens; 0 = all (default: the model's).")
+    ] = None,
     guidance: Annotated[
         float | None, Opt(help="Classifier-free guidance scale; 1 = off (default: the model's).")
     ] = None,
@@ -121,6 +125,8 @@ def eval_images_command(
     guidance: Annotated[
         float | None, Opt(help="Classifier-free guidance scale (default: the model's).")
     ] = None,
+    temperature: Annotated[float | None, Opt(help="Randomness (default: the model's).")] = None,
+    top_k: Annotated[int | None, Opt(help="Top-k; 0 = all (default: the model's).")] = None,
     limit: Annotated[int | None, Opt(min=1, help="Only the first N captions.")] = None,
     out: Annotated[Path, Opt(help="Markdown report.")] = Path("docs/images-eval.md"),
     examples: Annotated[Path, Opt(help="Grid of example pictures (PNG).")] = Path(
@@ -132,6 +138,7 @@ def eval_images_command(
         from musegpt.fileio import atomic_write_text
         from musegpt.images import load_image_model
         from musegpt.images.evaluate import (
+            build_reference,
             evaluate_images,
             examples_grid,
             machine_description,
@@ -143,15 +150,22 @@ def eval_images_command(
             from musegpt.images.corpus import icons_corpus
 
             corpus = icons_corpus()
+
+        def say(message: str) -> None:
+            err_console.print(message, highlight=False)
+
+        reference = build_reference(image_model.tokenizer, corpus, say)
         report = evaluate_images(
-            image_model, corpus, per_caption=per_caption, seed=seed, guidance=guidance,
-            limit=limit, say=lambda message: err_console.print(message, highlight=False),
+            image_model, reference, per_caption=per_caption, seed=seed, guidance=guidance,
+            temperature=temperature, top_k=top_k, limit=limit, say=say,
         )  # fmt: skip
         command = f"musegpt eval images --model {model} --per-caption {per_caption} --seed {seed}"
-        if guidance is not None:
-            command += f" --guidance {guidance:g}"
-        if limit is not None:
-            command += f" --limit {limit}"
+        for option, value in (
+            ("guidance", guidance), ("temperature", temperature), ("top-k", top_k),
+            ("limit", limit),
+        ):  # fmt: skip
+            if value is not None:
+                command += f" --{option} {value:g}"
         text = markdown_report(report, command, machine_description())
         text += f"\n![examples]({examples.name})\n"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from musegpt.images.model import ImageModel
 from musegpt.images.sheet import GAP
+from musegpt.images.tokenizer import ImageTokenizer
 from musegpt.images.train import load_pixels, read_pictures
 
 NEAR_COPY_SHARE = 0.9
@@ -167,21 +168,22 @@ class ImageEvalReport:
         return rows
 
 
-def evaluate_images(
-    model: ImageModel,
-    corpus: str | Path,
-    *,
-    per_caption: int = 4,
-    seed: int = 0,
-    guidance: float | None = None,
-    limit: int | None = None,
-    captions: Sequence[EvalCaption] | None = None,
-    say: Callable[[str], None] = lambda message: None,
-) -> ImageEvalReport:
-    """Evaluate `model` on `captions` (default: the fixed set) against the picture folder
-    `corpus` (its train split trains the classifier, its test split measures it)."""
-    start = time.perf_counter()
-    tokenizer = model.tokenizer
+@dataclass
+class Reference:
+    """What generated pictures are measured against: the group classifier, its accuracy on
+    the held-out test pictures, and the training pictures (tokens and pixels)."""
+
+    classifier: GroupClassifier
+    accuracy: float
+    train_ids: np.ndarray[Any, Any]
+    train_pixels: np.ndarray[Any, Any]
+
+
+def build_reference(
+    tokenizer: ImageTokenizer, corpus: str | Path, say: Callable[[str], None] = lambda m: None
+) -> Reference:
+    """The reference for pictures of `tokenizer`, from the picture folder `corpus` (its train
+    split trains the classifier, its test split measures it)."""
     pictures = read_pictures(corpus)
     train = [p for p in pictures if p.split == "train" and p.group]
     test = [p for p in pictures if p.split == "test" and p.group]
@@ -199,17 +201,37 @@ def evaluate_images(
         np.mean([a == p.group for a, p in zip(classifier.predict(test_pixels), test, strict=True)])
     )
     say(f"classifier accuracy on held-out pictures: {accuracy:.1%}")
+    return Reference(classifier, accuracy, train_ids, train_pixels)
+
+
+def evaluate_images(
+    model: ImageModel,
+    reference: Reference,
+    *,
+    per_caption: int = 4,
+    seed: int = 0,
+    guidance: float | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    limit: int | None = None,
+    captions: Sequence[EvalCaption] | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> ImageEvalReport:
+    """Draw `per_caption` pictures for each of `captions` (default: the fixed set) and
+    measure them against `reference`."""
+    start = time.perf_counter()
+    tokenizer = model.tokenizer
     captions = list(captions or eval_captions())[:limit]
     results = []
     for number, caption in enumerate(captions):
         images = model.draw(
             caption.caption, n=per_caption, size=tokenizer.resolution, seed=seed + number,
-            guidance=guidance,
+            guidance=guidance, temperature=temperature, top_k=top_k,
         )  # fmt: skip
         pixels = np.stack([np.asarray(im.convert("RGB")) for im in images])
         ids = tokenizer.encode_pixels(pixels)
-        distances = rmse_matrix(pixels, train_pixels)
-        same = np.stack([(train_ids == row[None, :]).mean(axis=1).max() for row in ids])
+        distances = rmse_matrix(pixels, reference.train_pixels)
+        same = np.stack([(reference.train_ids == row[None, :]).mean(axis=1).max() for row in ids])
         pairs = [
             float(rmse_matrix(pixels[i : i + 1], pixels[j : j + 1])[0, 0])
             for i, j in combinations(range(len(pixels)), 2)
@@ -217,7 +239,7 @@ def evaluate_images(
         results.append(
             CaptionResult(
                 caption,
-                classifier.predict(pixels),
+                reference.classifier.predict(pixels),
                 float(np.mean(pairs)) if pairs else 0.0,
                 [float(d) for d in distances.min(axis=1)],
                 int((same >= NEAR_COPY_SHARE).sum()),
@@ -230,7 +252,7 @@ def evaluate_images(
         model.name,
         per_caption,
         model.guidance if guidance is None else guidance,
-        accuracy,
+        reference.accuracy,
         results,
         time.perf_counter() - start,
     )

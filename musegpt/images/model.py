@@ -33,7 +33,10 @@ IMAGE_SIZES = ("256x256", "512x512", "1024x1024")
 MAX_IMAGES = 10  # pictures per call (OpenAI's limit for n)
 MIN_SIZE, MAX_SIZE = 8, 2048
 MAX_PROMPT_CHARS = 1000
-GUIDANCE_KEY = "image_guidance"  # model-file metadata: the guidance its recipe measured best
+# Model-file metadata: the sampling defaults its recipe measured best.
+GUIDANCE_KEY = "image_guidance"
+TEMPERATURE_KEY = "image_temperature"
+TOP_K_KEY = "image_top_k"
 
 Progress = Callable[[int, int], None]
 
@@ -85,12 +88,21 @@ class ImageTokensOnly:
 
 class ImageModel:
     def __init__(
-        self, gpt: GPT, tokenizer: ImageTokenizer, name: str, guidance: float = 1.0
+        self,
+        gpt: GPT,
+        tokenizer: ImageTokenizer,
+        name: str,
+        guidance: float = 1.0,
+        temperature: float = 1.0,
+        top_k: int = 0,
     ) -> None:
         self.gpt = gpt.eval()
         self.tokenizer = tokenizer
         self.name = name
+        # Defaults for draw(): what the model's recipe found best (docs/images.md).
         self.guidance = guidance
+        self.temperature = temperature
+        self.top_k = top_k
         self._lock = threading.Lock()  # one drawing at a time per model (the server shares it)
 
     @property
@@ -125,21 +137,22 @@ class ImageModel:
         size: int | str = 256,
         seed: int | None = None,
         style: str | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         guidance: float | None = None,
         progress: Progress | None = None,
     ) -> list[Image.Image]:
         """`n` RGB pictures of `size` x `size` pixels for `prompt`. The same seed gives the same
         pictures. Without a style each picture takes one of the model's styles at random.
-        Each image's `info` holds its prompt, style, seed and model name."""
+        `temperature`, `top_k` (0: all tokens) and `guidance` (1: off) default to the
+        model's own. Each image's `info` holds its prompt, style, seed and model name."""
         pixels = parse_size(size)
         scale = self.guidance if guidance is None else guidance
         chosen_style = self._check(prompt, n, style, scale)
         try:
             params = SamplingParams(
-                temperature=temperature,
-                top_k=top_k or 0,
+                temperature=self.temperature if temperature is None else temperature,
+                top_k=self.top_k if top_k is None else top_k,
                 seed=seed if seed is not None else random.randrange(2**31),
                 n=n,
             )
@@ -256,8 +269,14 @@ def load_image_model(name_or_path: str | Path = DEFAULT_IMAGE_MODEL) -> ImageMod
             f"{name_or_path} is a text model, not an image model (its tokenizer is "
             f"{tokenizer.kind!r}); train one with `musegpt draw-train`"
         )
-    guidance = float(meta.get(GUIDANCE_KEY, "1.0"))
-    return ImageModel(gpt, tokenizer, model_name(name_or_path, path), guidance)
+    return ImageModel(
+        gpt,
+        tokenizer,
+        model_name(name_or_path, path),
+        guidance=float(meta.get(GUIDANCE_KEY, "1.0")),
+        temperature=float(meta.get(TEMPERATURE_KEY, "1.0")),
+        top_k=int(meta.get(TOP_K_KEY, "0")),
+    )
 
 
 def model_name(name_or_path: str | Path, path: Path) -> str:

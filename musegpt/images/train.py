@@ -25,7 +25,7 @@ from PIL import Image
 
 from musegpt.data.dataset import MANIFEST, TOKENIZER, PreparedCorpus, token_dtype
 from musegpt.fileio import atomic_write_text
-from musegpt.images.model import GUIDANCE_KEY
+from musegpt.images.model import GUIDANCE_KEY, TEMPERATURE_KEY, TOP_K_KEY
 from musegpt.images.tokenizer import ImageTokenizer, caption_text
 from musegpt.model.io import MODEL_FILE, load_model, save_model
 from musegpt.train.config import TrainConfig
@@ -200,20 +200,26 @@ def train_image_model(
         raise ValueError(f"{out / RECORDS} holds text records, not image records")
     Trainer(record_config(config, tokenizer), corpus, out, resume=resume, progress=progress).run()
     best = out / BEST / MODEL_FILE
-    set_guidance(best, guidance)
+    set_drawing_defaults(best, guidance)
     return best
 
 
-def set_guidance(model_file: Path, guidance: float) -> None:
-    """Record the guidance scale a model draws with by default in its file."""
+def set_drawing_defaults(
+    model_file: Path, guidance: float = 1.0, temperature: float = 1.0, top_k: int = 0
+) -> None:
+    """Record the sampling a model draws with by default in its file."""
     from musegpt.model.io import read_metadata
 
     meta = read_metadata(model_file)
     gpt, tokenizer = load_model(model_file)
-    meta.pop("config", None)
-    meta.pop("tokenizer", None)
-    meta.pop("format", None)
-    save_model(model_file, gpt, tokenizer, {**meta, GUIDANCE_KEY: f"{guidance:g}"})
+    for own in ("config", "tokenizer", "format"):
+        meta.pop(own, None)
+    defaults = {
+        GUIDANCE_KEY: f"{guidance:g}",
+        TEMPERATURE_KEY: f"{temperature:g}",
+        TOP_K_KEY: str(top_k),
+    }
+    save_model(model_file, gpt, tokenizer, {**meta, **defaults})
 
 
 TINY = {
