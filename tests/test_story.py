@@ -91,3 +91,10 @@ def test_a_field_that_never_passes_is_a_clear_failure(gemma: Engine) -> None:
     with pytest.raises(StudioError, match=r"no usable title in 2 draws.*try another --seed"):
         draw(writer, "Title:", 8, lambda value: "never good enough", "title", tries=2)
     assert writer.calls == 2  # each draw its own derived seed
+
+
+def test_the_later_draws_of_a_field_begin_with_its_lead(gemma: Engine) -> None:
+    writer = Studio(gemma).writer("a robot", seed=1)
+    value = draw(writer, "Names:", 8, lambda v: None if v.startswith("Zed") else "no", "x",
+                 tries=2, lead=" Zed")  # fmt: skip
+    assert value.startswith("Zed") and writer.calls <= 2

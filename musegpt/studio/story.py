@@ -341,11 +341,13 @@ def draw(
     tries: int = PLAN_TRIES,
     avoid_regex: Sequence[str] = (),
     redraws: dict[str, int] | None = None,
+    lead: str = "",
 ) -> str:
     """One line the model writes after `prompt` that passes `check` (and never matches
     `avoid_regex`); each retry has its own derived seed (so the same --seed plans the
-    same story) and a little more heat. Failed draws are counted in `redraws` under the
-    first word of `what`."""
+    same story) and a little more heat. With a `lead`, the second half of the draws
+    begin with it (the program's words, e.g. the hero's name) for the model to go on
+    from. Failed draws are counted in `redraws` under the first word of `what`."""
     reason, value = "", ""
     # After an empty line (the model often breaks the line before the field), the next
     # draw reads on to the first line with words, stopping at the plan's next label.
@@ -354,8 +356,9 @@ def draw(
     stop = ["\n"]
     for attempt in range(tries):
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
-        text = writer.write(
-            prompt, tokens, stop=stop, clean_end=False, temperature=heat,
+        head = lead if lead and attempt >= tries // 2 else ""
+        text = head + writer.write(
+            prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
             avoid_regex=[*avoid_regex, LINE_BREAK_FIRST],
         )  # fmt: skip
         lines = [line for line in text.split("\n") if line.strip()]
@@ -412,6 +415,16 @@ def not_the_premise(
     if similarity(value, premise) > checks.NEAR_DUPLICATE:
         return f"the {what} is the premise again"
     return check(value)
+
+
+def hero(project: StoryProject) -> Character:
+    """The character the premise is about: the first described with a premise keyword,
+    else the first listed."""
+    assert project.bible is not None
+    words = checks.keywords(project.premise, project.lang)
+    cast = project.bible.characters
+    about = [c for c in cast if checks.mentions(c.description, words, project.lang)]
+    return (about or cast)[0]
 
 
 def premise_anchors(project: StoryProject) -> set[str]:
@@ -620,6 +633,8 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             f"outline beat for {CHAPTER[lang].format(n=number)}",
             avoid_regex=avoid,
             redraws=project.meta.setdefault("redraws", {}),
+            # Retries of the first beat begin with the hero's name.
+            lead=(" " if lang == "en" else "") + hero(project).name if number == 1 else "",
         )
         project.scenes.append(Scene(beat))
         project.save()
