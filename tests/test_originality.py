@@ -265,6 +265,24 @@ def test_a_server_request_takes_max_copy(
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "max_copy"
 
 
+def test_max_copy_on_a_served_model_without_an_index_is_a_400_saying_what_to_do(
+    folder: Path,
+) -> None:
+    other = MuseGPTEngine.load(folder / "model.safetensors", name="unindexed")
+    other.path = str(folder / "elsewhere.safetensors")  # not linked to any index
+    settings = ServerSettings(data_dir=folder / "server2", max_tokens=50)
+    with TestClient(create_app({"unindexed": other}, settings)) as client:
+        body = {"model": "unindexed", "prompt": PROMPT, "max_tokens": 10, "max_copy": 5}
+        for stream in (False, True):
+            answer = client.post("/v1/completions", json={**body, "stream": stream})
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert error["param"] == "max_copy" and "musegpt originality index" in error["message"]
+        task = {"text": "the quay", "params": {"max_copy": 5, "max_new_tokens": 10}}
+        studio = client.post("/v1/studio/describe", json=task)
+        assert studio.status_code == 400 and studio.json()["error"]["param"] == "max_copy"
+
+
 def test_a_studio_work_records_its_longest_copied_span_in_its_provenance(
     folder: Path, engine: MuseGPTEngine
 ) -> None:

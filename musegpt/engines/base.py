@@ -33,6 +33,10 @@ class EngineError(ValueError):
     """A model that cannot be loaded, or a request an engine cannot honour."""
 
 
+class NoCopyIndex(EngineError):
+    """`max_copy` asked of a model whose training corpus is not indexed (a bad request)."""
+
+
 class BackendTokenizer(Tokenizer):
     """A backend's own tokenizer presented through MuseGPT's tokenizer contract (pieces as
     exact bytes), so the decoder's streaming and every constraint work on it unchanged.
@@ -128,7 +132,7 @@ class Engine(ABC):
         try:
             return index_for_model(self.path, self.tokenizer, self.name)
         except CopyIndexError as err:
-            raise EngineError(str(err)) from None
+            raise NoCopyIndex(str(err)) from None
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids)

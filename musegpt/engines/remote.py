@@ -442,6 +442,10 @@ class RemoteEngine(Engine):
         self._tokenizer = RemoteTokenizer(self.client, f"the remote engine {name!r}")
         self._context = spec.context_length or FALLBACK_CONTEXT
 
+    def copy_index(self, params: SamplingParams) -> None:
+        """None: `max_copy` is refused with its reason when the request runs (REFUSED)."""
+        return None
+
     @classmethod
     def load(
         cls, name: str, spec: RemoteSpec, timeout_s: float = DEFAULT_TIMEOUT_S

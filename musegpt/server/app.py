@@ -20,6 +20,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from musegpt.engines.base import NoCopyIndex
 from musegpt.engines.remote import RemoteError
 from musegpt.server import (
     images_api,
@@ -31,7 +32,7 @@ from musegpt.server import (
     tokenize_api,
     works_api,
 )
-from musegpt.server.errors import APIError, from_validation
+from musegpt.server.errors import APIError, from_validation, invalid
 from musegpt.server.guard import Guard
 from musegpt.server.hosts import EngineSource, Models
 from musegpt.server.metrics import CONTENT_TYPE
@@ -98,6 +99,10 @@ def _errors(app: FastAPI) -> None:
     async def remote_failed(request: Request, err: RemoteError) -> JSONResponse:
         # The model's own server failed (502), or the request needs what it cannot do (400).
         return APIError(err.status, str(err), None, "remote_model_failed").response()
+
+    @app.exception_handler(NoCopyIndex)
+    async def no_copy_index(request: Request, err: NoCopyIndex) -> JSONResponse:
+        return invalid(str(err), "max_copy").response()
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, err: RequestValidationError) -> JSONResponse:

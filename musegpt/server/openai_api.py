@@ -91,6 +91,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse 
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     params = sampling_params(body, state.settings, logprobs)
     check_vocabulary(params, runner.engine.info.vocab_size)
+    runner.engine.copy_index(params)  # no index for max_copy: a 400 now, not mid-stream
     prompt, stops = render_chat(runner.engine, [(m.role, m.text()) for m in body.messages])
     if stops:
         params = params.model_copy(update={"stop": [*params.stop, *stops]})
@@ -118,6 +119,7 @@ async def _completions(
         raise invalid("best_of must equal n (or be omitted)", "best_of")
     params = sampling_params(body, state.settings, body.logprobs, body.echo)
     check_vocabulary(params, runner.engine.info.vocab_size)
+    runner.engine.copy_index(params)  # no index for max_copy: a 400 now, not mid-stream
     prompts = _prompt_texts(body.prompt, runner.engine.detokenize, runner.engine.info.vocab_size)
     call = _Call(
         state,
