@@ -1,0 +1,69 @@
+// The originality guard in the web studio: after a studio task or a composed tune, a line
+// under the output says the longest span the work copies from its model's training corpus
+// (the server's `longest_copy`, also kept in the work's provenance). It reads the answers
+// app.js already asks for (a copy of each response), so app.js needs no change.
+(() => {
+  const WATCHED = /\/v1\/(studio\/(?!tasks|context)[\w-]+|music\/compose)$/;
+
+  function line() {
+    let element = document.getElementById("longest-copy");
+    if (!element) {
+      element = document.createElement("p");
+      element.id = "longest-copy";
+      element.className = "longest-copy";
+      const output = document.getElementById("output");
+      output.insertAdjacentElement("afterend", element);
+    }
+    return element;
+  }
+
+  function show(copy) {
+    const element = line();
+    if (!copy || !copy.indexed) {
+      element.textContent = copy ? "originality: this model's corpus is not indexed" : "";
+      element.title = copy ? "musegpt originality index --model NAME" : "";
+      return;
+    }
+    const source = copy.tokens
+      ? ` — from “${copy.first_line}”, line ${copy.line}` +
+        (copy.occurrences > 1 ? ` (one of ${copy.occurrences} places)` : "")
+      : "";
+    element.textContent =
+      `longest span copied from the training corpus: ${copy.tokens} tokens, ` +
+      `${copy.characters} characters${source}`;
+    element.title = copy.text || "";
+  }
+
+  async function watchEvents(response) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const data = buffer.slice(0, cut).trim().replace(/^data: /, "");
+        buffer = buffer.slice(cut + 2);
+        if (!data.startsWith("{")) continue;
+        const event = JSON.parse(data);
+        if (event.type === "work" && event.work && event.work.meta) show(event.work.meta.longest_copy);
+      }
+    }
+  }
+
+  const original = window.fetch.bind(window);
+  window.fetch = async (input, options) => {
+    const response = await original(input, options);
+    const url = typeof input === "string" ? input : input.url;
+    if (!response.ok || !WATCHED.test(new URL(url, location.href).pathname)) return response;
+    const copy = response.clone();
+    const type = copy.headers.get("content-type") || "";
+    const read = type.includes("event-stream")
+      ? watchEvents(copy)
+      : copy.json().then((body) => show(body.longest_copy || (body.meta && body.meta.longest_copy)));
+    read.catch(() => {});  // the page's own reading reports any failure
+    return response;
+  };
+})();
