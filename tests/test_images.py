@@ -187,3 +187,12 @@ def test_studio_draws_with_an_image_model(tiny: ImageModel, tmp_path_factory) ->
     model = str(tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best")
     pictures = Studio(open_engine("poetry")).draw("a red circle", model=model, n=2, size=32)
     assert [p.size for p in pictures] == [(32, 32), (32, 32)]
+
+
+def test_text_commands_refuse_an_image_model(tiny: ImageModel, tmp_path_factory) -> None:
+    from musegpt.engines.base import EngineError
+    from musegpt.engines.registry import open_engine
+
+    model = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
+    with pytest.raises(EngineError, match="image model"):
+        open_engine(str(model))

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from musegpt.engines.base import Engine
+from musegpt.engines.base import Engine, EngineError
 from musegpt.generation.decoder import GPTLogitsSource, LogitsSource, OverflowPolicy
 from musegpt.generation.params import SamplingParams
 from musegpt.model.gpt import GPT
@@ -41,6 +41,12 @@ class MuseGPTEngine(Engine):
         overflow: OverflowPolicy = "slide",
     ) -> MuseGPTEngine:
         model, tokenizer = load_model(path, device=device)
+        if tokenizer.kind == "image":  # it writes pictures, not text
+            shown = name or Path(path).stem
+            raise EngineError(
+                f"{shown} is an image model: it draws pictures rather than writing text; "
+                f"use `musegpt draw CAPTION --model {shown}`"
+            )
         return cls(model, tokenizer, name or Path(path).stem, str(path), overflow)
 
     @property
