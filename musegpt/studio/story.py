@@ -330,6 +330,7 @@ def example_beats(lang: Lang) -> list[str]:
 # A field's line is never begun with a line break (Gemma often breaks the line after
 # "标题：", and each empty draw was a wasted call).
 LINE_BREAK_FIRST = r"\A\s*\n"
+LIST_NUMBER_FIRST = r"\A\s*\d+\s*[.、)\n]"
 
 
 def draw(
@@ -558,6 +559,11 @@ def plan_characters(
         # Names already taken (the example's, and those listed) cannot begin the line again.
         taken = [*copied, *(p for n in copied for p in checks.name_parts(n))]
         taken += [c.name + colon for c in characters]
+        # Nor anywhere in it (seen: "Hannah" listed, then "30-year-old Hannah"), and the
+        # line is not begun with a break or a list number ("1. The baker: ...").
+        again = [re.escape(k) for c in characters for k in c.keys]
+        if again and writer.lang == "en":
+            again = [rf"\b(?:{'|'.join(again)})\b"]
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
         line = writer.write(
             prompt + listed + "- ",
@@ -565,7 +571,7 @@ def plan_characters(
             stop=["\n"],
             clean_end=False,
             avoid=taken,
-            avoid_regex=avoid_regex,
+            avoid_regex=[*avoid_regex, *again, LINE_BREAK_FIRST, LIST_NUMBER_FIRST],
             temperature=heat,
         )
         found = parse_character(line, writer.lang)
