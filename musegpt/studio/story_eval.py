@@ -131,7 +131,8 @@ def score_chapters(project: StoryProject) -> list[ChapterScore]:
                 repeated_sentences=repeated_sentences(text, earlier),
                 distinct_4=round(distinct_n([text], 4), 3),
                 scaffolding=leaked(text, lang),
-                script_lines=sum(bool(checks.SPEAKER.match(x)) for x in text.split("\n")),
+                # Lines the chapter hygiene would narrate ("他说：" is narration already).
+                script_lines=sum(checks.narrate(x, lang) != x for x in text.split("\n")),
                 example_leak=bool(checks.foreign_words(text, EXAMPLE_MARKS[lang], premise)),
                 unfinished=unfinished(text),
                 size=checks.size(text, lang),
@@ -284,9 +285,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "script-style lines (Name: …)": share([c["script_lines"] > 0 for c in chapters]),
             "the example's things leaked": share([c["example_leak"] for c in chapters]),
             "unfinished endings": share([c["unfinished"] for c in chapters]),
-            ("words" if lang == "en" else "characters") + " per chapter": mean(
-                [c["size"] for c in chapters], 0
-            ),
+            "words (en) or characters (zh) per chapter": mean([c["size"] for c in chapters], 0),
             "seconds per story (wall, busy machine)": mean([r["seconds"] for r in mine], 1),
             "CPU seconds per story": mean([r["cpu_seconds"] for r in mine], 1),
             "  of which plan / outline / chapters / summaries (wall)": " / ".join(
