@@ -259,11 +259,13 @@ def evaluate_images(
 
 
 def examples_grid(
-    results: Sequence[CaptionResult], cell: int = 96, label: int = 220
+    results: Sequence[CaptionResult], cell: int = 96, label: int = 230, per_kind: int = 10
 ) -> Image.Image:
-    """One row per caption: its English caption, then its pictures (Chinese captions are
-    shown by their English twin's row in docs, as PIL's built-in font has no CJK glyphs)."""
-    rows = [r for r in results if r.caption.lang == "en"]
+    """One row per caption, up to `per_kind` paraphrases then `per_kind` held-out emoji: the
+    English caption, then its pictures (PIL's built-in font has no CJK glyphs)."""
+    english = [r for r in results if r.caption.lang == "en"]
+    rows = [r for r in english if r.caption.kind == "paraphrase"][:per_kind]
+    rows += [r for r in english if r.caption.kind != "paraphrase"][:per_kind]
     n = max(len(r.pictures) for r in rows)
     width = label + n * (cell + GAP) + GAP
     sheet = Image.new("RGB", (width, len(rows) * (cell + GAP) + GAP), "white")
