@@ -284,7 +284,7 @@ def test_max_copy_on_a_served_model_without_an_index_is_a_400_saying_what_to_do(
 
 
 def test_a_studio_work_records_its_longest_copied_span_in_its_provenance(
-    folder: Path, engine: MuseGPTEngine
+    folder: Path, engine: MuseGPTEngine, indexed: CopyIndex
 ) -> None:
     store = WorksStore(folder / "works.db")
     settings = ServerSettings(data_dir=folder / "studio", max_tokens=200)
@@ -298,3 +298,30 @@ def test_a_studio_work_records_its_longest_copied_span_in_its_provenance(
         assert shown["text"] in POEM and shown["first_line"] == POEM.split("\n")[0]
         recorded = client.get(f"/v1/projects/{pid}/generations").json()["data"][0]
         assert recorded["params"]["longest_copy"] == shown
+
+
+def test_the_web_studio_shows_a_works_longest_copied_span(
+    folder: Path, engine: MuseGPTEngine, indexed: CopyIndex
+) -> None:
+    from studio_browser import WIDE, launched, open_studio  # skips without Chromium
+    from test_server_helpers import running_server
+
+    settings = ServerSettings(data_dir=folder / "web", max_tokens=200)
+    app = create_app({"reciter": engine}, settings, WorksStore(folder / "web.db"))
+    with running_server(app) as base, launched() as browser:
+        page = open_studio(browser, base, WIDE)
+        # What app.js does for a studio task: a streamed POST, read to its end.
+        page.evaluate(
+            """async () => {
+              const body = {model: "reciter", text: "the quay", stream: true, params: {seed: 1}};
+              const answer = await fetch("/v1/studio/describe", {
+                method: "POST", headers: {"content-type": "application/json"},
+                body: JSON.stringify(body)});
+              await answer.text();
+            }"""
+        )
+        page.wait_for_selector("#longest-copy:not(:empty)")
+        shown = page.inner_text("#longest-copy")
+        assert shown.startswith("longest span copied from the training corpus"), shown
+        assert "The lantern keeper of the northern quay" in shown, shown
+        page.close()
