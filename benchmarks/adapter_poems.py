@@ -85,6 +85,20 @@ def table(files: list[Path]) -> str:
     return "\n".join(out)
 
 
+def side_by_side(files: list[Path], count: int) -> str:
+    """The first `count` topics' poems, one column per file (Markdown table)."""
+    runs = [json.loads(file.read_text(encoding="utf-8")) for file in files]
+    head = "| topic | " + " | ".join(str(run["adapter"]) for run in runs) + " |"
+    out = [head, "|---" * (len(runs) + 1) + "|"]
+    for index in range(count):
+        cells = [runs[0]["rows"][index]["topic"]]
+        for run in runs:
+            poem = run["rows"][index].get("poem") or "(failed)"
+            cells.append("<br>".join(poem.splitlines()))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--adapter", default="none")
@@ -94,9 +108,12 @@ def main() -> None:
     parser.add_argument("--heldout", type=Path, default=Path("data/tang/heldout.jsonl"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, nargs="*")
+    parser.add_argument("--side-by-side", type=int, default=0, help="with --table: N poems")
     args = parser.parse_args()
     if args.table:
         print(table(args.table))
+        if args.side_by_side:
+            print("\n" + side_by_side(args.table, args.side_by_side))
         return
     result = run(args.adapter, args.topics, args.form, args.seed, args.heldout)
     if args.out:
