@@ -47,7 +47,7 @@ IMAGE_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PROMPT_CHARS = 1000
 SIZES_TEXT = "256x256, 512x512 or 1024x1024"
 # A request's parameters that, named in a drawing error, are the ones to blame.
-PARAMS = ("prompt", "size", "style", "temperature", "top_k", "n")
+PARAMS = ("prompt", "size", "style", "temperature", "top_k", "guidance", "n")
 
 
 class ImageRequest(BaseModel):
@@ -65,8 +65,11 @@ class ImageRequest(BaseModel):
     quality: str | None = Field(None, max_length=32, description="accepted; one quality here")
     style: str | None = Field(None, max_length=64, description="e.g. flat, outline, color, line")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="same seed, same pictures")
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_k: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="default: the model's")
+    top_k: int | None = Field(None, ge=1, description="default: the model's")
+    guidance: float | None = Field(
+        None, gt=0.0, le=20.0, description="classifier-free guidance; default: the model's"
+    )
     project_id: int | None = Field(None, ge=1, le=2**62, description="keep provenance here")
 
 
@@ -202,6 +205,7 @@ async def generate_images(body: ImageRequest, request: Request) -> dict[str, Any
             style=style,
             temperature=body.temperature,
             top_k=body.top_k,
+            guidance=body.guidance,
         )
 
     try:
@@ -240,8 +244,7 @@ def _keep(
         "index": int(picture.info.get("index", 0)),
         "style": str(picture.info.get("style", "")),
         "size": f"{size}x{size}",
-        "temperature": body.temperature,
-        "top_k": body.top_k,
+        **_sampling(picture, body),
         "user": body.user,
         "created": created,
         "project_id": body.project_id,
@@ -252,7 +255,8 @@ def _keep(
     atomic_write(folder / f"{image_id}.png", lambda tmp: tmp.write_bytes(png))
     if state.store is not None:
         params = {k: provenance[k] for k in ("seed", "index", "style", "size", "temperature")}
-        params.update(top_k=body.top_k, n=body.n or body.num_images or 1, user=body.user)
+        params.update(top_k=provenance["top_k"], guidance=provenance["guidance"])
+        params.update(n=body.n or body.num_images or 1, user=body.user)
         params["image_id"] = image_id
         provenance["generation_id"] = run_on_store(
             request,
@@ -273,6 +277,19 @@ def _keep(
     else:
         entry["url"] = base + path
     return entry
+
+
+def _sampling(picture: Image.Image, body: ImageRequest) -> dict[str, float | int | None]:
+    """The temperature, top-k and guidance a picture was drawn with: the model's own
+    defaults (in the picture's info) where the request left them out."""
+    asked = {"temperature": body.temperature, "top_k": body.top_k, "guidance": body.guidance}
+    used: dict[str, float | int | None] = {}
+    for key, value in asked.items():
+        recorded = picture.info.get(key)
+        if value is None and recorded not in (None, "", "None"):
+            value = int(float(recorded)) if key == "top_k" else float(recorded)
+        used[key] = value
+    return used
 
 
 def _image_file(request: Request, image_id: str, suffix: str) -> Path:
