@@ -293,7 +293,7 @@ def test_a_studio_work_records_its_longest_copied_span_in_its_provenance(
         body = {"text": "the quay", "project_id": pid, "params": {"seed": 1}}
         work = client.post("/v1/studio/describe", json=body)
         assert work.status_code == 200, work.text
-        shown = work.json()["meta"]["longest_copy"]
+        shown = work.json()["longest_copy"]
         assert shown["indexed"] and shown["tokens"] == len(shown["text"]) > 0
         assert shown["text"] in POEM and shown["first_line"] == POEM.split("\n")[0]
         recorded = client.get(f"/v1/projects/{pid}/generations").json()["data"][0]

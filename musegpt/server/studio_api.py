@@ -308,14 +308,17 @@ def _perform(
         report = check(work.text, task_request.chosen_form())
         result.update(passed=report.passed, report=report_dict(report))
     result = screen_work(state, result)
-    copied = longest_copy_meta(result["text"], engine.path, engine.tokenizer)
-    result = {**result, "meta": {**result["meta"], "longest_copy": copied}}
+    result["longest_copy"] = longest_copy_meta(result["text"], engine.path, engine.tokenizer)
     store = state.store
     if store is not None and body.project_id is not None:
         result["generation_id"] = store.record_generation(
             spec.name,
             engine.name,
-            {**params.model_dump(exclude_unset=True), **result["meta"]},
+            {
+                **params.model_dump(exclude_unset=True),
+                **result["meta"],
+                "longest_copy": result["longest_copy"],
+            },
             body.text,
             result["text"],
             body.project_id,

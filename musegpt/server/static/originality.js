@@ -48,7 +48,7 @@
         buffer = buffer.slice(cut + 2);
         if (!data.startsWith("{")) continue;
         const event = JSON.parse(data);
-        if (event.type === "work" && event.work && event.work.meta) show(event.work.meta.longest_copy);
+        if (event.type === "work" && event.work) show(event.work.longest_copy);
       }
     }
   }
@@ -62,7 +62,7 @@
     const type = copy.headers.get("content-type") || "";
     const read = type.includes("event-stream")
       ? watchEvents(copy)
-      : copy.json().then((body) => show(body.longest_copy || (body.meta && body.meta.longest_copy)));
+      : copy.json().then((body) => show(body.longest_copy));
     read.catch(() => {});  // the page's own reading reports any failure
     return response;
   };
