@@ -153,6 +153,7 @@ def test_image_models_lists_the_default_and_its_styles(url: str) -> None:
         ({"prompt": "a red circle", "model": "../../etc/passwd"}, 404, "model", "not a model"),
         ({"prompt": "a red circle", "project_id": 999}, 404, None, "project"),
         ({"prompt": "a red circle", "colour": "red"}, 400, "colour", "unknown parameter"),
+        ({"prompt": "a red circle", "guidance": 0}, 400, "guidance", "greater than 0"),
     ],
 )
 def test_bad_requests_are_openai_error_objects(
