@@ -323,7 +323,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     ]  # fmt: skip
     text = "\n".join(lines)
     narrated = "\n".join(narrate(line, lang) for line in earlier.split("\n"))
-    seen = {normal(s) for s in sentences(earlier + "\n" + narrated) if long_enough(s)}
+    before = {normal(s) for s in sentences(earlier + "\n" + narrated) if long_enough(s)}
+    seen: set[str] = set()
     said: list[str] = []
     kept: list[str] = []
     repeats = 0
@@ -331,6 +332,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
         if CHATTER[lang].search(sentence):
             break
         key = normal(sentence)
+        if key in before:
+            continue  # the previous chapter retold: dropped, but no loop of this one
         if is_repeat(sentence, key, seen, said, lang):
             repeats += 1
             if repeats >= LOOP_RUN:

@@ -284,6 +284,10 @@ SUMMARY_EXAMPLE = {
         "文字：{text}\n概要："
     ),
 }
+SUMMARY_MARKS: dict[Lang, list[str]] = {
+    "en": ["Nadia", "harbour", "grandfather", "attic", "trunk"],
+    "zh": ["阿青", "外公", "港口", "阁楼", "木箱"],
+}  # seen: "The night was when Nadia was a girl."
 ZH_DIGITS = "一二三四五六七八九"
 
 
@@ -386,10 +390,14 @@ def anchors(premise: str, lang: Lang, characters: list[Character]) -> set[str]:
     return checks.keywords(premise, lang) | (names if lang == "zh" else {n.lower() for n in names})
 
 
-def foreign_marks(lang: Lang, premise: str) -> list[str]:
-    """A `banned_regex` for the example's own things the premise does not name: never in
-    this story (English: whole words, so "Ward" does not ban "toward")."""
-    marks = checks.foreign_words(" ".join(EXAMPLE_MARKS[lang]), EXAMPLE_MARKS[lang], premise)
+def foreign_marks(
+    lang: Lang, premise: str, examples: dict[Lang, list[str]] | None = None
+) -> list[str]:
+    """A `banned_regex` for the example's own things (`examples`, by default the plan
+    example's) that the premise does not name: never in this story (English: whole words,
+    so "Ward" does not ban "toward")."""
+    every = (examples or EXAMPLE_MARKS)[lang]
+    marks = checks.foreign_words(" ".join(every), every, premise)
     if not marks:
         return []
     words = "|".join(re.escape(m) for m in marks)
@@ -686,6 +694,8 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
             lambda v: checks.check_summary(end_cleanly(v), lang, known, example),
             "summary",
             tries=SUMMARY_TRIES,
+            # The summarising example's own things, unless the chapter has them.
+            avoid_regex=foreign_marks(lang, f"{project.premise}\n{scene.text}", SUMMARY_MARKS),
             redraws=project.meta.setdefault("redraws", {}),
         )
     except StudioError:
@@ -757,6 +767,11 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             )  # fmt: skip
             raw = raw + joint + rest
     scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
+    if not scene.text:  # all of it cleaned away (a retold chapter, a loop): once more
+        raw = writer.write(
+            prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+        )
+        scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:
         raise StudioError(f"the model wrote nothing for chapter {index + 1}; try another --seed")
     return scene
