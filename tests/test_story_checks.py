@@ -18,6 +18,7 @@ from musegpt.studio.story import (
     StoryBible,
     StoryProject,
     anchors,
+    chapter_lead,
     chinese_number,
     example_field,
     example_names,
@@ -270,3 +271,11 @@ def test_a_setting_that_only_says_the_premise_again_is_redrawn() -> None:
 
     assert not_the_premise(anything, ROBOT_ZH, "setting", ROBOT_ZH)  # seen on seed 1
     assert not_the_premise(anything, ROBOT_ZH, "setting", "未来的城市，雨夜。") is None
+
+
+def test_a_chapter_begins_with_the_name_its_beat_says(tmp_path: Path) -> None:
+    cast = [Character("Unit Seven", "a robot"), Character("Lena Ortiz", "a mechanic")]
+    bible = StoryBible("Iron Heart", "A rainy city.", "Warm.", "Syn.", cast)
+    beats = ["Lena finds Unit Seven in the rain.", "Unit Seven wakes up.", "It rains all week."]
+    project = StoryProject(tmp_path, ROBOT, "en", bible, [Scene(b) for b in beats])
+    assert [chapter_lead(project, i) for i in range(3)] == ["Lena", "Unit Seven", "Unit"]

@@ -293,6 +293,13 @@ def narrate(line: str, lang: Lang) -> str:
     return f"{name}说：“{words}”" if lang == "zh" else f'{name} said, "{words}"'
 
 
+def sentence_key(sentence: str, lang: Lang) -> str:
+    """What two sentences share when they say the same (Chinese: without the spaces that
+    stand for punctuation, as "玩吗" and "，玩吗" are one sentence)."""
+    key = normal(sentence)
+    return key.replace(" ", "") if lang == "zh" else key
+
+
 def is_repeat(sentence: str, key: str, seen: set[str], said: list[str], lang: Lang) -> bool:
     """Whether a sentence says again what was said: the same words (any length, once it
     has two letters), or nearly the same (a long sentence with a word or two changed)."""
@@ -323,7 +330,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     ]  # fmt: skip
     text = "\n".join(lines)
     narrated = "\n".join(narrate(line, lang) for line in earlier.split("\n"))
-    before = {normal(s) for s in sentences(earlier + "\n" + narrated) if long_enough(s)}
+    told = [sentence_key(s, lang) for s in sentences(earlier + "\n" + narrated)]
+    before = {key for key in told if len(key) >= 6}
     seen: set[str] = set()
     said: list[str] = []
     kept: list[str] = []
@@ -331,8 +339,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     for sentence in sentences(text):
         if CHATTER[lang].search(sentence):
             break
-        key = normal(sentence)
-        if key in before:
+        key = sentence_key(sentence, lang)
+        if key in before or is_repeat(sentence, key, set(), list(before), lang):
             continue  # the previous chapter retold: dropped, but no loop of this one
         if is_repeat(sentence, key, seen, said, lang):
             repeats += 1

@@ -713,6 +713,18 @@ def summarize_before(writer: Writer, project: StoryProject, index: int) -> None:
             project.save()
 
 
+def chapter_lead(project: StoryProject, index: int) -> str:
+    """The name a chapter begins with: the first character's name its beat says (as the
+    beat says it), else the protagonist's (English: the first name)."""
+    assert project.bible is not None
+    beat, cast = project.scenes[index].beat, project.bible.characters
+    said = [(beat.find(key), -len(key), key) for c in cast for key in c.keys if key in beat]
+    if said:
+        return min(said)[2]
+    name = cast[0].name
+    return name.split()[0] if project.lang == "en" else name
+
+
 def chapter_target(tokens: int, lang: Lang) -> int:
     """Words (English) or characters (Chinese) a chapter of `tokens` tokens should hold."""
     return int(tokens * (0.9 if lang == "zh" else 0.6))
@@ -727,13 +739,24 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
     chapter = CHAPTER[lang]
     stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter ", "\nNotes for", "写作笔记", "\n\n\n"]
-    prompt = scene_prompt(project, index)
+    # The program writes the chapter's first word: the name of the character its beat
+    # is about (else the protagonist), so the chapter starts from its plan.
+    lead = chapter_lead(project, index)
+    prompt = scene_prompt(project, index) + lead
     earlier = "\n".join(s.text for s in project.scenes[:index])
-    # No script-style "Name: words" lines, and none of the example's own things.
-    bans = [checks.SPEAKER_BAN[lang], *foreign_marks(lang, project.premise)]
+    # No script-style "Name: words" lines (nor the lead made one), and none of the
+    # example's own things.
+    bans = [checks.SPEAKER_BAN[lang], r"\A\s*[:：]", *foreign_marks(lang, project.premise)]
+
+    def led(text: str) -> str:
+        return lead + ("" if lang == "zh" or text[:1] in "',.;:!?’" else " ") + text
+
     if candidates <= 1:
-        raw = writer.write(
-            prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+        writer.show(lead + ("" if lang == "zh" else " "))
+        raw = led(
+            writer.write(
+                prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+            )
         )
     else:
         batches = writer.engine.max_batch is None or writer.engine.max_batch >= candidates
@@ -748,6 +771,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             labels=SCENE_LABELS,
             banned_regex=[*writer.params.banned_regex, *bans],
         )
+        drafts = [led(draft) for draft in drafts]
         protagonist = project.bible.characters[0].keys
 
         def fit(draft: str) -> float:
@@ -762,14 +786,16 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         if opening < tokens and raw:
             joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
             rest = writer.write(
-                prompt + raw + joint, tokens - opening, stop=stops, labels=SCENE_LABELS,
-                stream=True, avoid_regex=bans,
+                prompt[: len(prompt) - len(lead)] + raw + joint, tokens - opening, stop=stops,
+                labels=SCENE_LABELS, stream=True, avoid_regex=bans,
             )  # fmt: skip
             raw = raw + joint + rest
     scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:  # all of it cleaned away (a retold chapter, a loop): once more
-        raw = writer.write(
-            prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+        raw = led(
+            writer.write(
+                prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+            )
         )
         scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:
