@@ -16,6 +16,7 @@ from musegpt.images.evaluate import (
     eval_captions,
     evaluate_images,
     examples_grid,
+    markdown_report,
 )
 
 
@@ -57,5 +58,7 @@ def test_eval_measures_fidelity_and_finds_near_copies(tiny: ImageModel, tmp_path
     # The tiny model has learnt its four pictures by heart: its drawings are copies.
     assert report.near_copy_share >= 0.5
     assert report.nearest_rmse < 40
+    text = markdown_report(report, "musegpt eval images", "this machine")
+    assert "| all captions (2) |" in text and "near-copies" in text
     grid = examples_grid(report.results)
     assert grid.height > 2 * 96

@@ -116,6 +116,8 @@ class ImageEvalReport:
     model: str
     per_caption: int
     guidance: float
+    temperature: float
+    top_k: int
     classifier_accuracy: float  # on the held-out test pictures
     results: list[CaptionResult]
     seconds: float
@@ -252,6 +254,8 @@ def evaluate_images(
         model.name,
         per_caption,
         model.guidance if guidance is None else guidance,
+        model.temperature if temperature is None else temperature,
+        model.top_k if top_k is None else top_k,
         reference.accuracy,
         results,
         time.perf_counter() - start,
@@ -291,8 +295,9 @@ def markdown_report(report: ImageEvalReport, command: str, machine: str) -> str:
         "# Image model evaluation",
         "",
         f"Model `{report.model}`, {report.per_caption} pictures per caption, guidance "
-        f"{report.guidance:g}, {len(report.results)} captions; {report.seconds:.0f} s on "
-        f"{machine}. Command: `{command}`.",
+        f"{report.guidance:g}, temperature {report.temperature:g}, top-k "
+        f"{report.top_k or 'off'}, {len(report.results)} captions; {report.seconds:.0f} s to "
+        f"draw and measure them on {machine}. Command: `{command}`.",
         "",
         f"Group classifier (logistic regression on 16x16 pixels and a colour histogram, trained "
         f"on the training split's pictures after the model's tokenizer): "

@@ -267,7 +267,7 @@ def load_image_model(name_or_path: str | Path = DEFAULT_IMAGE_MODEL) -> ImageMod
     if not isinstance(tokenizer, ImageTokenizer):
         raise ImageModelError(
             f"{name_or_path} is a text model, not an image model (its tokenizer is "
-            f"{tokenizer.kind!r}); train one with `musegpt draw-train`"
+            f"{tokenizer.kind!r}); train one with `musegpt train-images`"
         )
     return ImageModel(
         gpt,
