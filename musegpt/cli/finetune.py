@@ -243,9 +243,10 @@ def _finetune_gguf(
         )
         raise typer.Exit(code=130) from None
     typer.echo(
-        f"adapter: {report.adapter} ({report.steps} steps, {report.tokens_per_second:.0f} "
-        f"tokens/s); held-out perplexity {report.base_perplexity:.2f} -> "
-        f"{report.adapted_perplexity:.2f} ({report.improvement:+.0%} lower) on "
+        f"adapter: {report.adapter} ({report.steps} steps"
+        + (f", {report.tokens_per_second:.0f} tokens/s" if report.tokens_per_second else "")
+        + f"); held-out perplexity {report.base_perplexity:.2f} -> "
+        f"{report.adapted_perplexity:.2f} ({report.improvement:.0%} lower) on "
         f"{report.heldout_documents} documents\n"
         + (
             f"registered as the model {register}: musegpt write ... --model {register}"
