@@ -357,9 +357,7 @@ class LlamaCppEngine(Engine):
                 raise EngineError(f"no GGUF {'adapter' if what is adapter else 'model'} at {what}")
             with what.open("rb") as f:
                 if f.read(4) != b"GGUF":
-                    raise EngineError(
-                        f"{what} is not a GGUF file (it does not start with 'GGUF')"
-                    )
+                    raise EngineError(f"{what} is not a GGUF file (it does not start with 'GGUF')")
         try:
             from llama_cpp import Llama
             from llama_cpp._utils import suppress_stdout_stderr
