@@ -247,3 +247,17 @@ def test_finetune_cli_trains_a_personal_adapter_from_a_works_project(
     assert report["steps"] == 1 and report["base_perplexity"] > 1
     assert (out / "adapter.gguf").is_file()
     assert find_model("works-my-poems").path == str((out / "adapter.gguf").resolve())
+
+
+def test_the_studio_writes_chinese_poems_with_the_shipped_tang_adapter(gemma: Engine) -> None:
+    from musegpt.adapters.registry import shipped_adapter
+    from musegpt.forms import check
+    from musegpt.studio import Studio
+
+    assert shipped_adapter("tang") is not None  # shipped in the package
+    studio = Studio(gemma)
+    adapted = studio.poem("月夜", "wujue", seed=1)
+    assert adapted.meta["adapter"] == "gemma3-270m:tang" and check(adapted.text, "wujue").passed
+    plain = studio.poem("月夜", "wujue", seed=1, adapter="none")
+    assert "adapter" not in plain.meta and plain.text != adapted.text
+    assert "adapter" not in studio.poem("the sea", "haiku", seed=1).meta  # English: none yet
