@@ -514,6 +514,7 @@ def test_dtype_timer_leaves_weights_gradients_and_random_state_alone() -> None:
     rng = torch.get_rng_state()
     for dtype in (torch.float32, torch.bfloat16):
         assert pass_seconds(model, batch, repeats=2)(dtype) > 0
+    assert model.training
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -158,20 +158,24 @@ def pass_seconds(
     model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], repeats: int = 3
 ) -> Callable[[torch.dtype], float]:
     """A timer for `resolve_dtype`: the fastest of `repeats` forward+backward passes of
-    `model` on `batch` in a dtype. The model's weights, gradients and the random state are
-    left as they were."""
+    `model` on `batch` in a dtype, in eval mode. The model's weights, gradients, mode and
+    the random state are left as they were."""
 
     def seconds(dtype: torch.dtype) -> float:
         device = batch[0].device
         best = math.inf
-        with torch.random.fork_rng(devices=[]):
+        training = model.training
+        model.eval()  # no dropout: nothing random, and not a training pass (step counters)
+        try:
             for _ in range(repeats):
                 start = time.perf_counter()
                 with autocast_to(dtype, device):
                     loss = _loss(model(*batch))
                 loss.backward()  # type: ignore[no-untyped-call]
                 best = min(best, time.perf_counter() - start)
-        model.zero_grad(set_to_none=True)
+        finally:
+            model.train(training)
+            model.zero_grad(set_to_none=True)
         return best
 
     return seconds
