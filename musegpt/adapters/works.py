@@ -16,7 +16,7 @@ def works_text(db: Path, project: str, out: Path) -> Path:
     from musegpt.store import WorksStore
 
     if not db.is_file():
-        raise FileNotFoundError(f"no works library at {db} (--db)")
+        raise FileNotFoundError(f"no works library at {db} (--works-db)")
     store = WorksStore(db)
     try:
         projects = store.projects()
