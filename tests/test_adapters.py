@@ -75,6 +75,15 @@ def test_batches_are_a_function_of_the_step() -> None:
     assert batch_rows(3, 5, 2, seed=3) == every[3]
 
 
+def test_style_distance_compares_character_trigram_profiles() -> None:
+    from musegpt.adapters.evaluate import style_distance
+
+    assert style_distance(["床前明月光"], ["床前明月光"]) == pytest.approx(0.0)
+    assert style_distance(["床前明月光"], ["the sea"]) == pytest.approx(1.0)
+    near = style_distance(["床前明月光，疑是霜"], ["床前明月光"])
+    assert 0 < near < style_distance(["白日依山尽"], ["床前明月光"])
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="rank"):
         AdapterSettings(rank=0)
@@ -245,6 +254,7 @@ def test_finetune_cli_trains_a_personal_adapter_from_a_works_project(
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] == 1 and report["base_perplexity"] > 1
+    assert 0 <= report["adapted_style_distance"] <= 1 and "style distance" in result.output
     assert (out / "adapter.gguf").is_file()
     assert find_model("works-my-poems").path == str((out / "adapter.gguf").resolve())
 

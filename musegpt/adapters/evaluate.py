@@ -4,6 +4,7 @@ the numbers describe the quantised model the studio actually writes with."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +72,33 @@ def gguf_perplexity(
     if count == 0:
         raise ValueError("no held-out document to score")
     return Perplexity(total / count, count, scored)
+
+
+def char_ngrams(texts: Sequence[str], n: int = 3) -> Counter[str]:
+    """Character n-gram counts over `texts` (whitespace folded to one space)."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        flat = " ".join(text.split())
+        counts.update(flat[i : i + n] for i in range(len(flat) - n + 1))
+    return counts
+
+
+def style_distance(written: Sequence[str], reference: Sequence[str], n: int = 3) -> float:
+    """1 - cosine similarity of the character n-gram profiles: 0 is the same profile."""
+    a, b = char_ngrams(written, n), char_ngrams(reference, n)
+    dot = sum(count * b[gram] for gram, count in a.items())
+    norm = math.sqrt(sum(v * v for v in a.values())) * math.sqrt(sum(v * v for v in b.values()))
+    return 1.0 - dot / norm if norm else 1.0
+
+
+def continuations(
+    model: Path, documents: Sequence[str], lora: Path | None, tokens: int = 60, seed: int = 1
+) -> list[str]:
+    """What the model writes after the first sentence-ish start (40 characters) of each
+    document: the text a style distance compares with the writer's own."""
+    from musegpt.engines.llama import LlamaCppEngine
+    from musegpt.generation.params import SamplingParams
+
+    engine = LlamaCppEngine.load(model, lora_path=lora, context_length=512)
+    params = SamplingParams(max_new_tokens=tokens, seed=seed, temperature=0.8, top_p=0.95)
+    return [engine.complete(text[:40], params)[0].text for text in documents]

@@ -22,6 +22,7 @@ from musegpt.fileio import atomic_write_text
 ADAPTER_FILE = "adapter.gguf"
 REPORT_FILE = "report.json"
 HELDOUT_SHARE = 0.1  # of a corpus that comes without a held-out part
+STYLE_DOCUMENTS = 8  # held-out documents whose openings both models continue
 FINAL_EVAL_DOCUMENTS = 120  # held-out documents scored before and after (llama.cpp, ~3 s each)
 
 
@@ -35,6 +36,8 @@ class AdapterReport:
     base_perplexity: float
     adapted_perplexity: float
     heldout_documents: int
+    base_style_distance: float
+    adapted_style_distance: float
 
     @property
     def improvement(self) -> float:
@@ -105,7 +108,7 @@ def finetune_gguf(
 ) -> AdapterReport:
     from musegpt.adapters.base import dequantised_base, load_base
     from musegpt.adapters.convert import convert_lora, converter_folder
-    from musegpt.adapters.evaluate import gguf_perplexity
+    from musegpt.adapters.evaluate import continuations, gguf_perplexity, style_distance
     from musegpt.adapters.train import BEST, train_adapter
 
     say = report or (lambda line: print(line, flush=True))
@@ -131,6 +134,14 @@ def finetune_gguf(
     adapter = convert_lora(out / BEST, dequantised_base(gguf_file), out / ADAPTER_FILE)
     after = gguf_perplexity(gguf_file, scored, lora=adapter)
     say(f"adapted: held-out perplexity {after.perplexity:.2f} (base {before_value:.2f})")
+    # How close each model's own writing comes to the held-out text (character trigrams).
+    starts = heldout_docs[:STYLE_DOCUMENTS]
+    distances = {
+        name: style_distance(continuations(gguf_file, starts, lora), heldout_docs)
+        for name, lora in (("base", None), ("adapted", adapter))
+    }
+    say(f"style distance to the held-out text: base {distances['base']:.3f}, "
+        f"adapted {distances['adapted']:.3f} (0 = the same character trigram profile)")  # fmt: skip
     result = AdapterReport(
         adapter=adapter,
         base=gguf_file,
@@ -140,6 +151,8 @@ def finetune_gguf(
         base_perplexity=before_value,
         adapted_perplexity=after.perplexity,
         heldout_documents=after.documents,
+        base_style_distance=distances["base"],
+        adapted_style_distance=distances["adapted"],
     )
     record: dict[str, Any] = {
         **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()},

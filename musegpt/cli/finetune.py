@@ -247,7 +247,8 @@ def _finetune_gguf(
         + (f", {report.tokens_per_second:.0f} tokens/s" if report.tokens_per_second else "")
         + f"); held-out perplexity {report.base_perplexity:.2f} -> "
         f"{report.adapted_perplexity:.2f} ({report.improvement:.0%} lower) on "
-        f"{report.heldout_documents} documents\n"
+        f"{report.heldout_documents} documents; style distance to the held-out text "
+        f"{report.base_style_distance:.3f} -> {report.adapted_style_distance:.3f}\n"
         + (
             f"registered as the model {register}: musegpt write ... --model {register}"
             if register
