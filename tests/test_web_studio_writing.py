@@ -160,7 +160,10 @@ def test_memory_lorebook_and_note_make_the_context_shown_and_sent(page: Any, url
     page.evaluate("() => { const e = document.getElementById('editor');"
                   " e.setSelectionRange(e.value.length, e.value.length); }")  # fmt: skip
     page.click("#context-show")
-    page.wait_for_selector("#context-box:not([hidden])")
+    # The box may still be open from an earlier continuation: wait for the new context.
+    page.wait_for_function(
+        "() => document.getElementById('context-view').textContent.startsWith('MEMORY')"
+    )
     shown = page.inner_text("#context-view")
     assert shown == (
         "MEMORY: a ghost story.\n\nLORE: the keeper is old.\n\n"

@@ -228,7 +228,11 @@ async function ensureProject() {
   const name = $("title").value.trim() || "Untitled";
   state.project = (await api("/v1/projects", { method: "POST", body: JSON.stringify({ name }) })).id;
   await loadProjects();
-  await loadContextBlocks();
+  // A new project has no memory or note yet: it takes what the page holds, so what the
+  // writer typed before the project existed is kept, not replaced by empty fields.
+  await api(`/v1/projects/${state.project}/bible`,
+    { method: "PUT", body: JSON.stringify(contextBlocks()) });
+  await loadLore();
 }
 
 // The memory, note and lorebook fields as the page shows them (unsaved edits count).
