@@ -279,3 +279,8 @@ def test_a_chapter_begins_with_the_name_its_beat_says(tmp_path: Path) -> None:
     beats = ["Lena finds Unit Seven in the rain.", "Unit Seven wakes up.", "It rains all week."]
     project = StoryProject(tmp_path, ROBOT, "en", bible, [Scene(b) for b in beats])
     assert [chapter_lead(project, i) for i in range(3)] == ["Lena", "Unit Seven", "Unit"]
+
+
+def test_html_emphasis_leaves_a_chapter() -> None:
+    text = 'Jukka said, "it <i>is</i> a big forest."'
+    assert checks.clean_chapter(text, "en", "") == 'Jukka said, "it is a big forest."'

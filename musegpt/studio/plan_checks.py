@@ -316,6 +316,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     first sentence about the writing; script-style speaker lines narrated; sentences said
     before (here or in earlier chapters) dropped, and the rest cut where they repeat
     several in a row (a loop)."""
+    text = re.sub(r"</?(?:i|b|u|em|strong)>", "", text)  # Gemma's HTML emphasis
     lines = text.split("\n")
     while lines and (HEADING.match(lines[0]) or not lines[0].strip()):
         lines.pop(0)  # a heading the model opened with: the story adds its own
