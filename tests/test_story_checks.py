@@ -284,3 +284,11 @@ def test_a_chapter_begins_with_the_name_its_beat_says(tmp_path: Path) -> None:
 def test_html_emphasis_leaves_a_chapter() -> None:
     text = 'Jukka said, "it <i>is</i> a big forest."'
     assert checks.clean_chapter(text, "en", "") == 'Jukka said, "it is a big forest."'
+
+
+def test_a_chinese_premise_ending_in_a_one_character_noun_keeps_it() -> None:
+    assert "龙" in checks.keywords("一条害怕火的龙", "zh")
+    assert checks.mentions(
+        "龙虎在水上游行时的日常生活", checks.keywords("一条害怕火的龙", "zh"), "zh"
+    )
+    assert "人" not in checks.keywords(ROBOT_ZH, "zh")  # 机器人 is kept as its pairs

@@ -61,6 +61,9 @@ def keywords(text: str, lang: Lang) -> set[str]:
         pairs: set[str] = set()
         for run in re.findall(r"[\u4e00-\u9fff]+", text):
             pairs |= {run[i : i + 2] for i in range(len(run) - 1)}
+            # A one-character noun after a grammar character ends a phrase: 害怕火的龙 → 龙.
+            if run[-1] not in HAN_FUNCTION and (len(run) == 1 or run[-2] in HAN_FUNCTION):
+                pairs.add(run[-1])
         return {p for p in pairs if not set(p) & HAN_FUNCTION}
     words = re.findall(r"[a-z][a-z'-]+", text.lower())
     return {w for w in words if len(w) >= 3 and w not in STOPWORDS}
