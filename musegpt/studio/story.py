@@ -362,10 +362,15 @@ def draw(
     for attempt in range(tries):
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
         head = lead if lead and attempt >= tries // 2 else ""
-        text = head + writer.write(
+        # After a lead, not a colon ("Kenta Yano: goes fishing" is a script line).
+        after = [r"\A\s*[:：]"] if head else []
+        text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
-            avoid_regex=[*avoid_regex, LINE_BREAK_FIRST],
+            avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST],
         )  # fmt: skip
+        # The writer's text comes stripped: the space after an English lead is put back.
+        spaced = head and writer.lang == "en" and text[:1] not in "',.;:!?’"
+        text = head + (" " if spaced else "") + text
         lines = [line for line in text.split("\n") if line.strip()]
         value = lines[0].strip().strip("*").strip() if lines else ""
         if not value:
