@@ -5,10 +5,10 @@ C++ compiler; a missing compiler, an operation it cannot handle or a bug in it a
 then as a `TorchDynamoException`. Training should not die of that: the module then runs
 eagerly (the same results, just slower) and says why once.
 
-On a CPU, in float32, compiling the baby Shakespeare model's training step makes it about
-1.2x faster than eager (fused layer norms, GELU, attention softmax and residual adds; see
-docs/benchmarks.md), for a one-off compile of ~10-90 s (less when inductor's on-disk cache
-already holds the graphs).
+On a CPU, in float32, compiling the baby Shakespeare model's training step makes it
+1.02-1.15x faster than eager (fused layer norms, GELU, attention softmax and residual adds;
+most with one thread, least with two on a quiet machine: see docs/benchmarks.md), for a
+one-off compile of ~10-90 s (less when inductor's on-disk cache already holds the graphs).
 """
 
 from __future__ import annotations
