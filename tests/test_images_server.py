@@ -111,6 +111,9 @@ def test_every_picture_is_kept_with_its_provenance(
         assert generation["task"] == "image" and generation["model"] == "run"
         assert generation["prompt"] == "a green circle"
         assert generation["params"]["seed"] == 3 and generation["params"]["user"] == "ada"
+        # Left out of the request, the model's own sampling settings are recorded as used.
+        used = [generation["params"][key] for key in ("temperature", "top_k", "guidance")]
+        assert all(isinstance(value, int | float) for value in used), used
         assert generation["output"] == f"/v1/images/files/{item['id']}.png"
         assert (folder / "images" / f"{item['id']}.png").is_file()
     info = requests.get(f"{url}/v1/images/files/{answer['data'][1]['id']}.json", timeout=TIMEOUT)

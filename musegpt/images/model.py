@@ -145,7 +145,8 @@ class ImageModel:
         """`n` RGB pictures of `size` x `size` pixels for `prompt`. The same seed gives the same
         pictures. Without a style each picture takes one of the model's styles at random.
         `temperature`, `top_k` (0: all tokens) and `guidance` (1: off) default to the
-        model's own. Each image's `info` holds its prompt, style, seed and model name."""
+        model's own. Each image's `info` holds its prompt, style, seed, model name and the
+        temperature, top-k and guidance it was drawn with (as strings)."""
         pixels = parse_size(size)
         scale = self.guidance if guidance is None else guidance
         chosen_style = self._check(prompt, n, style, scale)
@@ -181,6 +182,10 @@ class ImageModel:
                     "seed": str(params.seed),
                     "index": str(row),
                     "model": self.name,
+                    # What was used, the model's defaults included, for provenance.
+                    "temperature": str(params.temperature),
+                    "top_k": str(params.top_k),
+                    "guidance": str(scale),
                 }
             )
             images.append(image)
