@@ -35,6 +35,11 @@ async function* events(path, payload, signal) {
     const body = await response.json();
     throw new Error(body.error ? body.error.message : response.statusText);
   }
+  yield* readEvents(response);
+}
+
+// The JSON events of a server-sent-event response, until `[DONE]`; an error event throws.
+async function* readEvents(response) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

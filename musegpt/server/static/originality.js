@@ -35,21 +35,8 @@
   }
 
   async function watchEvents(response) {
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += decoder.decode(value, { stream: true });
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const data = buffer.slice(0, cut).trim().replace(/^data: /, "");
-        buffer = buffer.slice(cut + 2);
-        if (!data.startsWith("{")) continue;
-        const event = JSON.parse(data);
-        if (event.type === "work" && event.work) show(event.work.longest_copy);
-      }
+    for await (const event of readEvents(response)) {  // app.js's reader
+      if (event.type === "work" && event.work) show(event.work.longest_copy);
     }
   }
 
