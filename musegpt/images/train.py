@@ -49,7 +49,7 @@ class TokenizerSettings:
 
 @dataclass(frozen=True)
 class Picture:
-    """One captioned picture of a prepared folder (the fields H16b's rows share)."""
+    """One captioned picture of a prepared folder (an images.jsonl row, see images/corpus.py)."""
 
     path: Path
     captions: tuple[str, ...]  # English, Chinese (either may be missing)
