@@ -14,6 +14,7 @@ import pytest
 from studio_browser import CLIPPED_CONTROLS, WIDE, finished, launched, open_studio
 from test_server_helpers import running_server, tiny_engine
 
+from musegpt.engines.base import Engine
 from musegpt.engines.registry import open_engine
 from musegpt.music.tune import SOUNDFONT
 from musegpt.server import ServerSettings, create_app
@@ -28,13 +29,13 @@ SCORE_SIZES = """() => ["score", "score-full"].map((id) => {
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def url(tmp_path_factory: pytest.TempPathFactory, gemma: Engine) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("web")
     settings = ServerSettings(data_dir=folder, max_tokens=200)
     engines = {
         "tiny": tiny_engine(),
         # rewrites are checked to keep the passage's meaning: only a real model passes
-        "gemma3-270m": open_engine(None),
+        "gemma3-270m": gemma,  # the session's copy, not a second load
         "abc-folk": open_engine("abc-folk"),
     }
     app = create_app(engines, settings, WorksStore(folder / "works.db"))
