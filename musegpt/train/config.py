@@ -80,6 +80,9 @@ class TrainConfig:
     dtype: DTypeName = "auto"
     compile: bool = False
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
+    # Under torchrun: shard weights, gradients and optimizer state across the processes
+    # (FSDP2) instead of a whole copy on each (DDP). See musegpt/train/sharding.py.
+    fsdp: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -124,6 +127,11 @@ class TrainConfig:
         need(0.0 <= self.beta2 < 1.0, f"beta2 must be in [0, 1) (got {self.beta2})")
         need(self.grad_clip >= 0, f"grad_clip must be >= 0 (got {self.grad_clip})")
         need(self.rope_base > 0, f"rope_base must be > 0 (got {self.rope_base})")
+        need(
+            not (self.fsdp and self.compile),
+            "fsdp=true with compile=true is not supported (torch.compile of FSDP2-sharded "
+            "blocks is experimental in PyTorch); set compile=false",
+        )
         need(
             self.dtype in get_args(DTypeName),
             f"dtype must be one of {', '.join(get_args(DTypeName))} (got {self.dtype!r})",

@@ -1,4 +1,5 @@
-"""Data-parallel training across processes (PyTorch DDP), started by `torchrun`.
+"""Data-parallel training across processes (PyTorch DDP, or FSDP: see `sharding`), started by
+`torchrun`.
 
 `torchrun --nproc_per_node=N -m musegpt.train ...` (or `torchrun ... $(which musegpt) train`)
 sets RANK / WORLD_SIZE / LOCAL_RANK; `setup` sees them and joins the process group: gloo on
@@ -9,11 +10,15 @@ need no special cases.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,25 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1:
         dist.barrier()
+
+
+def gradient_sync(module: nn.Module, sync: bool) -> AbstractContextManager[Any]:
+    """A context in which backward passes through `module` (DDP- or FSDP-wrapped) reduce
+    gradients across processes only if `sync`: gradient accumulation reduces once, on the
+    last micro-batch."""
+    if sync:
+        return nullcontext()
+    if isinstance(module, nn.parallel.DistributedDataParallel):
+        return module.no_sync()
+    if isinstance(module, FSDPModule):
+        return _fsdp_no_sync(module)
+    return nullcontext()
+
+
+@contextmanager
+def _fsdp_no_sync(module: FSDPModule) -> Iterator[None]:
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)

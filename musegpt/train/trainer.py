@@ -37,7 +37,7 @@ from musegpt.model.compiled import CompiledWithFallback
 from musegpt.model.gpt import GPT, CausalSelfAttention
 from musegpt.model.io import MODEL_FILE
 from musegpt.tokenizer.base import Tokenizer
-from musegpt.train import distributed
+from musegpt.train import distributed, sharding
 from musegpt.train.batches import BatchSampler
 from musegpt.train.checkpoint import (
     CheckpointError,
@@ -355,6 +355,8 @@ class Trainer:
             torch.cuda.set_device(device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        if cfg.fsdp:
+            sharding.check_supported(device, adapter=self.adapter is not None)
         last_dir, best_dir = self.out_dir / LAST, self.out_dir / BEST
         metrics = MetricsLog(self.out_dir / METRICS_FILE)
 
@@ -373,7 +375,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         gpt = self._build_model()
         model: nn.Module = self.adapter.wrap(gpt) if self.adapter is not None else gpt
-        model.to(device)
+        # Under FSDP only each rank's shard goes to the device (see sharding.shard_model).
+        model.to(torch.device("cpu") if cfg.fsdp else device)
         model.train()
         optimizer = optimizer_for(model, cfg, device)
         train_batches = BatchSampler(
@@ -445,6 +448,15 @@ class Trainer:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 metrics.clear()
 
+        dtype = self._training_dtype(model, val_batches, resumed_dtype, device, dist_info)
+        if cfg.fsdp:
+            optimizer = sharding.shard_training(
+                gpt, optimizer, lambda: optimizer_for(gpt, cfg, device), dtype, device
+            )
+            summary = sharding.shard_summary(gpt, dist_info)  # every rank: it gathers
+            if main:
+                self.console.print(summary)
+
         forward: nn.Module = model
         compiled: CompiledWithFallback | None = None
         if cfg.compile:
@@ -457,13 +469,11 @@ class Trainer:
 
             forward = compiled = CompiledWithFallback(model, on_fallback=compile_failed)
         ddp: nn.parallel.DistributedDataParallel | None = None
-        if dist_info.world_size > 1:
+        if dist_info.world_size > 1 and not cfg.fsdp:
             ddp = nn.parallel.DistributedDataParallel(
                 forward, device_ids=[device.index] if device.type == "cuda" else None
             )
             forward = ddp
-
-        dtype = self._training_dtype(model, val_batches, resumed_dtype, device, dist_info)
 
         def autocast() -> AbstractContextManager[Any]:
             return autocast_to(dtype, device)
@@ -477,8 +487,8 @@ class Trainer:
             for micro in range(accum):
                 x, y = train_batches.next()
                 # Gradients are all-reduced only on the last micro-batch.
-                sync = ddp is None or micro == accum - 1
-                with nullcontext() if sync else ddp.no_sync():  # type: ignore[union-attr]
+                sync = micro == accum - 1
+                with distributed.gradient_sync(ddp if ddp is not None else model, sync):
                     with autocast():
                         loss = _loss(forward(x, y))
                     scaled = loss / accum if accum > 1 else loss
@@ -509,18 +519,22 @@ class Trainer:
             return self.adapter.export(model) if self.adapter is not None else gpt
 
         def is_finite() -> bool:
-            flags = torch.stack([torch.isfinite(p).all() for p in params])
-            return bool(flags.all().item())
+            return sharding.all_finite(params, dist_info)
 
         def save(folder: Path, at: int, extra: dict[str, str]) -> None:
             rng = distributed.gather_objects(capture_rng(), dist_info)
+            plain: GPT | None = None  # under FSDP, the gathered weights and optimizer state
+            optimizer_state: dict[str, Any] | None = None
+            if cfg.fsdp:  # collectives: every rank takes part
+                plain = sharding.full_model(gpt)
+                optimizer_state = sharding.full_optimizer_state(gpt, optimizer)
             if not main:
                 return
             state: dict[str, Any] = {
                 "step": at,
                 "best_val_loss": best_val,
                 "config": cfg.to_dict(),
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer_state if cfg.fsdp else optimizer.state_dict(),
                 "rng": rng,
                 "data": train_batches.get_state(),
                 "world_size": dist_info.world_size,
@@ -529,7 +543,7 @@ class Trainer:
             }
             if self.adapter is not None:
                 state["model_state"] = model.state_dict()
-            save_checkpoint(folder, export(), self.tokenizer, state, metadata=extra)
+            save_checkpoint(folder, plain or export(), self.tokenizer, state, metadata=extra)
 
         tokens_per_step = cfg.batch_size * cfg.block_size * accum * dist_info.world_size
         window: list[torch.Tensor] = []  # this log window's per-step losses, still tensors
