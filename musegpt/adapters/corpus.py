@@ -14,14 +14,20 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from musegpt.fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    from musegpt.adapters.stage import Scene
 
 TRAIN_FILE = "train.jsonl"
 HELDOUT_FILE = "heldout.jsonl"
 MANIFEST = "manifest.json"
-ADAPTER_CORPORA = {"tang": "全唐诗 + 宋词 in the studio's poem format; 唐诗三百首 held out"}
+ADAPTER_CORPORA = {
+    "tang": "全唐诗 + 宋词 in the studio's poem format; 唐诗三百首 held out",
+    "stage": "Shakespeare's scenes in Fountain in the studio's script format; 4 plays held out",
+}
 
 # A verse ends at one of these (kept with it, as the poems are printed).
 VERSE_END = re.compile(r"(?<=[，。！？；])")
@@ -119,10 +125,17 @@ def write_jsonl(path: Path, texts: Iterable[str]) -> int:
 
 def prepare_adapter_corpus(name: str, out: Path, seed: int = 1337) -> dict[str, Any]:
     """Write `out`/train.jsonl, heldout.jsonl and manifest.json for the adapter corpus `name`."""
-    if name != "tang":
+    if name not in ADAPTER_CORPORA:
         raise ValueError(f"unknown adapter corpus {name!r}; known: {', '.join(ADAPTER_CORPORA)}")
-    training, heldout = tang_poems()
-    random.Random(seed).shuffle(training)  # training reads it in order: mix Tang and Song
+    training: list[Poem] | list[Scene]
+    heldout: list[Poem] | list[Scene]
+    if name == "stage":
+        from musegpt.adapters.stage import stage_scenes
+
+        training, heldout = stage_scenes()
+    else:
+        training, heldout = tang_poems()
+    random.Random(seed).shuffle(training)  # training reads it in order: mix the sources
     out.mkdir(parents=True, exist_ok=True)
     kinds: dict[str, int] = {}
     for poem in training:

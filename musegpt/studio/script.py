@@ -133,6 +133,11 @@ def fountain_elements(text: str) -> Counter[str]:
     return Counter(type(p).__name__ for p in screenplay.paragraphs)
 
 
+def script_prompt_tail(lang: str, title: str, situation: str) -> str:
+    """The prompt after its few-shot example: the part a script adapter learns to continue."""
+    return SCRIPT[lang].split("THE END\n\n")[-1].format(title=title, situation=situation)
+
+
 def example_scene(lang: str) -> str:
     """The few-shot example's own title, situation and scene."""
     return SCRIPT[lang].split("{title}")[0]
