@@ -134,6 +134,10 @@ def story_command(
 def script_command(
     situation: Annotated[str, typer.Argument(help="What happens in the scene.")],
     title: Annotated[str, Opt(help="The script's title.")] = "",
+    adapter: Annotated[
+        str | None,
+        Opt(help="Default model: auto (English: the stage adapter), none, or an adapter's name."),
+    ] = None,
     model: ModelOpt = None,
     lang: LangOpt = None,
     seed: SeedOpt = None,
@@ -145,7 +149,8 @@ def script_command(
     """A screenplay scene in Fountain format."""
     with user_errors():
         sampling = chosen(samplers, seed=seed, temperature=temperature, top_p=top_p)
-        _write("script", {"text": situation, "title": title}, model, lang, sampling, out)
+        fields = {"text": situation, "title": title, "adapter": adapter}
+        _write("script", fields, model, lang, sampling, out)
 
 
 @write_app.command("lyrics")

@@ -75,6 +75,9 @@ class ScriptRequest(TaskRequest):
     text_is: ClassVar[str] = "the situation"
     example: ClassVar[str] = "two strangers share a bench till dawn"
     title: str = Field("", max_length=200)
+    adapter: str = Field(
+        "auto", max_length=200, description="default model: auto (by language), none, or a name"
+    )
 
 
 class LyricsRequest(TaskRequest):
@@ -167,7 +170,7 @@ def _continue(studio: Studio, r: ContinueRequest, o: dict[str, Any]) -> Work:
 
 
 def _script(studio: Studio, r: ScriptRequest, o: dict[str, Any]) -> Work:
-    return studio.script(r.text, r.title, **o)
+    return studio.script(r.text, r.title, r.adapter, **o)
 
 
 def _lyrics(studio: Studio, r: LyricsRequest, o: dict[str, Any]) -> Work:

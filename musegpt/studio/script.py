@@ -13,7 +13,10 @@ import io
 import itertools
 import re
 from collections import Counter
+from typing import Any
 
+from musegpt.adapters.choice import AUTO, adapted_engine
+from musegpt.engines.base import EngineError
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import HAN, echo_pattern, example_phrases, resemblance
 from musegpt.studio.work import Work
@@ -150,11 +153,19 @@ def example_names(lang: str) -> list[str]:
     return sorted(cue for cue in cues if cue != "THE END" and not re.search("[:：]", cue))
 
 
-def script(writer: Writer, situation: str, title: str = "", max_new_tokens: int = 500) -> Work:
+def script(
+    writer: Writer, situation: str, title: str = "", max_new_tokens: int = 500, adapter: str = AUTO
+) -> Work:
     """A screenplay scene in Fountain that a Fountain parser reads as a heading plus
     dialogue; written again (bounded) when the model's draft is not a scene, or is the
     few-shot example handed back (its lines, word runs and speakers' names are banned, and
-    a draft that still resembles it is drawn again)."""
+    a draft that still resembles it is drawn again). `adapter`: on the default model,
+    "auto" writes with the shipped adapter for scripts in the language (`TASK_ADAPTERS`),
+    "none" without, or an adapter's name."""
+    try:
+        writer.engine = adapted_engine(writer.engine, "script", writer.lang, adapter)
+    except EngineError as err:
+        raise StudioError(str(err)) from None
     title = title.strip() or situation.strip().split(".")[0][:60].title()
     prompt = SCRIPT[writer.lang].format(title=title, situation=situation.strip())
     fallback = "INT. 某处 - 日" if writer.lang == "zh" else "INT. SOMEWHERE - DAY"
@@ -174,5 +185,8 @@ def script(writer: Writer, situation: str, title: str = "", max_new_tokens: int 
             why = "kept writing the few-shot example's scene"
         elif elements["Slug"] >= 1 and elements["Dialog"] >= 2:
             writer.show(scene)
-            return Work("script", title, writer.lang, scene, meta={"elements": dict(elements)})
+            meta: dict[str, Any] = {"elements": dict(elements)}
+            if getattr(writer.engine, "adapter", None):
+                meta["adapter"] = writer.engine.name
+            return Work("script", title, writer.lang, scene, meta=meta)
     raise StudioError(f"the model {why} in {SCRIPT_ATTEMPTS} tries; try another --seed")

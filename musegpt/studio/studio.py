@@ -111,9 +111,13 @@ class Studio:
         writer = self.writer(text, **overrides)
         return self._done(story_task.continue_text(writer, text, max_new_tokens), writer)
 
-    def script(self, situation: str, title: str = "", **overrides: Any) -> Work:
+    def script(
+        self, situation: str, title: str = "", adapter: str = "auto", **overrides: Any
+    ) -> Work:
+        """A scene in Fountain; `adapter`: on the default model, the shipped one for scripts
+        in the language ("auto"), "none" or a name."""
         writer = self.writer(situation, **overrides)
-        return self._done(script_task.script(writer, situation, title), writer)
+        return self._done(script_task.script(writer, situation, title, adapter=adapter), writer)
 
     def lyrics(self, topic: str, title: str = "", **overrides: Any) -> Work:
         writer = self.writer(topic, "lyrics", **overrides)
