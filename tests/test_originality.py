@@ -310,14 +310,10 @@ def test_the_web_studio_shows_a_works_longest_copied_span(
     app = create_app({"reciter": engine}, settings, WorksStore(folder / "web.db"))
     with running_server(app) as base, launched() as browser:
         page = open_studio(browser, base, WIDE)
-        # What app.js does for a studio task: a streamed POST, read to its end.
+        # app.js's own studio call: a streamed POST read to its end, then the work announced.
         page.evaluate(
             """async () => {
-              const body = {model: "reciter", text: "the quay", stream: true, params: {seed: 1}};
-              const answer = await fetch("/v1/studio/describe", {
-                method: "POST", headers: {"content-type": "application/json"},
-                body: JSON.stringify(body)});
-              await answer.text();
+              await studio("describe", {model: "reciter", text: "the quay", params: {seed: 1}});
             }"""
         )
         page.wait_for_selector("#longest-copy:not(:empty)")

@@ -506,7 +506,13 @@ async function studio(task, body, signal) {
     if (event.type === "text") tokenSpan(event.text);
     if (event.type === "work") work = event.work;
   }
+  announceWork(work);
   return work;
+}
+
+// Other views (originality.js) learn of each finished work from this page event.
+function announceWork(work) {
+  if (work) document.dispatchEvent(new CustomEvent("musegpt:work", { detail: work }));
 }
 
 function selection() {
@@ -596,6 +602,7 @@ function compose() {
     const seed = $("seed").value;
     if (seed !== "") payload.seed = Number(seed);
     const tune = await api("/v1/music/compose", { method: "POST", body: JSON.stringify(payload), signal });
+    announceWork(tune);
     $("output").textContent = tune.abc;  // the tune's one copy on the page
     $("output").classList.add("abc");
     state.tune = tune.abc;

@@ -1,7 +1,7 @@
 // The originality guard in the web studio: after a studio task or a composed tune, a line
 // under the output says the longest span the work copies from its model's training corpus
-// (the server's `longest_copy`, also kept in the work's provenance). It reads the answers
-// app.js already asks for (a copy of each response), so app.js needs no change.
+// (the server's `longest_copy`, also kept in the work's provenance). It listens for the
+// `musegpt:work` event that app.js sends when a work is finished.
 (() => {
   const WATCHED = /\/v1\/(studio\/(?!tasks|context)[\w-]+|music\/compose)$/;
 
@@ -34,23 +34,6 @@
     element.title = copy.text || "";
   }
 
-  async function watchEvents(response) {
-    for await (const event of readEvents(response)) {  // app.js's reader
-      if (event.type === "work" && event.work) show(event.work.longest_copy);
-    }
-  }
-
-  const original = window.fetch.bind(window);
-  window.fetch = async (input, options) => {
-    const response = await original(input, options);
-    const url = typeof input === "string" ? input : input.url;
-    if (!response.ok || !WATCHED.test(new URL(url, location.href).pathname)) return response;
-    const copy = response.clone();
-    const type = copy.headers.get("content-type") || "";
-    const read = type.includes("event-stream")
-      ? watchEvents(copy)
-      : copy.json().then((body) => show(body.longest_copy));
-    read.catch(() => {});  // the page's own reading reports any failure
-    return response;
-  };
+  // app.js announces every finished studio work and composed tune.
+  document.addEventListener("musegpt:work", (event) => show(event.detail.longest_copy));
 })();
