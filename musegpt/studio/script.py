@@ -176,7 +176,7 @@ def script(
     if names:
         avoid_regex.append(r"(?i)(?<![a-z])(?:" + "|".join(map(re.escape, names)) + r")(?![a-z])")
     why = "did not write a scene with dialogue"
-    for _ in range(SCRIPT_ATTEMPTS):
+    for attempt in range(1, SCRIPT_ATTEMPTS + 1):
         raw = writer.write(prompt, max_new_tokens, stop=STOPS, clean_end=False,
                            avoid=example_phrases(example), avoid_regex=avoid_regex)  # fmt: skip
         scene = to_fountain(raw, fallback)
@@ -185,7 +185,7 @@ def script(
             why = "kept writing the few-shot example's scene"
         elif elements["Slug"] >= 1 and elements["Dialog"] >= 2:
             writer.show(scene)
-            meta: dict[str, Any] = {"elements": dict(elements)}
+            meta: dict[str, Any] = {"elements": dict(elements), "attempt": attempt}
             if getattr(writer.engine, "adapter", None):
                 meta["adapter"] = writer.engine.name
             return Work("script", title, writer.lang, scene, meta=meta)
