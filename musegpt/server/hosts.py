@@ -127,6 +127,17 @@ class Models:
         self.sources = dict(sources)
         self.hosts = {name: ModelHost(name, max_queue, max_rows) for name in sources}
         self.default = next(iter(sources))
+        self.max_queue, self.max_rows = max_queue, max_rows
+
+    def add(self, name: str, source: EngineSource) -> ModelHost:
+        """Host one more model while serving (an adapter trained by the server), loaded on
+        the caller's thread; a model of that name is replaced (requests it runs finish)."""
+        host = ModelHost(name, self.max_queue, self.max_rows)
+        host.load(source)
+        # New dicts, not changed ones: a request may be iterating the old ones right now.
+        self.sources = {**self.sources, name: source}
+        self.hosts = {**self.hosts, name: host}
+        return host
 
     def load_all(self) -> None:
         """Engines given ready are hosted now; loaders run on a background thread."""
