@@ -321,3 +321,15 @@ def test_the_web_studio_shows_a_works_longest_copied_span(
         assert shown.startswith("longest span copied from the training corpus"), shown
         assert "The lantern keeper of the northern quay" in shown, shown
         page.close()
+
+
+def test_a_composed_tune_takes_max_copy(engine: MuseGPTEngine, indexed: CopyIndex) -> None:
+    from musegpt.music.abc import Header
+    from musegpt.music.compose import compose_headers
+
+    # A header the reciter has seen: its poem's first line as the title, so it recites on.
+    header = Header(title="The lantern keeper", key="D")
+    free = compose_headers(engine, [header], bars=64, seed=1, constrained=False, temperature=0)
+    guarded = compose_headers(engine, [header], 64, 1, False, 0.0, sampling={"max_copy": 6})[0]
+    assert longest_copy(indexed, engine, free[0].body) > 6
+    assert longest_copy(indexed, engine, guarded.body) <= 6

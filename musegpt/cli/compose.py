@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from musegpt.cli.errors import err_console, user_errors
-from musegpt.cli.options import Opt, SeedOpt
+from musegpt.cli.options import Opt, Samplers, SeedOpt, sampler_options
 
 
+@sampler_options
 def compose_command(
     request: Annotated[str, typer.Argument(help='What to write, e.g. "a lively jig in D major".')],
     bars: Annotated[int, Opt(min=1, max=128, help="Bars in the tune.")] = 16,
@@ -30,6 +31,7 @@ def compose_command(
     unconstrained: Annotated[
         bool, Opt("--unconstrained", help="Let the model write freely (no ABC grammar).")
     ] = False,
+    samplers: Samplers = None,
 ) -> None:
     """Compose a tune: the request sets rhythm, metre and key (jig -> 6/8, reel -> 4/4,
     waltz -> 3/4; "in D major" -> K:D), the model writes the body."""
@@ -41,7 +43,7 @@ def compose_command(
             raise ValueError("--midi, --wav and --svg need --out FILE.abc to name the files")
         engine = music_engine(model)
         tune = compose(
-            request, bars, seed, engine, not unconstrained, temperature, top_p, title
+            request, bars, seed, engine, not unconstrained, temperature, top_p, title, samplers
         )  # fmt: skip
         typer.echo(tune.abc, nl=False)
         if out is None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import ceil
+from typing import Any
 
 from musegpt.engines.base import Engine
 from musegpt.generation.decoder import Completion
@@ -67,18 +68,23 @@ def compose_headers(
     temperature: float = 0.8,
     top_p: float = 0.95,
     cancel: threading.Event | None = None,
+    sampling: Mapping[str, Any] | None = None,
 ) -> list[Tune]:
     """One tune per header, written in one batch; setting `cancel` stops the decode (the
-    tunes are then cut short)."""
+    tunes are then cut short). `sampling` sets further SamplingParams fields (`max_copy`,
+    llama.cpp's samplers); the tune's length and stops are the composer's."""
     if not headers:
         return []
     room = max_new_tokens if constrained else free_max_new_tokens
     params = SamplingParams(
-        max_new_tokens=max(room(h, bars) for h in headers),
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        stop=[] if constrained else UNCONSTRAINED_STOPS,
+        **{
+            "temperature": temperature,
+            "top_p": top_p,
+            "seed": seed,
+            **(sampling or {}),
+            "max_new_tokens": max(room(h, bars) for h in headers),
+            "stop": [] if constrained else UNCONSTRAINED_STOPS,
+        }
     )
     constraints = [AbcConstraint(engine.tokenizer, bars)] if constrained else []
     completions: list[Completion] = []
@@ -101,9 +107,13 @@ def compose(
     temperature: float = 0.8,
     top_p: float = 0.95,
     title: str | None = None,
+    sampling: Mapping[str, Any] | None = None,
 ) -> Tune:
     """A tune for a request such as "a lively jig in D major": rhythm, metre and key come
-    from the request (see `header_for`); `constrained=False` lets the model write freely."""
+    from the request (see `header_for`); `constrained=False` lets the model write freely;
+    `sampling` as for `compose_headers` (e.g. `{"max_copy": 8}`)."""
     header = header_for(request, title)
     engine = engine or music_engine()
-    return compose_headers(engine, [header], bars, seed, constrained, temperature, top_p)[0]
+    return compose_headers(
+        engine, [header], bars, seed, constrained, temperature, top_p, sampling=sampling
+    )[0]

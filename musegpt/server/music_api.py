@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from musegpt.generation.params import SamplingParams
 from musegpt.music.compose import MUSIC_MODEL, compose_headers
 from musegpt.music.tune import MissingToolError, Tune
 from musegpt.originality.check import longest_copy_meta
@@ -39,6 +40,8 @@ class ComposeRequest(BaseModel):
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    # The same field, range and help as every other request's `max_copy`.
+    max_copy: Annotated[int | None, SamplingParams.model_fields["max_copy"]] = None
     project_id: int | None = Field(None, ge=1, le=2**62, description="keep provenance here")
     document_id: int | None = Field(None, ge=1, le=2**62)
 
@@ -73,6 +76,7 @@ async def compose_tune(body: ComposeRequest, request: Request) -> dict[str, Any]
                 body.temperature,
                 body.top_p,
                 cancel,
+                {"max_copy": body.max_copy},
             )[0]
         result = tune_dict(tune, host.name, body.seed)  # music21's check, off the event loop
         result["longest_copy"] = longest_copy_meta(tune.abc, engine.path, engine.tokenizer)
