@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from musegpt.adapters.corpus import HELDOUT_FILE, TRAIN_FILE, read_documents
-from musegpt.adapters.train import AdapterRun, AdapterSettings
+from musegpt.adapters.train import AdapterRun, AdapterSettings, TrainingProgress
 from musegpt.fileio import atomic_write_text
 
 ADAPTER_FILE = "adapter.gguf"
@@ -105,7 +105,11 @@ def finetune_gguf(
     settings: AdapterSettings,
     resume: bool = False,
     report: Callable[[str], None] | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> AdapterReport:
+    """Train, convert and measure an adapter of `base` on `data` in `out`. `report` gets
+    each line of news; `progress` and `should_stop` go to the trainer (`train_adapter`)."""
     from musegpt.adapters.base import dequantised_base, load_base
     from musegpt.adapters.convert import convert_lora, converter_folder
     from musegpt.adapters.evaluate import continuations, gguf_perplexity, style_distance
@@ -129,8 +133,9 @@ def finetune_gguf(
     say(f"base model: held-out perplexity {before_value:.2f}")
     model, tokenizer = load_base(gguf_file)
     run: AdapterRun = train_adapter(
-        model, tokenizer, train_docs, heldout_docs, out, settings, resume=resume, report=say
-    )
+        model, tokenizer, train_docs, heldout_docs, out, settings, resume=resume, report=say,
+        progress=progress, should_stop=should_stop,
+    )  # fmt: skip
     adapter = convert_lora(out / BEST, dequantised_base(gguf_file), out / ADAPTER_FILE)
     after = gguf_perplexity(gguf_file, scored, lora=adapter)
     say(f"adapted: held-out perplexity {after.perplexity:.2f} (base {before_value:.2f})")

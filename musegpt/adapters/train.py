@@ -6,7 +6,9 @@ documents is fixed by the seed, so a run resumed from its checkpoint (the adapte
 state and the step, written atomically every `save_every` steps) continues exactly where it
 stopped. Held-out loss is measured every `eval_every` steps on a few held-out documents;
 the best adapter is kept, and `patience` stops a run whose held-out loss has stopped
-improving (the guard for small personal corpora).
+improving (the guard for small personal corpora), and `max_minutes` ends training when its
+time is up (a writer waits for it). A caller may watch each step (`progress`) and stop a run
+between steps (`should_stop`: the checkpoint is written, then `TrainingCancelled` raised).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class AdapterSettings:
     eval_documents: int = 32  # held-out documents scored at each evaluation
     save_every: int = 10
     patience: int | None = None  # evaluations without a better held-out loss before stopping
+    max_minutes: float | None = None  # training time after which the run stops (best kept)
     # "data": the softmax runs over the tokens the documents use, not all 262,144 of Gemma's
     # (the output layer is most of the compute); "all": the full vocabulary.
     output_vocab: str = "data"
@@ -66,6 +69,28 @@ class AdapterSettings:
             raise ValueError("--lora-targets names no layer")
         if self.output_vocab not in ("data", "all"):
             raise ValueError("--output-vocab must be data or all")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("--max-minutes must be more than 0")
+
+
+class TrainingCancelled(Exception):
+    """The caller stopped the run; its checkpoint (`step`) is kept for --resume."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training cancelled after step {step}; the checkpoint is kept")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """One step's news for a watcher (the web studio's job view)."""
+
+    step: int
+    steps: int
+    loss: float
+    tokens_per_second: float  # over the steps this process ran
+    heldout_perplexity: float | None  # at the latest evaluation
+    eta_seconds: float  # training time left at the mean step time so far (or the time limit)
 
 
 @dataclass
@@ -79,6 +104,7 @@ class AdapterRun:
     history: list[dict[str, float]] = field(default_factory=list)
     best_heldout_loss: float | None = None
     stopped_early: bool = False
+    out_of_time: bool = False
 
     @property
     def tokens_per_second(self) -> float:
@@ -205,9 +231,12 @@ def train_adapter(
     settings: AdapterSettings,
     resume: bool = False,
     report: Callable[[str], None] | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> AdapterRun:
     """Train a LoRA on `model` (a transformers causal LM) and keep its checkpoints and best
-    adapter (peft's format) in `out`. `report` receives one progress line per step."""
+    adapter (peft's format) in `out`. `report` receives one progress line per step,
+    `progress` the same as numbers; `should_stop`, asked before each step, cancels the run."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -287,11 +316,22 @@ def train_adapter(
             state["bad_evals"] += 1
 
     peft_model.train()
-    started, tokens_now, stopped_early = time.monotonic(), 0, False
+    started, tokens_now, stopped_early, out_of_time = time.monotonic(), 0, False, False
+    steps_now = 0
+    budget = settings.max_minutes * 60 if settings.max_minutes is not None else math.inf
     if state["step"] == 0:
         evaluate(0)
     while state["step"] < settings.steps:
         step = state["step"]
+        if should_stop is not None and should_stop():
+            save_checkpoint()
+            say(f"cancelled after step {step}: the checkpoint is in {checkpoint}")
+            raise TrainingCancelled(step)
+        if time.monotonic() - started >= budget:
+            out_of_time = True
+            save_checkpoint()
+            say(f"the {settings.max_minutes:g}-minute training time is up after step {step}")
+            break
         rows = [train_rows[i] for i in batch_rows(step, len(train_rows), settings.batch_size,
                                                    settings.seed)]  # fmt: skip
         batch = collate(rows, pad_id)
@@ -315,6 +355,21 @@ def train_adapter(
             evaluate(state["step"])
             if settings.patience is not None and state["bad_evals"] >= settings.patience:
                 stopped_early = True
+        steps_now += 1
+        if progress is not None:
+            elapsed = time.monotonic() - started
+            left = elapsed / steps_now * (settings.steps - state["step"])
+            evals = [h["heldout_loss"] for h in state["history"] if "heldout_loss" in h]
+            progress(
+                TrainingProgress(
+                    step=state["step"],
+                    steps=settings.steps,
+                    loss=loss.item(),
+                    tokens_per_second=tokens_now / max(elapsed, 1e-9),
+                    heldout_perplexity=math.exp(evals[-1]) if evals else None,
+                    eta_seconds=min(left, max(budget - elapsed, 0.0)),
+                )
+            )
         if state["step"] % settings.save_every == 0 or state["step"] == settings.steps:
             save_checkpoint()
         if stopped_early:
@@ -334,6 +389,7 @@ def train_adapter(
         history=list(state["history"]),
         best_heldout_loss=state["best"],
         stopped_early=stopped_early,
+        out_of_time=out_of_time,
     )
     atomic_write_text(out / "history.json", json.dumps(run.history, indent=1) + "\n")
     return run

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from musegpt.engines.base import NoCopyIndex
 from musegpt.engines.remote import RemoteError
 from musegpt.server import (
+    adapter_jobs_api,
     images_api,
     moderation_api,
     music_api,
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(tokenize_api.router)
     app.include_router(moderation_api.router)
     app.include_router(images_api.router)
+    app.include_router(adapter_jobs_api.router)
     _service_routes(app)
     app.add_middleware(Guard, settings=settings, metrics=state.metrics)
     if settings.cors_origins:
