@@ -20,6 +20,7 @@ from musegpt.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from musegpt.adapters.stage import Scene
+    from musegpt.adapters.verse import VersePoem
 
 TRAIN_FILE = "train.jsonl"
 HELDOUT_FILE = "heldout.jsonl"
@@ -27,6 +28,8 @@ MANIFEST = "manifest.json"
 ADAPTER_CORPORA = {
     "tang": "全唐诗 + 宋词 in the studio's poem format; 唐诗三百首 held out",
     "stage": "Shakespeare's scenes in Fountain in the studio's script format; 4 plays held out",
+    "verse-en": "Shakespeare's sonnets + poems rebuilt from the Gutenberg Poetry Corpus; "
+    "a tenth of each form held out",
 }
 
 # A verse ends at one of these (kept with it, as the poems are printed).
@@ -127,12 +130,16 @@ def prepare_adapter_corpus(name: str, out: Path, seed: int = 1337) -> dict[str, 
     """Write `out`/train.jsonl, heldout.jsonl and manifest.json for the adapter corpus `name`."""
     if name not in ADAPTER_CORPORA:
         raise ValueError(f"unknown adapter corpus {name!r}; known: {', '.join(ADAPTER_CORPORA)}")
-    training: list[Poem] | list[Scene]
-    heldout: list[Poem] | list[Scene]
+    training: list[Poem] | list[Scene] | list[VersePoem]
+    heldout: list[Poem] | list[Scene] | list[VersePoem]
     if name == "stage":
         from musegpt.adapters.stage import stage_scenes
 
         training, heldout = stage_scenes()
+    elif name == "verse-en":  # musegpt/adapters/verse.py
+        from musegpt.adapters.verse import verse_poems
+
+        training, heldout = verse_poems(seed=seed)
     else:
         training, heldout = tang_poems()
     random.Random(seed).shuffle(training)  # training reads it in order: mix the sources
