@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)  # progress goes to stderr, the summary to stdout
 
-BUILTIN_HELP = "shakespeare, poetry-en, tang-poems, song-ci, abc-folk; adapter corpora: tang"
+BUILTIN_HELP = (
+    "shakespeare, poetry-en, tang-poems, song-ci, abc-folk; adapter corpora: "
+    + ", ".join(ADAPTER_CORPORA)
+)
 PICTURES = "icons"  # the built-in picture corpus (musegpt.images.corpus)
 
 
