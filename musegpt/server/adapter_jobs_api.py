@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,7 +68,7 @@ class AdapterJob:
 
     def view(self) -> dict[str, Any]:
         with _lock:
-            data = {k: v for k, v in asdict(self).items() if k != "cancel"}
+            data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cancel"}
         data["object"] = "adapter_job"
         data["elapsed_seconds"] = round((self.finished or time.time()) - self.started, 1)
         return data
