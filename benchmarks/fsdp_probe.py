@@ -1,51 +1,114 @@
-"""Does PyTorch's FSDP2 (`fully_shard`) work here, on CPU with gloo? Two processes shard a
-small MLP, train a few AdamW steps with gradient clipping, and gather the full state dict
-on rank 0: what an `--fsdp` option in the trainer would rest on (docs/scaling.md).
+"""What FSDP saves and costs: per-process memory and training speed of the trainer's own
+machinery (GPT, `optimizer_for`, `sharding.shard_model`) in one process, under DDP and
+under FSDP, on random tokens (docs/scaling.md).
 
-    OMP_NUM_THREADS=1 python -m torch.distributed.run --standalone --nproc_per_node=2 \
-        benchmarks/fsdp_probe.py
+    OMP_NUM_THREADS=1 python benchmarks/fsdp_probe.py --mode single --batch 8
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fsdp_probe.py --mode ddp
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fsdp_probe.py --mode fsdp
+
+Each process reports the bytes of weights, gradients and AdamW state it holds after a
+step (its shards under FSDP), its peak resident memory, and tokens/s over all processes
+(wall and CPU seconds: on a shared machine the CPU time is the steadier figure). The
+global batch is `--batch` rows per process times the processes: give one process twice the
+rows to compare it with two.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import resource
+import time
+
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor
+
+from musegpt.model.gpt import GPT
+from musegpt.train import distributed, sharding
+from musegpt.train.config import TrainConfig
+from musegpt.train.trainer import optimizer_for
+
+
+def held_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """Bytes of this process's weights, gradients and optimizer state (its shards)."""
+
+    def size(t: torch.Tensor) -> int:
+        local = sharding.local_part(t)
+        return local.numel() * local.element_size()
+
+    params = list(model.parameters())
+    moments = [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    return {
+        "weights": sum(size(p) for p in params),
+        "gradients": sum(size(p.grad) for p in params if p.grad is not None),
+        "optimizer": sum(size(v) for v in moments),
+    }
 
 
 def main() -> None:
-    dist.init_process_group("gloo")
-    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16))
-    for layer in model:
-        if isinstance(layer, nn.Linear):
-            fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    x = torch.randn(8, 16)
-    losses = []
-    for _ in range(5):
-        loss = (model(x) - x).pow(2).mean()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(round(loss.item(), 4))
-    full = get_model_state_dict(
-        model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("single", "ddp", "fsdp"), default="fsdp")
+    parser.add_argument("--n-layer", type=int, default=6)
+    parser.add_argument("--n-embd", type=int, default=384)
+    parser.add_argument("--n-head", type=int, default=6)
+    parser.add_argument("--block", type=int, default=256)
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--batch", type=int, default=4, help="rows per process")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps after one warm-up")
+    args = parser.parse_args()
+    device = torch.device("cpu")
+    info = distributed.setup(device)
+    if args.mode != "single" and info.world_size < 2:
+        parser.error(f"--mode {args.mode} runs under torchrun with 2 or more processes")
+    batch = args.batch
+
+    config = TrainConfig(
+        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block
     )
-    weight = model[0].weight
-    assert isinstance(weight, DTensor)
-    if dist.get_rank() == 0:
-        print(f"losses {losses}")
-        print(f"rank 0 holds {tuple(weight.to_local().shape)} of {tuple(weight.shape)}")
-        print("gathered:", {k: tuple(v.shape) for k, v in full.items()})
-    dist.destroy_process_group()
+    torch.manual_seed(0)
+    model = GPT(config.gpt_config(args.vocab))
+    optimizer = optimizer_for(model, config, device)
+    forward: nn.Module = model
+    if args.mode == "fsdp":
+        optimizer = sharding.shard_training(
+            model, optimizer, lambda: optimizer_for(model, config, device), torch.float32, device
+        )
+    elif args.mode == "ddp":
+        forward = nn.parallel.DistributedDataParallel(model)
+    generator = torch.Generator().manual_seed(1 + info.rank)
+
+    def step() -> None:
+        x = torch.randint(0, args.vocab, (batch, args.block), generator=generator)
+        loss = forward(x, x.roll(-1, dims=1)).loss
+        loss.backward()
+        nn.utils.clip_grad_norm_(list(model.parameters()), 1.0, foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)  # keep gradients allocated: they are counted
+
+    step()
+    distributed.barrier(info)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(args.steps):
+        step()
+    distributed.barrier(info)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    tokens = args.steps * batch * args.block * info.world_size
+    report = {
+        "mode": args.mode,
+        "rank": info.rank,
+        "processes": info.world_size,
+        "parameters": model.num_parameters(),
+        "held_MB": {k: round(v / 2**20, 2) for k, v in held_bytes(model, optimizer).items()},
+        "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "tokens_per_s_wall": round(tokens / wall, 1),
+        "cpu_s_per_step": round(cpu / args.steps, 3),
+    }
+    for line in distributed.gather_objects(json.dumps(report), info):
+        if info.is_main:
+            print(line)
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

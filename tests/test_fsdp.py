@@ -167,3 +167,31 @@ def test_fsdp_is_refused_without_torchrun(tmp_path: Path) -> None:
 def test_fsdp_with_compile_is_refused() -> None:
     with pytest.raises(ValueError, match="fsdp=true with compile=true is not supported"):
         tiny(fsdp=True, compile=True)
+
+
+def test_fsdp_mixed_precision_follows_the_training_dtype(tmp_path: Path) -> None:
+    """With bfloat16 the blocks compute with bfloat16 weights while the sharded master
+    weights and their gradients stay float32 (one process, so it runs in the test)."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    from musegpt.model.config import GPTConfig
+    from musegpt.model.gpt import GPT
+    from musegpt.train.sharding import shard_model
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=40, block_size=8, n_layer=2, n_head=2, n_embd=16))
+        shard_model(model, torch.bfloat16, torch.device("cpu"))
+        seen: list[torch.dtype] = []
+        model.blocks[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+        x = torch.randint(0, 40, (2, 8))
+        model(x, x).loss.backward()
+        assert seen == [torch.bfloat16]
+        weight = model.blocks[0].mlp.c_fc.weight
+        assert isinstance(weight, DTensor) and weight.dtype == torch.float32
+        assert weight.grad is not None and weight.grad.dtype == torch.float32
+    finally:
+        dist.destroy_process_group()
