@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
+from musegpt.generation.processors import LogitsProcessor
 from musegpt.studio import plan_checks as checks
+from musegpt.studio.plan_rules import BeginWith, EndWhenReady, name_start_ids
 from musegpt.studio.tasks import StudioError
-from musegpt.studio.text import Lang, detect_lang, end_cleanly, similarity, tidy
+from musegpt.studio.text import SENTENCE_END, Lang, detect_lang, end_cleanly, similarity, tidy
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
 
@@ -223,9 +225,24 @@ BIBLE_EXAMPLE = {
         "knows his daughter's hand. He crosses to the mainland to find her and learns why she "
         "left.\n"
         "Outline:\n"
-        "1. After a storm, Elias finds the bottle wedged in the rocks below the lamp.\n"
+        "1. Elias finds the bottle wedged in the rocks below the lamp after a storm.\n"
         "2. Tom Bell tells Elias that Mara was seen in Portland last spring.\n"
         "3. Elias leaves the island for the first time in ten years.\n\n"
+        "Premise: A tailor sews a coat that makes whoever wears it tell the truth.\n"
+        "Title: Honest Cloth\n"
+        "Setting: A street of workshops in Lagos, in the rainy season.\n"
+        "Style: Warm and wry, first person, present tense.\n"
+        "Characters:\n"
+        "- Ruth Okafor: the tailor, forty, proud of her steady hands.\n"
+        "- Bayo Adeyemi: the mayor, charming, deep in debt.\n"
+        "- Kemi Okafor: Ruth's niece and apprentice, who wants to leave.\n"
+        "Synopsis: A tailor sews a coat that makes whoever wears it tell the truth: Ruth "
+        "makes it for the mayor's speech, and the whole street hears what he has hidden. "
+        "Now everyone wants the coat, or wants it burned.\n"
+        "Outline:\n"
+        "1. Ruth sews the truth-telling coat from cloth her mother left her.\n"
+        "2. Bayo Adeyemi wears the coat at the market and confesses his debts.\n"
+        "3. Kemi steals the coat to ask Ruth one question.\n\n"
     ),
     "zh": (
         "故事设定。\n\n"
@@ -240,18 +257,33 @@ BIBLE_EXAMPLE = {
         "梗概：一个灯塔看守人在漂流瓶里发现了一封写给自己的信：林守义认出了女儿的笔迹，"
         "他渡海去寻找她，终于明白她当年为何离开。\n"
         "大纲：\n"
-        "1. 风暴过后，林守义在灯塔下的礁石间发现了漂流瓶。\n"
+        "1. 林守义在风暴过后的礁石间发现了漂流瓶。\n"
         "2. 老周告诉他，去年春天有人在城里见过小雨。\n"
         "3. 林守义十年来第一次离开小岛。\n\n"
+        "前提：一个卖馄饨的老太太每晚都给一位从不说话的客人留一碗。\n"
+        "标题：最后一碗\n"
+        "背景：八十年代末，南方小城老街上的夜市。\n"
+        "文风：温暖、平实，第一人称，口语化。\n"
+        "人物：\n"
+        "- 陈阿婆：卖馄饨的老太太，七十岁，手脚麻利，嘴硬心软。\n"
+        "- 哑叔：每晚最后一个来的客人，从不说话，总坐在角落里。\n"
+        "- 陈晓光：阿婆的孙子，高中生，放学后帮她收摊。\n"
+        "梗概：一个卖馄饨的老太太每晚都给一位从不说话的客人留一碗：陈阿婆知道哑叔的来历，却从来不问。"
+        "直到有一晚哑叔没有来，晓光才从奶奶口中听到了三十年前的旧事。\n"
+        "大纲：\n"
+        "1. 陈阿婆收摊前给哑叔留下最后一碗馄饨，晓光觉得奇怪。\n"
+        "2. 哑叔一连三天没有来，陈阿婆坐立不安。\n"
+        "3. 晓光跟着奶奶去河边的棚屋找哑叔。\n\n"
     ),
 }
-# The example's own people, places and things: a plan or a chapter that names one the
-# premise does not is the example leaking in (seen: 漂流瓶, the captain "爱说话").
+# The examples' own people, places and things: a plan or a chapter that names one the
+# premise does not is an example leaking in (seen: 漂流瓶, the captain "爱说话").
 EXAMPLE_MARKS = {
     "en": ["lighthouse", "keeper", "bottle", "Maine", "Portland", "supply-boat", "Elias",
-           "Mara", "Tom Bell", "Ward", "1923"],
+           "Mara", "Tom Bell", "Ward", "1923", "tailor", "Lagos", "Okafor", "Adeyemi", "Kemi",
+           "truth-telling"],
     "zh": ["灯塔", "守塔", "漂流瓶", "小岛", "船长", "补给", "传闻", "礁石", "林守义", "林小雨",
-           "老周", "一九二三"],
+           "老周", "一九二三", "馄饨", "陈阿婆", "哑叔", "晓光", "夜市", "棚屋"],
 }  # fmt: skip
 CHAPTER = {"en": "Chapter {n}", "zh": "第{n}章"}
 SCENE_NOTES = {
@@ -311,13 +343,16 @@ def _bible_prompt(lang: Lang, premise: str) -> str:
     return BIBLE_EXAMPLE[lang] + f"{LABELS[lang]['premise']} {premise}\n"
 
 
-def example_field(lang: Lang, key: str) -> str:
-    """A field of the few-shot example plan (what a plan must not copy)."""
+def example_fields(lang: Lang, key: str) -> list[str]:
+    """A field of each few-shot example plan (what a plan must not copy)."""
     label = LABELS[lang][key]
-    for line in BIBLE_EXAMPLE[lang].split("\n"):
-        if line.startswith(label):
-            return line[len(label) :].strip()
-    return ""
+    lines = BIBLE_EXAMPLE[lang].split("\n")
+    return [line[len(label) :].strip() for line in lines if line.startswith(label)]
+
+
+def example_field(lang: Lang, key: str) -> str:
+    """A field of the first few-shot example plan."""
+    return next(iter(example_fields(lang, key)), "")
 
 
 def example_names(lang: Lang) -> list[str]:
@@ -335,6 +370,23 @@ def example_beats(lang: Lang) -> list[str]:
 # "标题：", and each empty draw was a wasted call).
 LINE_BREAK_FIRST = r"\A\s*\n"
 LIST_NUMBER_FIRST = r"\A\s*\d+\s*[.、)\n]"
+# Names a character line begins with when the model's own lines keep failing (none of
+# them a few-shot example's); the story's seed picks where in the list to start.
+STANDBY_NAMES: dict[Lang, list[str]] = {
+    "en": ["Nora Hale", "Tomas Reyes", "Iris Chen", "Owen Marsh", "Lena Brandt",
+           "Samir Haddad", "Clara Voss", "Felix Moreau"],
+    "zh": ["周晓岚", "沈一舟", "许安", "苏青", "顾远", "唐宁", "韩小北", "叶知秋"],
+}  # fmt: skip
+
+
+def whole_sentence(lang: Lang, least: int) -> Callable[[str], bool]:
+    """Whether a text holds at least `least` words (Chinese: characters) and a sentence
+    end: until then a plan line may not end (see `plan_rules.EndWhenReady`)."""
+
+    def ready(text: str) -> bool:
+        return checks.size(text, lang) >= least and SENTENCE_END.search(text) is not None
+
+    return ready
 
 
 def draw(
@@ -347,26 +399,36 @@ def draw(
     avoid_regex: Sequence[str] = (),
     redraws: dict[str, int] | None = None,
     lead: str = "",
+    lead_from: int | None = None,
+    ready: Callable[[str], bool] | None = None,
+    last_resort: Callable[[], str] | None = None,
 ) -> str:
     """One line the model writes after `prompt` that passes `check` (and never matches
     `avoid_regex`); each retry has its own derived seed (so the same --seed plans the
-    same story) and a little more heat. With a `lead`, the second half of the draws
-    begin with it (the program's words, e.g. the hero's name) for the model to go on
-    from. Failed draws are counted in `redraws` under the first word of `what`."""
+    same story) and a little more heat. With a `lead`, the draws from `lead_from` on
+    (by default the second half) begin with it (the program's words, e.g. the hero's
+    name) for the model to go on from. With `ready`, the line cannot end until
+    `ready(line so far)` holds (e.g. a whole sentence). When no draw passes, the
+    `last_resort` (a line the program builds from parts already kept) is kept if it
+    passes `check`. Failed draws are counted in `redraws` under the first word of
+    `what`, a last resort under "last resort"."""
     reason, value = "", ""
+    key = what.split(" ")[0]
     # After an empty line (the model often breaks the line before the field), the next
     # draw reads on to the first line with words, stopping at the plan's next label.
     next_labels = [f"\n{label}" for label in LABELS[writer.lang].values()]
     next_labels += [f"\n{n}." for n in range(1, 10)]
     stop = ["\n"]
+    first_lead = tries // 2 if lead_from is None else lead_from
     for attempt in range(tries):
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
-        head = lead if lead and attempt >= tries // 2 else ""
+        head = lead if lead and attempt >= first_lead else ""
         # After a lead, not a colon ("Kenta Yano: goes fishing" is a script line).
         after = [r"\A\s*[:：]"] if head else []
+        rules = [EndWhenReady(writer.engine.tokenizer, ready, head)] if ready else []
         text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
-            avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST],
+            avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST], constraints=rules,
         )  # fmt: skip
         # The writer's text comes stripped: the space after an English lead is put back.
         spaced = head and writer.lang == "en" and text[:1] not in "',.;:!?’"
@@ -380,8 +442,11 @@ def draw(
             return value
         reason = found
         if redraws is not None:
-            key = what.split(" ")[0]
             redraws[key] = redraws.get(key, 0) + 1
+    if last_resort is not None and check(built := last_resort()) is None:
+        if redraws is not None:
+            redraws["last resort"] = redraws.get("last resort", 0) + 1
+        return built
     raise StudioError(
         f"the model wrote no usable {what} in {tries} draws (last: {reason}: {value!r}); "
         "try another --seed or a clearer premise"
@@ -452,52 +517,90 @@ def premise_anchors(project: StoryProject) -> set[str]:
     return words | names
 
 
+def title_rule(premise: str, lang: Lang) -> Callable[[str], str | None]:
+    """A title's check against the premise and every example's title."""
+
+    def rule(value: str) -> str | None:
+        found = [checks.check_title(value, premise, lang, t) for t in example_fields(lang, "title")]
+        return next((r for r in found if r is not None), None)
+
+    return rule
+
+
+def phrase_rule(lang: Lang, key: str) -> Callable[[str], str | None]:
+    """A setting's or a style's check against every example's."""
+
+    def rule(value: str) -> str | None:
+        found = [checks.check_phrase(value, lang, e, key) for e in example_fields(lang, key)]
+        return next((r for r in found if r is not None), None)
+
+    return rule
+
+
+def premise_as_title(premise: str, lang: Lang) -> list[str]:
+    """A `banned_regex` for a title that begins as the premise does (seen: the premise
+    itself as the title)."""
+    words = premise.split()[:3] if lang == "en" else [premise[:4]]
+    return [r"(?i)\A\W*" + r"\s+".join(re.escape(w) for w in words)] if words else []
+
+
 def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = None) -> StoryBible:
     """The story bible, field by field, each checked before it is kept (and re-drawn when
     it fails, a bounded number of times); the synopsis must say something of the premise."""
     lang, labels = writer.lang, LABELS[writer.lang]
     prompt = _bible_prompt(lang, premise)
     avoid = foreign_marks(lang, premise)
-    rules: dict[str, Callable[[str], str | None]] = {
-        "title": lambda v: checks.check_title(v, premise, lang, example_field(lang, "title")),
-        "setting": lambda v: checks.check_phrase(
-            v, lang, example_field(lang, "setting"), "setting"
-        ),
-        "style": lambda v: checks.check_phrase(v, lang, example_field(lang, "style"), "style"),
+    rules = {
+        "title": title_rule(premise, lang),
+        "setting": phrase_rule(lang, "setting"),
+        "style": phrase_rule(lang, "style"),
     }
     values: dict[str, str] = {}
     for key, tokens in (("title", 24), ("setting", 60), ("style", 40)):
         rule = unborrowed(partial(not_the_premise, rules[key], premise, key), lang, premise)
+        bans = [*avoid, *premise_as_title(premise, lang)] if key == "title" else avoid
         values[key] = draw(
-            writer, prompt + labels[key], tokens, rule, key, avoid_regex=avoid, redraws=redraws
+            writer, prompt + labels[key], tokens, rule, key, avoid_regex=bans, redraws=redraws
         )
         prompt += f"{labels[key]} {values[key]}\n"
     characters = plan_characters(
-        writer, prompt + labels["characters"] + "\n", avoid_regex=avoid, redraws=redraws
-    )
+        writer, prompt + labels["characters"] + "\n", avoid_regex=avoid, redraws=redraws,
+        premise=premise,
+    )  # fmt: skip
     prompt += labels["characters"] + "\n" + character_lines(lang, characters)
     known = anchors(premise, lang, characters)
     # The program writes the synopsis's head (the premise, as the example does) and the
     # model the rest: the plan cannot lose its premise (seen: six synopses in a row
     # about someone else when the model began from nothing).
     frame = synopsis_frame(premise, lang)
+    examples = example_fields(lang, "synopsis")
+
+    def synopsis_rule(value: str) -> str | None:
+        found = [checks.check_synopsis(value, lang, known, e, frame=frame) for e in examples]
+        return next((r for r in found if r is not None), None)
+
+    first, second = characters[0].name, characters[1].name
     rest = draw(
         writer,
         f"{prompt}{labels['synopsis']} {frame.rstrip()}",  # the model writes the space
-        120,
-        unborrowed(
-            lambda v: checks.check_synopsis(
-                v, lang, known, example_field(lang, "synopsis"), frame=frame
-            ),
-            lang,
-            premise,
-        ),
+        160,
+        unborrowed(synopsis_rule, lang, premise),
         "synopsis",
         avoid_regex=avoid,
         redraws=redraws,
+        # A whole sentence, not a list of names (seen: "Rachel and Sophie").
+        ready=whole_sentence(lang, SYNOPSIS_LEAST[lang]),
+        last_resort=lambda: SYNOPSIS_LAST_RESORT[lang].format(first=first, second=second),
     )
     synopsis = frame + rest
     return StoryBible(values["title"], values["setting"], values["style"], synopsis, characters)
+
+
+SYNOPSIS_LEAST: dict[Lang, int] = {"en": 8, "zh": 14}  # words or characters: the checks' 6, 10
+SYNOPSIS_LAST_RESORT = {
+    "en": "{first} and {second} are at the heart of it, and neither will be the same.",
+    "zh": "{first}和{second}的故事由此展开，两个人都将因此改变。",
+}
 
 
 def synopsis_frame(premise: str, lang: Lang) -> str:
@@ -549,6 +652,30 @@ def parse_character(line: str, lang: Lang) -> Character | None:
     return None
 
 
+def described(lang: Lang, head: str = "") -> Callable[[str], bool]:
+    """Whether a character line (after `head`) has its name, a colon and a description of
+    a few words: until then it may not end."""
+    colon = "：" if lang == "zh" else ":"
+
+    def ready(text: str) -> bool:
+        name, sep, description = (head + text).partition(colon)
+        return bool(sep and name.strip()) and checks.size(description, lang) >= (
+            5 if lang == "zh" else 3
+        )
+
+    return ready
+
+
+def standby_names(writer: Writer, premise: str) -> list[str]:
+    """`STANDBY_NAMES` that the premise does not use, from a place the seed picks."""
+    names = [
+        n for n in STANDBY_NAMES[writer.lang]
+        if not any(part in premise for part in checks.name_parts(n))
+    ]  # fmt: skip
+    start = (writer.params.seed or 0) % len(names)
+    return names[start:] + names[:start]
+
+
 def plan_characters(
     writer: Writer,
     prompt: str,
@@ -556,44 +683,59 @@ def plan_characters(
     tries: int = 10,
     avoid_regex: Sequence[str] = (),
     redraws: dict[str, int] | None = None,
+    premise: str = "",
 ) -> list[Character]:
     """Characters one line at a time, each parsed and checked (none of the example's, each
     described in its own words); at most `tries` calls, and at least two named ones or a
-    clear failure."""
+    clear failure. The model's line must begin with a name (a capitalised word; Chinese: a
+    surname) and cannot end before its colon and description; when the model's lines
+    keep failing, the later ones begin with a name from a standby list."""
+    lang = writer.lang
     characters: list[Character] = []
-    copied = example_names(writer.lang)
-    colon = "：" if writer.lang == "zh" else ":"
+    copied = example_names(lang)
+    colon = "：" if lang == "zh" else ":"
+    standby = standby_names(writer, premise)
+    begin = BeginWith(name_start_ids(writer.engine.tokenizer, lang))
     calls = 0
     for attempt in range(tries):
         if len(characters) == most or (len(characters) >= 2 and attempt > most):
             break  # two named characters are enough once draws start to fail
         calls = attempt + 1
-        listed = character_lines(writer.lang, characters)
+        listed = character_lines(lang, characters)
         # Names already taken (the example's, and those listed) cannot begin the line again.
         taken = [*copied, *(p for n in copied for p in checks.name_parts(n))]
         taken += [c.name + colon for c in characters]
         # Nor anywhere in it (seen: "Hannah" listed, then "30-year-old Hannah"), and the
         # line is not begun with a break or a list number ("1. The baker: ...").
         again = [re.escape(k) for c in characters for k in c.keys]
-        if again and writer.lang == "en":
+        if again and lang == "en":
             again = [rf"\b(?:{'|'.join(again)})\b"]
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
+        head = ""
+        if attempt >= tries // 2 and len(characters) < 2:
+            names = [n for n in standby if all(checks.normal(n) != checks.normal(c.name)
+                                                for c in characters)]  # fmt: skip
+            head = f"{names[0]}{colon}" + ("" if lang == "zh" else " ")
+        rules: list[LogitsProcessor] = [
+            EndWhenReady(writer.engine.tokenizer, described(lang, head))
+        ]
+        if not head:
+            rules.append(begin)
         line = writer.write(
-            prompt + listed + "- ",
+            prompt + listed + "- " + head,
             40,
             stop=["\n"],
             clean_end=False,
             avoid=taken,
             avoid_regex=[*avoid_regex, *again, LINE_BREAK_FIRST, LIST_NUMBER_FIRST],
             temperature=heat,
+            constraints=rules,
         )
-        found = parse_character(line, writer.lang)
+        found = parse_character(head + line, lang)
         if found is None or checks.is_copied(found.name, copied):
             continue
         if (
-            checks.check_description(
-                found.description, writer.lang, [c.description for c in characters]
-            )
+            checks.check_description(found.description, lang, [c.description for c in characters])
             is not None
         ):
             continue
@@ -620,10 +762,37 @@ def _plan_prompt(lang: Lang, premise: str, bible: StoryBible) -> str:
     )
 
 
+# Beats for when no draw passed: the first tells the premise of the hero; the later ones
+# (taken in turn) move the story on without claiming what the model did not plan.
+BEAT_LAST_RESORT = {
+    "en": ["{premise}: this is where {name}'s story begins.",
+           "{name} is drawn deeper into the story of {premise}.",
+           "{name} must face what has changed since it all began.",
+           "{name} makes a choice that cannot be undone."],
+    "zh": ["{premise}——{name}的故事从这里开始。",
+           "{name}被卷进了{premise}的故事里，越陷越深。",
+           "{name}不得不面对一切开始以来发生的变化。",
+           "{name}做出了一个再也无法回头的决定。"],
+}  # fmt: skip
+
+
+def last_resort_beat(project: StoryProject, number: int, name: str) -> str:
+    """A beat the program builds from parts already kept (the premise and a character's
+    name), for when no draw passed: plain, but about this story."""
+    first, *later = BEAT_LAST_RESORT[project.lang]
+    premise = project.premise.strip().rstrip(".。!！")
+    if number == 1 and project.lang == "en":
+        premise = premise[:1].upper() + premise[1:]
+    chosen = first if number == 1 else later[(number - 2) % len(later)]
+    return chosen.format(premise=premise, name=name)
+
+
 def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     """`count` more beats, one at a time, each checked (a sentence naming a character or the
-    premise, unlike the beats before it) and saved as soon as it is kept, so stopping
-    mid-outline loses nothing already planned."""
+    premise, unlike the beats before it; the first names the premise or its hero) and
+    saved as soon as it is kept, so stopping mid-outline loses nothing already planned.
+    Each beat begins with a character's name (the hero's, then the cast in turn) and
+    cannot end before a whole sentence."""
     assert project.bible is not None
     lang = project.lang
     template = _plan_prompt(lang, project.premise, project.bible)
@@ -634,22 +803,13 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
         beats = [s.beat for s in project.scenes]
         shown = "".join(f"{i}. {beat}\n" for i, beat in enumerate(beats, 1))
         number = len(beats) + 1
-        drawn = 0
 
         def check(value: str, number: int = number, beats: list[str] = beats) -> str | None:
-            nonlocal drawn
-            drawn += 1
-            # The story starts from its premise: the first beat names it, in the first
-            # half of its draws; after that a beat that is otherwise sound is kept rather
-            # than the story refused (seen: 3 of 12 stories).
-            strict = number == 1 and drawn <= PLAN_TRIES // 2
             return checks.check_beat(
                 value, lang, known, [*beats, *example_beats(lang)],
-                premise_anchors(project) if strict else (),
+                premise_anchors(project) if number == 1 else (),
             )  # fmt: skip
 
-        # The later draws begin with a character's name: the hero's for the first beat,
-        # the cast in turn after it.
         name = hero(project).name if number == 1 else cast[(number - 1) % len(cast)].name
         beat = draw(
             writer,
@@ -659,11 +819,17 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             f"outline beat for {CHAPTER[lang].format(n=number)}",
             avoid_regex=avoid,
             redraws=project.meta.setdefault("redraws", {}),
-            lead=(" " if lang == "en" else "") + name,
+            lead=" " + name,  # as the example's "1. Elias finds…"
+            lead_from=0,
+            ready=whole_sentence(lang, BEAT_LEAST[lang]),
+            last_resort=partial(last_resort_beat, project, number, name),
         )
         project.scenes.append(Scene(beat))
         project.save()
         writer.say(f"  {number}. {beat}")
+
+
+BEAT_LEAST: dict[Lang, int] = {"en": 5, "zh": 9}  # words or characters: the check's 4, 8
 
 
 def scene_prompt(project: StoryProject, index: int) -> str:
@@ -732,8 +898,21 @@ def chapter_lead(project: StoryProject, index: int) -> str:
     said = [(beat.find(key), -len(key), key) for c in cast for key in c.keys if key in beat]
     if said:
         return min(said)[2]
-    name = cast[0].name
+    return protagonist_lead(project)
+
+
+def protagonist_lead(project: StoryProject) -> str:
+    """The protagonist's name as a paragraph begins with it (English: the first name)."""
+    assert project.bible is not None
+    name = project.bible.characters[0].name
     return name.split()[0] if project.lang == "en" else name
+
+
+def glue(head: str, text: str, lang: Lang) -> str:
+    """The model's `text` after the program's `head` (a name the prompt ended with): a space
+    between them in English, unless the text begins with punctuation ("Mara's")."""
+    space = lang == "en" and not head.endswith((" ", "\n")) and text[:1] not in "',.;:!?’"
+    return head + (" " if space else "") + text
 
 
 def chapter_target(tokens: int, lang: Lang) -> int:
@@ -749,7 +928,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     summarize_before(writer, project, index)
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
     chapter = CHAPTER[lang]
-    stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter ", "\nNotes for", "写作笔记", "\n\n\n"]
+    stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter", "\nNotes for", "写作笔记", "\n\n\n"]
     # The program writes the chapter's first word: the name of the character its beat
     # is about (else the protagonist), so the chapter starts from its plan.
     lead = chapter_lead(project, index)
@@ -760,7 +939,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     bans = [checks.SPEAKER_BAN[lang], r"\A\s*[:：]", *foreign_marks(lang, project.premise)]
 
     def led(text: str) -> str:
-        return lead + ("" if lang == "zh" or text[:1] in "',.;:!?’" else " ") + text
+        return glue(lead, text, lang)
 
     if candidates <= 1:
         writer.show(lead + ("" if lang == "zh" else " "))
@@ -793,14 +972,22 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             )  # fmt: skip
 
         raw = max(drafts, key=fit)
+        hero_named = any(k in checks.clean_chapter(raw, lang, earlier) for k in protagonist)
+        if opening < tokens and raw and not hero_named and checks.finished(end_cleanly(raw)):
+            # The chapter goes on with a paragraph the protagonist begins (the program
+            # writes the name): an opening led by the beat's other character rarely came
+            # back to them (seen: 7 of 36 chapters without the protagonist).
+            raw = end_cleanly(raw) + "\n\n" + protagonist_lead(project)
+            joint = ""
+        else:
+            joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
         writer.show(raw)
         if opening < tokens and raw:
-            joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
             rest = writer.write(
                 prompt[: len(prompt) - len(lead)] + raw + joint, tokens - opening, stop=stops,
                 labels=SCENE_LABELS, stream=True, avoid_regex=bans,
             )  # fmt: skip
-            raw = raw + joint + rest
+            raw = glue(raw + joint, rest, lang)
     scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:  # all of it cleaned away (a retold chapter, a loop): once more
         raw = led(
