@@ -164,11 +164,6 @@ def test_fsdp_is_refused_without_torchrun(tmp_path: Path) -> None:
     assert not (tmp_path / "r" / "last").exists()
 
 
-def test_fsdp_with_compile_is_refused() -> None:
-    with pytest.raises(ValueError, match="fsdp=true with compile=true is not supported"):
-        tiny(fsdp=True, compile=True)
-
-
 def test_fsdp_mixed_precision_follows_the_training_dtype(tmp_path: Path) -> None:
     """With bfloat16 the blocks compute with bfloat16 weights while the sharded master
     weights and their gradients stay float32 (one process, so it runs in the test)."""

@@ -128,11 +128,6 @@ class TrainConfig:
         need(self.grad_clip >= 0, f"grad_clip must be >= 0 (got {self.grad_clip})")
         need(self.rope_base > 0, f"rope_base must be > 0 (got {self.rope_base})")
         need(
-            not (self.fsdp and self.compile),
-            "fsdp=true with compile=true is not supported (torch.compile of FSDP2-sharded "
-            "blocks is experimental in PyTorch); set compile=false",
-        )
-        need(
             self.dtype in get_args(DTypeName),
             f"dtype must be one of {', '.join(get_args(DTypeName))} (got {self.dtype!r})",
         )

@@ -39,8 +39,8 @@ FULL_ON_RANK0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def check_supported(device: torch.device, *, adapter: bool) -> None:
-    """Refuse, naming the reason, what FSDP training does not support here (compile is
-    refused by the config's own checks)."""
+    """Refuse, naming the reason, what FSDP training does not support here. (`compile`
+    works: the compiled forward runs each sharded block, gathering its weights first.)"""
     if not distributed.launched_by_torchrun():
         raise ValueError(
             "fsdp=true shards the model across processes that torchrun starts; run "
