@@ -28,8 +28,8 @@ LIST_ITEM = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、)�
 NUMBERED = re.compile(r"^\s*[\d一二三四五六七八九十]+\s*[.、:：)）]?\s*$")
 HEADING = re.compile(
     r"^\s*(?:#+\s*)?(?:第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回幕部]|"
-    r"(?:chapter|part|scene)\s+(?:\d+|[ivxlc]+|one|two|three|four|five|six|seven|eight|"
-    r"nine|ten)\b|【[^】]*】\s*$)",
+    r"(?:chapter|part|scene)\s*\d+|(?:chapter|part|scene)\s+(?:[ivxlc]+|one|two|three|four|"
+    r"five|six|seven|eight|nine|ten)\b|【[^】]*】\s*$)",  # "Chapter2" too (seen)
     re.IGNORECASE,
 )
 SPEAKER = re.compile(r"^\s*[\w\u4e00-\u9fff·]{1,12}\s*[:：]\s*\S")
@@ -258,6 +258,11 @@ def sentences(text: str) -> list[str]:
         if line[start:]:
             pieces.append(line[start:])
     return pieces
+
+
+def finished(text: str) -> bool:
+    """Whether the text ends at a sentence end."""
+    return SENTENCE_END.search(text.rstrip()[-3:]) is not None
 
 
 def long_enough(sentence: str) -> bool:
