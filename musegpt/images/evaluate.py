@@ -51,6 +51,24 @@ def eval_captions() -> list[EvalCaption]:
     return [EvalCaption(r["caption"], r["lang"], r["group"], r["kind"]) for r in json.loads(text)]
 
 
+def validation_captions(corpus: str | Path, limit: int = 60) -> list[EvalCaption]:
+    """Captions of the corpus's validation pictures, for tuning a model's drawing settings
+    and choosing its checkpoint without touching the evaluation set: one caption per
+    validation emoji (its first style), English and Chinese alternately, `limit` in all,
+    spread evenly over the validation split."""
+    seen: dict[str, tuple[str, str, str]] = {}
+    for picture in read_pictures(corpus):
+        key = picture.id.split("-", 1)[-1]  # the emoji, whichever set drew it
+        if picture.split == "val" and picture.group and len(picture.captions) == 2:
+            seen.setdefault(key, (picture.captions[0], picture.captions[1], picture.group))
+    rows = list(seen.values())
+    chosen = [rows[i * len(rows) // limit] for i in range(min(limit, len(rows)))]
+    return [
+        EvalCaption(row[number % 2], ("en", "zh")[number % 2], row[2], "validation")
+        for number, row in enumerate(chosen)
+    ]
+
+
 def features(pixels: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """(N, res, res, 3) -> (N, 16*16*3 + 64): the picture at 16x16 and a 4x4x4 colour
     histogram of its non-white pixels."""
@@ -118,6 +136,7 @@ class ImageEvalReport:
     guidance: float
     temperature: float
     top_k: int
+    rerank: int
     classifier_accuracy: float  # on the held-out test pictures
     results: list[CaptionResult]
     seconds: float
@@ -215,6 +234,7 @@ def evaluate_images(
     guidance: float | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
+    rerank: int | None = None,
     limit: int | None = None,
     captions: Sequence[EvalCaption] | None = None,
     say: Callable[[str], None] = lambda message: None,
@@ -228,7 +248,7 @@ def evaluate_images(
     for number, caption in enumerate(captions):
         images = model.draw(
             caption.caption, n=per_caption, size=tokenizer.resolution, seed=seed + number,
-            guidance=guidance, temperature=temperature, top_k=top_k,
+            guidance=guidance, temperature=temperature, top_k=top_k, rerank=rerank,
         )  # fmt: skip
         pixels = np.stack([np.asarray(im.convert("RGB")) for im in images])
         ids = tokenizer.encode_pixels(pixels)
@@ -256,6 +276,7 @@ def evaluate_images(
         model.guidance if guidance is None else guidance,
         model.temperature if temperature is None else temperature,
         model.top_k if top_k is None else top_k,
+        model.rerank if rerank is None else rerank,
         reference.accuracy,
         results,
         time.perf_counter() - start,
@@ -296,7 +317,8 @@ def markdown_report(report: ImageEvalReport, command: str, machine: str) -> str:
         "",
         f"Model `{report.model}`, {report.per_caption} pictures per caption, guidance "
         f"{report.guidance:g}, temperature {report.temperature:g}, top-k "
-        f"{report.top_k or 'off'}, {len(report.results)} captions; {report.seconds:.0f} s to "
+        f"{report.top_k or 'off'}, best of {report.rerank} candidates per picture by caption "
+        f"evidence, {len(report.results)} captions; {report.seconds:.0f} s to "
         f"draw and measure them on {machine}. Command: `{command}`.",
         "",
         f"Group classifier (logistic regression on 16x16 pixels and a colour histogram, trained "

@@ -5,11 +5,15 @@
 images. The n pictures are drawn as one batch on a key/value cache; only image tokens may be
 chosen while drawing. With a model trained on some captionless records, `guidance` above 1
 applies classifier-free guidance (each row is run with and without its caption and the
-logits pushed away from the captionless ones).
+logits pushed away from the captionless ones). With `rerank` k above 1, k candidates are
+drawn for each picture and the one with the most caption evidence is kept: the pointwise
+mutual information of its tokens with the caption, log p(picture | caption) -
+log p(picture | no caption), both read off the rows guidance runs anyway.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Callable
@@ -37,6 +41,8 @@ MAX_PROMPT_CHARS = 1000
 GUIDANCE_KEY = "image_guidance"
 TEMPERATURE_KEY = "image_temperature"
 TOP_K_KEY = "image_top_k"
+RERANK_KEY = "image_rerank"
+MAX_RERANK = 8  # candidates per picture: n x k pictures are drawn as one batch
 
 Progress = Callable[[int, int], None]
 
@@ -95,6 +101,7 @@ class ImageModel:
         guidance: float = 1.0,
         temperature: float = 1.0,
         top_k: int = 0,
+        rerank: int = 1,
     ) -> None:
         self.gpt = gpt.eval()
         self.tokenizer = tokenizer
@@ -103,15 +110,18 @@ class ImageModel:
         self.guidance = guidance
         self.temperature = temperature
         self.top_k = top_k
+        self.rerank = rerank
         self._lock = threading.Lock()  # one drawing at a time per model (the server shares it)
 
     @property
     def styles(self) -> list[str]:
         return list(self.tokenizer.styles)
 
-    def _check(self, prompt: str, n: int, style: str | None, guidance: float) -> str | None:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ImageRequestError("prompt is empty; describe the picture, e.g. 'a red apple'")
+    def _check(
+        self, prompt: str, n: int, style: str | None, guidance: float, rerank: int
+    ) -> str | None:
+        if not isinstance(prompt, str):
+            raise ImageRequestError("prompt must be text, e.g. 'a red apple'")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise ImageRequestError(
                 f"prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are read"
@@ -120,6 +130,8 @@ class ImageModel:
             raise ImageRequestError(f"n must be between 1 and {MAX_IMAGES} (got {n})")
         if not 0 < guidance <= 20:
             raise ImageRequestError(f"guidance must be above 0 and at most 20 (got {guidance})")
+        if not 1 <= rerank <= MAX_RERANK:
+            raise ImageRequestError(f"rerank must be between 1 and {MAX_RERANK} (got {rerank})")
         if style is None or not style.strip():
             return None
         wanted = style.strip().lower()
@@ -140,16 +152,71 @@ class ImageModel:
         temperature: float | None = None,
         top_k: int | None = None,
         guidance: float | None = None,
+        rerank: int | None = None,
         progress: Progress | None = None,
     ) -> list[Image.Image]:
         """`n` RGB pictures of `size` x `size` pixels for `prompt`. The same seed gives the same
         pictures. Without a style each picture takes one of the model's styles at random.
-        `temperature`, `top_k` (0: all tokens) and `guidance` (1: off) default to the
-        model's own. Each image's `info` holds its prompt, style, seed, model name and the
-        temperature, top-k and guidance it was drawn with (as strings)."""
+        `temperature`, `top_k` (0: all tokens), `guidance` (1: off) and `rerank` (candidates
+        per picture; 1: off) default to the model's own. Each image's `info` holds its
+        prompt, style, seed, model name, the sampling it was drawn with and its caption
+        evidence in nats (as strings)."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ImageRequestError("prompt is empty; describe the picture, e.g. 'a red apple'")
+        return self._draw(
+            prompt, [], n, size, seed, style, temperature, top_k, guidance, rerank, progress
+        )
+
+    def vary(
+        self,
+        image: Image.Image,
+        *,
+        n: int = 1,
+        size: int | str = 256,
+        seed: int | None = None,
+        keep: float = 0.5,
+        prompt: str = "",
+        style: str | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        guidance: float | None = None,
+        rerank: int | None = None,
+        progress: Progress | None = None,
+    ) -> list[Image.Image]:
+        """`n` variations of `image`: the top `keep` share of its token grid's rows (at least
+        one row, never all) is kept and the model redraws the rest. Without a `prompt` the
+        rest is drawn captionless (no guidance, no reranking: there is no caption to favour);
+        with one, as `draw` would. Other arguments as `draw`'s."""
+        if not 0 < keep < 1:
+            raise ImageRequestError(f"keep must be above 0 and below 1 (got {keep})")
+        grid = self.tokenizer.grid
+        rows = min(grid - 1, max(1, round(keep * grid)))
+        kept = self.tokenizer.encode_image(image)[: rows * grid]
+        if not prompt.strip():
+            prompt, guidance, rerank = "", 1.0, 1
+        return self._draw(
+            prompt, kept, n, size, seed, style, temperature, top_k, guidance, rerank, progress
+        )
+
+    def _draw(
+        self,
+        prompt: str,
+        kept: list[int],
+        n: int,
+        size: int | str,
+        seed: int | None,
+        style: str | None,
+        temperature: float | None,
+        top_k: int | None,
+        guidance: float | None,
+        rerank: int | None,
+        progress: Progress | None,
+    ) -> list[Image.Image]:
+        """Pictures that begin with the image tokens `kept` (none: a whole new picture)."""
         pixels = parse_size(size)
         scale = self.guidance if guidance is None else guidance
-        chosen_style = self._check(prompt, n, style, scale)
+        candidates = self.rerank if rerank is None else rerank
+        chosen_style = self._check(prompt, n, style, scale, candidates)
         try:
             params = SamplingParams(
                 temperature=self.temperature if temperature is None else temperature,
@@ -170,7 +237,7 @@ class ImageModel:
         # One thread: a step is a few small matmuls, and a second thread only waits on the
         # first (4 pictures: 0.3 s on one thread, 19.5 s on two, on the busy 2-core machine).
         with self._lock, torch.inference_mode(), torch_threads(1):
-            ids = self._sample(prompt, styles, params, scale, progress)
+            ids, evidence = self._sample(prompt, styles, params, scale, candidates, kept, progress)
         grids = self.tokenizer.decode_pixels(ids.numpy())
         images = []
         for row, grid in enumerate(grids):
@@ -186,6 +253,9 @@ class ImageModel:
                     "temperature": str(params.temperature),
                     "top_k": str(params.top_k),
                     "guidance": str(scale),
+                    "rerank": str(candidates),
+                    "evidence": f"{float(evidence[row]):.2f}",
+                    "kept_tokens": str(len(kept)),
                 }
             )
             images.append(image)
@@ -197,44 +267,70 @@ class ImageModel:
         styles: list[str | None],
         params: SamplingParams,
         guidance: float,
+        rerank: int,
+        kept: list[int],
         progress: Progress | None,
-    ) -> torch.Tensor:
-        """(n, image_length) image token ids."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, image_length) image token ids, the first ones `kept`, and each picture's
+        caption evidence (n,): the best of `rerank` candidates per picture when `rerank` > 1."""
         tok = self.tokenizer
-        n = len(styles)
-        rows = [tok.prompt_ids(prompt, style) for style in styles]
-        guided = guidance != 1.0
-        if guided:  # the same rows without a caption, for classifier-free guidance
-            rows += [tok.prompt_ids("")] * n
+        drawn = [style for style in styles for _ in range(rerank)]  # k candidates a picture
+        m = len(drawn)
+        rows = [tok.prompt_ids(prompt, style) + kept for style in drawn]
+        # Captionless rows: for guidance, and for the evidence reranking reads.
+        paired = guidance != 1.0 or rerank > 1
+        if paired:
+            rows += [tok.prompt_ids("") + kept] * m
         prompt_ids = torch.tensor(rows, dtype=torch.long)
-        total = tok.image_length
+        total = tok.image_length - len(kept)
         cache = self.gpt.new_cache(len(rows), tok.record_length)
         steps = build_pipeline(
             params, tok.vocab_size, None, constraints=[ImageTokensOnly(tok.first_code)]
         )
-        state = DecodeState([r[:] for r in rows[:n]], [len(rows[0])] * n)
+        state = DecodeState([r[:] for r in rows[:m]], [len(rows[0])] * m)
         generator = torch.Generator().manual_seed(params.seed or 0)
-        out = torch.empty(n, total, dtype=torch.long)
+        out = torch.empty(m, tok.image_length, dtype=torch.long)
+        out[:, : len(kept)] = torch.tensor(kept, dtype=torch.long)
+        evidence = torch.zeros(m)
         logits = self.gpt(prompt_ids, cache=cache, last_only=True).logits[:, -1, :].float()
         for step in range(total):
-            if guided:
-                logits = logits[n:] + guidance * (logits[:n] - logits[n:])
+            if paired:
+                # each row's own distribution over the codebook (for the evidence)
+                log_probs = torch.log_softmax(logits[:, tok.first_code :], dim=-1)
+                logits = logits[m:] + guidance * (logits[:m] - logits[m:])
             scores = apply_pipeline(steps, state, logits)
             if params.greedy:
                 chosen = scores.argmax(dim=-1)
             else:
                 chosen = draw_tokens(torch.softmax(scores, dim=-1), generator)
-            out[:, step] = chosen
+            out[:, len(kept) + step] = chosen
+            if paired:
+                codes = torch.cat([chosen, chosen])[:, None] - tok.first_code
+                picked = log_probs.gather(1, codes)[:, 0]
+                evidence += picked[:m] - picked[m:]
             if steps and any(not isinstance(s, ImageTokensOnly) for s in steps):
                 for row, token in zip(state.sequences, chosen.tolist(), strict=True):
                     row.append(token)
             if progress is not None:
                 progress(step + 1, total)
             if step + 1 < total:
-                feed = torch.cat([chosen, chosen]) if guided else chosen
+                feed = torch.cat([chosen, chosen]) if paired else chosen
                 logits = self.gpt(feed[:, None], cache=cache, last_only=True).logits[:, -1, :]
                 logits = logits.float()
-        return out
+        if rerank == 1:
+            return out, evidence
+        best = evidence.view(-1, rerank).argmax(dim=1) + torch.arange(len(styles)) * rerank
+        return out[best], evidence[best]
+
+
+def is_image_model(name_or_path: str | Path) -> bool:
+    """Whether a model name or path is an image model (its file holds an image tokenizer)."""
+    try:
+        meta = read_metadata(image_model_path(name_or_path))
+        kind = json.loads(meta.get("tokenizer", "{}")).get("kind")
+    except (ImageModelError, ModelFileError, ValueError, OSError, AttributeError):
+        return False
+    return bool(kind == ImageTokenizer.kind)
 
 
 def image_model_path(name_or_path: str | Path) -> Path:
@@ -281,6 +377,7 @@ def load_image_model(name_or_path: str | Path = DEFAULT_IMAGE_MODEL) -> ImageMod
         guidance=float(meta.get(GUIDANCE_KEY, "1.0")),
         temperature=float(meta.get(TEMPERATURE_KEY, "1.0")),
         top_k=int(meta.get(TOP_K_KEY, "0")),
+        rerank=int(meta.get(RERANK_KEY, "1")),
     )
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from musegpt.data.dataset import MANIFEST, TOKENIZER, PreparedCorpus, token_dtype
 from musegpt.fileio import atomic_write_text
-from musegpt.images.model import GUIDANCE_KEY, TEMPERATURE_KEY, TOP_K_KEY
+from musegpt.images.model import GUIDANCE_KEY, RERANK_KEY, TEMPERATURE_KEY, TOP_K_KEY
 from musegpt.images.tokenizer import ImageTokenizer, caption_text
 from musegpt.model.io import MODEL_FILE, load_model, save_model
 from musegpt.train.config import TrainConfig
@@ -33,6 +33,7 @@ from musegpt.train.config import TrainConfig
 ROWS_FILE = "images.jsonl"
 RECORDS = "records"
 UNCONDITIONAL_EVERY = 10
+TAG_WORDS = 3  # tags in a tag caption: most captions stay within 16 tokens
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class TokenizerSettings:
     text_vocab_size: int = 1024
     caption_length: int = 16
     seed: int = 0
+    # Training records also caption each picture with its tags (twice the records; the
+    # validation split keeps the names only, so its loss compares with a run without tags).
+    tag_captions: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Picture:
     group: str
     split: str
     id: str = ""
+    # The set's tags (English, Chinese), for extra records with `tag_captions`.
+    tags: tuple[tuple[str, ...], ...] = ()
 
 
 def read_pictures(folder: str | Path) -> list[Picture]:
@@ -84,6 +90,7 @@ def read_pictures(folder: str | Path) -> list[Picture]:
                     row.get("group") or "",
                     row.get("split") or "train",
                     row.get("id") or "",
+                    (tuple(row.get("tags_en") or ()), tuple(row.get("tags_zh") or ())),
                 )
             )
         except (ValueError, KeyError, TypeError) as err:
@@ -106,15 +113,37 @@ def _unconditional(picture: Picture) -> bool:
     return int.from_bytes(digest, "little") % UNCONDITIONAL_EVERY == 0
 
 
+def tag_captions(picture: Picture) -> list[str]:
+    """Extra captions from a picture's tags, one per language: up to `TAG_WORDS` of its
+    tags in an order fixed by the picture and tag (English joined by spaces, Chinese
+    run together), e.g. "fruit red apple" and "水果红苹果"."""
+
+    def order(tag: str) -> bytes:
+        return hashlib.blake2b(f"{picture.id or picture.path.name}/{tag}".encode()).digest()
+
+    captions = []
+    for tags, joiner in zip(picture.tags, (" ", ""), strict=False):
+        chosen = sorted(dict.fromkeys(tags), key=order)[:TAG_WORDS]
+        if chosen:
+            captions.append(joiner.join(chosen))
+    return captions
+
+
 def encode_records(
-    tokenizer: ImageTokenizer, pictures: Sequence[Picture], pixels: np.ndarray[Any, Any]
+    tokenizer: ImageTokenizer,
+    pictures: Sequence[Picture],
+    pixels: np.ndarray[Any, Any],
+    *,
+    with_tags: bool = False,
 ) -> np.ndarray[Any, Any]:
-    """(records, record_length) token ids: each picture once per caption, and captionless
-    for one picture in UNCONDITIONAL_EVERY."""
+    """(records, record_length) token ids: each picture once per caption (and, `with_tags`,
+    once per language with its tags as the caption), and captionless for one picture in
+    UNCONDITIONAL_EVERY."""
     image_ids = tokenizer.encode_pixels(pixels)
     records: list[np.ndarray[Any, Any]] = []
     for picture, ids in zip(pictures, image_ids, strict=True):
-        prompts = [tokenizer.prompt_ids(c, picture.style or None) for c in picture.captions]
+        captions = [*picture.captions, *(tag_captions(picture) if with_tags else ())]
+        prompts = [tokenizer.prompt_ids(c, picture.style or None) for c in captions]
         if _unconditional(picture):
             prompts.append(tokenizer.prompt_ids(""))
         records.extend(np.concatenate([np.asarray(p), ids]) for p in prompts)
@@ -143,9 +172,14 @@ def write_records(
     return PreparedCorpus.open(out)
 
 
-def build_records(folder: str | Path, out: Path, settings: TokenizerSettings) -> PreparedCorpus:
-    """Tokenizer (fitted on the train split) and records, or the ones already in `out`
-    (so a resumed run trains on the very same tokens)."""
+def build_records(
+    folder: str | Path,
+    out: Path,
+    settings: TokenizerSettings,
+    tokenizer: ImageTokenizer | None = None,
+) -> PreparedCorpus:
+    """Tokenizer (fitted on the train split, unless given: a model being trained on) and
+    records, or the ones already in `out` (so a resumed run trains on the very same tokens)."""
     if (out / MANIFEST).is_file():
         return PreparedCorpus.open(out)
     pictures = read_pictures(folder)
@@ -153,6 +187,10 @@ def build_records(folder: str | Path, out: Path, settings: TokenizerSettings) ->
     val = [p for p in pictures if p.split == "val"] or train[: max(1, len(train) // 20)]
     if not train:
         raise ValueError(f"{folder} has no pictures in its train split")
+    if tokenizer is not None:
+        return write_records(
+            out, tokenizer, encoded_splits(tokenizer, train, val, settings.tag_captions)
+        )
     train_pixels = load_pixels(train, settings.resolution)
     captions = [caption_text(c, p.style or None) for p in train for c in p.captions]
     tokenizer = ImageTokenizer.train(
@@ -166,11 +204,19 @@ def build_records(folder: str | Path, out: Path, settings: TokenizerSettings) ->
         styles=[p.style for p in train if p.style],
         seed=settings.seed,
     )
-    splits = {
-        "train": encode_records(tokenizer, train, train_pixels),
-        "val": encode_records(tokenizer, val, load_pixels(val, settings.resolution)),
+    return write_records(
+        out, tokenizer, encoded_splits(tokenizer, train, val, settings.tag_captions)
+    )
+
+
+def encoded_splits(
+    tokenizer: ImageTokenizer, train: list[Picture], val: list[Picture], with_tags: bool
+) -> dict[str, np.ndarray[Any, Any]]:
+    pixels = load_pixels(train, tokenizer.resolution)
+    return {
+        "train": encode_records(tokenizer, train, pixels, with_tags=with_tags),
+        "val": encode_records(tokenizer, val, load_pixels(val, tokenizer.resolution)),
     }
-    return write_records(out, tokenizer, splits)
 
 
 def record_config(config: TrainConfig, tokenizer: ImageTokenizer) -> TrainConfig:
@@ -188,24 +234,45 @@ def train_image_model(
     guidance: float = 1.0,
     resume: bool = False,
     progress: bool = True,
+    base: str | Path | None = None,
 ) -> Path:
     """Train on a picture folder; returns the best model file (`out_dir/best`), which also
-    records `guidance` as the model's default."""
+    records `guidance` as the model's default. `base` (an image model file) continues from
+    its weights, with its tokenizer."""
     from musegpt.train.trainer import BEST, Trainer
 
     out = Path(out_dir).expanduser()
-    corpus = build_records(folder, out / RECORDS, settings or TokenizerSettings())
+    gpt = None
+    start: ImageTokenizer | None = None
+    if base is not None:
+        gpt, loaded = load_model(Path(base).expanduser())
+        if not isinstance(loaded, ImageTokenizer):
+            raise ValueError(f"{base} is a text model, not an image model")
+        start = loaded
+    corpus = build_records(folder, out / RECORDS, settings or TokenizerSettings(), start)
     tokenizer = corpus.tokenizer
     if not isinstance(tokenizer, ImageTokenizer):
         raise ValueError(f"{out / RECORDS} holds text records, not image records")
-    Trainer(record_config(config, tokenizer), corpus, out, resume=resume, progress=progress).run()
+    Trainer(
+        record_config(config, tokenizer),
+        corpus,
+        out,
+        model=gpt,
+        tokenizer=start,
+        resume=resume,
+        progress=progress,
+    ).run()
     best = out / BEST / MODEL_FILE
     set_drawing_defaults(best, guidance)
     return best
 
 
 def set_drawing_defaults(
-    model_file: Path, guidance: float = 1.0, temperature: float = 1.0, top_k: int = 0
+    model_file: Path,
+    guidance: float = 1.0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    rerank: int = 1,
 ) -> None:
     """Record the sampling a model draws with by default in its file."""
     from musegpt.model.io import read_metadata
@@ -218,6 +285,7 @@ def set_drawing_defaults(
         GUIDANCE_KEY: f"{guidance:g}",
         TEMPERATURE_KEY: f"{temperature:g}",
         TOP_K_KEY: str(top_k),
+        RERANK_KEY: str(rerank),
     }
     save_model(model_file, gpt, tokenizer, {**meta, **defaults})
 
