@@ -80,6 +80,9 @@ class TrainConfig:
     dtype: DTypeName = "auto"
     compile: bool = False
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
+    # Data-parallel processes on this machine sharing each batch (batch_size stays the
+    # global batch: the same run, on more cores); see musegpt/train/local_procs.py.
+    procs: int = 1
     # Under torchrun: shard weights, gradients and optimizer state across the processes
     # (FSDP2) instead of a whole copy on each (DDP). See musegpt/train/sharding.py.
     fsdp: bool = False
@@ -114,6 +117,12 @@ class TrainConfig:
             need(value is None or value >= 1, f"{name} must be at least 1 (got {value})")
         need(self.warmup_iters >= 0, f"warmup_iters must be >= 0 (got {self.warmup_iters})")
         need(self.threads >= 0, f"threads must be >= 0 (got {self.threads})")
+        need(self.procs >= 1, f"procs must be at least 1 (got {self.procs})")
+        need(
+            self.batch_size % self.procs == 0,
+            f"batch_size ({self.batch_size}) must be a multiple of procs ({self.procs}): "
+            "each process takes batch_size / procs rows of every batch",
+        )
         need(self.window_stride >= 0, f"window_stride must be >= 0 (got {self.window_stride})")
         need(0 <= self.seed < 2**31, f"seed must be in [0, 2^31) (got {self.seed})")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1) (got {self.dropout})")

@@ -37,7 +37,7 @@ from musegpt.model.compiled import CompiledWithFallback
 from musegpt.model.gpt import GPT, CausalSelfAttention
 from musegpt.model.io import MODEL_FILE
 from musegpt.tokenizer.base import Tokenizer
-from musegpt.train import distributed, sharding
+from musegpt.train import distributed, local_procs, sharding
 from musegpt.train.batches import BatchSampler
 from musegpt.train.checkpoint import (
     CheckpointError,
@@ -61,6 +61,10 @@ class TrainingDiverged(ValueError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+    def __reduce__(self) -> tuple[type[TrainingDiverged], tuple[str, int]]:
+        # Picklable, so that a `procs` worker's error reaches the parent process intact.
+        return (type(self), (str(self), self.step))
 
 
 class ModelAdapter(Protocol):
@@ -339,6 +343,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg = self.config
+        if cfg.procs > 1 and not local_procs.in_worker():
+            return self._run_local_processes()
         own_group = not distributed.launched_by_torchrun() or not torch.distributed.is_initialized()
         device = resolve_device(cfg.device)
         dist_info = distributed.setup(device)
@@ -347,6 +353,30 @@ class Trainer:
         finally:
             if own_group:
                 distributed.teardown()
+
+    def _run_local_processes(self) -> TrainResult:
+        cfg = self.config
+        if distributed.launched_by_torchrun():
+            raise ValueError(
+                f"procs={cfg.procs} starts its own processes; under torchrun leave procs at 1 "
+                "(batch_size is then each process's share)"
+            )
+        if resolve_device(cfg.device).type != "cpu":
+            raise ValueError(
+                f"procs={cfg.procs} shares CPU cores among processes; on GPUs train with "
+                "torchrun --nproc_per_node=<GPUs>, or set device=cpu"
+            )
+        return local_procs.run(
+            cfg,
+            self.corpus.path,
+            self.out_dir,
+            model=self.model_in,
+            tokenizer=self.tokenizer if self.model_in is not None else None,
+            adapter=self.adapter,
+            resume=self.resume,
+            progress=self.show_progress,
+            console=self.console,
+        )
 
     def _run(self, device: torch.device, dist_info: distributed.DistInfo) -> TrainResult:
         cfg = self.config
@@ -379,10 +409,11 @@ class Trainer:
         model.to(torch.device("cpu") if cfg.fsdp else device)
         model.train()
         optimizer = optimizer_for(model, cfg, device)
+        rows = local_procs.rows_per_process(cfg.batch_size, cfg.procs)
         train_batches = BatchSampler(
             self.corpus.tokens("train"),
             cfg.block_size,
-            cfg.batch_size,
+            rows,
             cfg.seed,
             dist_info.rank,
             dist_info.world_size,
@@ -393,7 +424,7 @@ class Trainer:
         val_batches = BatchSampler(
             self.corpus.tokens("val"),
             cfg.block_size,
-            cfg.batch_size,
+            rows,
             cfg.seed + 1,
             dist_info.rank,
             dist_info.world_size,
@@ -545,7 +576,7 @@ class Trainer:
                 state["model_state"] = model.state_dict()
             save_checkpoint(folder, plain or export(), self.tokenizer, state, metadata=extra)
 
-        tokens_per_step = cfg.batch_size * cfg.block_size * accum * dist_info.world_size
+        tokens_per_step = rows * cfg.block_size * accum * dist_info.world_size
         window: list[torch.Tensor] = []  # this log window's per-step losses, still tensors
         last_saved = existing if self.resume else None
         final_train: float | None = None
