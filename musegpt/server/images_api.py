@@ -17,17 +17,18 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 from PIL.PngImagePlugin import PngInfo
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.fileio import atomic_write, atomic_write_text
 from musegpt.generation.params import SamplingParams
-from musegpt.server.errors import APIError, invalid
+from musegpt.server.errors import APIError, from_validation, invalid
 from musegpt.server.hosts import in_thread
 from musegpt.server.moderation_api import screen_prompt
 from musegpt.server.state import ServerState, state_of
@@ -46,8 +47,10 @@ OPENAI_STYLES = {"vivid", "natural"}  # DALL-E 3's styles: here, "any of the mod
 IMAGE_ID = re.compile(r"[0-9a-f]{32}")
 MAX_PROMPT_CHARS = 1000
 SIZES_TEXT = "256x256, 512x512 or 1024x1024"
+MAX_UPLOAD_BYTES = 4 * 2**20  # OpenAI's limit for a picture to vary
+MAX_UPLOAD_PIXELS = 4096 * 4096
 # A request's parameters that, named in a drawing error, are the ones to blame.
-PARAMS = ("prompt", "size", "style", "temperature", "top_k", "guidance", "n")
+PARAMS = ("prompt", "size", "style", "temperature", "top_k", "guidance", "n", "keep")
 
 
 class ImageRequest(BaseModel):
@@ -208,6 +211,19 @@ async def generate_images(body: ImageRequest, request: Request) -> dict[str, Any
             guidance=body.guidance,
         )
 
+    return await _answer(request, state, body, model, draw, size, deadline)
+
+
+async def _answer(
+    request: Request,
+    state: ServerState,
+    body: ImageRequest,
+    model: ImageModel,
+    draw: Callable[[], list[Image.Image]],
+    size: int,
+    deadline: float,
+) -> dict[str, Any]:
+    """Run `draw` off the event loop, keep every picture, and answer in OpenAI's shape."""
     try:
         pictures = await in_thread(draw, threading.Event(), deadline)
     except ValueError as err:  # ImageRequestError: a style the model lacks, bad sampling
@@ -221,6 +237,74 @@ async def generate_images(body: ImageRequest, request: Request) -> dict[str, Any
         for picture in pictures
     ]
     return {"created": created, "data": data}
+
+
+@router.post("/variations")
+async def image_variations(
+    request: Request,
+    image: Annotated[UploadFile, File(description="the picture to vary: PNG, under 4 MB")],
+    n: Annotated[int, Form(ge=1, description="variations to draw (at most 10)")] = 1,
+    size: Annotated[str, Form(description=SIZES_TEXT)] = "1024x1024",
+    response_format: Annotated[Literal["url", "b64_json"], Form()] = "url",
+    model: Annotated[str | None, Form(description="an image model; default: icons")] = None,
+    user: Annotated[str | None, Form(max_length=256)] = None,
+    prompt: Annotated[
+        str | None,
+        Form(max_length=MAX_PROMPT_CHARS, description="MuseGPT: a caption for the redrawn part"),
+    ] = None,
+    keep: Annotated[
+        float, Form(gt=0.0, lt=1.0, description="MuseGPT: the share of rows kept from the top")
+    ] = 0.5,
+    seed: Annotated[int | None, Form(ge=0, le=2**31 - 1)] = None,
+    style: Annotated[str | None, Form(max_length=64)] = None,
+    project_id: Annotated[int | None, Form(ge=1, le=2**62)] = None,
+) -> dict[str, Any]:
+    """Variations of an uploaded picture (OpenAI's `/v1/images/variations`): the top rows of
+    its token grid are kept and the model redraws the rest."""
+    state = state_of(request)
+    caption = (prompt or "").strip()
+    try:
+        body = ImageRequest(
+            prompt=caption or f"a variation of {image.filename or 'an uploaded picture'}"[:200],
+            model=model, n=n, size=size, response_format=response_format, user=user,
+            style=style, seed=seed, project_id=project_id,
+        )  # fmt: skip
+    except ValidationError as err:
+        raise from_validation(err.errors()) from None
+    pixels = _check_size(size)
+    count = _count(body)
+    if caption:
+        screen_prompt(state, [caption], SamplingParams())
+    if project_id is not None:
+        check_provenance_target(request, project_id, None)
+    picture = _read_upload(await image.read(MAX_UPLOAD_BYTES + 1))
+    deadline = time.monotonic() + state.settings.request_timeout_s
+    models = image_models(request)
+    chosen = await in_thread(lambda: models.get(model), threading.Event(), deadline)
+
+    def vary() -> list[Image.Image]:
+        return chosen.vary(
+            picture, n=count, size=pixels, seed=seed, keep=keep, prompt=caption,
+            style=_style(body),
+        )  # fmt: skip
+
+    return await _answer(request, state, body, chosen, vary, pixels, deadline)
+
+
+def _read_upload(data: bytes) -> Image.Image:
+    """The uploaded picture, or a 400 naming `image`."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise invalid(f"image must be under {MAX_UPLOAD_BYTES // 2**20} MB", "image")
+    try:
+        picture = Image.open(io.BytesIO(data))
+        if picture.width * picture.height > MAX_UPLOAD_PIXELS:
+            raise invalid(f"image must have at most {MAX_UPLOAD_PIXELS} pixels", "image")
+        picture.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise invalid("image is not a picture this server can read; send a PNG", "image") from None
+    return picture
 
 
 def _keep(
