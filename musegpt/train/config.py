@@ -119,7 +119,7 @@ class TrainConfig:
         need(self.threads >= 0, f"threads must be >= 0 (got {self.threads})")
         need(self.procs >= 1, f"procs must be at least 1 (got {self.procs})")
         need(
-            self.batch_size % self.procs == 0,
+            self.procs < 1 or self.batch_size % self.procs == 0,
             f"batch_size ({self.batch_size}) must be a multiple of procs ({self.procs}): "
             "each process takes batch_size / procs rows of every batch",
         )
