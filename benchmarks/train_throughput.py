@@ -16,8 +16,10 @@
 
 MuseGPT runs in the variants named by `--variants`: `default` (the config as it is, e.g.
 `dtype: auto`, which is bfloat16 autocast on a CPU with native bf16), `float32` (the config
-with dtype=float32) and `float32-compiled` (dtype=float32 compile=true). Each pair with
-nanoGPT is reported: tokens/s, speed-up and the validation loss gap.
+with dtype=float32), `float32-compiled` (dtype=float32 compile=true), and the same two
+with `procs=2` (`float32-procs2`, `float32-compiled-procs2`: two processes, one per core,
+sharing each batch). Each pair with nanoGPT is reported: tokens/s, speed-up and the
+validation loss gap.
 
 tokens/s counts the whole loop after the first step (evaluations included), the way
 nanoGPT's per-iteration times do (its iteration 0, like MuseGPT's first step, holds the
@@ -27,7 +29,8 @@ from start to end (set-up and compiling included). `median_window_tokens_per_sec
 median over 10-step windows (for nanoGPT, from its per-iteration times): it shrugs off
 bursts of other work on a shared machine, which the whole-loop figure does not.
 `--threads N` runs both programs with N torch threads (nanoGPT through OMP_NUM_THREADS); by
-default both use torch's default, one per core. With `--repeats`, the runs alternate
+default both use torch's default, one per core. The `procs2` variants ignore it: their two
+processes split the cores between them. With `--repeats`, the runs alternate
 between the programs, so that other work on the machine falls on both, and the headline
 figures are each variant's fastest run; the load average is recorded with each run.
 """
@@ -58,6 +61,10 @@ VARIANTS: dict[str, list[str]] = {
     "default": [],
     "float32": ["dtype=float32"],
     "float32-compiled": ["dtype=float32", "compile=true"],
+    # Two local processes, one per core, each on half of every batch (same global batch,
+    # same run): musegpt/train/local_procs.py.
+    "float32-procs2": ["dtype=float32", "procs=2"],
+    "float32-compiled-procs2": ["dtype=float32", "compile=true", "procs=2"],
 }
 
 
@@ -178,9 +185,13 @@ def main() -> None:
         sizes = {"vocab_size": args.vocab_size} if args.tokenizer == "bpe" else {}
         prepare_corpus(["shakespeare"], args.data, tokenizer=args.tokenizer, **sizes)
     overrides = list(args.overrides)
-    if args.threads:
-        overrides.append(f"threads={args.threads}")
-    configs = {v: load_config(args.config, overrides + VARIANTS[v]) for v in variants}
+    threads = [f"threads={args.threads}"] if args.threads else []
+    configs = {
+        v: load_config(
+            args.config, overrides + ([] if v.endswith("procs2") else threads) + VARIANTS[v]
+        )
+        for v in variants
+    }
     first = configs[variants[0]]
     device = resolve_device(first.device)
     report: dict[str, Any] = {
