@@ -40,12 +40,12 @@ FULL_ON_RANK0 = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 def check_supported(device: torch.device, *, adapter: bool) -> None:
     """Refuse, naming the reason, what FSDP training does not support here. (`compile`
-    works: the compiled forward runs each sharded block, gathering its weights first.)"""
+    works with it: measured on CPUs with gloo, the same losses as without.)"""
     if not distributed.launched_by_torchrun():
         raise ValueError(
-            "fsdp=true shards the model across processes that torchrun starts; run "
-            "`torchrun --nproc_per_node=N -m musegpt.train ... fsdp=true`, or train without "
-            "fsdp in one process"
+            "fsdp=true shards the model across several processes: start them with "
+            "`torchrun --nproc_per_node=N -m musegpt.train ... fsdp=true` (or procs=N on one "
+            "machine's CPUs), or train without fsdp in one process"
         )
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"fsdp=true needs CPUs (gloo) or CUDA GPUs (NCCL), not {device.type}")
