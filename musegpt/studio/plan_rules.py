@@ -7,20 +7,23 @@ while decoding, so the line the model writes is one the plan's checks can keep:
 
 * `EndWhenReady`: the line may not end (a line break, the end of text) until the text so
   far is ready, e.g. holds a whole sentence of enough words;
-* `BeginWith`: the line's first token is one of a set, e.g. a capitalised word or a
-  Chinese surname.
+* `NameFirst`: a character line is a name (capitalised words; Chinese: a surname and a
+  few characters), then a colon, then anything.
 
 The token sets depend only on the vocabulary and are computed once per tokenizer.
 """
 
 from __future__ import annotations
 
+import re
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from musegpt.generation.processors import NEG_INF, DecodeState
+from musegpt.studio.text import HAN
 from musegpt.tokenizer.base import Tokenizer
 
 # Surnames a Chinese character's name may begin with (the commonest, leaving out those
@@ -47,33 +50,49 @@ def line_end_ids(tokenizer: Tokenizer) -> torch.Tensor:
     return found
 
 
-def starting_ids(tokenizer: Tokenizer, starts: Callable[[str], bool]) -> torch.Tensor:
-    """The tokens whose text (a leading space aside) passes `starts`."""
-    ids = []
-    for i in range(tokenizer.vocab_size):
-        try:
-            text = tokenizer.token_bytes(i).decode("utf-8").lstrip(" ")
-        except UnicodeDecodeError:
-            continue  # a piece of a character: it begins nothing by itself
-        if text and starts(text):
-            ids.append(i)
-    return torch.tensor(ids, dtype=torch.long)
-
-
-_name_starts: weakref.WeakKeyDictionary[Tokenizer, dict[str, torch.Tensor]] = (
+_name_tables: weakref.WeakKeyDictionary[Tokenizer, dict[str, NameTokens]] = (
     weakref.WeakKeyDictionary()
 )
+EN_NAME_START = re.compile(r" ?[A-Z][A-Za-z'-]*")
+EN_NAME_PIECE = re.compile(r" ?[A-Z][A-Za-z'-]*|[a-z'-]+")  # a new word, or the word going on
+ZH_NAME_PIECE = re.compile(r"[\u4e00-\u9fff·]{1,3}")
+COLON_FIRST = re.compile(r" ?[:：]")
 
 
-def name_start_ids(tokenizer: Tokenizer, lang: str) -> torch.Tensor:
-    """Tokens a character's name may begin with: a capitalised word (English), a surname
-    or a familiar prefix (Chinese)."""
-    known = _name_starts.setdefault(tokenizer, {})
+@dataclass(frozen=True)
+class NameTokens:
+    """The tokens a name may begin with, go on with, and the colon after it."""
+
+    starts: torch.Tensor
+    pieces: torch.Tensor
+    colons: torch.Tensor
+
+
+def name_tokens(tokenizer: Tokenizer, lang: str) -> NameTokens:
+    """The vocabulary sorted for `NameFirst` (computed once per tokenizer and language)."""
+    known = _name_tables.setdefault(tokenizer, {})
     if lang not in known:
-        if lang == "zh":
-            known[lang] = starting_ids(tokenizer, lambda t: t[0] in ZH_NAME_STARTS)
-        else:
-            known[lang] = starting_ids(tokenizer, lambda t: t[0].isascii() and t[0].isupper())
+        starts, pieces, colons = [], [], []
+        for i in range(tokenizer.vocab_size):
+            try:
+                text = tokenizer.token_bytes(i).decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # a piece of a character: it begins nothing by itself
+            if not text:
+                continue
+            if lang == "zh":
+                starts += [i] if ZH_NAME_PIECE.fullmatch(text) and text[0] in ZH_NAME_STARTS else []
+                pieces += [i] if ZH_NAME_PIECE.fullmatch(text) else []
+            else:
+                starts += [i] if EN_NAME_START.fullmatch(text) else []
+                pieces += [i] if EN_NAME_PIECE.fullmatch(text) else []
+            colon = COLON_FIRST.match(text)
+            colons += (
+                [i] if colon and colon.group(0).strip() == ("：" if lang == "zh" else ":") else []
+            )
+        known[lang] = NameTokens(
+            *(torch.tensor(x, dtype=torch.long) for x in (starts, pieces, colons))
+        )
     return known[lang]
 
 
@@ -100,22 +119,44 @@ class EndWhenReady:
         return scores
 
 
-class BeginWith:
-    """The first token written is one of `allowed` (token ids)."""
+class NameFirst:
+    """A character line begins with a name — capitalised words (English), a surname and up
+    to three more characters (Chinese) — and a colon follows it within `NAME_WORDS` words
+    (Chinese: `NAME_CHARS` characters)."""
 
-    def __init__(self, allowed: torch.Tensor | Collection[int]) -> None:
-        self.allowed = torch.as_tensor(list(allowed) if not isinstance(allowed, torch.Tensor)
-                                       else allowed, dtype=torch.long)  # fmt: skip
+    NAME_WORDS, NAME_CHARS, NAME_TOKENS = 3, 4, 8
+
+    def __init__(self, tokenizer: Tokenizer, lang: str) -> None:
+        self.tokenizer = tokenizer
+        self.lang = lang
+        self.tokens = name_tokens(tokenizer, lang)
+
+    def allowed(self, generated: list[int]) -> torch.Tensor | None:
+        """The tokens allowed next (None: any, once the colon is written)."""
+        if not generated:
+            return self.tokens.starts
+        text = self.tokenizer.decode(generated)
+        if ":" in text or "：" in text:
+            return None
+        long = (
+            len(HAN.findall(text)) >= self.NAME_CHARS
+            if self.lang == "zh"
+            else len(text.split()) >= self.NAME_WORDS
+        )
+        if long or len(generated) >= self.NAME_TOKENS:
+            return self.tokens.colons
+        return torch.cat([self.tokens.pieces, self.tokens.colons])
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        first = [row for row in range(scores.shape[0]) if not state.generated(row)]
-        if not first:
-            return scores
-        kept = torch.full_like(scores[0], NEG_INF)
-        allowed = self.allowed.to(scores.device)
-        scores = scores.clone()
-        for row in first:
-            kept.fill_(NEG_INF)
-            kept[allowed] = scores[row, allowed]
-            scores[row] = kept
-        return scores
+        out = scores
+        for row in range(scores.shape[0]):
+            allowed = self.allowed(state.generated(row))
+            if allowed is None:
+                continue
+            if out is scores:
+                out = scores.clone()
+            allowed = allowed.to(scores.device)
+            kept = scores[row, allowed]
+            out[row] = NEG_INF
+            out[row, allowed] = kept
+        return out

@@ -27,7 +27,7 @@ from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import LogitsProcessor
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.plan_rules import BeginWith, EndWhenReady, name_start_ids
+from musegpt.studio.plan_rules import EndWhenReady, NameFirst
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import SENTENCE_END, Lang, detect_lang, end_cleanly, similarity, tidy
 from musegpt.studio.work import Work
@@ -240,7 +240,7 @@ BIBLE_EXAMPLE = {
         "makes it for the mayor's speech, and the whole street hears what he has hidden. "
         "Now everyone wants the coat, or wants it burned.\n"
         "Outline:\n"
-        "1. Ruth sews the truth-telling coat from cloth her mother left her.\n"
+        "1. Ruth finishes the truth-telling coat at midnight, from her mother's cloth.\n"
         "2. Bayo Adeyemi wears the coat at the market and confesses his debts.\n"
         "3. Kemi steals the coat to ask Ruth one question.\n\n"
     ),
@@ -666,6 +666,14 @@ def described(lang: Lang, head: str = "") -> Callable[[str], bool]:
     return ready
 
 
+def first_sentence(text: str, lang: Lang) -> str:
+    """The text up to its first sentence end once that holds a few words (else all)."""
+    for end in SENTENCE_END.finditer(text):
+        if checks.size(text[: end.end()], lang) >= (5 if lang == "zh" else 3):
+            return text[: end.end()]
+    return text
+
+
 def standby_names(writer: Writer, premise: str) -> list[str]:
     """`STANDBY_NAMES` that the premise does not use, from a place the seed picks."""
     names = [
@@ -687,15 +695,15 @@ def plan_characters(
 ) -> list[Character]:
     """Characters one line at a time, each parsed and checked (none of the example's, each
     described in its own words); at most `tries` calls, and at least two named ones or a
-    clear failure. The model's line must begin with a name (a capitalised word; Chinese: a
-    surname) and cannot end before its colon and description; when the model's lines
+    clear failure. The model's line must be a name (capitalised words; Chinese: a surname
+    and a few characters), a colon and a description of a few words; when the model's lines
     keep failing, the later ones begin with a name from a standby list."""
     lang = writer.lang
     characters: list[Character] = []
     copied = example_names(lang)
     colon = "：" if lang == "zh" else ":"
     standby = standby_names(writer, premise)
-    begin = BeginWith(name_start_ids(writer.engine.tokenizer, lang))
+    name_first = NameFirst(writer.engine.tokenizer, lang)
     calls = 0
     for attempt in range(tries):
         if len(characters) == most or (len(characters) >= 2 and attempt > most):
@@ -720,7 +728,7 @@ def plan_characters(
             EndWhenReady(writer.engine.tokenizer, described(lang, head))
         ]
         if not head:
-            rules.append(begin)
+            rules.append(name_first)
         line = writer.write(
             prompt + listed + "- " + head,
             40,
@@ -732,6 +740,8 @@ def plan_characters(
             constraints=rules,
         )
         found = parse_character(head + line, lang)
+        if found is not None:  # one sentence, as the examples' (seen: five, cut mid-way)
+            found.description = first_sentence(found.description, lang)
         if found is None or checks.is_copied(found.name, copied):
             continue
         if (
