@@ -70,6 +70,18 @@ def gguf_base_path(base: str | Path) -> Path | None:
     return None
 
 
+def training_deadline(
+    started: float, max_minutes: float | None, scoring_seconds: float
+) -> float | None:
+    """When training must stop for a run started at `started` (`time.monotonic()`) to end
+    within `max_minutes`: what follows training takes about 1.5 times the base model's
+    scoring (scoring again with the adapter, then both models' writing for the style
+    distance; measured on a 23,000-word project) and a minute to convert."""
+    if max_minutes is None:
+        return None
+    return started + max_minutes * 60 - 1.5 * scoring_seconds - 60
+
+
 def split_documents(data: Path, seed: int) -> tuple[list[str], list[str]]:
     """(training, held-out) documents: a folder's train.jsonl and heldout.jsonl, or one
     file's documents with a seeded share held out."""
@@ -116,6 +128,7 @@ def finetune_gguf(
     from musegpt.adapters.train import BEST, train_adapter
 
     say = report or (lambda line: print(line, flush=True))
+    started = time.monotonic()
     gguf_file = gguf_base_path(base)
     if gguf_file is None:
         raise ValueError(f"{base} is not a GGUF model")
@@ -125,16 +138,21 @@ def finetune_gguf(
     scored = heldout_docs[:FINAL_EVAL_DOCUMENTS]
     before_file = out / "base-perplexity.json"
     if before_file.is_file():
-        before_value = float(json.loads(before_file.read_text())["perplexity"])
+        before = json.loads(before_file.read_text())
+        before_value, scoring_seconds = float(before["perplexity"]), before.get("seconds", 0.0)
     else:
         say(f"scoring the base model on {len(scored)} held-out documents…")
+        tick = time.monotonic()
         before_value = gguf_perplexity(gguf_file, scored).perplexity
-        atomic_write_text(before_file, json.dumps({"perplexity": before_value}) + "\n")
+        scoring_seconds = time.monotonic() - tick
+        scores = {"perplexity": before_value, "seconds": scoring_seconds}
+        atomic_write_text(before_file, json.dumps(scores) + "\n")
     say(f"base model: held-out perplexity {before_value:.2f}")
     model, tokenizer = load_base(gguf_file)
     run: AdapterRun = train_adapter(
         model, tokenizer, train_docs, heldout_docs, out, settings, resume=resume, report=say,
         progress=progress, should_stop=should_stop,
+        deadline=training_deadline(started, settings.max_minutes, scoring_seconds),
     )  # fmt: skip
     adapter = convert_lora(out / BEST, dequantised_base(gguf_file), out / ADAPTER_FILE)
     after = gguf_perplexity(gguf_file, scored, lora=adapter)

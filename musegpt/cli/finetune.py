@@ -94,7 +94,7 @@ def finetune_command(
         typer.Option(
             help="GGUF base: train on a project of the works library (its id or name) and "
             "register the adapter as a model (defaults for a writer's project: 80 steps, the "
-            "last 4 layers, lr 2e-3, at most 15 minutes of training)."
+            "last 4 layers, lr 2e-3, the whole run within 25 minutes)."
         ),
     ] = None,
     works_db: Annotated[Path, typer.Option(help="The works library (with --works).")] = Path(
@@ -113,7 +113,10 @@ def finetune_command(
     ] = None,
     max_minutes: Annotated[
         float | None,
-        typer.Option(help="GGUF base: stop training after this many minutes (best kept)."),
+        typer.Option(
+            help="GGUF base: end the whole run within this many minutes (training stops in "
+            "time for the measurements; the best adapter is kept)."
+        ),
     ] = None,
 ) -> None:
     """Fine-tune a trained model on a new corpus (e.g. a style): all its weights, or LoRA
