@@ -42,6 +42,10 @@ def draw_command(
     guidance: Annotated[
         float | None, Opt(help="Classifier-free guidance scale; 1 = off (default: the model's).")
     ] = None,
+    rerank: Annotated[
+        int | None,
+        Opt(help="Draw k candidates a picture, keep the most caption evidence (default: model's)."),
+    ] = None,
     model: Annotated[str, Opt("--model", "-m", help="An image model name or path.")] = "icons",
 ) -> None:
     """Draw pictures from a caption with an image GPT (English or Chinese captions)."""
@@ -67,6 +71,7 @@ def draw_command(
                 temperature=temperature,
                 top_k=top_k,
                 guidance=guidance,
+                rerank=rerank,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         target = out or default_out(prompt)
@@ -101,15 +106,25 @@ def train_images_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
+    base: Annotated[
+        Path | None,
+        typer.Option("--from", help="Start from this image model's weights and tokenizer."),
+    ] = None,
+    tags: Annotated[
+        bool, typer.Option("--tags", help="Also caption each picture with its tags.")
+    ] = False,
 ) -> None:
     """Train an image model: caption tokens, then image tokens, one GPT."""
     try:
         with user_errors():
-            from musegpt.images.train import train_image_model
+            from musegpt.images.train import TokenizerSettings, train_image_model
             from musegpt.train.config import load_config
 
             cfg = load_config(config, overrides or [])
-            best = train_image_model(data, out, cfg, guidance=guidance, resume=resume)
+            best = train_image_model(
+                data, out, cfg, guidance=guidance, resume=resume, base=base,
+                settings=TokenizerSettings(tag_captions=tags),
+            )  # fmt: skip
     except KeyboardInterrupt:
         _interrupted(out)
     typer.echo(f'done. Draw with: musegpt draw "a red apple" --model {best.parent}')
@@ -127,6 +142,9 @@ def eval_images_command(
     ] = None,
     temperature: Annotated[float | None, Opt(help="Randomness (default: the model's).")] = None,
     top_k: Annotated[int | None, Opt(help="Top-k; 0 = all (default: the model's).")] = None,
+    rerank: Annotated[
+        int | None, Opt(help="Candidates per picture, best by caption evidence (default: model's).")
+    ] = None,
     limit: Annotated[int | None, Opt(min=1, help="Only the first N captions.")] = None,
     out: Annotated[Path, Opt(help="Markdown report.")] = Path("docs/images-eval.md"),
     examples: Annotated[Path, Opt(help="Grid of example pictures (PNG).")] = Path(
@@ -157,12 +175,12 @@ def eval_images_command(
         reference = build_reference(image_model.tokenizer, corpus, say)
         report = evaluate_images(
             image_model, reference, per_caption=per_caption, seed=seed, guidance=guidance,
-            temperature=temperature, top_k=top_k, limit=limit, say=say,
+            temperature=temperature, top_k=top_k, rerank=rerank, limit=limit, say=say,
         )  # fmt: skip
         command = f"musegpt eval images --model {model} --per-caption {per_caption} --seed {seed}"
         for option, value in (
             ("guidance", guidance), ("temperature", temperature), ("top-k", top_k),
-            ("limit", limit),
+            ("rerank", rerank), ("limit", limit),
         ):  # fmt: skip
             if value is not None:
                 command += f" --{option} {value:g}"
