@@ -216,11 +216,16 @@ def stories_command(
         Path,
         Opt("--out", "-o", help="Markdown page whose table is (re)written; rows go to .jsonl."),
     ] = Path("docs/stories-eval.md"),
+    plan_only: Annotated[
+        bool,
+        Opt(help="Plans only (bible and outline, no chapters); rows go to OUT's -plans.jsonl."),
+    ] = False,
 ) -> None:
     """Whole stories on a fixed premise set: plan validity (first draw and after retries),
     protagonist, beat and premise per chapter, repetition, leaked scaffolding, unfinished
     endings, length and seconds per story. Resumable: each story is appended to OUT's .jsonl
-    as it is finished, and a run again skips those already there."""
+    as it is finished, and a run again skips those already there. With --plan-only, each
+    field's first-draw validity, validity after retries and seconds per plan."""
     with user_errors():
         from musegpt.engines.registry import open_engine
         from musegpt.fileio import atomic_write_text
@@ -236,6 +241,13 @@ def stories_command(
 
         def say(message: str) -> None:
             err_console.print(message, highlight=False)
+
+        if plan_only:
+            from musegpt.studio.plan_eval import evaluate_plan_set
+
+            saved = evaluate_plan_set(studio, out, langs, limit, chapters, seed, say)  # type: ignore[arg-type]
+            err_console.print(f"[green]saved[/] {saved}")
+            return
 
         for row in evaluate(
             studio, results, langs, limit, chapters, chapter_tokens, candidates, seed,  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from musegpt.fileio import atomic_write_text
 from musegpt.studio.story import StoryProject, check_premise, plan_bible, plan_outline
 from musegpt.studio.story_eval import load_rows, mean, plan_valid, premises, share
 from musegpt.studio.studio import Studio
@@ -101,7 +102,7 @@ def evaluate_plans(
             if score.key in done:
                 continue
             if progress is not None:
-                progress(f"[{lang}] {i + 1}/{min(limit, len(data[lang]))}: {score.premise}")
+                progress(f"{lang} {i + 1}/{min(limit, len(data[lang]))}: {score.premise}")
             score = evaluate_plan(studio, lang, score.premise, score.seed, chapters)
             row = {"key": score.key, **asdict(score)}
             with results.open("a", encoding="utf-8") as out:
@@ -147,3 +148,35 @@ def write_plan_table(page: Path, rows: list[dict[str, Any]], command: str) -> st
         head, _, rest = text.partition(PLAN_TABLE_START)
         return head + block + rest.partition(PLAN_TABLE_END)[2]
     return text.rstrip("\n") + "\n\n## Plans\n\n" + block + "\n"
+
+
+def evaluate_plan_set(
+    studio: Studio,
+    page: Path,
+    langs: list[Lang],
+    limit: int,
+    chapters: int,
+    seed: int = 1,
+    say: Callable[[str], None] | None = None,
+) -> str:
+    """`musegpt eval stories --plan-only`: the plans not yet in `page`'s -plans.jsonl made
+    and appended there, then the plan table rewritten in `page`; says what was saved."""
+    results = page.with_name(page.stem + "-plans.jsonl")
+    for row in evaluate_plans(studio, results, langs, limit, chapters, seed, say):
+        if say is not None:
+            first = ", ".join(k for k, ok in row["first_draw"].items() if not ok) or "none"
+            verdict = row["error"] or f"valid: {row['plan_valid']}; redrawn: {first}"
+            say(f"  {row['seconds']} s — {verdict}")
+    sets = premises()
+    asked = {
+        PlanScore(lang, p, seed + i, chapters).key
+        for lang in langs
+        for i, p in enumerate(sets[lang][:limit])
+    }
+    rows = [r for r in load_rows(results) if r["key"] in asked]
+    command = (
+        f"musegpt eval stories --plan-only --model {studio.engine.name} --limit {limit} "
+        f"--chapters {chapters} --lang {','.join(langs)} --seed {seed}"
+    )
+    atomic_write_text(page, write_plan_table(page, rows, command))
+    return f"{page} ({len(rows)} plans; rows in {results})"
