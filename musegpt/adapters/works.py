@@ -83,13 +83,14 @@ def project_paragraphs(store: WorksStore, project: str) -> tuple[str, list[str]]
         for piece in pieces(paragraph.strip())
     ]
     words = sum(len(WORD.findall(p)) for p in paragraphs)
+    name = str(chosen[0]["name"])
     if len(paragraphs) < 2 or words < MIN_WORDS:
         raise ValueError(
-            f"project {project!r} holds {words} words in {len(paragraphs)} paragraph(s): an "
-            f"adapter needs at least {MIN_WORDS} words in two paragraphs or more of the "
-            "writer's text, to learn from and to measure itself on; write or import more"
+            f"the project {name!r} holds {words} words in {len(paragraphs)} paragraph(s): an "
+            f"adapter needs at least {MIN_WORDS} words of the writer's own text, in two "
+            "paragraphs or more, to learn from and to measure itself on; write or import more"
         )
-    return str(chosen[0]["name"]), paragraphs
+    return name, paragraphs
 
 
 def works_text(db: Path, project: str, out: Path) -> Path:
