@@ -90,7 +90,13 @@ def _word_list() -> frozenset[str] | None:
 
 
 def run(
-    adapter: str, topics: int, form: str, seed: int, heldout: Path, model: str | None = None
+    adapter: str,
+    topics: int,
+    form: str,
+    seed: int,
+    heldout: Path,
+    model: str | None = None,
+    start: int = 0,
 ) -> dict[str, object]:
     from musegpt.forms import get_form
     from musegpt.studio import Studio
@@ -102,7 +108,7 @@ def run(
     studio = Studio(model)
     rows = []
     started, cpu = time.monotonic(), time.process_time()
-    for topic in (EN_TOPICS if english else TOPICS)[:topics]:
+    for topic in (EN_TOPICS if english else TOPICS)[start:topics]:
         tick = time.monotonic()
         try:
             work = studio.poem(topic, form, attempts=5, adapter=adapter, seed=seed)
@@ -174,12 +180,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--adapter", default="none")
     parser.add_argument("--topics", type=int, default=50)
+    parser.add_argument("--start", type=int, default=0, help="skip the first N topics")
     parser.add_argument("--form", default="wujue")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--model", help="another model than the default (e.g. poetry)")
     parser.add_argument("--heldout", type=Path, default=Path("data/tang/heldout.jsonl"))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, nargs="*")
+    parser.add_argument(
+        "--rows", type=Path, nargs="*", help="with --out: gather the rows printed by runs"
+    )
     parser.add_argument("--side-by-side", type=int, default=0, help="with --table: N poems")
     args = parser.parse_args()
     if args.table:
@@ -187,7 +197,16 @@ def main() -> None:
         if args.side_by_side:
             print("\n" + side_by_side(args.table, args.side_by_side))
         return
-    result = run(args.adapter, args.topics, args.form, args.seed, args.heldout, args.model)
+    if args.rows:  # runs stopped or split (--start): their printed rows, as one result
+        lines = [line for file in args.rows for line in file.read_text("utf-8").splitlines()]
+        rows = [json.loads(line) for line in lines if line.startswith('{"topic"')]
+        label = args.adapter if args.model is None else f"{args.model} ({args.adapter})"
+        result = {"adapter": label, "model": args.model or "default", "form": args.form,
+                  "seed": args.seed, "rows": rows}  # fmt: skip
+    else:
+        result = run(
+            args.adapter, args.topics, args.form, args.seed, args.heldout, args.model, args.start
+        )
     if args.out:
         args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", "utf-8")
 
