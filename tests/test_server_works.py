@@ -271,6 +271,34 @@ def test_generation_tree_and_context_over_http(client: TestClient) -> None:
     assert depth.status_code == 400
 
 
+def test_studio_tasks_are_nodes_under_the_generation_they_work_on(client: TestClient) -> None:
+    pid = client.post("/v1/projects", json={"name": "Branches"}).json()["id"]
+    node = {"model": "tiny", "prompt": "The sea", "output": " rose over the town"}
+    root = client.post(f"/v1/projects/{pid}/generations", json=node).json()
+    task = {"project_id": pid, "parent_id": root["id"], "params": {"max_new_tokens": 12}}
+    works = [
+        client.post("/v1/studio/describe", json={**task, "text": "rose over the town"})
+        for _ in range(2)
+    ]
+    assert all(work.status_code == 200 for work in works), works[0].text
+    made = [work.json()["generation_id"] for work in works]
+    assert client.get(f"/v1/generations/{root['id']}").json()["children"] == made
+    kept = client.get(f"/v1/generations/{made[0]}").json()
+    assert kept["task"] == "describe" and kept["parent_id"] == root["id"]
+    assert kept["siblings"] == made  # two descriptions of one passage: alternatives
+    assert kept["params"]["parts"] == works[0].json()["parts"]  # kept, to offer again
+
+    # A parent the node cannot hang under is a 400 naming it, before any work is done.
+    other = client.post("/v1/projects", json={"name": "Other"}).json()["id"]
+    elsewhere = client.post("/v1/studio/describe", json={**task, "text": "x", "project_id": other})
+    orphan = client.post("/v1/studio/describe", json={"text": "x", "parent_id": root["id"]})
+    missing = client.post("/v1/studio/describe", json={**task, "text": "x", "parent_id": 999})
+    for bad in (elsewhere, orphan, missing):
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "parent_id", bad.text
+    assert len(client.get(f"/v1/projects/{pid}/generations").json()["data"]) == 3
+    assert client.get(f"/v1/projects/{other}/generations").json()["data"] == []
+
+
 def test_story_routes_refuse_clearly(client: TestClient) -> None:
     started = client.post("/v1/stories", json={"premise": "a robot who discovers love"}).json()
     pid = started["project"]["id"]

@@ -58,6 +58,9 @@ class StudioRequest(BaseModel):
     stream: bool = False
     project_id: int | None = Field(None, ge=1, le=2**62, description="keep provenance here")
     document_id: int | None = Field(None, ge=1, le=2**62)
+    parent_id: int | None = Field(
+        None, ge=1, le=2**62, description="the generation whose text this one works on"
+    )
 
 
 class TaskFailed(APIError):
@@ -168,7 +171,9 @@ async def run_task(
     if len(runner.engine.tokenize(body.text)) > state.settings.max_prompt_tokens:
         raise invalid("the text is longer than this server accepts", "text")
     if body.project_id is not None:  # a missing project is a 404 before any work starts
-        check_provenance_target(request, body.project_id, body.document_id)
+        check_provenance_target(request, body.project_id, body.document_id, body.parent_id)
+    elif body.parent_id is not None:
+        raise invalid("parent_id needs the project_id it belongs to", "parent_id")
     cancel = threading.Event()
     deadline = time.monotonic() + state.settings.request_timeout_s
     admission = host.reserve()
@@ -317,12 +322,14 @@ def _perform(
             {
                 **params.model_dump(exclude_unset=True),
                 **result["meta"],
+                "parts": result["parts"],  # alternatives and ideas, to offer again
                 "longest_copy": result["longest_copy"],
             },
             body.text,
             result["text"],
             body.project_id,
             body.document_id,
+            body.parent_id,
         )
     return result
 

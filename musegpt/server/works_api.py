@@ -96,11 +96,16 @@ def run_on_store(request: Request, action: Callable[[WorksStore], T]) -> T:
         raise invalid(str(err), err.field) from None
 
 
-def check_provenance_target(request: Request, project_id: int, document_id: int | None) -> None:
-    """404 now, before any generation, when provenance would go to a missing place."""
+def check_provenance_target(
+    request: Request, project_id: int, document_id: int | None, parent_id: int | None = None
+) -> None:
+    """404 now, before any generation, when provenance would go to a missing place; 400
+    when the node it would hang under (`parent_id`) is not one of the project's."""
     run_on_store(request, lambda s: s.project(project_id))
     if document_id is not None:
         run_on_store(request, lambda s: s.document(document_id))
+    if parent_id is not None:
+        run_on_store(request, lambda s: s.check_parent(parent_id, project_id))
 
 
 def checked_id(value: int, name: str) -> int:

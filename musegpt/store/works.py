@@ -368,13 +368,7 @@ class WorksStore:
         if document_id is not None:
             self.document(document_id)
         if parent_id is not None:
-            parent = self._parent(parent_id)
-            if parent["project_id"] != project_id:
-                raise StoreError(
-                    f"generation {parent_id} belongs to another project: a branch stays in "
-                    "its own project",
-                    "parent_id",
-                )
+            self.check_parent(parent_id, project_id)
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO generations (project_id, document_id, parent_id, task, model,"
@@ -399,13 +393,20 @@ class WorksStore:
         rows = self._all("SELECT * FROM generations WHERE project_id = ? ORDER BY id", project_id)
         return [_generation_row(r) for r in rows]
 
-    def _parent(self, parent_id: int) -> Row:
+    def check_parent(self, parent_id: int, project_id: int | None) -> None:
+        """A StoreError naming `parent_id` unless it is a generation of `project_id`."""
         try:
-            return self.generation(parent_id)
+            parent = self.generation(parent_id)
         except NotFound:
             raise StoreError(
                 f"parent_id {parent_id} is not a generation in this library", "parent_id"
             ) from None
+        if parent["project_id"] != project_id:
+            raise StoreError(
+                f"generation {parent_id} belongs to another project: a branch stays in "
+                "its own project",
+                "parent_id",
+            )
 
     def branch(self, generation_id: int) -> Row:
         """A generation in its tree: the generation, its alternatives (siblings: the same
