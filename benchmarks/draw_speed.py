@@ -4,6 +4,7 @@ encoding, the files and the provenance in a works library included).
 
     python benchmarks/draw_speed.py                       # icons, 512x512, n = 1 and 4
     python benchmarks/draw_speed.py --model runs/icons/best --repeats 5 --json out.json
+    python benchmarks/draw_speed.py --rerank 1,2,4 --no-http   # k candidates a picture
 
 Each case is drawn once untimed (warm-up), then `--repeats` times with seeds 1, 2, ...;
 the median and the fastest are reported. Targets (issue 16): one picture under 3 s, four
@@ -20,6 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,10 @@ def timed(run: Callable[[int], Any], repeats: int) -> list[float]:
     return seconds
 
 
-def draw_case(model: ImageModel, n: int, size: int, prompt: str) -> Callable[[int], Any]:
-    return lambda seed: model.draw(prompt, n=n, size=size, seed=seed)
+def draw_case(
+    model: ImageModel, n: int, size: int, prompt: str, rerank: int | None = None
+) -> Callable[[int], Any]:
+    return lambda seed: model.draw(prompt, n=n, size=size, seed=seed, rerank=rerank)
 
 
 def http_case(model: ImageModel, n: int, size: int, prompt: str) -> Callable[[int], Any]:
@@ -94,6 +98,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prompt", default="a red apple")
     parser.add_argument("--no-http", action="store_true", help="only ImageModel.draw")
+    parser.add_argument(
+        "--rerank", default="", help="also draw with k candidates a picture: k,k,... (draw only)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -111,6 +118,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     results = []
     cases = [("draw", draw_case)] + ([] if args.no_http else [("HTTP", http_case)])
+    for k in (int(c) for c in args.rerank.split(",") if c):
+        cases.append((f"draw, rerank {k}", partial(draw_case, rerank=k)))
     for path, case in cases:
         for n in (int(c) for c in args.counts.split(",")):
             seconds = timed(case(model, n, args.size, args.prompt), args.repeats)
