@@ -139,6 +139,32 @@ def test_an_alternative_token_taken_continues_as_a_new_branch(page: Any, url: st
     assert get(url, f"/v1/generations/{before['id']}")["output"] == before["output"]
 
 
+def test_a_studio_task_is_a_node_under_the_continuation_it_worked_on(page: Any, url: str) -> None:
+    page.fill("#editor", "The lighthouse keeper")
+    page.fill("#max-tokens", "8")
+    page.fill("#alternatives", "1")
+    continue_at_end(page)
+    node = page.evaluate("state.node")
+    page.evaluate("() => document.getElementById('editor').setSelectionRange(4, 21)")
+    page.click("#describe")
+    assert finished(page) == "done"
+    [made] = get(url, f"/v1/generations/{node['id']}")["children"]
+    kept = get(url, f"/v1/generations/{made}")
+    assert kept["task"] == "describe" and kept["prompt"] == "lighthouse keeper"
+    under = f"#generations li:has(> button[data-id='{node['id']}']) > ul button"
+    page.wait_for_selector(under)
+    assert page.locator(under).inner_text().startswith(f"#{made} describe: ")
+    # Opened from the tree, its work is offered again; the continuation stays shown.
+    page.evaluate("() => { document.getElementById('alternatives-list').textContent = ''; }")
+    page.click(under)
+    page.wait_for_selector("#alternatives-list li")
+    assert (
+        page.eval_on_selector("#alternatives-list li", "li => li.firstChild.textContent")
+        == (kept["output"])
+    )
+    assert page.evaluate("state.node.id") == node["id"]
+
+
 def test_memory_lorebook_and_note_make_the_context_shown_and_sent(page: Any, url: str) -> None:
     page.click("#context-panel summary")
     page.fill("#memory", "MEMORY: a ghost story.")

@@ -225,7 +225,18 @@ function showReport(report) {
 
 // -- generations as a tree --------------------------------------------------------------
 // Each continuation is a node in the works library: `prompt` is the text it continues,
-// `parent_id` the node that text came from; alternatives share both (siblings).
+// `parent_id` the node that text came from; alternatives share both (siblings). The studio's
+// other tasks (rewrite, describe, brainstorm, poem...) are nodes too, under the continuation
+// whose text they worked on; `prompt` is then the passage or topic they were given.
+
+// Tasks whose works are not text for the editor: kept in the library, not in this tree.
+const NOT_IN_TREE = new Set(["image", "compose"]);
+
+// The shown node's id while `text` still begins with it (the writer has not moved away).
+function shownNodeId(text) {
+  const node = state.node;
+  return node && text.startsWith(node.prompt + node.output) ? node.id : null;
+}
 
 // The project generations are kept in (made from the title when none is open).
 async function ensureProject() {
@@ -350,7 +361,7 @@ async function loadGenerations() {
   list.textContent = "";
   if (state.project === null) return;
   const nodes = (await api(`/v1/projects/${state.project}/generations`)).data
-    .filter((g) => g.task === "continue");
+    .filter((g) => !NOT_IN_TREE.has(g.task));
   const children = new Map();
   for (const g of nodes) {
     const key = g.parent_id ?? 0;
@@ -364,7 +375,8 @@ async function loadGenerations() {
       open.type = "button";
       open.className = "node" + (state.node && state.node.id === g.id ? " selected" : "");
       open.dataset.id = g.id;
-      open.textContent = `#${g.id} ${g.output.trim().slice(0, 40) || "(empty)"}`;
+      const task = g.task === "continue" ? "" : `${g.task}: `;
+      open.textContent = `#${g.id} ${task}${g.output.trim().slice(0, 40) || "(empty)"}`;
       open.title = g.output;
       open.addEventListener("click", () => showGeneration(g.id));
       li.appendChild(open);
@@ -383,6 +395,13 @@ async function showGeneration(id) {
   if (state.abort) return;
   try {
     const node = await api(`/v1/generations/${id}`);
+    if (node.task !== "continue") {  // a task's work: offered again, to insert at the cursor
+      const at = $("editor").selectionEnd;
+      const parts = node.params.parts || [];
+      showAlternatives(parts.length ? parts : [node.output], at, at);
+      status(`${node.task} #${node.id}, of ${JSON.stringify(node.prompt.slice(0, 60))}`);
+      return;
+    }
     remember();
     state.node = node;
     state.suffix = "";
@@ -397,9 +416,8 @@ function continueAtCursor() {
   return busy("writing", async (signal) => {
     const editor = $("editor");
     const prefix = editor.value.slice(0, editor.selectionEnd) || $("title").value || "\n";
-    const node = state.node;
     // The shown node is continued when the text before the cursor still begins with it.
-    const parent = node && prefix.startsWith(node.prompt + node.output) ? node.id : null;
+    const parent = shownNodeId(prefix);
     remember();
     state.suffix = editor.value.slice(editor.selectionEnd);
     await generate(prefix, parent, [], signal);
@@ -497,16 +515,19 @@ function accept() {
 
 // A studio task streamed into the output panel; resolves to its finished work.
 async function studio(task, body, signal) {
+  await ensureProject();  // every generation is kept, as a node of the project's tree
   let work = null;
   const payload = {
     model: $("model").value, stream: true, params: { ...params(), max_new_tokens: maxTokens() },
-    project_id: state.project, document_id: state.document, ...body,
+    project_id: state.project, document_id: state.document,
+    parent_id: shownNodeId($("editor").value), ...body,
   };
   for await (const event of events(`/v1/studio/${task}`, payload, signal)) {
     if (event.type === "text") tokenSpan(event.text);
     if (event.type === "work") work = event.work;
   }
   announceWork(work);
+  await loadGenerations();
   return work;
 }
 
