@@ -9,6 +9,7 @@ adapter's training text (those are Tang and Song poems, English verse and Shakes
     python benchmarks/personalise_project.py --db runs/lady-susan/works.db
     nice -n 10 musegpt finetune --from gemma3-270m --lora --works "Lady Susan" \
         --works-db runs/lady-susan/works.db --out runs/lady-susan/adapter
+    python benchmarks/personalise_project.py --samples runs/lady-susan/adapter
 """
 
 from __future__ import annotations
@@ -55,12 +56,38 @@ def build_project(db: Path) -> tuple[int, int]:
     return project, words
 
 
+def print_samples(run: Path, count: int, tokens: int) -> None:
+    """What the base model and the adapted one write after the openings (40 characters) of
+    the first `count` held-out paragraphs of the finished run in `run`, as the style distance
+    measures them (temperature 0.8, seed 1)."""
+    from musegpt.adapters.evaluate import continuations
+    from musegpt.adapters.pipeline import ADAPTER_FILE, split_documents
+    from musegpt.adapters.train import AdapterSettings
+    from musegpt.adapters.works import WORKS_FILE
+    from musegpt.engines.default_model import default_model_path
+
+    heldout = split_documents(run / WORKS_FILE, AdapterSettings().seed)[1][:count]
+    model = default_model_path()
+    base = continuations(model, heldout, None, tokens)
+    adapted = continuations(model, heldout, run / ADAPTER_FILE, tokens)
+    for text, plain, own in zip(heldout, base, adapted, strict=True):
+        print(f"opening: {text[:40]!r}\n  base:    {plain!r}\n  adapted: {own!r}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", type=Path, required=True, help="works library to create it in")
+    parser.add_argument("--db", type=Path, help="works library to create the project in")
+    parser.add_argument("--samples", type=Path, help="a finished run folder: print samples")
+    parser.add_argument("--count", type=int, default=4, help="samples to print")
+    parser.add_argument("--tokens", type=int, default=60, help="tokens each sample runs to")
     args = parser.parse_args()
-    project, words = build_project(args.db)
-    print(f"project {project} ({PROJECT!r}): {words} words in {args.db}")
+    if args.samples is not None:
+        print_samples(args.samples, args.count, args.tokens)
+    elif args.db is not None:
+        project, words = build_project(args.db)
+        print(f"project {project} ({PROJECT!r}): {words} words in {args.db}")
+    else:
+        parser.error("give --db (make the project) or --samples RUN (print samples)")
 
 
 if __name__ == "__main__":
