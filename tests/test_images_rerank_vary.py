@@ -169,3 +169,38 @@ def test_bad_variation_requests_are_openai_error_objects(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error", error
+
+
+def test_train_images_continues_from_a_model_with_tag_captions(
+    tiny: ImageModel, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from musegpt.cli.app import app
+    from musegpt.data.dataset import PreparedCorpus
+
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
+    folder = tmp_path_factory.getbasetemp() / "tiny-image-model" / "pictures"
+    rows = [json.loads(line) for line in (folder / "images.jsonl").read_text().splitlines()]
+    tagged = tmp_path / "tagged"
+    (tagged / "images").mkdir(parents=True)
+    lines = []
+    for row in rows:
+        Image.open(folder / row["path"]).save(tagged / row["path"])
+        colour = row["caption_en"].split()[1]
+        lines.append(json.dumps({**row, "tags_en": [colour, "round", "circle"]}))
+    (tagged / "images.jsonl").write_text("\n".join(lines) + "\n")
+    settings = ["n_layer=2", "n_head=2", "n_embd=32", "batch_size=8", "max_iters=4"]
+    settings += ["eval_interval=2", "eval_iters=1", "dtype=float32", "device=cpu"]
+    out = tmp_path / "run"
+    args = ["train-images", str(tagged), "--out", str(out), "--from", str(base), "--tags"]
+    result = CliRunner().invoke(app, [*args, *settings])
+    assert result.exit_code == 0, result.output
+    records = PreparedCorpus.open(out / "records")
+    assert records.tokenizer.to_dict() == tiny.tokenizer.to_dict()  # the base's tokenizer
+    ids = np.fromfile(out / "records" / "train.bin", dtype=records.manifest["dtype"])
+    captions = ids.reshape(-1, tiny.tokenizer.record_length)[:, : tiny.tokenizer.caption_length]
+    texts = {tiny.tokenizer.decode(row.tolist()) for row in captions}
+    assert len(captions) >= 2 * len(rows) and any("circle" in t and "round" in t for t in texts)
