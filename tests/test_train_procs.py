@@ -17,7 +17,7 @@ from musegpt.train.trainer import Trainer
 
 def test_two_local_processes_train_the_same_run_as_one(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", plain_text(6000, 1), plain_text(1000, 2))
-    settings = {**TINY, "max_iters": 30, "eval_interval": 15, "log_interval": 5}
+    settings = {**TINY, "max_iters": 20, "eval_interval": 10, "log_interval": 5}
     quiet = Console(quiet=True)
     one = Trainer(TrainConfig(**settings), corpus, tmp_path / "one", console=quiet).run()
     two = Trainer(
@@ -25,13 +25,13 @@ def test_two_local_processes_train_the_same_run_as_one(tmp_path: Path) -> None:
     ).run()
 
     # Same global batch (8 rows, 4 per process), so the same tokens and the same losses.
-    assert two.tokens == one.tokens == 30 * 8 * 32
+    assert two.tokens == one.tokens == 20 * 8 * 32
     a = MetricsLog(tmp_path / "one" / METRICS_FILE).read()
     b = MetricsLog(tmp_path / "two" / METRICS_FILE).read()
-    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(5, 31, 5))
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(5, 21, 5))
     for key in ("train_loss", "val_loss"):
         assert [r.get(key) for r in b] == pytest.approx([r.get(key) for r in a], abs=1e-4)
-    assert a[-1]["train_loss"] < a[0]["train_loss"] - 0.5  # it did learn
+    assert a[-1]["train_loss"] < a[0]["train_loss"] - 0.3  # it did learn
     first, _ = load_model(tmp_path / "one" / "last")
     second, _ = load_model(tmp_path / "two" / "last")
     for p, q in zip(first.parameters(), second.parameters(), strict=True):
