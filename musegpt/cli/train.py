@@ -59,7 +59,8 @@ def train_command(
 ) -> None:
     """Train a GPT on a prepared corpus: a config file plus key=value overrides.
 
-    Under `torchrun --nproc_per_node=N` this trains data-parallel (DDP) across N processes.
+    Under `torchrun --nproc_per_node=N` this trains data-parallel (DDP) across N processes;
+    with fsdp=true the weights, gradients and optimizer state are sharded across them (FSDP).
     """
     try:
         with user_errors():
