@@ -19,7 +19,7 @@ from typing import Any
 
 from musegpt.fileio import atomic_write_text
 from musegpt.studio.story import StoryProject, check_premise, plan_bible, plan_outline
-from musegpt.studio.story_eval import load_rows, mean, plan_valid, premises, share
+from musegpt.studio.story_eval import load_rows, mean, plan_valid, premise_order, share
 from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import Lang
@@ -92,22 +92,17 @@ def evaluate_plans(
     """Each premise's plan not yet in `results` made, measured and appended there (premise
     `i` with seed `seed + i`, as `musegpt eval stories`); yields the new rows."""
     done = {row["key"] for row in load_rows(results)}
-    data = premises()
     results.parent.mkdir(parents=True, exist_ok=True)
-    for i in range(limit):
-        for lang in langs:
-            if i >= len(data[lang]):
-                continue
-            score = PlanScore(lang, data[lang][i], seed + i, chapters)
-            if score.key in done:
-                continue
-            if progress is not None:
-                progress(f"{lang} {i + 1}/{min(limit, len(data[lang]))}: {score.premise}")
-            score = evaluate_plan(studio, lang, score.premise, score.seed, chapters)
-            row = {"key": score.key, **asdict(score)}
-            with results.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            yield row
+    for i, lang, premise in premise_order(langs, limit):
+        if PlanScore(lang, premise, seed + i, chapters).key in done:
+            continue
+        if progress is not None:
+            progress(f"{lang} {i + 1}/{limit}: {premise}")
+        score = evaluate_plan(studio, lang, premise, seed + i, chapters)
+        row = {"key": score.key, **asdict(score)}
+        with results.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        yield row
 
 
 def plan_table(rows: list[dict[str, Any]]) -> str:
@@ -167,12 +162,7 @@ def evaluate_plan_set(
             first = ", ".join(k for k, ok in row["first_draw"].items() if not ok) or "none"
             verdict = row["error"] or f"valid: {row['plan_valid']}; redrawn: {first}"
             say(f"  {row['seconds']} s — {verdict}")
-    sets = premises()
-    asked = {
-        PlanScore(lang, p, seed + i, chapters).key
-        for lang in langs
-        for i, p in enumerate(sets[lang][:limit])
-    }
+    asked = {PlanScore(x, p, seed + i, chapters).key for i, x, p in premise_order(langs, limit)}
     rows = [r for r in load_rows(results) if r["key"] in asked]
     command = (
         f"musegpt eval stories --plan-only --model {studio.engine.name} --limit {limit} "

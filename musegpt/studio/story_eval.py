@@ -233,21 +233,26 @@ def evaluate(
     done = {row["key"] for row in load_rows(results)}
     data = premises()
     results.parent.mkdir(parents=True, exist_ok=True)
-    # Premise by premise, the languages taking turns: a run cut short has both.
+    for i, lang, premise in premise_order(langs, limit):
+        if run_key(lang, premise, seed + i, chapters, tokens) in done:
+            continue
+        if progress is not None:
+            progress(f"[{lang}] {i + 1}/{min(limit, len(data[lang]))}: {premise}")
+        score = evaluate_story(studio, lang, premise, seed + i, chapters, tokens, candidates)
+        row = {"key": score.key, **asdict(score)}
+        with results.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        yield row
+
+
+def premise_order(langs: list[Lang], limit: int) -> Iterator[tuple[int, Lang, str]]:
+    """The first `limit` premises of each language with their place in the set, premise
+    by premise with the languages taking turns (a run cut short has both)."""
+    data = premises()
     for i in range(limit):
         for lang in langs:
-            if i >= len(data[lang]):
-                continue
-            premise = data[lang][i]
-            if run_key(lang, premise, seed + i, chapters, tokens) in done:
-                continue
-            if progress is not None:
-                progress(f"[{lang}] {i + 1}/{min(limit, len(data[lang]))}: {premise}")
-            score = evaluate_story(studio, lang, premise, seed + i, chapters, tokens, candidates)
-            row = {"key": score.key, **asdict(score)}
-            with results.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            yield row
+            if i < len(data[lang]):
+                yield i, lang, data[lang][i]
 
 
 def share(values: list[bool]) -> str:
