@@ -29,7 +29,15 @@ from musegpt.generation.processors import LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import EndWhenReady, NameFirst
 from musegpt.studio.tasks import StudioError
-from musegpt.studio.text import SENTENCE_END, Lang, detect_lang, end_cleanly, similarity, tidy
+from musegpt.studio.text import (
+    SENTENCE_END,
+    Lang,
+    detect_lang,
+    echo_pattern,
+    end_cleanly,
+    similarity,
+    tidy,
+)
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
 
@@ -537,6 +545,12 @@ def phrase_rule(lang: Lang, key: str) -> Callable[[str], str | None]:
     return rule
 
 
+def example_echo(lang: Lang, given: str) -> str:
+    """A `banned_regex` for a run of four of the examples' words (Chinese: characters)
+    that `given` (the premise, the plan so far) does not have."""
+    return echo_pattern(BIBLE_EXAMPLE[lang], given, words=4, chars=4)
+
+
 def premise_as_title(premise: str, lang: Lang) -> list[str]:
     """A `banned_regex` for a title that begins as the premise does (seen: the premise
     itself as the title)."""
@@ -555,17 +569,22 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
         "setting": phrase_rule(lang, "setting"),
         "style": phrase_rule(lang, "style"),
     }
+    # Runs of the examples' words the premise lacks: never in a setting, a character or
+    # the synopsis (seen: the examples' "八十年代末" in a setting and three descriptions).
+    # Titles and styles are short and their words common ("第三人称").
+    echo = example_echo(lang, premise)
     values: dict[str, str] = {}
     for key, tokens in (("title", 24), ("setting", 60), ("style", 40)):
         rule = unborrowed(partial(not_the_premise, rules[key], premise, key), lang, premise)
-        bans = [*avoid, *premise_as_title(premise, lang)] if key == "title" else avoid
+        bans = {"title": [*avoid, *premise_as_title(premise, lang)], "setting": [*avoid, echo]}
         values[key] = draw(
-            writer, prompt + labels[key], tokens, rule, key, avoid_regex=bans, redraws=redraws
-        )
+            writer, prompt + labels[key], tokens, rule, key, avoid_regex=bans.get(key, avoid),
+            redraws=redraws,
+        )  # fmt: skip
         prompt += f"{labels[key]} {values[key]}\n"
     characters = plan_characters(
-        writer, prompt + labels["characters"] + "\n", avoid_regex=avoid, redraws=redraws,
-        premise=premise,
+        writer, prompt + labels["characters"] + "\n", avoid_regex=[*avoid, echo],
+        redraws=redraws, premise=premise,
     )  # fmt: skip
     prompt += labels["characters"] + "\n" + character_lines(lang, characters)
     known = anchors(premise, lang, characters)
@@ -586,7 +605,7 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
         160,
         unborrowed(synopsis_rule, lang, premise),
         "synopsis",
-        avoid_regex=avoid,
+        avoid_regex=[*avoid, echo],
         redraws=redraws,
         # A whole sentence, not a list of names (seen: "Rachel and Sophie").
         ready=whole_sentence(lang, SYNOPSIS_LEAST[lang]),
@@ -807,7 +826,11 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     lang = project.lang
     template = _plan_prompt(lang, project.premise, project.bible)
     known = anchors(project.premise, lang, project.bible.characters)
-    avoid = foreign_marks(lang, project.premise)
+    # Nor the examples' beats again (seen: "乔大雄收摊前给邻居留下最后一碗小食").
+    avoid = [
+        *foreign_marks(lang, project.premise),
+        example_echo(lang, template[len(BIBLE_EXAMPLE[lang]) :]),
+    ]
     cast = project.bible.characters
     for _ in range(count):
         beats = [s.beat for s in project.scenes]
@@ -944,9 +967,11 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     lead = chapter_lead(project, index)
     prompt = scene_prompt(project, index) + lead
     earlier = "\n".join(s.text for s in project.scenes[:index])
-    # No script-style "Name: words" lines (nor the lead made one), and none of the
-    # example's own things.
-    bans = [checks.SPEAKER_BAN[lang], r"\A\s*[:：]", *foreign_marks(lang, project.premise)]
+    # No script-style "Name: words" lines, and none of the example's own things.
+    bans = [checks.SPEAKER_BAN[lang], *foreign_marks(lang, project.premise)]
+    # After a name the program wrote: no colon (a script line) and no line break (seen:
+    # "Jonah Reed\n\nAs he was…", the name left standing as a heading).
+    after_name = [*bans, r"\A\s*[:：]", r"\A[ \t]*\n"]
 
     def led(text: str) -> str:
         return glue(lead, text, lang)
@@ -955,7 +980,12 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         writer.show(lead + ("" if lang == "zh" else " "))
         raw = led(
             writer.write(
-                prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+                prompt,
+                tokens,
+                stop=stops,
+                labels=SCENE_LABELS,
+                stream=True,
+                avoid_regex=after_name,
             )
         )
     else:
@@ -969,7 +999,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             candidates,
             stop=stops,
             labels=SCENE_LABELS,
-            banned_regex=[*writer.params.banned_regex, *bans],
+            banned_regex=[*writer.params.banned_regex, *after_name],
         )
         drafts = [led(draft) for draft in drafts]
         protagonist = project.bible.characters[0].keys
@@ -988,21 +1018,27 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             # writes the name): an opening led by the beat's other character rarely came
             # back to them (seen: 7 of 36 chapters without the protagonist).
             raw = end_cleanly(raw) + "\n\n" + protagonist_lead(project)
-            joint = ""
+            joint, rest_bans = "", after_name
         else:
             joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
+            rest_bans = [*bans, r"\A\s*[:：]"]
         writer.show(raw)
         if opening < tokens and raw:
             rest = writer.write(
                 prompt[: len(prompt) - len(lead)] + raw + joint, tokens - opening, stop=stops,
-                labels=SCENE_LABELS, stream=True, avoid_regex=bans,
+                labels=SCENE_LABELS, stream=True, avoid_regex=rest_bans,
             )  # fmt: skip
             raw = glue(raw + joint, rest, lang)
     scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:  # all of it cleaned away (a retold chapter, a loop): once more
         raw = led(
             writer.write(
-                prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True, avoid_regex=bans
+                prompt,
+                tokens,
+                stop=stops,
+                labels=SCENE_LABELS,
+                stream=True,
+                avoid_regex=after_name,
             )
         )
         scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
