@@ -156,13 +156,17 @@ def test_a_studio_task_is_a_node_under_the_continuation_it_worked_on(page: Any, 
     assert page.locator(under).inner_text().startswith(f"#{made} describe: ")
     # Opened from the tree, its work is offered again; the continuation stays shown.
     page.evaluate("() => { document.getElementById('alternatives-list').textContent = ''; }")
+    page.evaluate("() => { const e = document.getElementById('editor');"
+                  " e.setSelectionRange(e.value.length, e.value.length); }")  # fmt: skip
     page.click(under)
     page.wait_for_selector("#alternatives-list li")
-    assert (
-        page.eval_on_selector("#alternatives-list li", "li => li.firstChild.textContent")
-        == (kept["output"])
-    )
-    assert page.evaluate("state.node.id") == node["id"]
+    offered = page.eval_on_selector("#alternatives-list li", "li => li.firstChild.textContent")
+    assert offered == kept["output"] and page.evaluate("state.node.id") == node["id"]
+    # Put into the editor, it is continued like any node: the continuation is its child.
+    page.click("#alternatives-list li button")
+    continue_at_end(page)
+    after = page.evaluate("state.node")
+    assert after["parent_id"] == made and kept["output"].strip() in after["prompt"]
 
 
 def test_memory_lorebook_and_note_make_the_context_shown_and_sent(page: Any, url: str) -> None:

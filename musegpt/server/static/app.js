@@ -7,6 +7,7 @@ const state = {
   node: null,  // the generation shown (a node of the project's tree), with its siblings
   suffix: "",  // the text after the cursor while the node's alternatives are shown
   undo: [], redo: [],  // the editor before / after each generation, flip or take
+  used: null,  // the task's work last put into the editor: {id, upTo: the text up to its end}
 };
 
 // -- talking to the server -------------------------------------------------------------
@@ -185,17 +186,22 @@ function replaceSelection(start, end, text) {
 
 // The finished texts, each with its button; the streamed draft of them is cleared so that
 // no text is shown twice.
-function showAlternatives(texts, start, end) {
+// `ids[i]` is the generation (node) texts[i] came from.
+function showAlternatives(texts, start, end, ids = []) {
   const list = $("alternatives-list");
   list.textContent = "";
   $("output").textContent = "";
-  for (const text of texts) {
+  for (const [i, text] of texts.entries()) {
     const li = document.createElement("li");
     li.textContent = text;
     const use = document.createElement("button");
     use.type = "button";
     use.textContent = start === end ? "Insert" : "Replace selection";
-    use.addEventListener("click", () => replaceSelection(start, end, text));
+    use.addEventListener("click", () => {
+      replaceSelection(start, end, text);
+      const editor = $("editor");  // text written on from here comes from that node
+      state.used = ids[i] ? { id: ids[i], upTo: editor.value.slice(0, editor.selectionEnd) } : null;
+    });
     li.appendChild(use);
     list.appendChild(li);
   }
@@ -232,10 +238,16 @@ function showReport(report) {
 // Tasks whose works are not text for the editor: kept in the library, not in this tree.
 const NOT_IN_TREE = new Set(["image", "compose"]);
 
-// The shown node's id while `text` still begins with it (the writer has not moved away).
-function shownNodeId(text) {
+// The node `text` comes from: the shown continuation, or the task's work last put into the
+// editor, whichever `text` still begins with (the longer if both); null when neither.
+function currentNodeId(text) {
   const node = state.node;
-  return node && text.startsWith(node.prompt + node.output) ? node.id : null;
+  const candidates = [
+    node && [node.prompt + node.output, node.id],
+    state.used && [state.used.upTo, state.used.id],
+  ].filter((c) => c && text.startsWith(c[0]));
+  candidates.sort((a, b) => b[0].length - a[0].length);
+  return candidates.length ? candidates[0][1] : null;
 }
 
 // The project generations are kept in (made from the title when none is open).
@@ -398,7 +410,8 @@ async function showGeneration(id) {
     if (node.task !== "continue") {  // a task's work: offered again, to insert at the cursor
       const at = $("editor").selectionEnd;
       const parts = node.params.parts || [];
-      showAlternatives(parts.length ? parts : [node.output], at, at);
+      const texts = parts.length ? parts : [node.output];
+      showAlternatives(texts, at, at, texts.map(() => node.id));
       status(`${node.task} #${node.id}, of ${JSON.stringify(node.prompt.slice(0, 60))}`);
       return;
     }
@@ -416,8 +429,8 @@ function continueAtCursor() {
   return busy("writing", async (signal) => {
     const editor = $("editor");
     const prefix = editor.value.slice(0, editor.selectionEnd) || $("title").value || "\n";
-    // The shown node is continued when the text before the cursor still begins with it.
-    const parent = shownNodeId(prefix);
+    // The node the text before the cursor still begins with is continued.
+    const parent = currentNodeId(prefix);
     remember();
     state.suffix = editor.value.slice(editor.selectionEnd);
     await generate(prefix, parent, [], signal);
@@ -520,7 +533,7 @@ async function studio(task, body, signal) {
   const payload = {
     model: $("model").value, stream: true, params: { ...params(), max_new_tokens: maxTokens() },
     project_id: state.project, document_id: state.document,
-    parent_id: shownNodeId($("editor").value), ...body,
+    parent_id: currentNodeId($("editor").value), ...body,
   };
   for await (const event of events(`/v1/studio/${task}`, payload, signal)) {
     if (event.type === "text") tokenSpan(event.text);
@@ -552,17 +565,21 @@ function onSelection(task, label, body) {
   return busy(label, async (signal) => {
     clearOutput();
     let texts;
+    let ids;
     if (task === "rewrite") {
       const work = await studio("rewrite", { text: sel.text, alternatives: alternatives(), ...body }, signal);
       texts = work.parts.length ? work.parts : [work.text];
+      ids = texts.map(() => work.generation_id);
     } else {
       texts = [];
+      ids = [];
       for (let i = 0; i < alternatives() && !signal.aborted; i++) {
         const work = await studio(task, { text: sel.text, ...body }, signal);
         texts.push(work.text);
+        ids.push(work.generation_id);
       }
     }
-    showAlternatives(texts, sel.start, sel.end);
+    showAlternatives(texts, sel.start, sel.end, ids);
   });
 }
 
@@ -573,7 +590,8 @@ function brainstorm() {
     clearOutput();
     const work = await studio("brainstorm", { text: topic, count: Math.max(3, alternatives()) }, signal);
     const at = $("editor").selectionEnd;
-    showAlternatives(work.parts.length ? work.parts : [work.text], at, at);
+    const texts = work.parts.length ? work.parts : [work.text];
+    showAlternatives(texts, at, at, texts.map(() => work.generation_id));
   });
 }
 
@@ -583,7 +601,7 @@ function poem() {
     const topic = $("poem-topic").value.trim() || $("title").value.trim();
     const work = await studio("poem", { text: topic, form: $("form").value }, signal);
     const at = $("editor").selectionEnd;
-    showAlternatives([work.text], at, at);
+    showAlternatives([work.text], at, at, [work.generation_id]);
     showReport(work.report);
   });
 }
@@ -689,6 +707,7 @@ async function openProject(project) {
 
 function forgetGenerations() {
   state.node = null;
+  state.used = null;
   state.suffix = "";
   state.undo = [];
   state.redo = [];
