@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.engines.base import Engine
+from musegpt.engines.remote import RemoteEngine
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import LogitsProcessor
 from musegpt.studio import plan_checks as checks
@@ -397,6 +398,12 @@ def whole_sentence(lang: Lang, least: int) -> Callable[[str], bool]:
     return ready
 
 
+def steers(writer: Writer) -> bool:
+    """Whether plan lines are steered token by token (`plan_rules`): not on a remote
+    model, which sends text only (its lines are checked and re-drawn instead)."""
+    return not isinstance(writer.engine, RemoteEngine)
+
+
 def draw(
     writer: Writer,
     prompt: str,
@@ -433,7 +440,9 @@ def draw(
         head = lead if lead and attempt >= first_lead else ""
         # After a lead, not a colon ("Kenta Yano: goes fishing" is a script line).
         after = [r"\A\s*[:：]"] if head else []
-        rules = [EndWhenReady(writer.engine.tokenizer, ready, head)] if ready else []
+        rules: list[LogitsProcessor] = []
+        if ready is not None and steers(writer):
+            rules.append(EndWhenReady(writer.engine.tokenizer, ready, head))
         text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
             avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST], constraints=rules,
@@ -722,7 +731,7 @@ def plan_characters(
     copied = example_names(lang)
     colon = "：" if lang == "zh" else ":"
     standby = standby_names(writer, premise)
-    name_first = NameFirst(writer.engine.tokenizer, lang)
+    name_first = NameFirst(writer.engine.tokenizer, lang) if steers(writer) else None
     calls = 0
     for attempt in range(tries):
         if len(characters) == most or (len(characters) >= 2 and attempt > most):
@@ -743,11 +752,10 @@ def plan_characters(
             names = [n for n in standby if all(checks.normal(n) != checks.normal(c.name)
                                                 for c in characters)]  # fmt: skip
             head = f"{names[0]}{colon}" + ("" if lang == "zh" else " ")
-        rules: list[LogitsProcessor] = [
-            EndWhenReady(writer.engine.tokenizer, described(lang, head))
-        ]
-        if not head:
-            rules.append(name_first)
+        rules: list[LogitsProcessor] = []
+        if name_first is not None:
+            rules.append(EndWhenReady(writer.engine.tokenizer, described(lang, head)))
+            rules += [] if head else [name_first]
         line = writer.write(
             prompt + listed + "- " + head,
             40,
