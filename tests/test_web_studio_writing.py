@@ -295,6 +295,13 @@ def test_story_planned_written_rerolled_edited_stopped_exported_and_imported(
     assert said == "done", said
     rerolled = text.input_value()
     assert rerolled and rerolled != first
+    # Both chapter 1s are nodes of the project's tree: the re-roll a sibling of the first.
+    made = get(url, f"/v1/projects/{pid}/generations")["data"]
+    chapters = [g for g in made if g["task"] == "chapter"]
+    assert [g["output"] for g in chapters] == [first, rerolled]
+    assert get(url, f"/v1/generations/{chapters[1]['id']}")["siblings"] == [
+        g["id"] for g in chapters
+    ]
     text.fill(rerolled + " THE END.")
     page.click("#story-save")
     assert finished(page) == "done"
@@ -308,6 +315,8 @@ def test_story_planned_written_rerolled_edited_stopped_exported_and_imported(
     page.click("#story-stop")
     page.wait_for_selector("#status:has-text('stopped')")
     assert not get(url, f"/v1/projects/{pid}/story")["scenes"][1]["text"]  # nothing half-kept
+    tasks = [g["task"] for g in get(url, f"/v1/projects/{pid}/generations")["data"]]
+    assert tasks.count("chapter") == 2  # and no node for the chapter stopped
 
     with page.expect_download() as download:
         page.click("#story-export")

@@ -25,6 +25,7 @@ from musegpt.server.hosts import in_thread
 from musegpt.server.state import ServerState, state_of
 from musegpt.server.studio_api import Emit, TaskFailed, params_of, stopper, task_stream
 from musegpt.server.works_api import Id, checked_id, run_on_store
+from musegpt.store import WorksStore
 from musegpt.store.stories import (
     import_story,
     keep_story,
@@ -135,15 +136,39 @@ async def write_chapter(
     if not 1 <= number <= len(story["scenes"]):
         raise invalid(f"the outline has chapters 1 to {len(story['scenes'])}", "number")
 
+    store = run_on_store(request, lambda s: s)
+
     def write(project: story_task.StoryProject, studio: Studio) -> None:
         writer = studio.writer(project.premise)
         writer.lang = project.lang
         total = len(project.scenes)
-        writer.say(f"Writing chapter {number} of {total}: {project.scenes[number - 1].beat}")
+        scene = project.scenes[number - 1]
+        writer.say(f"Writing chapter {number} of {total}: {scene.beat}")
         story_task.write_scene(writer, project, number - 1, body.candidates)
         project.save()
+        # A node of the project's tree: under the latest chapter before it, and a re-roll
+        # a sibling of the chapter it replaces (the same parent and beat).
+        store.record_generation(
+            "chapter",
+            studio.engine.name,
+            {**writer.params.model_dump(exclude_unset=True), "chapter": number},
+            f"Chapter {number}: {scene.beat}",
+            scene.text,
+            pid,
+            parent_id=_latest_chapter(store, pid, number - 1),
+        )
 
     return await _run(request, pid, body, write)
+
+
+def _latest_chapter(store: WorksStore, pid: int, number: int) -> int | None:
+    """The id of the project's latest generation of chapter `number`, if any."""
+    made = [
+        g["id"]
+        for g in store.generations(pid)
+        if g["task"] == "chapter" and g["params"].get("chapter") == number
+    ]
+    return made[-1] if made else None
 
 
 async def _run(
