@@ -32,7 +32,7 @@ from musegpt.studio.story import (
 )
 from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import StudioError
-from musegpt.studio.text import SENTENCE_END, Lang, distinct_n
+from musegpt.studio.text import Lang, distinct_n
 
 # Scaffolding a chapter must never hold, beyond the studio-wide list.
 STORY_SCAFFOLDING = [*SCAFFOLDING, "前提：", "Setting:", "Style:", "Characters:", "人物："]
@@ -101,7 +101,7 @@ def repeated_sentences(text: str, earlier: str) -> int:
 
 
 def unfinished(text: str) -> bool:
-    return SENTENCE_END.search(text.rstrip()[-3:]) is None
+    return not checks.finished(text)
 
 
 def leaked(text: str, lang: Lang) -> bool:
@@ -237,7 +237,8 @@ def evaluate(
         if run_key(lang, premise, seed + i, chapters, tokens) in done:
             continue
         if progress is not None:
-            progress(f"[{lang}] {i + 1}/{min(limit, len(data[lang]))}: {premise}")
+            # "en 1/22", not "[en] 1/22": the CLI's console reads brackets as markup.
+            progress(f"{lang} {i + 1}/{min(limit, len(data[lang]))}: {premise}")
         score = evaluate_story(studio, lang, premise, seed + i, chapters, tokens, candidates)
         row = {"key": score.key, **asdict(score)}
         with results.open("a", encoding="utf-8") as out:
