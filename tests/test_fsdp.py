@@ -190,3 +190,17 @@ def test_fsdp_mixed_precision_follows_the_training_dtype(tmp_path: Path) -> None
         assert weight.grad is not None and weight.grad.dtype == torch.float32
     finally:
         dist.destroy_process_group()
+
+
+def test_fsdp_refuses_adapters_and_devices_it_cannot_shard_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from musegpt.train.sharding import check_supported
+
+    monkeypatch.setenv("RANK", "0")  # as torchrun sets them
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    check_supported(torch.device("cpu"), adapter=False)
+    with pytest.raises(ValueError, match="cannot train adapters"):
+        check_supported(torch.device("cpu"), adapter=True)
+    with pytest.raises(ValueError, match="not mps"):
+        check_supported(torch.device("mps"), adapter=False)
