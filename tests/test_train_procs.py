@@ -20,9 +20,7 @@ def test_two_local_processes_train_the_same_run_as_one(tmp_path: Path) -> None:
     settings = {**TINY, "max_iters": 20, "eval_interval": 10, "log_interval": 5}
     quiet = Console(quiet=True)
     one = Trainer(TrainConfig(**settings), corpus, tmp_path / "one", console=quiet).run()
-    two = Trainer(
-        TrainConfig(**settings, procs=2), corpus, tmp_path / "two", console=quiet
-    ).run()
+    two = Trainer(TrainConfig(**settings, procs=2), corpus, tmp_path / "two", console=quiet).run()
 
     # Same global batch (8 rows, 4 per process), so the same tokens and the same losses.
     assert two.tokens == one.tokens == 20 * 8 * 32

@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.multiprocessing as mp
 from rich.console import Console
-from torch.multiprocessing.spawn import ProcessExitedException, ProcessRaisedException
+from torch.multiprocessing.spawn import (
+    ProcessExitedException,
+    ProcessRaisedException,
+    start_processes,
+)
 
 if TYPE_CHECKING:
     from musegpt.model.gpt import GPT
@@ -134,7 +138,7 @@ def run(
     job = _Job(config, corpus, out_dir, model, tokenizer, adapter, resume, progress, console.stderr)
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
-    workers = mp.start_processes(
+    workers = start_processes(  # type: ignore[no-untyped-call]
         _worker,
         args=(procs, _free_port(), job, results),
         nprocs=procs,
