@@ -120,7 +120,7 @@ def run(
                "seconds": time.monotonic() - tick, **scores}  # fmt: skip
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
-    label = adapter if model is None else f"{model} ({adapter})"
+    label = adapter if model is None else model
     return {"adapter": label, "model": model or "default", "form": form, "seed": seed,
             "rows": rows, "seconds": time.monotonic() - started,
             "cpu_seconds": time.process_time() - cpu, "load": os.getloadavg()}  # fmt: skip
@@ -200,7 +200,7 @@ def main() -> None:
     if args.rows:  # runs stopped or split (--start): their printed rows, as one result
         lines = [line for file in args.rows for line in file.read_text("utf-8").splitlines()]
         rows = [json.loads(line) for line in lines if line.startswith('{"topic"')]
-        label = args.adapter if args.model is None else f"{args.model} ({args.adapter})"
+        label = args.adapter if args.model is None else args.model
         result = {"adapter": label, "model": args.model or "default", "form": args.form,
                   "seed": args.seed, "rows": rows}  # fmt: skip
     else:
