@@ -314,6 +314,36 @@ def test_story_routes_refuse_clearly(client: TestClient) -> None:
     assert bad.status_code == 400 and "lang" in bad.json()["error"]["message"]
 
 
+def test_story_chapters_are_nodes_a_reroll_a_sibling(client: TestClient) -> None:
+    started = client.post("/v1/stories", json={"premise": "a robot", "chapters": 2}).json()
+    pid = started["project"]["id"]
+    bible = {"title": "T", "setting": "a city", "style": "plain", "synopsis": "Ada learns."}
+    bible["characters"] = [{"name": "Ada", "description": "a curious robot"}]
+    scenes = [{"beat": "Ada wakes up."}, {"beat": "Ada meets Bo."}]
+    planned = client.put(
+        f"/v1/projects/{pid}/story", json={**started["story"], "bible": bible, "scenes": scenes}
+    )
+    assert planned.status_code == 200, planned.text
+    texts = []
+    for number, seed in ((1, 1), (1, 2), (2, 3)):  # chapter 1, its re-roll, chapter 2
+        written = client.post(
+            f"/v1/projects/{pid}/story/chapters/{number}",
+            json={"stream": False, "model": "tiny", "params": {"seed": seed}},
+        )
+        assert written.status_code == 200, written.text
+        texts.append(written.json()["scenes"][number - 1]["text"])
+    nodes = client.get(f"/v1/projects/{pid}/generations").json()["data"]
+    assert [(g["task"], g["prompt"], g["output"]) for g in nodes] == [
+        ("chapter", "Chapter 1: Ada wakes up.", texts[0]),
+        ("chapter", "Chapter 1: Ada wakes up.", texts[1]),
+        ("chapter", "Chapter 2: Ada meets Bo.", texts[2]),
+    ]
+    first, reroll, second = (g["id"] for g in nodes)
+    assert client.get(f"/v1/generations/{first}").json()["siblings"] == [first, reroll]
+    # Chapter 2 hangs under the chapter 1 the story now holds.
+    assert client.get(f"/v1/generations/{reroll}").json()["children"] == [second]
+
+
 def test_a_story_step_stops_at_the_next_token_once_stopped() -> None:
     import threading
 
