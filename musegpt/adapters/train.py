@@ -32,7 +32,7 @@ CHECKPOINT = "checkpoint"
 BEST = "best"
 STATE = "state.pt"
 SETTINGS_KEYS_FIXED = ("rank", "alpha", "targets", "layers", "seq_len", "batch_size", "seed",
-                       "output_vocab")  # fmt: skip
+                       "output_vocab", "eos")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ class AdapterSettings:
     # "data": the softmax runs over the tokens the documents use, not all 262,144 of Gemma's
     # (the output layer is most of the compute); "all": the full vocabulary.
     output_vocab: str = "data"
+    # Each document ends with end-of-sequence; False when the documents are cuts of one
+    # continuous text (a works project's sentence runs): an adapter that learned to end every
+    # cut stopped writing after a few words (2 of 8 continuations empty).
+    eos: bool = True
     seed: int = 1337
 
     def __post_init__(self) -> None:
@@ -113,12 +117,15 @@ class AdapterRun:
         return self.tokens_seen / self.seconds if self.seconds > 0 else 0.0
 
 
-def tokenize_documents(tokenizer: Any, documents: Sequence[str], seq_len: int) -> list[list[int]]:
-    """Each document as ids: BOS (the tokenizer adds it) ... EOS, cut to `seq_len`."""
-    eos = int(tokenizer.eos_token_id)
+def tokenize_documents(
+    tokenizer: Any, documents: Sequence[str], seq_len: int, eos: bool = True
+) -> list[list[int]]:
+    """Each document as ids: BOS (the tokenizer adds it) ... EOS (with `eos`), cut to
+    `seq_len`."""
+    end = [int(tokenizer.eos_token_id)] if eos else []
     out = []
     for text in documents:
-        ids = [int(i) for i in tokenizer(text)["input_ids"]] + [eos]
+        ids = [int(i) for i in tokenizer(text)["input_ids"]] + end
         if len(ids) > 2:
             out.append(ids[:seq_len])
     return out
@@ -245,8 +252,8 @@ def train_adapter(
     from peft import LoraConfig, PeftModel, get_peft_model
 
     say = report or (lambda line: print(line, file=sys.stderr, flush=True))
-    train_rows = tokenize_documents(tokenizer, train_documents, settings.seq_len)
-    eval_rows = tokenize_documents(tokenizer, heldout_documents, settings.seq_len)[
+    train_rows = tokenize_documents(tokenizer, train_documents, settings.seq_len, settings.eos)
+    eval_rows = tokenize_documents(tokenizer, heldout_documents, settings.seq_len, settings.eos)[
         : settings.eval_documents
     ]
     if not train_rows:
@@ -260,7 +267,10 @@ def train_adapter(
             raise FileNotFoundError(f"no checkpoint to resume in {checkpoint}")
         state = torch.load(checkpoint / STATE, weights_only=False)
         saved = state["settings"]
-        changed = [k for k in SETTINGS_KEYS_FIXED if saved.get(k) != _plain(settings)[k]]
+        defaults = _plain(AdapterSettings())  # for keys a run from before them lacks
+        changed = [
+            k for k in SETTINGS_KEYS_FIXED if saved.get(k, defaults[k]) != _plain(settings)[k]
+        ]
         if changed:
             raise ValueError(
                 f"--resume with other {', '.join(changed)} than the run in {out} "

@@ -26,7 +26,7 @@ WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]
 # for the whole run, measurements included (training stops in time to leave them theirs).
 WORKS_DEFAULTS: dict[str, Any] = {
     "layers": 4, "steps": 80, "learning_rate": 2e-3, "warmup_steps": 5, "eval_every": 10,
-    "eval_documents": 16, "patience": 2, "max_minutes": 25.0,
+    "eval_documents": 16, "patience": 2, "max_minutes": 25.0, "eos": False,
 }  # fmt: skip
 
 
