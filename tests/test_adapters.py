@@ -270,4 +270,3 @@ def test_the_studio_writes_chinese_poems_with_the_shipped_tang_adapter(gemma: En
     assert adapted.meta["adapter"] == "gemma3-270m:tang" and check(adapted.text, "wujue").passed
     plain = studio.poem("月夜", "wujue", seed=1, adapter="none")
     assert "adapter" not in plain.meta and plain.text != adapted.text
-    assert "adapter" not in studio.poem("the sea", "haiku", seed=1).meta  # English: none yet
