@@ -834,10 +834,12 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     lang = project.lang
     template = _plan_prompt(lang, project.premise, project.bible)
     known = anchors(project.premise, lang, project.bible.characters)
-    # Nor the examples' beats again (seen: "乔大雄收摊前给邻居留下最后一碗小食").
+    # Nor the examples' beats again (seen: "乔大雄收摊前给邻居留下最后一碗小食"), nor the
+    # next beat's number inside this one (a beat that may not end yet ran on: "… 2. 熊宝玉…").
     avoid = [
         *foreign_marks(lang, project.premise),
         example_echo(lang, template[len(BIBLE_EXAMPLE[lang]) :]),
+        r"\s\d+\.\s",
     ]
     cast = project.bible.characters
     for _ in range(count):
@@ -862,7 +864,7 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             redraws=project.meta.setdefault("redraws", {}),
             lead=" " + name,  # as the example's "1. Elias finds…"
             lead_from=0,
-            ready=whole_sentence(lang, BEAT_LEAST[lang]),
+            ready=beat_ready(project, number),
             last_resort=partial(last_resort_beat, project, number, name),
         )
         project.scenes.append(Scene(beat))
@@ -871,6 +873,21 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
 
 
 BEAT_LEAST: dict[Lang, int] = {"en": 5, "zh": 9}  # words or characters: the check's 4, 8
+
+
+def beat_ready(project: StoryProject, number: int) -> Callable[[str], bool]:
+    """When beat `number` may end: after a whole sentence; the first beat also not before it
+    names the premise or its hero (seen: five first beats in a row about "顾冬清" and
+    nothing of the dragon of "一条害怕火的龙")."""
+    sentence = whole_sentence(project.lang, BEAT_LEAST[project.lang])
+    if number > 1:
+        return sentence
+    about = premise_anchors(project)
+
+    def ready(text: str) -> bool:  # as the first beat's check (the lead counts)
+        return sentence(text) and bool(checks.mentions(text, about, project.lang))
+
+    return ready
 
 
 def scene_prompt(project: StoryProject, index: int) -> str:
