@@ -11,10 +11,12 @@ import pytest
 from musegpt.engines.base import Engine
 from musegpt.studio import Studio
 from musegpt.studio.story import Character, Scene, StoryBible, StoryProject, write_scene
+from musegpt.studio.text import Lang
 
 # A plan whose only beat is about the second character: without the protagonist's
-# paragraph, the default model wrote all of seeds 1-5 about Jonah alone (measured).
-PLANS = {
+# paragraph, the default model wrote seeds 1-5 (English) and seed 2 (Chinese) without the
+# protagonist (measured).
+PLANS: dict[Lang, tuple[str, StoryBible, str]] = {
     "en": (
         "a robot who discovers love",
         StoryBible(
@@ -48,7 +50,7 @@ PLANS = {
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_a_chapter_about_another_character_still_names_the_protagonist(
-    gemma: Engine, tmp_path: Path, lang: str
+    gemma: Engine, tmp_path: Path, lang: Lang
 ) -> None:
     premise, bible, beat = PLANS[lang]
     project = StoryProject(tmp_path, premise, lang, bible, [Scene(beat)], scene_tokens=120)
