@@ -163,14 +163,17 @@ def table_english(runs: list[dict[str, Any]]) -> str:
 
 
 def side_by_side(files: list[Path], count: int) -> str:
-    """The first `count` topics' poems, one column per file (Markdown table)."""
+    """The poems of the first `count` topics every file has, one column per file (Markdown
+    table)."""
     runs = [json.loads(file.read_text(encoding="utf-8")) for file in files]
+    by_topic = [{row["topic"]: row for row in run["rows"]} for run in runs]
+    shared = [row["topic"] for row in runs[0]["rows"] if all(row["topic"] in t for t in by_topic)]
     head = "| topic | " + " | ".join(str(run["adapter"]) for run in runs) + " |"
     out = [head, "|---" * (len(runs) + 1) + "|"]
-    for index in range(count):
-        cells = [runs[0]["rows"][index]["topic"]]
-        for run in runs:
-            poem = run["rows"][index].get("poem") or "(failed)"
+    for topic in shared[:count]:
+        cells = [topic]
+        for rows in by_topic:
+            poem = rows[topic].get("poem") or "(failed)"
             cells.append("<br>".join(poem.splitlines()))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
