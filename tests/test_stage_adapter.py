@@ -52,12 +52,17 @@ def test_an_unknown_script_adapter_is_a_clear_error() -> None:
     assert result.exit_code != 0 and "unknown adapter 'no-such'" in result.output
 
 
-def test_english_scripts_on_the_default_model_are_written_with_stage(gemma: Engine) -> None:
+def test_scripts_use_stage_on_request_only(gemma: Engine) -> None:
+    from musegpt.adapters.choice import adapted_engine
     from musegpt.adapters.registry import shipped_adapter
     from musegpt.studio import Studio
 
     assert shipped_adapter("stage") is not None  # shipped in the package
-    work = Studio(gemma, lang="en").script("Two soldiers on night watch hear footsteps.", seed=1)
+    assert adapted_engine(gemma, "script", "en") is gemma  # not the default for scripts
+    studio = Studio(gemma, lang="en")
+    work = studio.script(
+        "A prince in disguise is recognised by his old nurse.", adapter="stage", seed=1
+    )
     assert work.meta["adapter"] == "gemma3-270m:stage"
     elements = fountain_elements(work.text)
     assert elements["Slug"] >= 1 and elements["Dialog"] >= 2, work.text

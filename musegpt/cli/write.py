@@ -136,7 +136,7 @@ def script_command(
     title: Annotated[str, Opt(help="The script's title.")] = "",
     adapter: Annotated[
         str | None,
-        Opt(help="Default model: auto (English: the stage adapter), none, or an adapter's name."),
+        Opt(help="Default model: auto or none (no adapter), stage (Shakespeare), or a name."),
     ] = None,
     model: ModelOpt = None,
     lang: LangOpt = None,

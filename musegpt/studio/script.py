@@ -16,7 +16,8 @@ from collections import Counter
 from typing import Any
 
 from musegpt.adapters.choice import AUTO, adapted_engine
-from musegpt.engines.base import EngineError
+from musegpt.engines.base import Engine, EngineError
+from musegpt.engines.default_model import DEFAULT_MODEL
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import HAN, echo_pattern, example_phrases, resemblance
 from musegpt.studio.work import Work
@@ -70,6 +71,7 @@ SCRIPT = {
 }
 STOPS = ["THE END", "\nTitle:", "\n标题：", "FADE OUT"]
 SCRIPT_ATTEMPTS = 4
+STAGE = "stage"  # the shipped adapter for scripts (Shakespeare's scenes), on request
 COPIED = 0.3  # resemblance to the example scene above which a draft is its copy
 
 
@@ -136,6 +138,12 @@ def fountain_elements(text: str) -> Counter[str]:
     return Counter(type(p).__name__ for p in screenplay.paragraphs)
 
 
+def learned_format(engine: Engine, lang: str) -> bool:
+    """Whether `engine` is the default model with the shipped `stage` adapter, trained on
+    English `script_prompt_tail` documents."""
+    return lang == "en" and engine.name == f"{DEFAULT_MODEL}:{STAGE}"
+
+
 def script_prompt_tail(lang: str, title: str, situation: str) -> str:
     """The prompt after its few-shot example: the part a script adapter learns to continue."""
     return SCRIPT[lang].split("THE END\n\n")[-1].format(title=title, situation=situation)
@@ -160,14 +168,19 @@ def script(
     dialogue; written again (bounded) when the model's draft is not a scene, or is the
     few-shot example handed back (its lines, word runs and speakers' names are banned, and
     a draft that still resembles it is drawn again). `adapter`: on the default model,
-    "auto" writes with the shipped adapter for scripts in the language (`TASK_ADAPTERS`),
-    "none" without, or an adapter's name."""
+    "auto" writes with the shipped adapter for scripts in the language if there is one
+    (`TASK_ADAPTERS`: none), "none" without, or an adapter's name ("stage")."""
     try:
         writer.engine = adapted_engine(writer.engine, "script", writer.lang, adapter)
     except EngineError as err:
         raise StudioError(str(err)) from None
     title = title.strip() or situation.strip().split(".")[0][:60].title()
-    prompt = SCRIPT[writer.lang].format(title=title, situation=situation.strip())
+    if learned_format(writer.engine, writer.lang):
+        # The shipped script adapter learned the prompt's own tail, without the example
+        # before it; with the example in front it writes no scene heading (seen: 7 of 10).
+        prompt = script_prompt_tail(writer.lang, title, situation.strip())
+    else:
+        prompt = SCRIPT[writer.lang].format(title=title, situation=situation.strip())
     fallback = "INT. 某处 - 日" if writer.lang == "zh" else "INT. SOMEWHERE - DAY"
     example = example_scene(writer.lang)
     given = f"{title}\n{situation}"

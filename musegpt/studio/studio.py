@@ -114,8 +114,8 @@ class Studio:
     def script(
         self, situation: str, title: str = "", adapter: str = "auto", **overrides: Any
     ) -> Work:
-        """A scene in Fountain; `adapter`: on the default model, the shipped one for scripts
-        in the language ("auto"), "none" or a name."""
+        """A scene in Fountain; `adapter`: on the default model, "auto" (the shipped one
+        for scripts in the language, if any: none yet), "none" or a name ("stage")."""
         writer = self.writer(situation, **overrides)
         return self._done(script_task.script(writer, situation, title, adapter=adapter), writer)
 
