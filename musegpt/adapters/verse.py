@@ -264,7 +264,7 @@ def _poem_at(
             if _passes(window, shape.form):
                 return VersePoem(window, shape.kind, "gutenberg"), n
     lear = ((6, 11), (6, 11), (10, 16), (6, 11))
-    if _scheme_holds(ends[i : i + 4 : 3] + ends[i + 1 : i + 2], "AAA") and _fits(
+    if _scheme_holds([*ends[i : i + 4 : 3], *ends[i + 1 : i + 2]], "AAA") and _fits(
         syllables, i, lear
     ):
         five = _lear_limerick([line.strip() for line in lines[i : i + 4]])
