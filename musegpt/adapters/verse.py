@@ -123,7 +123,7 @@ def parse_sonnets(text: str) -> list[VersePoem]:
     current: list[str] | None = None
     for raw in [*text.splitlines(), "I"]:  # a last numeral closes the last sonnet
         if ROMAN.match(raw):
-            if current is not None and len(current) == 14:  # 99, 126 and 145 are not
+            if current is not None and len(current) == 14:  # 99 and 126 are not
                 sonnets.append(VersePoem(tuple(current), "Shakespearean sonnet", "shakespeare"))
             current = []
         elif current is not None and raw.strip():
