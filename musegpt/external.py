@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,13 +50,12 @@ def run_tool(
         log = workdir / OUTPUT_LOG
         with log.open("wb") as output:
             process = subprocess.Popen(
-                list(command),
+                _with_file_size_limit(command, limits.max_output_bytes),
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as a whole
-                preexec_fn=_limit_file_size(limits.max_output_bytes),
             )
             try:
                 code = process.wait(timeout=limits.timeout_s)
@@ -80,14 +78,13 @@ def run_tool(
         yield workdir
 
 
-def _limit_file_size(limit: int) -> Callable[[], None]:
-    """What the child runs before `exec`: only a system call, safe in a threaded server."""
-    setrlimit, which = resource.setrlimit, resource.RLIMIT_FSIZE
-
-    def limit_in_child() -> None:
-        setrlimit(which, (limit, limit))
-
-    return limit_in_child
+def _with_file_size_limit(command: Sequence[str], limit: int) -> list[str]:
+    """`command` started by a shell that first sets RLIMIT_FSIZE (`ulimit -f`, in 512-byte
+    blocks) and then execs it. Not `preexec_fn`: Python code between fork and exec can crash
+    the child of a threaded process (seen: a segfault when the server's adapter job ran
+    llama.cpp's converter)."""
+    blocks = max(-(-limit // 512), 1)
+    return ["/bin/sh", "-c", f'ulimit -f {blocks} && exec "$@"', "sh", *command]
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
