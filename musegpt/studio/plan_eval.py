@@ -19,7 +19,14 @@ from typing import Any
 
 from musegpt.fileio import atomic_write_text
 from musegpt.studio.story import StoryProject, check_premise, plan_bible, plan_outline
-from musegpt.studio.story_eval import load_rows, mean, plan_valid, premise_order, share
+from musegpt.studio.story_eval import (
+    load_rows,
+    mean,
+    page_with_table,
+    plan_valid,
+    premise_order,
+    share,
+)
 from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import Lang
@@ -137,12 +144,9 @@ def plan_table(rows: list[dict[str, Any]]) -> str:
 def write_plan_table(page: Path, rows: list[dict[str, Any]], command: str) -> str:
     """The plan table put between its markers in `page` (the rest kept), or appended to
     it under a heading; returns the page's text."""
-    block = f"{PLAN_TABLE_START}\nCommand: `{command}`.\n\n{plan_table(rows)}{PLAN_TABLE_END}"
-    text = page.read_text("utf-8") if page.is_file() else "# Story evaluation\n\n"
-    if PLAN_TABLE_START in text and PLAN_TABLE_END in text:
-        head, _, rest = text.partition(PLAN_TABLE_START)
-        return head + block + rest.partition(PLAN_TABLE_END)[2]
-    return text.rstrip("\n") + "\n\n## Plans\n\n" + block + "\n"
+    return page_with_table(
+        page, PLAN_TABLE_START, PLAN_TABLE_END, plan_table(rows), command, "## Plans\n\n"
+    )
 
 
 def evaluate_plan_set(

@@ -1001,18 +1001,17 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     def led(text: str) -> str:
         return glue(lead, text, lang)
 
-    if candidates <= 1:
-        writer.show(lead + ("" if lang == "zh" else " "))
-        raw = led(
+    def whole_draft() -> str:  # the chapter in one streamed draw, after the lead
+        return led(
             writer.write(
-                prompt,
-                tokens,
-                stop=stops,
-                labels=SCENE_LABELS,
-                stream=True,
+                prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True,
                 avoid_regex=after_name,
             )
-        )
+        )  # fmt: skip
+
+    if candidates <= 1:
+        writer.show(lead + ("" if lang == "zh" else " "))
+        raw = whole_draft()
     else:
         batches = writer.engine.max_batch is None or writer.engine.max_batch >= candidates
         # One row at a time (llama.cpp): only the openings are drawn several times, so a
@@ -1056,16 +1055,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             raw = glue(raw + joint, rest, lang)
     scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:  # all of it cleaned away (a retold chapter, a loop): once more
-        raw = led(
-            writer.write(
-                prompt,
-                tokens,
-                stop=stops,
-                labels=SCENE_LABELS,
-                stream=True,
-                avoid_regex=after_name,
-            )
-        )
+        raw = whole_draft()
         scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
     if not scene.text:
         raise StudioError(f"the model wrote nothing for chapter {index + 1}; try another --seed")

@@ -307,9 +307,17 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 def write_table(page: Path, rows: list[dict[str, Any]], command: str) -> str:
     """The table put between the markers of `page` (the rest of the page is kept), or a
     new page holding only the table; returns the page's text."""
-    block = f"{TABLE_START}\nCommand: `{command}`.\n\n{summary_table(rows)}{TABLE_END}"
+    return page_with_table(page, TABLE_START, TABLE_END, summary_table(rows), command)
+
+
+def page_with_table(
+    page: Path, start: str, end: str, table: str, command: str, heading: str = ""
+) -> str:
+    """`page`'s text with `table` (and the command that made it) between the markers
+    `start` and `end`, the rest kept; appended (under `heading`) when the page has none."""
+    block = f"{start}\nCommand: `{command}`.\n\n{table}{end}"
     text = page.read_text("utf-8") if page.is_file() else "# Story evaluation\n\n"
-    if TABLE_START in text and TABLE_END in text:
-        head, _, rest = text.partition(TABLE_START)
-        return head + block + rest.partition(TABLE_END)[2]
-    return text.rstrip("\n") + "\n\n" + block + "\n"
+    if start in text and end in text:
+        head, _, rest = text.partition(start)
+        return head + block + rest.partition(end)[2]
+    return text.rstrip("\n") + "\n\n" + heading + block + "\n"
