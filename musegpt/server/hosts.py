@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from musegpt.engines.base import Engine
 from musegpt.server.errors import APIError
+from musegpt.server.model_kinds import ModelKind, model_kind
 from musegpt.server.runners import Runner, runner_for
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ class ModelHost:
         self.max_queue = max_queue
         self.max_batch_rows = max_batch_rows
         self.runner: Runner | None = None
+        self.kind: ModelKind = "text"  # what it makes, known once it is loaded
         self.error: str | None = None
         self.queued = 0
         self.running = 0
@@ -39,6 +41,7 @@ class ModelHost:
         try:
             loaded = source if isinstance(source, Engine) else source()
             engines = [loaded] if isinstance(loaded, Engine) else list(loaded)
+            self.kind = model_kind(engines[0])
             self.runner = runner_for(engines, self.max_batch_rows)
         except Exception as err:  # reported by every request until fixed
             self.error = f"model {self.name!r} failed to load: {err}"

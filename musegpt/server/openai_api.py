@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from musegpt.generation.decoder import Completion, Delta, FinishReason, TokenLogprob
 from musegpt.generation.params import SamplingParams
-from musegpt.music.compose import MUSIC_MODEL
 from musegpt.server.chat import render_chat
 from musegpt.server.errors import APIError, invalid
 from musegpt.server.hosts import (
@@ -40,30 +39,63 @@ router = APIRouter()
 
 @router.get("/v1/models")
 def list_models(request: Request) -> dict[str, Any]:
+    """The text and music models served, then the image models the images API draws with;
+    `kind` says which menu a client offers each in."""
     state = state_of(request)
-    data = []
-    for name, host in state.models.hosts.items():
-        entry: dict[str, Any] = {
-            "id": name,
-            "object": "model",
-            "created": state.started,
-            "owned_by": "musegpt",
-            "ready": host.runner is not None,
-            # Which menu a client offers it in: the ABC model writes tunes, not prose.
-            "kind": "music" if name == MUSIC_MODEL else "text",
-        }
-        if host.runner is not None:
-            info = host.runner.engine.info
-            entry.update(backend=info.backend, context_length=info.context_length)
-        data.append(entry)
+    data = [_model_entry(state, host) for host in state.models.hosts.values()]
+    data += [e for e in _image_entries(request, state) if e["id"] not in state.models.hosts]
     return {"object": "list", "data": data}
 
 
 @router.get("/v1/models/{model}")
 def get_model(model: str, request: Request) -> dict[str, Any]:
     state = state_of(request)
-    host = state.models.get(model)
-    return {"id": host.name, "object": "model", "created": state.started, "owned_by": "musegpt"}
+    if model not in state.models.hosts:
+        image = next((e for e in _image_entries(request, state) if e["id"] == model), None)
+        if image is not None:
+            return image
+    return _model_entry(state, state.models.get(model))
+
+
+def _model_entry(state: ServerState, host: ModelHost) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": host.name,
+        "object": "model",
+        "created": state.started,
+        "owned_by": "musegpt",
+        "ready": host.runner is not None,
+        "kind": host.kind,  # decided from the loaded model itself (model_kinds.py)
+    }
+    if host.runner is not None:
+        info = host.runner.engine.info
+        entry.update(backend=info.backend, context_length=info.context_length)
+    return entry
+
+
+def _image_entries(request: Request, state: ServerState) -> list[dict[str, Any]]:
+    """The default image model (if this install has one) and any other loaded ones."""
+    from musegpt.images.model import is_image_model
+    from musegpt.server.images_api import image_models
+
+    images = image_models(request)
+    names = [*images.models]
+    default = images.default
+    # Not loaded yet: listed when its file's metadata says it is an image model (no weights
+    # are read), so the listing costs nothing and never fails.
+    if default not in images.models and default not in images.failed and is_image_model(default):
+        names.insert(0, default)
+    return [
+        {
+            "id": name,
+            "object": "model",
+            "created": state.started,
+            "owned_by": "musegpt",
+            "ready": name in images.models,
+            "kind": "image",
+            "backend": "musegpt",
+        }
+        for name in names
+    ]
 
 
 @router.post("/v1/completions", response_model=None)

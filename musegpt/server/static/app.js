@@ -633,6 +633,7 @@ function compose() {
     clearOutput();
     const payload = {
       request: $("tune-request").value.trim() || "a tune in D major",
+      model: $("tune-model").value || null,
       bars: Number($("tune-bars").value) || 16,
       constrained: $("tune-constrained").checked,
       temperature: Number($("temperature").value),
@@ -913,11 +914,16 @@ async function exportProject(format) {
 
 async function start() {
   try {
-    // The menu is for text tasks: the music model only composes (with its own button).
-    const models = (await api("/v1/models")).data.filter((m) => m.kind !== "music");
-    $("model").textContent = "";
-    for (const m of models) $("model").add(new Option(m.id, m.id));
-    if (!models.length) $("model").add(new Option("(no text model)", ""));
+    // Each menu lists the models of its kind (the server reads it from the model itself):
+    // text models write, ABC models compose (image models are draw.js's).
+    const listed = (await api("/v1/models")).data;
+    const menus = [["model", "text", "(no text model)"], ["tune-model", "music", "(no music model)"]];
+    for (const [menu, kind, none] of menus) {
+      const models = listed.filter((m) => m.kind === kind);
+      $(menu).textContent = "";
+      for (const m of models) $(menu).add(new Option(m.id, m.id));
+      if (!models.length) $(menu).add(new Option(none, ""));
+    }
     const tasks = await api("/v1/studio/tasks");
     $("form").textContent = "";
     for (const f of tasks.forms) $("form").add(new Option(f.display_name, f.name));
