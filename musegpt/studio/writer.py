@@ -80,12 +80,14 @@ class Writer:
         constraints: Sequence[LogitsProcessor] = (),
         avoid: Sequence[str] = (),
         avoid_regex: Sequence[str] = (),
+        until: Callable[[str], bool] | None = None,
         **extra: object,
     ) -> str:
         """Continue `prompt`; the cleaned continuation. With `stream`, clean text is sent to
         the sink sentence by sentence as it is written. Phrases in `avoid` (the few-shot
         examples' own lines) and matches of `avoid_regex` (their word runs, `echo_pattern`)
-        never appear: decoding backtracks around them."""
+        never appear: decoding backtracks around them. Decoding stops once `until(text so
+        far)` holds (e.g. a chapter draft that has gone on too long with nothing kept)."""
         if avoid:
             extra["banned"] = [*self.params.banned, *avoid]
         if avoid_regex:
@@ -98,6 +100,8 @@ class Writer:
             raw += delta.text
             if len(cut_bad_tail(raw, labels)) < len(raw):
                 cancel.set()  # the model looped or began a new example: stop paying for it
+            elif until is not None and until(raw):
+                cancel.set()
             if stream:
                 kept = tidy(raw, labels, clean_end=False)
                 ends = [m.end() for m in SENTENCE_END.finditer(kept)]
