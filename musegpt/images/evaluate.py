@@ -30,11 +30,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from musegpt.images.model import ImageModel
+from musegpt.images.originality import NEAR_COPY_SHARE
 from musegpt.images.sheet import GAP
 from musegpt.images.tokenizer import ImageTokenizer
 from musegpt.images.train import load_pixels, read_pictures
 
-NEAR_COPY_SHARE = 0.9
 CAPTIONS_FILE = "eval_captions.json"
 
 
@@ -140,6 +140,8 @@ class ImageEvalReport:
     classifier_accuracy: float  # on the held-out test pictures
     results: list[CaptionResult]
     seconds: float
+    expand: str = "off"  # the caption expansion drawn with
+    guard: bool = False  # whether near-copies were redrawn
 
     def fidelity(self, kind: str | None = None, lang: str | None = None) -> float:
         hits = total = 0
@@ -235,12 +237,15 @@ def evaluate_images(
     temperature: float | None = None,
     top_k: int | None = None,
     rerank: int | None = None,
+    expand: bool | None = None,
+    guard: bool = True,
     limit: int | None = None,
     captions: Sequence[EvalCaption] | None = None,
     say: Callable[[str], None] = lambda message: None,
 ) -> ImageEvalReport:
     """Draw `per_caption` pictures for each of `captions` (default: the fixed set) and
-    measure them against `reference`."""
+    measure them against `reference`. Sampling, caption expansion and the originality guard
+    default to the model's own, as `ImageModel.draw` draws."""
     start = time.perf_counter()
     tokenizer = model.tokenizer
     captions = list(captions or eval_captions())[:limit]
@@ -249,6 +254,7 @@ def evaluate_images(
         images = model.draw(
             caption.caption, n=per_caption, size=tokenizer.resolution, seed=seed + number,
             guidance=guidance, temperature=temperature, top_k=top_k, rerank=rerank,
+            expand=expand, guard=guard,
         )  # fmt: skip
         pixels = np.stack([np.asarray(im.convert("RGB")) for im in images])
         ids = tokenizer.encode_pixels(pixels)
@@ -280,6 +286,8 @@ def evaluate_images(
         reference.accuracy,
         results,
         time.perf_counter() - start,
+        model.expansion_mode(expand),
+        guard and model.training_grids is not None,
     )
 
 

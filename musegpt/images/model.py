@@ -9,6 +9,11 @@ logits pushed away from the captionless ones). With `rerank` k above 1, k candid
 drawn for each picture and the one with the most caption evidence is kept: the pointwise
 mutual information of its tokens with the caption, log p(picture | caption) -
 log p(picture | no caption), both read off the rows guidance runs anyway.
+
+A model file that keeps its training split (`musegpt.images.memory`) also draws with caption
+expansion (the request mapped to the nearest trained name or tags, `prompting.py`) when its
+recipe found that it helps, and never hands back a near-copy of a training picture: one is
+redrawn, a little hotter, with a seed derived from the request's (`originality.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,15 @@ from musegpt.generation.decoder import draw as draw_tokens
 from musegpt.generation.decoder import torch_threads
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
+from musegpt.images.originality import GRIDS_KEY, GUARD_TRIES, TrainingGrids
+from musegpt.images.prompting import (
+    CONCEPTS_KEY,
+    EXPAND_KEY,
+    ConceptVocabulary,
+    ExpandMode,
+    Expansion,
+    expand_mode,
+)
 from musegpt.images.tokenizer import ImageTokenizer
 from musegpt.model.gpt import GPT
 from musegpt.model.io import ModelFileError, load_model, read_metadata
@@ -102,6 +116,9 @@ class ImageModel:
         temperature: float = 1.0,
         top_k: int = 0,
         rerank: int = 1,
+        vocabulary: ConceptVocabulary | None = None,
+        training_grids: TrainingGrids | None = None,
+        expand: ExpandMode = "off",
     ) -> None:
         self.gpt = gpt.eval()
         self.tokenizer = tokenizer
@@ -111,6 +128,9 @@ class ImageModel:
         self.temperature = temperature
         self.top_k = top_k
         self.rerank = rerank
+        self.expand = expand
+        self.vocabulary = vocabulary  # the training split's names and tags (None: not kept)
+        self.training_grids = training_grids  # its token grids, for the originality guard
         self._lock = threading.Lock()  # one drawing at a time per model (the server shares it)
 
     @property
@@ -153,19 +173,23 @@ class ImageModel:
         top_k: int | None = None,
         guidance: float | None = None,
         rerank: int | None = None,
+        expand: bool | None = None,
+        guard: bool = True,
         progress: Progress | None = None,
     ) -> list[Image.Image]:
         """`n` RGB pictures of `size` x `size` pixels for `prompt`. The same seed gives the same
         pictures. Without a style each picture takes one of the model's styles at random.
-        `temperature`, `top_k` (0: all tokens), `guidance` (1: off) and `rerank` (candidates
-        per picture; 1: off) default to the model's own. Each image's `info` holds its
-        prompt, style, seed, model name, the sampling it was drawn with and its caption
-        evidence in nats (as strings)."""
+        `temperature`, `top_k` (0: all tokens), `guidance` (1: off), `rerank` (candidates
+        per picture; 1: off) and `expand` (caption expansion) default to the model's own;
+        `guard=False` lets near-copies of training pictures through. Each image's `info`
+        holds its prompt, the caption the model read, style, seed, model name, the sampling
+        it was drawn with, its caption evidence in nats and its redraws (as strings)."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise ImageRequestError("prompt is empty; describe the picture, e.g. 'a red apple'")
         return self._draw(
-            prompt, [], n, size, seed, style, temperature, top_k, guidance, rerank, progress
-        )
+            prompt, [], n, size, seed, style, temperature, top_k, guidance, rerank, progress,
+            expand, guard,
+        )  # fmt: skip
 
     def vary(
         self,
@@ -181,6 +205,8 @@ class ImageModel:
         top_k: int | None = None,
         guidance: float | None = None,
         rerank: int | None = None,
+        expand: bool | None = None,
+        guard: bool = True,
         progress: Progress | None = None,
     ) -> list[Image.Image]:
         """`n` variations of `image`: the top `keep` share of its token grid's rows (at least
@@ -195,8 +221,30 @@ class ImageModel:
         if not prompt.strip():
             prompt, guidance, rerank = "", 1.0, 1
         return self._draw(
-            prompt, kept, n, size, seed, style, temperature, top_k, guidance, rerank, progress
-        )
+            prompt, kept, n, size, seed, style, temperature, top_k, guidance, rerank, progress,
+            expand, guard,
+        )  # fmt: skip
+
+    def expansion_mode(self, expand: bool | None = None) -> ExpandMode:
+        """The expansion `expand` asks for: None the model's own (off when the file keeps no
+        vocabulary), True the model's own or else names, False none."""
+        if expand is None:
+            return self.expand if self.vocabulary is not None else "off"
+        return (self.expand if self.expand != "off" else "name") if expand else "off"
+
+    def expansion(self, prompt: str, expand: bool | None = None) -> Expansion:
+        """What the model reads for `prompt`: with expansion (`expand`, default the model's
+        own) the nearest trained name or tags, else the prompt as written."""
+        mode = self.expansion_mode(expand)
+        if mode == "off" or not prompt.strip():
+            return Expansion(prompt, None, 0.0)
+        if self.vocabulary is None:
+            raise ImageRequestError(
+                f"the image model {self.name!r} keeps no training vocabulary to expand "
+                "captions with; draw without expansion, or store it with "
+                "musegpt.images.memory.remember_training_split(model_file, corpus_folder)"
+            )
+        return self.vocabulary.expand(prompt, mode)
 
     def _draw(
         self,
@@ -211,12 +259,15 @@ class ImageModel:
         guidance: float | None,
         rerank: int | None,
         progress: Progress | None,
+        expand: bool | None = None,
+        guard: bool = True,
     ) -> list[Image.Image]:
         """Pictures that begin with the image tokens `kept` (none: a whole new picture)."""
         pixels = parse_size(size)
         scale = self.guidance if guidance is None else guidance
         candidates = self.rerank if rerank is None else rerank
         chosen_style = self._check(prompt, n, style, scale, candidates)
+        read = self.expansion(prompt, expand)
         try:
             params = SamplingParams(
                 temperature=self.temperature if temperature is None else temperature,
@@ -237,7 +288,11 @@ class ImageModel:
         # One thread: a step is a few small matmuls, and a second thread only waits on the
         # first (4 pictures: 0.3 s on one thread, 19.5 s on two, on the busy 2-core machine).
         with self._lock, torch.inference_mode(), torch_threads(1):
-            ids, evidence = self._sample(prompt, styles, params, scale, candidates, kept, progress)
+            ids, evidence = self._sample(
+                read.caption, styles, params, scale, candidates, kept, progress
+            )
+            redraws = self._guard(ids, evidence, read.caption, styles, params, scale, candidates,
+                                  kept) if guard else [0] * n  # fmt: skip
         grids = self.tokenizer.decode_pixels(ids.numpy())
         images = []
         for row, grid in enumerate(grids):
@@ -245,6 +300,7 @@ class ImageModel:
             image.info.update(
                 {
                     "prompt": prompt,
+                    "caption": read.caption,  # what the model read (after expansion)
                     "style": styles[row] or "",
                     "seed": str(params.seed),
                     "index": str(row),
@@ -256,10 +312,54 @@ class ImageModel:
                     "rerank": str(candidates),
                     "evidence": f"{float(evidence[row]):.2f}",
                     "kept_tokens": str(len(kept)),
+                    "redraws": str(redraws[row]),
                 }
             )
             images.append(image)
         return images
+
+    def _guard(
+        self,
+        ids: torch.Tensor,
+        evidence: torch.Tensor,
+        caption: str,
+        styles: list[str | None],
+        params: SamplingParams,
+        guidance: float,
+        rerank: int,
+        kept: list[int],
+    ) -> list[int]:
+        """Redraw, in place, the pictures of `ids` that are near-copies of a training picture:
+        at most GUARD_TRIES times, each with a seed derived from the request's and a higher
+        temperature (a copy is what the likeliest tokens spell). Returns each picture's
+        redraws; one still a copy after the last try (never seen on the icons model) is
+        kept, with GUARD_TRIES + 1 redraws in its info."""
+        redraws = [0] * len(styles)
+        if self.training_grids is None:
+            return redraws
+        first = self.tokenizer.first_code
+        for attempt in range(1, GUARD_TRIES + 1):
+            copies = np.flatnonzero(self.training_grids.near_copies(ids.numpy() - first))
+            if not len(copies):
+                return redraws
+            hotter = min(2.0, (params.temperature or 0.5) * (1 + 0.25 * attempt))
+            retry = params.model_copy(
+                update={
+                    "seed": (int(params.seed or 0) * 1_000_003 + attempt) % 2**31,
+                    "n": len(copies),
+                    "temperature": hotter,
+                }
+            )
+            again, again_evidence = self._sample(
+                caption, [styles[i] for i in copies], retry, guidance, rerank, kept, None
+            )
+            rows = torch.from_numpy(copies)
+            ids[rows], evidence[rows] = again, again_evidence
+            for i in copies:
+                redraws[i] += 1
+        for i in np.flatnonzero(self.training_grids.near_copies(ids.numpy() - first)):
+            redraws[i] += 1
+        return redraws
 
     def _sample(
         self,
@@ -378,6 +478,13 @@ def load_image_model(name_or_path: str | Path = DEFAULT_IMAGE_MODEL) -> ImageMod
         temperature=float(meta.get(TEMPERATURE_KEY, "1.0")),
         top_k=int(meta.get(TOP_K_KEY, "0")),
         rerank=int(meta.get(RERANK_KEY, "1")),
+        vocabulary=(
+            ConceptVocabulary.from_metadata(meta[CONCEPTS_KEY]) if CONCEPTS_KEY in meta else None
+        ),
+        training_grids=(
+            TrainingGrids.from_metadata(meta[GRIDS_KEY]) if GRIDS_KEY in meta else None
+        ),
+        expand=expand_mode(meta.get(EXPAND_KEY, "off")),
     )
 
 
