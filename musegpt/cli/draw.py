@@ -113,6 +113,9 @@ def train_images_command(
     tags: Annotated[
         bool, typer.Option("--tags", help="Also caption each picture with its tags.")
     ] = False,
+    flip: Annotated[
+        bool, typer.Option("--flip", help="Also train on mirrorable pictures flipped.")
+    ] = False,
 ) -> None:
     """Train an image model: caption tokens, then image tokens, one GPT."""
     try:
@@ -123,7 +126,7 @@ def train_images_command(
             cfg = load_config(config, overrides or [])
             best = train_image_model(
                 data, out, cfg, guidance=guidance, resume=resume, base=base,
-                settings=TokenizerSettings(tag_captions=tags),
+                settings=TokenizerSettings(tag_captions=tags, flip=flip),
             )  # fmt: skip
     except KeyboardInterrupt:
         _interrupted(out)

@@ -34,6 +34,10 @@ ROWS_FILE = "images.jsonl"
 RECORDS = "records"
 UNCONDITIONAL_EVERY = 10
 TAG_WORDS = 3  # tags in a tag caption: most captions stay within 16 tokens
+# A mirror image is not the same thing for these: a flag, a symbol (letters, digits, keycaps,
+# signs) or anything whose name says a side or shows a clock's hands.
+UNMIRRORED_GROUPS = frozenset({"flags", "symbols"})
+SIDED_WORDS = ("left", "right", "clock", "左", "右", "钟")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class TokenizerSettings:
     # Training records also caption each picture with its tags (twice the records; the
     # validation split keeps the names only, so its loss compares with a run without tags).
     tag_captions: bool = False
+    # Training records also show each mirrorable picture flipped left to right, with the
+    # same captions (see `mirrorable`): twice the pictures for the same corpus.
+    flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,17 +136,44 @@ def tag_captions(picture: Picture) -> list[str]:
     return captions
 
 
+def mirrorable(picture: Picture) -> bool:
+    """Whether `picture` flipped left to right still shows what its captions say."""
+    if picture.group in UNMIRRORED_GROUPS:
+        return False
+    words = " ".join([*picture.captions, *(t for tags in picture.tags for t in tags)]).lower()
+    return not any(word in words for word in SIDED_WORDS)
+
+
 def encode_records(
     tokenizer: ImageTokenizer,
     pictures: Sequence[Picture],
     pixels: np.ndarray[Any, Any],
     *,
     with_tags: bool = False,
+    flip: bool = False,
 ) -> np.ndarray[Any, Any]:
     """(records, record_length) token ids: each picture once per caption (and, `with_tags`,
     once per language with its tags as the caption), and captionless for one picture in
-    UNCONDITIONAL_EVERY."""
+    UNCONDITIONAL_EVERY; with `flip`, the mirrorable pictures again, flipped left to right,
+    with the same captions (after all the unflipped records)."""
     image_ids = tokenizer.encode_pixels(pixels)
+    records = _picture_records(tokenizer, pictures, image_ids, with_tags)
+    if flip:
+        chosen = [i for i, picture in enumerate(pictures) if mirrorable(picture)]
+        if chosen:
+            mirrored = tokenizer.encode_pixels(np.ascontiguousarray(pixels[chosen, :, ::-1]))
+            records += _picture_records(
+                tokenizer, [pictures[i] for i in chosen], mirrored, with_tags
+            )
+    return np.asarray(records, dtype=np.int64).reshape(-1, tokenizer.record_length)
+
+
+def _picture_records(
+    tokenizer: ImageTokenizer,
+    pictures: Sequence[Picture],
+    image_ids: np.ndarray[Any, Any],
+    with_tags: bool,
+) -> list[np.ndarray[Any, Any]]:
     records: list[np.ndarray[Any, Any]] = []
     for picture, ids in zip(pictures, image_ids, strict=True):
         captions = [*picture.captions, *(tag_captions(picture) if with_tags else ())]
@@ -147,7 +181,7 @@ def encode_records(
         if _unconditional(picture):
             prompts.append(tokenizer.prompt_ids(""))
         records.extend(np.concatenate([np.asarray(p), ids]) for p in prompts)
-    return np.asarray(records, dtype=np.int64).reshape(-1, tokenizer.record_length)
+    return records
 
 
 def write_records(
@@ -188,9 +222,7 @@ def build_records(
     if not train:
         raise ValueError(f"{folder} has no pictures in its train split")
     if tokenizer is not None:
-        return write_records(
-            out, tokenizer, encoded_splits(tokenizer, train, val, settings.tag_captions)
-        )
+        return write_records(out, tokenizer, encoded_splits(tokenizer, train, val, settings))
     train_pixels = load_pixels(train, settings.resolution)
     captions = [caption_text(c, p.style or None) for p in train for c in p.captions]
     tokenizer = ImageTokenizer.train(
@@ -204,17 +236,18 @@ def build_records(
         styles=[p.style for p in train if p.style],
         seed=settings.seed,
     )
-    return write_records(
-        out, tokenizer, encoded_splits(tokenizer, train, val, settings.tag_captions)
-    )
+    return write_records(out, tokenizer, encoded_splits(tokenizer, train, val, settings))
 
 
 def encoded_splits(
-    tokenizer: ImageTokenizer, train: list[Picture], val: list[Picture], with_tags: bool
+    tokenizer: ImageTokenizer, train: list[Picture], val: list[Picture], settings: TokenizerSettings
 ) -> dict[str, np.ndarray[Any, Any]]:
+    """Training records with the settings' tags and flips; validation records plain (names
+    only, unflipped), so validation losses of runs with and without them compare."""
     pixels = load_pixels(train, tokenizer.resolution)
+    options = {"with_tags": settings.tag_captions, "flip": settings.flip}
     return {
-        "train": encode_records(tokenizer, train, pixels, with_tags=with_tags),
+        "train": encode_records(tokenizer, train, pixels, **options),
         "val": encode_records(tokenizer, val, load_pixels(val, tokenizer.resolution)),
     }
 

@@ -1,0 +1,94 @@
+"""Training records of an image model: left-right flips of mirrorable pictures (`--flip`),
+with a continued run keeping its base model's tokenizer, on the tiny real circle model the
+other picture tests share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from images_helpers import tiny_image_model
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from musegpt.cli.app import app
+from musegpt.data.dataset import PreparedCorpus
+from musegpt.images import ImageModel
+from musegpt.images.train import Picture, encode_records, mirrorable
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
+    return tiny_image_model(tmp_path_factory)
+
+
+def picture(caption: str, group: str = "food-drink", tags: tuple[str, ...] = ()) -> Picture:
+    return Picture(Path(f"{caption}.png"), (caption,), "tiny", group, "train", caption, (tags,))
+
+
+def test_mirrorable_leaves_out_flags_symbols_sides_and_clocks() -> None:
+    assert mirrorable(picture("red apple", tags=("fruit", "apple")))
+    assert not mirrorable(picture("flag: France", "flags"))
+    assert not mirrorable(picture("SOS button", "symbols"))
+    assert not mirrorable(picture("backhand index pointing left", "people-body"))
+    assert not mirrorable(picture("one o’clock", "travel-places"))
+    assert not mirrorable(picture("hand", "people-body", tags=("right",)))
+    assert not mirrorable(Picture(Path("x.png"), ("x", "向右箭头"), "tiny", "objects", "train"))
+
+
+def test_flip_adds_each_mirrorable_picture_mirrored_with_its_captions(tiny: ImageModel) -> None:
+    tokenizer = tiny.tokenizer
+    pixels = np.full((2, 8, 8, 3), 255, dtype=np.uint8)
+    pixels[:, 2:6, 0:3] = (255, 0, 0)  # a red block on the left: not left-right symmetric
+    pictures = [picture("a red circle"), picture("a red circle pointing left")]
+    plain = encode_records(tokenizer, pictures, pixels)
+    first = encode_records(tokenizer, pictures[:1], pixels[:1])
+    flipped = encode_records(tokenizer, pictures, pixels, flip=True)
+    # the first one again, mirrored; the second says a side: not flipped
+    assert len(flipped) == len(plain) + len(first)
+    assert (flipped[: len(plain)] == plain).all()
+    mirrored = flipped[len(plain) :]
+    start = tokenizer.caption_length + 1
+    assert (mirrored[:, :start] == first[:, :start]).all()  # the same captions
+    grid = tokenizer.grid
+    for drawn, flip in zip(first[:, start:], mirrored[:, start:], strict=True):
+        # 1x1 patches: the mirrored picture's tokens are the grid's columns reversed
+        original, reversed_columns = drawn.reshape(grid, grid), flip.reshape(grid, grid)
+        assert (reversed_columns == original[:, ::-1]).all()
+        assert (reversed_columns != original).any()
+
+
+def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
+    tiny: ImageModel, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
+    folder = tmp_path / "pictures"
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for i, (colour, group) in enumerate([("red", "food-drink"), ("blue", "flags")]):
+        image = Image.new("RGB", (32, 32), "white")
+        ImageDraw.Draw(image).ellipse((0, 4, 20, 28), fill=colour)  # off-centre: not symmetric
+        image.save(folder / f"images/{i}.png")
+        rows.append(
+            {"id": str(i), "path": f"images/{i}.png", "caption_en": f"a {colour} circle",
+             "style": "tiny", "group": group, "split": "train"}
+        )  # fmt: skip
+    (folder / "images.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = ["n_layer=2", "n_head=2", "n_embd=32", "batch_size=2", "max_iters=2"]
+    settings += ["eval_interval=1", "eval_iters=1", "dtype=float32", "device=cpu"]
+    out = tmp_path / "run"
+    args = ["train-images", str(folder), "--out", str(out), "--from", str(base), "--flip"]
+    result = CliRunner().invoke(app, [*args, *settings])
+    assert result.exit_code == 0, result.output
+    records = PreparedCorpus.open(out / "records")
+    assert records.tokenizer.to_dict() == tiny.tokenizer.to_dict()  # the base's tokenizer
+    length = tiny.tokenizer.record_length
+    train = np.fromfile(out / "records" / "train.bin", dtype=records.manifest["dtype"])
+    captions = [tiny.tokenizer.decode(r[: tiny.tokenizer.caption_length].tolist()) for r in
+                train.reshape(-1, length)]  # fmt: skip
+    # the red circle twice (as drawn and mirrored), the flag once
+    assert sum(c.endswith("a red circle") for c in captions) == 2
+    assert sum(c.endswith("a blue circle") for c in captions) == 1
+    assert records.manifest["splits"]["val"]["documents"] == 1  # validation stays unflipped
