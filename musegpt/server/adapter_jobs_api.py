@@ -5,26 +5,36 @@ refused with 429, never 409, see errors.py), `GET /v1/adapter-jobs[/{id}]` repor
 progress (step, loss, held-out perplexity, tokens/s, ETA) and `DELETE /v1/adapter-jobs/{id}`
 cancels it: the trainer stops before its next step and keeps its checkpoint. The work runs
 on a thread of its own, so the server goes on answering; when it succeeds the adapter is
-registered as `works-PROJECT` and served at once (it appears in `/v1/models`).
+registered as `works-PROJECT` and served at once (it appears in `/v1/models`). A server
+started later on the same data folder serves it again (`restore_adapters`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from musegpt.fileio import atomic_write_text
 from musegpt.server.errors import APIError, invalid
 from musegpt.server.state import ServerState, state_of
 
 router = APIRouter(prefix="/v1")
 BASE_MODEL = "gemma3-270m"
 RUNS_FOLDER = "adapters"  # under the server's data_dir: one run folder per job
+JOB_FILE = "job.json"  # in a run folder: the model it is served as, and its project
+# A run folder's name, for folders from before job.json: MODEL-YYYYmmdd-HHMMSS-JOB
+RUN_NAME = re.compile(r"(?P<model>works-.+)-\d{8}-\d{6}-\d+")
+log = logging.getLogger(__name__)
 JobState = Literal["running", "cancelling", "done", "failed", "cancelled"]
 ACTIVE = ("running", "cancelling")
 _lock = threading.Lock()  # guards every job's fields and the one-job-at-a-time rule
@@ -135,6 +145,9 @@ def start_job(
         )
         job = AdapterJob(job_id, project_id, name, model, str(folder), steps=settings.steps)
         jobs.jobs[job_id] = job
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"model": model, "project": name, "project_id": project_id, "base": BASE_MODEL}
+    atomic_write_text(folder / JOB_FILE, json.dumps(record, ensure_ascii=False) + "\n")
     thread = threading.Thread(
         target=_run,
         args=(job, paragraphs, settings, state),
@@ -221,3 +234,52 @@ def _run(job: AdapterJob, paragraphs: list[str], settings: Any, state: ServerSta
         job.state, job.error, job.finished = outcome, error, time.time()
         if error:
             job.message = f"failed: {error}"
+
+
+def restore_adapters(state: ServerState) -> list[str]:
+    """Serve again every adapter a job finished in this data folder (the latest run of each
+    model): registered anew and loaded with the other models. A run folder that is not
+    usable (no model name, an adapter file that is not one) is skipped with a warning."""
+    from musegpt.adapters.pipeline import ADAPTER_FILE, REPORT_FILE
+    from musegpt.adapters.registry import add_adapter
+    from musegpt.engines.base import EngineError
+    from musegpt.engines.registry import open_engine
+
+    runs = state.settings.data_dir / RUNS_FOLDER
+    finished = sorted(
+        (f for f in runs.glob("*/") if (f / REPORT_FILE).is_file()),
+        key=lambda f: (f / REPORT_FILE).stat().st_mtime,
+    )
+    latest: dict[str, Path] = {}
+    for folder in finished:  # oldest first: a later run of a model replaces an earlier one
+        try:
+            latest[_served_name(folder)] = folder
+        except ValueError as err:
+            log.warning("adapter run %s is not served: %s", folder, err)
+    restored = []
+    for model, folder in latest.items():
+        try:
+            add_adapter(model, BASE_MODEL, folder / ADAPTER_FILE)
+        except (EngineError, OSError) as err:
+            log.warning("adapter run %s is not served: %s", folder, err)
+            continue
+        state.models.include(model, partial(open_engine, model))
+        restored.append(model)
+    return restored
+
+
+def _served_name(folder: Path) -> str:
+    """The model a finished run is served as: its job.json's, else its folder name's."""
+    file = folder / JOB_FILE
+    if file.is_file():
+        try:
+            model = json.loads(file.read_text(encoding="utf-8"))["model"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{file} is unreadable ({err})") from None
+        if isinstance(model, str) and model:
+            return model
+        raise ValueError(f"{file} names no model")
+    match = RUN_NAME.fullmatch(folder.name)
+    if match is None:
+        raise ValueError(f"no {JOB_FILE} and the folder name names no works-PROJECT model")
+    return match["model"]

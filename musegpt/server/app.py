@@ -54,6 +54,7 @@ def create_app(
     settings = settings or ServerSettings()
     models = Models(engines, settings.max_queue, settings.max_batch_rows)
     state = ServerState(models, settings, store)
+    adapter_jobs_api.restore_adapters(state)  # adapters trained here before a restart
     for name, host in models.hosts.items():
         state.metrics.gauges[name] = host.stats
 

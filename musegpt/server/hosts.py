@@ -142,6 +142,13 @@ class Models:
         self.hosts = {**self.hosts, name: host}
         return host
 
+    def include(self, name: str, source: EngineSource) -> None:
+        """Host one more model, loaded with the others by `load_all` (before the server
+        starts: a restored adapter); a name already hosted keeps its model."""
+        if name not in self.hosts:
+            self.sources[name] = source
+            self.hosts[name] = ModelHost(name, self.max_queue, self.max_rows)
+
     def load_all(self) -> None:
         """Engines given ready are hosted now; loaders run on a background thread."""
         waiting = []
