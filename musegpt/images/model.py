@@ -19,6 +19,7 @@ redrawn, a little hotter, with a seed derived from the request's (`originality.p
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from musegpt.generation.decoder import draw as draw_tokens
 from musegpt.generation.decoder import torch_threads
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
-from musegpt.images.originality import GRIDS_KEY, GUARD_TRIES, TrainingGrids
+from musegpt.images.originality import GRIDS_KEY, GUARD_TRIES, NEAR_COPY_SHARE, TrainingGrids
 from musegpt.images.prompting import (
     CONCEPTS_KEY,
     EXPAND_KEY,
@@ -104,6 +105,34 @@ class ImageTokensOnly:
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         scores[..., : self.first_code] = float("-inf")
         return scores
+
+
+class CopyEscape:
+    """Keeps drawn rows from ending as near-copies of training grids: for each row it counts
+    the places where it differs from every grid so far, and when a grid could still end
+    within the near-copy share only if every remaining place differs from it, that grid's
+    token at the next place is banned. Only the last places of a would-be copy change."""
+
+    def __init__(self, grids: TrainingGrids, rows: int, kept: list[int]) -> None:
+        self.grids = grids.codes.astype(np.int64)
+        length = self.grids.shape[1]
+        # differences a picture needs with every grid not to be a near-copy of it
+        self.needed = length - math.ceil(NEAR_COPY_SHARE * length - 1e-9) + 1
+        prefix = np.asarray(kept, dtype=np.int64)
+        differ = (self.grids[:, : len(prefix)] != prefix[None, :]).sum(axis=1)
+        self.differences = np.repeat(differ[None, :], rows, axis=0)
+
+    def ban(self, logits: torch.Tensor, place: int, first_code: int) -> torch.Tensor:
+        remaining = self.grids.shape[1] - place
+        rows, grids = np.nonzero(self.differences + remaining <= self.needed)
+        if len(rows):
+            logits = logits.clone()
+            codes = torch.from_numpy(self.grids[grids, place] + first_code)
+            logits[torch.from_numpy(rows), codes] = float("-inf")
+        return logits
+
+    def update(self, place: int, codes: torch.Tensor) -> None:
+        self.differences += self.grids[None, :, place] != codes.numpy()[:, None]
 
 
 class ImageModel:
@@ -331,9 +360,9 @@ class ImageModel:
     ) -> list[int]:
         """Redraw, in place, the pictures of `ids` that are near-copies of a training picture:
         at most GUARD_TRIES times, each with a seed derived from the request's and a higher
-        temperature (a copy is what the likeliest tokens spell). Returns each picture's
-        redraws; one still a copy after the last try (never seen on the icons model) is
-        kept, with GUARD_TRIES + 1 redraws in its info."""
+        temperature (a copy is what the likeliest tokens spell); the last try also bans, at
+        each place, the token that would leave a training grid close enough to end as a copy
+        (`CopyEscape`), so it cannot fail. Returns each picture's redraws."""
         redraws = [0] * len(styles)
         if self.training_grids is None:
             return redraws
@@ -350,15 +379,15 @@ class ImageModel:
                     "temperature": hotter,
                 }
             )
+            last = attempt == GUARD_TRIES  # the last try cannot end in a copy
             again, again_evidence = self._sample(
-                caption, [styles[i] for i in copies], retry, guidance, rerank, kept, None
-            )
+                caption, [styles[i] for i in copies], retry, guidance, rerank, kept, None,
+                self.training_grids if last else None,
+            )  # fmt: skip
             rows = torch.from_numpy(copies)
             ids[rows], evidence[rows] = again, again_evidence
             for i in copies:
                 redraws[i] += 1
-        for i in np.flatnonzero(self.training_grids.near_copies(ids.numpy() - first)):
-            redraws[i] += 1
         return redraws
 
     def _sample(
@@ -370,9 +399,11 @@ class ImageModel:
         rerank: int,
         kept: list[int],
         progress: Progress | None,
+        avoid: TrainingGrids | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, image_length) image token ids, the first ones `kept`, and each picture's
-        caption evidence (n,): the best of `rerank` candidates per picture when `rerank` > 1."""
+        caption evidence (n,): the best of `rerank` candidates per picture when `rerank` > 1.
+        With `avoid`, no picture can end as a near-copy of one of its grids."""
         tok = self.tokenizer
         drawn = [style for style in styles for _ in range(rerank)]  # k candidates a picture
         m = len(drawn)
@@ -392,18 +423,23 @@ class ImageModel:
         out = torch.empty(m, tok.image_length, dtype=torch.long)
         out[:, : len(kept)] = torch.tensor(kept, dtype=torch.long)
         evidence = torch.zeros(m)
+        escape = CopyEscape(avoid, m, [k - tok.first_code for k in kept]) if avoid else None
         logits = self.gpt(prompt_ids, cache=cache, last_only=True).logits[:, -1, :].float()
         for step in range(total):
             if paired:
                 # each row's own distribution over the codebook (for the evidence)
                 log_probs = torch.log_softmax(logits[:, tok.first_code :], dim=-1)
                 logits = logits[m:] + guidance * (logits[:m] - logits[m:])
+            if escape is not None:
+                logits = escape.ban(logits, len(kept) + step, tok.first_code)
             scores = apply_pipeline(steps, state, logits)
             if params.greedy:
                 chosen = scores.argmax(dim=-1)
             else:
                 chosen = draw_tokens(torch.softmax(scores, dim=-1), generator)
             out[:, len(kept) + step] = chosen
+            if escape is not None:
+                escape.update(len(kept) + step, chosen - tok.first_code)
             if paired:
                 codes = torch.cat([chosen, chosen])[:, None] - tok.first_code
                 picked = log_probs.gather(1, codes)[:, 0]
