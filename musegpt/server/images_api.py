@@ -50,7 +50,7 @@ SIZES_TEXT = "256x256, 512x512 or 1024x1024"
 MAX_UPLOAD_BYTES = 4 * 2**20  # OpenAI's limit for a picture to vary
 MAX_UPLOAD_PIXELS = 4096 * 4096
 # A request's parameters that, named in a drawing error, are the ones to blame.
-PARAMS = ("prompt", "size", "style", "temperature", "top_k", "guidance", "n", "keep")
+PARAMS = ("prompt", "size", "style", "temperature", "top_k", "guidance", "n", "keep", "expand")
 
 
 class ImageRequest(BaseModel):
@@ -74,6 +74,9 @@ class ImageRequest(BaseModel):
         None, gt=0.0, le=20.0, description="classifier-free guidance; default: the model's"
     )
     project_id: int | None = Field(None, ge=1, le=2**62, description="keep provenance here")
+    expand: bool | None = Field(
+        None, description="map the prompt to the model's trained names; default: the model's"
+    )
 
 
 class SaveRequest(BaseModel):
@@ -209,6 +212,7 @@ async def generate_images(body: ImageRequest, request: Request) -> dict[str, Any
             temperature=body.temperature,
             top_k=body.top_k,
             guidance=body.guidance,
+            expand=body.expand,
         )
 
     return await _answer(request, state, body, model, draw, size, deadline)
@@ -350,7 +354,7 @@ def _keep(
         )
     atomic_write_text(folder / f"{image_id}.json", json.dumps(provenance, ensure_ascii=False))
     entry: dict[str, Any] = {
-        "revised_prompt": body.prompt,
+        "revised_prompt": str(picture.info.get("caption", body.prompt)),  # after expansion
         "id": image_id,
         "seed": provenance["seed"],
         "style": provenance["style"],
