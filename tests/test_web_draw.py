@@ -1,13 +1,16 @@
 """The web studio's Draw view end to end in headless Chromium: draw a grid of pictures from a
-caption with a style, a count and a seed; re-roll one; save one into the project; errors
-shown where the writer is looking."""
+caption with a style, a count and a seed; re-roll one; vary one; save one into the project;
+errors shown where the writer is looking."""
 
 from __future__ import annotations
 
+import io
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from images_helpers import tiny_image_model
 from studio_browser import CLIPPED_CONTROLS, WIDE, finished, launched, open_studio
@@ -86,6 +89,31 @@ def test_draw_a_grid_reroll_one_and_save_one(page: Any, served: tuple[str, Works
     (document,) = store.documents(project["id"])
     saved = store.document(document["id"])
     assert saved["kind"] == "image" and grid[0][0].endswith(saved["text"].split("(")[1][:-2])
+
+
+def png_rows(base: str, url: str) -> np.ndarray[Any, Any]:
+    from PIL import Image
+
+    with urllib.request.urlopen(base + url if url.startswith("/") else url, timeout=30) as answer:
+        return np.asarray(Image.open(io.BytesIO(answer.read())).convert("RGB"))
+
+
+def test_vary_keeps_the_top_half_of_one_picture_and_redraws_the_rest(
+    page: Any, served: tuple[str, WorksStore]
+) -> None:
+    page.fill("#draw-prompt", "a green circle")
+    page.fill("#draw-n", "3")
+    page.fill("#draw-seed", "7")
+    assert run(page, "#draw") == "done"
+    grid = pictures(page)
+    assert run(page, ".draw-vary", 2) == "done"
+    varied = pictures(page)
+    assert len(varied) == 3 and varied[0][0] == grid[2][0]  # the source first, then 2 new
+    source = png_rows(served[0], grid[2][0])
+    half = source.shape[0] // 2
+    for url, width, _ in varied[1:]:
+        assert url not in {u for u, _, _ in grid} and width == 256
+        assert np.array_equal(png_rows(served[0], url)[:half], source[:half])
 
 
 def test_a_caption_is_needed(page: Any) -> None:

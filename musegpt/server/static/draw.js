@@ -1,6 +1,7 @@
 // MuseGPT Studio, pictures: a Draw view beside Text and Story. A caption, a style, how many
 // and a seed draw a grid of pictures (POST /v1/images/generations); each can be drawn again
-// on its own (re-roll) or saved into the open project as an image document.
+// on its own (re-roll), varied (its top half kept and the rest redrawn, as many times as the
+// form asks: POST /v1/images/variations) or saved into the open project as an image document.
 "use strict";
 
 state.pictures = [];  // the grid: one answer item of /v1/images/generations per cell
@@ -111,6 +112,35 @@ function reroll(index) {
   }, "draw-error");
 }
 
+// The grid becomes variations of one picture: its top half kept, the rest redrawn for the
+// same caption; the picture itself stays first.
+function varyPicture(index) {
+  return busy(`varying picture ${index + 1}`, async (signal) => {
+    const source = state.pictures[index];
+    const png = await fetch(source.url, { signal });
+    if (!png.ok) throw new Error(`picture ${index + 1} is no longer on the server`);
+    const n = Math.max(1, Math.min(9, (Number($("draw-n").value) || 4) - 1));
+    const form = new FormData();
+    form.append("image", await png.blob(), `${source.id}.png`);
+    form.append("prompt", source.prompt);
+    form.append("n", String(n));
+    form.append("size", $("draw-size").value);
+    form.append("keep", "0.5");
+    form.append("seed", String(Math.floor(Math.random() * 2 ** 31)));
+    if (source.style) form.append("style", source.style);
+    if (state.project !== null) form.append("project_id", String(state.project));
+    const auth = headers();
+    delete auth["Content-Type"];  // the browser writes the multipart boundary itself
+    const response = await fetch("/v1/images/variations",
+      { method: "POST", headers: auth, body: form, signal });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error ? answer.error.message : response.statusText);
+    const variations = answer.data.map((item) => ({ ...item, prompt: source.prompt }));
+    state.pictures = [source, ...variations];
+    renderPictures();
+  }, "draw-error");
+}
+
 function savePicture(index) {
   return busy(`saving picture ${index + 1}`, async () => {
     const picture = state.pictures[index];
@@ -138,12 +168,21 @@ function renderPictures() {
     const about = document.createElement("p");
     about.className = "picture-about";
     about.textContent = `seed ${picture.seed}${picture.style ? " · " + picture.style : ""}`;
+    if (picture.revised_prompt && picture.revised_prompt !== picture.prompt) {
+      about.textContent += ` · drawn as “${picture.revised_prompt}”`;  // caption expansion
+    }
     const again = document.createElement("button");
     again.type = "button";
     again.className = "draw-reroll";
     again.textContent = "Re-roll";
     again.title = `Draw picture ${i + 1} again`;
     again.addEventListener("click", () => reroll(i));
+    const vary = document.createElement("button");
+    vary.type = "button";
+    vary.className = "draw-vary";
+    vary.textContent = "Vary";
+    vary.title = `Keep the top half of picture ${i + 1} and redraw the rest`;
+    vary.addEventListener("click", () => varyPicture(i));
     const keep = document.createElement("button");
     keep.type = "button";
     keep.className = "draw-save";
@@ -157,7 +196,7 @@ function renderPictures() {
     file.textContent = "PNG";
     const tools = document.createElement("div");
     tools.className = "toolbar";
-    tools.append(again, keep, file);
+    tools.append(again, vary, keep, file);
     cell.append(img, about, tools);
     grid.appendChild(cell);
   });
