@@ -5,6 +5,8 @@ encoding, the files and the provenance in a works library included).
     python benchmarks/draw_speed.py                       # icons, 512x512, n = 1 and 4
     python benchmarks/draw_speed.py --model runs/icons/best --repeats 5 --json out.json
     python benchmarks/draw_speed.py --rerank 1,2,4 --no-http   # k candidates a picture
+    python benchmarks/draw_speed.py --parts --no-http   # also without expansion and guard,
+                                                        # and each part timed alone
 
 Each case is drawn once untimed (warm-up), then `--repeats` times with seeds 1, 2, ...;
 the median and the fastest are reported. Targets (issue 16): one picture under 3 s, four
@@ -60,9 +62,39 @@ def timed(run: Callable[[int], Any], repeats: int) -> list[float]:
 
 
 def draw_case(
-    model: ImageModel, n: int, size: int, prompt: str, rerank: int | None = None
+    model: ImageModel,
+    n: int,
+    size: int,
+    prompt: str,
+    rerank: int | None = None,
+    bare: bool = False,
 ) -> Callable[[int], Any]:
-    return lambda seed: model.draw(prompt, n=n, size=size, seed=seed, rerank=rerank)
+    """`bare`: without caption expansion and the originality guard (the model's defaults
+    otherwise)."""
+    extra: dict[str, Any] = {"expand": False, "guard": False} if bare else {}
+    return lambda seed: model.draw(prompt, n=n, size=size, seed=seed, rerank=rerank, **extra)
+
+
+def parts(model: ImageModel, prompt: str, repeats: int) -> None:
+    """Caption expansion and the near-copy check alone, and the expansion index's first
+    build (the first drawing after loading pays it once)."""
+    print("\n| part | median ms | fastest ms |\n|---|---|---|")
+    vocabulary, grids = model.vocabulary, model.training_grids
+    if vocabulary is None or grids is None:
+        print("| (the model file keeps no training split: no expansion, no guard) | - | - |")
+        return
+    vocabulary.__dict__.pop("_index", None)  # a cached_property: forget it to time the build
+    start = time.perf_counter()
+    vocabulary.match(prompt)
+    print(f"| expansion index, first build ({len(vocabulary)} concepts) "
+          f"| {(time.perf_counter() - start) * 1e3:.0f} | - |")  # fmt: skip
+    codes = grids.codes[:4]
+    for label, run in (
+        ("expansion of one caption", lambda _: model.expansion(prompt, True)),
+        (f"near-copy check of 4 pictures against {len(grids)}", lambda _: grids.near_copies(codes)),
+    ):
+        seconds = timed(run, max(repeats, 20))
+        print(f"| {label} | {statistics.median(seconds) * 1e3:.2f} | {min(seconds) * 1e3:.2f} |")
 
 
 def http_case(model: ImageModel, n: int, size: int, prompt: str) -> Callable[[int], Any]:
@@ -101,6 +133,9 @@ def main() -> None:
     parser.add_argument(
         "--rerank", default="", help="also draw with k candidates a picture: k,k,... (draw only)"
     )
+    parser.add_argument(
+        "--parts", action="store_true", help="also draw bare, and time expansion and guard alone"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -118,6 +153,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     results = []
     cases = [("draw", draw_case)] + ([] if args.no_http else [("HTTP", http_case)])
+    if args.parts:
+        cases.append(("draw, no expansion, no guard", partial(draw_case, bare=True)))
     for k in (int(c) for c in args.rerank.split(",") if c):
         cases.append((f"draw, rerank {k}", partial(draw_case, rerank=k)))
     for path, case in cases:
@@ -138,6 +175,8 @@ def main() -> None:
             results.append(
                 {"path": path, "n": n, "size": args.size, "seconds": seconds, "target_s": target}
             )
+    if args.parts:
+        parts(model, args.prompt, args.repeats)
     print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.json:
         args.json.write_text(
