@@ -46,6 +46,13 @@ def draw_command(
         int | None,
         Opt(help="Draw k candidates a picture, keep the most caption evidence (default: model's)."),
     ] = None,
+    expand: Annotated[
+        bool | None,
+        Opt(
+            "--expand/--no-expand",
+            help="Read the caption as the nearest trained name (default: model's).",
+        ),
+    ] = None,
     model: Annotated[str, Opt("--model", "-m", help="An image model name or path.")] = "icons",
 ) -> None:
     """Draw pictures from a caption with an image GPT (English or Chinese captions)."""
@@ -72,6 +79,7 @@ def draw_command(
                 top_k=top_k,
                 guidance=guidance,
                 rerank=rerank,
+                expand=expand,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         target = out or default_out(prompt)
@@ -84,9 +92,11 @@ def draw_command(
         picture = contact_sheet(images) if n > 1 else images[0]
         picture.save(target)
         styles = ", ".join(sorted({im.info.get("style", "") for im in images}))
+        read = images[0].info.get("caption", prompt)
         err_console.print(
             f"[green]saved[/] {target} ({n} x {pixels}x{pixels}, seed {images[0].info['seed']}, "
-            f"style {styles or '-'})"
+            f"style {styles or '-'}" + (f', drawn as "{read}")' if read != prompt else ")"),
+            highlight=False,
         )
 
 
@@ -130,6 +140,11 @@ def train_images_command(
             )  # fmt: skip
     except KeyboardInterrupt:
         _interrupted(out)
+    with user_errors():
+        from musegpt.images.memory import remember_training_split
+
+        # its names and tags (caption expansion) and its pictures (the originality guard)
+        remember_training_split(best, data)
     typer.echo(f'done. Draw with: musegpt draw "a red apple" --model {best.parent}')
 
 
@@ -148,6 +163,13 @@ def eval_images_command(
     rerank: Annotated[
         int | None, Opt(help="Candidates per picture, best by caption evidence (default: model's).")
     ] = None,
+    expand: Annotated[
+        bool | None,
+        Opt("--expand/--no-expand", help="Caption expansion (default: the model's)."),
+    ] = None,
+    guard: Annotated[
+        bool, Opt("--guard/--no-guard", help="Redraw near-copies of training pictures.")
+    ] = True,
     limit: Annotated[int | None, Opt(min=1, help="Only the first N captions.")] = None,
     out: Annotated[Path, Opt(help="Markdown report.")] = Path("docs/images-eval.md"),
     examples: Annotated[Path, Opt(help="Grid of example pictures (PNG).")] = Path(
@@ -178,7 +200,8 @@ def eval_images_command(
         reference = build_reference(image_model.tokenizer, corpus, say)
         report = evaluate_images(
             image_model, reference, per_caption=per_caption, seed=seed, guidance=guidance,
-            temperature=temperature, top_k=top_k, rerank=rerank, limit=limit, say=say,
+            temperature=temperature, top_k=top_k, rerank=rerank, expand=expand, guard=guard,
+            limit=limit, say=say,
         )  # fmt: skip
         command = f"musegpt eval images --model {model} --per-caption {per_caption} --seed {seed}"
         for option, value in (
@@ -187,6 +210,8 @@ def eval_images_command(
         ):  # fmt: skip
             if value is not None:
                 command += f" --{option} {value:g}"
+        command += {True: " --expand", False: " --no-expand", None: ""}[expand]
+        command += "" if guard else " --no-guard"
         text = markdown_report(report, command, machine_description())
         text += f"\n![examples]({examples.name})\n"
         out.parent.mkdir(parents=True, exist_ok=True)
