@@ -3,10 +3,13 @@ test session (in the session's temporary folder) on four circles, so the tests s
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from PIL import Image, ImageDraw
 
 from musegpt.images import ImageModel, load_image_model
+from musegpt.images.memory import remember_training_split
 from musegpt.images.train import train_tiny_image_model
 
 COLOURS = ("red", "blue", "green", "orange")
@@ -27,3 +30,16 @@ def tiny_image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
     if not trained.is_file():
         trained = train_tiny_image_model(folder, circles())
     return load_image_model(trained)
+
+
+def remembering_image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
+    """The tiny model, copied, with its training split kept in its file: it draws with
+    caption expansion (to the trained names) and the originality guard."""
+    tiny_image_model(tmp_path_factory)  # trained once per session
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
+    copy = base / "remembering" / "model.safetensors"
+    if not copy.is_file():
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(base / "run" / "best" / "model.safetensors", copy)
+        remember_training_split(copy, base / "pictures", expand="name")
+    return load_image_model(copy)

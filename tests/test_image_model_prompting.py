@@ -4,15 +4,14 @@ picture folder's rows and the tiny circle model the other picture tests share.""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from images_helpers import tiny_image_model
+from images_helpers import remembering_image_model, tiny_image_model
 
-from musegpt.images import ImageModel, load_image_model
+from musegpt.images import ImageModel
 from musegpt.images.memory import remember_training_split
 from musegpt.images.model import ImageRequestError
 from musegpt.images.originality import NEAR_COPY_SHARE, TrainingGrids
@@ -109,13 +108,7 @@ def test_a_caption_with_nothing_in_common_is_drawn_as_written(
 
 @pytest.fixture(scope="module")
 def remembering(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
-    """The shared tiny circle model, copied, with its training split stored in its file."""
-    tiny_image_model(tmp_path_factory)  # trains it once per session if needed
-    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
-    copy = tmp_path_factory.mktemp("remembering") / "model.safetensors"
-    shutil.copy(base / "run" / "best" / "model.safetensors", copy)
-    remember_training_split(copy, base / "pictures", expand="name")
-    return load_image_model(copy)
+    return remembering_image_model(tmp_path_factory)
 
 
 def copy_shares(model: ImageModel, pictures: list[Any]) -> np.ndarray[Any, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from images_helpers import tiny_image_model
+from images_helpers import remembering_image_model, tiny_image_model
 from PIL import Image
 from test_server_helpers import running_server, tiny_engine
 
@@ -36,7 +36,8 @@ def server(
     folder = tmp_path_factory.mktemp("images-server")
     store = WorksStore(folder / "works.db")
     app = create_app({"tiny": tiny_engine()}, ServerSettings(data_dir=folder), store)
-    serve_image_models(app, {"circles": picture_model})
+    remembering = remembering_image_model(tmp_path_factory)
+    serve_image_models(app, {"circles": picture_model, "remembering": remembering})
     with running_server(app) as base:
         yield base, store, folder
 
@@ -215,3 +216,24 @@ def test_the_official_openai_client_draws(url: str) -> None:
     assert answer.data is not None and len(answer.data) == 2
     picture = Image.open(BytesIO(base64.b64decode(answer.data[0].b64_json or "")))
     assert picture.size == (256, 256)
+
+
+def test_revised_prompt_is_the_caption_the_model_read(url: str) -> None:
+    """A model that keeps its training split draws a paraphrase as the trained name and says
+    so in DALL-E 3's `revised_prompt`; `expand: false` draws it as written."""
+    body = {"model": "remembering", "prompt": "two big red circles", "size": "256x256"}
+    answer = requests.post(url + "/v1/images/generations", json=body, timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"][0]["revised_prompt"] == "a red circle"
+    literal = requests.post(
+        url + "/v1/images/generations", json={**body, "expand": False}, timeout=TIMEOUT
+    )
+    assert literal.json()["data"][0]["revised_prompt"] == "two big red circles"
+    plain = requests.post(
+        url + "/v1/images/generations",
+        json={**body, "model": "circles", "expand": True},
+        timeout=TIMEOUT,
+    )
+    assert plain.status_code == 400
+    error = plain.json()["error"]
+    assert error["param"] == "expand" and "no training vocabulary" in error["message"]
