@@ -295,7 +295,8 @@ def examples_grid(
     results: Sequence[CaptionResult], cell: int = 96, label: int = 230, per_kind: int = 10
 ) -> Image.Image:
     """One row per caption, up to `per_kind` paraphrases then `per_kind` held-out emoji: the
-    English caption, then its pictures (PIL's built-in font has no CJK glyphs)."""
+    English caption (and the caption the model read, when it was expanded), then its
+    pictures (PIL's built-in font has no CJK glyphs)."""
     english = [r for r in results if r.caption.lang == "en"]
     rows = [r for r in english if r.caption.kind == "paraphrase"][:per_kind]
     rows += [r for r in english if r.caption.kind != "paraphrase"][:per_kind]
@@ -307,6 +308,9 @@ def examples_grid(
     for i, result in enumerate(rows):
         top = GAP + i * (cell + GAP)
         text = f"{result.caption.caption}\n({result.caption.group})"
+        read = result.pictures[0].info.get("caption", result.caption.caption)
+        if read != result.caption.caption:  # caption expansion: what the model was given
+            text += f"\ndrawn as: {read[:22]}"
         pen.multiline_text((GAP, top + cell // 3), text, fill="black", font=font)
         for j, picture in enumerate(result.pictures):
             sheet.paste(
@@ -326,7 +330,9 @@ def markdown_report(report: ImageEvalReport, command: str, machine: str) -> str:
         f"Model `{report.model}`, {report.per_caption} pictures per caption, guidance "
         f"{report.guidance:g}, temperature {report.temperature:g}, top-k "
         f"{report.top_k or 'off'}, best of {report.rerank} candidates per picture by caption "
-        f"evidence, {len(report.results)} captions; {report.seconds:.0f} s to "
+        f"evidence, caption expansion {report.expand}, originality guard "
+        f"{'on' if report.guard else 'off'}, {len(report.results)} captions; "
+        f"{report.seconds:.0f} s to "
         f"draw and measure them on {machine}. Command: `{command}`.",
         "",
         f"Group classifier (logistic regression on 16x16 pixels and a colour histogram, trained "
