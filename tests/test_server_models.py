@@ -59,3 +59,20 @@ def test_a_music_model_composes_under_its_own_name(client: TestClient) -> None:
     tune = client.post("/v1/music/compose", json=body)
     assert tune.status_code == 200, tune.text
     assert tune.json()["check"]["bars_right"] == 4
+
+
+@pytest.mark.parametrize(
+    ("adapter", "says"),
+    [
+        ("nope", "unknown adapter 'nope'; known: auto, none, gemma3-270m:stage"),
+        ("stage", "the adapter gemma3-270m:stage is for gemma3-270m, not tiny"),
+    ],
+)
+def test_a_studio_adapter_the_model_cannot_take_is_a_400_before_any_work(
+    client: TestClient, adapter: str, says: str
+) -> None:
+    body = {"model": "tiny", "text": "two strangers on a bench", "adapter": adapter}
+    answer = client.post("/v1/studio/script", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "adapter" and says in error["message"]

@@ -67,11 +67,14 @@ def compose(page: Any, request: str, bars: int, seed: int) -> None:
 def test_model_menu_offers_only_text_models(page: Any) -> None:
     offered = page.eval_on_selector_all("#model option", "options => options.map(o => o.value)")
     assert offered == ["tiny", "gemma3-270m"]  # abc-folk writes tunes: Compose uses it
+    tunes = page.eval_on_selector_all("#tune-model option", "options => options.map(o => o.value)")
+    assert tunes == ["abc-folk"]
     models = page.evaluate("fetch('/v1/models').then(r => r.json())")["data"]
     assert {m["id"]: m["kind"] for m in models} == {
         "tiny": "text",
         "gemma3-270m": "text",
         "abc-folk": "music",
+        "icons": "image",  # the images API draws with it
     }
 
 

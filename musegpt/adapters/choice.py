@@ -22,24 +22,40 @@ def adapted_engine(engine: Engine, task: str, language: str, adapter: str = AUTO
     an adapter applies (or `adapter` names one: a shipped adapter or an adapter model)."""
     from musegpt.adapters.registry import adapter_models, open_adapter_model, shipped_adapter
 
-    choice = adapter.strip() or AUTO
+    choice = adapter_choice(engine, adapter)
     if choice == NONE:
         return engine
-    plain_default = engine.name == DEFAULT_MODEL and getattr(engine, "adapter", "") is None
     if choice == AUTO:
         shipped = TASK_ADAPTERS.get((task, language))
-        if not plain_default or shipped is None or shipped_adapter(shipped) is None:
+        if not _plain_default(engine) or shipped is None or shipped_adapter(shipped) is None:
             return engine
         choice = f"{DEFAULT_MODEL}:{shipped}"
-    elif ":" not in choice and shipped_adapter(choice) is not None:
+    with _lock:
+        if choice not in _opened:
+            _opened[choice] = open_adapter_model(adapter_models()[choice])
+        return _opened[choice]
+
+
+def adapter_choice(engine: Engine, adapter: str) -> str:
+    """`adapter` checked before any work: AUTO, NONE, or an adapter model's full name (a
+    shipped adapter's short name, "stage", becomes "gemma3-270m:stage"). An unknown name,
+    or an adapter for the default model asked of another, is an EngineError saying so."""
+    from musegpt.adapters.registry import adapter_models, shipped_adapter
+
+    choice = adapter.strip() or AUTO
+    if choice in (AUTO, NONE):
+        return choice
+    if ":" not in choice and shipped_adapter(choice) is not None:
         choice = f"{DEFAULT_MODEL}:{choice}"
     models = adapter_models()
     if choice not in models:
         known = ", ".join([AUTO, NONE, *models]) if models else f"{AUTO}, {NONE}"
         raise EngineError(f"unknown adapter {adapter!r}; known: {known}")
-    if models[choice].base == DEFAULT_MODEL and not plain_default:
+    if models[choice].base == DEFAULT_MODEL and not _plain_default(engine):
         raise EngineError(f"the adapter {choice} is for {DEFAULT_MODEL}, not {engine.name}")
-    with _lock:
-        if choice not in _opened:
-            _opened[choice] = open_adapter_model(models[choice])
-        return _opened[choice]
+    return choice
+
+
+def _plain_default(engine: Engine) -> bool:
+    """The default model without an adapter of its own."""
+    return engine.name == DEFAULT_MODEL and getattr(engine, "adapter", "") is None

@@ -52,6 +52,9 @@ class StudioRequest(BaseModel):
     rhymes: Literal["pingshui", "xinyun"] | None = Field(None, description="poem: rhyme book")
     strict: bool | None = Field(None, description="poem: enforce 平仄 (Chinese forms)")
     attempts: int | None = Field(None, ge=1, le=10, description="poem: tries before giving up")
+    adapter: str | None = Field(
+        None, max_length=200, description="script / poem: auto, none, or an adapter's name"
+    )
     max_tokens: int | None = Field(None, ge=1, description="continue: tokens to write")
     lang: Literal["en", "zh"] | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="SamplingParams fields")
@@ -164,6 +167,8 @@ async def run_task(
     runner = host.ready()
     params = screen_prompt(state, [body.text], params_of(body.params))
     task_request = _task_request(task, body, state)  # bad fields are a 400 before any work
+    if body.adapter is not None:
+        _check_adapter(runner.engine, body.adapter)
     limit = state.settings.max_tokens
     asked = params.max_new_tokens if "max_new_tokens" in params.model_fields_set else 0
     if max(asked, body.max_tokens or 0) > limit:
@@ -282,6 +287,17 @@ def _task_request(task: str, body: StudioRequest, state: ServerState) -> TaskReq
     except ValueError as err:  # FormError and the like, raised outside a field
         raise invalid(str(err), "form" if task == "poem" else None) from None
     return request
+
+
+def _check_adapter(engine: Engine, adapter: str) -> None:
+    """An adapter the model cannot write with is a 400 naming it, before any work."""
+    from musegpt.adapters.choice import adapter_choice
+    from musegpt.engines.base import EngineError
+
+    try:
+        adapter_choice(engine, adapter)
+    except EngineError as err:
+        raise invalid(str(err), "adapter") from None
 
 
 def _plain(error: Any) -> Any:
