@@ -913,29 +913,52 @@ def scene_prompt(project: StoryProject, index: int) -> str:
 
 def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
     """The rolling summary of a written chapter, by the model from a few-shot summarising
-    prompt: one sentence naming who did what, checked like a plan field. When no draw
-    passes, the chapter's beat (a checked sentence itself) stands in for it."""
+    prompt: one sentence naming who did what, checked like a plan field. The program
+    writes its first word, the name the chapter is about, and it cannot end before a whole
+    sentence (most refused drafts named no one: "He is a simple boy living with his
+    family."). When no draw passes, the chapter's beat (a checked sentence) stands in."""
     assert project.bible is not None
     lang = project.lang
     passage = " ".join(scene.text.split())[-SUMMARY_CHARS:]
+    name = beat_lead(project, scene.beat)
     prompt = SUMMARY_EXAMPLE[lang].format(text=passage)
     known = anchors(project.premise, lang, project.bible.characters)
     example = SUMMARY_EXAMPLE[lang].split("\n")[3].partition("：" if lang == "zh" else ": ")[2]
+    refusals: dict[str, int] = project.meta.setdefault("summary_refusals", {})
+
+    def check(value: str) -> str | None:  # counted by reason: what the prompt gets wrong
+        reason = checks.check_summary(two_sentences(value), lang, known, example)
+        if reason is not None:
+            refusals[reason] = refusals.get(reason, 0) + 1
+        return reason
+
     try:
         summary = draw(
             writer,
-            prompt,
+            prompt + ("" if lang == "zh" else " "),
             SUMMARY_TOKENS,
-            lambda v: checks.check_summary(end_cleanly(v), lang, known, example),
+            check,
             "summary",
             tries=SUMMARY_TRIES,
             # The summarising example's own things, unless the chapter has them.
             avoid_regex=foreign_marks(lang, f"{project.premise}\n{scene.text}", SUMMARY_MARKS),
             redraws=project.meta.setdefault("redraws", {}),
+            lead=name,
+            lead_from=0,
+            ready=whole_sentence(lang, SUMMARY_LEAST[lang]),
         )
     except StudioError:
         return scene.beat
-    return end_cleanly(summary)
+    return two_sentences(summary)
+
+
+def two_sentences(text: str) -> str:
+    """The first two whole sentences of `text` (a summary that runs on is cut, not
+    refused: seen in most Chinese summaries refused)."""
+    return "".join([s for s in checks.sentences(end_cleanly(text)) if s.strip()][:2]).strip()
+
+
+SUMMARY_LEAST: dict[Lang, int] = {"en": 8, "zh": 12}  # words / characters in a summary
 
 
 def summarize_before(writer: Writer, project: StoryProject, index: int) -> None:
@@ -949,10 +972,15 @@ def summarize_before(writer: Writer, project: StoryProject, index: int) -> None:
 
 
 def chapter_lead(project: StoryProject, index: int) -> str:
-    """The name a chapter begins with: the first character's name its beat says (as the
-    beat says it), else the protagonist's (English: the first name)."""
+    """The name a chapter begins with: see `beat_lead`."""
+    return beat_lead(project, project.scenes[index].beat)
+
+
+def beat_lead(project: StoryProject, beat: str) -> str:
+    """The first character's name `beat` says (as the beat says it), else the
+    protagonist's (English: the first name)."""
     assert project.bible is not None
-    beat, cast = project.scenes[index].beat, project.bible.characters
+    cast = project.bible.characters
     said = [(beat.find(key), -len(key), key) for c in cast for key in c.keys if key in beat]
     if said:
         return min(said)[2]
@@ -978,10 +1006,84 @@ def chapter_target(tokens: int, lang: Lang) -> int:
     return int(tokens * (0.9 if lang == "zh" else 0.6))
 
 
+# A chapter draft that decodes this many characters without one more kept has gone astray
+# (retelling the previous chapter, talking about the writing, looping): decoding stops
+# there and the tokens go to a fresh continuation of what was kept (seen: 300 of a
+# chapter's 375 tokens cleaned away after "This chapter is a flashback…").
+STALL_CHARS: dict[Lang, int] = {"en": 300, "zh": 110}
+STALL_EVERY: dict[Lang, int] = {"en": 50, "zh": 20}  # characters between two looks
+# A chapter under half its target is continued from what was kept while its tokens last,
+# and under a third of it even past them (a quarter of its tokens a round, up to half as
+# many again), in at most this many rounds (seen: "Riv's first love story:", 4 words kept
+# of 450 tokens).
+FILL_ROUNDS = 3
+FILL_LEAST = 48  # tokens: a shorter continuation is not worth a call
+# The first words of an earlier chapter's sentence (Chinese: characters): a chapter that
+# writes them again is retelling it, and is steered away at the first of them.
+RETELL_RUN: dict[Lang, int] = {"en": 7, "zh": 9}
+RETOLD_SENTENCES = 80  # the most recent earlier sentences banned that way
+# A short line ending in a colon, or without any punctuation: a label or a heading
+# (seen: "Riv's first love story:", "钱小白和钱云娇的婚礼").
+LABEL_LINES: dict[Lang, list[str]] = {
+    "en": [
+        r"(?m)^[^\n.!?\"“:]{1,50}:[ \t]*\n",
+        r"(?m)^[ \t]*[^\s.,;:!?\"“”][^\n.,;:!?\"“”]{0,39}\n",
+    ],
+    "zh": [
+        r"(?m)^[^\n。！？“]{1,20}[：:][ \t]*\n",
+        r"(?m)^[ \t\u3000]*[^\s，。；：:！？“”][^\n，。；：:！？“”]{0,15}\n",
+    ],
+}
+
+
+class Stall:
+    """`Writer.write`'s `until` for a chapter draft: whether the last `STALL_CHARS` decoded
+    added nothing to what cleaning keeps (`keep`)."""
+
+    def __init__(self, keep: Callable[[str], str], lang: Lang) -> None:
+        self.keep, self.lang = keep, lang
+        self.kept = self.grown_at = self.looked_at = 0
+
+    def __call__(self, raw: str) -> bool:
+        if len(raw) - self.looked_at < STALL_EVERY[self.lang]:
+            return False
+        self.looked_at = len(raw)
+        kept = checks.size(self.keep(raw), self.lang)
+        if kept > self.kept:
+            self.kept, self.grown_at = kept, len(raw)
+        return len(raw) - self.grown_at > STALL_CHARS[self.lang]
+
+
+def chapter_bans(lang: Lang, earlier: str) -> list[str]:
+    """`banned_regex` for what a chapter must not write: talk about the writing ("This
+    chapter is a flashback…"), a label line ("Riv's first love story:"), and the opening
+    words of an earlier chapter's sentences (a retelling, dropped by cleaning anyway)."""
+    flags = "(?i)" if lang == "en" else ""
+    run = RETELL_RUN[lang]
+    openings: dict[str, None] = {}
+    for sentence in checks.sentences(earlier)[-RETOLD_SENTENCES:]:
+        if lang == "zh":
+            body = sentence.strip()
+            if len(body) >= run + 2:
+                openings[re.escape(body[:run])] = None
+        elif len(words := sentence.split()) >= run + 2:
+            openings[r"\s+".join(re.escape(w) for w in words[:run])] = None
+    return [flags + checks.CHATTER[lang].pattern, *LABEL_LINES[lang], *openings]
+
+
+def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
+    """What of a chapter draft is kept: `clean_chapter` after the writer's tidying, without
+    stray replacement characters and full-width indents (seen: "\u3000\u3000“我穿…", "�")."""
+    draft = re.sub(r"(?m)^[\u3000 \t]+", "", draft.replace("\ufffd", ""))
+    return checks.clean_chapter(tidy(draft, SCENE_LABELS), lang, earlier)
+
+
 def write_scene(writer: Writer, project: StoryProject, index: int, candidates: int = 1) -> Scene:
     """Chapter `index`: with `candidates` > 1, several drafts of its opening (of the whole
     chapter where the backend decodes them in one batch) are drawn and the one that best
-    follows the beat and the premise is kept and continued."""
+    follows the beat and the premise is kept and continued. A draft stops when it has gone
+    on too long with nothing kept; a chapter left far below its target is continued from
+    what was kept (bounded rounds, each call with its own derived seed)."""
     assert project.bible is not None
     summarize_before(writer, project, index)
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
@@ -990,73 +1092,89 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     # The program writes the chapter's first word: the name of the character its beat
     # is about (else the protagonist), so the chapter starts from its plan.
     lead = chapter_lead(project, index)
-    prompt = scene_prompt(project, index) + lead
+    base = scene_prompt(project, index)
     earlier = "\n".join(s.text for s in project.scenes[:index])
-    # No script-style "Name: words" lines, and none of the example's own things.
-    bans = [checks.SPEAKER_BAN[lang], *foreign_marks(lang, project.premise)]
+    # No script-style "Name: words" lines, none of the example's own things, no talk
+    # about the writing and no retelling.
+    bans = [
+        checks.SPEAKER_BAN[lang], *foreign_marks(lang, project.premise),
+        *chapter_bans(lang, earlier),
+    ]  # fmt: skip
     # After a name the program wrote: no colon (a script line) and no line break (seen:
     # "Jonah Reed\n\nAs he was…", the name left standing as a heading).
     after_name = [*bans, r"\A\s*[:：]", r"\A[ \t]*\n"]
+    rest_bans = [*bans, r"\A\s*[:：]"]
 
-    def led(text: str) -> str:
-        return glue(lead, text, lang)
+    def clean(draft: str) -> str:
+        return clean_draft(draft, lang, earlier)
 
-    def whole_draft() -> str:  # the chapter in one streamed draw, after the lead
-        return led(
-            writer.write(
-                prompt, tokens, stop=stops, labels=SCENE_LABELS, stream=True,
-                avoid_regex=after_name,
-            )
+    def go_on(head: str, budget: int, avoid: list[str]) -> tuple[str, int]:
+        """`head` continued (streamed) until `budget` tokens or a stall; the whole draft
+        and the tokens decoded."""
+        rest = writer.write(
+            base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
+            avoid_regex=avoid, until=Stall(lambda r: clean(glue(head, r, lang)), lang),
         )  # fmt: skip
+        return glue(head, rest, lang), len(writer.engine.tokenize(rest))
 
     if candidates <= 1:
         writer.show(lead + ("" if lang == "zh" else " "))
-        raw = whole_draft()
+        raw, spent = go_on(lead, tokens, after_name)
     else:
         batches = writer.engine.max_batch is None or writer.engine.max_batch >= candidates
         # One row at a time (llama.cpp): only the openings are drawn several times, so a
         # chapter of 2 candidates costs about 1.2x one draw rather than 2x.
         opening = tokens if batches else max(tokens // OPENING_SHARE, 32)
         drafts = writer.write_many(
-            prompt,
+            base + lead,
             opening,
             candidates,
             stop=stops,
             labels=SCENE_LABELS,
             banned_regex=[*writer.params.banned_regex, *after_name],
         )
-        drafts = [led(draft) for draft in drafts]
+        drafts = [glue(lead, draft, lang) for draft in drafts]
         protagonist = project.bible.characters[0].keys
 
         def fit(draft: str) -> float:
-            text = checks.clean_chapter(draft, lang, earlier)
             return checks.chapter_fit(
-                text, lang, protagonist, scene.beat, project.premise,
+                clean(draft), lang, protagonist, scene.beat, project.premise,
                 chapter_target(opening, lang), EXAMPLE_MARKS[lang], raw=draft,
             )  # fmt: skip
 
         raw = max(drafts, key=fit)
-        hero_named = any(k in checks.clean_chapter(raw, lang, earlier) for k in protagonist)
+        spent = len(writer.engine.tokenize(raw))
+        hero_named = any(k in clean(raw) for k in protagonist)
         if opening < tokens and raw and not hero_named and checks.finished(end_cleanly(raw)):
             # The chapter goes on with a paragraph the protagonist begins (the program
             # writes the name): an opening led by the beat's other character rarely came
             # back to them (seen: 7 of 36 chapters without the protagonist).
             raw = end_cleanly(raw) + "\n\n" + protagonist_lead(project)
-            joint, rest_bans = "", after_name
+            joint, avoid = "", after_name
         else:
             joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
-            rest_bans = [*bans, r"\A\s*[:：]"]
+            avoid = rest_bans
         writer.show(raw)
         if opening < tokens and raw:
-            rest = writer.write(
-                prompt[: len(prompt) - len(lead)] + raw + joint, tokens - opening, stop=stops,
-                labels=SCENE_LABELS, stream=True, avoid_regex=rest_bans,
-            )  # fmt: skip
-            raw = glue(raw + joint, rest, lang)
-    scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
-    if not scene.text:  # all of it cleaned away (a retold chapter, a loop): once more
-        raw = whole_draft()
-        scene.text = end_cleanly(checks.clean_chapter(tidy(raw, SCENE_LABELS), lang, earlier))
+            raw, more = go_on(raw + joint, tokens - opening, avoid)
+            spent += more
+    text = clean(raw)
+    target = chapter_target(tokens, lang)
+    for _ in range(FILL_ROUNDS):
+        size, left = checks.size(text, lang), tokens - spent
+        spare = tokens * 3 // 2 - spent  # past its tokens, a chapter takes half again at most
+        far_below = size < target // 3 and spare >= FILL_LEAST
+        if size >= target // 2 or (left < FILL_LEAST and not far_below):
+            break
+        # What was kept, to its last whole sentence, goes on in a new paragraph (with
+        # nothing kept, the chapter is begun again from its lead).
+        head = end_cleanly(text) + "\n\n" if text else lead
+        writer.show("\n\n" if text else "\n\n" + lead + ("" if lang == "zh" else " "))
+        budget = max(left, min(tokens // 4, spare), FILL_LEAST)
+        draft, more = go_on(head, budget, rest_bans if text else after_name)
+        spent += more
+        text = clean(draft)
+    scene.text = end_cleanly(text)
     if not scene.text:
         raise StudioError(f"the model wrote nothing for chapter {index + 1}; try another --seed")
     return scene

@@ -24,6 +24,7 @@ from musegpt.studio.story import (
     EXAMPLE_MARKS,
     StoryProject,
     anchors,
+    chapter_target,
     check_kept_synopsis,
     example_beats,
     example_field,
@@ -264,6 +265,22 @@ def mean(values: list[float], digits: int = 2) -> str:
     return str(round(statistics.mean(values), digits)) if values else "–"
 
 
+def model_summaries(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter summary the stories hold: written by the model (not its beat
+    standing in because every draw failed its check)."""
+    scenes = [s for r in rows for s in r["project"].get("scenes", []) if s.get("summary")]
+    return [s["summary"] != s["beat"] for s in scenes]
+
+
+def far_below(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter: whether it holds less than a third of its target length."""
+    return [
+        c["size"] < chapter_target(r["chapter_tokens"], r["lang"]) / 3
+        for r in rows
+        for c in r["chapters"]
+    ]
+
+
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table with one column per language: the measures over its stories."""
     langs = sorted({r["lang"] for r in rows}, key=["en", "zh"].index)
@@ -292,6 +309,8 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "the example's things leaked": share([c["example_leak"] for c in chapters]),
             "unfinished endings": share([c["unfinished"] for c in chapters]),
             "words (en) or characters (zh) per chapter": mean([c["size"] for c in chapters], 0),
+            "chapters under a third of their target length": share(far_below(mine)),
+            "summaries written by the model (not the beat)": share(model_summaries(mine)),
             "seconds per story (wall, busy machine)": mean([r["seconds"] for r in mine], 1),
             "CPU seconds per story": mean([r["cpu_seconds"] for r in mine], 1),
             "  of which plan / outline / chapters / summaries (wall)": " / ".join(
