@@ -4,6 +4,7 @@ headings and chatter inside chapters)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hypothesis import given
@@ -15,16 +16,20 @@ from musegpt.studio.story import (
     SCENE_LABELS,
     Character,
     Scene,
+    Stall,
     StoryBible,
     StoryProject,
     anchors,
+    chapter_bans,
     chapter_lead,
     chinese_number,
+    clean_draft,
     example_field,
     example_names,
     not_the_premise,
     premise_anchors,
     synopsis_frame,
+    two_sentences,
 )
 from musegpt.studio.work import Work
 
@@ -292,3 +297,45 @@ def test_a_chinese_premise_ending_in_a_one_character_noun_keeps_it() -> None:
         "龙虎在水上游行时的日常生活", checks.keywords("一条害怕火的龙", "zh"), "zh"
     )
     assert "人" not in checks.keywords(ROBOT_ZH, "zh")  # 机器人 is kept as its pairs
+
+
+def test_a_draft_that_adds_nothing_kept_stalls() -> None:
+    earlier = "Gad lived with his family in a foreign country and loved them all."
+    stall = Stall(lambda raw: clean_draft(raw, "en", earlier), "en")
+    fresh = "Gad opened the door. The street was wet with rain. A dog barked twice. " * 1
+    assert not stall(fresh)
+    # The previous chapter told again, sentence after sentence: nothing more is kept.
+    retold = fresh + (earlier + " ") * 8
+    assert not stall(retold[: len(fresh) + 60])
+    assert stall(retold)
+
+
+def test_chapter_bans_keep_out_chatter_labels_and_retellings() -> None:
+    earlier = "Gad ran to the neighbour twelve times to get his father's money."
+    bans = [re.compile(p) for p in chapter_bans("en", earlier)]
+
+    def banned(text: str) -> bool:
+        return any(p.search(text) for p in bans)
+
+    assert banned("This chapter is a flashback of Gad's childhood.")
+    assert banned("Riv's first love story:\n")
+    assert banned("The Beginning\n")
+    assert banned("Later, Gad ran to the neighbour twelve times to")
+    assert not banned("Gad ran to the river and sat down.\nRiv followed him.")
+    zh = [re.compile(p) for p in chapter_bans("zh", "汪小菲站在门口，看着这个机器人笑了笑。")]
+    assert any(p.search("钱小白和钱云娇的婚礼\n") for p in zh)
+    assert any(p.search("她说：“汪小菲站在门口，看着") for p in zh)
+    assert not any(p.search("\u3000\u3000\n\u3000\u3000“你穿什么衣服？”\n") for p in zh)
+
+
+def test_a_summary_that_runs_on_is_cut_to_two_sentences() -> None:
+    assert two_sentences("Gad found a box. He opened it. Inside was gold. And") == (
+        "Gad found a box. He opened it."
+    )
+    assert two_sentences("汪小菲回家了。他做了饭。他笑了。") == "汪小菲回家了。他做了饭。"
+
+
+def test_replacement_characters_and_full_width_indents_leave_a_chapter() -> None:
+    text = clean_draft("汪小菲笑了。\n\n\u3000\u3000\n\n\ufffd“我穿红裙子。”", "zh", "")
+    assert "\ufffd" not in text and "\u3000" not in text
+    assert text.endswith("“我穿红裙子。”")
