@@ -4,7 +4,7 @@ An image model only knows the captions it was trained on: emoji names ("red appl
 and, for a model trained with `--tags`, their tags ("fruit red apple"). A request in other
 words ("a shiny apple from the orchard", "一个红苹果") is matched to the training concepts
 whose names and tags share the most of its words (English: lower-cased Snowball stems;
-Chinese: characters and character pairs), weighted by how rare each word is among the
+Chinese: character pairs), weighted by how rare each word is among the
 concepts (TF-IDF, cosine similarity), and the model is given the best concept's name or tags
 instead, in the caption's language: DALL-E 3's prompt upsampling, with the model's own
 training vocabulary instead of a language model's rewriting. Only the training split's
@@ -35,8 +35,8 @@ NAME_WEIGHT = 2  # a concept's name counts twice its tags
 
 WORD = re.compile(r"[a-z0-9]+")
 HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-# Words that say nothing about what to draw. Chinese: numerals, measure words and particles
-# as single characters (pairs that hold them still count).
+# Words that say nothing about what to draw (Chinese: a lone numeral, measure word or
+# particle).
 ENGLISH_STOP = frozenset(
     WORD.findall(
         "a an the of with and or in on at to for from by is are be this that it its some one "
@@ -103,9 +103,12 @@ def english_terms(text: str) -> list[str]:
 
 
 def chinese_terms(text: str) -> list[str]:
+    """Character pairs; a lone character only when it stands alone (狗). Single characters of
+    longer words mislead: 羊 in 母羊 (ewe) would match 白羊座 (Aries)."""
     terms = []
     for run in HAN.findall(text):
-        terms += [c for c in run if c not in CHINESE_STOP]
+        if len(run) == 1 and run not in CHINESE_STOP:
+            terms.append(run)
         terms += [run[i : i + 2] for i in range(len(run) - 1)]
     return terms
 
