@@ -4,6 +4,7 @@ parts, and whole plans on the default model (Gemma 3 270M through llama.cpp)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -14,23 +15,29 @@ from musegpt.engines.base import Engine
 from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_eval import evaluate_plan, evaluate_plan_set
-from musegpt.studio.plan_rules import EndWhenReady, NameFirst
+from musegpt.studio.plan_rules import EndWhenReady, NameFirst, echo_outside, phrase_pairs
 from musegpt.studio.story import (
     Character,
+    Scene,
     StoryBible,
     StoryProject,
+    _bible_prompt,
     anchors,
     draw,
     example_beats,
     example_fields,
     first_sentence,
     last_resort_beat,
+    plan_characters,
+    plan_outline,
     premise_anchors,
     whole_sentence,
 )
+from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import Lang
 
 DRAGON: dict[Lang, str] = {"en": "a dragon who is afraid of fire", "zh": "一条害怕火的龙"}
+ROBOT_ZH = "一个发现爱情的机器人"
 
 
 def test_a_line_cannot_end_before_a_whole_sentence(gemma: Engine) -> None:
@@ -122,3 +129,68 @@ def test_eval_plans_writes_its_rows_and_table(studio: Studio, tmp_path: Path) ->
     )
     again = evaluate_plan_set(studio, page, ["en", "zh"], limit=1, chapters=2)  # resumes
     assert again == said and len((tmp_path / "plans-plans.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_line_goes_on_until_its_check_passes(gemma: Engine) -> None:
+    prompt = _bible_prompt("zh", ROBOT_ZH) + "标题：铁心\n背景：未来的城市，雨夜。\n文风："
+    at_least = lambda v: None if checks.size(v, "zh") >= 16 else "short"  # noqa: E731
+    found = []
+    for until_kept in (False, True):
+        writer = Studio(gemma).writer(ROBOT_ZH, seed=3)
+        writer.lang = "zh"
+        redraws: dict[str, int] = {}
+        with contextlib.suppress(StudioError):  # unsteered, the one draw fails
+            draw(writer, prompt, 40, at_least, "style", 1, redraws=redraws, until_kept=until_kept)
+        found.append(redraws)
+    # Unsteered the style ends after 15 characters; steered it goes on, kept at once.
+    assert found == [{"style": 1}, {}]
+
+
+def test_chinese_plan_lines_are_their_own() -> None:
+    styles = phrase_pairs(example_fields("zh", "style"))
+    assert re.search(styles, "幽默，平实，第一人称，口语化。")  # an example's, a word changed
+    assert not re.search(styles, "平实，第三人称。")
+    assert checks.check_title("第一个", ROBOT_ZH, "zh", "守塔人的信")  # seen, seed 1
+    assert checks.check_title("第一次心跳", ROBOT_ZH, "zh", "守塔人的信") is None
+    trees = "一个能听见树木心声的女孩"
+    first = "听见树木的女孩，六十岁，自私而无奈。"
+    assert checks.check_description("听见树木的女孩，六十岁，善良而不强干。", "zh", [first], trees)
+    assert checks.check_description("她的妹妹，二十岁，爱说笑。", "zh", [first], trees) is None
+    assert checks.check_synopsis(
+        "陈小宝和陈明在老家遇险。文风：柔和，平实。", "zh", {"陈小宝"}, "x"
+    )  # the next field's label run into (seen)
+    beats = echo_outside(["彭大青听见树木的女孩，六十岁。"], trees, ["彭大青", "乔敏"], 4, 3)
+    assert re.search(beats, "乔敏听见树木的女孩，六十岁。")
+    assert not re.search(beats, "乔敏和彭大青去河边。")  # the same names are not a retelling
+
+
+def test_the_hero_is_described_with_the_premise_and_each_in_own_words(gemma: Engine) -> None:
+    writer = Studio(gemma).writer(ROBOT_ZH, seed=1)
+    writer.lang = "zh"
+    prompt = (
+        _bible_prompt("zh", ROBOT_ZH) + "标题：铁心\n背景：未来的城市，雨夜。\n"
+        "文风：平实，第三人称。\n人物：\n"
+    )
+    cast = plan_characters(writer, prompt, premise=ROBOT_ZH)
+    hero = cast[0].description
+    assert checks.mentions(first_sentence(hero, "zh"), checks.keywords(ROBOT_ZH, "zh"), "zh"), hero
+    for i, character in enumerate(cast):
+        others = [c.description for c in cast[:i]]
+        assert checks.check_description(character.description, "zh", others, ROBOT_ZH) is None
+
+
+def test_a_beat_does_not_retell_the_one_before(gemma: Engine, tmp_path: Path) -> None:
+    trees = "一个能听见树木心声的女孩"
+    cast = [
+        Character("彭大青", "听见树木的女孩，六十岁，自私而无奈。"),
+        Character("乔敏", "她的妹妹，二十岁，善良而不强干。"),
+    ]
+    bible = StoryBible(
+        "听见树木的女孩", "山里的村子。", "原始，一目了然。", trees + "：彭大青。", cast
+    )
+    project = StoryProject(tmp_path, trees, "zh", bible, [Scene("彭大青听见树木的女孩，六十岁。")])
+    writer = Studio(gemma).writer(trees, seed=2)
+    writer.lang = "zh"
+    writer.calls = 9  # unsteered, this call retold beat 1 twice ("乔敏的妹妹，二十岁。")
+    plan_outline(writer, project, 1)
+    assert project.meta["redraws"] == {}, project.scenes[-1].beat

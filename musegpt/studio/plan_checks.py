@@ -12,7 +12,15 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 
-from musegpt.studio.text import HAN, SENTENCE_END, Lang, distinct_n, phrase_loop, similarity
+from musegpt.studio.text import (
+    HAN,
+    SENTENCE_END,
+    Lang,
+    distinct_n,
+    echo_pattern,
+    phrase_loop,
+    similarity,
+)
 
 STOPWORD_TEXT = """a an the and or but of to in on at by for with from into onto over under
 about after before who whom whose which that this these those what when where why how is are
@@ -33,6 +41,19 @@ HEADING = re.compile(
     re.IGNORECASE,
 )
 SPEAKER = re.compile(r"^\s*[\w\u4e00-\u9fff·]{1,12}\s*[:：]\s*\S")
+# A plan's own label inside a field (seen: a synopsis going on "…文风：柔和，平实，平淡。").
+PLAN_LABEL = (
+    r"(?:前提|标题|背景|文风|人物|梗概|大纲)\s*[:：]|"
+    r"\b(?:Premise|Title|Setting|Style|Characters|Synopsis|Outline)\s*:"
+)
+# A title that is only a number or an ordinal (seen: "第一个").
+ORDINAL_TITLE = {
+    "zh": re.compile(r"^\W*第?[0-9一二三四五六七八九十百两]+[个次章节回部幕天号]?\W*$"),
+    "en": re.compile(
+        r"(?i)^\W*(?:the\s+)?(?:first|second|third|fourth|fifth|last|next|\d+(?:st|nd|rd|th)?)"
+        r"(?:\s+(?:one|part|chapter|time))?\W*$"
+    ),
+}
 # Sentences about the writing rather than in it: a base model's comments after a story.
 CHATTER = {
     "en": re.compile(
@@ -104,6 +125,8 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
         return "the title is a sentence, not a title"
     if SPEAKER.match(title) or re.search(r"[\"“”「」]", title):
         return "the title is a line of dialogue"
+    if ORDINAL_TITLE[lang].match(title):
+        return "the title is a number, not a title"
     if key == normal(example_title):
         return "the title is the example's"
     if (key in whole and len(key) >= len(whole) / 2) or similarity(key, whole) > NEAR_DUPLICATE:
@@ -144,14 +167,26 @@ def check_names(names: Sequence[str], example_names: Sequence[str]) -> str | Non
     return None
 
 
-def check_description(description: str, lang: Lang, others: Sequence[str]) -> str | None:
+def check_description(
+    description: str, lang: Lang, others: Sequence[str], premise: str = ""
+) -> str | None:
     """A character's own description: a few words, not another character's again (seen:
-    three characters all "一个无尽的爱")."""
+    three characters all "一个无尽的爱"), nor one with a word changed: no run of four of
+    another's words (Chinese: three characters) that the premise lacks (seen: "听见树木的
+    女孩，六十岁，自私而无奈" and "听见树木的女孩，六十岁，善良而不强干")."""
     if size(description, lang) < (4 if lang == "zh" else 2):
         return "the character's description is too short"
     if any(similarity(description, other) > NEAR_DUPLICATE for other in others):
         return "the description repeats another character's"
+    if others and re.search(description_echo(others, premise), description):
+        return "the description copies another character's words"
     return None
+
+
+def description_echo(others: Sequence[str], premise: str) -> str:
+    """A `banned_regex` for a run of four words (Chinese: three characters) of the
+    `others`' descriptions that the premise lacks: what `check_description` refuses."""
+    return echo_pattern("\n".join(others), premise, words=4, chars=3)
 
 
 def check_synopsis(
@@ -172,6 +207,8 @@ def check_synopsis(
         return "the synopsis reads as a line of a script"
     if LIST_ITEM.match(synopsis):
         return "the synopsis begins a list"
+    if re.search(PLAN_LABEL, synopsis):
+        return "the synopsis runs on into the plan's next field"
     if repeats_itself(synopsis, lang):
         return "the synopsis repeats itself"
     if similarity(synopsis, example) > NEAR_DUPLICATE:
@@ -205,6 +242,8 @@ def check_beat(
         return "the beat is a heading"
     if SPEAKER.match(beat):
         return "the beat reads as a line of a script"
+    if re.search(PLAN_LABEL, beat):
+        return "the beat runs on into the plan's next field"
     if not mentions(beat, anchors, lang):
         return "the beat names no character and nothing of the premise"
     if premise_words and not mentions(beat, premise_words, lang):

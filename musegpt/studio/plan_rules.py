@@ -15,15 +15,16 @@ The token sets depend only on the vocabulary and are computed once per tokenizer
 
 from __future__ import annotations
 
+import itertools
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from musegpt.generation.processors import NEG_INF, DecodeState
-from musegpt.studio.text import HAN
+from musegpt.studio.text import HAN, echo_pattern
 from musegpt.tokenizer.base import Tokenizer
 
 # Surnames a Chinese character's name may begin with (the commonest, leaving out those
@@ -36,18 +37,25 @@ ZH_NAME_STARTS = (
     "老小阿"
 )
 
-_line_ends: weakref.WeakKeyDictionary[Tokenizer, torch.Tensor] = weakref.WeakKeyDictionary()
+_line_ends: weakref.WeakKeyDictionary[Tokenizer, dict[bool, torch.Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
+SENTENCE_END_BYTES = tuple(mark.encode() for mark in ".!?。！？")
 
 
-def line_end_ids(tokenizer: Tokenizer) -> torch.Tensor:
-    """The tokens that end a line: any holding a line break, and the end-of-text tokens."""
-    found = _line_ends.get(tokenizer)
-    if found is None:
-        ids = {i for i in range(tokenizer.vocab_size) if b"\n" in tokenizer.token_bytes(i)}
+def line_end_ids(tokenizer: Tokenizer, sentences: bool = False) -> torch.Tensor:
+    """The tokens that end a line: any holding a line break, and the end-of-text tokens;
+    with `sentences`, also any holding a sentence end."""
+    known = _line_ends.setdefault(tokenizer, {})
+    if sentences not in known:
+        marks = (b"\n", *(SENTENCE_END_BYTES if sentences else ()))
+        ids = {
+            i for i in range(tokenizer.vocab_size)
+            if any(mark in tokenizer.token_bytes(i) for mark in marks)
+        }  # fmt: skip
         ids |= set(getattr(tokenizer, "stop_ids", ())) | {tokenizer.eot_id}
-        found = torch.tensor(sorted(ids), dtype=torch.long)
-        _line_ends[tokenizer] = found
-    return found
+        known[sentences] = torch.tensor(sorted(ids), dtype=torch.long)
+    return known[sentences]
 
 
 _name_tables: weakref.WeakKeyDictionary[Tokenizer, dict[str, NameTokens]] = (
@@ -97,26 +105,73 @@ def name_tokens(tokenizer: Tokenizer, lang: str) -> NameTokens:
 
 
 class EndWhenReady:
-    """No line break or end of text until `ready(head + the text written so far)`."""
+    """No line break or end of text until `ready(head + the text written so far)` (with
+    `sentences`, no sentence end either); with `enough`, nothing but an end once the text
+    is ready and `enough` holds (a title of a few words ends there rather than running on
+    into a sentence)."""
 
-    def __init__(self, tokenizer: Tokenizer, ready: Callable[[str], bool], head: str = "") -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        ready: Callable[[str], bool],
+        head: str = "",
+        enough: Callable[[str], bool] | None = None,
+        sentences: bool = False,
+    ) -> None:
         self.tokenizer = tokenizer
         self.ready = ready
         self.head = head
-        self.ends = line_end_ids(tokenizer)
+        self.enough = enough
+        self.ends = line_end_ids(tokenizer, sentences)
+        self.line_ends = line_end_ids(tokenizer)
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        waiting = [
-            row for row in range(scores.shape[0])
-            if not self.ready(self.head + self.tokenizer.decode(state.generated(row)))
-        ]  # fmt: skip
-        if not waiting:
+        waiting, done = [], []
+        for row in range(scores.shape[0]):
+            text = self.head + self.tokenizer.decode(state.generated(row))
+            if not self.ready(text):
+                waiting.append(row)
+            elif self.enough is not None and self.enough(text):
+                done.append(row)
+        if not waiting and not done:
             return scores
         scores = scores.clone()
         ends = self.ends.to(scores.device)
         for row in waiting:
             scores[row, ends] = NEG_INF
+        line_ends = self.line_ends.to(scores.device)
+        for row in done:
+            kept = scores[row, line_ends]
+            scores[row] = NEG_INF
+            scores[row, line_ends] = kept
         return scores
+
+
+def phrase_pairs(examples: Sequence[str]) -> str:
+    """A `banned_regex` for two phrases in a row as one of the `examples` has them (their
+    phrases split at punctuation): a style is then not an example's with one word changed
+    (seen: "幽默，平实，第一人称，口语化" after "温暖、平实，第一人称，口语化")."""
+    pairs: set[tuple[str, str]] = set()
+    for example in examples:
+        phrases = [p.strip() for p in re.split(r"[、，,；;。.!！]", example) if p.strip()]
+        pairs |= set(itertools.pairwise(phrases))
+    if not pairs:
+        return r"(?!)"  # matches nothing
+    parts = sorted(r"\W*".join(re.escape(x) for x in pair) for pair in pairs)
+    return r"(?i)(?:" + "|".join(parts) + ")"
+
+
+def echo_outside(
+    texts: Sequence[str], given: str, names: Sequence[str], words: int, chars: int
+) -> str:
+    """A `banned_regex` for a run of `words` words (Chinese: `chars` characters) of `texts`
+    that `given` (the premise) lacks, the runs that hold one of the `names` left out: a
+    line says its own thing, though it names the same people (beats: "彭大青听见树木的女孩，
+    六十岁" then "乔敏听见树木的女孩，六十岁")."""
+    cut = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True) if n))
+    # `echo_pattern` takes no run across a brace (its templates' slots): a name is one.
+    pieces = [cut.sub("{}", text) if cut.pattern else text for text in texts]
+    return echo_pattern("{}".join(pieces), given, words=words, chars=chars)
 
 
 class NameFirst:
@@ -159,4 +214,68 @@ class NameFirst:
             kept = scores[row, allowed]
             out[row] = NEG_INF
             out[row, allowed] = kept
+        return out
+
+
+_vocab_texts: weakref.WeakKeyDictionary[Tokenizer, list[str]] = weakref.WeakKeyDictionary()
+
+
+def vocab_texts(tokenizer: Tokenizer) -> list[str]:
+    """Each token's text ("" for a piece of a character), computed once per tokenizer."""
+    found = _vocab_texts.get(tokenizer)
+    if found is None:
+        found = [
+            tokenizer.token_bytes(i).decode("utf-8", errors="replace").replace("\ufffd", "")
+            for i in range(tokenizer.vocab_size)
+        ]
+        _vocab_texts[tokenizer] = found
+    return found
+
+
+def word_start_ids(tokenizer: Tokenizer, words: Collection[str], lang: str) -> torch.Tensor:
+    """The tokens that begin one of `words` or are one begun (Chinese: characters leading
+    a keyword, "机" or "机器人" for 机器; English: three letters or more of the word)."""
+    ids = []
+    for i, text in enumerate(vocab_texts(tokenizer)):
+        piece = text.strip().lower()
+        if lang == "zh" and not (piece and HAN.fullmatch(piece[0])):
+            continue
+        if lang != "zh" and not (len(piece) >= 3 and piece.isalpha()):
+            continue
+        if any(word.startswith(piece) or piece.startswith(word) for word in words):
+            ids.append(i)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+class Favour:
+    """Raise the scores of tokens that begin one of `words` by `bias`, in the text after
+    `after` (e.g. a character line's colon) until one of them is written: a nudge, where
+    the other constraints only rule tokens out (the hero's description names the premise:
+    unnudged, Gemma described the robot of "一个发现爱情的机器人" as "男人，穿长裤…")."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        words: Collection[str],
+        lang: str,
+        written: Callable[[str], bool],
+        after: str = "",
+        bias: float = 4.0,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.written = written
+        self.after = after
+        self.bias = bias
+        self.ids = word_start_ids(tokenizer, words, lang)
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        out = scores
+        for row in range(scores.shape[0]):
+            text = self.tokenizer.decode(state.generated(row))
+            _, sep, tail = text.partition(self.after) if self.after else ("", "", text)
+            if (self.after and not sep) or self.written(tail):
+                continue
+            if out is scores:
+                out = scores.clone()
+            out[row, self.ids] += self.bias
         return out

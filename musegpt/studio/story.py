@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -28,7 +28,7 @@ from musegpt.engines.remote import RemoteEngine
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import LogitsProcessor
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.plan_rules import EndWhenReady, NameFirst
+from musegpt.studio.plan_rules import EndWhenReady, Favour, NameFirst, echo_outside, phrase_pairs
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import (
     SENTENCE_END,
@@ -417,13 +417,17 @@ def draw(
     lead_from: int | None = None,
     ready: Callable[[str], bool] | None = None,
     last_resort: Callable[[], str] | None = None,
+    until_kept: bool = False,
+    enough: Callable[[str], bool] | None = None,
 ) -> str:
     """One line the model writes after `prompt` that passes `check` (and never matches
     `avoid_regex`); each retry has its own derived seed (so the same --seed plans the
     same story) and a little more heat. With a `lead`, the draws from `lead_from` on
     (by default the second half) begin with it (the program's words, e.g. the hero's
     name) for the model to go on from. With `ready`, the line cannot end until
-    `ready(line so far)` holds (e.g. a whole sentence). When no draw passes, the
+    `ready(line so far)` holds (e.g. a whole sentence); `until_kept`, not until the line
+    so far passes `check` (a style too near an example's goes on until it is its own);
+    `enough`, it must end once ready and `enough(line so far)`. When no draw passes, the
     `last_resort` (a line the program builds from parts already kept) is kept if it
     passes `check`. Failed draws are counted in `redraws` under the first word of
     `what`, a last resort under "last resort"."""
@@ -435,6 +439,8 @@ def draw(
     next_labels += [f"\n{n}." for n in range(1, 10)]
     stop = ["\n"]
     first_lead = tries // 2 if lead_from is None else lead_from
+    if until_kept:
+        ready = kept_when_ended(check, ready)
     for attempt in range(tries):
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
         head = lead if lead and attempt >= first_lead else ""
@@ -442,7 +448,7 @@ def draw(
         after = [r"\A\s*[:：]"] if head else []
         rules: list[LogitsProcessor] = []
         if ready is not None and steers(writer):
-            rules.append(EndWhenReady(writer.engine.tokenizer, ready, head))
+            rules.append(EndWhenReady(writer.engine.tokenizer, ready, head, enough))
         text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
             avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST], constraints=rules,
@@ -468,6 +474,18 @@ def draw(
         f"the model wrote no usable {what} in {tries} draws (last: {reason}: {value!r}); "
         "try another --seed or a clearer premise"
     )
+
+
+def kept_when_ended(
+    check: Callable[[str], str | None], ready: Callable[[str], bool] | None
+) -> Callable[[str], bool]:
+    """Whether a line so far (read as `draw` reads the value) passes `check`, and `ready`."""
+
+    def kept(text: str) -> bool:
+        value = text.strip().strip("*").strip()
+        return (ready is None or ready(text)) and check(value) is None
+
+    return kept
 
 
 def anchors(premise: str, lang: Lang, characters: list[Character]) -> set[str]:
@@ -560,6 +578,18 @@ def example_echo(lang: Lang, given: str) -> str:
     return echo_pattern(BIBLE_EXAMPLE[lang], given, words=4, chars=4)
 
 
+# A title is no sentence (no inner punctuation, nothing after a full stop) and no quote.
+TITLE_BANS: dict[Lang, list[str]] = {
+    "zh": [r"[，,；;：:！？!?“”\"「」]", r"[。.]\s*\S"],
+    "en": [r"[\"“”]", r"[.;]\s*\S"],
+}
+TITLE_ENOUGH: dict[Lang, int] = {"en": 6, "zh": 8}  # words or characters: the check's 12, 14
+
+
+def title_long_enough(lang: Lang) -> Callable[[str], bool]:
+    return lambda text: checks.size(text, lang) >= TITLE_ENOUGH[lang]
+
+
 def premise_as_title(premise: str, lang: Lang) -> list[str]:
     """A `banned_regex` for a title that begins as the premise does (seen: the premise
     itself as the title)."""
@@ -573,23 +603,10 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
     lang, labels = writer.lang, LABELS[writer.lang]
     prompt = _bible_prompt(lang, premise)
     avoid = foreign_marks(lang, premise)
-    rules = {
-        "title": title_rule(premise, lang),
-        "setting": phrase_rule(lang, "setting"),
-        "style": phrase_rule(lang, "style"),
-    }
-    # Runs of the examples' words the premise lacks: never in a setting, a character or
-    # the synopsis (seen: the examples' "八十年代末" in a setting and three descriptions).
-    # Titles and styles are short and their words common ("第三人称").
     echo = example_echo(lang, premise)
     values: dict[str, str] = {}
-    for key, tokens in (("title", 24), ("setting", 60), ("style", 40)):
-        rule = unborrowed(partial(not_the_premise, rules[key], premise, key), lang, premise)
-        bans = {"title": [*avoid, *premise_as_title(premise, lang)], "setting": [*avoid, echo]}
-        values[key] = draw(
-            writer, prompt + labels[key], tokens, rule, key, avoid_regex=bans.get(key, avoid),
-            redraws=redraws,
-        )  # fmt: skip
+    for key in ("title", "setting", "style"):
+        values[key] = bible_field(writer, prompt, key, premise, redraws)
         prompt += f"{labels[key]} {values[key]}\n"
     characters = plan_characters(
         writer, prompt + labels["characters"] + "\n", avoid_regex=[*avoid, echo],
@@ -614,7 +631,7 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
         160,
         unborrowed(synopsis_rule, lang, premise),
         "synopsis",
-        avoid_regex=[*avoid, echo],
+        avoid_regex=[*avoid, echo, checks.PLAN_LABEL],
         redraws=redraws,
         # A whole sentence, not a list of names (seen: "Rachel and Sophie").
         ready=whole_sentence(lang, SYNOPSIS_LEAST[lang]),
@@ -622,6 +639,38 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
     )
     synopsis = frame + rest
     return StoryBible(values["title"], values["setting"], values["style"], synopsis, characters)
+
+
+FIELD_TOKENS = {"title": 24, "setting": 60, "style": 40}
+
+
+def bible_field(
+    writer: Writer, prompt: str, key: str, premise: str, redraws: dict[str, int] | None = None
+) -> str:
+    """The title, setting or style after `prompt` (the plan so far), drawn under its check:
+    the line goes on until the check passes, and a title ends once it has a few words."""
+    lang = writer.lang
+    rules = {
+        "title": title_rule(premise, lang),
+        "setting": phrase_rule(lang, "setting"),
+        "style": phrase_rule(lang, "style"),
+    }
+    avoid = foreign_marks(lang, premise)
+    # Runs of the examples' words the premise lacks: never in a setting, a character or
+    # the synopsis (seen: the examples' "八十年代末" in a setting and three descriptions).
+    # Titles and styles are short and their words common ("第三人称"); a style takes no two
+    # phrases in a row from an example's (seen: "幽默，平实，第一人称，口语化").
+    bans = {
+        "title": [*avoid, *premise_as_title(premise, lang), *TITLE_BANS[lang]],
+        "setting": [*avoid, example_echo(lang, premise)],
+        "style": [*avoid, phrase_pairs(example_fields(lang, "style"))],
+    }
+    rule = unborrowed(partial(not_the_premise, rules[key], premise, key), lang, premise)
+    return draw(
+        writer, prompt + LABELS[lang][key], FIELD_TOKENS[key], rule, key,
+        avoid_regex=bans[key], redraws=redraws, until_kept=True,
+        enough=title_long_enough(lang) if key == "title" else None,
+    )  # fmt: skip
 
 
 SYNOPSIS_LEAST: dict[Lang, int] = {"en": 8, "zh": 14}  # words or characters: the checks' 6, 10
@@ -680,18 +729,24 @@ def parse_character(line: str, lang: Lang) -> Character | None:
     return None
 
 
-def described(lang: Lang, head: str = "") -> Callable[[str], bool]:
+def described(lang: Lang, head: str = "", about: Collection[str] = ()) -> Callable[[str], bool]:
     """Whether a character line (after `head`) has its name, a colon and a description of
-    a few words: until then it may not end."""
+    a few words naming one of `about` (when given): until then it may not end."""
     colon = "：" if lang == "zh" else ":"
 
     def ready(text: str) -> bool:
         name, sep, description = (head + text).partition(colon)
-        return bool(sep and name.strip()) and checks.size(description, lang) >= (
-            5 if lang == "zh" else 3
+        return (
+            bool(sep and name.strip())
+            and checks.size(description, lang) >= (5 if lang == "zh" else 3)
+            and (not about or bool(checks.mentions(description, about, lang)))
         )
 
     return ready
+
+
+def says_any(words: Collection[str], lang: Lang, text: str) -> bool:
+    return bool(checks.mentions(text, words, lang))
 
 
 def first_sentence(text: str, lang: Lang) -> str:
@@ -746,6 +801,8 @@ def plan_characters(
         again = [re.escape(k) for c in characters for k in c.keys]
         if again and lang == "en":
             again = [rf"\b(?:{'|'.join(again)})\b"]
+        if characters:  # nor another's description with a word changed
+            again.append(checks.description_echo([c.description for c in characters], premise))
         heat = writer.params.temperature + 0.1 * attempt if writer.params.temperature > 0 else 0
         head = ""
         if attempt >= tries // 2 and len(characters) < 2:
@@ -754,8 +811,21 @@ def plan_characters(
             head = f"{names[0]}{colon}" + ("" if lang == "zh" else " ")
         rules: list[LogitsProcessor] = []
         if name_first is not None:
-            rules.append(EndWhenReady(writer.engine.tokenizer, described(lang, head)))
+            # The first is the premise's hero, described with a premise word in its first
+            # sentence (as the examples' keeper), so the first beat, which begins with the
+            # hero's name, starts from the premise (seen: "乔丹: 男人，穿长裤" and six first
+            # beats about anything but the robot).
+            about = checks.keywords(premise, lang) if not characters else set()
+            ready = described(lang, head, about)
+            rules.append(EndWhenReady(writer.engine.tokenizer, ready, sentences=bool(about)))
             rules += [] if head else [name_first]
+            if about:
+                rules.append(
+                    Favour(
+                        writer.engine.tokenizer, about, lang, partial(says_any, about, lang),
+                        after="" if head else colon,
+                    )
+                )  # fmt: skip
         line = writer.write(
             prompt + listed + "- " + head,
             40,
@@ -772,7 +842,9 @@ def plan_characters(
         if found is None or checks.is_copied(found.name, copied):
             continue
         if (
-            checks.check_description(found.description, lang, [c.description for c in characters])
+            checks.check_description(
+                found.description, lang, [c.description for c in characters], premise
+            )
             is not None
         ):
             continue
@@ -835,15 +907,21 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     template = _plan_prompt(lang, project.premise, project.bible)
     known = anchors(project.premise, lang, project.bible.characters)
     # Nor the examples' beats again (seen: "乔大雄收摊前给邻居留下最后一碗小食"), nor the
-    # next beat's number inside this one (a beat that may not end yet ran on: "… 2. 熊宝玉…").
+    # next beat's number inside this one (a beat that may not end yet ran on: "… 2. 熊宝玉…"),
+    # nor the built beats' pattern (seen: "陆上天的故事从这里开始。" after a built first beat).
     avoid = [
         *foreign_marks(lang, project.premise),
         example_echo(lang, template[len(BIBLE_EXAMPLE[lang]) :]),
         r"\s\d+\.\s",
+        checks.PLAN_LABEL,
+        echo_pattern("\n".join(BEAT_LAST_RESORT[lang]), project.premise, words=4, chars=4),
     ]
     cast = project.bible.characters
+    names = [key for c in cast for key in c.keys]
     for _ in range(count):
         beats = [s.beat for s in project.scenes]
+        # Each beat its own words: no run of an earlier beat's (names and premise aside).
+        told = [echo_outside(beats, project.premise, names, *BEAT_RUN[lang])] if beats else []
         shown = "".join(f"{i}. {beat}\n" for i, beat in enumerate(beats, 1))
         number = len(beats) + 1
 
@@ -860,12 +938,13 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             48,
             unborrowed(check, lang, project.premise),
             f"outline beat for {CHAPTER[lang].format(n=number)}",
-            avoid_regex=avoid,
+            avoid_regex=[*avoid, *told],
             redraws=project.meta.setdefault("redraws", {}),
             lead=" " + name,  # as the example's "1. Elias finds…"
             lead_from=0,
             ready=beat_ready(project, number),
             last_resort=partial(last_resort_beat, project, number, name),
+            until_kept=True,
         )
         project.scenes.append(Scene(beat))
         project.save()
@@ -873,6 +952,9 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
 
 
 BEAT_LEAST: dict[Lang, int] = {"en": 5, "zh": 9}  # words or characters: the check's 4, 8
+# The runs (words, Chinese characters) of an earlier beat a beat may not say again: Chinese
+# beats are compared by character pairs (`checks.says_again`), so shorter runs.
+BEAT_RUN: dict[Lang, tuple[int, int]] = {"en": (4, 4), "zh": (4, 3)}
 
 
 def beat_ready(project: StoryProject, number: int) -> Callable[[str], bool]:
