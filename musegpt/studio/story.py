@@ -625,13 +625,17 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
         return next((r for r in found if r is not None), None)
 
     first, second = characters[0].name, characters[1].name
+    # The synopsis tells the story, not the cast's descriptions again (seen: "黎明对姜玉明在
+    # 四十二岁，三十九岁，还有八十岁，长得有型").
+    names = [key for c in characters for key in c.keys]
+    described_again = echo_outside([c.description for c in characters], premise, names, 4, 4)
     rest = draw(
         writer,
         f"{prompt}{labels['synopsis']} {frame.rstrip()}",  # the model writes the space
         160,
         unborrowed(synopsis_rule, lang, premise),
         "synopsis",
-        avoid_regex=[*avoid, echo, checks.PLAN_LABEL],
+        avoid_regex=[*avoid, echo, checks.PLAN_LABEL, described_again],
         redraws=redraws,
         # A whole sentence, not a list of names (seen: "Rachel and Sophie").
         ready=whole_sentence(lang, SYNOPSIS_LEAST[lang]),
@@ -918,6 +922,11 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     ]
     cast = project.bible.characters
     names = [key for c in cast for key in c.keys]
+    # A beat tells what happens, not the cast's descriptions or the synopsis again (seen:
+    # "黎大在店里，她从五十二岁到九十岁…" from a description, a first beat that was the
+    # synopsis word for word): no run of four of their words (characters) the premise lacks.
+    bible_texts = [project.bible.setting, project.bible.synopsis, *(c.description for c in cast)]
+    avoid.append(echo_outside(bible_texts, project.premise, names, 4, 4))
     for _ in range(count):
         beats = [s.beat for s in project.scenes]
         # Each beat its own words: no run of an earlier beat's (names and premise aside).
@@ -1093,7 +1102,7 @@ def chapter_target(tokens: int, lang: Lang) -> int:
 # there and the tokens go to a fresh continuation of what was kept (seen: 300 of a
 # chapter's 375 tokens cleaned away after "This chapter is a flashback…").
 STALL_CHARS: dict[Lang, int] = {"en": 300, "zh": 110}
-STALL_EVERY: dict[Lang, int] = {"en": 50, "zh": 20}  # characters between two looks
+STALL_EVERY: dict[Lang, int] = {"en": 100, "zh": 40}  # characters between two looks
 # A chapter under half its target is continued from what was kept while its tokens last,
 # and under a third of it even past them (a quarter of its tokens a round, up to half as
 # many again), in at most this many rounds (seen: "Riv's first love story:", 4 words kept
@@ -1125,8 +1134,10 @@ class Stall:
     def __init__(self, keep: Callable[[str], str], lang: Lang) -> None:
         self.keep, self.lang = keep, lang
         self.kept = self.grown_at = self.looked_at = 0
+        self.raw = ""  # all that was decoded (what the writer returns is tidied)
 
     def __call__(self, raw: str) -> bool:
+        self.raw = raw
         if len(raw) - self.looked_at < STALL_EVERY[self.lang]:
             return False
         self.looked_at = len(raw)
@@ -1136,21 +1147,37 @@ class Stall:
         return len(raw) - self.grown_at > STALL_CHARS[self.lang]
 
 
+def beat_things(project: StoryProject, beat: str) -> set[str]:
+    """The beat's keywords that are neither a character's name nor the premise's: what this
+    chapter in particular is about ("Ruben goes to the museum to buy a suit": museum, suit)."""
+    assert project.bible is not None
+    keys = sorted((k for c in project.bible.characters for k in c.keys), key=len, reverse=True)
+    for key in keys:  # longest first: "Jonah Reed" before "Jonah"
+        beat = beat.replace(key, "，")
+    return checks.keywords(beat, project.lang) - checks.keywords(project.premise, project.lang)
+
+
 def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     """`banned_regex` for what a chapter must not write: talk about the writing ("This
     chapter is a flashback…"), a label line ("Riv's first love story:"), and the opening
     words of an earlier chapter's sentences (a retelling, dropped by cleaning anyway)."""
     flags = "(?i)" if lang == "en" else ""
+    return [flags + checks.CHATTER[lang].pattern, *LABEL_LINES[lang], *retold(lang, earlier)]
+
+
+def retold(lang: Lang, text: str) -> list[str]:
+    """`banned_regex` for the opening words (Chinese: characters) of `text`'s recent
+    sentences: what a chapter writes when it tells them again."""
     run = RETELL_RUN[lang]
     openings: dict[str, None] = {}
-    for sentence in checks.sentences(earlier)[-RETOLD_SENTENCES:]:
+    for sentence in checks.sentences(text)[-RETOLD_SENTENCES:]:
         if lang == "zh":
             body = sentence.strip()
             if len(body) >= run + 2:
                 openings[re.escape(body[:run])] = None
         elif len(words := sentence.split()) >= run + 2:
             openings[r"\s+".join(re.escape(w) for w in words[:run])] = None
-    return [flags + checks.CHATTER[lang].pattern, *LABEL_LINES[lang], *openings]
+    return list(openings)
 
 
 def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
@@ -1193,11 +1220,14 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     def go_on(head: str, budget: int, avoid: list[str]) -> tuple[str, int]:
         """`head` continued (streamed) until `budget` tokens or a stall; the whole draft
         and the tokens decoded."""
+        stall = Stall(lambda r: clean(glue(head, r, lang)), lang)
+        # Nor the chapter's own sentences again (seen: a Chinese chapter going back to
+        # its first sentence, the beat, after every paragraph).
         rest = writer.write(
             base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
-            avoid_regex=avoid, until=Stall(lambda r: clean(glue(head, r, lang)), lang),
+            avoid_regex=[*avoid, *retold(lang, head)], until=stall,
         )  # fmt: skip
-        return glue(head, rest, lang), len(writer.engine.tokenize(rest))
+        return glue(head, rest, lang), len(writer.engine.tokenize(stall.raw or rest))
 
     if candidates <= 1:
         writer.show(lead + ("" if lang == "zh" else " "))
@@ -1217,15 +1247,20 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         )
         drafts = [glue(lead, draft, lang) for draft in drafts]
         protagonist = project.bible.characters[0].keys
+        things = beat_things(project, scene.beat)
 
         def fit(draft: str) -> float:
-            return checks.chapter_fit(
-                clean(draft), lang, protagonist, scene.beat, project.premise,
+            text = clean(draft)
+            # The beat's own things count once more: a draft that names the protagonist
+            # and the premise but not the beat's suit or museum has drifted from it.
+            found = len(checks.mentions(text, things, lang)) / max(len(things), 1)
+            return found + checks.chapter_fit(
+                text, lang, protagonist, scene.beat, project.premise,
                 chapter_target(opening, lang), EXAMPLE_MARKS[lang], raw=draft,
             )  # fmt: skip
 
         raw = max(drafts, key=fit)
-        spent = len(writer.engine.tokenize(raw))
+        spent = opening  # about: each draft was decoded to its stop or its tokens
         hero_named = any(k in clean(raw) for k in protagonist)
         if opening < tokens and raw and not hero_named and checks.finished(end_cleanly(raw)):
             # The chapter goes on with a paragraph the protagonist begins (the program
