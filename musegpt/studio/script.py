@@ -189,11 +189,22 @@ def script(
     if names:
         avoid_regex.append(r"(?i)(?<![a-z])(?:" + "|".join(map(re.escape, names)) + r")(?![a-z])")
     why = "did not write a scene with dialogue"
+    avoid = example_phrases(example)
     for attempt in range(1, SCRIPT_ATTEMPTS + 1):
         raw = writer.write(prompt, max_new_tokens, stop=STOPS, clean_end=False,
-                           avoid=example_phrases(example), avoid_regex=avoid_regex)  # fmt: skip
+                           avoid=avoid, avoid_regex=avoid_regex)  # fmt: skip
         scene = to_fountain(raw, fallback)
         elements = fountain_elements(scene)
+        if elements["Slug"] >= 1 and elements["Dialog"] < 2:
+            # The model often ends the scene as the example does ("THE END") after its
+            # first paragraph of action, before anyone speaks: go on from there, once, with
+            # that ending banned, instead of throwing the heading and action away.
+            raw = raw.rstrip() + "\n\n"
+            raw += writer.write(prompt + raw, max_new_tokens // 2, stop=STOPS[1:],
+                                clean_end=False, avoid=[*avoid, STOPS[0]],
+                                avoid_regex=avoid_regex)  # fmt: skip
+            scene = to_fountain(raw, fallback)
+            elements = fountain_elements(scene)
         if resemblance(scene, example, given) > COPIED:
             why = "kept writing the few-shot example's scene"
         elif elements["Slug"] >= 1 and elements["Dialog"] >= 2:
