@@ -10,7 +10,15 @@ import pytest
 
 from musegpt.engines.base import Engine
 from musegpt.studio import Studio
-from musegpt.studio.story import Character, Scene, StoryBible, StoryProject, write_scene
+from musegpt.studio import plan_checks as checks
+from musegpt.studio.story import (
+    Character,
+    Scene,
+    StoryBible,
+    StoryProject,
+    chapter_target,
+    write_scene,
+)
 from musegpt.studio.text import Lang
 
 # A plan whose only beat is about the second character: without the protagonist's
@@ -60,3 +68,29 @@ def test_a_chapter_about_another_character_still_names_the_protagonist(
     assert any(key in text for key in bible.characters[0].keys), text
     # The name the program wrote goes on as a sentence, not as a heading of its own.
     assert not text.startswith(bible.characters[1].name + "\n"), text
+
+
+# The chapter before, as the default model wrote one: the next chapter often retold it
+# (dropped by cleaning) or began talking about the writing, and was kept as a line.
+PREVIOUS: dict[Lang, str] = {
+    "en": "Ada fixed the lamp in the harbour office. She had never felt anything, but the "
+    "fisherman's song made her stop. She listened until the tide turned.",
+    "zh": "阿铁修好了港口办公室的灯。它从来没有感情，可是老渔夫的歌让它停了下来。"
+    "它一直听到潮水退去。",
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_chapter_is_never_left_far_below_its_target(
+    gemma: Engine, tmp_path: Path, lang: Lang
+) -> None:
+    premise, bible, beat = PLANS[lang]
+    first = Scene(bible.synopsis.partition("：" if lang == "zh" else ": ")[2], PREVIOUS[lang])
+    first.summary = first.beat
+    tokens = 150
+    project = StoryProject(
+        tmp_path, premise, lang, bible, [first, Scene(beat)], scene_tokens=tokens
+    )
+    writer = Studio(gemma).writer(premise, seed=3)
+    text = write_scene(writer, project, 1, candidates=2).text
+    assert checks.size(text, lang) >= chapter_target(tokens, lang) // 3, text
