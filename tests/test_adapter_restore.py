@@ -58,9 +58,10 @@ def test_a_restarted_server_serves_the_finished_adapters_again(
     shutil.copy(runs / "stray-folder" / "adapter.gguf", unfinished / "adapter.gguf")
 
     settings = ServerSettings(data_dir=tmp_path, max_tokens=16)
-    with caplog.at_level(logging.WARNING), TestClient(
-        create_app({"gemma3-270m": gemma}, settings)
-    ) as client:
+    with (
+        caplog.at_level(logging.WARNING),
+        TestClient(create_app({"gemma3-270m": gemma}, settings)) as client,
+    ):
         end = time.monotonic() + LOAD_DEADLINE_S
         while time.monotonic() < end:
             states = client.get("/health").json()["models"]
