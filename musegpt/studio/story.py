@@ -1157,12 +1157,22 @@ def beat_things(project: StoryProject, beat: str) -> set[str]:
     return checks.keywords(beat, project.lang) - checks.keywords(project.premise, project.lang)
 
 
+# A reader's or reviewer's talk inside a chapter, beyond what cleaning cuts (seen: "Now this
+# story has been turned into the movie…", "one of my favorite movies ever made!").
+READER_TALK: dict[Lang, str] = {
+    "en": r"(?i)\b(?:this (?:story|book|novel)|my fav(?:ou)?rite (?:book|movie|film|story)|"
+    r"(?:book|movie|film|story|novel)s? (?:ever (?:made|written)|of all time))\b",
+    "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)",
+}
+
+
 def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     """`banned_regex` for what a chapter must not write: talk about the writing ("This
     chapter is a flashback…"), a label line ("Riv's first love story:"), and the opening
     words of an earlier chapter's sentences (a retelling, dropped by cleaning anyway)."""
     flags = "(?i)" if lang == "en" else ""
-    return [flags + checks.CHATTER[lang].pattern, *LABEL_LINES[lang], *retold(lang, earlier)]
+    chatter = [flags + checks.CHATTER[lang].pattern, READER_TALK[lang]]
+    return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 
 def retold(lang: Lang, text: str) -> list[str]:
