@@ -76,3 +76,11 @@ def test_a_studio_adapter_the_model_cannot_take_is_a_400_before_any_work(
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["param"] == "adapter" and says in error["message"]
+
+
+def test_a_model_served_by_its_run_path_goes_by_the_runs_name(tmp_path: Path) -> None:
+    # `musegpt serve -m runs/baby/best` serves "baby" (it used to be "best", for every run).
+    best = own_model(tmp_path, "poetry")
+    assert find_model(str(best)).name == "my-poetry"
+    assert find_model(str(best / "model.safetensors")).name == "my-poetry"
+    assert find_model(str(WEIGHTS / "poetry.safetensors")).name == "poetry"

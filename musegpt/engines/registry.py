@@ -159,12 +159,21 @@ def find_model(model: str | Path | None) -> ModelEntry:
             return entry
     path = Path(model).expanduser()
     if path.exists():
-        return ModelEntry(path.stem or str(path), str(path), detect_backend(path), "registered")
+        return ModelEntry(path_model_name(path), str(path), detect_backend(path), "registered")
     known = ", ".join(e.name for e in list_models())
     raise EngineError(
         f"unknown model {str(model)!r}: not a registered name ({known}) and no such path; "
         "register one with `musegpt models add NAME PATH`"
     )
+
+
+def path_model_name(path: Path) -> str:
+    """The name a model given by path goes by: a run's own folder for its best/ or last/
+    checkpoint (runs/baby/best is "baby", not "best"), else the file or folder's stem."""
+    folder = path.parent if path.name == "model.safetensors" else path
+    if folder.name in ("best", "last") and folder.resolve().parent.name:
+        return folder.resolve().parent.name
+    return path.stem or path.resolve().name
 
 
 def open_engine(
