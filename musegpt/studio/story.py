@@ -1160,7 +1160,9 @@ def beat_things(project: StoryProject, beat: str) -> set[str]:
 # A reader's or reviewer's talk inside a chapter, beyond what cleaning cuts (seen: "Now this
 # story has been turned into the movie…", "one of my favorite movies ever made!").
 READER_TALK: dict[Lang, str] = {
-    "en": r"(?i)\b(?:this (?:story|book|novel)|my fav(?:ou)?rite (?:book|movie|film|story)|"
+    "en": r"(?i)\b(?:this (?:is a )?(?:story|book|novel)|"
+    r"my fav(?:ou)?rite (?:book|movie|film|story)|"
+    r"I think this (?:is|will be) (?:the|a|one)|"
     r"(?:book|movie|film|story|novel)s? (?:ever (?:made|written)|of all time))\b",
     "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)",
 }
