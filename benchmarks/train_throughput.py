@@ -28,6 +28,8 @@ one-off start-up, torch.compile included); `train_tokens_per_second` leaves eval
 from start to end (set-up and compiling included). `median_window_tokens_per_second` is the
 median over 10-step windows (for nanoGPT, from its per-iteration times): it shrugs off
 bursts of other work on a shared machine, which the whole-loop figure does not.
+`cpu_seconds` is the CPU time of the whole run, all threads, start-up and compiling included
+(nanoGPT's: its process's); on a busy machine it moves far less than the wall-clock figures.
 `--threads N` runs both programs with N torch threads (nanoGPT through OMP_NUM_THREADS); by
 default both use torch's default, one per core. The `procs2` variants ignore it: their two
 processes split the cores between them. With `--repeats`, the runs alternate
@@ -41,6 +43,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -82,15 +85,20 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_musegpt(config: TrainConfig, data: Path) -> dict[str, Any]:
     load = load_average()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as out:
         run = Path(out) / "run"
         # Its log lines go to stderr, so that stdout is the JSON report alone.
         result = Trainer(config, data, run, progress=False, console=Console(stderr=True)).run()
         records = MetricsLog(run / METRICS_FILE).read()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     # Each record's tokens_per_sec covers the steps since the previous log point; the first
     # window holds the one-off warm-up of step 1, so it is left out.
     windows = [float(r["tokens_per_sec"]) for r in records[1:] if r.get("tokens_per_sec")]
@@ -102,6 +110,7 @@ def run_musegpt(config: TrainConfig, data: Path) -> dict[str, Any]:
         "final_val_loss": result.final_val_loss,
         "seconds": round(result.seconds, 1),
         "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
         "compile_seconds": round(compile_seconds, 1) if compile_seconds is not None else None,
         "steps": result.steps,
         "load_before": load,
@@ -116,12 +125,14 @@ def run_reference(
     from nanogpt_reference import run_nanogpt
 
     load = load_average()
+    cpu_start = children_cpu_seconds()
     ref = run_nanogpt(nanogpt, data, max_iters=max_iters, threads=threads, compile=compile)
     return {
         "tokens_per_second": round(ref.tokens_per_second),
         "median_window_tokens_per_second": round(ref.median_window_tokens_per_second),
         "final_val_loss": ref.val_loss,
         "wall_seconds": round(ref.wall_seconds, 1),
+        "cpu_seconds": round(children_cpu_seconds() - cpu_start, 1),
         "load_before": load,
         "load_after": load_average(),
     }

@@ -169,6 +169,30 @@ def test_loss_decreases_and_run_folder_is_complete(
     assert mean_loss(model, corpus_a) < math.log(model.config.vocab_size) - 2
 
 
+def test_loss_plot_is_redrawn_at_most_every_interval_and_at_the_end(
+    corpus_a: PreparedCorpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import musegpt.train.trainer as trainer
+
+    drawn: list[int] = []
+
+    def plot(records: list[dict[str, Any]], path: Path) -> None:
+        drawn.append(records[-1]["step"])
+        real_plot(records, path)
+
+    real_plot = trainer.plot_losses
+    monkeypatch.setattr(trainer, "plot_losses", plot)
+    # Six evaluations in a few seconds: drawing each (~0.1 s) would be a tax on every one.
+    Trainer(tiny(max_iters=30, eval_interval=5), corpus_a, tmp_path / "r", progress=False).run()
+    assert drawn == [30]
+    assert (tmp_path / "r" / "loss.png").read_bytes().startswith(b"\x89PNG")
+    # A run whose evaluations are further apart than the interval draws at each of them.
+    drawn.clear()
+    monkeypatch.setattr(trainer, "PLOT_INTERVAL_S", 0.0)
+    Trainer(tiny(max_iters=30, eval_interval=10), corpus_a, tmp_path / "s", progress=False).run()
+    assert drawn == [10, 20, 30, 30]
+
+
 def test_train_result_and_generation(corpus_a: PreparedCorpus, tmp_path: Path) -> None:
     from musegpt.generation.sampling import sample_text
 
