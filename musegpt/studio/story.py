@@ -1031,8 +1031,13 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
             check,
             "summary",
             tries=SUMMARY_TRIES,
-            # The summarising example's own things, unless the chapter has them.
-            avoid_regex=foreign_marks(lang, f"{project.premise}\n{scene.text}", SUMMARY_MARKS),
+            # The summarising example's own things, unless the chapter has them, and no
+            # quotation marks (a summary quoting dialogue is refused: the commonest refusal
+            # left in English).
+            avoid_regex=[
+                *foreign_marks(lang, f"{project.premise}\n{scene.text}", SUMMARY_MARKS),
+                r"[\"“”「」『』]",
+            ],
             redraws=project.meta.setdefault("redraws", {}),
             lead=name,
             lead_from=0,
