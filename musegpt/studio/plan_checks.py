@@ -46,6 +46,13 @@ PLAN_LABEL = (
     r"(?:前提|标题|背景|文风|人物|梗概|大纲)\s*[:：]|"
     r"\b(?:Premise|Title|Setting|Style|Characters|Synopsis|Outline)\s*:"
 )
+# The next beat's number inside a beat (seen: "杜鹃，8十岁，勤务。2.彭志敏，八十岁…").
+LIST_NUMBER = r"(?:^|[\s。！？!?；;，,：:])\d{1,2}\s*[.、](?!\d)"
+# A run said twice in one line (seen: "夜里告别人；夜里告别人", "我们一起上街。 我们一起上街。").
+SELF_REPEAT = {
+    "zh": r"([\u4e00-\u9fff]{4,}).*?\1",
+    "en": r"(?i)\b([a-z']+(?:\W+[a-z']+){3})\b.*?\b\1\b",
+}
 # A title that is only a number or an ordinal (seen: "第一个").
 ORDINAL_TITLE = {
     "zh": re.compile(r"^\W*第?[0-9一二三四五六七八九十百两]+[个次章节回部幕天号]?\W*$"),
@@ -242,8 +249,10 @@ def check_beat(
         return "the beat is a heading"
     if SPEAKER.match(beat):
         return "the beat reads as a line of a script"
-    if re.search(PLAN_LABEL, beat):
+    if re.search(PLAN_LABEL, beat) or re.search(LIST_NUMBER, beat):
         return "the beat runs on into the plan's next field"
+    if re.search(SELF_REPEAT[lang], beat):
+        return "the beat says the same words twice"
     if not mentions(beat, anchors, lang):
         return "the beat names no character and nothing of the premise"
     if premise_words and not mentions(beat, premise_words, lang):

@@ -8,7 +8,11 @@ while decoding, so the line the model writes is one the plan's checks can keep:
 * `EndWhenReady`: the line may not end (a line break, the end of text) until the text so
   far is ready, e.g. holds a whole sentence of enough words;
 * `NameFirst`: a character line is a name (capitalised words; Chinese: a surname and a
-  few characters), then a colon, then anything.
+  few characters), then a colon, then anything;
+* `Favour`: the premise's words raised until one is written (the hero's description);
+
+and `phrase_pairs` / `echo_outside` build `banned_regex` patterns for an example's phrases
+and for the runs of earlier lines, so a line says its own thing.
 
 The token sets depend only on the vocabulary and are computed once per tokenizer.
 """
@@ -106,44 +110,31 @@ def name_tokens(tokenizer: Tokenizer, lang: str) -> NameTokens:
 
 class EndWhenReady:
     """No line break or end of text until `ready(head + the text written so far)` (with
-    `sentences`, no sentence end either); with `enough`, nothing but an end once the text
-    is ready and `enough` holds (a title of a few words ends there rather than running on
-    into a sentence)."""
+    `sentences`, no sentence end either)."""
 
     def __init__(
         self,
         tokenizer: Tokenizer,
         ready: Callable[[str], bool],
         head: str = "",
-        enough: Callable[[str], bool] | None = None,
         sentences: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
         self.ready = ready
         self.head = head
-        self.enough = enough
         self.ends = line_end_ids(tokenizer, sentences)
-        self.line_ends = line_end_ids(tokenizer)
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        waiting, done = [], []
-        for row in range(scores.shape[0]):
-            text = self.head + self.tokenizer.decode(state.generated(row))
-            if not self.ready(text):
-                waiting.append(row)
-            elif self.enough is not None and self.enough(text):
-                done.append(row)
-        if not waiting and not done:
+        waiting = [
+            row for row in range(scores.shape[0])
+            if not self.ready(self.head + self.tokenizer.decode(state.generated(row)))
+        ]  # fmt: skip
+        if not waiting:
             return scores
         scores = scores.clone()
         ends = self.ends.to(scores.device)
         for row in waiting:
             scores[row, ends] = NEG_INF
-        line_ends = self.line_ends.to(scores.device)
-        for row in done:
-            kept = scores[row, line_ends]
-            scores[row] = NEG_INF
-            scores[row, line_ends] = kept
         return scores
 
 

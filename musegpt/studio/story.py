@@ -418,7 +418,6 @@ def draw(
     ready: Callable[[str], bool] | None = None,
     last_resort: Callable[[], str] | None = None,
     until_kept: bool = False,
-    enough: Callable[[str], bool] | None = None,
 ) -> str:
     """One line the model writes after `prompt` that passes `check` (and never matches
     `avoid_regex`); each retry has its own derived seed (so the same --seed plans the
@@ -426,8 +425,8 @@ def draw(
     (by default the second half) begin with it (the program's words, e.g. the hero's
     name) for the model to go on from. With `ready`, the line cannot end until
     `ready(line so far)` holds (e.g. a whole sentence); `until_kept`, not until the line
-    so far passes `check` (a style too near an example's goes on until it is its own);
-    `enough`, it must end once ready and `enough(line so far)`. When no draw passes, the
+    so far passes `check` (a style too near an example's goes on until it is its own).
+    When no draw passes, the
     `last_resort` (a line the program builds from parts already kept) is kept if it
     passes `check`. Failed draws are counted in `redraws` under the first word of
     `what`, a last resort under "last resort"."""
@@ -448,7 +447,7 @@ def draw(
         after = [r"\A\s*[:：]"] if head else []
         rules: list[LogitsProcessor] = []
         if ready is not None and steers(writer):
-            rules.append(EndWhenReady(writer.engine.tokenizer, ready, head, enough))
+            rules.append(EndWhenReady(writer.engine.tokenizer, ready, head))
         text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
             avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST], constraints=rules,
@@ -583,11 +582,6 @@ TITLE_BANS: dict[Lang, list[str]] = {
     "zh": [r"[，,；;：:！？!?“”\"「」]", r"[。.]\s*\S"],
     "en": [r"[\"“”]", r"[.;]\s*\S"],
 }
-TITLE_ENOUGH: dict[Lang, int] = {"en": 6, "zh": 8}  # words or characters: the check's 12, 14
-
-
-def title_long_enough(lang: Lang) -> Callable[[str], bool]:
-    return lambda text: checks.size(text, lang) >= TITLE_ENOUGH[lang]
 
 
 def premise_as_title(premise: str, lang: Lang) -> list[str]:
@@ -652,7 +646,7 @@ def bible_field(
     writer: Writer, prompt: str, key: str, premise: str, redraws: dict[str, int] | None = None
 ) -> str:
     """The title, setting or style after `prompt` (the plan so far), drawn under its check:
-    the line goes on until the check passes, and a title ends once it has a few words."""
+    the line goes on until the check passes."""
     lang = writer.lang
     rules = {
         "title": title_rule(premise, lang),
@@ -673,7 +667,6 @@ def bible_field(
     return draw(
         writer, prompt + LABELS[lang][key], FIELD_TOKENS[key], rule, key,
         avoid_regex=bans[key], redraws=redraws, until_kept=True,
-        enough=title_long_enough(lang) if key == "title" else None,
     )  # fmt: skip
 
 
@@ -916,7 +909,8 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     avoid = [
         *foreign_marks(lang, project.premise),
         example_echo(lang, template[len(BIBLE_EXAMPLE[lang]) :]),
-        r"\s\d+\.\s",
+        checks.LIST_NUMBER,
+        checks.SELF_REPEAT[lang],
         checks.PLAN_LABEL,
         echo_pattern("\n".join(BEAT_LAST_RESORT[lang]), project.premise, words=4, chars=4),
     ]
