@@ -16,7 +16,9 @@ import numpy as np
 
 GRIDS_KEY = "image_train_grids"  # model-file metadata: the training split's token grids
 NEAR_COPY_SHARE = 0.9
-GUARD_TRIES = 4  # redraws of a near-copy before giving up (each a little hotter)
+GUARD_TRIES = 4  # redraws of a near-copy; the last cannot end as one
+GUARD_SAME_HEAT = 0  # redraws at the request's own temperature before each is hotter
+GUARD_HEAT_STEP = 0.25  # each later redraw's temperature: x (1 + step x tries past those)
 ROWS_AT_ONCE = 512  # training grids compared at a time: bounded memory
 
 
