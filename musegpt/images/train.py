@@ -301,7 +301,7 @@ def train_image_model(
 
 
 def set_drawing_defaults(
-    model_file: Path,
+    model_file: str | Path,
     guidance: float = 1.0,
     temperature: float = 1.0,
     top_k: int = 0,
@@ -310,6 +310,7 @@ def set_drawing_defaults(
     """Record the sampling a model draws with by default in its file."""
     from musegpt.model.io import read_metadata
 
+    model_file = Path(model_file)
     meta = read_metadata(model_file)
     gpt, tokenizer = load_model(model_file)
     for own in ("config", "tokenizer", "format"):
