@@ -1161,9 +1161,10 @@ def beat_things(project: StoryProject, beat: str) -> set[str]:
 READER_TALK: dict[Lang, str] = {
     "en": r"(?i)\b(?:this (?:is a )?(?:story|book|novel)|"
     r"my fav(?:ou)?rite (?:book|movie|film|story)|"
-    r"I think this (?:is|will be) (?:the|a|one)|"
+    r"I think this (?:is|will be) (?:the|a|one)|chapter \d+|"
     r"(?:book|movie|film|story|novel)s? (?:ever (?:made|written)|of all time))\b",
-    "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)",
+    "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)|"
+    r"第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回]|这章|章的结尾",  # 这就是第6章。(seen)
 }
 
 

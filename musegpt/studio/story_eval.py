@@ -9,6 +9,7 @@ run continues where it stopped; the Markdown table is made from every row in tha
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -105,11 +106,16 @@ def unfinished(text: str) -> bool:
     return not checks.finished(text)
 
 
+# A chapter named inside the prose ("这就是第6章。", "the end of chapter 4"): scaffolding.
+CHAPTER_NAMED = re.compile(r"(?i)第\s*[0-9一二三四五六七八九十百零两]+\s*章|\bchapter \d+")
+
+
 def leaked(text: str, lang: Lang) -> bool:
     lines = text.split("\n")
     return (
         any(s in text for s in STORY_SCAFFOLDING)
         or any(checks.HEADING.match(line) for line in lines)
+        or CHAPTER_NAMED.search(text) is not None
         or checks.CHATTER[lang].search(text) is not None
     )
 
