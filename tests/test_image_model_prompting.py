@@ -164,3 +164,25 @@ def test_remember_refuses_a_folder_without_training_pictures(
     model_file = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
     with pytest.raises(ValueError, match="no pictures in its train split"):
         remember_training_split(model_file / "model.safetensors", tmp_path)
+
+
+def test_cli_draw_says_what_the_model_read_and_refuses_expansion_it_cannot_do(
+    remembering: ImageModel, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from musegpt.cli.app import app
+
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
+    args = ["draw", "two big red circles", "--size", "8x8", "--seed", "1"]
+    out = str(tmp_path / "x.png")
+    expanded = CliRunner().invoke(
+        app, [*args, "--out", out, "--model", str(base / "remembering" / "model.safetensors")]
+    )
+    assert expanded.exit_code == 0, expanded.output
+    assert 'drawn as "a red circle"' in expanded.output
+    plain = CliRunner().invoke(
+        app, [*args, "--expand", "--out", out, "--model", str(base / "run" / "best")]
+    )
+    assert plain.exit_code != 0 and "keeps no training vocabulary" in plain.output
+    assert "Traceback" not in plain.output
