@@ -34,10 +34,10 @@ from musegpt.generation.decoder import draw as draw_tokens
 from musegpt.generation.decoder import torch_threads
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
-from musegpt.images import originality
 from musegpt.images.originality import (
     GRIDS_KEY,
     GUARD_HEAT_STEP,
+    GUARD_SAME_HEAT,
     GUARD_TRIES,
     NEAR_COPY_SHARE,
     TrainingGrids,
@@ -378,7 +378,7 @@ class ImageModel:
             copies = np.flatnonzero(self.training_grids.near_copies(ids.numpy() - first))
             if not len(copies):
                 return redraws
-            warmer = max(0, attempt - originality.GUARD_SAME_HEAT)  # tries at the same heat first
+            warmer = max(0, attempt - GUARD_SAME_HEAT)  # tries at the same heat first
             hotter = min(2.0, (params.temperature or 0.5) * (1 + GUARD_HEAT_STEP * warmer))
             retry = params.model_copy(
                 update={
