@@ -16,6 +16,7 @@ from musegpt.images.memory import remember_training_split
 from musegpt.images.model import ImageRequestError
 from musegpt.images.originality import NEAR_COPY_SHARE, TrainingGrids
 from musegpt.images.prompting import ConceptVocabulary
+from musegpt.images.train import with_mirrors
 
 ROWS: list[dict[str, Any]] = [
     {
@@ -120,10 +121,25 @@ def copy_shares(model: ImageModel, pictures: list[Any]) -> np.ndarray[Any, Any]:
 
 def test_the_model_file_keeps_its_training_split(remembering: ImageModel) -> None:
     assert remembering.vocabulary is not None and len(remembering.vocabulary) == 4
-    assert remembering.training_grids is not None and len(remembering.training_grids) == 4
+    # its four training pictures, and each mirrored
+    assert remembering.training_grids is not None and len(remembering.training_grids) == 8
     assert remembering.expand == "name"
     grids = remembering.training_grids
     assert TrainingGrids.from_metadata(grids.to_metadata()).codes.tolist() == grids.codes.tolist()
+
+
+def test_a_mirrored_training_picture_is_a_near_copy(remembering: ImageModel) -> None:
+    tokenizer = remembering.tokenizer
+    side = tokenizer.resolution
+    picture = np.full((1, side, side, 3), 255, dtype=np.uint8)
+    picture[0, :, : side // 2] = (200, 30, 30)  # red left half: not its own mirror image
+    mirror = np.ascontiguousarray(picture[:, :, ::-1])
+
+    def grids(pixels: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return tokenizer.encode_pixels(pixels) - tokenizer.first_code
+
+    assert not TrainingGrids(grids(picture)).near_copies(grids(mirror)).any()
+    assert TrainingGrids(grids(with_mirrors(picture))).near_copies(grids(mirror)).all()
 
 
 def test_draw_reads_the_expanded_caption(remembering: ImageModel) -> None:

@@ -12,7 +12,8 @@ drawn `per_caption` times.
   go through the model's tokenizer first, so real and generated pictures look alike to it.
 - Diversity: the mean pixel RMSE (0-255) between the pictures of one caption.
 - Originality: each picture's RMSE to its nearest training picture, and the share that are
-  near-copies: at least `NEAR_COPY_SHARE` of its tokens equal to one training picture's.
+  near-copies: at least `NEAR_COPY_SHARE` of its tokens equal to one training picture's,
+  the training pictures counted also mirrored (`with_mirrors`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from musegpt.images.model import ImageModel
 from musegpt.images.originality import NEAR_COPY_SHARE
 from musegpt.images.sheet import GAP
 from musegpt.images.tokenizer import ImageTokenizer
-from musegpt.images.train import load_pixels, read_pictures
+from musegpt.images.train import load_pixels, read_pictures, with_mirrors
 
 CAPTIONS_FILE = "eval_captions.json"
 
@@ -213,13 +214,14 @@ def build_reference(
     if not train or not test:
         raise ValueError(f"{corpus} needs grouped pictures in its train and test splits")
     say(f"tokenizing {len(train)} training and {len(test)} test pictures")
-    train_ids = tokenizer.encode_pixels(load_pixels(train, tokenizer.resolution))
+    # Near-copies and nearest distances count mirrored training pictures too.
+    train_ids = tokenizer.encode_pixels(with_mirrors(load_pixels(train, tokenizer.resolution)))
     train_pixels = tokenizer.decode_pixels(train_ids)
     test_pixels = tokenizer.decode_pixels(
         tokenizer.encode_pixels(load_pixels(test, tokenizer.resolution))
     )
     say("training the group classifier")
-    classifier = train_classifier(train_pixels, [p.group for p in train])
+    classifier = train_classifier(train_pixels[: len(train)], [p.group for p in train])
     accuracy = float(
         np.mean([a == p.group for a, p in zip(classifier.predict(test_pixels), test, strict=True)])
     )
@@ -362,7 +364,8 @@ def markdown_report(report: ImageEvalReport, command: str, machine: str) -> str:
         "",
         f"RMSE on 0-255 pixel values at the model's {report.results[0].pictures[0].width}"
         f"x{report.results[0].pictures[0].width} pixels. A near-copy has at least "
-        f"{NEAR_COPY_SHARE:.0%} of its tokens equal to one training picture's.",
+        f"{NEAR_COPY_SHARE:.0%} of its tokens equal to one training picture's or to its "
+        "mirror image's (both count as training pictures here).",
         "",
     ]
     return "\n".join(lines)

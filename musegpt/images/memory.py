@@ -11,14 +11,15 @@ from typing import Any
 from musegpt.images.originality import GRIDS_KEY, TrainingGrids
 from musegpt.images.prompting import CONCEPTS_KEY, EXPAND_KEY, ConceptVocabulary, ExpandMode
 from musegpt.images.tokenizer import ImageTokenizer
-from musegpt.images.train import ROWS_FILE, load_pixels, read_pictures
+from musegpt.images.train import ROWS_FILE, load_pixels, read_pictures, with_mirrors
 from musegpt.model.io import load_model, read_metadata, save_model
 
 
 def training_memory(
     tokenizer: ImageTokenizer, folder: str | Path
 ) -> tuple[ConceptVocabulary, TrainingGrids]:
-    """The training split of picture folder `folder`: its concepts and its token grids."""
+    """The training split of picture folder `folder`: its concepts and its token grids, each
+    picture also mirrored (a mirrored training picture is as much a copy)."""
     folder = Path(folder).expanduser()
     train = [p for p in read_pictures(folder) if p.split == "train"]
     if not train:
@@ -28,7 +29,8 @@ def training_memory(
         for line in (folder / ROWS_FILE).read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
-    codes = tokenizer.encode_pixels(load_pixels(train, tokenizer.resolution)) - tokenizer.first_code
+    pixels = with_mirrors(load_pixels(train, tokenizer.resolution))
+    codes = tokenizer.encode_pixels(pixels) - tokenizer.first_code
     return ConceptVocabulary.from_rows(rows), TrainingGrids(codes)
 
 

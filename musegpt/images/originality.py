@@ -1,7 +1,8 @@
 """The originality guard: a drawn picture that is a near-copy of a training picture is redrawn.
 
 A near-copy is the evaluation's: at least `NEAR_COPY_SHARE` of its tokens equal to one
-training picture's (same token at the same place). The training split's token grids are
+training picture's (same token at the same place), the training pictures
+counted also mirrored left to right. The training split's token grids are
 kept in the model file (codebook indices as uint16, zlib-compressed), so the check is one
 comparison of a drawn grid with every training grid: well under a millisecond a picture.
 """

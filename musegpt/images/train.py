@@ -144,6 +144,12 @@ def mirrorable(picture: Picture) -> bool:
     return not any(word in words for word in SIDED_WORDS)
 
 
+def with_mirrors(pixels: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """`pixels` (N, H, W, 3) followed by each picture flipped left to right: what a near-copy
+    is measured against, since a model trained with `flip` has seen both."""
+    return np.concatenate([pixels, np.ascontiguousarray(pixels[:, :, ::-1])])
+
+
 def encode_records(
     tokenizer: ImageTokenizer,
     pictures: Sequence[Picture],
