@@ -1103,9 +1103,9 @@ def chapter_target(tokens: int, lang: Lang) -> int:
 STALL_CHARS: dict[Lang, int] = {"en": 300, "zh": 110}
 STALL_EVERY: dict[Lang, int] = {"en": 100, "zh": 40}  # characters between two looks
 # A chapter under half its target is continued from what was kept while its tokens last,
-# and under a third of it even past them (a quarter of its tokens a round, up to half as
-# many again), in at most this many rounds (seen: "Riv's first love story:", 4 words kept
-# of 450 tokens).
+# and under a third of it even past them (a quarter of its tokens more at most: a Chinese
+# story took 119 CPU-s with half again), in at most this many rounds (seen: "Riv's first
+# love story:", 4 words kept of 450 tokens).
 FILL_ROUNDS = 3
 FILL_LEAST = 48  # tokens: a shorter continuation is not worth a call
 # The first words of an earlier chapter's sentence (Chinese: characters): a chapter that
@@ -1291,7 +1291,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     target = chapter_target(tokens, lang)
     for _ in range(FILL_ROUNDS):
         size, left = checks.size(text, lang), tokens - spent
-        spare = tokens * 3 // 2 - spent  # past its tokens, a chapter takes half again at most
+        spare = tokens * 5 // 4 - spent  # past its tokens, a quarter again at most
         far_below = size < target // 3 and spare >= FILL_LEAST
         if size >= target // 2 or (left < FILL_LEAST and not far_below):
             break
