@@ -77,3 +77,12 @@ def launched() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield chromium
         chromium.close()
+
+
+@contextmanager
+def studio_tab(url: str) -> Iterator[Any]:
+    """One wide studio tab in its own headless Chromium (a module's `page` fixture)."""
+    with launched() as chromium:
+        tab = open_studio(chromium, url, WIDE)
+        yield tab
+        tab.close()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from studio_browser import WIDE, launched, open_studio
+from studio_browser import studio_tab
 from test_personalise import LETTERS, TINY
 from test_server_helpers import running_server
 
@@ -46,10 +46,8 @@ def url(tmp_path_factory: pytest.TempPathFactory, gemma: Engine) -> Iterator[str
 
 @pytest.fixture(scope="module")
 def page(url: str) -> Iterator[Any]:
-    with launched() as chromium:
-        tab = open_studio(chromium, url, WIDE)
+    with studio_tab(url) as tab:
         yield tab
-        tab.close()
 
 
 def open_project(page: Any, name: str) -> None:

@@ -48,7 +48,8 @@ def test_each_model_is_listed_with_the_kind_it_makes(client: TestClient) -> None
         "verses": "text",
         "icons": "image",  # the packaged image model the images API draws with
     }
-    assert listed["icons"]["ready"] is False  # listed from its file, loaded on first drawing
+    # listed from its file and ready to draw, loaded on its first drawing
+    assert (listed["icons"]["ready"], listed["icons"]["loaded"]) == (True, False)
     assert client.get("/v1/models/my-tunes").json()["kind"] == "music"
     assert client.get("/v1/models/icons").json()["kind"] == "image"
     assert client.get("/v1/models/nothing").status_code == 404

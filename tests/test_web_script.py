@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from studio_browser import WIDE, finished, launched, open_studio
+from studio_browser import finished, studio_tab
 from test_adapter_restore import finished_run
 from test_server_helpers import running_server
 from test_server_models import own_model
@@ -57,10 +57,8 @@ def url(tmp_path_factory: pytest.TempPathFactory, gemma: Engine) -> Iterator[str
 
 @pytest.fixture(scope="module")
 def page(url: str) -> Iterator[Any]:
-    with launched() as chromium:
-        tab = open_studio(chromium, url, WIDE)
+    with studio_tab(url) as tab:
         yield tab
-        tab.close()
 
 
 def write_scene(page: Any, model: str, adapter: str, seed: int) -> str:

@@ -90,7 +90,10 @@ def _image_entries(request: Request, state: ServerState) -> list[dict[str, Any]]
             "object": "model",
             "created": state.started,
             "owned_by": "musegpt",
-            "ready": name in images.models,
+            # Ready to draw: an image model not loaded yet loads on its first drawing in
+            # under a second, so a client waiting for every model to be ready need not wait.
+            "ready": True,
+            "loaded": name in images.models,
             "kind": "image",
             "backend": "musegpt",
         }
