@@ -4,7 +4,10 @@ test session (in the session's temporary folder) on four circles, so the tests s
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -43,3 +46,34 @@ def remembering_image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageMo
         shutil.copy(base / "run" / "best" / "model.safetensors", copy)
         remember_training_split(copy, base / "pictures", expand="name")
     return load_image_model(copy)
+
+
+def continued_records(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny: ImageModel,
+    folder: Path,
+    out: Path,
+    option: str,
+    batch_size: int,
+    steps: int,
+) -> tuple[dict[str, Any], list[str]]:
+    """`musegpt train-images FOLDER --from` the tiny model's best checkpoint with `option`
+    (e.g. `--flip`): the records' manifest and each training record's caption. Asserts that
+    the command succeeded and that the records keep the base model's tokenizer."""
+    from typer.testing import CliRunner
+
+    from musegpt.cli.app import app
+    from musegpt.data.dataset import PreparedCorpus
+
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
+    settings = ["n_layer=2", "n_head=2", "n_embd=32", f"batch_size={batch_size}"]
+    settings += [f"max_iters={steps}", f"eval_interval={max(1, steps // 2)}", "eval_iters=1"]
+    settings += ["dtype=float32", "device=cpu"]
+    args = ["train-images", str(folder), "--out", str(out), "--from", str(base), option]
+    result = CliRunner().invoke(app, [*args, *settings])
+    assert result.exit_code == 0, result.output
+    records = PreparedCorpus.open(out / "records")
+    assert records.tokenizer.to_dict() == tiny.tokenizer.to_dict()  # the base's tokenizer
+    ids = np.fromfile(out / "records" / "train.bin", dtype=records.manifest["dtype"])
+    rows = ids.reshape(-1, tiny.tokenizer.record_length)[:, : tiny.tokenizer.caption_length]
+    return records.manifest, [tiny.tokenizer.decode(row.tolist()) for row in rows]

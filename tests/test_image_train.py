@@ -9,12 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from images_helpers import tiny_image_model
+from images_helpers import continued_records, tiny_image_model
 from PIL import Image, ImageDraw
-from typer.testing import CliRunner
 
-from musegpt.cli.app import app
-from musegpt.data.dataset import PreparedCorpus
 from musegpt.images import ImageModel
 from musegpt.images.train import Picture, encode_records, mirrorable
 
@@ -63,7 +60,6 @@ def test_flip_adds_each_mirrorable_picture_mirrored_with_its_captions(tiny: Imag
 def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
     tiny: ImageModel, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    base = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
     folder = tmp_path / "pictures"
     (folder / "images").mkdir(parents=True)
     rows = []
@@ -76,19 +72,10 @@ def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
              "style": "tiny", "group": group, "split": "train"}
         )  # fmt: skip
     (folder / "images.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    settings = ["n_layer=2", "n_head=2", "n_embd=32", "batch_size=2", "max_iters=2"]
-    settings += ["eval_interval=1", "eval_iters=1", "dtype=float32", "device=cpu"]
-    out = tmp_path / "run"
-    args = ["train-images", str(folder), "--out", str(out), "--from", str(base), "--flip"]
-    result = CliRunner().invoke(app, [*args, *settings])
-    assert result.exit_code == 0, result.output
-    records = PreparedCorpus.open(out / "records")
-    assert records.tokenizer.to_dict() == tiny.tokenizer.to_dict()  # the base's tokenizer
-    length = tiny.tokenizer.record_length
-    train = np.fromfile(out / "records" / "train.bin", dtype=records.manifest["dtype"])
-    captions = [tiny.tokenizer.decode(r[: tiny.tokenizer.caption_length].tolist()) for r in
-                train.reshape(-1, length)]  # fmt: skip
+    manifest, captions = continued_records(
+        tmp_path_factory, tiny, folder, tmp_path / "run", "--flip", batch_size=2, steps=2
+    )
     # the red circle twice (as drawn and mirrored), the flag once
     assert sum(c.endswith("a red circle") for c in captions) == 2
     assert sum(c.endswith("a blue circle") for c in captions) == 1
-    assert records.manifest["splits"]["val"]["documents"] == 1  # validation stays unflipped
+    assert manifest["splits"]["val"]["documents"] == 1  # validation stays unflipped

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from images_helpers import tiny_image_model
+from images_helpers import continued_records, tiny_image_model
 from PIL import Image, ImageDraw
 from test_server_helpers import running_server, tiny_engine
 
@@ -176,12 +176,6 @@ def test_train_images_continues_from_a_model_with_tag_captions(
 ) -> None:
     import json
 
-    from typer.testing import CliRunner
-
-    from musegpt.cli.app import app
-    from musegpt.data.dataset import PreparedCorpus
-
-    base = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
     folder = tmp_path_factory.getbasetemp() / "tiny-image-model" / "pictures"
     rows = [json.loads(line) for line in (folder / "images.jsonl").read_text().splitlines()]
     tagged = tmp_path / "tagged"
@@ -192,15 +186,7 @@ def test_train_images_continues_from_a_model_with_tag_captions(
         colour = row["caption_en"].split()[1]
         lines.append(json.dumps({**row, "tags_en": [colour, "round", "circle"]}))
     (tagged / "images.jsonl").write_text("\n".join(lines) + "\n")
-    settings = ["n_layer=2", "n_head=2", "n_embd=32", "batch_size=8", "max_iters=4"]
-    settings += ["eval_interval=2", "eval_iters=1", "dtype=float32", "device=cpu"]
-    out = tmp_path / "run"
-    args = ["train-images", str(tagged), "--out", str(out), "--from", str(base), "--tags"]
-    result = CliRunner().invoke(app, [*args, *settings])
-    assert result.exit_code == 0, result.output
-    records = PreparedCorpus.open(out / "records")
-    assert records.tokenizer.to_dict() == tiny.tokenizer.to_dict()  # the base's tokenizer
-    ids = np.fromfile(out / "records" / "train.bin", dtype=records.manifest["dtype"])
-    captions = ids.reshape(-1, tiny.tokenizer.record_length)[:, : tiny.tokenizer.caption_length]
-    texts = {tiny.tokenizer.decode(row.tolist()) for row in captions}
-    assert len(captions) >= 2 * len(rows) and any("circle" in t and "round" in t for t in texts)
+    _, texts = continued_records(
+        tmp_path_factory, tiny, tagged, tmp_path / "run", "--tags", batch_size=8, steps=4
+    )
+    assert len(texts) >= 2 * len(rows) and any("circle" in t and "round" in t for t in texts)

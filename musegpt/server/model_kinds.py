@@ -11,6 +11,7 @@ MuseGPT models.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -54,5 +55,5 @@ def bits_per_byte(engine: MuseGPTEngine, texts: list[str]) -> list[float]:
         logits = engine.model(batch).logits[0, :-1].float()
         nats = torch.nn.functional.cross_entropy(logits, batch[0, 1:], reduction="sum")
         scored = len(engine.detokenize(ids[1:]).encode("utf-8"))
-        costs.append(float(nats) / max(scored, 1) / torch.log(torch.tensor(2.0)).item())
+        costs.append(float(nats) / max(scored, 1) / math.log(2))
     return costs
