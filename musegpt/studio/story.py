@@ -235,8 +235,9 @@ BIBLE_EXAMPLE = {
         "left.\n"
         "Outline:\n"
         "1. Elias finds the bottle wedged in the rocks below the lamp after a storm.\n"
-        "2. Tom Bell tells Elias that Mara was seen in Portland last spring.\n"
-        "3. Elias leaves the island for the first time in ten years.\n\n"
+        "2. Tom Bell reads the message and tells Elias that Mara was seen in Portland.\n"
+        "3. Elias leaves the island with the bottle's message, for the first time in ten "
+        "years.\n\n"
         "Premise: A tailor sews a coat that makes whoever wears it tell the truth.\n"
         "Title: Honest Cloth\n"
         "Setting: A street of workshops in Lagos, in the rainy season.\n"
@@ -267,8 +268,8 @@ BIBLE_EXAMPLE = {
         "他渡海去寻找她，终于明白她当年为何离开。\n"
         "大纲：\n"
         "1. 林守义在风暴过后的礁石间发现了漂流瓶。\n"
-        "2. 老周告诉他，去年春天有人在城里见过小雨。\n"
-        "3. 林守义十年来第一次离开小岛。\n\n"
+        "2. 老周看了那封信，告诉他去年春天有人在城里见过小雨。\n"
+        "3. 林守义揣着漂流瓶里的信，十年来第一次离开小岛。\n\n"
         "前提：一个卖馄饨的老太太每晚都给一位从不说话的客人留一碗。\n"
         "标题：最后一碗\n"
         "背景：八十年代末，南方小城老街上的夜市。\n"
@@ -281,8 +282,8 @@ BIBLE_EXAMPLE = {
         "直到有一晚哑叔没有来，晓光才从奶奶口中听到了三十年前的旧事。\n"
         "大纲：\n"
         "1. 陈阿婆收摊前给哑叔留下最后一碗馄饨，晓光觉得奇怪。\n"
-        "2. 哑叔一连三天没有来，陈阿婆坐立不安。\n"
-        "3. 晓光跟着奶奶去河边的棚屋找哑叔。\n\n"
+        "2. 哑叔一连三天没有来，陈阿婆每晚照样给他留一碗，坐立不安。\n"
+        "3. 晓光端着那碗馄饨，跟着奶奶去河边的棚屋找哑叔。\n\n"
     ),
 }
 # The examples' own people, places and things: a plan or a chapter that names one the
@@ -735,7 +736,8 @@ def described(lang: Lang, head: str = "", about: Collection[str] = ()) -> Callab
         name, sep, description = (head + text).partition(colon)
         return (
             bool(sep and name.strip())
-            and checks.size(description, lang) >= (5 if lang == "zh" else 3)
+            # Chinese: a role and a trait, as the examples' (seen: "女的，19岁，女").
+            and checks.size(description, lang) >= (8 if lang == "zh" else 3)
             and (not about or bool(checks.mentions(description, about, lang)))
         )
 
@@ -954,20 +956,22 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
         writer.say(f"  {number}. {beat}")
 
 
-BEAT_LEAST: dict[Lang, int] = {"en": 5, "zh": 9}  # words or characters: the check's 4, 8
+# Words or characters (the check's 4, 8); Chinese beats of 9 were fragments ("乔丹的年龄和男人。").
+BEAT_LEAST: dict[Lang, int] = {"en": 5, "zh": 12}
 # The runs (words, Chinese characters) of an earlier beat a beat may not say again: Chinese
 # beats are compared by character pairs (`checks.says_again`), so shorter runs.
 BEAT_RUN: dict[Lang, tuple[int, int]] = {"en": (4, 4), "zh": (4, 3)}
 
 
 def beat_ready(project: StoryProject, number: int) -> Callable[[str], bool]:
-    """When beat `number` may end: after a whole sentence; the first beat also not before it
-    names the premise or its hero (seen: five first beats in a row about "顾冬清" and
-    nothing of the dragon of "一条害怕火的龙")."""
+    """When beat `number` may end: after a whole sentence that names the premise — the first
+    beat a premise keyword or its hero (seen: five first beats in a row about "顾冬清" and
+    nothing of the dragon of "一条害怕火的龙"), a later one a premise keyword (a chapter
+    follows its beat: seen, beats about a crush and a first job, chapters without the
+    witch's magic)."""
     sentence = whole_sentence(project.lang, BEAT_LEAST[project.lang])
-    if number > 1:
-        return sentence
-    about = premise_anchors(project)
+    words = checks.keywords(project.premise, project.lang)
+    about = premise_anchors(project) if number == 1 else words
 
     def ready(text: str) -> bool:  # as the first beat's check (the lead counts)
         return sentence(text) and bool(checks.mentions(text, about, project.lang))
@@ -1174,6 +1178,7 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     words of an earlier chapter's sentences (a retelling, dropped by cleaning anyway)."""
     flags = "(?i)" if lang == "en" else ""
     chatter = [flags + checks.CHATTER[lang].pattern, READER_TALK[lang]]
+    chatter += [flags + checks.ASIDE[lang].pattern, checks.LIST_LINE]  # asides, list items
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 

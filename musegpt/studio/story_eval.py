@@ -117,6 +117,7 @@ def leaked(text: str, lang: Lang) -> bool:
         or any(checks.HEADING.match(line) for line in lines)
         or CHAPTER_NAMED.search(text) is not None
         or checks.CHATTER[lang].search(text) is not None
+        or checks.ASIDE[lang].search(text) is not None
     )
 
 
