@@ -259,6 +259,7 @@ class LlamaLogitsSource:
         self._context_length = context_length
         self.budget = budget
         self._steps = 0
+        self.prefilled: int | None = None  # the window this decode last evaluated in chunks
         self._use_free_cores()
 
     @property
@@ -288,8 +289,13 @@ class LlamaLogitsSource:
 
     def prefill(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
         """Evaluate `window` in chunks aligned to CHUNK, after the longest reusable prefix:
-        the result is the same, bit for bit, as evaluating it from scratch."""
+        the result is the same, bit for bit, as evaluating it from scratch. A window that
+        takes back tokens this decode stepped through (a banned phrase's backtrack) is only
+        rewound: see `_rewind`."""
         (window,) = windows
+        if self._rewind(window):
+            return self._last_logits()
+        self.prefilled = len(window)
         cached = self.llama.input_ids[: self.state.exact].tolist()
         common = 0
         while common < min(len(cached), len(window)) and cached[common] == window[common]:
@@ -300,6 +306,21 @@ class LlamaLogitsSource:
             self.llama.eval(list(window[begin : begin + CHUNK]))
         self.state.exact = len(window) // CHUNK * CHUNK
         return self._last_logits()
+
+    def _rewind(self, window: Sequence[int]) -> bool:
+        """Whether `window` is the cache cut back inside the tokens this decode evaluated
+        one step at a time; if so, the cache is cut there and the last token evaluated again,
+        one step, as it was the first time: the same logits, bit for bit, where evaluating
+        the window again in chunks cost every token stepped through since the prompt's last
+        chunk (a Chinese story spent a third of its chapters' llama.cpp time on that)."""
+        end = len(window)
+        if self.prefilled is None or not self.prefilled < end <= int(self.llama.n_tokens):
+            return False
+        if self.llama.input_ids[:end].tolist() != list(window):
+            return False
+        self.llama.n_tokens = end - 1  # eval() drops the cache from here
+        self.llama.eval([int(window[-1])])
+        return True
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         self._steps += 1

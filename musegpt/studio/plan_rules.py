@@ -41,6 +41,19 @@ ZH_NAME_STARTS = (
     "老小阿"
 )
 
+_vocab_bytes: weakref.WeakKeyDictionary[Tokenizer, list[bytes]] = weakref.WeakKeyDictionary()
+
+
+def vocab_bytes(tokenizer: Tokenizer) -> list[bytes]:
+    """Each token's bytes, read from the tokenizer once: every table below is derived from
+    this list (each reading Gemma's 262k tokens again cost about a second)."""
+    found = _vocab_bytes.get(tokenizer)
+    if found is None:
+        found = [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
+        _vocab_bytes[tokenizer] = found
+    return found
+
+
 _line_ends: weakref.WeakKeyDictionary[Tokenizer, dict[bool, torch.Tensor]] = (
     weakref.WeakKeyDictionary()
 )
@@ -53,10 +66,7 @@ def line_end_ids(tokenizer: Tokenizer, sentences: bool = False) -> torch.Tensor:
     known = _line_ends.setdefault(tokenizer, {})
     if sentences not in known:
         marks = (b"\n", *(SENTENCE_END_BYTES if sentences else ()))
-        ids = {
-            i for i in range(tokenizer.vocab_size)
-            if any(mark in tokenizer.token_bytes(i) for mark in marks)
-        }  # fmt: skip
+        ids = {i for i, data in enumerate(vocab_bytes(tokenizer)) if any(m in data for m in marks)}
         ids |= set(getattr(tokenizer, "stop_ids", ())) | {tokenizer.eot_id}
         known[sentences] = torch.tensor(sorted(ids), dtype=torch.long)
     return known[sentences]
@@ -85,9 +95,9 @@ def name_tokens(tokenizer: Tokenizer, lang: str) -> NameTokens:
     known = _name_tables.setdefault(tokenizer, {})
     if lang not in known:
         starts, pieces, colons = [], [], []
-        for i in range(tokenizer.vocab_size):
+        for i, data in enumerate(vocab_bytes(tokenizer)):
             try:
-                text = tokenizer.token_bytes(i).decode("utf-8")
+                text = data.decode("utf-8")
             except UnicodeDecodeError:
                 continue  # a piece of a character: it begins nothing by itself
             if not text:
@@ -216,8 +226,8 @@ def vocab_texts(tokenizer: Tokenizer) -> list[str]:
     found = _vocab_texts.get(tokenizer)
     if found is None:
         found = [
-            tokenizer.token_bytes(i).decode("utf-8", errors="replace").replace("\ufffd", "")
-            for i in range(tokenizer.vocab_size)
+            data.decode("utf-8", errors="replace").replace("\ufffd", "")
+            for data in vocab_bytes(tokenizer)
         ]
         _vocab_texts[tokenizer] = found
     return found
