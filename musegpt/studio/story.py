@@ -419,6 +419,7 @@ def draw(
     ready: Callable[[str], bool] | None = None,
     last_resort: Callable[[], str] | None = None,
     until_kept: bool = False,
+    nudges: Sequence[LogitsProcessor] = (),
 ) -> str:
     """One line the model writes after `prompt` that passes `check` (and never matches
     `avoid_regex`); each retry has its own derived seed (so the same --seed plans the
@@ -427,7 +428,8 @@ def draw(
     name) for the model to go on from. With `ready`, the line cannot end until
     `ready(line so far)` holds (e.g. a whole sentence); `until_kept`, not until the line
     so far passes `check` (a style too near an example's goes on until it is its own).
-    When no draw passes, the
+    `nudges` are further constraints, applied where lines are steered. When no draw
+    passes, the
     `last_resort` (a line the program builds from parts already kept) is kept if it
     passes `check`. Failed draws are counted in `redraws` under the first word of
     `what`, a last resort under "last resort"."""
@@ -449,6 +451,7 @@ def draw(
         rules: list[LogitsProcessor] = []
         if ready is not None and steers(writer):
             rules.append(EndWhenReady(writer.engine.tokenizer, ready, head))
+        rules += nudges if steers(writer) else []
         text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
             avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST], constraints=rules,
@@ -918,6 +921,10 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     ]
     cast = project.bible.characters
     names = [key for c in cast for key in c.keys]
+    # A later beat is nudged towards the premise's words until it names one (it may not end
+    # before: `beat_ready`); built once, for every beat (a pass over the vocabulary).
+    words = checks.keywords(project.premise, lang)
+    nudge = Favour(writer.engine.tokenizer, words, lang, partial(says_any, words, lang))
     # A beat tells what happens, not the cast's descriptions or the synopsis again (seen:
     # "黎大在店里，她从五十二岁到九十岁…" from a description, a first beat that was the
     # synopsis word for word): no run of four of their words (characters) the premise lacks.
@@ -950,6 +957,7 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             ready=beat_ready(project, number),
             last_resort=partial(last_resort_beat, project, number, name),
             until_kept=True,
+            nudges=[nudge] if number > 1 else [],
         )
         project.scenes.append(Scene(beat))
         project.save()
