@@ -31,6 +31,8 @@ from musegpt.studio.story import (
     synopsis_frame,
     two_sentences,
 )
+from musegpt.studio.story_eval import leaked
+from musegpt.studio.text import Lang
 from musegpt.studio.work import Work
 
 ROBOT = "a robot who discovers love"
@@ -149,6 +151,46 @@ def test_fit_prefers_the_draft_on_its_beat() -> None:
     assert checks.chapter_fit(prose, "zh", zh_keys, zh_beat, ROBOT_ZH, 20) > checks.chapter_fit(
         script, "zh", zh_keys, zh_beat, ROBOT_ZH, 20
     )
+
+
+def test_the_premise_outweighs_the_beats_own_things() -> None:
+    # write_scene adds the share of the beat's own things (at most 1) to this fit: a draft
+    # naming the premise must still win over one naming every thing of the beat but not
+    # the premise (seen: a chapter about Levi's first job, nothing of the witch's magic).
+    witch = "a young witch who loses her magic on the eve of her exam"
+    beat = "Tannia buys a red dress for the dance in the school hall."
+    keys = Character("Tannia", "").keys
+    things = "Tannia bought a red dress for the dance and walked to the school hall alone."
+    premise = "Tannia felt her magic slip away from her like water through her fingers."
+    on_premise = checks.chapter_fit(premise, "en", keys, beat, witch, 15)
+    on_things = checks.chapter_fit(things, "en", keys, beat, witch, 15)
+    assert on_premise - on_things > 1.0
+
+
+def test_a_narrators_aside_is_banned_dropped_and_counted() -> None:
+    asides = {
+        "zh": ["这就是他们的故事吧？", "所以我们在谈恋爱的时候，要了解这个年龄的差异。"],
+        "en": ["As you can imagine, Lena was scared.", "And that's her story."],
+    }
+    lines: dict[Lang, str] = {"zh": "“你知道吗？”阿七问。", "en": '"Do you know?" Lena asked.'}
+    for lang, said in asides.items():
+        bans = [re.compile(p) for p in chapter_bans(lang, "")]
+        for aside in said:
+            assert any(p.search(aside) for p in bans), aside
+            assert leaked(aside, lang), aside
+        assert not any(p.search(lines[lang]) for p in bans)  # a character's question
+        assert not leaked(lines[lang], lang)
+    kept = clean_draft("阿七醒了。这就是他的故事。林小雪笑了。", "zh", "")
+    assert kept == "阿七醒了。林小雪笑了。"
+
+
+def test_a_list_item_line_is_banned_and_its_number_cleaned() -> None:
+    bans = [re.compile(p) for p in chapter_bans("zh", "")]
+    assert any(p.search("乔布斯在纽约。\n(1) 读了报纸。") for p in bans)
+    assert not any(p.search("1975年秋天，他到了纽约。") for p in bans)
+    kept = clean_draft("(1) 乔布斯读了报纸。\n(2) 莫莉来了。", "zh", "")
+    assert kept == "乔布斯读了报纸。\n莫莉来了。"
+    assert clean_draft('K 1. "I want to see it."', "en", "") == '"I want to see it."'
 
 
 def test_the_kept_markdown_holds_the_bible_and_chapter_headings(tmp_path: Path) -> None:

@@ -179,6 +179,46 @@ def test_the_hero_is_described_with_the_premise_and_each_in_own_words(gemma: Eng
         assert checks.check_description(character.description, "zh", others, ROBOT_ZH) is None
 
 
+LATER_BEAT: dict[Lang, tuple[str, StoryBible, str, int]] = {
+    "en": (
+        "a young witch who loses her magic on the eve of her exam",
+        StoryBible(
+            "The Witch", "A small town, in a wet spring.", "Plain, third person, past tense.",
+            "A young witch who loses her magic on the eve of her exam: Tannia hides it.",
+            [Character("Tannia", "a young witch, sixteen, proud and afraid."),
+             Character("Levi", "her classmate, a boy who wants to be her friend.")],
+        ),
+        "Tannia wakes up on the eve of her exam and her magic is gone.",
+        3,  # unsteered: "Levi and her classmate are waiting for her at the hospital."
+    ),
+    "zh": (
+        "一个面包师发现她烤的面包能治病",
+        StoryBible(
+            "面包师", "一九二八年三月，一座北方小城的老街。", "平实，第三人称。",
+            "一个面包师发现她烤的面包能治病：黎明把面包送给邻居。",
+            [Character("黎明", "面包师，六十岁，工作辛勤，外表端正。"),
+             Character("姜玉明", "她的邻居，五十岁，常年生病。")],
+        ),
+        "黎明发现邻居吃了她烤的面包，病好了。",
+        2,  # unsteered: "姜玉明要吃面子，黎明告诉她要吃肉。"
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_later_beat_names_the_premise_in_a_sentence_or_two(
+    gemma: Engine, tmp_path: Path, lang: Lang
+) -> None:
+    premise, bible, first, seed = LATER_BEAT[lang]
+    project = StoryProject(tmp_path, premise, lang, bible, [Scene(first)])
+    writer = Studio(gemma).writer(premise, seed=seed)
+    writer.lang = lang
+    plan_outline(writer, project, 1)
+    beat = project.scenes[-1].beat
+    assert checks.mentions(beat, checks.keywords(premise, lang), lang), beat
+    assert len([s for s in checks.sentences(beat) if s.strip()]) <= 2, beat  # not a run-on
+
+
 def test_a_beat_does_not_retell_the_one_before(gemma: Engine, tmp_path: Path) -> None:
     trees = "一个能听见树木心声的女孩"
     cast = [
