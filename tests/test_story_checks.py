@@ -191,6 +191,7 @@ def test_a_list_item_line_is_banned_and_its_number_cleaned() -> None:
     kept = clean_draft("(1) 乔布斯读了报纸。\n(2) 莫莉来了。", "zh", "")
     assert kept == "乔布斯读了报纸。\n莫莉来了。"
     assert clean_draft('K 1. "I want to see it."', "en", "") == '"I want to see it."'
+    assert leaked("乔布斯在纽约。\n(1) 读了报纸。", "zh") and not leaked("乔布斯读了报纸。", "zh")
 
 
 def test_the_kept_markdown_holds_the_bible_and_chapter_headings(tmp_path: Path) -> None:
