@@ -921,7 +921,7 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     ]
     cast = project.bible.characters
     names = [key for c in cast for key in c.keys]
-    # A later beat is nudged towards the premise's words until it names one (it may not end
+    # A beat is nudged towards the premise's words until it names one (it may not end
     # before: `beat_ready`); built once, for every beat (a pass over the vocabulary).
     words = checks.keywords(project.premise, lang)
     nudge = Favour(writer.engine.tokenizer, words, lang, partial(says_any, words, lang))
@@ -957,7 +957,7 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             ready=beat_ready(project, number),
             last_resort=partial(last_resort_beat, project, number, name),
             until_kept=True,
-            nudges=[nudge] if number > 1 else [],
+            nudges=[nudge],
         )
         project.scenes.append(Scene(beat))
         project.save()
@@ -972,16 +972,14 @@ BEAT_RUN: dict[Lang, tuple[int, int]] = {"en": (4, 4), "zh": (4, 3)}
 
 
 def beat_ready(project: StoryProject, number: int) -> Callable[[str], bool]:
-    """When beat `number` may end: after a whole sentence that names the premise — the first
-    beat a premise keyword or its hero (seen: five first beats in a row about "顾冬清" and
-    nothing of the dragon of "一条害怕火的龙"), a later one a premise keyword (a chapter
-    follows its beat: seen, beats about a crush and a first job, chapters without the
-    witch's magic)."""
+    """When a beat may end: after a whole sentence that names a premise keyword (seen: five
+    first beats in a row about "顾冬清" and nothing of the dragon of "一条害怕火的龙"; the
+    hero's name alone was not enough: a chapter follows its beat, and beats about a crush,
+    a first job or a dream gave chapters without the witch's magic or the robot)."""
     sentence = whole_sentence(project.lang, BEAT_LEAST[project.lang])
-    words = checks.keywords(project.premise, project.lang)
-    about = premise_anchors(project) if number == 1 else words
+    about = checks.keywords(project.premise, project.lang)
 
-    def ready(text: str) -> bool:  # as the first beat's check (the lead counts)
+    def ready(text: str) -> bool:  # the lead (a name) counts as part of the line
         return sentence(text) and bool(checks.mentions(text, about, project.lang))
 
     return ready
