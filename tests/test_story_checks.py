@@ -194,6 +194,15 @@ def test_a_list_item_line_is_banned_and_its_number_cleaned() -> None:
     assert leaked("乔布斯在纽约。\n(1) 读了报纸。", "zh") and not leaked("乔布斯读了报纸。", "zh")
 
 
+def test_a_line_broken_after_a_comma_is_banned_and_joined() -> None:
+    verse = "乔丹的年龄与男人的关系，\n\n在很多人的生活中，\n他们都接触过。"
+    assert any(re.search(p, verse) for p in chapter_bans("zh", ""))
+    joined = "乔丹的年龄与男人的关系，在很多人的生活中，他们都接触过。"
+    assert clean_draft(verse, "zh", "") == joined
+    assert clean_draft("Lena ran,\nand ran.", "en", "") == "Lena ran, and ran."
+    assert not any(re.search(p, "阿七醒了。\n林小雪笑了，走了。\n") for p in chapter_bans("zh", ""))
+
+
 def test_the_kept_markdown_holds_the_bible_and_chapter_headings(tmp_path: Path) -> None:
     bible = StoryBible("Iron Heart", "A rainy city.", "Warm, third person.", "Syn.", [])
     bible.characters = [Character("Unit Seven", "a robot"), Character("Lena", "a mechanic")]

@@ -101,6 +101,9 @@ ASIDE = {
 # want…\""): list debris, not prose.
 LIST_LINE = r"(?m)^[ \t]*(?:[(（]\d{1,2}[)）]|[A-Za-z]?[ \t]*\d{1,2}[.、](?!\d))"
 LIST_MARK = re.compile(LIST_LINE + r"[ \t]*")
+# A line broken after a comma: a sentence set out clause by clause like verse (seen:
+# "乔丹的年龄与男人年龄的关系，\n\n在很多人的生活中，他们都接触过，\n\n…").
+COMMA_BREAK = r"[,，、][ \t]*\n"
 
 
 def normal(text: str) -> str:
@@ -400,6 +403,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     before (here or in earlier chapters) dropped, and the rest cut where they repeat
     several in a row (a loop)."""
     text = re.sub(r"</?(?:i|b|u|em|strong)>", "", text)  # Gemma's HTML emphasis
+    joint = "" if lang == "zh" else " "
+    text = re.sub(COMMA_BREAK + r"\s*", lambda m: m.group(0)[0] + joint, text)
     lines = text.split("\n")
     while lines and (HEADING.match(lines[0]) or not lines[0].strip()):
         lines.pop(0)  # a heading the model opened with: the story adds its own

@@ -1184,7 +1184,8 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     words of an earlier chapter's sentences (a retelling, dropped by cleaning anyway)."""
     flags = "(?i)" if lang == "en" else ""
     chatter = [flags + checks.CHATTER[lang].pattern, READER_TALK[lang]]
-    chatter += [flags + checks.ASIDE[lang].pattern, checks.LIST_LINE]  # asides, list items
+    # Asides to the reader, list items, a line broken after a comma.
+    chatter += [flags + checks.ASIDE[lang].pattern, checks.LIST_LINE, checks.COMMA_BREAK]
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 
