@@ -59,18 +59,22 @@ def weights(run: Path, name: str = "last") -> dict[str, torch.Tensor]:
 
 # The training CLI in a child process that stops dead at one checkpoint of `last/` and
 # waits there to be killed: "after" the checkpoint is complete, or "during" it, with the new
-# model file half-way (written to its temporary file, not yet renamed into place).
+# model file half-way (written to its temporary file, not yet renamed into place). `last/`
+# is either written or, when `best/` was just written at the same step, hard-linked to
+# best/'s files (checkpoint.link_checkpoint): both ways are stopped alike.
 CHILD = """
 import sys, time
 from pathlib import Path
 
 import musegpt.model.io as model_io
+import musegpt.train.checkpoint as checkpoint
 import musegpt.train.trainer as trainer
 from musegpt.train.__main__ import main
 
 marker, stop_step, when = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 sys.argv = [sys.argv[0], *sys.argv[4:]]
 write_model_file, write_checkpoint = model_io.save_file, trainer.save_checkpoint
+link_files, link_checkpoint = checkpoint._linked_to, trainer.link_checkpoint
 
 def wait_to_be_killed() -> None:
     marker.write_text("stopped")
@@ -82,12 +86,28 @@ def save_file(tensors, filename, metadata=None):
         if int((metadata or {})["step"]) == stop_step:
             wait_to_be_killed()
 
+def linked_to(source):
+    link = link_files(source)
+    def linking(tmp):
+        link(tmp)
+        if when == "during" and tmp.parent.name == "last" and source.name == model_io.MODEL_FILE:
+            if int(model_io.read_metadata(source)["step"]) == stop_step:
+                wait_to_be_killed()
+    return linking
+
 def save_checkpoint(folder, *args, **kwargs):
     write_checkpoint(folder, *args, **kwargs)
     if when == "after" and Path(folder).name == "last" and args[2]["step"] == stop_step:
         wait_to_be_killed()
 
+def linked_checkpoint(source, folder):
+    link_checkpoint(source, folder)
+    step = checkpoint.checkpoint_step(folder)
+    if when == "after" and Path(folder).name == "last" and step == stop_step:
+        wait_to_be_killed()
+
 model_io.save_file, trainer.save_checkpoint = save_file, save_checkpoint
+checkpoint._linked_to, trainer.link_checkpoint = linked_to, linked_checkpoint
 main()
 """
 
@@ -137,6 +157,8 @@ def test_resume_after_sigkill_is_bit_identical(
     last = crashed / "last"
     if when == "after":
         assert load_checkpoint_state(last)["step"] == 10
+        # Step 10 improved on step 5: last/ was linked to best/'s files, not written.
+        assert (last / "model.safetensors").samefile(crashed / "best" / "model.safetensors")
     else:  # the step-5 checkpoint stands, beside the killed writer's temporary file
         assert load_checkpoint_state(last)["step"] == 5
         assert [p.name for p in last.glob(".model.safetensors.*.tmp")]

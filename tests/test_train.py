@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ from typer.testing import CliRunner
 
 from musegpt.data.dataset import PreparedCorpus
 from musegpt.model import GPT, GPTOutput, load_model
+from musegpt.model.io import MODEL_FILE, read_metadata
 from musegpt.tokenizer.base import Tokenizer
 from musegpt.tokenizer.char import CharTokenizer
 from musegpt.train import Trainer, TrainingDiverged, load_config
 from musegpt.train.batches import BatchSampler
-from musegpt.train.checkpoint import STATE_FILE, load_checkpoint_state
+from musegpt.train.checkpoint import STATE_FILE, load_checkpoint_state, save_checkpoint
 from musegpt.train.config import SHAKESPEARE_CHAR, TrainConfig, parse_overrides
 from musegpt.train.finetune import finetune
 from musegpt.train.trainer import (
@@ -186,11 +188,46 @@ def test_loss_plot_is_redrawn_at_most_every_interval_and_at_the_end(
     Trainer(tiny(max_iters=30, eval_interval=5), corpus_a, tmp_path / "r", progress=False).run()
     assert drawn == [30]
     assert (tmp_path / "r" / "loss.png").read_bytes().startswith(b"\x89PNG")
-    # A run whose evaluations are further apart than the interval draws at each of them.
+    # A run whose evaluations are further apart than the interval draws at each of them,
+    # but the last only once, after the loop.
     drawn.clear()
     monkeypatch.setattr(trainer, "PLOT_INTERVAL_S", 0.0)
-    Trainer(tiny(max_iters=30, eval_interval=10), corpus_a, tmp_path / "s", progress=False).run()
-    assert drawn == [10, 20, 30, 30]
+    result = Trainer(
+        tiny(max_iters=30, eval_interval=10), corpus_a, tmp_path / "s", progress=False
+    ).run()
+    assert drawn == [10, 20, 30]
+    # Where the loop's time went: the two in-loop drawings and every evaluation after the
+    # first step are counted, and tokens/s over the steps alone leaves them out.
+    phases = result.phase_seconds
+    assert phases is not None and set(phases) == set(trainer.PHASES)
+    assert phases["plot"] > 0 and phases["evaluate"] > 0 and phases["checkpoint"] > 0
+    assert result.train_tokens_per_second > result.tokens_per_second
+
+
+def test_best_is_linked_to_last_at_one_step_and_survives_later_saves(
+    corpus_a: PreparedCorpus, tmp_path: Path
+) -> None:
+    """When an evaluation improves at a checkpoint step, last/ is hard-linked to best/'s
+    files instead of written again; a later save of last/ replaces its files and leaves
+    best/ as it was. (tests/test_resume.py resumes bit-identically from linked last/s.)"""
+    run = tmp_path / "r"
+    cfg = tiny(max_iters=10, eval_interval=10, checkpoint_interval=5)
+    Trainer(cfg, corpus_a, run, progress=False).run()
+    best, last = run / "best", run / "last"
+    for name in (MODEL_FILE, STATE_FILE):
+        assert os.path.samefile(best / name, last / name)
+    assert read_metadata(last)["step"] == "10" and "val_loss" in read_metadata(last)
+    best_bytes = (best / MODEL_FILE).read_bytes()
+
+    model, tokenizer = load_model(last)
+    with torch.no_grad():
+        model.wte.weight.add_(1.0)
+    save_checkpoint(last, model, tokenizer, {**load_checkpoint_state(last), "step": 11})
+    assert load_checkpoint_state(last)["step"] == 11
+    assert load_checkpoint_state(best)["step"] == 10
+    assert (best / MODEL_FILE).read_bytes() == best_bytes
+    assert not torch.equal(load_model(last)[0].wte.weight, load_model(best)[0].wte.weight)
+    assert not [p.name for p in run.rglob("*.tmp")]
 
 
 def test_train_result_and_generation(corpus_a: PreparedCorpus, tmp_path: Path) -> None:

@@ -8,12 +8,21 @@ stored in both: the new state goes to `state.next.pt`, then the model file is re
 state file of the same step (`state.pt` or `state.next.pt`), and loading picks that one.
 A crash in the middle of a write leaves a hidden temporary file (see `atomic_write`); the
 next checkpoint written to the folder deletes those (only one process writes a run).
+
+`link_checkpoint` makes a second folder hold the same checkpoint without writing it again
+(the trainer's `last/` when `best/` was just written at the same step): each file is
+hard-linked (copied where the filesystem cannot link) under a temporary name and renamed
+into place in the same order, so the same crash guarantees hold. Every later save replaces
+files by rename, never in place, so a later save into either folder leaves the other's
+files as they were.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +57,35 @@ def save_checkpoint(
     atomic_write(folder / NEXT_STATE_FILE, lambda tmp: torch.save(state, tmp))
     save_model(folder, model, tokenizer, metadata={"step": str(step), **(metadata or {})})
     os.replace(folder / NEXT_STATE_FILE, folder / STATE_FILE)
+    _fsync_folder(folder)
+
+
+def link_checkpoint(source: str | Path, folder: str | Path) -> None:
+    """Make `folder` hold the checkpoint in `source` by hard links (no second write), or by
+    copies where the filesystem cannot link."""
+    source, folder = Path(source), Path(folder)
+    _remove_stale_temporaries(folder)
+    atomic_write(folder / NEXT_STATE_FILE, _linked_to(source / STATE_FILE))
+    atomic_write(folder / MODEL_FILE, _linked_to(source / MODEL_FILE))
+    os.replace(folder / NEXT_STATE_FILE, folder / STATE_FILE)
+    _fsync_folder(folder)
+
+
+def _linked_to(source: Path) -> Callable[[Path], None]:
+    """A writer for `atomic_write` that makes its temporary file a hard link to `source`
+    (whose data is already on disk, so the fsync that follows costs nothing)."""
+
+    def link(tmp: Path) -> None:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # e.g. a filesystem without hard links
+            shutil.copyfile(source, tmp)
+
+    return link
+
+
+def _fsync_folder(folder: Path) -> None:
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -43,6 +43,7 @@ from musegpt.train.checkpoint import (
     CheckpointError,
     capture_rng,
     checkpoint_step,
+    link_checkpoint,
     load_checkpoint_state,
     restore_rng,
     save_checkpoint,
@@ -55,9 +56,12 @@ from musegpt.train.plot import PLOT_FILE, plot_losses
 LAST = "last"
 BEST = "best"
 # loss.png is redrawn at an evaluation only if this many seconds have passed since it was
-# last drawn (and always at the end): drawing it costs ~0.1 s of CPU (plus ~0.5 s to import
-# matplotlib the first time), 2% of a 2,000-step baby run that evaluates every 7 s.
-PLOT_INTERVAL_S = 30.0
+# last drawn (and always at the end): drawing it costs ~0.1 s of CPU plus ~0.5 s to import
+# matplotlib the first time, so a run of a minute or less (the 2,000-step baby run) draws
+# it once, after its loop, where it costs nothing of the loop's 1-2%.
+PLOT_INTERVAL_S = 60.0
+# Where a run's loop spends its time besides training steps (TrainResult.phase_seconds).
+PHASES = ("evaluate", "checkpoint", "plot", "log")
 
 
 class TrainingDiverged(ValueError):
@@ -104,6 +108,10 @@ class TrainResult:
     # With `compile`: seconds the first step took (compiling included); None when the
     # run did not compile, or compiling failed and it trained eagerly.
     compile_seconds: float | None = None
+    # Wall seconds of this call's loop after the first step spent on each of PHASES
+    # (evaluations, checkpoints, loss.png, the log points' loss read-back and lines);
+    # `tokens_per_second` counts them, `train_tokens_per_second` does not.
+    phase_seconds: dict[str, float] | None = None
 
     @property
     def is_main(self) -> bool:
@@ -540,7 +548,7 @@ class Trainer:
             assert total is not None
             return total / accum if accum > 1 else total
 
-        @torch.no_grad()
+        @torch.inference_mode()  # no autograd bookkeeping at all (not even version counters)
         def evaluate() -> float:
             # The plain model (not compiled, not DDP): eval mode would make torch.compile
             # build a second graph, a long pause for a few forward passes.
@@ -592,6 +600,18 @@ class Trainer:
         records: list[dict[str, Any]] = metrics.read() if (main and self.resume) else []
         start_step = step
         overhead = 0.0  # seconds spent on evaluation, checkpoints and plots
+        phases = dict.fromkeys(PHASES, 0.0)  # the same, by phase, after the first step
+        timing = False  # whether the first step is done, i.e. phases count
+
+        @contextmanager
+        def phase(name: str) -> Iterator[None]:
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                if timing:
+                    phases[name] += time.perf_counter() - start
+
         loop_start = time.perf_counter()
         first_step_end: float | None = None
         overhead_after_first = 0.0
@@ -608,6 +628,7 @@ class Trainer:
                 if first_step_end is None:
                     first_step_end = time.perf_counter()
                     overhead_after_first = overhead
+                    timing = True
                 is_eval = step % cfg.eval_interval == 0 or step == cfg.max_iters
                 is_save = step % cfg.save_interval == 0 or step == cfg.max_iters
                 if not (is_eval or is_save or step % cfg.log_interval == 0):
@@ -615,6 +636,7 @@ class Trainer:
                     continue
 
                 # ---- a log point: the only place the loop waits for the losses
+                t_log = time.perf_counter()
                 losses = distributed.all_reduce_mean(torch.stack(window), dist_info).tolist()
                 bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
                 if bad is not None:
@@ -632,8 +654,11 @@ class Trainer:
                     "elapsed_s": round(prior_elapsed + now - loop_start, 3),
                 }
                 t_over = time.perf_counter()
+                if timing:
+                    phases["log"] += t_over - t_log
                 if is_eval:
-                    final_val = evaluate()
+                    with phase("evaluate"):
+                        final_val = evaluate()
                     if not math.isfinite(final_val):
                         self._diverged(step, final_val, lr, last_saved)
                     record["val_loss"] = round(final_val, 6)
@@ -642,19 +667,30 @@ class Trainer:
                 # Never let non-finite weights replace a good checkpoint.
                 if (is_save or improved) and not is_finite():
                     self._diverged(step, math.nan, lr, last_saved, weights=True)
-                if main:  # before the checkpoint: resuming drops lines after its step
-                    metrics.append(record)
-                    records.append(record)
-                if improved and final_val is not None:
-                    best_val = final_val
-                    save(best_dir, step, {"val_loss": f"{final_val:.6f}"})
-                if is_save:
-                    save(last_dir, step, {})
-                    last_saved = step
-                if main and is_eval:
-                    if time.perf_counter() - last_plot >= PLOT_INTERVAL_S:
+                with phase("log"):
+                    if main:  # before the checkpoint: resuming drops lines after its step
+                        metrics.append(record)
+                        records.append(record)
+                with phase("checkpoint"):
+                    scored = {"val_loss": f"{final_val:.6f}"} if final_val is not None else {}
+                    if improved and final_val is not None:
+                        best_val = final_val
+                        save(best_dir, step, scored)
+                    if is_save and improved:
+                        # The same weights and state as best/ just got: linked, not written
+                        # again (rank 0's files alone; no process gathers anything).
+                        if main:
+                            link_checkpoint(best_dir, last_dir)
+                    elif is_save:
+                        save(last_dir, step, scored if is_eval else {})
+                    last_saved = step if is_save else last_saved
+                # Not at the last step: the end draws the plot anyway, after the loop.
+                due = time.perf_counter() - last_plot >= PLOT_INTERVAL_S
+                if main and is_eval and step < cfg.max_iters and due:
+                    with phase("plot"):
                         plot_losses(records, self.out_dir / PLOT_FILE)
-                        last_plot = time.perf_counter()
+                    last_plot = time.perf_counter()
+                if main and is_eval:
                     self.console.print(
                         f"step {step}: train loss {final_train:.4f}, val loss "
                         f"{final_val:.4f} (ppl {math.exp(min(final_val or 0.0, 50.0)):.2f}),"
@@ -691,6 +727,7 @@ class Trainer:
             best_val_loss=best_val if math.isfinite(best_val) else None,
             rank=dist_info.rank,
             compile_seconds=compiled.compile_seconds if compiled and compiled.compiled else None,
+            phase_seconds={name: round(seconds, 4) for name, seconds in phases.items()},
         )
 
     # ------------------------------------------------------------------ helpers
