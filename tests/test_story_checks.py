@@ -170,7 +170,12 @@ def test_the_premise_outweighs_the_beats_own_things() -> None:
 def test_a_narrators_aside_is_banned_dropped_and_counted() -> None:
     asides = {
         "zh": ["这就是他们的故事吧？", "所以我们在谈恋爱的时候，要了解这个年龄的差异。"],
-        "en": ["As you can imagine, Lena was scared.", "And that's her story."],
+        "en": [
+            "As you can imagine, Lena was scared.",
+            "And that's her story.",
+            'Scarlett is one of the characters in "The Bread of Life".',
+            "Keith Akins (C) 2010 by Christopher K. M. Lee",
+        ],
     }
     lines: dict[Lang, str] = {"zh": "“你知道吗？”阿七问。", "en": '"Do you know?" Lena asked.'}
     for lang, said in asides.items():

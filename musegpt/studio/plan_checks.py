@@ -68,12 +68,14 @@ CHATTER = {
         r"(?:good|great|nice|short|wonderful) (?:story|chapter|read)|"
         r"(?:this|the next|in this|the first|the last) chapter\b|(?:this|the) story (?:is|was)\b|"
         r"the (?:author|reader|writer)s?\b|thanks? (?:you )?for reading|the end\b|"
-        r"to be continued|word count|writing prompt)",
+        r"to be continued|word count|writing prompt)"
+        # A byline (seen: "Keith Akins (C) 2010 by Christopher K. M. Lee" opening a chapter).
+        r"|\(c\)\s*\d{4}|©|\bcopyright\b|\ball rights reserved",
         re.IGNORECASE,
     ),
     "zh": re.compile(
         r"这个故事|这篇|本章|这一章|下一章|上一章|作者|读者|谢谢阅读|全文完|未完待续|写得|"
-        r"（完）|\(完\)|本文|这部小说"
+        r"（完）|\(完\)|本文|这部小说|版权所有|©"
     ),
 }
 
@@ -85,14 +87,17 @@ ASIDE = {
     "en": re.compile(
         r"\b(?:dear reader|as you (?:can|might|may) (?:imagine|guess|see)|"
         r"you (?:might|may) (?:ask|wonder)|that'?s (?:his|her|their) (?:whole )?story|"
-        r"(?:and )?so (?:ends|ended) (?:the|this|our|his|her|their)|the moral (?:of|is)\b)",
+        r"(?:and )?so (?:ends|ended) (?:the|this|our|his|her|their)|the moral (?:of|is)\b|"
+        # A critic's talk (seen: "Scarlett is one of the characters in \"The Bread of Life\"").
+        r"(?:the|a) main character\b|one of the characters\b|(?:is|are|was) portrayed as\b|"
+        r"in (?:the|this) novel\b)",
         re.IGNORECASE,
     ),
     "zh": re.compile(
         r"这(?:就)?是[^。！？\n“”]{0,12}故事|故事(?:吧|呢|啊|呀|就这样|到这里|到此)|"
         r"(?:我们|大家)(?:都|也)?(?:知道|明白)(?:吗|吧|，)|众所周知|总而言之|由此可见|"
         r"换句话说|不是吗[？?]|说到底|可想而知|不难看出|亲爱的读者|各位(?:读者|朋友|看官)|"
-        r"所以(?:我们|人们)(?:要|应该|在)|(?:我们|人们)在[^“”\n。！？]{0,12}的时候[，,]?(?:要|应该)"
+        r"主人公|这个角色|所以(?:我们|人们)(?:要|应该|在)|(?:我们|人们)在[^“”\n。！？]{0,12}的时候[，,]?(?:要|应该)"
     ),
 }
 
