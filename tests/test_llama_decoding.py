@@ -14,7 +14,12 @@ from musegpt.engines.llama import LlamaCppEngine, ThreadBudget
 from musegpt.generation.candidates import ON_CANDIDATES, on_candidates
 from musegpt.generation.decoder import argmax_rows, best_k, shortlist_scores
 from musegpt.generation.params import SamplingParams
-from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
+from musegpt.generation.processors import (
+    DecodeState,
+    WatchText,
+    apply_pipeline,
+    build_pipeline,
+)
 from musegpt.tokenizer.char import CharTokenizer
 
 VOCAB = 20000  # wide enough for best_k's sampled threshold (k * 64 scores or more)
@@ -113,7 +118,9 @@ def test_processors_on_candidates_match_the_whole_vocabulary() -> None:
     )  # fmt: skip
     ids = tokenizer.encode("the cat sat on the mat the cat sat on the")
     state = DecodeState([ids, ids[:-3]], [4, 30], blocked=[{ids[-1]}, set()])
-    pipeline = build_pipeline(params, vocab, {0}, banned_ids={1, 2}, tokenizer=tokenizer)
+    seen: list[str] = []  # WatchText changes no score: it reads the text on candidates too
+    watch = WatchText(tokenizer, seen.append, every=1)
+    pipeline = build_pipeline(params, vocab, {0}, [watch], banned_ids={1, 2}, tokenizer=tokenizer)
     steps = [step for step in pipeline if isinstance(step, ON_CANDIDATES)]
     assert {type(step) for step in steps} == set(ON_CANDIDATES)
     torch.manual_seed(5)
@@ -124,6 +131,7 @@ def test_processors_on_candidates_match_the_whole_vocabulary() -> None:
         alone = on_candidates(step, state, raw.gather(-1, candidates), candidates)
         assert alone is not None and torch.equal(alone, full), type(step).__name__
         raw = step(state, raw)
+    assert seen == [tokenizer.decode(ids[4:]), tokenizer.decode(ids[:-3][30:])] * 3
 
 
 def test_argmax_rows_takes_the_first_of_equals() -> None:

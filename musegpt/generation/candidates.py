@@ -26,6 +26,7 @@ from musegpt.generation.processors import (
     MinNewTokens,
     PresenceFrequencyPenalty,
     RepetitionPenalty,
+    WatchText,
 )
 from musegpt.generation.samplers import DRY
 
@@ -37,6 +38,7 @@ ON_CANDIDATES = (
     PresenceFrequencyPenalty,
     RepetitionPenalty,
     DRY,
+    WatchText,
 )
 
 
@@ -44,6 +46,9 @@ def on_candidates(
     step: LogitsProcessor, state: DecodeState, values: torch.Tensor, ids: torch.Tensor
 ) -> torch.Tensor | None:
     """`step` applied to the candidates' scores, or None (see the module)."""
+    if isinstance(step, WatchText):
+        step.look(state)
+        return values
     if isinstance(step, BanTokens):
         return values.masked_fill(_banned(step, ids), NEG_INF)
     if isinstance(step, MinNewTokens):

@@ -1143,10 +1143,8 @@ class Stall:
     def __init__(self, keep: Callable[[str], str], lang: Lang) -> None:
         self.keep, self.lang = keep, lang
         self.kept = self.grown_at = self.looked_at = 0
-        self.raw = ""  # all that was decoded (what the writer returns is tidied)
 
     def __call__(self, raw: str) -> bool:
-        self.raw = raw
         if len(raw) - self.looked_at < STALL_EVERY[self.lang]:
             return False
         self.looked_at = len(raw)
@@ -1251,7 +1249,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
             avoid_regex=[*avoid, *retold(lang, head)], until=stall,
         )  # fmt: skip
-        return glue(head, rest, lang), len(writer.engine.tokenize(stall.raw or rest))
+        return glue(head, rest, lang), writer.decoded
 
     if candidates <= 1:
         writer.show(lead + ("" if lang == "zh" else " "))

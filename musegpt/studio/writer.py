@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from musegpt.engines.base import Engine
+from musegpt.engines.remote import RemoteEngine
 from musegpt.generation.params import SamplingParams
-from musegpt.generation.processors import LogitsProcessor
+from musegpt.generation.processors import LogitsProcessor, WatchText
 from musegpt.studio.text import SENTENCE_END, Lang, cut_bad_tail, tidy
 
 Sink = Callable[[str], None]
@@ -29,6 +30,7 @@ class Writer:
     sink: Sink | None = None  # streamed text (a terminal, an SSE stream)
     status: Callable[[str], None] | None = None  # what the task is doing, for long work
     calls: int = 0
+    decoded: int = 0  # tokens the last `write` decoded (kept in its text, or cut by tidying)
 
     def say(self, message: str) -> None:
         if self.status is not None:
@@ -94,14 +96,26 @@ class Writer:
             extra["banned_regex"] = [*self.params.banned_regex, *avoid_regex]
         params = self.call_params(max_new_tokens, stop, **extra)
         cancel = threading.Event()
+
+        def watch(text: str) -> None:
+            if len(cut_bad_tail(text, labels)) < len(text):
+                cancel.set()  # the model looped or began a new example: stop paying for it
+            elif until is not None and until(text):
+                cancel.set()
+
+        # Locally, the decode itself is watched, text held back from the stream included
+        # (`WatchText`); a remote model is watched through its stream.
+        local = not isinstance(self.engine, RemoteEngine)
+        if local:
+            constraints = [*constraints, WatchText(self.engine.tokenizer, watch)]
         raw = ""
         shown = 0
+        self.decoded = 0
         for delta in self.engine.stream_deltas(prompt, params, constraints, cancel):
             raw += delta.text
-            if len(cut_bad_tail(raw, labels)) < len(raw):
-                cancel.set()  # the model looped or began a new example: stop paying for it
-            elif until is not None and until(raw):
-                cancel.set()
+            self.decoded += len(delta.token_ids)
+            if not local:
+                watch(raw)
             if stream:
                 kept = tidy(raw, labels, clean_end=False)
                 ends = [m.end() for m in SENTENCE_END.finditer(kept)]
