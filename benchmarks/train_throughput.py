@@ -30,6 +30,8 @@ median over 10-step windows (for nanoGPT, from its per-iteration times): it shru
 bursts of other work on a shared machine, which the whole-loop figure does not.
 `cpu_seconds` is the CPU time of the whole run, all threads, start-up and compiling included
 (nanoGPT's: its process's); on a busy machine it moves far less than the wall-clock figures.
+`phase_seconds` is where MuseGPT's loop spent its wall time after the first step besides the
+training steps: evaluations, checkpoints, loss.png and the log points.
 `--threads N` runs both programs with N torch threads (nanoGPT through OMP_NUM_THREADS); by
 default both use torch's default, one per core. The `procs2` variants ignore it: their two
 processes split the cores between them. With `--repeats`, the runs alternate
@@ -112,6 +114,7 @@ def run_musegpt(config: TrainConfig, data: Path) -> dict[str, Any]:
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),
         "compile_seconds": round(compile_seconds, 1) if compile_seconds is not None else None,
+        "phase_seconds": result.phase_seconds,
         "steps": result.steps,
         "load_before": load,
         "load_after": load_average(),

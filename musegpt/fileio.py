@@ -22,6 +22,13 @@ def remove_stale_temporaries(path: str | Path) -> None:
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp)` to fill a temporary file beside `path`, fsync it, then rename it
     over `path`. Readers see the old file or the new one, never a torn one."""
+    commit_temporary(write_temporary(path, write), path)
+
+
+def write_temporary(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """The first half of `atomic_write`: `write(tmp)` fills a new temporary file beside
+    `path` (one `remove_stale_temporaries(path)` finds), which is returned, not yet durable
+    nor in place; `commit_temporary(tmp, path)` is the second half, e.g. on another thread."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{_TMP}"
@@ -33,6 +40,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, mode)  # a writer may have made its own file (safetensors makes 0600)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def commit_temporary(tmp: Path, path: str | Path) -> None:
+    """fsync the temporary file `tmp`, rename it over `path` and make the rename durable."""
+    path = Path(path)
+    try:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

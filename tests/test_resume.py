@@ -61,20 +61,20 @@ def weights(run: Path, name: str = "last") -> dict[str, torch.Tensor]:
 # waits there to be killed: "after" the checkpoint is complete, or "during" it, with the new
 # model file half-way (written to its temporary file, not yet renamed into place). `last/`
 # is either written or, when `best/` was just written at the same step, hard-linked to
-# best/'s files (checkpoint.link_checkpoint): both ways are stopped alike.
+# best/'s files (on the checkpoint writer's thread): both ways are stopped alike.
 CHILD = """
 import sys, time
 from pathlib import Path
 
 import musegpt.model.io as model_io
 import musegpt.train.checkpoint as checkpoint
-import musegpt.train.trainer as trainer
 from musegpt.train.__main__ import main
 
 marker, stop_step, when = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 sys.argv = [sys.argv[0], *sys.argv[4:]]
-write_model_file, write_checkpoint = model_io.save_file, trainer.save_checkpoint
-link_files, link_checkpoint = checkpoint._linked_to, trainer.link_checkpoint
+write_model_file, link_files, put_in_place = (
+    model_io.save_file, checkpoint._linked_to, checkpoint._put_in_place
+)
 
 def wait_to_be_killed() -> None:
     marker.write_text("stopped")
@@ -95,19 +95,15 @@ def linked_to(source):
                 wait_to_be_killed()
     return linking
 
-def save_checkpoint(folder, *args, **kwargs):
-    write_checkpoint(folder, *args, **kwargs)
-    if when == "after" and Path(folder).name == "last" and args[2]["step"] == stop_step:
-        wait_to_be_killed()
+def in_place(written, *also):
+    put_in_place(written, *also)
+    for folder in (written.folder, *also):
+        if when == "after" and folder.name == "last":
+            if checkpoint.checkpoint_step(folder) == stop_step:
+                wait_to_be_killed()
 
-def linked_checkpoint(source, folder):
-    link_checkpoint(source, folder)
-    step = checkpoint.checkpoint_step(folder)
-    if when == "after" and Path(folder).name == "last" and step == stop_step:
-        wait_to_be_killed()
-
-model_io.save_file, trainer.save_checkpoint = save_file, save_checkpoint
-checkpoint._linked_to, trainer.link_checkpoint = linked_to, linked_checkpoint
+model_io.save_file = save_file
+checkpoint._linked_to, checkpoint._put_in_place = linked_to, in_place
 main()
 """
 

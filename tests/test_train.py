@@ -24,7 +24,12 @@ from musegpt.tokenizer.base import Tokenizer
 from musegpt.tokenizer.char import CharTokenizer
 from musegpt.train import Trainer, TrainingDiverged, load_config
 from musegpt.train.batches import BatchSampler
-from musegpt.train.checkpoint import STATE_FILE, load_checkpoint_state, save_checkpoint
+from musegpt.train.checkpoint import (
+    STATE_FILE,
+    CheckpointWriter,
+    load_checkpoint_state,
+    save_checkpoint,
+)
 from musegpt.train.config import SHAKESPEARE_CHAR, TrainConfig, parse_overrides
 from musegpt.train.finetune import finetune
 from musegpt.train.trainer import (
@@ -228,6 +233,27 @@ def test_best_is_linked_to_last_at_one_step_and_survives_later_saves(
     assert (best / MODEL_FILE).read_bytes() == best_bytes
     assert not torch.equal(load_model(last)[0].wte.weight, load_model(best)[0].wte.weight)
     assert not [p.name for p in run.rglob("*.tmp")]
+
+
+def test_checkpoint_writer_puts_files_in_place_and_reports_a_failed_write(
+    corpus_a: PreparedCorpus, base_run: Path, tmp_path: Path
+) -> None:
+    """The trainer's writer finishes checkpoints on another thread: after `wait` they are
+    in place (and `also` folders linked); a write that failed there is raised, not lost."""
+    model, tokenizer = load_model(base_run / "last")
+    state = load_checkpoint_state(base_run / "last")
+    writer = CheckpointWriter()
+    try:
+        writer.save(tmp_path / "a", model, tokenizer, {**state, "step": 7}, also=[tmp_path / "b"])
+        writer.wait()
+        assert load_checkpoint_state(tmp_path / "a")["step"] == 7
+        assert (tmp_path / "b" / MODEL_FILE).samefile(tmp_path / "a" / MODEL_FILE)
+        (tmp_path / "c" / MODEL_FILE).mkdir(parents=True)  # nothing can be renamed over it
+        writer.save(tmp_path / "c", model, tokenizer, {**state, "step": 8})
+        with pytest.raises(OSError):
+            writer.wait()
+    finally:
+        writer.close()
 
 
 def test_train_result_and_generation(corpus_a: PreparedCorpus, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the tokenizer (both as JSON in the file's metadata)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -53,6 +54,14 @@ def save_model(
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path / MODEL_FILE
+    atomic_write(path, model_file_writer(model, tokenizer, metadata))
+    return path
+
+
+def model_file_writer(
+    model: GPT, tokenizer: Tokenizer, metadata: dict[str, str] | None = None
+) -> Callable[[Path], None]:
+    """A function that writes the model file of `model` (as it is now) to a path given."""
     meta = {
         "format": FORMAT,
         "config": json.dumps(model.config.to_dict()),
@@ -60,8 +69,11 @@ def save_model(
         **(metadata or {}),
     }
     state = model_state_dict(model)
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
-    return path
+
+    def write(path: Path) -> None:
+        save_file(state, str(path), metadata=meta)
+
+    return write
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -8,6 +8,8 @@ stored in both: the new state goes to `state.next.pt`, then the model file is re
 state file of the same step (`state.pt` or `state.next.pt`), and loading picks that one.
 A crash in the middle of a write leaves a hidden temporary file (see `atomic_write`); the
 next checkpoint written to the folder deletes those (only one process writes a run).
+`CheckpointWriter` (the trainer's) writes both files' contents first and puts them in
+place in that order on a background thread: a crash before that leaves only temporaries.
 
 `link_checkpoint` makes a second folder hold the same checkpoint without writing it again
 (the trainer's `last/` when `best/` was just written at the same step): each file is
@@ -22,16 +24,23 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from musegpt.fileio import atomic_write, remove_stale_temporaries
+from musegpt.fileio import (
+    atomic_write,
+    commit_temporary,
+    remove_stale_temporaries,
+    write_temporary,
+)
 from musegpt.model.gpt import GPT
-from musegpt.model.io import MODEL_FILE, ModelFileError, read_metadata, save_model
+from musegpt.model.io import MODEL_FILE, ModelFileError, model_file_writer, read_metadata
 from musegpt.tokenizer.base import Tokenizer
 
 STATE_FILE = "state.pt"
@@ -50,14 +59,84 @@ def save_checkpoint(
     state: dict[str, Any],
     metadata: dict[str, str] | None = None,
 ) -> None:
+    _put_in_place(_write_temporaries(folder, model, tokenizer, state, metadata))
+
+
+class CheckpointWriter:
+    """Saves checkpoints as `save_checkpoint` does, with the wait for the disk off the
+    training thread: `save` writes the files' contents into temporary files in the folder
+    (the model and state as they are at the call) and returns; a background thread makes
+    them durable (fsync: ~50-100 ms of waiting a checkpoint here, against ~15 ms of work)
+    and renames them into place in the crash-safe order, then links the `also` folders to
+    them (`link_checkpoint`). One save is in flight at a time: the next `save`, `wait` and
+    `close` wait for it, and raise its error if it failed."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: Future[None] | None = None
+
+    def save(
+        self,
+        folder: str | Path,
+        model: GPT,
+        tokenizer: Tokenizer,
+        state: dict[str, Any],
+        metadata: dict[str, str] | None = None,
+        also: Sequence[Path] = (),
+    ) -> None:
+        self.wait()
+        written = _write_temporaries(folder, model, tokenizer, state, metadata)
+        self._pending = self._pool.submit(_put_in_place, written, *also)
+
+    def wait(self) -> None:
+        """Until the last save is on disk and in place."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
+
+
+@dataclass
+class _Temporaries:
+    """A checkpoint written to temporary files in `folder`, not yet in place."""
+
+    folder: Path
+    state: Path
+    model: Path
+
+
+def _write_temporaries(
+    folder: str | Path,
+    model: GPT,
+    tokenizer: Tokenizer,
+    state: dict[str, Any],
+    metadata: dict[str, str] | None,
+) -> _Temporaries:
     folder = Path(folder)
     step = int(state["step"])
     state = {"format": STATE_FORMAT, **state}
     _remove_stale_temporaries(folder)
-    atomic_write(folder / NEXT_STATE_FILE, lambda tmp: torch.save(state, tmp))
-    save_model(folder, model, tokenizer, metadata={"step": str(step), **(metadata or {})})
+    state_tmp = write_temporary(folder / NEXT_STATE_FILE, lambda tmp: torch.save(state, tmp))
+    meta = {"step": str(step), **(metadata or {})}
+    model_tmp = write_temporary(folder / MODEL_FILE, model_file_writer(model, tokenizer, meta))
+    return _Temporaries(folder, state_tmp, model_tmp)
+
+
+def _put_in_place(written: _Temporaries, *also: Path) -> None:
+    """Make a written checkpoint durable and put it in place (see the module docstring for
+    the order), then link the `also` folders to it."""
+    folder = written.folder
+    commit_temporary(written.state, folder / NEXT_STATE_FILE)
+    commit_temporary(written.model, folder / MODEL_FILE)
     os.replace(folder / NEXT_STATE_FILE, folder / STATE_FILE)
     _fsync_folder(folder)
+    for other in also:
+        link_checkpoint(folder, other)
 
 
 def link_checkpoint(source: str | Path, folder: str | Path) -> None:

@@ -41,12 +41,11 @@ from musegpt.train import distributed, local_procs, sharding
 from musegpt.train.batches import BatchSampler
 from musegpt.train.checkpoint import (
     CheckpointError,
+    CheckpointWriter,
     capture_rng,
     checkpoint_step,
-    link_checkpoint,
     load_checkpoint_state,
     restore_rng,
-    save_checkpoint,
 )
 from musegpt.train.config import FIXED_ON_RESUME, MODEL_KEYS, TrainConfig
 from musegpt.train.heap import retained_heap
@@ -568,7 +567,9 @@ class Trainer:
         def is_finite() -> bool:
             return sharding.all_finite(params, dist_info)
 
-        def save(folder: Path, at: int, extra: dict[str, str]) -> None:
+        writer = CheckpointWriter()
+
+        def save(folder: Path, at: int, extra: dict[str, str], also: list[Path]) -> None:
             rng = distributed.gather_objects(capture_rng(), dist_info)
             plain: GPT | None = None  # under FSDP, the gathered weights and optimizer state
             optimizer_state: dict[str, Any] | None = None
@@ -590,7 +591,8 @@ class Trainer:
             }
             if self.adapter is not None:
                 state["model_state"] = model.state_dict()
-            save_checkpoint(folder, plain or export(), self.tokenizer, state, metadata=extra)
+            model_out = plain or export()
+            writer.save(folder, model_out, self.tokenizer, state, metadata=extra, also=also)
 
         tokens_per_step = rows * cfg.block_size * accum * dist_info.world_size
         window: list[torch.Tensor] = []  # this log window's per-step losses, still tensors
@@ -618,89 +620,93 @@ class Trainer:
         window_start, window_overhead = loop_start, 0.0
         last_plot = loop_start
 
-        with self._progress(main, start_step) as advance:
-            while step < cfg.max_iters:
-                lr = learning_rate_at(cfg, step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                window.append(train_step())
-                step += 1
-                if first_step_end is None:
-                    first_step_end = time.perf_counter()
-                    overhead_after_first = overhead
-                    timing = True
-                is_eval = step % cfg.eval_interval == 0 or step == cfg.max_iters
-                is_save = step % cfg.save_interval == 0 or step == cfg.max_iters
-                if not (is_eval or is_save or step % cfg.log_interval == 0):
-                    advance(step, None, None)
-                    continue
+        try:
+            with self._progress(main, start_step) as advance:
+                while step < cfg.max_iters:
+                    lr = learning_rate_at(cfg, step)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    window.append(train_step())
+                    step += 1
+                    if first_step_end is None:
+                        first_step_end = time.perf_counter()
+                        overhead_after_first = overhead
+                        timing = True
+                    is_eval = step % cfg.eval_interval == 0 or step == cfg.max_iters
+                    is_save = step % cfg.save_interval == 0 or step == cfg.max_iters
+                    if not (is_eval or is_save or step % cfg.log_interval == 0):
+                        advance(step, None, None)
+                        continue
 
-                # ---- a log point: the only place the loop waits for the losses
-                t_log = time.perf_counter()
-                losses = distributed.all_reduce_mean(torch.stack(window), dist_info).tolist()
-                bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
-                if bad is not None:
-                    self._diverged(step - len(losses) + bad + 1, losses[bad], lr, last_saved)
-                now = time.perf_counter()
-                elapsed_window = now - window_start - window_overhead
-                speed = len(window) * tokens_per_step / max(elapsed_window, 1e-9)
-                final_train = sum(losses) / len(losses)
-                window.clear()
-                record: dict[str, Any] = {
-                    "step": step,
-                    "train_loss": round(final_train, 6),
-                    "lr": lr,
-                    "tokens_per_sec": round(speed, 1),
-                    "elapsed_s": round(prior_elapsed + now - loop_start, 3),
-                }
-                t_over = time.perf_counter()
-                if timing:
-                    phases["log"] += t_over - t_log
-                if is_eval:
-                    with phase("evaluate"):
-                        final_val = evaluate()
-                    if not math.isfinite(final_val):
-                        self._diverged(step, final_val, lr, last_saved)
-                    record["val_loss"] = round(final_val, 6)
-                    record["ppl"] = round(math.exp(min(final_val, 50.0)), 4)
-                improved = is_eval and final_val is not None and final_val < best_val
-                # Never let non-finite weights replace a good checkpoint.
-                if (is_save or improved) and not is_finite():
-                    self._diverged(step, math.nan, lr, last_saved, weights=True)
-                with phase("log"):
-                    if main:  # before the checkpoint: resuming drops lines after its step
-                        metrics.append(record)
-                        records.append(record)
-                with phase("checkpoint"):
-                    scored = {"val_loss": f"{final_val:.6f}"} if final_val is not None else {}
-                    if improved and final_val is not None:
-                        best_val = final_val
-                        save(best_dir, step, scored)
-                    if is_save and improved:
-                        # The same weights and state as best/ just got: linked, not written
-                        # again (rank 0's files alone; no process gathers anything).
-                        if main:
-                            link_checkpoint(best_dir, last_dir)
-                    elif is_save:
-                        save(last_dir, step, scored if is_eval else {})
-                    last_saved = step if is_save else last_saved
-                # Not at the last step: the end draws the plot anyway, after the loop.
-                due = time.perf_counter() - last_plot >= PLOT_INTERVAL_S
-                if main and is_eval and step < cfg.max_iters and due:
-                    with phase("plot"):
-                        plot_losses(records, self.out_dir / PLOT_FILE)
-                    last_plot = time.perf_counter()
-                if main and is_eval:
-                    self.console.print(
-                        f"step {step}: train loss {final_train:.4f}, val loss "
-                        f"{final_val:.4f} (ppl {math.exp(min(final_val or 0.0, 50.0)):.2f}),"
-                        f" lr {lr:.2e}, {speed:,.0f} tok/s",
-                        soft_wrap=True,
-                    )
-                spent = time.perf_counter() - t_over
-                overhead += spent
-                window_start, window_overhead = time.perf_counter(), 0.0
-                advance(step, final_train, speed)
+                    # ---- a log point: the only place the loop waits for the losses
+                    t_log = time.perf_counter()
+                    losses = distributed.all_reduce_mean(torch.stack(window), dist_info).tolist()
+                    bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+                    if bad is not None:
+                        self._diverged(step - len(losses) + bad + 1, losses[bad], lr, last_saved)
+                    now = time.perf_counter()
+                    elapsed_window = now - window_start - window_overhead
+                    speed = len(window) * tokens_per_step / max(elapsed_window, 1e-9)
+                    final_train = sum(losses) / len(losses)
+                    window.clear()
+                    record: dict[str, Any] = {
+                        "step": step,
+                        "train_loss": round(final_train, 6),
+                        "lr": lr,
+                        "tokens_per_sec": round(speed, 1),
+                        "elapsed_s": round(prior_elapsed + now - loop_start, 3),
+                    }
+                    t_over = time.perf_counter()
+                    if timing:
+                        phases["log"] += t_over - t_log
+                    if is_eval:
+                        with phase("evaluate"):
+                            final_val = evaluate()
+                        if not math.isfinite(final_val):
+                            self._diverged(step, final_val, lr, last_saved)
+                        record["val_loss"] = round(final_val, 6)
+                        record["ppl"] = round(math.exp(min(final_val, 50.0)), 4)
+                    improved = is_eval and final_val is not None and final_val < best_val
+                    # Never let non-finite weights replace a good checkpoint.
+                    if (is_save or improved) and not is_finite():
+                        self._diverged(step, math.nan, lr, last_saved, weights=True)
+                    with phase("log"):
+                        if main:  # before the checkpoint: resuming drops lines after its step
+                            metrics.append(record)
+                            records.append(record)
+                    with phase("checkpoint"):
+                        scored = {"val_loss": f"{final_val:.6f}"} if final_val is not None else {}
+                        if improved and final_val is not None:
+                            best_val = final_val
+                            # last/ holds the same weights and state: linked, not written again
+                            save(best_dir, step, scored, [last_dir] if is_save else [])
+                        elif is_save:
+                            save(last_dir, step, scored if is_eval else {}, [])
+                        last_saved = step if is_save else last_saved
+                    # Not at the last step: the end draws the plot anyway, after the loop.
+                    due = time.perf_counter() - last_plot >= PLOT_INTERVAL_S
+                    if main and is_eval and step < cfg.max_iters and due:
+                        with phase("plot"):
+                            plot_losses(records, self.out_dir / PLOT_FILE)
+                        last_plot = time.perf_counter()
+                    if main and is_eval:
+                        self.console.print(
+                            f"step {step}: train loss {final_train:.4f}, val loss "
+                            f"{final_val:.4f} (ppl {math.exp(min(final_val or 0.0, 50.0)):.2f}),"
+                            f" lr {lr:.2e}, {speed:,.0f} tok/s",
+                            soft_wrap=True,
+                        )
+                    spent = time.perf_counter() - t_over
+                    overhead += spent
+                    window_start, window_overhead = time.perf_counter(), 0.0
+                    advance(step, final_train, speed)
+            # The run is done when its last checkpoint is on disk and in place.
+            t_wait = time.perf_counter()
+            with phase("checkpoint"):
+                writer.wait()
+            overhead += time.perf_counter() - t_wait
+        finally:
+            writer.close()  # also after an error: the last good checkpoint is kept whole
 
         end = time.perf_counter()
         seconds = end - loop_start
