@@ -199,6 +199,17 @@ def test_a_list_item_line_is_banned_and_its_number_cleaned() -> None:
     assert leaked("乔布斯在纽约。\n(1) 读了报纸。", "zh") and not leaked("乔布斯读了报纸。", "zh")
 
 
+def test_chinese_speech_is_quoted_and_a_style_is_no_title() -> None:
+    bans = [re.compile(p) for p in chapter_bans("zh", "")]
+    assert any(p.search("她说：我喜欢你！") for p in bans)
+    assert not any(p.search("她说：“我喜欢你！”她想：他会来吗？") for p in bans)
+    kept = clean_draft("罗恩说：好，我去。他走了。", "zh", "")
+    assert kept == "罗恩说：“好，我去。”他走了。"
+    assert checks.check_title("第一人称", ROBOT_ZH, "zh", "守塔人的信") is not None
+    assert checks.check_title("First Person", ROBOT, "en", "Honest Cloth") is not None
+    assert checks.check_title("铁心", ROBOT_ZH, "zh", "守塔人的信") is None
+
+
 def test_a_line_broken_after_a_comma_is_banned_and_joined() -> None:
     verse = "乔丹的年龄与男人的关系，\n\n在很多人的生活中，\n他们都接触过。"
     assert any(re.search(p, verse) for p in chapter_bans("zh", ""))

@@ -111,6 +111,17 @@ LIST_MARK = re.compile(LIST_LINE + r"[ \t]*")
 COMMA_BREAK = r"[,，、][ \t]*\n"
 
 
+# A style's words, not a title's (seen: the title "第一人称").
+STYLE_WORDS = {
+    "zh": r"人称|过去时|现在时|将来时",
+    "en": r"(?i)\b(?:first|second|third)[ -]person\b|\b(?:past|present|future) tense\b",
+}
+# Chinese speech after 说： without its quotation marks (seen: "她说：我喜欢你！"): banned in a
+# chapter, and quoted in cleaning (`narrate`). 想 is left out: a thought goes unquoted.
+UNQUOTED_SPEECH = r"(?<=[说道问答喊叫])[：:][ \t]*[^“\"「\s]"
+QUOTE_SPEECH = re.compile(r"([说道问答喊叫])[：:][ \t]*([^“\"「\s][^\n]*?(?:[。！？!?…]+|$))")
+
+
 def normal(text: str) -> str:
     return re.sub(r"\W+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
 
@@ -167,6 +178,8 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
         return "the title is a line of dialogue"
     if ORDINAL_TITLE[lang].match(title):
         return "the title is a number, not a title"
+    if re.search(STYLE_WORDS[lang], title):
+        return "the title is a style, not a title"
     if key == normal(example_title):
         return "the title is the example's"
     if (key in whole and len(key) >= len(whole) / 2) or similarity(key, whole) > NEAR_DUPLICATE:
@@ -376,6 +389,8 @@ def narrate(line: str, lang: Lang) -> str:
     """A script-style line ("琳娜：我没有带她去。") as a story writes it
     (琳娜说：“我没有带她去。”); other lines unchanged."""
     match = SPEAKER_LINE.match(line)
+    if lang == "zh":
+        line = QUOTE_SPEECH.sub(lambda m: f"{m.group(1)}：“{m.group(2)}”", line)
     if match is None or (lang == "zh" and SAYS_ZH.search(match.group(1))):
         return line
     name, words = match.group(1), match.group(2).strip().strip('"“”「」 ')

@@ -583,8 +583,8 @@ def example_echo(lang: Lang, given: str) -> str:
 
 # A title is no sentence (no inner punctuation, nothing after a full stop) and no quote.
 TITLE_BANS: dict[Lang, list[str]] = {
-    "zh": [r"[，,；;：:！？!?“”\"「」]", r"[。.]\s*\S"],
-    "en": [r"[\"“”]", r"[.;]\s*\S"],
+    "zh": [r"[，,；;：:！？!?“”\"「」]", r"[。.]\s*\S", checks.STYLE_WORDS["zh"]],
+    "en": [r"[\"“”]", r"[.;]\s*\S", checks.STYLE_WORDS["en"]],
 }
 
 
@@ -1182,8 +1182,9 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     words of an earlier chapter's sentences (a retelling, dropped by cleaning anyway)."""
     flags = "(?i)" if lang == "en" else ""
     chatter = [flags + checks.CHATTER[lang].pattern, READER_TALK[lang]]
-    # Asides to the reader, list items, a line broken after a comma.
+    # Asides to the reader, list items, a line broken after a comma, unquoted speech.
     chatter += [flags + checks.ASIDE[lang].pattern, checks.LIST_LINE, checks.COMMA_BREAK]
+    chatter += [checks.UNQUOTED_SPEECH] if lang == "zh" else []
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 
