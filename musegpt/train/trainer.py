@@ -2,6 +2,9 @@
 
 A run folder holds `metrics.jsonl`, `loss.png` and two checkpoints, `last/` (every
 `checkpoint_interval` steps and at the end) and `best/` (lowest validation loss so far).
+When both are saved at one step, last/'s files are hard links to best/'s, and checkpoints
+are finished (fsync, rename) on a background thread while training goes on
+(`CheckpointWriter`); `run()` returns once the last one is in place.
 
 Mixed precision on CPU depends on the CPU. Without native bf16 instructions (AVX512-BF16
 or AMX) every bf16 matmul is emulated: on an AVX2-only EPYC (Zen 3), torch 2.13, bfloat16
