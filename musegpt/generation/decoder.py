@@ -43,6 +43,7 @@ from musegpt.generation.copy_guard import copy_guards
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import (
     NEG_INF,
+    BanInText,
     DecodeState,
     LogitsProcessor,
     MinP,
@@ -594,15 +595,20 @@ class Decoder:
     ) -> DecodeEvents:
         vocab = self.tokenizer.vocab_size
         special = frozenset() if params.allow_special_tokens else self.special_ids
+        text_bans = [c for c in constraints if isinstance(c, BanInText)]
+        constraints = [c for c in constraints if not isinstance(c, BanInText)]
         constraints = [*constraints, *copy_guards(self.copy_index, params.max_copy, self.tokenizer)]
         pipeline = build_pipeline(
             params, vocab, self.stop_ids, constraints, special, self.tokenizer
         )
         generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        banned = [re.compile(re.escape(p)) for p in params.banned]
+        banned: list[re.Pattern[str] | BanInText] = [
+            re.compile(re.escape(p)) for p in params.banned
+        ]
         banned += [re.compile(p) for p in params.banned_regex]
+        banned += text_bans
         hold = max([len(s) - 1 for s in params.stop + params.banned] + [0])
-        if params.banned_regex:
+        if params.banned_regex or text_bans:
             hold = max(hold, REGEX_WINDOW)
         if params.max_copy is not None:  # room to take back when the guard leaves no token
             hold = max(hold, COPY_HOLD)
@@ -708,7 +714,11 @@ class Decoder:
             )
 
     def _accept(
-        self, row: _Row, token_id: int, params: SamplingParams, banned: list[re.Pattern[str]]
+        self,
+        row: _Row,
+        token_id: int,
+        params: SamplingParams,
+        banned: list[re.Pattern[str] | BanInText],
     ) -> bool:
         """Add the token to the row and settle the row's fate; True when the row backtracked
         (its cache must be rebuilt)."""
@@ -749,16 +759,23 @@ class Decoder:
         self._take_back(row, newest)
         return True
 
-    def _backtrack_if_banned(self, row: _Row, banned: list[re.Pattern[str]]) -> bool:
+    def _backtrack_if_banned(self, row: _Row, banned: list[re.Pattern[str] | BanInText]) -> bool:
         # A phrase may begin in text already streamed: a take-back can leave less than a
         # phrase's length held back (seen with `max_copy`: "t" streamed, then "he" written).
         since = max(row.emitted - REGEX_WINDOW, 0)
         starts = [
             max(m.start(), row.emitted)
             for p in banned
+            if isinstance(p, re.Pattern)
             for m in p.finditer(row.text, since)
             if m.end() > row.emitted
         ]
+        for rule in banned:
+            if (
+                isinstance(rule, BanInText)
+                and (at := rule.banned_at(row.text, row.emitted)) is not None
+            ):
+                starts.append(max(at, row.emitted))
         if not starts:
             return False
         start = min(starts)

@@ -201,6 +201,20 @@ class BanTokens:
         return scores.index_fill(-1, self.index.to(scores.device), NEG_INF)
 
 
+class BanInText:
+    """Changes no score: a rule the decoder checks on each row's text after every token,
+    taking back from where it says a banned stretch begins, as it does for `banned_regex`;
+    for rules a fixed pattern cannot say (one about the text's own earlier sentences)."""
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        """Where a banned stretch of `text` begins, among those ending after the first
+        `shown` characters (already streamed, never taken back); None when there is none."""
+        raise NotImplementedError
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        return scores
+
+
 class WatchText:
     """Changes no score: every `every` tokens it hands each row's text so far to `watch`.
     The text is all that was decoded, with what the stream still holds back (up to

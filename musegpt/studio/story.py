@@ -19,14 +19,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.engines.base import Engine
 from musegpt.engines.remote import RemoteEngine
 from musegpt.fileio import atomic_write_text
-from musegpt.generation.processors import LogitsProcessor
+from musegpt.generation.processors import BanInText, LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import EndWhenReady, Favour, NameFirst, echo_outside, phrase_pairs
 from musegpt.studio.tasks import StudioError
@@ -1203,6 +1203,46 @@ def retold(lang: Lang, text: str) -> list[str]:
     return list(openings)
 
 
+class OwnRetelling(BanInText):
+    """A draft's sentence may not begin as one of its own earlier sentences did (their first
+    `RETELL_RUN` words or characters, or the whole of a shorter one): cleaning drops such
+    a sentence, so decoding it is waste, and in Chinese it was the commonest ("他想离开爸爸
+    的怀抱。" four times in a paragraph). `retold` bans the sentences before the draft."""
+
+    SHORTEST: ClassVar[dict[Lang, int]] = {"en": 3, "zh": 5}  # a shorter sentence may recur
+
+    def __init__(self, lang: Lang) -> None:
+        self.lang = lang
+
+    def key(self, body: str) -> tuple[str, bool]:
+        """The opening that two sentences may not share, and whether it is a whole run."""
+        run = RETELL_RUN[self.lang]
+        if self.lang == "zh":
+            return body[:run], len(body) >= run
+        words = body.split()
+        return " ".join(words[:run]), len(words) >= run
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        seen: set[str] = set()
+        pieces = checks.sentences(text)
+        at = 0
+        for i, piece in enumerate(pieces):
+            body = piece.strip()
+            start, at = at + len(piece) - len(piece.lstrip()), at + len(piece)
+            whole = (
+                i < len(pieces) - 1 or piece.endswith("\n") or bool(SENTENCE_END.search(body[-2:]))
+            )
+            key, long = self.key(body)
+            if not (long or whole) or not body:
+                continue  # a short sentence not yet ended: it may still differ
+            if key in seen and start + len(key) > shown:
+                return start
+            units = len(key) if self.lang == "zh" else len(key.split())
+            if whole and units >= self.SHORTEST[self.lang]:
+                seen.add(key)
+        return None
+
+
 def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
     """What of a chapter draft is kept: `clean_chapter` after the writer's tidying, without
     stray replacement characters and full-width indents (seen: "\u3000\u3000“我穿…", "�")."""
@@ -1249,6 +1289,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         rest = writer.write(
             base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
             avoid_regex=[*avoid, *retold(lang, head)], until=stall,
+            constraints=[OwnRetelling(lang)] if steers(writer) else [],
         )  # fmt: skip
         return glue(head, rest, lang), writer.decoded
 
