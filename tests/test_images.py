@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from musegpt.images import ImageModel, ImageModelError, ImageRequestError, load_image_model
+from musegpt.images.model import LAYOUT_ROWS
 from musegpt.images.sheet import contact_sheet
 from musegpt.images.tokenizer import ImageTokenizer, fit_codebook, to_rgb_array
+from musegpt.images.train import set_drawing_defaults
 from musegpt.model.io import load_model
 from musegpt.tokenizer.base import tokenizer_from_json
 from musegpt.tokenizer.bpe import BPETokenizer
@@ -196,3 +199,30 @@ def test_text_commands_refuse_an_image_model(tiny: ImageModel, tmp_path_factory)
     model = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
     with pytest.raises(EngineError, match="image model"):
         open_engine(str(model))
+
+
+def first_rows_and_rest(model: ImageModel, rows: int) -> tuple[set[tuple[int, ...]], int]:
+    """The distinct first `rows` rows of six pictures of one caption, and how many distinct
+    rests (drawn at temperature 50: nearly uniform over the codebook)."""
+    style = model.styles[0] if model.styles else None
+    pictures = model.draw("a red circle", n=6, size=8, seed=3, style=style, temperature=50)
+    grids = [model.tokenizer.encode_image(p) for p in pictures]
+    cut = rows * model.tokenizer.grid
+    return {tuple(g[:cut]) for g in grids}, len({tuple(g[cut:]) for g in grids})
+
+
+def test_the_layout_rows_are_drawn_at_the_models_cooler_temperature(
+    tiny: ImageModel, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    trained = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
+    cool = tmp_path / "cool.safetensors"
+    shutil.copy(trained / "model.safetensors", cool)
+    set_drawing_defaults(cool, guidance=1.0, layout_temperature_ratio=1e-4)
+    model = load_image_model(cool)
+    assert model.layout_temperature_ratio == 1e-4
+    layouts, rests = first_rows_and_rest(model, LAYOUT_ROWS)
+    assert len(layouts) == 1 and rests > 1  # the layout rows near-greedy, the rest not
+    plain_layouts, _ = first_rows_and_rest(tiny, LAYOUT_ROWS)
+    assert tiny.layout_temperature_ratio == 1.0 and len(plain_layouts) > 1
+    with pytest.raises(ValueError, match="layout_temperature_ratio"):
+        set_drawing_defaults(cool, layout_temperature_ratio=0)

@@ -25,7 +25,13 @@ from PIL import Image
 
 from musegpt.data.dataset import MANIFEST, TOKENIZER, PreparedCorpus, token_dtype
 from musegpt.fileio import atomic_write_text
-from musegpt.images.model import GUIDANCE_KEY, RERANK_KEY, TEMPERATURE_KEY, TOP_K_KEY
+from musegpt.images.model import (
+    GUIDANCE_KEY,
+    LAYOUT_KEY,
+    RERANK_KEY,
+    TEMPERATURE_KEY,
+    TOP_K_KEY,
+)
 from musegpt.images.tokenizer import ImageTokenizer, caption_text
 from musegpt.model.io import MODEL_FILE, load_model, save_model
 from musegpt.train.config import TrainConfig
@@ -312,8 +318,15 @@ def set_drawing_defaults(
     temperature: float = 1.0,
     top_k: int = 0,
     rerank: int = 1,
+    layout_temperature_ratio: float = 1.0,
 ) -> None:
-    """Record the sampling a model draws with by default in its file."""
+    """Record the sampling a model draws with by default in its file (the first rows of a
+    picture at `layout_temperature_ratio` times the temperature)."""
+    if not 0 < layout_temperature_ratio <= 1:
+        raise ValueError(
+            "layout_temperature_ratio must be above 0 and at most 1 "
+            f"(got {layout_temperature_ratio})"
+        )
     from musegpt.model.io import read_metadata
 
     model_file = Path(model_file)
@@ -326,6 +339,7 @@ def set_drawing_defaults(
         TEMPERATURE_KEY: f"{temperature:g}",
         TOP_K_KEY: str(top_k),
         RERANK_KEY: str(rerank),
+        LAYOUT_KEY: f"{layout_temperature_ratio:g}",
     }
     save_model(model_file, gpt, tokenizer, {**meta, **defaults})
 
