@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from musegpt.images.model import ImageModel
+from musegpt.images.model import LAYOUT_ROWS, ImageModel
 from musegpt.images.originality import NEAR_COPY_SHARE
 from musegpt.images.sheet import GAP
 from musegpt.images.tokenizer import ImageTokenizer
@@ -143,6 +143,7 @@ class ImageEvalReport:
     seconds: float
     expand: str = "off"  # the caption expansion drawn with
     guard: bool = False  # whether near-copies were redrawn
+    layout_temperature_ratio: float = 1.0  # the first rows' share of the temperature
 
     def fidelity(self, kind: str | None = None, lang: str | None = None) -> float:
         hits = total = 0
@@ -290,6 +291,7 @@ def evaluate_images(
         time.perf_counter() - start,
         model.expansion_mode(expand),
         guard and model.training_grids is not None,
+        model.layout_temperature_ratio,
     )
 
 
@@ -331,7 +333,14 @@ def markdown_report(report: ImageEvalReport, command: str, machine: str) -> str:
         "",
         f"Model `{report.model}`, {report.per_caption} pictures per caption, guidance "
         f"{report.guidance:g}, temperature {report.temperature:g}, top-k "
-        f"{report.top_k or 'off'}, best of {report.rerank} candidates per picture by caption "
+        f"{report.top_k or 'off'}"
+        + (
+            f" (the first {LAYOUT_ROWS} rows at {report.layout_temperature_ratio:g} of that "
+            "temperature)"
+            if report.layout_temperature_ratio != 1.0
+            else ""
+        )
+        + f", best of {report.rerank} candidates per picture by caption "
         f"evidence, caption expansion {report.expand}, originality guard "
         f"{'on' if report.guard else 'off'}, {len(report.results)} captions; "
         f"{report.seconds:.0f} s to "
