@@ -8,7 +8,8 @@ applies classifier-free guidance (each row is run with and without its caption a
 logits pushed away from the captionless ones). With `rerank` k above 1, k candidates are
 drawn for each picture and the one with the most caption evidence is kept: the pointwise
 mutual information of its tokens with the caption, log p(picture | caption) -
-log p(picture | no caption), both read off the rows guidance runs anyway.
+log p(picture | no caption), both read off the rows guidance runs anyway. A model file may
+draw the first rows (the layout) cooler than the rest (`image_layout_temperature_ratio`).
 
 A model file that keeps its training split (`musegpt.images.memory`) also draws with caption
 expansion (the request mapped to the nearest trained name or tags, `prompting.py`) when its
