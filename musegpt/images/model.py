@@ -34,7 +34,12 @@ from pydantic import ValidationError
 from musegpt.generation.decoder import draw as draw_tokens
 from musegpt.generation.decoder import torch_threads
 from musegpt.generation.params import SamplingParams
-from musegpt.generation.processors import DecodeState, apply_pipeline, build_pipeline
+from musegpt.generation.processors import (
+    DecodeState,
+    LogitsProcessor,
+    apply_pipeline,
+    build_pipeline,
+)
 from musegpt.images.originality import (
     GRIDS_KEY,
     GUARD_HEAT_STEP,
@@ -432,18 +437,16 @@ class ImageModel:
         prompt_ids = torch.tensor(rows, dtype=torch.long)
         total = tok.image_length - len(kept)
         cache = self.gpt.new_cache(len(rows), tok.record_length)
-        steps = build_pipeline(
-            params, tok.vocab_size, None, constraints=[ImageTokensOnly(tok.first_code)]
-        )
+
+        def pipeline(sampling: SamplingParams) -> list[LogitsProcessor]:
+            only = [ImageTokensOnly(tok.first_code)]
+            return build_pipeline(sampling, tok.vocab_size, None, constraints=only)
+
+        steps = layout = pipeline(params)
         layout_steps = max(0, LAYOUT_ROWS * tok.grid - len(kept))
-        layout = steps
         if self.layout_temperature_ratio != 1.0 and not params.greedy and layout_steps:
-            cooler = params.model_copy(
-                update={"temperature": params.temperature * self.layout_temperature_ratio}
-            )
-            layout = build_pipeline(
-                cooler, tok.vocab_size, None, constraints=[ImageTokensOnly(tok.first_code)]
-            )
+            ratio = self.layout_temperature_ratio
+            layout = pipeline(params.model_copy(update={"temperature": params.temperature * ratio}))
         state = DecodeState([r[:] for r in rows[:m]], [len(rows[0])] * m)
         generator = torch.Generator().manual_seed(params.seed or 0)
         out = torch.empty(m, tok.image_length, dtype=torch.long)

@@ -8,7 +8,6 @@ import random
 
 from musegpt.adapters.choice import adapted_engine
 from musegpt.engines.base import EngineError
-from musegpt.engines.remote import RemoteEngine
 from musegpt.forms import (
     Form,
     FormError,
@@ -55,7 +54,7 @@ def poem(
     # No seed asked for: a fresh one, reported in the work's meta so the poem can be redone.
     seed = params.seed if params.seed is not None else random.randrange(2**31)
     # A remote model sends text only: its poems are checked, not steered, token by token.
-    steer = None if isinstance(writer.engine, RemoteEngine) else writer.engine.tokenizer
+    steer = writer.engine.tokenizer if writer.steers else None
     try:
         result = write_poem(
             generate, form, topic, tokenizer=steer, prompt=prompt,

@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.engines.base import Engine
-from musegpt.engines.remote import RemoteEngine
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import BanInText, LogitsProcessor
 from musegpt.studio import plan_checks as checks
@@ -399,12 +398,6 @@ def whole_sentence(lang: Lang, least: int) -> Callable[[str], bool]:
     return ready
 
 
-def steers(writer: Writer) -> bool:
-    """Whether plan lines are steered token by token (`plan_rules`): not on a remote
-    model, which sends text only (its lines are checked and re-drawn instead)."""
-    return not isinstance(writer.engine, RemoteEngine)
-
-
 def draw(
     writer: Writer,
     prompt: str,
@@ -449,9 +442,9 @@ def draw(
         # After a lead, not a colon ("Kenta Yano: goes fishing" is a script line).
         after = [r"\A\s*[:：]"] if head else []
         rules: list[LogitsProcessor] = []
-        if ready is not None and steers(writer):
+        if ready is not None and writer.steers:
             rules.append(EndWhenReady(writer.engine.tokenizer, ready, head))
-        rules += nudges if steers(writer) else []
+        rules += nudges if writer.steers else []
         text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
             avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST], constraints=rules,
@@ -788,7 +781,7 @@ def plan_characters(
     copied = example_names(lang)
     colon = "：" if lang == "zh" else ":"
     standby = standby_names(writer, premise)
-    name_first = NameFirst(writer.engine.tokenizer, lang) if steers(writer) else None
+    name_first = NameFirst(writer.engine.tokenizer, lang) if writer.steers else None
     calls = 0
     for attempt in range(tries):
         if len(characters) == most or (len(characters) >= 2 and attempt > most):
@@ -1289,7 +1282,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         rest = writer.write(
             base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
             avoid_regex=[*avoid, *retold(lang, head)], until=stall,
-            constraints=[OwnRetelling(lang)] if steers(writer) else [],
+            constraints=[OwnRetelling(lang)] if writer.steers else [],
         )  # fmt: skip
         return glue(head, rest, lang), writer.decoded
 

@@ -32,6 +32,12 @@ class Writer:
     calls: int = 0
     decoded: int = 0  # tokens the last `write` decoded (kept in its text, or cut by tidying)
 
+    @property
+    def steers(self) -> bool:
+        """Whether token-level rules (logits processors) run on this writer's model: not
+        on a remote one, which sends text only (its text is checked and re-drawn instead)."""
+        return not isinstance(self.engine, RemoteEngine)
+
     def say(self, message: str) -> None:
         if self.status is not None:
             self.status(message)
@@ -105,7 +111,7 @@ class Writer:
 
         # Locally, the decode itself is watched, text held back from the stream included
         # (`WatchText`); a remote model is watched through its stream.
-        local = not isinstance(self.engine, RemoteEngine)
+        local = self.steers
         if local:
             constraints = [*constraints, WatchText(self.engine.tokenizer, watch)]
         raw = ""
