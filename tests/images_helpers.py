@@ -77,3 +77,24 @@ def continued_records(
     ids = np.fromfile(out / "records" / "train.bin", dtype=records.manifest["dtype"])
     rows = ids.reshape(-1, tiny.tokenizer.record_length)[:, : tiny.tokenizer.caption_length]
     return records.manifest, [tiny.tokenizer.decode(row.tolist()) for row in rows]
+
+
+def scoring_image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:
+    """The tiny model, copied, with a caption-picture scorer trained for a few seconds on its
+    four circles kept in its file: it reranks candidates by the scorer."""
+    from musegpt.images.scorer import ScorerConfig, store_scorer
+    from musegpt.images.scorer_train import train_scorer
+
+    tiny = tiny_image_model(tmp_path_factory)
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
+    copy = base / "scoring" / "model.safetensors"
+    if not copy.is_file():
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(base / "run" / "best" / "model.safetensors", copy)
+        config = ScorerConfig(
+            width=32, steps=60, batch_size=4, learning_rate=3e-3, warmup_steps=5, variants=2,
+            max_shift=1,
+        )  # fmt: skip
+        scorer = train_scorer(base / "pictures", tiny.tokenizer, config, base / "scorer-run")
+        store_scorer(copy, scorer.model)
+    return load_image_model(copy)

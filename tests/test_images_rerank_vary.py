@@ -1,4 +1,4 @@
-"""Reranking by caption evidence, variations of a picture (`ImageModel.vary` and
+"""Reranking without a scorer, variations of a picture (`ImageModel.vary` and
 `POST /v1/images/variations`), `musegpt.load` of an image model and tag captions, on the
 tiny real circle model the other picture tests share."""
 
@@ -34,21 +34,16 @@ def tokens(model: ImageModel, picture: Image.Image) -> list[int]:
     return model.tokenizer.encode_image(picture)
 
 
-def test_rerank_keeps_the_candidate_with_the_most_caption_evidence(tiny: ImageModel) -> None:
-    # n pictures with rerank k draw the same n*k candidates (one batch, one generator) as
-    # n*k pictures without it; each kept one must be the best of its k.
-    options = {"style": "tiny", "seed": 3, "guidance": 2.0, "size": 8}
-    candidates = tiny.draw("a red circle", n=6, rerank=1, **options)  # type: ignore[arg-type]
-    kept = tiny.draw("a red circle", n=2, rerank=3, **options)  # type: ignore[arg-type]
-    evidence = [float(p.info["evidence"]) for p in candidates]
-    for slot, picture in enumerate(kept):
-        group = candidates[3 * slot : 3 * slot + 3]
-        best = group[int(np.argmax(evidence[3 * slot : 3 * slot + 3]))]
-        assert tokens(tiny, picture) == tokens(tiny, best)
-        assert float(picture.info["evidence"]) == max(evidence[3 * slot : 3 * slot + 3])
-        assert picture.info["rerank"] == "3"
-    with pytest.raises(ImageRequestError, match="rerank"):
-        tiny.draw("a red circle", rerank=9)
+def test_rerank_needs_a_scorer_and_checks_its_range(tiny: ImageModel) -> None:
+    # a model file without a scorer draws as before, and says why it cannot rerank
+    assert tiny.scorer is None
+    pictures = tiny.draw("a red circle", n=2, size=8, seed=3)
+    assert all(p.info["score"] == "" and p.info["rerank"] == "1" for p in pictures)
+    with pytest.raises(ImageRequestError, match="rerank needs a caption-picture scorer"):
+        tiny.draw("a red circle", rerank=4)
+    for bad in (0, 33):
+        with pytest.raises(ImageRequestError, match="rerank must be between 1 and 32"):
+            tiny.draw("a red circle", rerank=bad)
 
 
 def test_vary_keeps_the_top_rows_and_redraws_the_rest(tiny: ImageModel) -> None:

@@ -44,7 +44,7 @@ def draw_command(
     ] = None,
     rerank: Annotated[
         int | None,
-        Opt(help="Draw k candidates a picture, keep the most caption evidence (default: model's)."),
+        Opt(help="Draw k candidates a picture, keep the scorer's best (default: model's)."),
     ] = None,
     expand: Annotated[
         bool | None,
@@ -161,7 +161,7 @@ def eval_images_command(
     temperature: Annotated[float | None, Opt(help="Randomness (default: the model's).")] = None,
     top_k: Annotated[int | None, Opt(help="Top-k; 0 = all (default: the model's).")] = None,
     rerank: Annotated[
-        int | None, Opt(help="Candidates per picture, best by caption evidence (default: model's).")
+        int | None, Opt(help="Candidates per picture, best by the scorer (default: model's).")
     ] = None,
     expand: Annotated[
         bool | None,
@@ -220,3 +220,48 @@ def eval_images_command(
         examples_grid(report.results).save(examples)
         typer.echo(text)
         err_console.print(f"[green]saved[/] {out} and {examples}")
+
+
+def train_scorer_command(
+    data: Annotated[Path, typer.Argument(help="A picture folder from `musegpt prepare`.")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="The image model file to store the scorer in.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder for checkpoints and the log.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="Settings as key=value, e.g. steps=500.", show_default=False),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML file of settings (configs/icons-scorer.yaml)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+) -> None:
+    """Train a caption-picture scorer (a tiny CLIP) and store it in an image model, which then
+    keeps the best of `--rerank` candidates by its score."""
+    with user_errors():
+        from musegpt.images import load_image_model
+        from musegpt.images.model import image_model_path
+        from musegpt.images.scorer import load_scorer_config, store_scorer
+        from musegpt.images.scorer_train import retrieval, train_scorer
+
+        settings = load_scorer_config(config, overrides or [])
+        image_model = load_image_model(model)
+
+        def say(message: str) -> None:
+            err_console.print(message, highlight=False)
+
+        scorer = train_scorer(data, image_model.tokenizer, settings, out, resume=resume, say=say)
+        found = retrieval(scorer, data)
+        store_scorer(image_model_path(model), scorer.model)
+    measured = (
+        f"caption -> picture retrieval among {found.candidates} validation pictures: "
+        f"top-1 {found.top1:.1%}, top-5 {found.top5:.1%} (English top-1 {found.top1_en:.1%}, "
+        f"Chinese {found.top1_zh:.1%})"
+        if found
+        else "no validation split to measure it on"
+    )
+    typer.echo(f"{measured}; stored in {image_model_path(model)}")

@@ -340,8 +340,8 @@ def markdown_report(report: ImageEvalReport, command: str, machine: str) -> str:
             if report.layout_temperature_ratio != 1.0
             else ""
         )
-        + f", best of {report.rerank} candidates per picture by caption "
-        f"evidence, caption expansion {report.expand}, originality guard "
+        + f", best of {report.rerank} candidates per picture by the model's caption-picture "
+        f"scorer, caption expansion {report.expand}, originality guard "
         f"{'on' if report.guard else 'off'}, {len(report.results)} captions; "
         f"{report.seconds:.0f} s to "
         f"draw and measure them on {machine}. Command: `{command}`.",

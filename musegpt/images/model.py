@@ -5,11 +5,11 @@
 images. The n pictures are drawn as one batch on a key/value cache; only image tokens may be
 chosen while drawing. With a model trained on some captionless records, `guidance` above 1
 applies classifier-free guidance (each row is run with and without its caption and the
-logits pushed away from the captionless ones). With `rerank` k above 1, k candidates are
-drawn for each picture and the one with the most caption evidence is kept: the pointwise
-mutual information of its tokens with the caption, log p(picture | caption) -
-log p(picture | no caption), both read off the rows guidance runs anyway. A model file may
-draw the first rows (the layout) cooler than the rest (`image_layout_temperature_ratio`).
+logits pushed away from the captionless ones). A model file that keeps a caption-picture
+scorer (`scorer.py`, a tiny CLIP) draws, with `rerank` k above 1, k candidates for each
+picture in the same batch and keeps the one the scorer finds most like the caption (DALL-E's
+reranking). A model file may draw the first rows (the layout) cooler than the rest
+(`image_layout_temperature_ratio`).
 
 A model file that keeps its training split (`musegpt.images.memory`) also draws with caption
 expansion (the request mapped to the nearest trained name or tags, `prompting.py`) when its
@@ -25,6 +25,7 @@ import random
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ from musegpt.images.prompting import (
     Expansion,
     expand_mode,
 )
+from musegpt.images.scorer import SCORER_KEY, CaptionPictureScorer, CaptionScorer
 from musegpt.images.tokenizer import ImageTokenizer
 from musegpt.model.gpt import GPT
 from musegpt.model.io import ModelFileError, load_model, read_metadata
@@ -74,7 +76,7 @@ LAYOUT_KEY = "image_layout_temperature_ratio"
 # The first rows of the grid set a picture's layout (where the thing sits, its outline);
 # drawing them cooler than the rest measurably follows the caption better (docs/images.md).
 LAYOUT_ROWS = 2
-MAX_RERANK = 8  # candidates per picture: n x k pictures are drawn as one batch
+MAX_RERANK = 32  # candidates per picture: n x k pictures are drawn as one batch
 
 Progress = Callable[[int, int], None]
 
@@ -166,6 +168,7 @@ class ImageModel:
         training_grids: TrainingGrids | None = None,
         expand: ExpandMode = "off",
         layout_temperature_ratio: float = 1.0,
+        scorer: CaptionPictureScorer | None = None,
     ) -> None:
         self.gpt = gpt.eval()
         self.tokenizer = tokenizer
@@ -180,6 +183,8 @@ class ImageModel:
         self.layout_temperature_ratio = layout_temperature_ratio
         self.vocabulary = vocabulary  # the training split's names and tags (None: not kept)
         self.training_grids = training_grids  # its token grids, for the originality guard
+        # the caption-picture scorer reranking keeps the best candidates by (None: no reranking)
+        self.scorer = CaptionScorer(scorer, tokenizer) if scorer is not None else None
         self._lock = threading.Lock()  # one drawing at a time per model (the server shares it)
 
     @property
@@ -201,6 +206,11 @@ class ImageModel:
             raise ImageRequestError(f"guidance must be above 0 and at most 20 (got {guidance})")
         if not 1 <= rerank <= MAX_RERANK:
             raise ImageRequestError(f"rerank must be between 1 and {MAX_RERANK} (got {rerank})")
+        if rerank > 1 and self.scorer is None:
+            raise ImageRequestError(
+                f"rerank needs a caption-picture scorer and the image model {self.name!r} keeps "
+                "none; draw with rerank 1, or train one with `musegpt train-scorer`"
+            )
         if style is None or not style.strip():
             return None
         wanted = style.strip().lower()
@@ -229,10 +239,11 @@ class ImageModel:
         """`n` RGB pictures of `size` x `size` pixels for `prompt`. The same seed gives the same
         pictures. Without a style each picture takes one of the model's styles at random.
         `temperature`, `top_k` (0: all tokens), `guidance` (1: off), `rerank` (candidates
-        per picture; 1: off) and `expand` (caption expansion) default to the model's own;
-        `guard=False` lets near-copies of training pictures through. Each image's `info`
-        holds its prompt, the caption the model read, style, seed, model name, the sampling
-        it was drawn with, its caption evidence in nats and its redraws (as strings)."""
+        per picture, the best kept by the model's scorer; 1: off) and `expand` (caption
+        expansion) default to the model's own; `guard=False` lets near-copies of training
+        pictures through. Each image's `info` holds its prompt, the caption the model read,
+        style, seed, model name, the sampling it was drawn with, its caption evidence in nats
+        (with guidance), its scorer similarity (with a scorer) and its redraws (as strings)."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise ImageRequestError("prompt is empty; describe the picture, e.g. 'a red apple'")
         return self._draw(
@@ -343,6 +354,7 @@ class ImageModel:
             redraws = self._guard(ids, evidence, read.caption, styles, params, scale, candidates,
                                   kept) if guard else [0] * n  # fmt: skip
         grids = self.tokenizer.decode_pixels(ids.numpy())
+        scores = self._scores(read.caption, grids)
         images = []
         for row, grid in enumerate(grids):
             image = upscale(Image.fromarray(np.ascontiguousarray(grid), "RGB"), pixels)
@@ -361,12 +373,20 @@ class ImageModel:
                     "guidance": str(scale),
                     "rerank": str(candidates),
                     "evidence": f"{float(evidence[row]):.2f}",
+                    "score": f"{float(scores[row]):.3f}" if scores is not None else "",
                     "kept_tokens": str(len(kept)),
                     "redraws": str(redraws[row]),
                 }
             )
             images.append(image)
         return images
+
+    def _scores(self, caption: str, pixels: np.ndarray[Any, Any]) -> torch.Tensor | None:
+        """The scorer's similarity of each picture with `caption` (None: no scorer, or no
+        caption to score against)."""
+        if self.scorer is None or not caption.strip():
+            return None
+        return self.scorer.similarity(caption, pixels)
 
     def _guard(
         self,
@@ -424,14 +444,14 @@ class ImageModel:
         avoid: TrainingGrids | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, image_length) image token ids, the first ones `kept`, and each picture's
-        caption evidence (n,): the best of `rerank` candidates per picture when `rerank` > 1.
-        With `avoid`, no picture can end as a near-copy of one of its grids."""
+        caption evidence (n,): the best of `rerank` candidates per picture by the scorer when
+        `rerank` > 1. With `avoid`, no picture can end as a near-copy of one of its grids."""
         tok = self.tokenizer
         drawn = [style for style in styles for _ in range(rerank)]  # k candidates a picture
         m = len(drawn)
         rows = [tok.prompt_ids(prompt, style) + kept for style in drawn]
-        # Captionless rows: for guidance, and for the evidence reranking reads.
-        paired = guidance != 1.0 or rerank > 1
+        # Captionless rows: for guidance (and the caption evidence read off them).
+        paired = guidance != 1.0
         if paired:
             rows += [tok.prompt_ids("") + kept] * m
         prompt_ids = torch.tensor(rows, dtype=torch.long)
@@ -482,9 +502,10 @@ class ImageModel:
                 feed = torch.cat([chosen, chosen]) if paired else chosen
                 logits = self.gpt(feed[:, None], cache=cache, last_only=True).logits[:, -1, :]
                 logits = logits.float()
-        if rerank == 1:
+        similarity = self._scores(prompt, tok.decode_pixels(out.numpy())) if rerank > 1 else None
+        if similarity is None:
             return out, evidence
-        best = evidence.view(-1, rerank).argmax(dim=1) + torch.arange(len(styles)) * rerank
+        best = similarity.view(-1, rerank).argmax(dim=1) + torch.arange(len(styles)) * rerank
         return out[best], evidence[best]
 
 
@@ -551,6 +572,9 @@ def load_image_model(name_or_path: str | Path = DEFAULT_IMAGE_MODEL) -> ImageMod
         ),
         expand=expand_mode(meta.get(EXPAND_KEY, "off")),
         layout_temperature_ratio=float(meta.get(LAYOUT_KEY, "1.0")),
+        scorer=(
+            CaptionPictureScorer.from_metadata(meta[SCORER_KEY]) if SCORER_KEY in meta else None
+        ),
     )
 
 
