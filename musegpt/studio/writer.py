@@ -69,13 +69,18 @@ class Writer:
         n: int,
         stop: Sequence[str] = (),
         labels: Sequence[str] = (),
+        constraints: Sequence[LogitsProcessor] = (),
         **extra: object,
     ) -> list[str]:
-        """`n` continuations of `prompt` in one request (one batch where the backend batches;
-        sample s has seed + s), each cleaned but not cut to a sentence end; `extra` are more
-        `SamplingParams` fields for this call (e.g. `banned_regex`)."""
+        """`n` continuations of `prompt` in one request (one batch where the backend takes
+        `n` rows, else one row at a time, sample s with seed + s), each cleaned but not cut
+        to a sentence end; `constraints` are logits processors for every row (applied where
+        the writer `steers`); `extra` are more `SamplingParams` fields for this call (e.g.
+        `banned_regex`)."""
         params = self.call_params(max_new_tokens, stop, n=n, **extra)
-        return [tidy(c.text, labels, clean_end=False) for c in self.engine.complete(prompt, params)]
+        rules = constraints if self.steers else ()
+        drafts = self.engine.complete(prompt, params, rules)
+        return [tidy(c.text, labels, clean_end=False) for c in drafts]
 
     def write(
         self,
