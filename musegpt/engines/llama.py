@@ -395,11 +395,11 @@ class LlamaLogitsSource:
         import llama_cpp
 
         memory, cached = self._memory, self.tokens.get(seq, [])
-        begun = self.begun.get(seq, len(window))
-        if begun < len(window) <= len(cached) and cached[: len(window)] == window:
-            llama_cpp.llama_memory_seq_rm(memory, seq, len(window) - 1, -1)
-            self.tokens[seq] = window[:-1]
-            return self._evaluate({seq: window[-1:]})[0:1]
+        keep = self._stepped_prefix(cached, window, self.begun.get(seq, len(window)))
+        if keep is not None:
+            llama_cpp.llama_memory_seq_rm(memory, seq, keep, -1)
+            self.tokens[seq] = window[:keep]
+            return self._evaluate({seq: window[keep:]})[0:1]
         llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
         exact = self.llama.input_ids[: self.state.exact].tolist()
         common = 0
@@ -454,18 +454,34 @@ class LlamaLogitsSource:
 
     def _rewind(self, window: Sequence[int]) -> bool:
         """Whether `window` is the cache cut back inside the tokens this decode evaluated
-        one step at a time; if so, the cache is cut there and the last token evaluated again,
-        one step, as it was the first time: the same logits, bit for bit, where evaluating
-        the window again in chunks cost every token stepped through since the prompt's last
-        chunk (a Chinese story spent a third of its chapters' llama.cpp time on that)."""
-        end = len(window)
-        if self.prefilled is None or not self.prefilled < end <= int(self.llama.n_tokens):
+        one step at a time (or, in a batch whose other row took back, that cache and the
+        token just chosen); if so, the cache is cut there and the rest evaluated as steps
+        are: the same logits, bit for bit, where evaluating the window again in chunks cost
+        every token stepped through since the prompt's last chunk (a Chinese story spent a
+        third of its chapters' llama.cpp time on that)."""
+        if self.prefilled is None:
             return False
-        if self.llama.input_ids[:end].tolist() != list(window):
+        keep = self._stepped_prefix(self._cached(0), window, self.prefilled)
+        if keep is None:
             return False
-        self.llama.n_tokens = end - 1  # eval() drops the cache from here
-        self.llama.eval([int(window[-1])])
+        self.llama.n_tokens = keep  # eval() drops the cache from here
+        self.llama.eval([int(t) for t in window[keep:]])
         return True
+
+    @staticmethod
+    def _stepped_prefix(cached: list[int], window: Sequence[int], begun: int) -> int | None:
+        """How much of `cached` a rebuild to `window` keeps, when the window is the cache cut
+        back after `begun` (where this decode's steps began) or the cache and one token
+        more: at least the window's last token is evaluated again, for its logits."""
+        if not begun < len(window) <= len(cached) + 1:
+            return None
+        common = 0
+        for have, want in zip(cached, window, strict=False):
+            if have != want:
+                break
+            common += 1
+        keep = min(common, len(window) - 1)
+        return keep if keep >= begun and common == min(len(window), len(cached)) else None
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         self._steps += 1

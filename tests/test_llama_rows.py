@@ -1,0 +1,118 @@
+"""llama.cpp decodes a request's samples as one batch: the rows are sequences of one context
+sharing the prompt's cache, each step one `llama_decode` of one token per row, and a row
+that takes back tokens is rewound alone (a story chapter's two opening drafts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import llama_cpp
+import llama_cpp.llama_cpp as bindings
+import pytest
+import torch
+
+from musegpt.engines.base import Engine
+from musegpt.engines.llama import LlamaCppEngine
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import BanInText
+from musegpt.studio import Studio
+
+
+@pytest.fixture
+def llama_engine(gemma: Engine) -> LlamaCppEngine:
+    if not isinstance(gemma, LlamaCppEngine):
+        pytest.skip("the default model is not on llama.cpp here")
+    return gemma
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[int]]]:
+    """The sequence ids of every token of each llama.cpp decode from now on (both the
+    engine's own batches and `Llama.eval`'s)."""
+    seen: list[list[int]] = []
+    decode = bindings.llama_decode
+
+    def counted(ctx: Any, batch: Any) -> int:
+        seen.append([int(batch.seq_id[i][0]) for i in range(batch.n_tokens)])
+        return int(decode(ctx, batch))
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", counted)
+    monkeypatch.setattr(bindings, "llama_decode", counted)
+    yield seen
+
+
+def test_two_rows_share_the_prompt_and_do_not_mix(
+    llama_engine: LlamaCppEngine, batches: list[list[int]]
+) -> None:
+    lighthouse = llama_engine.tokenize("The lighthouse keeper climbed the stairs and")
+    kitchen = llama_engine.tokenize("In the kitchen, grandmother rolled the dough and")
+    alone = llama_engine.logits_source().prefill([kitchen]).clone()
+    source = llama_engine.logits_source()
+    both = source.prefill([lighthouse, lighthouse]).clone()
+    assert torch.equal(both[0], both[1])  # the second row is a copy of the first's cache
+    assert [len(b) for b in batches[1:]] == [len(lighthouse)]  # …evaluated once
+    # Different prompts: each row's logits are those of its prompt alone, bit for bit.
+    source = llama_engine.logits_source()
+    rows = source.prefill([lighthouse, kitchen]).clone()
+    assert torch.equal(rows[1], alone[0])
+    # A step of both rows is one decode, a token each; each row goes on from its own text
+    # (a batch's numbers are not one row's bit for bit, but near: the same likeliest tokens).
+    del batches[:]
+    chosen = [int(rows[0].argmax()), int(rows[1].argmax())]
+    stepped = source.step(torch.tensor(chosen)).clone()
+    assert batches == [[0, 1]]
+    single = llama_engine.logits_source()
+    single.prefill([kitchen])
+    on_its_own = single.step(torch.tensor([chosen[1]]))
+    assert torch.equal(stepped[1].topk(5).indices, on_its_own[0].topk(5).indices)
+    assert not torch.equal(stepped[0].topk(5).indices, stepped[1].topk(5).indices)
+
+
+def test_a_request_of_two_samples_is_one_batch_and_the_same_for_a_seed(
+    llama_engine: LlamaCppEngine, batches: list[list[int]]
+) -> None:
+    params = SamplingParams(temperature=0.8, max_new_tokens=12, min_new_tokens=12, seed=4)
+    prompt = "从前有一个机器人，它住在一座很高的塔里。有一天，它发现"
+    first = [c.text for c in llama_engine.complete(prompt, params, n=2)]
+    steps = [b for b in batches if len(b) == 2]
+    assert len(steps) == 11 and all(b == [0, 1] for b in steps), batches  # 12 tokens a row
+    assert [c.text for c in llama_engine.complete(prompt, params, n=2)] == first
+    assert first[0] != first[1]
+
+
+def test_a_take_back_in_one_row_rewinds_that_row_alone(
+    llama_engine: LlamaCppEngine, batches: list[list[int]]
+) -> None:
+    params = SamplingParams(temperature=0.0, max_new_tokens=24, seed=1)
+    prompt = "Once upon a time, there was a little"
+    plain = llama_engine.complete(prompt, params, n=2)
+    word = plain[1].text.split()[3]  # a word well inside the second row's text
+    del batches[:]
+    banned = llama_engine.complete(prompt, params, n=2, banned_regex=[rf"\b{word}\b"])
+    assert all(word not in c.text.split() for c in banned)
+    prefill, after = batches[0], batches[1:]
+    assert len(prefill) > 2
+    # Every later decode is a step of the rows (a token each) or one row's one-token rewind.
+    odd = [b for b in after if len(b) != 2]
+    assert all(len(b) == 1 for b in odd), odd
+    assert any(len(b) == 1 for b in after)  # a take-back happened
+
+
+class NoThe(BanInText):
+    def banned_at(self, text: str, shown: int) -> int | None:
+        at = text.lower().find(" the ", shown)
+        return None if at < 0 else at
+
+
+def test_a_writers_drafts_are_one_batch_under_its_rules(
+    llama_engine: LlamaCppEngine, batches: list[list[int]]
+) -> None:
+    writer = Studio(llama_engine).writer("a robot", seed=1)
+    drafts = writer.write_many("The robot walked to the end of the pier and", 24, 2)
+    assert any(b == [0, 1] for b in batches)  # the two drafts stepped together
+    assert any(" the " in f" {d.lower()} " for d in drafts)
+    kept = writer.write_many(
+        "The robot walked to the end of the pier and", 24, 2, constraints=[NoThe()]
+    )
+    assert len(kept) == 2 and all(" the " not in f" {d.lower()} " for d in kept), kept
