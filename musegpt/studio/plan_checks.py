@@ -528,3 +528,87 @@ def foreign_words(text: str, marks: Iterable[str], premise: str) -> list[str]:
         return re.search(rf"(?i)\b{re.escape(mark)}\b", words) is not None
 
     return [m for m in marks if holds(text, m) and not holds(premise, m)]
+
+
+# A clause: the words between two marks of punctuation (quotation marks included, so
+# "莫拉笑了，“…”" gives 莫拉笑了 and the words quoted, each its own clause).
+CLAUSE = re.compile(r"[^，。！？；：、,.!?;:“”\"「」『』…—\n()（）]+")
+# A clause is judged from this many words (Chinese: characters): shorter ones ("她说",
+# "he said") recur in any story; "我爱你" said on every line of a chapter is going round.
+CLAUSE_LEAST: dict[Lang, int] = {"en": 4, "zh": 3}
+# From this many units a clause is the same as another with one unit changed, added or
+# dropped ("我为什么会这样" / "你为什么会这样"); a shorter one only when said word for word
+# ("他看见了海。他看见了船。" are two lines); and from `CLAUSE_CORE` units, one that opens or
+# ends with the same so many (seen: "她的眼睛里流淌着她的泪水" three times, twice after
+# other words).
+CLAUSE_NEAR = 6
+CLAUSE_CORE = 8
+# A clause said this many times already (the same, or one word or character changed,
+# added or dropped) is dialogue going round: "你为什么会这样？" three times in a chapter,
+# "莫拉笑了，“…”" for every line of speech (the README's Chinese story, eighth session).
+CLAUSE_MOST = 2
+
+
+def clause_units(clause: str, lang: Lang) -> tuple[str, ...]:
+    """A clause's Han characters (Chinese) or lower-case words (English)."""
+    if lang == "zh":
+        return tuple(HAN.findall(clause))
+    return tuple(re.findall(r"[a-z0-9']+", clause.lower()))
+
+
+def near_keys(units: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The clause and (from `CLAUSE_NEAR` units) the clause without each one of its units:
+    two clauses within one unit changed, added or dropped share one of these; a long
+    clause also by its first and
+    its last `CLAUSE_CORE` units (marked apart from a clause that is only those)."""
+    keys = {units}
+    if len(units) >= CLAUSE_NEAR:
+        keys |= {units[:i] + units[i + 1 :] for i in range(len(units))}
+    if len(units) >= CLAUSE_CORE:
+        keys |= {("<", *units[:CLAUSE_CORE]), (">", *units[-CLAUSE_CORE:])}
+    return keys
+
+
+def circling_clauses(text: str, lang: Lang, before: str = "") -> list[int]:
+    """Where `text`'s whole clauses begin that say a clause of `before` + `text` again, near
+    enough, for at least the `CLAUSE_MOST` + 1-th time (a clause still being written, with
+    no punctuation after it yet, is not judged)."""
+    whole = before + text
+    seen: dict[tuple[str, ...], set[int]] = {}
+    found: list[int] = []
+    for match in CLAUSE.finditer(whole):
+        if match.end() == len(whole):
+            break  # not ended yet: it may still become a clause of its own
+        units = clause_units(match.group(), lang)
+        if len(units) < CLAUSE_LEAST[lang]:
+            continue
+        keys = near_keys(units)
+        said = set().union(*(seen.get(key, set()) for key in keys))
+        if len(said) >= CLAUSE_MOST and match.start() >= len(before):
+            found.append(match.start() - len(before))
+        for key in keys:
+            seen.setdefault(key, set()).add(match.start())
+    return found
+
+
+# A summary is invented when fewer than this share of its keywords (English words,
+# Chinese character pairs) are in the chapter or the plan (seen: "乔纳斯把海岛的岛屿全部留
+# 了下来。他带了一辆豪华的豪华客车…" for a chapter with no island and no coach).
+SUMMARY_GROUNDED = 0.5
+
+
+def invented(summary: str, source: str, lang: Lang) -> list[str]:
+    """What `summary` names that `source` (the chapter and the plan) does not: its
+    keywords missing from the source when they are the greater part of them, and
+    (English) any capitalised name the source never writes."""
+    words = keywords(summary, lang)
+    missing = sorted(words - mentions(source, words, lang))
+    names: list[str] = []
+    if lang == "en":
+        for sentence in sentences(summary):
+            for name in re.findall(r"(?<=[\s,;(])[A-Z][a-z'-]+", sentence.strip()):
+                if name != "I" and not re.search(rf"\b{re.escape(name)}\b", source):
+                    names.append(name)
+    if len(missing) > (1 - SUMMARY_GROUNDED) * len(words):
+        return [*dict.fromkeys(names), *missing]
+    return list(dict.fromkeys(names))

@@ -233,9 +233,25 @@ def vocab_texts(tokenizer: Tokenizer) -> list[str]:
     return found
 
 
+_word_starts: weakref.WeakKeyDictionary[
+    Tokenizer, dict[tuple[frozenset[str], str], torch.Tensor]
+] = weakref.WeakKeyDictionary()
+
+
 def word_start_ids(tokenizer: Tokenizer, words: Collection[str], lang: str) -> torch.Tensor:
     """The tokens that begin one of `words` or are one begun (Chinese: characters leading
-    a keyword, "机" or "机器人" for 机器; English: three letters or more of the word)."""
+    a keyword, "机" or "机器人" for 机器; English: three letters or more of the word); kept
+    per tokenizer (a story asks for its premise's words once per beat and chapter, each a
+    pass over the vocabulary)."""
+    known = _word_starts.setdefault(tokenizer, {})
+    key = (frozenset(words), lang)
+    if key not in known:
+        known[key] = scan_word_starts(tokenizer, words, lang)
+    return known[key]
+
+
+def scan_word_starts(tokenizer: Tokenizer, words: Collection[str], lang: str) -> torch.Tensor:
+    """`word_start_ids`, read from the vocabulary."""
     ids = []
     for i, text in enumerate(vocab_texts(tokenizer)):
         piece = text.strip().lower()
@@ -252,7 +268,10 @@ class Favour:
     """Raise the scores of tokens that begin one of `words` by `bias`, in the text after
     `after` (e.g. a character line's colon) until one of them is written: a nudge, where
     the other constraints only rule tokens out (the hero's description names the premise:
-    unnudged, Gemma described the robot of "一个发现爱情的机器人" as "男人，穿长裤…")."""
+    unnudged, Gemma described the robot of "一个发现爱情的机器人" as "男人，穿长裤…").
+    With `whole`, only tokens that are a whole word (that `written` accepts alone): in a
+    long text a nudged "爱" that never became 爱情 was written again and again
+    ("爱自己，爱自己的爱人，爱自己…")."""
 
     def __init__(
         self,
@@ -262,12 +281,17 @@ class Favour:
         written: Callable[[str], bool],
         after: str = "",
         bias: float = 4.0,
+        whole: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
         self.written = written
         self.after = after
         self.bias = bias
         self.ids = word_start_ids(tokenizer, words, lang)
+        if whole:  # only tokens that write a word by themselves: "爱情", not "爱" (see above)
+            texts = vocab_texts(tokenizer)
+            whole_ids = [i for i in self.ids.tolist() if written(texts[i])]
+            self.ids = torch.tensor(whole_ids, dtype=torch.long)
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         out = scores

@@ -1013,9 +1013,12 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
     known = anchors(project.premise, lang, project.bible.characters)
     example = SUMMARY_EXAMPLE[lang].split("\n")[3].partition("：" if lang == "zh" else ": ")[2]
     refusals: dict[str, int] = project.meta.setdefault("summary_refusals", {})
+    source = f"{scene.text}\n{plan_text(project.premise, project.bible)}"  # what it may name
 
     def check(value: str) -> str | None:  # counted by reason: what the prompt gets wrong
         reason = checks.check_summary(two_sentences(value), lang, known, example)
+        if reason is None and checks.invented(two_sentences(value), source, lang):
+            reason = "the summary names what the chapter and the plan do not"
         if reason is not None:
             refusals[reason] = refusals.get(reason, 0) + 1
         return reason
@@ -1043,6 +1046,12 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
     except StudioError:
         return scene.beat
     return two_sentences(summary)
+
+
+def plan_text(premise: str, bible: StoryBible) -> str:
+    """The premise and the bible as one text: what a summary may name besides its chapter."""
+    cast = [f"{c.name} {c.description}" for c in bible.characters]
+    return "\n".join([premise, bible.title, bible.setting, bible.synopsis, *cast])
 
 
 def two_sentences(text: str) -> str:
@@ -1236,6 +1245,44 @@ class OwnRetelling(BanInText):
         return None
 
 
+class CirclingLines(BanInText):
+    """A draft may not say a clause a third time, the same or nearly (one character or word
+    changed: `checks.circling_clauses`), counting the chapter so far (`before`, in the
+    prompt): Chinese dialogue went round "你为什么会这样？" and "莫拉笑了，“…”" through two
+    chapters of the README's story, each line new enough for the sentence filter."""
+
+    def __init__(self, lang: Lang, before: str = "") -> None:
+        self.lang, self.before = lang, before
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        for start in checks.circling_clauses(text, self.lang, self.before):
+            clause = checks.CLAUSE.match(text, start)
+            if clause is not None and clause.end() >= shown:  # its end not yet streamed
+                return start
+        return None
+
+
+def chapter_rules(writer: Writer, project: StoryProject, head: str) -> list[LogitsProcessor]:
+    """The rules a chapter's text is decoded with after `head` (the chapter so far): no
+    sentence begun as an earlier one, no circling lines (Chinese, where they were seen),
+    and the premise's words nudged up until this call writes one (the nudge the beats get:
+    Chinese chapters left their premise within a paragraph, 12 of 16 named it)."""
+    if not writer.steers:
+        return []
+    lang = project.lang
+    words = checks.keywords(project.premise, lang)
+    rules: list[LogitsProcessor] = [OwnRetelling(lang)]
+    rules += [CirclingLines(lang, head)] if lang == "zh" else []
+    written = partial(says_any, words, lang)
+    nudge = Favour(writer.engine.tokenizer, words, lang, written, bias=CHAPTER_NUDGE, whole=True)
+    return [*rules, nudge]
+
+
+# Logits added to the tokens that begin a premise word while a chapter has not written one:
+# milder than a beat's 4 (a chapter has hundreds of tokens to find its place for it).
+CHAPTER_NUDGE = 2.0
+
+
 def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
     """What of a chapter draft is kept: `clean_chapter` after the writer's tidying, without
     stray replacement characters and full-width indents (seen: "\u3000\u3000“我穿…", "�")."""
@@ -1282,7 +1329,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         rest = writer.write(
             base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
             avoid_regex=[*avoid, *retold(lang, head)], until=stall,
-            constraints=[OwnRetelling(lang)] if writer.steers else [],
+            constraints=chapter_rules(writer, project, head),
         )  # fmt: skip
         return glue(head, rest, lang), writer.decoded
 

@@ -23,6 +23,7 @@ from musegpt.studio import plan_checks as checks
 from musegpt.studio.evaluate import SCAFFOLDING
 from musegpt.studio.story import (
     EXAMPLE_MARKS,
+    ProjectFile,
     StoryProject,
     anchors,
     chapter_target,
@@ -30,6 +31,7 @@ from musegpt.studio.story import (
     example_beats,
     example_field,
     example_names,
+    plan_text,
     premise_anchors,
 )
 from musegpt.studio.studio import Studio
@@ -280,6 +282,32 @@ def model_summaries(rows: list[dict[str, Any]]) -> list[bool]:
     return [s["summary"] != s["beat"] for s in scenes]
 
 
+def invented_summaries(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each summary the model wrote (not a beat standing in): whether it names what
+    neither its chapter nor the plan holds (`checks.invented`)."""
+    found = []
+    for row in rows:
+        project = ProjectFile.model_validate(row["project"])
+        if project.bible is None:
+            continue
+        plan = plan_text(project.premise, project.bible)
+        for scene in project.scenes:
+            if scene.summary and scene.summary != scene.beat:
+                made_up = checks.invented(scene.summary, f"{scene.text}\n{plan}", project.lang)
+                found.append(bool(made_up))
+    return found
+
+
+def circling(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter written: whether it says a clause a third time, the same or nearly
+    (`checks.circling_clauses`; read from the kept text, so older rows are measured too)."""
+    return [
+        bool(checks.circling_clauses(scene["text"], row["lang"]))
+        for row in rows
+        for scene in row["project"].get("scenes", [])[: len(row["chapters"])]
+    ]
+
+
 def far_below(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter: whether it holds less than a third of its target length."""
     return [
@@ -311,6 +339,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
                 [c["beat_relevance"] for c in chapters]
             ),
             "chapters repeating a sentence": share([c["repeated_sentences"] > 0 for c in chapters]),
+            "chapters with near-repeated lines (a clause a third time)": share(circling(mine)),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
             "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
             "script-style lines (Name: …)": share([c["script_lines"] > 0 for c in chapters]),
@@ -319,6 +348,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "words (en) or characters (zh) per chapter": mean([c["size"] for c in chapters], 0),
             "chapters under a third of their target length": share(far_below(mine)),
             "summaries written by the model (not the beat)": share(model_summaries(mine)),
+            "  of which naming what the chapter and plan do not": share(invented_summaries(mine)),
             "seconds per story (wall, busy machine)": mean([r["seconds"] for r in mine], 1),
             "CPU seconds per story": mean([r["cpu_seconds"] for r in mine], 1),
             "  of which plan / outline / chapters / summaries (wall)": " / ".join(
