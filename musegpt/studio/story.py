@@ -1351,6 +1351,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             stop=stops,
             labels=SCENE_LABELS,
             banned_regex=[*writer.params.banned_regex, *after_name],
+            constraints=chapter_rules(writer, project, ""),
         )
         drafts = [glue(lead, draft, lang) for draft in drafts]
         protagonist = project.bible.characters[0].keys
