@@ -1254,7 +1254,11 @@ class CirclingLines(BanInText):
     def __init__(self, lang: Lang, before: str = "") -> None:
         self.lang, self.before = lang, before
 
+    LOOK_BACK = 8  # characters: a clause ends in the newest token's (judged only then)
+
     def banned_at(self, text: str, shown: int) -> int | None:
+        if not checks.CLAUSE_MARK.search(text, max(len(text) - self.LOOK_BACK, 0)):
+            return None  # no clause ended just now (most tokens): nothing new to judge
         for start in checks.circling_clauses(text, self.lang, self.before):
             clause = checks.CLAUSE.match(text, start)
             if clause is not None and clause.end() >= shown:  # its end not yet streamed
