@@ -10,7 +10,6 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-import pytest
 from test_story_chapters import PLANS
 
 from musegpt.engines.base import Engine
@@ -92,15 +91,15 @@ def test_the_chapter_nudge_raises_only_whole_premise_words(gemma: Engine) -> Non
     assert "爱" not in texts and "机" not in texts
 
 
-@pytest.mark.parametrize("seed", [1, 4])
 def test_a_chapter_about_something_else_still_names_the_premise(
-    gemma: Engine, tmp_path: Path, seed: int
+    gemma: Engine, tmp_path: Path
 ) -> None:
-    # A beat about the fisherman's singing: unnudged, chapters of seeds 1 and 4 named
-    # neither the robot nor love (measured); nudged until one is written, both do.
+    # A beat about the fisherman's singing: unnudged, the chapters of seeds 1, 2 and 4 named
+    # neither the robot nor love (measured); nudged until one is written, all did (seed 4:
+    # "我正在修理机器人的").
     premise, bible, beat = PLANS["zh"]
     project = StoryProject(tmp_path, premise, "zh", bible, [Scene(beat)], scene_tokens=120)
-    writer = Studio(gemma).writer(premise, seed=seed)
+    writer = Studio(gemma).writer(premise, seed=4)
     text = write_scene(writer, project, 0, candidates=1).text
     assert checks.mentions(text, checks.keywords(premise, "zh"), "zh"), text
 
