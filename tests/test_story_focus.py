@@ -95,8 +95,7 @@ def test_a_chapter_about_something_else_still_names_the_premise(
     gemma: Engine, tmp_path: Path
 ) -> None:
     # A beat about the fisherman's singing: unnudged, the chapters of seeds 1, 2 and 4 named
-    # neither the robot nor love (measured); nudged until one is written, all did (seed 4:
-    # "我正在修理机器人的").
+    # neither the robot nor love (measured); nudged until one is written, all did.
     premise, bible, beat = PLANS["zh"]
     project = StoryProject(tmp_path, premise, "zh", bible, [Scene(beat)], scene_tokens=120)
     writer = Studio(gemma).writer(premise, seed=4)
