@@ -116,3 +116,15 @@ def test_a_writers_drafts_are_one_batch_under_its_rules(
         "The robot walked to the end of the pier and", 24, 2, constraints=[NoThe()]
     )
     assert len(kept) == 2 and all(" the " not in f" {d.lower()} " for d in kept), kept
+
+
+def test_two_rows_past_the_context_slide_within_their_share_of_it(
+    llama_engine: LlamaCppEngine,
+) -> None:
+    small = LlamaCppEngine.load(llama_engine.path, context_length=256, threads=1)
+    prompt = "The lighthouse keeper kept a diary of the storms. " * 12  # ~130 tokens
+    params = SamplingParams(temperature=0.8, max_new_tokens=300, min_new_tokens=300, seed=2)
+    rows = small.complete(prompt, params, n=2)
+    # The two rows' cells outgrow the 256 the context has: each slides within its half.
+    assert [len(r.token_ids) for r in rows] == [300, 300]
+    assert rows[0].text != rows[1].text

@@ -281,6 +281,7 @@ class LlamaLogitsSource:
         # logits after their last token (a rebuild that keeps a row as it is reuses them).
         self.tokens: dict[int, list[int]] = {}
         self.begun: dict[int, int] = {}
+        self.shared: dict[int, int] = {}  # positions whose cells are sequence 0's, copied
         self.latest: dict[int, torch.Tensor] = {}
         self._batch: Any = None
         self._started = False
@@ -288,7 +289,9 @@ class LlamaLogitsSource:
 
     @property
     def context_length(self) -> int:
-        return self._context_length
+        """The context's cells, shared equally by the rows decoded together (a window slid
+        to half of this leaves each row room to go on)."""
+        return self._context_length // len(self.seqs)
 
     @property
     def threads(self) -> int:
@@ -341,7 +344,6 @@ class LlamaLogitsSource:
                 raise ValueError(f"llama.cpp decodes at most {ROWS} rows at once")
             for seq in range(1, ROWS):  # what an earlier decode left in the other sequences
                 llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
-                self.tokens.pop(seq, None)
         if self.seqs == [0]:
             (window,) = windows
             return self._prefill_0(window)
@@ -365,6 +367,7 @@ class LlamaLogitsSource:
                 llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
                 llama_cpp.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
                 self.tokens[seq], self.begun[seq] = list(window), len(window)
+                self.shared[seq] = len(window)
                 rows.append(rows[0])
             else:
                 rows.append(self._prefill_other(seq, list(window)).clone())
@@ -409,6 +412,7 @@ class LlamaLogitsSource:
         if start:
             llama_cpp.llama_memory_seq_cp(memory, 0, seq, 0, start)
         self.tokens[seq], self.begun[seq] = window[:start], len(window)
+        self.shared[seq] = start
         logits = torch.empty(0)
         for begin in range(start, len(window), CHUNK):
             logits = self._evaluate({seq: window[begin : begin + CHUNK]})[0:1]
@@ -502,8 +506,14 @@ class LlamaLogitsSource:
         self.seqs = [self.seqs[row] for row in rows]
 
     def room_left(self) -> int:
-        longest = max(len(self._cached(seq)) for seq in self.seqs)
-        return self.context_length - longest
+        """Tokens each row can still append: the cells no sequence holds, shared out (a
+        copied prompt's cells count once)."""
+        if self.seqs == [0]:
+            return self._context_length - int(self.llama.n_tokens)
+        used = int(self.llama.n_tokens) + sum(
+            len(tokens) - self.shared.get(seq, 0) for seq, tokens in self.tokens.items()
+        )
+        return (self._context_length - used) // len(self.seqs)
 
 
 _LOADING = threading.Lock()
