@@ -254,10 +254,10 @@ class LlamaLogitsSource:
     the cached tokens, `input_ids`, for the next call to reuse). Further rows are sequences
     1, 2, … of the same context: each starts from a copy of sequence 0's cached prompt (a
     copy shares the cache cells; nothing is evaluated again) and steps together with it in
-    one `llama_decode` batch. One row's logits are a view of llama.cpp's own buffer (no copy
-    of 262,144 floats a step): valid until the next `prefill` or `step`, which the decoder
+    one `llama_decode` batch. A step's logits are a view of llama.cpp's own buffer (no copy
+    of 262,144 floats a row): valid until the next `prefill` or `step`, which the decoder
     never outlives (it chooses the token before asking for more; processors never write to
-    their input). Several rows' logits are a copy.
+    their input). Several rows' logits after a prefill are a copy.
 
     A batch's numbers are not bit for bit those of one row at a time (llama.cpp multiplies a
     batch by another kernel: logits differ by up to ~0.7, measured), so the same request
