@@ -532,7 +532,7 @@ def foreign_words(text: str, marks: Iterable[str], premise: str) -> list[str]:
 
 # A clause: the words between two marks of punctuation (quotation marks included, so
 # "莫拉笑了，“…”" gives 莫拉笑了 and the words quoted, each its own clause).
-CLAUSE_MARKS = "，。！？；：、,.!?;:“”\"「」『』…—\n()（）"
+CLAUSE_MARKS = '，。！？；：、,.!?;:“”"「」『』…—\n()（）'
 CLAUSE = re.compile(f"[^{re.escape(CLAUSE_MARKS)}]+")
 CLAUSE_MARK = re.compile(f"[{re.escape(CLAUSE_MARKS)}]")
 # A clause is judged from this many words (Chinese: characters): shorter ones ("她说",
