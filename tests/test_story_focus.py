@@ -10,10 +10,12 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+import torch
 from test_story_chapters import PLANS
 
 from musegpt.engines.base import Engine
 from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import DecodeState
 from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import Favour, vocab_texts
@@ -89,6 +91,22 @@ def test_the_chapter_nudge_raises_only_whole_premise_words(gemma: Engine) -> Non
     assert {"爱情", "机器人"} <= texts
     # A lone 爱 never became 爱情 and was written again and again ("爱自己，爱自己的爱人").
     assert "爱" not in texts and "机" not in texts
+
+
+def test_the_chapter_nudge_waits_while_the_premise_was_just_written(gemma: Engine) -> None:
+    words = checks.keywords("一个发现爱情的机器人", "zh")
+
+    def nudged(context: str) -> bool:
+        nudge = Favour(
+            gemma.tokenizer, words, "zh", partial(says_any, words, "zh"),
+            whole=True, context=context, window=20,
+        )  # fmt: skip
+        state = DecodeState([gemma.tokenizer.encode("他走了。")], [0])
+        return bool(nudge(state, torch.zeros(1, gemma.tokenizer.vocab_size)).max() > 0)
+
+    assert not nudged("它是一个机器人。")  # said just before this call: no nudge
+    assert nudged("它是一个机器人。" + "他在海边走了很久。" * 3)  # far behind: nudged again
+    assert nudged("")
 
 
 def test_a_chapter_about_something_else_still_names_the_premise(

@@ -271,7 +271,11 @@ class Favour:
     unnudged, Gemma described the robot of "一个发现爱情的机器人" as "男人，穿长裤…").
     With `whole`, only tokens that are a whole word (that `written` accepts alone): in a
     long text a nudged "爱" that never became 爱情 was written again and again
-    ("爱自己，爱自己的爱人，爱自己…")."""
+    ("爱自己，爱自己的爱人，爱自己…"). With `window`, "written" means within the last
+    `window` characters of `context` (the text before this call's) and the text decoded:
+    a long chapter is nudged again once the word is that far behind, and a continuation
+    is not nudged while its head has just said it (each continuation of a chapter nudged
+    afresh ended "这是她的爱情经历！这就是莫拉的爱情经历！莫拉的爱情经历！")."""
 
     def __init__(
         self,
@@ -282,11 +286,14 @@ class Favour:
         after: str = "",
         bias: float = 4.0,
         whole: bool = False,
+        context: str = "",
+        window: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.written = written
         self.after = after
         self.bias = bias
+        self.context, self.window = context, window
         self.ids = word_start_ids(tokenizer, words, lang)
         if whole:  # only tokens that write a word by themselves: "爱情", not "爱" (see above)
             texts = vocab_texts(tokenizer)
@@ -298,6 +305,8 @@ class Favour:
         for row in range(scores.shape[0]):
             text = self.tokenizer.decode(state.generated(row))
             _, sep, tail = text.partition(self.after) if self.after else ("", "", text)
+            if self.window is not None:
+                tail = (self.context + tail)[-self.window :]
             if (self.after and not sep) or self.written(tail):
                 continue
             if out is scores:

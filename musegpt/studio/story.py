@@ -1269,22 +1269,28 @@ class CirclingLines(BanInText):
 def chapter_rules(writer: Writer, project: StoryProject, head: str) -> list[LogitsProcessor]:
     """The rules a chapter's text is decoded with after `head` (the chapter so far): no
     sentence begun as an earlier one, no circling lines (Chinese, where they were seen),
-    and the premise's words nudged up until this call writes one (the nudge the beats get:
-    Chinese chapters left their premise within a paragraph, 12 of 16 named it)."""
+    and the premise's words nudged up while none is in the last `PREMISE_WINDOW`
+    characters (the nudge the beats get: Chinese chapters left their premise within a
+    paragraph, 12 of 16 named it)."""
     if not writer.steers:
         return []
     lang = project.lang
     words = checks.keywords(project.premise, lang)
     rules: list[LogitsProcessor] = [OwnRetelling(lang)]
     rules += [CirclingLines(lang, head)] if lang == "zh" else []
-    written = partial(says_any, words, lang)
-    nudge = Favour(writer.engine.tokenizer, words, lang, written, bias=CHAPTER_NUDGE, whole=True)
+    nudge = Favour(
+        writer.engine.tokenizer, words, lang, partial(says_any, words, lang),
+        bias=CHAPTER_NUDGE, whole=True, context=head, window=PREMISE_WINDOW[lang],
+    )  # fmt: skip
     return [*rules, nudge]
 
 
 # Logits added to the tokens that begin a premise word while a chapter has not written one:
 # milder than a beat's 4 (a chapter has hundreds of tokens to find its place for it).
 CHAPTER_NUDGE = 2.0
+# …written one within this many characters (about a paragraph; the eval's 160-token
+# chapters are about this long, the README's 450-token ones two to three times).
+PREMISE_WINDOW: dict[Lang, int] = {"en": 600, "zh": 200}
 
 
 def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
