@@ -342,17 +342,21 @@ class ImageModel:
             raise ImageRequestError(f"{field} {bound} (got {problem['input']})") from None
         assert params.seed is not None
         rng = random.Random(params.seed)
+        # Without a style each candidate takes one at random, so reranking also chooses
+        # the style that shows the caption best (with k = 1: one style a picture, as before).
         styles = [
-            chosen_style or (rng.choice(self.styles) if self.styles else None) for _ in range(n)
+            chosen_style or (rng.choice(self.styles) if self.styles else None)
+            for _ in range(n * candidates)
         ]
         # One thread: a step is a few small matmuls, and a second thread only waits on the
         # first (4 pictures: 0.3 s on one thread, 19.5 s on two, on the busy 2-core machine).
         with self._lock, torch.inference_mode(), torch_threads(1):
-            ids, evidence = self._sample(
+            ids, evidence, best = self._sample(
                 read.caption, styles, params, scale, candidates, kept, progress
             )
-            redraws = self._guard(ids, evidence, read.caption, styles, params, scale, candidates,
-                                  kept) if guard else [0] * n  # fmt: skip
+            chosen = [styles[i] for i in best.tolist()]  # the kept candidates' styles
+            redraws = self._guard(ids, evidence, read.caption, styles, chosen, params, scale,
+                                  candidates, kept) if guard else [0] * n  # fmt: skip
         grids = self.tokenizer.decode_pixels(ids.numpy())
         scores = self._scores(read.caption, grids)
         images = []
@@ -362,7 +366,7 @@ class ImageModel:
                 {
                     "prompt": prompt,
                     "caption": read.caption,  # what the model read (after expansion)
-                    "style": styles[row] or "",
+                    "style": chosen[row] or "",
                     "seed": str(params.seed),
                     "index": str(row),
                     "model": self.name,
@@ -394,17 +398,19 @@ class ImageModel:
         evidence: torch.Tensor,
         caption: str,
         styles: list[str | None],
+        chosen: list[str | None],
         params: SamplingParams,
         guidance: float,
         rerank: int,
         kept: list[int],
     ) -> list[int]:
-        """Redraw, in place, the pictures of `ids` that are near-copies of a training picture:
+        """Redraw, in place, the pictures of `ids` (and their `chosen` styles, from the
+        candidates' `styles`) that are near-copies of a training picture:
         at most GUARD_TRIES times, each with a seed derived from the request's and a higher
         temperature (a copy is what the likeliest tokens spell); the last try also bans, at
         each place, the token that would leave a training grid close enough to end as a copy
         (`CopyEscape`), so it cannot fail. Returns each picture's redraws."""
-        redraws = [0] * len(styles)
+        redraws = [0] * len(chosen)
         if self.training_grids is None:
             return redraws
         first = self.tokenizer.first_code
@@ -422,14 +428,16 @@ class ImageModel:
                 }
             )
             last = attempt == GUARD_TRIES  # the last try cannot end in a copy
-            again, again_evidence = self._sample(
-                caption, [styles[i] for i in copies], retry, guidance, rerank, kept, None,
+            again_styles = [styles[i * rerank + j] for i in copies for j in range(rerank)]
+            again, again_evidence, best = self._sample(
+                caption, again_styles, retry, guidance, rerank, kept, None,
                 self.training_grids if last else None,
             )  # fmt: skip
             rows = torch.from_numpy(copies)
             ids[rows], evidence[rows] = again, again_evidence
-            for i in copies:
+            for i, pick in zip(copies, best.tolist(), strict=True):
                 redraws[i] += 1
+                chosen[i] = again_styles[pick]
         return redraws
 
     def _sample(
@@ -442,12 +450,14 @@ class ImageModel:
         kept: list[int],
         progress: Progress | None,
         avoid: TrainingGrids | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, image_length) image token ids, the first ones `kept`, and each picture's
-        caption evidence (n,): the best of `rerank` candidates per picture by the scorer when
-        `rerank` > 1. With `avoid`, no picture can end as a near-copy of one of its grids."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For n pictures of `rerank` candidates each (`styles`: one per candidate, picture
+        by picture): (n, image_length) image token ids, the first ones `kept`, each
+        picture's caption evidence (n,) and which candidate was kept (n,), the scorer's best
+        of its `rerank` when `rerank` > 1. With `avoid`, no picture can end as a near-copy of
+        one of its grids."""
         tok = self.tokenizer
-        drawn = [style for style in styles for _ in range(rerank)]  # k candidates a picture
+        drawn = styles
         m = len(drawn)
         rows = [tok.prompt_ids(prompt, style) + kept for style in drawn]
         # Captionless rows: for guidance (and the caption evidence read off them).
@@ -504,9 +514,9 @@ class ImageModel:
                 logits = logits.float()
         similarity = self._scores(prompt, tok.decode_pixels(out.numpy())) if rerank > 1 else None
         if similarity is None:
-            return out, evidence
-        best = similarity.view(-1, rerank).argmax(dim=1) + torch.arange(len(styles)) * rerank
-        return out[best], evidence[best]
+            return out, evidence, torch.arange(m)
+        best = similarity.view(-1, rerank).argmax(dim=1) + torch.arange(m // rerank) * rerank
+        return out[best], evidence[best], best
 
 
 def is_image_model(name_or_path: str | Path) -> bool:
