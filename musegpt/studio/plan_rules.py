@@ -66,7 +66,9 @@ def line_end_ids(tokenizer: Tokenizer, sentences: bool = False) -> torch.Tensor:
     known = _line_ends.setdefault(tokenizer, {})
     if sentences not in known:
         marks = (b"\n", *(SENTENCE_END_BYTES if sentences else ()))
-        ids = {i for i, data in enumerate(vocab_bytes(tokenizer)) if any(m in data for m in marks)}
+        # One regex search a token: testing each mark in turn took ~0.9 s over Gemma's 262k.
+        holds_mark = re.compile(b"|".join(re.escape(m) for m in marks)).search
+        ids = {i for i, data in enumerate(vocab_bytes(tokenizer)) if holds_mark(data)}
         ids |= set(getattr(tokenizer, "stop_ids", ())) | {tokenizer.eot_id}
         known[sentences] = torch.tensor(sorted(ids), dtype=torch.long)
     return known[sentences]
