@@ -89,9 +89,12 @@ def end_cleanly(text: str) -> str:
 def strip_labels(text: str, labels: Sequence[str]) -> str:
     """Cut at the first line that starts with a template label (the model began writing the
     next few-shot example)."""
+    if not labels:
+        return text
+    starts = tuple(labels)  # one `startswith` call for all labels (run every few tokens)
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        if i > 0 and any(line.strip().startswith(label) for label in labels):
+        if i > 0 and line.strip().startswith(starts):
             return "\n".join(lines[:i]).rstrip()
     return text
 
