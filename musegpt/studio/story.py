@@ -1253,13 +1253,22 @@ class CirclingLines(BanInText):
 
     def __init__(self, lang: Lang, before: str = "") -> None:
         self.lang, self.before = lang, before
+        self.judged: dict[str, list[int]] = {}  # whole clauses judged -> circling starts
 
     LOOK_BACK = 8  # characters: a clause ends in the newest token's (judged only then)
 
     def banned_at(self, text: str, shown: int) -> int | None:
         if not checks.CLAUSE_MARK.search(text, max(len(text) - self.LOOK_BACK, 0)):
             return None  # no clause ended just now (most tokens): nothing new to judge
-        for start in checks.circling_clauses(text, self.lang, self.before):
+        # Only whole clauses are judged, so the text up to its last mark decides: judged
+        # again only when that changed (a new clause ended), not on every token after it.
+        ended = text[: max(text.rfind(mark) for mark in checks.CLAUSE_MARKS) + 1]
+        found = self.judged.get(ended)
+        if found is None:
+            if len(self.judged) >= 4:  # a few rows' latest: a batch's rows take turns
+                self.judged.clear()
+            found = self.judged[ended] = checks.circling_clauses(ended, self.lang, self.before)
+        for start in found:
             clause = checks.CLAUSE.match(text, start)
             if clause is not None and clause.end() >= shown:  # its end not yet streamed
                 return start
