@@ -69,6 +69,8 @@ def cut_ngram_loops(text: str, size: int = 4, runs: int = 3) -> str:
         for n in range(1, size + 1):
             if i + n * runs > len(words):
                 break
+            if runs > 1 and words[i + n] != words[i]:
+                continue  # no second run begins here (checked first: most positions)
             gram = words[i : i + n]
             if n == 1 and not gram[0].isalnum():
                 continue  # "!!!" or "……" is punctuation, not a loop
