@@ -1,14 +1,27 @@
-"""The chapter rules' per-token shortcuts judge as the plain rules do: the same text gets
-the same verdict, character by character as a decode writes it (issue 14: these run on
-every token of a story, so they skip work whose answer cannot have changed)."""
+"""The per-token shortcuts of the chapter rules and the logits pipeline give what the plain
+code gives: the same text gets the same verdict, character by character as a decode writes
+it, and the same scores bit for bit (issue 14: these run on every token of a story, so they
+skip work whose answer cannot have changed, and copies of the vocabulary's scores)."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+from musegpt.generation.processors import (
+    BanTokens,
+    BlockTakenBack,
+    DecodeState,
+    LogitsProcessor,
+    PresenceFrequencyPenalty,
+    Temperature,
+    apply_pipeline,
+)
 from musegpt.studio import plan_checks as checks
+from musegpt.studio.plan_rules import Favour
 from musegpt.studio.story import CirclingLines
 from musegpt.studio.text import HAN, WORD, cut_ngram_loops, strip_labels
+from musegpt.tokenizer.char import CharTokenizer
 
 # Dialogue going round (the README story's), with other lines between and a take-back's
 # worth of text after each clause.
@@ -93,3 +106,31 @@ def test_strip_labels_with_several_labels() -> None:
     assert strip_labels(text, ["Premise:", "Chapter"]) == "She left.\nNote: none"
     assert strip_labels(text, []) == text
     assert strip_labels("Premise: first line stays", ["Premise:"]) == "Premise: first line stays"
+
+
+def test_pipeline_in_place_gives_each_steps_own_scores() -> None:
+    """After the first step copies the scores, `InPlace` steps change that copy: the same
+    scores, bit for bit, as each step's own copy, and the model's logits untouched."""
+    tokenizer = CharTokenizer.train(["机器人发现了爱情。她说：好。Mara went home.\n"])
+    vocab = tokenizer.vocab_size
+    nudge = Favour(tokenizer, ["机器"], "zh", lambda text: "机器" in text, bias=2.0)
+    steps: list[LogitsProcessor] = [
+        PresenceFrequencyPenalty(0.1, 0.3),
+        BanTokens([1, 2]),
+        nudge,
+        BlockTakenBack(),
+        Temperature(0.7),
+    ]
+    prompt = tokenizer.encode("她说：")
+    rows = [prompt + tokenizer.encode("好。好。"), prompt + tokenizer.encode("机器人")]
+    state = DecodeState(rows, [len(prompt)] * 2, blocked=[(), (3,)])
+    raw = torch.randn(2, vocab, generator=torch.Generator().manual_seed(0))
+    kept = raw.clone()
+    expected = raw
+    for step in steps:
+        expected = step(state, expected)
+    assert torch.equal(apply_pipeline(steps, state, raw), expected)
+    assert torch.equal(raw, kept)
+    assert nudge.nudged(state) == [0]  # row 1 has written the word: only row 0 is raised
+    ids = nudge.ids.tolist()
+    assert ids and bool((expected[0, ids] > (raw[0, ids] - 1) / 0.7).all())

@@ -302,16 +302,28 @@ class Favour:
             whole_ids = [i for i in self.ids.tolist() if written(texts[i])]
             self.ids = torch.tensor(whole_ids, dtype=torch.long)
 
-    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        out = scores
-        for row in range(scores.shape[0]):
+    def nudged(self, state: DecodeState) -> list[int]:
+        """The rows not yet written a word (in the window): those raised."""
+        rows = []
+        for row in range(len(state.sequences)):
             text = self.tokenizer.decode(state.generated(row))
             _, sep, tail = text.partition(self.after) if self.after else ("", "", text)
             if self.window is not None:
                 tail = (self.context + tail)[-self.window :]
-            if (self.after and not sep) or self.written(tail):
-                continue
-            if out is scores:
-                out = scores.clone()
+            if not ((self.after and not sep) or self.written(tail)):
+                rows.append(row)
+        return rows
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        rows = self.nudged(state)
+        if not rows:
+            return scores
+        out = scores.clone()
+        for row in rows:
             out[row, self.ids] += self.bias
         return out
+
+    def apply_(self, state: DecodeState, scores: torch.Tensor) -> None:
+        """As `__call__`, on `scores` itself (`processors.InPlace`)."""
+        for row in self.nudged(state):
+            scores[row, self.ids] += self.bias
