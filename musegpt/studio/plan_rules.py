@@ -276,8 +276,7 @@ class Favour:
     ("爱自己，爱自己的爱人，爱自己…"). With `window`, "written" means within the last
     `window` characters of `context` (the text before this call's) and the text decoded:
     a long chapter is nudged again once the word is that far behind, and a continuation
-    is not nudged while its head has just said it (each continuation of a chapter nudged
-    afresh ended "这是她的爱情经历！这就是莫拉的爱情经历！莫拉的爱情经历！")."""
+    is not nudged while its head has just said it."""
 
     def __init__(
         self,
