@@ -237,7 +237,8 @@ class ImageModel:
         progress: Progress | None = None,
     ) -> list[Image.Image]:
         """`n` RGB pictures of `size` x `size` pixels for `prompt`. The same seed gives the same
-        pictures. Without a style each picture takes one of the model's styles at random.
+        pictures. Without a style each picture (each candidate, when reranking) takes one of
+        the model's styles at random.
         `temperature`, `top_k` (0: all tokens), `guidance` (1: off), `rerank` (candidates
         per picture, the best kept by the model's scorer; 1: off) and `expand` (caption
         expansion) default to the model's own; `guard=False` lets near-copies of training
