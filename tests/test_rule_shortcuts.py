@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from musegpt.generation.decoder import _best_k_tempered, best_k
 from musegpt.generation.processors import (
+    NEG_INF,
     BanTokens,
     BlockTakenBack,
     DecodeState,
@@ -134,3 +136,46 @@ def test_pipeline_in_place_gives_each_steps_own_scores() -> None:
     assert nudge.nudged(state) == [0]  # row 1 has written the word: only row 0 is raised
     ids = nudge.ids.tolist()
     assert ids and bool((expected[0, ids] > (raw[0, ids] - 1) / 0.7).all())
+
+
+def torch_best_k_tempered(
+    scores: torch.Tensor, k: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`_best_k_tempered` as written before its numpy step (the reference)."""
+    found = best_k(scores, k + 1)
+    if found is None:
+        return None
+    values, ids = found
+    order = values.argsort(dim=-1, descending=True)
+    kth = values.gather(-1, order[:, k - 1 : k])
+    next_best = values.gather(-1, order[:, k:])
+    apart = (kth / temperature > next_best / temperature) | (kth == NEG_INF)
+    if not bool(apart.all()):
+        return None
+    keep = torch.ones_like(values, dtype=torch.bool).scatter(-1, order[:, k:], False)
+    rows = values.shape[0]
+    return values[keep].view(rows, k), ids[keep].view(rows, k)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_k_tempered_as_the_torch_reference(seed: int) -> None:
+    """The same survivors and scores, bit for bit, or None alike: random scores, ties at
+    the k-th (rounded scores), near-ties only a temperature tells apart, ruled-out ones."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(2, 64 * 300, generator=generator) * 4
+    if seed % 3 == 1:
+        scores = scores.round()  # many equal scores: ties decide
+    if seed % 3 == 2:
+        scores[:, :18000] = NEG_INF  # fewer than k + 1 finite in the blocks looked at
+    for k, temperature in [(64, 0.8), (40, 1.3), (5, 0.07)]:
+        got = _best_k_tempered(scores, k, temperature)
+        want = torch_best_k_tempered(scores, k, temperature)
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    near = torch.zeros(1, 64 * 300)
+    near[0, :65] = torch.linspace(5.0, 6.0, 65)
+    near[0, 0] = torch.nextafter(near[0, 1], torch.tensor(-10.0))  # one ulp below the k-th
+    assert (_best_k_tempered(near, 64, 3.0) is None) == (
+        torch_best_k_tempered(near, 64, 3.0) is None
+    )
