@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from musegpt.engines.base import Engine
+from musegpt.engines.llama import LlamaTokenizer
 from musegpt.generation.decoder import _best_k_tempered, best_k
 from musegpt.generation.processors import (
     NEG_INF,
@@ -20,7 +22,7 @@ from musegpt.generation.processors import (
     apply_pipeline,
 )
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.plan_rules import Favour
+from musegpt.studio.plan_rules import Favour, vocab_bytes
 from musegpt.studio.story import CirclingLines
 from musegpt.studio.text import HAN, WORD, cut_ngram_loops, strip_labels
 from musegpt.tokenizer.char import CharTokenizer
@@ -179,3 +181,14 @@ def test_best_k_tempered_as_the_torch_reference(seed: int) -> None:
     assert (_best_k_tempered(near, 64, 3.0) is None) == (
         torch_best_k_tempered(near, 64, 3.0) is None
     )
+
+
+def test_llama_reads_the_whole_vocabulary_as_token_bytes_does(gemma: Engine) -> None:
+    """The vocabulary tables' one-loop read gives each token's bytes as `token_bytes` does
+    (Gemma: the beginning and end tokens empty, pieces of characters as raw bytes)."""
+    tokenizer = gemma.tokenizer
+    assert isinstance(tokenizer, LlamaTokenizer)
+    every = tokenizer.all_token_bytes()
+    assert every == [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
+    assert vocab_bytes(tokenizer) == every
+    assert every[tokenizer.eot_id] == b"" and any(len(piece) > 8 for piece in every)

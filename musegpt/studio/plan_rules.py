@@ -49,7 +49,12 @@ def vocab_bytes(tokenizer: Tokenizer) -> list[bytes]:
     this list (each reading Gemma's 262k tokens again cost about a second)."""
     found = _vocab_bytes.get(tokenizer)
     if found is None:
-        found = [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
+        read_all = getattr(tokenizer, "all_token_bytes", None)  # llama.cpp's: one fast loop
+        found = (
+            read_all()
+            if read_all
+            else [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
+        )
         _vocab_bytes[tokenizer] = found
     return found
 
