@@ -10,7 +10,7 @@ import torch
 
 from musegpt.engines.base import Engine
 from musegpt.engines.llama import LlamaTokenizer
-from musegpt.generation.decoder import _best_k_tempered, best_k
+from musegpt.generation.decoder import _best_k_tempered, _drop_kth_plus_one, best_k
 from musegpt.generation.processors import (
     NEG_INF,
     BanTokens,
@@ -143,20 +143,9 @@ def test_pipeline_in_place_gives_each_steps_own_scores() -> None:
 def torch_best_k_tempered(
     scores: torch.Tensor, k: int, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """`_best_k_tempered` as written before its numpy step (the reference)."""
+    """`_best_k_tempered` without its numpy step (the reference): the torch step always."""
     found = best_k(scores, k + 1)
-    if found is None:
-        return None
-    values, ids = found
-    order = values.argsort(dim=-1, descending=True)
-    kth = values.gather(-1, order[:, k - 1 : k])
-    next_best = values.gather(-1, order[:, k:])
-    apart = (kth / temperature > next_best / temperature) | (kth == NEG_INF)
-    if not bool(apart.all()):
-        return None
-    keep = torch.ones_like(values, dtype=torch.bool).scatter(-1, order[:, k:], False)
-    rows = values.shape[0]
-    return values[keep].view(rows, k), ids[keep].view(rows, k)
+    return None if found is None else _drop_kth_plus_one(*found, k, temperature)
 
 
 @pytest.mark.parametrize("seed", range(6))

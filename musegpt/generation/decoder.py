@@ -394,6 +394,14 @@ def _best_k_tempered(
     values, ids = found
     if values.device.type == "cpu" and bool((values.amin(dim=-1) > NEG_INF).all()):
         return _drop_least(values, ids, temperature)
+    return _drop_kth_plus_one(values, ids, k, temperature)
+
+
+def _drop_kth_plus_one(
+    values: torch.Tensor, ids: torch.Tensor, k: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`_best_k_tempered`'s last step in torch, for any device and scores (-inf included):
+    the k + 1 `values` less the (k+1)-th, when it stays strictly below the k-th once divided."""
     order = values.argsort(dim=-1, descending=True)
     kth = values.gather(-1, order[:, k - 1 : k])
     next_best = values.gather(-1, order[:, k:])
