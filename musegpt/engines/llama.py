@@ -264,6 +264,16 @@ class CacheState:
 ROWS = 2  # sequences one context decodes at once (a chapter's two opening drafts)
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    common = 0
+    for have, want in zip(a, b, strict=False):
+        if have != want:
+            break
+        common += 1
+    return common
+
+
 class LlamaLogitsSource:
     """Next-token logits from a llama.cpp context, reusing the cached prefix.
 
@@ -379,8 +389,6 @@ class LlamaLogitsSource:
                 rows.append(self._prefill_0(window).clone())
             elif list(window) == list(windows[0]) and self.seqs[0] == 0:
                 # A second sample of row 0's prompt: a copy of its cache, cells shared.
-                import llama_cpp
-
                 llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
                 llama_cpp.llama_memory_seq_cp(self._memory, 0, seq, -1, -1)
                 self.tokens[seq], self.begun[seq] = list(window), len(window)
@@ -398,16 +406,19 @@ class LlamaLogitsSource:
         if self._rewind(window):
             return self._last_logits()
         self.prefilled = len(window)
-        cached = self.llama.input_ids[: self.state.exact].tolist()
-        common = 0
-        while common < min(len(cached), len(window)) and cached[common] == window[common]:
-            common += 1
-        start = min(common // CHUNK * CHUNK, (len(window) - 1) // CHUNK * CHUNK)
+        start = self._chunk_start(window)
         self.llama.n_tokens = start  # eval() drops the cache beyond this point
         for begin in range(start, len(window), CHUNK):
             self.llama.eval(list(window[begin : begin + CHUNK]))
         self.state.exact = len(window) // CHUNK * CHUNK
         return self._last_logits()
+
+    def _chunk_start(self, window: Sequence[int]) -> int:
+        """Where evaluating `window` begins: the end of the longest prefix it shares with
+        sequence 0's exactly cached chunks, cut back to a chunk boundary (and before the
+        window's last chunk, whose logits are wanted)."""
+        common = common_prefix(self.llama.input_ids[: self.state.exact].tolist(), window)
+        return min(common // CHUNK * CHUNK, (len(window) - 1) // CHUNK * CHUNK)
 
     def _prefill_other(self, seq: int, window: list[int]) -> torch.Tensor:
         """Sequence `seq` (not 0): rewound (as `_rewind`), or evaluated in chunks after the
@@ -421,11 +432,7 @@ class LlamaLogitsSource:
             self.tokens[seq] = window[:keep]
             return self._evaluate({seq: window[keep:]})[0:1]
         llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
-        exact = self.llama.input_ids[: self.state.exact].tolist()
-        common = 0
-        while common < min(len(exact), len(window)) and exact[common] == window[common]:
-            common += 1
-        start = min(common // CHUNK * CHUNK, (len(window) - 1) // CHUNK * CHUNK)
+        start = self._chunk_start(window)
         if start:
             llama_cpp.llama_memory_seq_cp(memory, 0, seq, 0, start)
         self.tokens[seq], self.begun[seq] = window[:start], len(window)
@@ -496,11 +503,7 @@ class LlamaLogitsSource:
         more: at least the window's last token is evaluated again, for its logits."""
         if not begun < len(window) <= len(cached) + 1:
             return None
-        common = 0
-        for have, want in zip(cached, window, strict=False):
-            if have != want:
-                break
-            common += 1
+        common = common_prefix(cached, window)
         keep = min(common, len(window) - 1)
         return keep if keep >= begun and common == min(len(window), len(cached)) else None
 
