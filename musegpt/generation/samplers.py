@@ -69,7 +69,7 @@ def sequence_breakers(tokenizer: Tokenizer, breakers: Sequence[str]) -> Sequence
 def _scan_vocabulary(tokenizer: Tokenizer, breakers: Sequence[str]) -> SequenceBreakers:
     tails: dict[int, set[tuple[int, ...]]] = {}
     patterns = [b.encode("utf-8")[:MAX_BREAKER_BYTES] for b in breakers if b]
-    pieces = [tokenizer.token_bytes(t) for t in range(tokenizer.vocab_size)]
+    pieces = tokenizer.all_token_bytes()
     for pattern in patterns:
         for token, piece in enumerate(pieces):
             if not piece:

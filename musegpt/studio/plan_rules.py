@@ -49,12 +49,7 @@ def vocab_bytes(tokenizer: Tokenizer) -> list[bytes]:
     this list (each reading Gemma's 262k tokens again cost about a second)."""
     found = _vocab_bytes.get(tokenizer)
     if found is None:
-        read_all = getattr(tokenizer, "all_token_bytes", None)  # llama.cpp's: one fast loop
-        found = (
-            read_all()
-            if read_all
-            else [tokenizer.token_bytes(i) for i in range(tokenizer.vocab_size)]
-        )
+        found = tokenizer.all_token_bytes()
         _vocab_bytes[tokenizer] = found
     return found
 
@@ -323,11 +318,13 @@ class Favour:
         if not rows:
             return scores
         out = scores.clone()
-        for row in rows:
-            out[row, self.ids] += self.bias
+        self._raise(out, rows)
         return out
 
     def apply_(self, state: DecodeState, scores: torch.Tensor) -> None:
         """As `__call__`, on `scores` itself (`processors.InPlace`)."""
-        for row in self.nudged(state):
+        self._raise(scores, self.nudged(state))
+
+    def _raise(self, scores: torch.Tensor, rows: list[int]) -> None:
+        for row in rows:
             scores[row, self.ids] += self.bias

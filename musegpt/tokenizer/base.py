@@ -50,6 +50,10 @@ class Tokenizer(ABC):
         """The UTF-8 bytes one token stands for (a token may hold part of a character);
         streaming decoders join these and emit only complete characters."""
 
+    def all_token_bytes(self) -> list[bytes]:
+        """Every token's `token_bytes`, in id order (a backend may read them faster at once)."""
+        return [self.token_bytes(i) for i in range(self.vocab_size)]
+
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description, including `"kind"`, that `from_dict` turns back."""
