@@ -1013,7 +1013,7 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
     known = anchors(project.premise, lang, project.bible.characters)
     example = SUMMARY_EXAMPLE[lang].split("\n")[3].partition("：" if lang == "zh" else ": ")[2]
     refusals: dict[str, int] = project.meta.setdefault("summary_refusals", {})
-    source = f"{scene.text}\n{plan_text(project.premise, project.bible)}"  # what it may name
+    source = summary_source(scene.text, project.premise, project.bible)
 
     def check(value: str) -> str | None:  # counted by reason: what the prompt gets wrong
         reason = checks.check_summary(two_sentences(value), lang, known, example)
@@ -1048,10 +1048,10 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
     return two_sentences(summary)
 
 
-def plan_text(premise: str, bible: StoryBible) -> str:
-    """The premise and the bible as one text: what a summary may name besides its chapter."""
+def summary_source(chapter: str, premise: str, bible: StoryBible) -> str:
+    """What a chapter's summary may name: the chapter, the premise and the bible, as one text."""
     cast = [f"{c.name} {c.description}" for c in bible.characters]
-    return "\n".join([premise, bible.title, bible.setting, bible.synopsis, *cast])
+    return "\n".join([chapter, premise, bible.title, bible.setting, bible.synopsis, *cast])
 
 
 def two_sentences(text: str) -> str:

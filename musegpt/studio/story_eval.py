@@ -31,8 +31,8 @@ from musegpt.studio.story import (
     example_beats,
     example_field,
     example_names,
-    plan_text,
     premise_anchors,
+    summary_source,
 )
 from musegpt.studio.studio import Studio
 from musegpt.studio.tasks import StudioError
@@ -290,10 +290,10 @@ def invented_summaries(rows: list[dict[str, Any]]) -> list[bool]:
         project = ProjectFile.model_validate(row["project"])
         if project.bible is None:
             continue
-        plan = plan_text(project.premise, project.bible)
         for scene in project.scenes:
             if scene.summary and scene.summary != scene.beat:
-                made_up = checks.invented(scene.summary, f"{scene.text}\n{plan}", project.lang)
+                source = summary_source(scene.text, project.premise, project.bible)
+                made_up = checks.invented(scene.summary, source, project.lang)
                 found.append(bool(made_up))
     return found
 
