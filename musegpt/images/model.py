@@ -458,9 +458,8 @@ class ImageModel:
         of its `rerank` when `rerank` > 1. With `avoid`, no picture can end as a near-copy of
         one of its grids."""
         tok = self.tokenizer
-        drawn = styles
-        m = len(drawn)
-        rows = [tok.prompt_ids(prompt, style) + kept for style in drawn]
+        m = len(styles)  # every candidate of every picture
+        rows = [tok.prompt_ids(prompt, style) + kept for style in styles]
         # Captionless rows: for guidance (and the caption evidence read off them).
         paired = guidance != 1.0
         if paired:

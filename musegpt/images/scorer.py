@@ -84,16 +84,10 @@ class ScorerConfig:
 
 
 def load_scorer_config(path: str | Path | None, overrides: Sequence[str] = ()) -> ScorerConfig:
-    import yaml
+    """The settings of a YAML file (read as the trainer's are), then `overrides`."""
+    from musegpt.train.config import read_config_file
 
-    data: dict[str, Any] = {}
-    if path is not None:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise ValueError(f"no scorer config at {file}")
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{file} is not a mapping of scorer settings")
+    data = read_config_file(path) if path is not None else {}
     return ScorerConfig.from_dict(data).with_overrides(overrides)
 
 

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from musegpt.fileio import atomic_write
 from musegpt.generation.decoder import torch_threads
 from musegpt.images.scorer import (
     CaptionPictureScorer,
@@ -229,11 +231,15 @@ def _train(
             log.flush()
             say(f"step {step}: loss {loss.item():.3f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
-            torch.save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "rng": rng.getstate(), "torch_rng": torch.get_rng_state()},
-                checkpoint,
-            )  # fmt: skip
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+            }
+            # Written beside and renamed over: a run killed mid-save keeps its last checkpoint.
+            atomic_write(checkpoint, partial(torch.save, state))
     log.close()
     return CaptionScorer(model.eval(), tokenizer)
 
