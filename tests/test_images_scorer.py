@@ -72,3 +72,24 @@ def test_scorer_configs_are_checked(tmp_path: Path) -> None:
         ScorerConfig.from_dict({"steps": "many"})
     with pytest.raises(ValueError, match="not key=value"):
         ScorerConfig().with_overrides(["steps"])
+
+
+def test_train_scorer_resumes_from_its_checkpoint(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, scoring: ImageModel
+) -> None:
+    import torch
+
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes((base / "run" / "best" / "model.safetensors").read_bytes())
+    run = tmp_path / "run"
+    args = ["train-scorer", str(base / "pictures"), "--model", str(model_file),
+            "--out", str(run), "batch_size=4", "variants=1", "checkpoint_every=1"]  # fmt: skip
+    first = CliRunner().invoke(app, [*args, "steps=2"])
+    assert first.exit_code == 0, first.output
+    assert torch.load(run / "scorer-last.pt", weights_only=False)["step"] == 2
+    again = CliRunner().invoke(app, [*args, "steps=4", "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "resuming at step 2" in again.output
+    assert torch.load(run / "scorer-last.pt", weights_only=False)["step"] == 4
+    assert not list(run.glob(".scorer-last.pt.*"))  # no temporary left beside it
