@@ -69,12 +69,16 @@ def faults_per_step(folder: Path) -> tuple[float, ...]:
     corpus = write_corpus(folder / "corpus", plain_text(6000, 1), plain_text(1000, 2))
     shape = {"n_layer": 1, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12}
 
-    def run(steps: int) -> Callable[[], object]:
+    def run(steps: int, attempt: int = 0) -> Callable[[], object]:
         cfg = tiny(**shape, max_iters=steps, eval_interval=steps, eval_iters=1)
-        return lambda: Trainer(cfg, corpus, folder / f"r{steps}", progress=False).run()
+        out = folder / f"r{steps}-{attempt}"
+        return lambda: Trainer(cfg, corpus, out, progress=False).run()
 
     page_faults(run(5))  # lazy initialisation of torch's kernels
-    return ((page_faults(run(50)) - page_faults(run(10))) / 40,)
+    # The fewest of two tries: faults from outside the steps (the checkpoint writer's
+    # thread, the allocator's own timing) only ever add (one CI run of three counted 27).
+    tries = [(page_faults(run(50, i)) - page_faults(run(10, i))) / 40 for i in range(2)]
+    return (min(tries),)
 
 
 def test_training_steps_on_a_cpu_fault_in_almost_no_pages(tmp_path: Path) -> None:
