@@ -27,6 +27,7 @@ from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import BanInText, LogitsProcessor
 from musegpt.studio import plan_checks as checks
+from musegpt.studio.cast import Cast, CastRule, line_fault
 from musegpt.studio.plan_rules import EndWhenReady, Favour, NameFirst, echo_outside, phrase_pairs
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import (
@@ -804,8 +805,12 @@ def plan_characters(
             names = [n for n in standby if all(checks.normal(n) != checks.normal(c.name)
                                                 for c in characters)]  # fmt: skip
             head = f"{names[0]}{colon}" + ("" if lang == "zh" else " ")
+        # A cast a writer would keep (cast.py): a name that is a name, a description that
+        # agrees with itself, not the hero's role again; a fault is taken back while drawn.
+        cast = Cast(lang, premise, tuple((c.name, c.description) for c in characters))
         rules: list[LogitsProcessor] = []
         if name_first is not None:
+            rules.append(CastRule(cast, head))
             # The first is the premise's hero, described with a premise word in its first
             # sentence (as the examples' keeper), so the first beat, which begins with the
             # hero's name, starts from the premise (seen: "乔丹: 男人，穿长裤" and six first
@@ -842,6 +847,11 @@ def plan_characters(
             )
             is not None
         ):
+            continue
+        fault = line_fault(f"{found.name}{colon} {found.description}", cast)
+        if fault is not None:
+            if redraws is not None:  # counted by check: what the steering misses
+                redraws[f"cast: {fault.check}"] = redraws.get(f"cast: {fault.check}", 0) + 1
             continue
         if all(checks.normal(c.name) != checks.normal(found.name) for c in characters):
             characters.append(found)

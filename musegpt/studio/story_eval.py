@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from musegpt.studio import plan_checks as checks
+from musegpt.studio.cast import cast_faults
 from musegpt.studio.evaluate import SCAFFOLDING
 from musegpt.studio.story import (
     EXAMPLE_MARKS,
@@ -159,10 +160,12 @@ def plan_valid(project: StoryProject) -> bool:
     if bible is None:
         return False
     known = anchors(premise, lang, bible.characters)
+    cast = bible.characters
     beats = [s.beat for s in project.scenes]
     reasons = [
         checks.check_title(bible.title, premise, lang, example_field(lang, "title")),
         checks.check_names([c.name for c in bible.characters], example_names(lang)),
+        *(f.reason for f in cast_faults([(c.name, c.description) for c in cast], premise, lang)),
         check_kept_synopsis(bible.synopsis, premise, lang, known),
         *(
             checks.check_beat(
