@@ -110,7 +110,8 @@ def name_fault(name: str, cast: Cast) -> CastFault | None:
         if ZH_NOT_NAME.search(name):
             return CastFault("name", f"{name!r} is not a person's name", 0)
         words = dictionary_words()
-        for end in range(len(name), 1, -1):
+        # A familiar form (老周, 小雨, 阿青) is a name though the dictionary lists some.
+        for end in range(0 if re.match(r"^[老小阿].$", name) else len(name), 1, -1):
             if name[:end] in words:  # 孙悟空, 孙子, 黎明; 杜蕾斯 (a brand) too
                 return CastFault("name", f"{name!r} is a word or a famous name", end - 1)
     elif name.lower() in FAMOUS_EN or name.split()[0].lower() in FAMOUS_EN:
