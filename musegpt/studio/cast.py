@@ -441,10 +441,11 @@ class CastRule(BanInText):
 
     def __init__(self, cast: Cast, head: str = "") -> None:
         self.cast, self.head = cast, head
+        self.taken_back: dict[str, int] = {}  # take-backs by check (the evaluation counts)
 
     def banned_at(self, text: str, shown: int) -> int | None:
         fault = line_fault(self.head + text, self.cast, partial=True)
-        if fault is None:
+        if fault is None or (at := fault.at - len(self.head)) < shown:
             return None
-        at = fault.at - len(self.head)
-        return at if at >= shown else None
+        self.taken_back[fault.check] = self.taken_back.get(fault.check, 0) + 1
+        return at

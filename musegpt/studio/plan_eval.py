@@ -33,6 +33,8 @@ from musegpt.studio.text import Lang
 
 PLAN_TABLE_START, PLAN_TABLE_END = "<!-- eval plans: start -->", "<!-- eval plans: end -->"
 BIBLE_FIELDS = ("title", "setting", "style", "characters", "synopsis")
+CAST_CHECKS = ("name", "surname", "alike", "gender", "age", "role")
+CAST_KEYS = ("cast taken back", "cast")  # their counts' keys in a plan's redraws
 
 
 @dataclass
@@ -131,6 +133,14 @@ def plan_table(rows: list[dict[str, Any]]) -> str:
                 for k in (*BIBLE_FIELDS, "outline")
             },
             "plan valid after retries": share([r["plan_valid"] for r in mine]),
+            # The cast checks (cast.py): tokens taken back while a line was drawn, and
+            # lines refused once drawn (what the steering missed), by check.
+            **{
+                f"  cast {check}: taken back / lines refused": "{} / {}".format(
+                    *(sum(r["redraws"].get(f"{k}: {check}", 0) for r in mine) for k in CAST_KEYS)
+                )
+                for check in CAST_CHECKS
+            },
             "model calls per plan": mean([r["calls"] for r in mine], 1),
             "seconds per plan (wall)": mean([r["seconds"] for r in mine], 1),
             "CPU seconds per plan": mean([r["cpu_seconds"] for r in mine], 1),

@@ -808,9 +808,10 @@ def plan_characters(
         # A cast a writer would keep (cast.py): a name that is a name, a description that
         # agrees with itself, not the hero's role again; a fault is taken back while drawn.
         cast = Cast(lang, premise, tuple((c.name, c.description) for c in characters))
+        steer = CastRule(cast, head)
         rules: list[LogitsProcessor] = []
         if name_first is not None:
-            rules.append(CastRule(cast, head))
+            rules.append(steer)
             # The first is the premise's hero, described with a premise word in its first
             # sentence (as the examples' keeper), so the first beat, which begins with the
             # hero's name, starts from the premise (seen: "乔丹: 男人，穿长裤" and six first
@@ -836,6 +837,10 @@ def plan_characters(
             temperature=heat,
             constraints=rules,
         )
+        if redraws is not None:  # take-backs by check: the cast checks at work while drawn
+            for check, times in steer.taken_back.items():
+                key = f"cast taken back: {check}"
+                redraws[key] = redraws.get(key, 0) + times
         found = parse_character(head + line, lang)
         if found is not None:  # one sentence, as the examples' (seen: five, cut mid-way)
             found.description = first_sentence(found.description, lang)
