@@ -29,6 +29,7 @@ from musegpt.generation.processors import BanInText, LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.cast import Cast, CastRule, line_fault
 from musegpt.studio.plan_rules import EndWhenReady, Favour, NameFirst, echo_outside, phrase_pairs
+from musegpt.studio.retell_guard import RETOLD_SENTENCES, RUN, RetellGuard, told_openings
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import (
     SENTENCE_END,
@@ -414,6 +415,7 @@ def draw(
     last_resort: Callable[[], str] | None = None,
     until_kept: bool = False,
     nudges: Sequence[LogitsProcessor] = (),
+    enough: Callable[[str], bool] | None = None,
 ) -> str:
     """One line the model writes after `prompt` that passes `check` (and never matches
     `avoid_regex`); each retry has its own derived seed (so the same --seed plans the
@@ -422,7 +424,8 @@ def draw(
     name) for the model to go on from. With `ready`, the line cannot end until
     `ready(line so far)` holds (e.g. a whole sentence); `until_kept`, not until the line
     so far passes `check` (a style too near an example's goes on until it is its own).
-    `nudges` are further constraints, applied where lines are steered. When no draw
+    `nudges` are further constraints, applied where lines are steered. Decoding stops
+    once `enough(text so far)` holds (what the caller keeps is written). When no draw
     passes, the
     `last_resort` (a line the program builds from parts already kept) is kept if it
     passes `check`. Failed draws are counted in `redraws` under the first word of
@@ -449,6 +452,7 @@ def draw(
         text = writer.write(
             prompt + head, tokens, stop=stop, clean_end=False, temperature=heat,
             avoid_regex=[*avoid_regex, *after, LINE_BREAK_FIRST], constraints=rules,
+            until=enough,
         )  # fmt: skip
         # The writer's text comes stripped: the space after an English lead is put back.
         spaced = head and writer.lang == "en" and text[:1] not in "',.;:!?’"
@@ -1057,6 +1061,7 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
             lead=name,
             lead_from=0,
             ready=whole_sentence(lang, SUMMARY_LEAST[lang]),
+            enough=past_two_sentences,
         )
     except StudioError:
         return scene.beat
@@ -1073,6 +1078,13 @@ def two_sentences(text: str) -> str:
     """The first two whole sentences of `text` (a summary that runs on is cut, not
     refused: seen in most Chinese summaries refused)."""
     return "".join([s for s in checks.sentences(end_cleanly(text)) if s.strip()][:2]).strip()
+
+
+def past_two_sentences(text: str) -> bool:
+    """Whether `text` holds two whole sentences and the start of a third: all that
+    `two_sentences` keeps of it is written, so a summary's draw stops there (summaries ran
+    on to their token limit, a third of their tokens cut away)."""
+    return sum(1 for piece in checks.sentences(text) if piece.strip()) > 2
 
 
 SUMMARY_LEAST: dict[Lang, int] = {"en": 8, "zh": 12}  # words / characters in a summary
@@ -1137,8 +1149,7 @@ FILL_ROUNDS = 3
 FILL_LEAST = 48  # tokens: a shorter continuation is not worth a call
 # The first words of an earlier chapter's sentence (Chinese: characters): a chapter that
 # writes them again is retelling it, and is steered away at the first of them.
-RETELL_RUN: dict[Lang, int] = {"en": 7, "zh": 9}
-RETOLD_SENTENCES = 80  # the most recent earlier sentences banned that way
+RETELL_RUN: dict[Lang, int] = {"en": 7, "zh": RUN}
 # A short line ending in a colon, or without any punctuation: a label or a heading
 # (seen: "Riv's first love story:", "钱小白和钱云娇的婚礼").
 LABEL_LINES: dict[Lang, list[str]] = {
@@ -1208,14 +1219,12 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
 def retold(lang: Lang, text: str) -> list[str]:
     """`banned_regex` for the opening words (Chinese: characters) of `text`'s recent
     sentences: what a chapter writes when it tells them again."""
+    if lang == "zh":
+        return [re.escape(opening) for opening in told_openings(text)]
     run = RETELL_RUN[lang]
     openings: dict[str, None] = {}
     for sentence in checks.sentences(text)[-RETOLD_SENTENCES:]:
-        if lang == "zh":
-            body = sentence.strip()
-            if len(body) >= run + 2:
-                openings[re.escape(body[:run])] = None
-        elif len(words := sentence.split()) >= run + 2:
+        if len(words := sentence.split()) >= run + 2:
             openings[r"\s+".join(re.escape(w) for w in words[:run])] = None
     return list(openings)
 
@@ -1290,9 +1299,12 @@ class CirclingLines(BanInText):
         return None
 
 
-def chapter_rules(writer: Writer, project: StoryProject, head: str) -> list[LogitsProcessor]:
-    """The rules a chapter's text is decoded with after `head` (the chapter so far): no
-    sentence begun as an earlier one, no circling lines (Chinese, where they were seen),
+def chapter_rules(
+    writer: Writer, project: StoryProject, head: str, earlier: str = ""
+) -> list[LogitsProcessor]:
+    """The rules a chapter's text is decoded with after `head` (the chapter so far; the
+    chapters before it: `earlier`): no sentence begun as an earlier one (in Chinese steered
+    off before it is written, `RetellGuard`), no circling lines (Chinese, where they were seen),
     and the premise's words nudged up while none is in the last `PREMISE_WINDOW`
     characters (the nudge the beats get: Chinese chapters left their premise within a
     paragraph, 12 of 16 named it)."""
@@ -1301,7 +1313,9 @@ def chapter_rules(writer: Writer, project: StoryProject, head: str) -> list[Logi
     lang = project.lang
     words = checks.keywords(project.premise, lang)
     rules: list[LogitsProcessor] = [OwnRetelling(lang)]
-    rules += [CirclingLines(lang, head)] if lang == "zh" else []
+    if lang == "zh":
+        guard = RetellGuard(writer.engine.tokenizer, [earlier, head])
+        rules += [CirclingLines(lang, head), guard]
     nudge = Favour(
         writer.engine.tokenizer, words, lang, partial(says_any, words, lang),
         bias=CHAPTER_NUDGE, whole=True, context=head, window=PREMISE_WINDOW[lang],
@@ -1363,7 +1377,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         rest = writer.write(
             base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
             avoid_regex=[*avoid, *retold(lang, head)], until=stall,
-            constraints=chapter_rules(writer, project, head),
+            constraints=chapter_rules(writer, project, head, earlier),
         )  # fmt: skip
         return glue(head, rest, lang), writer.decoded
 
@@ -1385,7 +1399,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             stop=stops,
             labels=SCENE_LABELS,
             banned_regex=[*writer.params.banned_regex, *after_name],
-            constraints=chapter_rules(writer, project, ""),
+            constraints=chapter_rules(writer, project, "", earlier),
         )
         drafts = [glue(lead, draft, lang) for draft in drafts]
         protagonist = project.bible.characters[0].keys

@@ -1,0 +1,41 @@
+"""A summary's draw stops once the two sentences a summary keeps are written: the same
+summary, fewer tokens decoded (Chinese summaries ran on to their token limit)."""
+
+from __future__ import annotations
+
+from musegpt.engines.base import Engine
+from musegpt.generation.params import SamplingParams
+from musegpt.studio.story import (
+    SUMMARY_EXAMPLE,
+    SUMMARY_TOKENS,
+    draw,
+    past_two_sentences,
+    two_sentences,
+)
+from musegpt.studio.writer import Writer
+
+PASSAGE = (
+    "乔纳斯走进房间，看见莫拉坐在窗前。她没有回头。乔纳斯把一朵花放在桌上，轻声说他一直在等她。"
+    "莫拉笑了，站起来拉住他的手。两个机器人一起走到花园里，看着太阳落下去。"
+)
+
+
+def test_past_two_sentences() -> None:
+    assert not past_two_sentences("他走了。她笑了。")
+    assert not past_two_sentences("他走了。 ")
+    assert past_two_sentences("他走了。她笑了。他")
+
+
+def test_a_summary_stops_after_its_two_sentences_with_the_same_text(gemma: Engine) -> None:
+    prompt = SUMMARY_EXAMPLE["zh"].format(text=PASSAGE)
+    drawn = []
+    for enough in (None, past_two_sentences):
+        writer = Writer(gemma, SamplingParams(seed=1), lang="zh")
+        value = draw(
+            writer, prompt, SUMMARY_TOKENS, lambda _: None, "summary",
+            lead="乔纳斯", lead_from=0, enough=enough,
+        )  # fmt: skip
+        drawn.append((writer.decoded, two_sentences(value)))
+    (ran_on, summary), (stopped, same) = drawn
+    assert summary == same and summary.count("。") == 2
+    assert stopped < ran_on
