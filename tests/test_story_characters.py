@@ -10,6 +10,7 @@ import pytest
 from musegpt.engines.base import Engine
 from musegpt.studio import Studio
 from musegpt.studio.cast import Cast, CastRule, cast_faults, line_fault
+from musegpt.studio.plan_eval import BIBLE_FIELDS, plan_table
 from musegpt.studio.story import (
     STANDBY_NAMES,
     Character,
@@ -180,3 +181,17 @@ def test_the_model_writes_a_cast_that_is_kept_on_its_first_draw(
     cast = plan_bible(writer, premise, redraws).characters
     assert cast_faults([(c.name, c.description) for c in cast], premise, "zh") == []
     assert not redraws.get("characters"), (redraws, cast)
+
+
+def test_the_plan_table_counts_the_cast_checks() -> None:
+    first = dict.fromkeys((*BIBLE_FIELDS, "outline"), True)
+    row = {"lang": "zh", "first_draw": first, "error": "", "plan_valid": True, "calls": 9,
+           "seconds": 10.0, "cpu_seconds": 9.0}  # fmt: skip
+    rows = [
+        {**row, "redraws": {"cast taken back: name": 3, "cast: age": 1}},
+        {**row, "redraws": {"cast taken back: name": 2, "cast taken back: role": 4}},
+    ]
+    table = plan_table(rows)
+    assert "|   cast name: taken back / lines refused | 5 / 0 |" in table
+    assert "|   cast age: taken back / lines refused | 0 / 1 |" in table
+    assert "|   cast role: taken back / lines refused | 4 / 0 |" in table
