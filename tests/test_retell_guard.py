@@ -1,6 +1,6 @@
-"""A Chinese sentence is steered off a forbidden opening before the opening is written
-(`RetellGuard`), so the retelling bans take back fewer tokens: the same openings stay out
-of the text, with fewer take-backs."""
+"""A Chinese sentence (a clause) is steered off a forbidden opening before the opening is
+written (`RetellGuard`, `CircleGuard`), so the retelling and circling bans take back fewer
+tokens: the same openings stay out of the text, with fewer take-backs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from musegpt.engines.base import Engine
 from musegpt.generation import decoder
 from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import DecodeState
-from musegpt.studio.retell_guard import GUARD_FROM, RetellGuard, told_openings
+from musegpt.studio.retell_guard import GUARD_FROM, CircleGuard, RetellGuard, told_openings
+from musegpt.studio.story import CirclingLines
 
 EARLIER = "她坐在沙发上，看着窗外的雨。乔纳斯走进房间，轻轻地关上了门。"
 
@@ -45,17 +46,23 @@ def test_the_guard_bans_going_on_along_an_opening_once_enough_of_it_is_written(
     assert "海" in [tokenizer.decode([t]) for t in guard.continuing(state, 0)]
 
 
-def test_the_guard_keeps_the_opening_out_with_fewer_take_backs(
-    gemma: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    take_backs: list[int] = []
+@pytest.fixture
+def take_backs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each take-back of the decoder from now on (where it took back to)."""
+    taken: list[int] = []
     take_back = decoder.Decoder._take_back
 
     def counted(self: decoder.Decoder, row: decoder._Row, t: int) -> None:
-        take_backs.append(t)
+        taken.append(t)
         take_back(self, row, t)
 
     monkeypatch.setattr(decoder.Decoder, "_take_back", counted)
+    return taken
+
+
+def test_the_guard_keeps_the_opening_out_with_fewer_take_backs(
+    gemma: Engine, take_backs: list[int]
+) -> None:
     prompt = (EARLIER + "\n") * 3
     bans = [re.escape(opening) for opening in told_openings(EARLIER)]
     params = SamplingParams(temperature=0.0, max_new_tokens=60, banned_regex=bans)
@@ -74,3 +81,39 @@ def test_the_guard_changes_no_score_on_most_steps(gemma: Engine) -> None:
     ids = gemma.tokenizer.encode("他笑了。她走到窗前")
     scores = torch.zeros(1, 8)
     assert guard(DecodeState([ids], [len(ids)]), scores) is scores
+
+
+CIRCLING = "她的眼睛里流淌着她的泪水，她抬起头。她的眼睛里流淌着她的泪水，"
+
+
+def test_a_clause_said_twice_is_not_gone_on_along_a_third_time(gemma: Engine) -> None:
+    tokenizer = gemma.tokenizer
+    guard = CircleGuard(tokenizer, CIRCLING)
+
+    def banned(text: str) -> list[str]:
+        ids = tokenizer.encode(text)
+        state = DecodeState([ids], [len(ids)])
+        return [tokenizer.decode([t]) for t in guard.continuing(state, 0)]
+
+    assert "流" in banned("。她的眼睛里")  # its first eight characters said twice
+    assert banned("。她的眼睛") == []  # …fewer than GUARD_FROM written
+    assert banned("。他的眼睛里") == []
+    assert (
+        CircleGuard(tokenizer, CIRCLING[:20])(  # said once: nothing banned
+            DecodeState([tokenizer.encode("。她的眼睛里")], [1]), torch.zeros(1, 8)
+        )
+        .eq(0)
+        .all()
+    )
+
+
+def test_the_circle_guard_takes_back_fewer_clauses(gemma: Engine, take_backs: list[int]) -> None:
+    params = SamplingParams(temperature=0.0, max_new_tokens=60)
+    rules = [CirclingLines("zh", CIRCLING)]
+    plain = gemma.generate(CIRCLING, params, rules)
+    without = len(take_backs)
+    take_backs.clear()
+    guarded = gemma.generate(CIRCLING, params, [*rules, CircleGuard(gemma.tokenizer, CIRCLING)])
+    assert without >= 2
+    assert len(take_backs) < without
+    assert plain != guarded

@@ -14,21 +14,25 @@ them), so no opening gets through that did not before.
 
 from __future__ import annotations
 
+import re
 import weakref
+from collections import Counter
 from collections.abc import Iterable
+from typing import ClassVar
 
 import torch
 
 from musegpt.generation.processors import NEG_INF, DecodeState
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import vocab_texts
-from musegpt.studio.text import SENTENCE_END
+from musegpt.studio.text import HAN, SENTENCE_END
 from musegpt.tokenizer.base import Tokenizer
 
 RUN = 9  # characters: a Chinese sentence may not begin with an earlier one's first RUN
 GUARD_FROM = 5  # characters of an opening written: from here on, no token goes on along it
 TAIL_TOKENS = 24  # the current sentence is looked for in this many newest tokens
 RETOLD_SENTENCES = 80  # the most recent earlier sentences whose openings are banned
+HAN_ONLY = re.compile(f"(?:{HAN.pattern})+")  # a clause of Han characters alone
 
 
 def openings(sentences: list[str], longer: int = 2) -> list[str]:
@@ -62,39 +66,39 @@ def short_pieces(tokenizer: Tokenizer) -> dict[str, list[int]]:
     return found
 
 
-class RetellGuard:
-    """Bans, for each row, the tokens that would take its sentence further along a
-    forbidden opening once `GUARD_FROM` characters of it are written: the openings of
-    `told` (the earlier chapters and the chapter so far) and of the row's own whole
-    sentences. Changes no score on most steps (a sentence past its first `RUN`
-    characters, or not on any opening)."""
+class OpeningGuard:
+    """Bans, for each row, the tokens that would take the stretch it is writing (a sentence,
+    a clause) further along a forbidden opening, once `GUARD_FROM` characters of it are
+    written. Changes no score on most steps (a stretch past its openings' length, or not
+    on any of them)."""
 
-    def __init__(self, tokenizer: Tokenizer, told: Iterable[str]) -> None:
+    LENGTH: ClassVar[int]  # characters in an opening
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.told = {opening for text in told for opening in told_openings(text)}
         self.pieces = short_pieces(tokenizer)
 
-    def sentence_so_far(self, sequence: list[int]) -> str | None:
-        """The sentence the row is writing (from the prompt's end on), or None when it is
-        already past the opening's length (or the newest tokens hold no sentence start)."""
-        tail = self.tokenizer.decode(sequence[-TAIL_TOKENS:])
-        start = max((m.end() for m in SENTENCE_END.finditer(tail)), default=-1)
-        start = max(start, tail.rfind("\n") + 1 if "\n" in tail else -1)
-        if start < 0:
-            return None
-        body = tail[start:].lstrip()
-        return body if len(body) < RUN else None
+    def so_far(self, text: str) -> str:
+        """What of `text` (a row's newest tokens) the stretch being written is."""
+        raise NotImplementedError
+
+    def openings(self, state: DecodeState, row: int) -> Iterable[str]:
+        """The openings `row` may not write."""
+        raise NotImplementedError
+
+    def written(self, sequence: list[int]) -> str | None:
+        """The stretch the row is writing (from the prompt's end on), when it is long
+        enough to guard and not past the openings' length."""
+        body = self.so_far(self.tokenizer.decode(sequence[-TAIL_TOKENS:]))
+        return body if GUARD_FROM <= len(body) < self.LENGTH else None
 
     def continuing(self, state: DecodeState, row: int) -> list[int]:
-        """The tokens that would take `row`'s sentence further along a forbidden opening."""
-        body = self.sentence_so_far(state.sequences[row])
-        if body is None or len(body) < GUARD_FROM:
+        """The tokens that would take `row`'s stretch further along a forbidden opening."""
+        body = self.written(state.sequences[row])
+        if body is None:
             return []
-        # The row's own whole sentences (the last piece is the one being written), as
-        # `OwnRetelling` keys them.
-        own = checks.sentences(self.tokenizer.decode(state.generated(row)))[:-1]
         banned: list[int] = []
-        for opening in self.told | set(openings(own, longer=0)):
+        for opening in self.openings(state, row):
             if opening.startswith(body):
                 rest = opening[len(body) :]
                 for end in range(1, len(rest) + 1):
@@ -111,3 +115,55 @@ class RetellGuard:
         for row, ids in bans:
             scores[row, ids] = NEG_INF
         return scores
+
+
+class RetellGuard(OpeningGuard):
+    """A sentence may not go on along the opening of one in `told` (the earlier chapters
+    and the chapter so far: `story.retold`) or of the row's own whole sentences
+    (`story.OwnRetelling`)."""
+
+    LENGTH = RUN
+
+    def __init__(self, tokenizer: Tokenizer, told: Iterable[str]) -> None:
+        super().__init__(tokenizer)
+        self.told = {opening for text in told for opening in told_openings(text)}
+
+    def so_far(self, text: str) -> str:
+        start = max((m.end() for m in SENTENCE_END.finditer(text)), default=-1)
+        start = max(start, text.rfind("\n") + 1 if "\n" in text else -1)
+        return text[start:].lstrip() if start >= 0 else ""  # none begins here: too long
+
+    def openings(self, state: DecodeState, row: int) -> Iterable[str]:
+        # The row's own whole sentences (the last piece is the one being written), as
+        # `OwnRetelling` keys them.
+        own = checks.sentences(self.tokenizer.decode(state.generated(row)))[:-1]
+        return self.told | set(openings(own, longer=0))
+
+
+class CircleGuard(OpeningGuard):
+    """A clause may not go on along the first `CLAUSE_CORE` characters of a clause said
+    twice already (in `before`, the chapter so far, and the row's text): `CirclingLines`
+    takes such a clause back once it ends (the commonest take-back left in the Chinese
+    README story, 9 tokens each)."""
+
+    LENGTH = checks.CLAUSE_CORE
+
+    def __init__(self, tokenizer: Tokenizer, before: str = "") -> None:
+        super().__init__(tokenizer)
+        self.before = before
+
+    def so_far(self, text: str) -> str:
+        start = max((m.end() for m in checks.CLAUSE_MARK.finditer(text)), default=-1)
+        body = text[start:] if start >= 0 else ""
+        return body if HAN_ONLY.fullmatch(body) else ""  # units are Han characters
+
+    def openings(self, state: DecodeState, row: int) -> Iterable[str]:
+        text = self.before + self.tokenizer.decode(state.generated(row))
+        said: Counter[str] = Counter()
+        for clause in checks.CLAUSE.finditer(text):
+            if clause.end() == len(text):
+                break  # the one being written
+            units = checks.clause_units(clause.group(), "zh")
+            if len(units) >= self.LENGTH:
+                said["".join(units[: self.LENGTH])] += 1
+        return [opening for opening, times in said.items() if times >= checks.CLAUSE_MOST]

@@ -29,7 +29,13 @@ from musegpt.generation.processors import BanInText, LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.cast import Cast, CastRule, line_fault
 from musegpt.studio.plan_rules import EndWhenReady, Favour, NameFirst, echo_outside, phrase_pairs
-from musegpt.studio.retell_guard import RETOLD_SENTENCES, RUN, RetellGuard, told_openings
+from musegpt.studio.retell_guard import (
+    RETOLD_SENTENCES,
+    RUN,
+    CircleGuard,
+    RetellGuard,
+    told_openings,
+)
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import (
     SENTENCE_END,
@@ -1303,8 +1309,9 @@ def chapter_rules(
     writer: Writer, project: StoryProject, head: str, earlier: str = ""
 ) -> list[LogitsProcessor]:
     """The rules a chapter's text is decoded with after `head` (the chapter so far; the
-    chapters before it: `earlier`): no sentence begun as an earlier one (in Chinese steered
-    off before it is written, `RetellGuard`), no circling lines (Chinese, where they were seen),
+    chapters before it: `earlier`): no sentence begun as an earlier one, no circling lines
+    (Chinese, where they were seen; there both steered off before they are written:
+    `RetellGuard`, `CircleGuard`),
     and the premise's words nudged up while none is in the last `PREMISE_WINDOW`
     characters (the nudge the beats get: Chinese chapters left their premise within a
     paragraph, 12 of 16 named it)."""
@@ -1314,8 +1321,9 @@ def chapter_rules(
     words = checks.keywords(project.premise, lang)
     rules: list[LogitsProcessor] = [OwnRetelling(lang)]
     if lang == "zh":
-        guard = RetellGuard(writer.engine.tokenizer, [earlier, head])
-        rules += [CirclingLines(lang, head), guard]
+        tokenizer = writer.engine.tokenizer
+        guards = [RetellGuard(tokenizer, [earlier, head]), CircleGuard(tokenizer, head)]
+        rules += [CirclingLines(lang, head), *guards]
     nudge = Favour(
         writer.engine.tokenizer, words, lang, partial(says_any, words, lang),
         bias=CHAPTER_NUDGE, whole=True, context=head, window=PREMISE_WINDOW[lang],
