@@ -1,15 +1,17 @@
-"""`RetellGuard`: a Chinese chapter sentence steered off an opening it may not have before
-the opening is written, not decoded and then taken back.
+"""Guards that steer a Chinese chapter off what its bans would take back, before it is
+written rather than decoded and then taken back.
 
-A chapter may not begin a sentence with the first `RETELL_RUN` characters of an earlier
-sentence (`story.retold`, `story.OwnRetelling`): the decoder finds such an opening once its
-last character is written and takes back every token of it. In the Chinese README story
-those take-backs were about a third of all (35 of 57), each dropping the 6-7 tokens of a
-sentence's first nine characters. The guard acts earlier: once a sentence's first
-`GUARD_FROM` characters are an opening's, the tokens that would go on along it are banned,
-so the sentence turns elsewhere there and nothing is decoded in vain. The bans stay as
-they were (a token the guard does not know, a byte of a character, is still caught by
-them), so no opening gets through that did not before.
+A chapter may not begin a sentence with the first `RUN` characters of an earlier sentence
+(`story.retold`, `story.OwnRetelling`), nor say a clause a third time (`story.CirclingLines`):
+the decoder finds such a stretch once it is written and takes back every token of it. In
+the Chinese README story the retelling take-backs were 35 of 57 (6-7 tokens each, a
+sentence's first nine characters); with them guarded, the circling ones were the largest
+left (9 tokens each). A guard acts earlier: once `GUARD_FROM` characters of a forbidden
+opening are written, the tokens that would go on along it are banned, so the sentence (the
+clause) turns elsewhere there and nothing is decoded in vain (`RetellGuard`,
+`CircleGuard`). The bans stay as they were behind the guards (a token a guard does not
+know, a byte of a character, is still caught by them), so nothing gets through that did
+not before.
 """
 
 from __future__ import annotations
