@@ -79,3 +79,57 @@ def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
     assert sum(c.endswith("a red circle") for c in captions) == 2
     assert sum(c.endswith("a blue circle") for c in captions) == 1
     assert manifest["splits"]["val"]["documents"] == 1  # validation stays unflipped
+
+
+def test_train_images_sets_the_tokenizer_shape_from_the_command_line(
+    tiny: ImageModel, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """`--resolution`, `--patch` and `--codebook` give a new run its tokenizer: here 16x16
+    pictures in 4x4 patches, 16 image tokens of an 8-entry codebook (the tiny model's are 8x8
+    pictures in 64 1x1 patches of 16 colours), and the trained model draws them."""
+    from typer.testing import CliRunner
+
+    from musegpt.cli.app import app
+    from musegpt.images import load_image_model
+
+    folder = tmp_path_factory.getbasetemp() / "tiny-image-model" / "pictures"
+    settings = ["n_layer=1", "n_head=2", "n_embd=16", "batch_size=4", "max_iters=2"]
+    settings += ["eval_interval=2", "eval_iters=1", "dtype=float32", "device=cpu"]
+    shape = ["--resolution", "16", "--patch", "4", "--codebook", "8"]
+    out = tmp_path / "run"
+    command = ["train-images", str(folder), "--out", str(out), *shape, *settings]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    model = load_image_model(out / "best" / "model.safetensors")
+    tokenizer = model.tokenizer
+    assert (tokenizer.resolution, tokenizer.patch, tokenizer.grid) == (16, 4, 4)
+    assert tokenizer.image_length == 16 != tiny.tokenizer.image_length
+    assert len(tokenizer.codebook) == 8
+    (drawn,) = model.draw("a red circle", size=32, seed=0)
+    assert drawn.size == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--resolution", "30", "--patch", "4"], "patch must divide the resolution 30"),
+        (["--resolution", "1000"], "resolution must be between"),
+        (["--codebook", "1"], "codebook must be between"),
+        (["--resolution", "16", "--from", "BASE"], "keeps the one it started with"),
+    ],
+)
+def test_train_images_refuses_a_bad_tokenizer_shape(
+    tiny: ImageModel, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+    args: list[str], says: str,
+) -> None:  # fmt: skip
+    from typer.testing import CliRunner
+
+    from musegpt.cli.app import app
+
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
+    args = [str(base / "run" / "best") if a == "BASE" else a for a in args]
+    command = ["train-images", str(base / "pictures"), "--out", str(tmp_path / "run"), *args]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2
+    assert says in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -126,6 +126,17 @@ def train_images_command(
     flip: Annotated[
         bool, typer.Option("--flip", help="Also train on mirrorable pictures flipped.")
     ] = False,
+    resolution: Annotated[
+        int | None,
+        typer.Option(help="Pictures are shrunk to this many pixels square (default 32)."),
+    ] = None,
+    patch: Annotated[
+        int | None,
+        typer.Option(help="Pixels square per image token: (resolution/patch)^2 tokens (4)."),
+    ] = None,
+    codebook: Annotated[
+        int | None, typer.Option(help="Image token vocabulary: k-means entries (1024).")
+    ] = None,
 ) -> None:
     """Train an image model: caption tokens, then image tokens, one GPT."""
     try:
@@ -133,11 +144,18 @@ def train_images_command(
             from musegpt.images.train import TokenizerSettings, train_image_model
             from musegpt.train.config import load_config
 
+            shape = {"resolution": resolution, "patch": patch, "codebook_size": codebook}
+            given = {key: value for key, value in shape.items() if value is not None}
+            if given and (base is not None or resume):
+                raise ValueError(
+                    "--resolution, --patch and --codebook set a new tokenizer; a run with "
+                    "--from or --resume keeps the one it started with: drop them"
+                )
+            settings = TokenizerSettings(tag_captions=tags, flip=flip, **given)
             cfg = load_config(config, overrides or [])
             best = train_image_model(
-                data, out, cfg, guidance=guidance, resume=resume, base=base,
-                settings=TokenizerSettings(tag_captions=tags, flip=flip),
-            )  # fmt: skip
+                data, out, cfg, guidance=guidance, resume=resume, base=base, settings=settings
+            )
     except KeyboardInterrupt:
         _interrupted(out)
     with user_errors():

@@ -46,6 +46,10 @@ UNMIRRORED_GROUPS = frozenset({"flags", "symbols"})
 SIDED_WORDS = ("left", "right", "clock", "左", "右", "钟")
 
 
+MIN_RESOLUTION, MAX_RESOLUTION = 4, 256
+MAX_CODEBOOK = 16384
+
+
 @dataclass(frozen=True)
 class TokenizerSettings:
     # 4x4 patches of 32x32 pixels: 64 tokens a picture, what two shared CPU cores can
@@ -62,6 +66,22 @@ class TokenizerSettings:
     # Training records also show each mirrorable picture flipped left to right, with the
     # same captions (see `mirrorable`): twice the pictures for the same corpus.
     flip: bool = False
+
+    def __post_init__(self) -> None:
+        if not MIN_RESOLUTION <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(
+                f"resolution must be between {MIN_RESOLUTION} and {MAX_RESOLUTION} pixels "
+                f"(got {self.resolution})"
+            )
+        if self.patch < 1 or self.resolution % self.patch:
+            raise ValueError(
+                f"patch must divide the resolution {self.resolution} (got {self.patch}); "
+                "e.g. --resolution 64 --patch 4"
+            )
+        if not 2 <= self.codebook_size <= MAX_CODEBOOK:
+            raise ValueError(
+                f"codebook must be between 2 and {MAX_CODEBOOK} entries (got {self.codebook_size})"
+            )
 
 
 @dataclass(frozen=True)
