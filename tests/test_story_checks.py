@@ -14,6 +14,7 @@ from musegpt.studio import plan_checks as checks
 from musegpt.studio.story import (
     EXAMPLE_MARKS,
     SCENE_LABELS,
+    STALL_EVERY,
     Character,
     Scene,
     Stall,
@@ -377,6 +378,29 @@ def test_a_draft_that_adds_nothing_kept_stalls() -> None:
     retold = fresh + (earlier + " ") * 8
     assert not stall(retold[: len(fresh) + 60])
     assert stall(retold)
+
+
+def test_a_draft_that_holds_its_target_stops_at_the_next_sentence_end() -> None:
+    sentences = [
+        "她走进花园，看见一个机器人坐在长椅上。", "机器人抬起头，对她笑了笑。",
+        "风吹过树梢，叶子落在地上。", "她问它在等谁。", "它说它在等一个会回来的人。",
+        "天慢慢黑了，路灯一盏盏亮起来。", "她坐到它身边，陪它一起等。",
+        "远处传来火车的汽笛声。", "机器人站起来，向车站走去。", "她跟在后面，没有说话。",
+    ]  # fmt: skip
+    text = "".join(sentences)
+
+    def stops(stall: Stall) -> int | None:
+        """Where `stall` stops a draft decoded one character at a time (None: never)."""
+        return next((end for end in range(1, len(text) + 1) if stall(text[:end])), None)
+
+    def keep(raw: str) -> str:
+        return clean_draft(raw, "zh", "")
+
+    assert stops(Stall(keep, "zh")) is None  # every sentence is kept: no stall
+    end = stops(Stall(keep, "zh", full=60))
+    assert end is not None and text[end - 1] == "。"  # at a sentence end, not mid-way
+    assert 60 <= checks.size(text[:end], "zh") <= 60 + STALL_EVERY["zh"] + len(sentences[0])
+    assert end < len(text)  # the rest was not decoded
 
 
 def test_chapter_bans_keep_out_chatter_labels_and_retellings() -> None:

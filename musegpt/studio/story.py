@@ -1170,15 +1170,23 @@ LABEL_LINES: dict[Lang, list[str]] = {
 }
 
 
+SENTENCE_DONE = re.compile(f"(?:{SENTENCE_END.pattern})\\s*\\Z")  # text ending a sentence
+
+
 class Stall:
     """`Writer.write`'s `until` for a chapter draft: whether the last `STALL_CHARS` decoded
-    added nothing to what cleaning keeps (`keep`)."""
+    added nothing to what cleaning keeps (`keep`), or (with `full`) whether what is kept
+    holds the chapter's target size and a sentence has just ended: the chapter is as long
+    as asked, and decoding on would only make it longer than asked (seen: Chinese chapters
+    of 650 characters for a target of 405, 72 s for the README's story)."""
 
-    def __init__(self, keep: Callable[[str], str], lang: Lang) -> None:
-        self.keep, self.lang = keep, lang
+    def __init__(self, keep: Callable[[str], str], lang: Lang, full: int | None = None) -> None:
+        self.keep, self.lang, self.full = keep, lang, full
         self.kept = self.grown_at = self.looked_at = 0
 
     def __call__(self, raw: str) -> bool:
+        if self.full is not None and self.kept >= self.full and SENTENCE_DONE.search(raw):
+            return True
         if len(raw) - self.looked_at < STALL_EVERY[self.lang]:
             return False
         self.looked_at = len(raw)
@@ -1350,11 +1358,13 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     """Chapter `index`: with `candidates` > 1, several drafts of its opening (of the whole
     chapter where the backend decodes them in one batch) are drawn and the one that best
     follows the beat and the premise is kept and continued. A draft stops when it has gone
-    on too long with nothing kept; a chapter left far below its target is continued from
+    on too long with nothing kept, or at the first sentence end once it holds the chapter's
+    target size; a chapter left far below its target is continued from
     what was kept (bounded rounds, each call with its own derived seed)."""
     assert project.bible is not None
     summarize_before(writer, project, index)
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
+    target = chapter_target(tokens, lang)  # its size: decoding stops at a sentence end past it
     chapter = CHAPTER[lang]
     stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter", "\nNotes for", "写作笔记", "\n\n\n"]
     # The program writes the chapter's first word: the name of the character its beat
@@ -1379,7 +1389,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     def go_on(head: str, budget: int, avoid: list[str]) -> tuple[str, int]:
         """`head` continued (streamed) until `budget` tokens or a stall; the whole draft
         and the tokens decoded."""
-        stall = Stall(lambda r: clean(glue(head, r, lang)), lang)
+        stall = Stall(lambda r: clean(glue(head, r, lang)), lang, full=target)
         # Nor the chapter's own sentences again (seen: a Chinese chapter going back to
         # its first sentence, the beat, after every paragraph).
         rest = writer.write(
@@ -1440,7 +1450,6 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             raw, more = go_on(raw + joint, tokens - opening, avoid)
             spent += more
     text = clean(raw)
-    target = chapter_target(tokens, lang)
     for _ in range(FILL_ROUNDS):
         size, left = checks.size(text, lang), tokens - spent
         spare = tokens * 5 // 4 - spent  # past its tokens, a quarter again at most
