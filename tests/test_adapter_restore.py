@@ -77,7 +77,12 @@ def test_a_restarted_server_serves_the_finished_adapters_again(
         assert listed["works-Sea-letters"] == "text" and "works-Broken" not in listed
         answer = client.post(
             "/v1/completions",
-            json={"model": "works-Sea-letters", "prompt": "My dear sister,", "max_tokens": 8},
+            json={
+                "model": "works-Sea-letters",
+                "prompt": "My dear sister,",
+                "max_tokens": 8,
+                "seed": 1,  # unseeded, one run in many drew only line breaks (text "")
+            },
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["choices"][0]["text"]
