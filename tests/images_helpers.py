@@ -48,6 +48,13 @@ def remembering_image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageMo
     return load_image_model(copy)
 
 
+def tiny_settings(batch_size: int, steps: int, layers: int = 2, width: int = 32) -> list[str]:
+    """`musegpt train-images` settings for a run of a few seconds on the CPU."""
+    settings = [f"n_layer={layers}", "n_head=2", f"n_embd={width}", f"batch_size={batch_size}"]
+    settings += [f"max_iters={steps}", f"eval_interval={max(1, steps // 2)}", "eval_iters=1"]
+    return [*settings, "dtype=float32", "device=cpu"]
+
+
 def continued_records(
     tmp_path_factory: pytest.TempPathFactory,
     tiny: ImageModel,
@@ -66,17 +73,25 @@ def continued_records(
     from musegpt.data.dataset import PreparedCorpus
 
     base = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
-    settings = ["n_layer=2", "n_head=2", "n_embd=32", f"batch_size={batch_size}"]
-    settings += [f"max_iters={steps}", f"eval_interval={max(1, steps // 2)}", "eval_iters=1"]
-    settings += ["dtype=float32", "device=cpu"]
     args = ["train-images", str(folder), "--out", str(out), "--from", str(base), option]
-    result = CliRunner().invoke(app, [*args, *settings])
+    result = CliRunner().invoke(app, [*args, *tiny_settings(batch_size, steps)])
     assert result.exit_code == 0, result.output
     records = PreparedCorpus.open(out / "records")
     assert records.tokenizer.to_dict() == tiny.tokenizer.to_dict()  # the base's tokenizer
     ids = np.fromfile(out / "records" / "train.bin", dtype=records.manifest["dtype"])
     rows = ids.reshape(-1, tiny.tokenizer.record_length)[:, : tiny.tokenizer.caption_length]
     return records.manifest, [tiny.tokenizer.decode(row.tolist()) for row in rows]
+
+
+def scorer_command(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, run: Path
+) -> list[str]:
+    """`musegpt train-scorer` on the tiny model's pictures, storing into a copy of the tiny
+    model in `tmp_path` (settings for a run of a few steps follow)."""
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
+    model_file = tmp_path / "model.safetensors"
+    model_file.write_bytes((base / "run" / "best" / "model.safetensors").read_bytes())
+    return ["train-scorer", str(base / "pictures"), "--model", str(model_file), "--out", str(run)]
 
 
 def scoring_image_model(tmp_path_factory: pytest.TempPathFactory) -> ImageModel:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from images_helpers import continued_records, tiny_image_model
+from images_helpers import continued_records, tiny_image_model, tiny_settings
 from PIL import Image, ImageDraw
 
 from musegpt.images import ImageModel
@@ -93,8 +93,7 @@ def test_train_images_sets_the_tokenizer_shape_from_the_command_line(
     from musegpt.images import load_image_model
 
     folder = tmp_path_factory.getbasetemp() / "tiny-image-model" / "pictures"
-    settings = ["n_layer=1", "n_head=2", "n_embd=16", "batch_size=4", "max_iters=2"]
-    settings += ["eval_interval=2", "eval_iters=1", "dtype=float32", "device=cpu"]
+    settings = tiny_settings(batch_size=4, steps=2, layers=1, width=16)
     shape = ["--resolution", "16", "--patch", "4", "--codebook", "8"]
     out = tmp_path / "run"
     command = ["train-images", str(folder), "--out", str(out), *shape, *settings]

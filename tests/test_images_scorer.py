@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from images_helpers import COLOURS, circles, scoring_image_model
+from images_helpers import COLOURS, circles, scorer_command, scoring_image_model
 from typer.testing import CliRunner
 
 from musegpt.cli.app import app
@@ -49,15 +49,12 @@ def test_rerank_keeps_the_candidate_the_scorer_likes_best(scoring: ImageModel) -
 def test_train_scorer_stores_a_scorer_the_model_then_draws_with(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, scoring: ImageModel
 ) -> None:
-    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
-    model_file = tmp_path / "model.safetensors"
-    model_file.write_bytes((base / "run" / "best" / "model.safetensors").read_bytes())
-    args = ["train-scorer", str(base / "pictures"), "--model", str(model_file),
-            "--out", str(tmp_path / "run"), "steps=3", "batch_size=4", "variants=1"]  # fmt: skip
+    args = scorer_command(tmp_path_factory, tmp_path, tmp_path / "run")
+    args += ["steps=3", "batch_size=4", "variants=1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "no validation split" in result.output and "stored in" in result.output
-    assert load_image_model(model_file).scorer is not None
+    assert load_image_model(tmp_path / "model.safetensors").scorer is not None
     # a bad setting is one line naming it, not a traceback
     bad = CliRunner().invoke(app, [*args[:7], "stepz=3"])
     assert bad.exit_code != 0 and "unknown scorer setting(s): stepz" in bad.output
@@ -79,12 +76,9 @@ def test_train_scorer_resumes_from_its_checkpoint(
 ) -> None:
     import torch
 
-    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
-    model_file = tmp_path / "model.safetensors"
-    model_file.write_bytes((base / "run" / "best" / "model.safetensors").read_bytes())
     run = tmp_path / "run"
-    args = ["train-scorer", str(base / "pictures"), "--model", str(model_file),
-            "--out", str(run), "batch_size=4", "variants=1", "checkpoint_every=1"]  # fmt: skip
+    args = scorer_command(tmp_path_factory, tmp_path, run)
+    args += ["batch_size=4", "variants=1", "checkpoint_every=1"]
     first = CliRunner().invoke(app, [*args, "steps=2"])
     assert first.exit_code == 0, first.output
     assert torch.load(run / "scorer-last.pt", weights_only=False)["step"] == 2
