@@ -1171,6 +1171,7 @@ LABEL_LINES: dict[Lang, list[str]] = {
 
 
 SENTENCE_DONE = re.compile(f"(?:{SENTENCE_END.pattern})\\s*\\Z")  # text ending a sentence
+DONE_TAIL = 16  # characters of a draft's end looked at for it (it runs after every token)
 
 
 class Stall:
@@ -1185,7 +1186,8 @@ class Stall:
         self.kept = self.grown_at = self.looked_at = 0
 
     def __call__(self, raw: str) -> bool:
-        if self.full is not None and self.kept >= self.full and SENTENCE_DONE.search(raw):
+        full = self.full is not None and self.kept >= self.full
+        if full and SENTENCE_DONE.search(raw[-DONE_TAIL:]):
             return True
         if len(raw) - self.looked_at < STALL_EVERY[self.lang]:
             return False
