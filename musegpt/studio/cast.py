@@ -27,10 +27,12 @@ from musegpt.generation.processors import BanInText
 from musegpt.studio.plan_checks import keywords
 from musegpt.studio.text import Lang
 
+CHECKS = ("name", "surname", "alike", "gender", "age", "role")  # a `CastFault.check`
+
 
 @dataclass(frozen=True)
 class CastFault:
-    check: str  # which check refused: name, surname, alike, gender, age, role
+    check: str  # which of CHECKS refused
     reason: str  # what a retry is for and what the final error says
     at: int  # where in the line the fault begins (taken back from there while drawing)
 

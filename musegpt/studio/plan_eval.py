@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from musegpt.fileio import atomic_write_text
+from musegpt.studio.cast import CHECKS
 from musegpt.studio.story import StoryProject, check_premise, plan_bible, plan_outline
 from musegpt.studio.story_eval import (
     load_rows,
@@ -33,7 +34,6 @@ from musegpt.studio.text import Lang
 
 PLAN_TABLE_START, PLAN_TABLE_END = "<!-- eval plans: start -->", "<!-- eval plans: end -->"
 BIBLE_FIELDS = ("title", "setting", "style", "characters", "synopsis")
-CAST_CHECKS = ("name", "surname", "alike", "gender", "age", "role")
 CAST_KEYS = ("cast taken back", "cast")  # their counts' keys in a plan's redraws
 
 
@@ -139,7 +139,7 @@ def plan_table(rows: list[dict[str, Any]]) -> str:
                 f"  cast {check}: taken back / lines refused": "{} / {}".format(
                     *(sum(r["redraws"].get(f"{k}: {check}", 0) for r in mine) for k in CAST_KEYS)
                 )
-                for check in CAST_CHECKS
+                for check in CHECKS
             },
             "model calls per plan": mean([r["calls"] for r in mine], 1),
             "seconds per plan (wall)": mean([r["seconds"] for r in mine], 1),
