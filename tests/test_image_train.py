@@ -1,6 +1,6 @@
 """Training records of an image model: left-right flips of mirrorable pictures (`--flip`),
-with a continued run keeping its base model's tokenizer, on the tiny real circle model the
-other picture tests share."""
+pictures moved by a few pixels (`--shift`), with a continued run keeping its base model's
+tokenizer, on the tiny real circle model the other picture tests share."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from images_helpers import continued_records, tiny_image_model, tiny_settings
 from PIL import Image, ImageDraw
 
 from musegpt.images import ImageModel
-from musegpt.images.train import Picture, encode_records, mirrorable
+from musegpt.images.train import Picture, encode_records, mirrorable, shift_offset
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,38 @@ def test_flip_adds_each_mirrorable_picture_mirrored_with_its_captions(tiny: Imag
         original, reversed_columns = drawn.reshape(grid, grid), flip.reshape(grid, grid)
         assert (reversed_columns == original[:, ::-1]).all()
         assert (reversed_columns != original).any()
+
+
+def test_shift_adds_every_picture_again_moved_on_white_with_its_captions(
+    tiny: ImageModel,
+) -> None:
+    tokenizer = tiny.tokenizer
+    pixels = np.full((2, 8, 8, 3), 255, dtype=np.uint8)
+    pixels[:, 2:6, 0:3] = (255, 0, 0)  # a red block on the left
+    pictures = [picture("a red circle"), picture("a red circle pointing left")]
+    flipped = encode_records(tokenizer, pictures, pixels, flip=True)
+    moved = encode_records(tokenizer, pictures, pixels, flip=True, shift=2)
+    # every record again (the mirrored ones too), after the unshifted ones
+    assert len(moved) == 2 * len(flipped)
+    assert (moved[: len(flipped)] == flipped).all()
+    start = tokenizer.caption_length + 1
+    assert (moved[len(flipped) :, :start] == flipped[:, :start]).all()  # the same captions
+    grid, white = tokenizer.grid, tokenizer.encode_pixels(pixels[:1, :1, :1])[0, 0]
+    first = len(encode_records(tokenizer, pictures[:1], pixels[:1]))
+    dy, dx = shift_offset(pictures[0], 2)
+    assert (dy, dx) != (0, 0) and max(abs(dy), abs(dx)) <= 2
+    original = flipped[0, start:].reshape(grid, grid)
+    for record in moved[len(flipped) : len(flipped) + first]:
+        # 1x1 patches: the grid itself moves by (dy, dx), white comes in at the edges
+        expected = np.full_like(original, white)
+        expected[max(dy, 0) : grid + min(dy, 0), max(dx, 0) : grid + min(dx, 0)] = original[
+            max(-dy, 0) : grid + min(-dy, 0), max(-dx, 0) : grid + min(-dx, 0)
+        ]
+        assert (record[start:].reshape(grid, grid) == expected).all()
+    # a mirror image moves by its own offset, fixed by the picture
+    assert shift_offset(pictures[0], 2) == (dy, dx)
+    offsets = {shift_offset(picture(f"p{i}"), 2, salt) for i in range(40) for salt in ("", "/m")}
+    assert len(offsets) > 10 and (0, 0) not in offsets
 
 
 def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
@@ -114,6 +146,7 @@ def test_train_images_sets_the_tokenizer_shape_from_the_command_line(
         (["--resolution", "30", "--patch", "4"], "patch must divide the resolution 30"),
         (["--resolution", "1000"], "resolution must be between"),
         (["--codebook", "1"], "codebook must be between"),
+        (["--shift", "16"], "shift must be between 0 and 15 pixels"),
         (["--resolution", "16", "--from", "BASE"], "keeps the one it started with"),
     ],
 )

@@ -126,6 +126,10 @@ def train_images_command(
     flip: Annotated[
         bool, typer.Option("--flip", help="Also train on mirrorable pictures flipped.")
     ] = False,
+    shift: Annotated[
+        int,
+        typer.Option(min=0, help="Also train on every picture moved by up to N pixels (0: no)."),
+    ] = 0,
     resolution: Annotated[
         int | None,
         typer.Option(help="Pictures are shrunk to this many pixels square (default 32)."),
@@ -151,7 +155,7 @@ def train_images_command(
                     "--resolution, --patch and --codebook set a new tokenizer; a run with "
                     "--from or --resume keeps the one it started with: drop them"
                 )
-            settings = TokenizerSettings(tag_captions=tags, flip=flip, **given)
+            settings = TokenizerSettings(tag_captions=tags, flip=flip, shift=shift, **given)
             cfg = load_config(config, overrides or [])
             best = train_image_model(
                 data, out, cfg, guidance=guidance, resume=resume, base=base, settings=settings

@@ -66,6 +66,10 @@ class TokenizerSettings:
     # Training records also show each mirrorable picture flipped left to right, with the
     # same captions (see `mirrorable`): twice the pictures for the same corpus.
     flip: bool = False
+    # Training records also show every picture (mirrored ones too) once more, moved by up to
+    # this many pixels each way (see `shifted`): a picture tokenised on other patch
+    # boundaries, so repeating it is less a replay of the same tokens. 0: none.
+    shift: int = 0
 
     def __post_init__(self) -> None:
         if not MIN_RESOLUTION <= self.resolution <= MAX_RESOLUTION:
@@ -81,6 +85,11 @@ class TokenizerSettings:
         if not 2 <= self.codebook_size <= MAX_CODEBOOK:
             raise ValueError(
                 f"codebook must be between 2 and {MAX_CODEBOOK} entries (got {self.codebook_size})"
+            )
+        if not 0 <= self.shift < self.resolution // 2:
+            raise ValueError(
+                f"shift must be between 0 and {self.resolution // 2 - 1} pixels at resolution "
+                f"{self.resolution} (got {self.shift})"
             )
 
 
@@ -176,6 +185,31 @@ def with_mirrors(pixels: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.concatenate([pixels, np.ascontiguousarray(pixels[:, :, ::-1])])
 
 
+def shift_offset(picture: Picture, max_shift: int, salt: str = "") -> tuple[int, int]:
+    """The (rows, columns) a picture is moved by for `shift`: each in -max_shift..max_shift,
+    not both 0, fixed by the picture (and `salt`, so its mirror image moves otherwise)."""
+    side = 2 * max_shift + 1
+    digest = hashlib.blake2b(f"{picture.id or picture.path.name}/shift{salt}".encode()).digest()
+    # one of the side*side - 1 offsets other than (0, 0)
+    index = int.from_bytes(digest[:4], "little") % (side * side - 1)
+    index += index >= (side * side) // 2
+    return index // side - max_shift, index % side - max_shift
+
+
+def shifted(
+    pixels: np.ndarray[Any, Any], offsets: Sequence[tuple[int, int]]
+) -> np.ndarray[Any, Any]:
+    """Each picture of `pixels` (N, H, W, 3) moved by its (rows, columns) offset, on white
+    (pictures are composited on white; what moves out of the square is lost)."""
+    out = np.full_like(pixels, 255)
+    size = pixels.shape[1]
+    for picture, source, (dy, dx) in zip(out, pixels, offsets, strict=True):
+        picture[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = source[
+            max(-dy, 0) : size + min(-dy, 0), max(-dx, 0) : size + min(-dx, 0)
+        ]
+    return out
+
+
 def encode_records(
     tokenizer: ImageTokenizer,
     pictures: Sequence[Picture],
@@ -183,20 +217,27 @@ def encode_records(
     *,
     with_tags: bool = False,
     flip: bool = False,
+    shift: int = 0,
 ) -> np.ndarray[Any, Any]:
     """(records, record_length) token ids: each picture once per caption (and, `with_tags`,
     once per language with its tags as the caption), and captionless for one picture in
     UNCONDITIONAL_EVERY; with `flip`, the mirrorable pictures again, flipped left to right,
-    with the same captions (after all the unflipped records)."""
-    image_ids = tokenizer.encode_pixels(pixels)
-    records = _picture_records(tokenizer, pictures, image_ids, with_tags)
-    if flip:
-        chosen = [i for i, picture in enumerate(pictures) if mirrorable(picture)]
-        if chosen:
-            mirrored = tokenizer.encode_pixels(np.ascontiguousarray(pixels[chosen, :, ::-1]))
-            records += _picture_records(
-                tokenizer, [pictures[i] for i in chosen], mirrored, with_tags
-            )
+    with the same captions (after all the unflipped records); with `shift`, all of those
+    pictures again, each moved by up to `shift` pixels each way (`shift_offset`)."""
+    chosen = [i for i, picture in enumerate(pictures) if mirrorable(picture)] if flip else []
+    # (pictures, their pixels, the salt of their shift) of each kind of record
+    kinds = [(list(pictures), pixels, "")]
+    if chosen:
+        mirrors = np.ascontiguousarray(pixels[chosen, :, ::-1])
+        kinds.append(([pictures[i] for i in chosen], mirrors, "/mirror"))
+    if shift:
+        kinds += [
+            (shown, shifted(seen, [shift_offset(p, shift, salt) for p in shown]), salt)
+            for shown, seen, salt in list(kinds)
+        ]
+    records: list[np.ndarray[Any, Any]] = []
+    for shown, seen, _ in kinds:
+        records += _picture_records(tokenizer, shown, tokenizer.encode_pixels(seen), with_tags)
     return np.asarray(records, dtype=np.int64).reshape(-1, tokenizer.record_length)
 
 
@@ -274,12 +315,19 @@ def build_records(
 def encoded_splits(
     tokenizer: ImageTokenizer, train: list[Picture], val: list[Picture], settings: TokenizerSettings
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """Training records with the settings' tags and flips; validation records plain (names
-    only, unflipped), so validation losses of runs with and without them compare."""
+    """Training records with the settings' tags, flips and shifts; validation records plain
+    (names only, unflipped, unmoved), so validation losses of runs with and without them
+    compare."""
     pixels = load_pixels(train, tokenizer.resolution)
-    options = {"with_tags": settings.tag_captions, "flip": settings.flip}
     return {
-        "train": encode_records(tokenizer, train, pixels, **options),
+        "train": encode_records(
+            tokenizer,
+            train,
+            pixels,
+            with_tags=settings.tag_captions,
+            flip=settings.flip,
+            shift=settings.shift,
+        ),
         "val": encode_records(tokenizer, val, load_pixels(val, tokenizer.resolution)),
     }
 
