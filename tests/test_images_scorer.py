@@ -87,3 +87,46 @@ def test_train_scorer_resumes_from_its_checkpoint(
     assert "resuming at step 2" in again.output
     assert torch.load(run / "scorer-last.pt", weights_only=False)["step"] == 4
     assert not list(run.glob(".scorer-last.pt.*"))  # no temporary left beside it
+
+
+def test_a_scorer_ranks_pictures_of_another_resolution_shrunk_to_its_own(
+    scoring: ImageModel,
+) -> None:
+    # a 64x64 model can rerank with a scorer trained on 32x32 pictures: here the tiny
+    # model's 8x8 scorer reads the circles enlarged to 16x16 as it reads them at 8x8
+    assert scoring.scorer is not None
+    pixels = np.stack([scoring.tokenizer.pixels(picture) for _, picture in circles()])
+    enlarged = pixels.repeat(2, axis=1).repeat(2, axis=2)
+    for colour in COLOURS:
+        caption = f"a {colour} circle"
+        same = scoring.scorer.similarity(caption, enlarged)
+        assert same.tolist() == pytest.approx(scoring.scorer.similarity(caption, pixels).tolist())
+
+
+def test_copy_scorer_needs_the_same_caption_tokenizer(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, scoring: ImageModel
+) -> None:
+    from PIL import Image
+
+    from musegpt.images.scorer import copy_scorer
+    from musegpt.images.train import train_tiny_image_model
+
+    base = tmp_path_factory.getbasetemp() / "tiny-image-model"
+    source = base / "scoring" / "model.safetensors"
+    same = tmp_path / "same.safetensors"
+    same.write_bytes((base / "run" / "best" / "model.safetensors").read_bytes())
+    assert load_image_model(same).scorer is None
+    copy_scorer(source, same)
+    copied = load_image_model(same).scorer
+    assert copied is not None and scoring.scorer is not None
+    pixels = np.stack([scoring.tokenizer.pixels(picture) for _, picture in circles()])
+    assert copied.similarity("a red circle", pixels).tolist() == pytest.approx(
+        scoring.scorer.similarity("a red circle", pixels).tolist()
+    )
+    # other captions, another caption tokenizer: refused, naming what to do instead
+    squares = [(f"{c} square {c} box", Image.new("RGB", (8, 8), c)) for c in ("teal", "pink")]
+    other = train_tiny_image_model(tmp_path / "other", squares)
+    with pytest.raises(ValueError, match=r"another tokenizer.*musegpt train-scorer --model"):
+        copy_scorer(source, other)
+    with pytest.raises(ValueError, match="keeps no caption-picture scorer"):
+        copy_scorer(other, same)

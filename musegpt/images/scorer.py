@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
@@ -182,8 +183,19 @@ class CaptionScorer:
         """Cosine similarity of `caption` with each picture of `pixels` (N, res, res, 3)."""
         with torch.inference_mode():
             text = self.model.encode_captions(self.caption_ids([caption]))
-            pictures = self.model.encode_pictures(torch.from_numpy(np.ascontiguousarray(pixels)))
+            pictures = self.model.encode_pictures(self.pictures(pixels))
             return (pictures @ text[0]).float()
+
+    def pictures(self, pixels: np.ndarray[Any, Any]) -> torch.Tensor:
+        """`pixels` (N, size, size, 3) at the scorer's resolution: a scorer trained on
+        32x32 pictures also ranks a 64x64 model's (shrunk, each 2x2 pixels averaged)."""
+        size = self.model.resolution
+        if pixels.shape[1:3] != (size, size):
+            pixels = np.stack(
+                [np.asarray(Image.fromarray(p).resize((size, size), Image.Resampling.BOX))
+                 for p in pixels]
+            )  # fmt: skip
+        return torch.from_numpy(np.ascontiguousarray(pixels))
 
     def matrix(
         self, captions: Sequence[str], pixels: np.ndarray[Any, Any], chunk: int = 512
@@ -192,7 +204,7 @@ class CaptionScorer:
         with torch.inference_mode():
             text = self.model.encode_captions(self.caption_ids(captions))
             parts = [
-                self.model.encode_pictures(torch.from_numpy(np.ascontiguousarray(part)))
+                self.model.encode_pictures(self.pictures(part))
                 for part in (pixels[i : i + chunk] for i in range(0, len(pixels), chunk))
             ]
             return text @ torch.cat(parts).T
@@ -216,3 +228,31 @@ def store_scorer(model_file: str | Path, scorer: CaptionPictureScorer) -> None:
         meta.pop(own, None)
     meta[SCORER_KEY] = scorer.to_metadata()
     save_model(Path(model_file), gpt, tokenizer, meta)
+
+
+def copy_scorer(source_file: str | Path, model_file: str | Path) -> None:
+    """Keep the scorer of image model file `source_file` in `model_file` too: a scorer reads
+    captions with its model's caption tokenizer, so both must have the same one (pictures of
+    another resolution are shrunk or enlarged to the scorer's, see `CaptionScorer.pictures`)."""
+    from musegpt.model.io import read_metadata
+
+    meta = read_metadata(source_file)
+    if SCORER_KEY not in meta:
+        raise ValueError(f"{source_file} keeps no caption-picture scorer to copy")
+    source, target = (_image_tokenizer(f) for f in (source_file, model_file))
+    if source.text.to_json() != target.text.to_json():
+        raise ValueError(
+            f"{model_file} reads captions with another tokenizer than {source_file}, so its "
+            f"scorer would misread them: train one with `musegpt train-scorer --model {model_file}`"
+        )
+    store_scorer(model_file, CaptionPictureScorer.from_metadata(meta[SCORER_KEY]))
+
+
+def _image_tokenizer(model_file: str | Path) -> ImageTokenizer:
+    from musegpt.model.io import read_metadata
+    from musegpt.tokenizer.base import tokenizer_from_json
+
+    tokenizer = tokenizer_from_json(read_metadata(model_file)["tokenizer"])
+    if not isinstance(tokenizer, ImageTokenizer):
+        raise ValueError(f"{model_file} is a text model, not an image model")
+    return tokenizer
