@@ -124,6 +124,34 @@ def test_draw_returns_n_rgb_pictures_of_the_size_and_is_seeded(tiny: ImageModel)
     assert len(guided) == 2
 
 
+def test_half_precision_storage_halves_the_weights_and_still_draws(
+    tiny: ImageModel, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from musegpt.images.train import store_half_precision
+    from musegpt.model.io import read_metadata
+
+    source = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
+    half = tmp_path / "half.safetensors"
+    shutil.copy(source / "model.safetensors", half)
+    set_drawing_defaults(half, 2.0, 0.5, 4)
+    store_half_precision(half)
+    assert {t.dtype for t in load_file(str(half)).values()} == {torch.float16}
+    # the drawing defaults (all the file's metadata) are kept
+    assert read_metadata(half)["image_guidance"] == "2"
+    assert half.stat().st_size < 0.6 * (source / "model.safetensors").stat().st_size
+    model = load_image_model(half)
+    assert (model.guidance, model.temperature, model.top_k) == (2.0, 0.5, 4)
+    for kept, full in zip(model.gpt.parameters(), tiny.gpt.parameters(), strict=True):
+        assert kept.dtype == torch.float32  # loaded back to float32, rounded to float16
+        assert torch.equal(kept, full.half().float())
+    (red,) = model.draw("a red circle", size=32, seed=1, temperature=0)
+    r, g, b = mean_colour(red)
+    assert r > 150 and b < 100, (r, g, b)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from musegpt.data.dataset import MANIFEST, TOKENIZER, PreparedCorpus, token_dtype
-from musegpt.fileio import atomic_write_text
+from musegpt.fileio import atomic_write, atomic_write_text
 from musegpt.images.model import (
     GUIDANCE_KEY,
     LAYOUT_KEY,
@@ -410,6 +410,22 @@ def set_drawing_defaults(
         LAYOUT_KEY: f"{layout_temperature_ratio:g}",
     }
     save_model(model_file, gpt, tokenizer, {**meta, **defaults})
+
+
+def store_half_precision(model_file: str | Path) -> None:
+    """Rewrite `model_file` with its weights as float16 (half the bytes; loading makes them
+    float32 again, as every MuseGPT model runs). The last step before shipping: any later
+    rewrite of the file (`set_drawing_defaults`, storing grids or a scorer) saves float32."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from musegpt.model.io import read_metadata, resolve_model_file
+
+    file = resolve_model_file(model_file)
+    meta = read_metadata(file)
+    state = {k: v.to(torch.float16) if v.is_floating_point() else v
+             for k, v in load_file(str(file)).items()}  # fmt: skip
+    atomic_write(file, lambda path: save_file(state, str(path), metadata=meta))
 
 
 TINY = {
