@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
+from functools import cache
+from importlib import resources
 
 from musegpt.studio.text import (
     HAN,
@@ -139,6 +141,44 @@ def keywords(text: str, lang: Lang) -> set[str]:
         return {p for p in pairs if not set(p) & HAN_FUNCTION}
     words = re.findall(r"[a-z][a-z'-]+", text.lower())
     return {w for w in words if len(w) >= 3 and w not in STOPWORDS}
+
+
+# jieba's parts of speech for what a sentence is about: nouns (n, ns, nz…, not nr: a name),
+# places (s), verbal and adjectival nouns (vn, an: 幸福); not verbs (a nudged 回到 began
+# every paragraph of a chapter: "周大海回到家…周大海回到这天…"), nor 这下, 已经, 起来.
+THING_TAGS = re.compile(r"^(?:n(?!r)|s$|vn|an)")
+LONGEST_WORD = 4
+
+
+@cache
+def word_tags() -> dict[str, str]:
+    """jieba's dictionary as word -> part of speech (words of two to four characters)."""
+    text = (resources.files("jieba") / "dict.txt").read_text(encoding="utf-8")
+    tags = {}
+    for line in text.splitlines():
+        word, _, rest = line.partition(" ")
+        if 2 <= len(word) <= LONGEST_WORD:
+            tags[word] = rest.rpartition(" ")[2]
+    return tags
+
+
+def things(text: str, lang: Lang) -> set[str]:
+    """What `text` is about: English, its keywords; Chinese, the nouns and places of
+    its words (longest dictionary match; the character pairs of `keywords` hold 这下, 就笑)."""
+    if lang != "zh":
+        return keywords(text, lang)
+    tags, found = word_tags(), set()
+    for run in re.findall(r"[\u4e00-\u9fff]+", text):
+        at = 0
+        while at < len(run):
+            size = next(
+                (n for n in range(LONGEST_WORD, 1, -1) if run[at : at + n] in tags), 1
+            )  # fmt: skip
+            word = run[at : at + size]
+            if size > 1 and THING_TAGS.match(tags[word]):
+                found.add(word)
+            at += size
+    return found
 
 
 def stem(word: str) -> str:
@@ -308,6 +348,13 @@ def check_beat(
     if any(says_again(beat, other, lang) for other in earlier):
         return "the beat repeats an earlier one"
     return None
+
+
+def check_step(step: str, lang: Lang, anchors: Iterable[str], earlier: Sequence[str]) -> str | None:
+    """A chapter's step is checked as a beat is: a sentence naming a character, the premise
+    or the beat's things, unlike the steps before it (and the example's)."""
+    reason = check_beat(step, lang, anchors, earlier)
+    return None if reason is None else reason.replace("beat", "step")
 
 
 def says_again(text: str, other: str, lang: Lang) -> bool:

@@ -100,6 +100,9 @@ class Scene:
     beat: str
     text: str = ""
     summary: str = ""
+    # What happens in the chapter, in order: a sentence each, drawn before its text (a
+    # story.json written before steps existed has none: its chapters are written without).
+    steps: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -311,6 +314,7 @@ SCENE_NOTES = {
 }
 SO_FAR = {"en": "Story so far: ", "zh": "前情提要："}
 NEXT = {"en": "This chapter: ", "zh": "本章内容："}
+STEP_LABEL = {"en": "This part: ", "zh": "这一段："}
 PREVIOUSLY = {"en": "The previous chapter ended:\n", "zh": "上一章的结尾：\n"}
 
 
@@ -350,8 +354,8 @@ def chinese_number(n: int) -> str:
 # Line starts that mean the model began another chapter or another set of notes.
 SCENE_LABELS = [
     "Chapter ", "CHAPTER ", "# ", "## ", "This chapter:", "Story so far:", "Notes for",
-    "Premise:", "Setting:", "Style:", "本章内容：", "前情提要：", "写作笔记", "前提：", "背景：",
-    "文风：",
+    "Premise:", "Setting:", "Style:", "This part:", "本章内容：", "这一段：", "前情提要：",
+    "写作笔记", "前提：", "背景：", "文风：",
     *(f"第{chinese_number(n)}章" for n in range(1, 100)), *(f"第{n}章" for n in range(1, 100)),
 ]  # fmt: skip
 
@@ -755,6 +759,10 @@ def says_any(words: Collection[str], lang: Lang, text: str) -> bool:
     return bool(checks.mentions(text, words, lang))
 
 
+def says_some(words: Collection[str], lang: Lang, least: int, text: str) -> bool:
+    return len(checks.mentions(text, words, lang)) >= least
+
+
 def first_sentence(text: str, lang: Lang) -> str:
     """The text up to its first sentence end once that holds a few words (else all)."""
     for end in SENTENCE_END.finditer(text):
@@ -1003,8 +1011,158 @@ def beat_ready(project: StoryProject, number: int) -> Callable[[str], bool]:
     return ready
 
 
-def scene_prompt(project: StoryProject, index: int) -> str:
-    """Everything the model needs for scene `index`, and nothing it does not."""
+# -- steps: a chapter's beat told in two or three things that happen ------------------------
+
+# Written for each language (not translated), about stories of their own: none of the plan
+# example's people or things, nor the premise set's.
+STEP_EXAMPLE = {
+    "en": (
+        "A novelist's notes: each chapter broken into steps, what happens next, one short "
+        "sentence each, naming who acts.\n\n"
+        "Story: a baker who can taste people's memories\n"
+        "Characters: Ines Moreno, Paul Gray\n"
+        "Chapter: Ines bakes bread for the widower and tastes his wedding day.\n"
+        "Steps:\n"
+        "1. Ines opens the bakery before dawn and finds Paul waiting at the door.\n"
+        "2. Paul eats a crumb of the warm loaf, and Ines tastes rain and wedding cake.\n"
+        "3. Ines sees his young wife laughing under an umbrella and has to sit down.\n\n"
+        "Story: a girl who trains a thunderstorm to follow her home\n"
+        "Characters: Wen Li, Grandpa Li\n"
+        "Chapter: Wen leads the storm across the dry fields to her grandfather's farm.\n"
+        "Steps:\n"
+        "1. Wen whistles at the dark cloud, and it drifts after her like a dog.\n"
+        "2. Grandpa Li runs out of the barn when the first drops hit his dead wheat.\n"
+        "3. Wen laughs as the storm rains only on their fields and nowhere else.\n\n"
+    ),
+    "zh": (
+        "小说家的写作笔记：把每一章拆成几步，按先后写清接下来发生什么，每步一句话，写明是谁在做。\n\n"
+        "故事：一个能尝出别人回忆的面包师\n"
+        "人物：何小满、老邱\n"
+        "本章：何小满给丧妻的老邱烤面包，尝到了他的婚礼。\n"
+        "步骤：\n"
+        "1. 何小满天没亮就开了店门，看见老邱已经等在门口。\n"
+        "2. 老邱掰下一块热面包，何小满嘴里忽然有了雨水和喜糖的味道。\n"
+        "3. 何小满看见年轻的新娘在伞下笑，手一软坐在了面粉袋上。\n\n"
+        "故事：一个把雷雨云领回家的女孩\n"
+        "人物：李小禾、李爷爷\n"
+        "本章：李小禾领着雷雨云穿过旱地，回到爷爷的农场。\n"
+        "步骤：\n"
+        "1. 李小禾冲着乌云吹了声口哨，乌云像小狗一样跟在她身后。\n"
+        "2. 第一滴雨落在枯黄的麦苗上，李爷爷从草棚里跑了出来。\n"
+        "3. 雨只下在他们家的地里，李小禾笑得直拍手。\n\n"
+    ),
+}
+STEP_LABELS = {
+    "en": {"story": "Story:", "characters": "Characters:", "chapter": "Chapter:",
+           "steps": "Steps:"},
+    "zh": {"story": "故事：", "characters": "人物：", "chapter": "本章：", "steps": "步骤："},
+}  # fmt: skip
+# The step examples' own things: a step that names one the story does not is the example.
+STEP_MARKS: dict[Lang, list[str]] = {
+    "en": ["Ines", "Moreno", "Paul Gray", "baker", "bakery", "widower", "wedding", "crumb",
+           "loaf", "Wen Li", "Grandpa", "thunderstorm", "wheat", "barn", "umbrella"],
+    "zh": ["何小满", "老邱", "面包", "喜糖", "新娘", "面粉", "李小禾", "李爷爷", "雷雨云",
+           "乌云", "口哨", "麦苗", "草棚", "旱地"],
+}  # fmt: skip
+STEP_TOKENS = 40
+STEP_TRIES = 3  # a step is a help: a chapter whose steps all fail is written from its beat
+# Words (Chinese: characters) a step holds at least before it may end.
+STEP_LEAST: dict[Lang, int] = {"en": 6, "zh": 10}
+# The runs of the beat's words (Chinese: characters) a step may not copy, names and the
+# premise's words aside.
+STEP_RUN: dict[Lang, tuple[int, int]] = {"en": (4, 3), "zh": (4, 3)}
+# Tokens a chapter takes per step: the README's 450-token chapters get three steps, the
+# eval's 160-token ones two.
+STEP_EVERY = 150
+MOST_STEPS = 3
+
+
+def step_count(tokens: int) -> int:
+    """How many steps a chapter of `tokens` tokens is told in: two or three."""
+    return max(2, min(MOST_STEPS, tokens // STEP_EVERY))
+
+
+def example_steps(lang: Lang) -> list[str]:
+    lines = STEP_EXAMPLE[lang].split("\n")
+    return [line.partition(". ")[2] for line in lines if re.match(r"\d+\. ", line)]
+
+
+def step_prompt(project: StoryProject, scene: Scene) -> str:
+    """The few-shot prompt a chapter's steps are drawn after (the steps so far included)."""
+    assert project.bible is not None
+    lang, labels = project.lang, STEP_LABELS[project.lang]
+    comma = "、" if lang == "zh" else ", "
+    names = comma.join(c.name for c in project.bible.relevant(scene.beat))
+    space = "" if lang == "zh" else " "
+    shown = "".join(f"{i}. {step}\n" for i, step in enumerate(scene.steps, 1))
+    return (
+        STEP_EXAMPLE[lang]
+        + f"{labels['story']}{space}{project.premise}\n{labels['characters']}{space}{names}\n"
+        + f"{labels['chapter']}{space}{scene.beat}\n{labels['steps']}\n{shown}"
+    )
+
+
+def step_leads(project: StoryProject, beat: str) -> list[str]:
+    """The names the steps begin with, in turn: the characters the beat names, in its
+    order (the protagonist when it names none)."""
+    assert project.bible is not None
+    said = []
+    for character in project.bible.characters:
+        found = [(beat.find(key), -len(key), key) for key in character.keys if key in beat]
+        said += [min(found)] if found else []
+    return [key for _, _, key in sorted(said)] or [protagonist_lead(project)]
+
+
+def plan_steps(writer: Writer, project: StoryProject, index: int) -> None:
+    """Chapter `index`'s steps, drawn one at a time after a few-shot prompt and checked
+    like beats (a sentence naming a character, the premise or the beat's things, unlike
+    the steps before it and the examples'), each saved as soon as it is kept. A step that
+    no draw passes ends the list: the chapter is told in the steps kept (none: from its
+    beat, as before steps)."""
+    assert project.bible is not None
+    scene, lang = project.scenes[index], project.lang
+    known = anchors(project.premise, lang, project.bible.characters)
+    known |= beat_things(project, scene.beat)
+    leads = step_leads(project, scene.beat)
+    avoid = [
+        *foreign_marks(lang, f"{project.premise}\n{scene.beat}", STEP_MARKS),
+        *foreign_marks(lang, project.premise),
+        checks.LIST_NUMBER, checks.SELF_REPEAT[lang], checks.PLAN_LABEL,
+    ]  # fmt: skip
+    names = [key for c in project.bible.characters for key in c.keys]
+    # A step tells something the beat does not say yet, in its own words (seen: "周大海回到家，
+    # 看见阿铁在海里上天不亮" from the beat's "天不亮就出海"), and not an earlier step again.
+    copied = echo_outside([scene.beat], project.premise, names, *STEP_RUN[lang])
+    for number in range(len(scene.steps) + 1, step_count(project.scene_tokens) + 1):
+        told = [echo_outside(scene.steps, project.premise, names, *BEAT_RUN[lang])]
+        earlier = [*scene.steps, *example_steps(lang)]
+        check = partial(checks.check_step, lang=lang, anchors=known, earlier=earlier)
+
+        lead = leads[(number - 1) % len(leads)]
+        try:
+            step = draw(
+                writer,
+                step_prompt(project, scene) + f"{number}.",
+                STEP_TOKENS,
+                check,
+                f"step {number} of {CHAPTER[lang].format(n=index + 1)}",
+                tries=STEP_TRIES,
+                avoid_regex=[*avoid, copied, *(told if scene.steps else [])],
+                redraws=project.meta.setdefault("redraws", {}),
+                lead=" " + lead,
+                lead_from=0,
+                ready=whole_sentence(lang, STEP_LEAST[lang]),
+                until_kept=True,
+            )
+        except StudioError:
+            break
+        scene.steps.append(step)
+        project.save()
+
+
+def scene_prompt(project: StoryProject, index: int, step: str = "") -> str:
+    """Everything the model needs for scene `index` (with the `step` the text to come
+    tells), and nothing it does not."""
     assert project.bible is not None
     bible, lang = project.bible, project.lang
     scene = project.scenes[index]
@@ -1021,6 +1179,8 @@ def scene_prompt(project: StoryProject, index: int) -> str:
     if recent:
         cut = recent.find(" ") + 1 if lang == "en" and len(previous[-1].text) > RECENT_CHARS else 0
         prompt += PREVIOUSLY[lang] + "…" + recent[cut:] + "\n\n"
+    # Last, so the rounds of a chapter share the prompt before it (the engine's cache).
+    prompt += STEP_LABEL[lang] + step + "\n\n" if step else ""
     return prompt + CHAPTER[lang].format(n=index + 1) + "\n\n"
 
 
@@ -1208,6 +1368,20 @@ def beat_things(project: StoryProject, beat: str) -> set[str]:
     return checks.keywords(beat, project.lang) - checks.keywords(project.premise, project.lang)
 
 
+def step_things(project: StoryProject, step: str) -> set[str]:
+    """What a step in particular is about: its things (`checks.things`) that name no
+    character and no premise word ("周大海把阿铁的帽子扔在地上": 帽子, 扔, 地上)."""
+    assert project.bible is not None
+    lang = project.lang
+    names = [key for c in project.bible.characters for key in c.keys]
+    premise = checks.keywords(project.premise, lang)
+    found = checks.things(step, lang)
+    return {
+        t for t in found
+        if not any(t in n or n in t for n in names) and not checks.mentions(t, premise, lang)
+    }  # fmt: skip
+
+
 # A reader's or reviewer's talk inside a chapter, beyond what cleaning cuts (seen: "Now this
 # story has been turned into the movie…", "one of my favorite movies ever made!").
 READER_TALK: dict[Lang, str] = {
@@ -1356,23 +1530,55 @@ def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
     return checks.clean_chapter(tidy(draft, SCENE_LABELS), lang, earlier)
 
 
+def step_rules(writer: Writer, project: StoryProject, step: str, said: str = "") -> list[Favour]:
+    """The nudge a chapter's round gets from its step: the step's own things (its keywords
+    that are no name and no premise word: "工厂", "letter") raised until one is written in
+    the round (`said`: the round's text before this call)."""
+    things = step_things(project, step) if step and writer.steers else set()
+    if not things:
+        return []
+    lang = project.lang
+    # Until one of its things is written (two: a round went back to the same words to
+    # reach its second, "周大海回到…" in every paragraph).
+    enough = partial(says_some, things, lang, min(STEP_THINGS, len(things)))
+    written = partial(says_any, things, lang)
+    return [
+        Favour(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE, whole=True,
+               context=said, window=len(said) + ROUND_WINDOW, enough=enough)
+    ]  # fmt: skip
+
+
+# Logits added to the tokens that write one of a step's things while its round has not
+# written two: more than the premise's (`CHAPTER_NUDGE`: at 2.0 a round of 150 tokens named
+# none of "帽子, 地上, 摸到").
+STEP_NUDGE = 3.0
+STEP_THINGS = 1
+ROUND_WINDOW = 10_000  # characters: more than a round writes (a round is nudged once)
+# The runs of a step's words (Chinese: characters) its round may not copy.
+STEP_COPY: dict[Lang, tuple[int, int]] = {"en": (6, 6), "zh": (6, 6)}
+
+
 def write_scene(writer: Writer, project: StoryProject, index: int, candidates: int = 1) -> Scene:
-    """Chapter `index`: with `candidates` > 1, several drafts of its opening (of the whole
-    chapter where the backend decodes them in one batch) are drawn and the one that best
-    follows the beat and the premise is kept and continued. A draft stops when it has gone
-    on too long with nothing kept, or at the first sentence end once it holds the chapter's
-    target size; a chapter left far below its target is continued from
-    what was kept (bounded rounds, each call with its own derived seed)."""
+    """Chapter `index`, told step by step: its steps are drawn first (and kept in
+    story.json), then each round of the chapter is steered by its step (a paragraph the
+    step's character begins, the step's things nudged) and ends at the first sentence end
+    once the chapter holds that step's share of its target size. With `candidates` > 1,
+    several drafts of its opening (of the whole first round where the backend decodes them
+    in one batch) are drawn and the one that best follows the first step, the beat and the
+    premise is kept and continued. A draft stops when it has gone on too long with nothing
+    kept; a chapter left far below its target is continued from what was kept (bounded
+    rounds, each call with its own derived seed)."""
     assert project.bible is not None
     summarize_before(writer, project, index)
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
+    if not scene.steps:
+        plan_steps(writer, project, index)
     target = chapter_target(tokens, lang)  # its size: decoding stops at a sentence end past it
     chapter = CHAPTER[lang]
     stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter", "\nNotes for", "写作笔记", "\n\n\n"]
     # The program writes the chapter's first word: the name of the character its beat
     # is about (else the protagonist), so the chapter starts from its plan.
     lead = chapter_lead(project, index)
-    base = scene_prompt(project, index)
     earlier = "\n".join(s.text for s in project.scenes[:index])
     # No script-style "Name: words" lines, none of the example's own things, no talk
     # about the writing and no retelling.
@@ -1384,51 +1590,72 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     # "Jonah Reed\n\nAs he was…", the name left standing as a heading).
     after_name = [*bans, r"\A\s*[:：]", r"\A[ \t]*\n"]
     rest_bans = [*bans, r"\A\s*[:：]"]
+    protagonist = project.bible.characters[0].keys
+    names = [key for c in project.bible.characters for key in c.keys]
+    space = "" if lang == "zh" else " "
+    # Each round tells one step ("": the chapter's beat alone, for a chapter without steps).
+    rounds = scene.steps or [""]
 
     def clean(draft: str) -> str:
         return clean_draft(draft, lang, earlier)
 
-    def go_on(head: str, budget: int, avoid: list[str]) -> tuple[str, int]:
-        """`head` continued (streamed) until `budget` tokens or a stall; the whole draft
-        and the tokens decoded."""
-        stall = Stall(lambda r: clean(glue(head, r, lang)), lang, full=target)
+    def copied(step: str) -> list[str]:
+        """A round tells its step in its own words: no long run of the step's (names and
+        the premise aside; seen: a chapter that copied its steps one after the other)."""
+        return [echo_outside([step], project.premise, names, *STEP_COPY[lang])] if step else []
+
+    def go_on(
+        head: str, budget: int, avoid: list[str], step: int, said: str = ""
+    ) -> tuple[str, int]:
+        """`head` continued (streamed) until `budget` tokens, a stall, or a sentence end
+        once the chapter holds round `step`'s share of its target; the whole draft and the
+        tokens decoded."""
+        full = target * (step + 1) // len(rounds)
+        stall = Stall(lambda r: clean(glue(head, r, lang)), lang, full=full)
         # Nor the chapter's own sentences again (seen: a Chinese chapter going back to
         # its first sentence, the beat, after every paragraph).
         rest = writer.write(
-            base + head, budget, stop=stops, labels=SCENE_LABELS, stream=True,
-            avoid_regex=[*avoid, *retold(lang, head)], until=stall,
-            constraints=chapter_rules(writer, project, head, earlier),
+            scene_prompt(project, index, rounds[step]) + head, budget, stop=stops,
+            labels=SCENE_LABELS, stream=True, until=stall,
+            avoid_regex=[*avoid, *retold(lang, head), *copied(rounds[step])],
+            constraints=[
+                *chapter_rules(writer, project, head, earlier),
+                *step_rules(writer, project, rounds[step], said),
+            ],
         )  # fmt: skip
         return glue(head, rest, lang), writer.decoded
 
+    first = tokens // len(rounds)  # the first round's tokens
     if candidates <= 1:
-        writer.show(lead + ("" if lang == "zh" else " "))
-        raw, spent = go_on(lead, tokens, after_name)
+        writer.show(lead + space)
+        raw, spent = go_on(lead, first, after_name, 0)
     else:
-        # Whole chapters are drawn several times only where a batch of rows costs about one
+        # Whole rounds are drawn several times only where a batch of rows costs about one
         # row (a MuseGPT model: no bound on its batch). On llama.cpp a 2-row step costs
         # 1.35x a 1-row one (measured), so only the openings are drawn (in one batch of
         # `candidates` rows where it takes them): a chapter of 2 candidates costs about
         # 1.06x one draw, where whole chapters would cost 1.35x.
         batches = writer.engine.max_batch is None
-        opening = tokens if batches else max(tokens // OPENING_SHARE, 32)
+        opening = first if batches else min(max(tokens // OPENING_SHARE, 32), first)
         drafts = writer.write_many(
-            base + lead,
+            scene_prompt(project, index, rounds[0]) + lead,
             opening,
             candidates,
             stop=stops,
             labels=SCENE_LABELS,
-            banned_regex=[*writer.params.banned_regex, *after_name],
-            constraints=chapter_rules(writer, project, "", earlier),
+            banned_regex=[*writer.params.banned_regex, *after_name, *copied(rounds[0])],
+            constraints=[
+                *chapter_rules(writer, project, "", earlier),
+                *step_rules(writer, project, rounds[0]),
+            ],
         )
         drafts = [glue(lead, draft, lang) for draft in drafts]
-        protagonist = project.bible.characters[0].keys
-        things = beat_things(project, scene.beat)
+        # The beat's and the first step's own things count once more: a draft that names
+        # the protagonist and the premise but not the beat's suit or museum has drifted.
+        things = beat_things(project, scene.beat) | step_things(project, rounds[0])
 
         def fit(draft: str) -> float:
             text = clean(draft)
-            # The beat's own things count once more: a draft that names the protagonist
-            # and the premise but not the beat's suit or museum has drifted from it.
             found = len(checks.mentions(text, things, lang)) / max(len(things), 1)
             return found + checks.chapter_fit(
                 text, lang, protagonist, scene.beat, project.premise,
@@ -1438,7 +1665,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         raw = max(drafts, key=fit)
         spent = opening  # about: each draft was decoded to its stop or its tokens
         hero_named = any(k in clean(raw) for k in protagonist)
-        if opening < tokens and raw and not hero_named and checks.finished(end_cleanly(raw)):
+        if opening < first and raw and not hero_named and checks.finished(end_cleanly(raw)):
             # The chapter goes on with a paragraph the protagonist begins (the program
             # writes the name): an opening led by the beat's other character rarely came
             # back to them (seen: 7 of 36 chapters without the protagonist).
@@ -1448,10 +1675,23 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
             avoid = rest_bans
         writer.show(raw)
-        if opening < tokens and raw:
-            raw, more = go_on(raw + joint, tokens - opening, avoid)
+        if opening < first and raw:
+            raw, more = go_on(raw + joint, first - opening, avoid, 0, said=raw)
             spent += more
     text = clean(raw)
+    for step in range(1, len(rounds)):
+        left = tokens - spent
+        if left < FILL_LEAST:
+            break
+        # The round begins a paragraph with its step's character (the protagonist's name
+        # while the chapter has not said it), from what was kept to its last whole sentence.
+        hero_named = any(k in text for k in protagonist)
+        name = beat_lead(project, rounds[step]) if hero_named else protagonist_lead(project)
+        head = end_cleanly(text) + "\n\n" + name if text else lead
+        writer.show("\n\n" + name + space if text else lead + space)
+        raw, more = go_on(head, left // (len(rounds) - step), after_name, step)
+        spent += more
+        text = clean(raw)
     for _ in range(FILL_ROUNDS):
         size, left = checks.size(text, lang), tokens - spent
         spare = tokens * 5 // 4 - spent  # past its tokens, a quarter again at most
@@ -1461,9 +1701,9 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         # What was kept, to its last whole sentence, goes on in a new paragraph (with
         # nothing kept, the chapter is begun again from its lead).
         head = end_cleanly(text) + "\n\n" if text else lead
-        writer.show("\n\n" if text else "\n\n" + lead + ("" if lang == "zh" else " "))
+        writer.show("\n\n" if text else "\n\n" + lead + space)
         budget = max(left, min(tokens // 4, spare), FILL_LEAST)
-        draft, more = go_on(head, budget, rest_bans if text else after_name)
+        draft, more = go_on(head, budget, rest_bans if text else after_name, len(rounds) - 1)
         spent += more
         text = clean(draft)
     scene.text = end_cleanly(text)
