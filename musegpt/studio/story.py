@@ -28,7 +28,14 @@ from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import BanInText, LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.cast import Cast, CastRule, line_fault
-from musegpt.studio.plan_rules import EndWhenReady, Favour, NameFirst, echo_outside, phrase_pairs
+from musegpt.studio.plan_rules import (
+    EndWhenReady,
+    Favour,
+    NameFirst,
+    Spell,
+    echo_outside,
+    phrase_pairs,
+)
 from musegpt.studio.retell_guard import (
     RETOLD_SENTENCES,
     RUN,
@@ -1530,7 +1537,9 @@ def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
     return checks.clean_chapter(tidy(draft, SCENE_LABELS), lang, earlier)
 
 
-def step_rules(writer: Writer, project: StoryProject, step: str, said: str = "") -> list[Favour]:
+def step_rules(
+    writer: Writer, project: StoryProject, step: str, said: str = ""
+) -> list[LogitsProcessor]:
     """The nudge a chapter's round gets from its step: the step's own things (its keywords
     that are no name and no premise word: "工厂", "letter") raised until one is written in
     the round (`said`: the round's text before this call)."""
@@ -1542,9 +1551,15 @@ def step_rules(writer: Writer, project: StoryProject, step: str, said: str = "")
     # reach its second, "周大海回到…" in every paragraph).
     enough = partial(says_some, things, lang, min(STEP_THINGS, len(things)))
     written = partial(says_any, things, lang)
+    window = len(said) + ROUND_WINDOW
+    if lang == "zh":  # spelt a character at a time where Gemma has no token for the word
+        return [
+            Spell(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE,
+                  context=said, window=window, enough=enough)
+        ]  # fmt: skip
     return [
         Favour(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE, whole=True,
-               context=said, window=len(said) + ROUND_WINDOW, enough=enough)
+               context=said, window=window, enough=enough)
     ]  # fmt: skip
 
 
@@ -1579,6 +1594,8 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     # The program writes the chapter's first word: the name of the character its beat
     # is about (else the protagonist), so the chapter starts from its plan.
     lead = chapter_lead(project, index)
+    if scene.steps:  # …the first step's
+        lead = beat_lead(project, scene.steps[0])
     earlier = "\n".join(s.text for s in project.scenes[:index])
     # No script-style "Name: words" lines, none of the example's own things, no talk
     # about the writing and no retelling.

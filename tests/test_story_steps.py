@@ -1,0 +1,106 @@
+"""Chapters told in steps (issue 14): a chapter's beat is drawn as two or three checked steps,
+kept in story.json, and each round of the chapter is steered by its step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_story_chapters import PLANS
+
+from musegpt.engines.base import Engine
+from musegpt.studio import Studio
+from musegpt.studio import plan_checks as checks
+from musegpt.studio.story import (
+    STEP_LABEL,
+    Scene,
+    StoryProject,
+    anchors,
+    example_steps,
+    plan_steps,
+    scene_prompt,
+    step_count,
+    step_things,
+    write_scene,
+)
+from musegpt.studio.text import Lang
+
+
+def test_a_story_json_written_before_steps_still_loads(tmp_path: Path) -> None:
+    premise, bible, beat = PLANS["en"]
+    StoryProject(tmp_path, premise, "en", bible, [Scene(beat, "Ada woke.")]).save()
+    data = json.loads((tmp_path / "story.json").read_text(encoding="utf-8"))
+    for scene in data["scenes"]:
+        del scene["steps"]  # as the tenth session wrote it
+    (tmp_path / "story.json").write_text(json.dumps(data), encoding="utf-8")
+    project = StoryProject.load(tmp_path)
+    assert project.scenes[0].steps == [] and project.scenes[0].text == "Ada woke."
+
+
+def test_steps_saved_before_their_chapter_load_again(tmp_path: Path) -> None:
+    premise, bible, beat = PLANS["zh"]
+    steps = ["阿铁在码头上捡到一只旧收音机。", "周大海用收音机给阿铁放了一首老歌。"]
+    StoryProject(tmp_path, premise, "zh", bible, [Scene(beat, steps=steps)]).save()
+    scene = StoryProject.load(tmp_path).scenes[0]
+    assert scene.steps == steps and scene.text == ""
+
+
+def test_a_step_is_checked_as_a_beat_is() -> None:
+    premise, bible, _ = PLANS["zh"]
+    known = anchors(premise, "zh", bible.characters)
+    assert checks.check_step("码头上的收音机。", "zh", known, [])  # no one in it, too short
+    step = "周大海用收音机给阿铁放了一首老歌。"
+    assert checks.check_step(step, "zh", known, []) is None
+    assert checks.check_step("周大海用收音机给阿铁放了一首新歌。", "zh", known, [step])
+    assert checks.check_step(example_steps("zh")[0], "zh", known, example_steps("zh"))
+
+
+def test_a_step_is_about_its_nouns_not_its_grammar_or_names() -> None:
+    premise, bible, beat = PLANS["zh"]
+    project = StoryProject(Path("."), premise, "zh", bible, [Scene(beat)])
+    found = step_things(project, "周大海把阿铁的帽子扔在地上，这下他已经摸到了她。")
+    assert found == {"帽子", "地上"}  # not 这下, 已经, 摸到, nor 大海 of 周大海
+
+
+def test_the_prompt_shows_the_step_its_text_tells(tmp_path: Path) -> None:
+    premise, bible, beat = PLANS["en"]
+    step = "Ada finds an old radio on the pier."
+    project = StoryProject(tmp_path, premise, "en", bible, [Scene(beat, steps=[step])])
+    assert STEP_LABEL["en"] + step in scene_prompt(project, 0, step)
+    assert STEP_LABEL["en"] not in scene_prompt(project, 0)
+    assert step_count(450) == 3 and step_count(160) == 2
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_steps_are_drawn_and_pass_their_checks(gemma: Engine, tmp_path: Path, lang: Lang) -> None:
+    premise, bible, beat = PLANS[lang]
+    project = StoryProject(tmp_path, premise, lang, bible, [Scene(beat)], scene_tokens=450)
+    plan_steps(Studio(gemma).writer(premise, seed=1), project, 0)
+    steps = project.scenes[0].steps
+    assert len(steps) == 3, steps
+    known = anchors(premise, lang, bible.characters)
+    for i, step in enumerate(steps):
+        assert checks.check_step(step, lang, known, [*steps[:i], *example_steps(lang)]) is None
+    saved = json.loads((tmp_path / "story.json").read_text(encoding="utf-8"))
+    assert saved["scenes"][0]["steps"] == steps  # kept as soon as drawn
+
+
+# Two steps with things the beat (the fisherman singing at dawn) does not name: unsteered,
+# the chapter sings to the fish and names neither the radio's pier nor the old song.
+STEPS: dict[Lang, list[str]] = {
+    "en": ["Ada finds an old radio on the pier.", "Jonah Reed plays a waltz for Ada on the radio."],
+    "zh": ["阿铁在码头上捡到一只旧收音机。", "周大海用收音机给阿铁放了一首老歌。"],
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_each_round_of_a_chapter_tells_its_step(gemma: Engine, tmp_path: Path, lang: Lang) -> None:
+    premise, bible, beat = PLANS[lang]
+    steps = STEPS[lang]
+    scene = Scene(beat, steps=list(steps))
+    project = StoryProject(tmp_path, premise, lang, bible, [scene], scene_tokens=240)
+    text = write_scene(Studio(gemma).writer(premise, seed=1), project, 0, candidates=2).text
+    assert scene.steps == steps  # steps already kept are not drawn again (a resumed chapter)
+    for step in steps:
+        assert checks.mentions(text, step_things(project, step), lang), (step, text)
