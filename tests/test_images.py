@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from musegpt.images import ImageModel, ImageModelError, ImageRequestError, load_image_model
-from musegpt.images.model import LAYOUT_ROWS
+from musegpt.images.model import layout_rows
 from musegpt.images.sheet import contact_sheet
 from musegpt.images.tokenizer import ImageTokenizer, fit_codebook, to_rgb_array
 from musegpt.images.train import set_drawing_defaults
@@ -248,9 +248,12 @@ def test_the_layout_rows_are_drawn_at_the_models_cooler_temperature(
     set_drawing_defaults(cool, guidance=1.0, layout_temperature_ratio=1e-4)
     model = load_image_model(cool)
     assert model.layout_temperature_ratio == 1e-4
-    layouts, rests = first_rows_and_rest(model, LAYOUT_ROWS)
+    rows = layout_rows(model.tokenizer.grid)
+    assert rows == 2  # the top quarter of the tiny model's 8 rows (4 of a 64x64 model's 16)
+    assert layout_rows(16) == 4
+    layouts, rests = first_rows_and_rest(model, rows)
     assert len(layouts) == 1 and rests > 1  # the layout rows near-greedy, the rest not
-    plain_layouts, _ = first_rows_and_rest(tiny, LAYOUT_ROWS)
+    plain_layouts, _ = first_rows_and_rest(tiny, rows)
     assert tiny.layout_temperature_ratio == 1.0 and len(plain_layouts) > 1
     with pytest.raises(ValueError, match="layout_temperature_ratio"):
         set_drawing_defaults(cool, layout_temperature_ratio=0)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from musegpt.images.model import LAYOUT_ROWS, ImageModel
+from musegpt.images.model import LAYOUT_SHARE, ImageModel
 from musegpt.images.originality import NEAR_COPY_SHARE
 from musegpt.images.sheet import GAP
 from musegpt.images.tokenizer import ImageTokenizer
@@ -335,8 +335,8 @@ def markdown_report(report: ImageEvalReport, command: str, machine: str) -> str:
         f"{report.guidance:g}, temperature {report.temperature:g}, top-k "
         f"{report.top_k or 'off'}"
         + (
-            f" (the first {LAYOUT_ROWS} rows at {report.layout_temperature_ratio:g} of that "
-            "temperature)"
+            f" (the first {LAYOUT_SHARE:.0%} of the rows at "
+            f"{report.layout_temperature_ratio:g} of that temperature)"
             if report.layout_temperature_ratio != 1.0
             else ""
         )

@@ -75,7 +75,15 @@ RERANK_KEY = "image_rerank"
 LAYOUT_KEY = "image_layout_temperature_ratio"
 # The first rows of the grid set a picture's layout (where the thing sits, its outline);
 # drawing them cooler than the rest measurably follows the caption better (docs/images.md).
-LAYOUT_ROWS = 2
+# Measured with 8-row grids (2 rows); a 16-row grid keeps the same top quarter (4 rows).
+LAYOUT_SHARE = 0.25
+
+
+def layout_rows(grid: int) -> int:
+    """How many of a grid's first rows are its layout: the top `LAYOUT_SHARE` of them."""
+    return max(1, round(LAYOUT_SHARE * grid))
+
+
 MAX_RERANK = 32  # candidates per picture: n x k pictures are drawn as one batch
 
 Progress = Callable[[int, int], None]
@@ -179,7 +187,7 @@ class ImageModel:
         self.top_k = top_k
         self.rerank = rerank
         self.expand = expand
-        # the first LAYOUT_ROWS rows are drawn at this share of the temperature
+        # the first `layout_rows` rows are drawn at this share of the temperature
         self.layout_temperature_ratio = layout_temperature_ratio
         self.vocabulary = vocabulary  # the training split's names and tags (None: not kept)
         self.training_grids = training_grids  # its token grids, for the originality guard
@@ -473,7 +481,7 @@ class ImageModel:
             return build_pipeline(sampling, tok.vocab_size, None, constraints=only)
 
         steps = layout = pipeline(params)
-        layout_steps = max(0, LAYOUT_ROWS * tok.grid - len(kept))
+        layout_steps = max(0, layout_rows(tok.grid) * tok.grid - len(kept))
         if self.layout_temperature_ratio != 1.0 and not params.greedy and layout_steps:
             ratio = self.layout_temperature_ratio
             layout = pipeline(params.model_copy(update={"temperature": params.temperature * ratio}))
