@@ -86,11 +86,15 @@ def test_steps_are_drawn_and_pass_their_checks(gemma: Engine, tmp_path: Path, la
     assert saved["scenes"][0]["steps"] == steps  # kept as soon as drawn
 
 
-# Two steps with things the beat (the fisherman singing at dawn) does not name: unsteered,
-# the chapter sings to the fish and names neither the radio's pier nor the old song.
+# Two steps with things the beat (the fisherman singing at dawn) does not name, the first
+# naming the premise as drawn steps do: unsteered, the chapter names neither the pier nor
+# the radio.
 STEPS: dict[Lang, list[str]] = {
-    "en": ["Ada finds an old radio on the pier.", "Jonah Reed plays a waltz for Ada on the radio."],
-    "zh": ["阿铁在码头上捡到一只旧收音机。", "周大海用收音机给阿铁放了一首老歌。"],
+    "en": [
+        "Ada the robot finds an old radio on the pier.",
+        "Jonah Reed plays a waltz for Ada on the radio.",
+    ],
+    "zh": ["机器人阿铁在码头上捡到一只旧收音机。", "周大海用收音机给阿铁放了一首老歌。"],
 }
 
 

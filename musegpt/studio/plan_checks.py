@@ -350,10 +350,17 @@ def check_beat(
     return None
 
 
-def check_step(step: str, lang: Lang, anchors: Iterable[str], earlier: Sequence[str]) -> str | None:
+def check_step(
+    step: str,
+    lang: Lang,
+    anchors: Iterable[str],
+    earlier: Sequence[str],
+    premise_words: Collection[str] = (),
+) -> str | None:
     """A chapter's step is checked as a beat is: a sentence naming a character, the premise
-    or the beat's things, unlike the steps before it (and the example's)."""
-    reason = check_beat(step, lang, anchors, earlier)
+    or the beat's things, unlike the steps before it (and the example's); the first names
+    one of the `premise_words`."""
+    reason = check_beat(step, lang, anchors, earlier, premise_words)
     return None if reason is None else reason.replace("beat", "step")
 
 

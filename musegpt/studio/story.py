@@ -766,10 +766,6 @@ def says_any(words: Collection[str], lang: Lang, text: str) -> bool:
     return bool(checks.mentions(text, words, lang))
 
 
-def says_some(words: Collection[str], lang: Lang, least: int, text: str) -> bool:
-    return len(checks.mentions(text, words, lang)) >= least
-
-
 def first_sentence(text: str, lang: Lang) -> str:
     """The text up to its first sentence end once that holds a few words (else all)."""
     for end in SENTENCE_END.finditer(text):
@@ -1140,10 +1136,20 @@ def plan_steps(writer: Writer, project: StoryProject, index: int) -> None:
     # A step tells something the beat does not say yet, in its own words (seen: "周大海回到家，
     # 看见阿铁在海里上天不亮" from the beat's "天不亮就出海"), and not an earlier step again.
     copied = echo_outside([scene.beat], project.premise, names, *STEP_RUN[lang])
+    # The first step names the premise, as a story's first beat does: the chapter's first
+    # round is steered by it (without, a chapter's rounds about a fish's bones never named
+    # the robot of "一个发现爱情的机器人").
+    words = checks.keywords(project.premise, lang)
+    premise_first = Favour(writer.engine.tokenizer, words, lang, partial(says_any, words, lang))
+    sentence = whole_sentence(lang, STEP_LEAST[lang])
     for number in range(len(scene.steps) + 1, step_count(project.scene_tokens) + 1):
         told = [echo_outside(scene.steps, project.premise, names, *BEAT_RUN[lang])]
         earlier = [*scene.steps, *example_steps(lang)]
-        check = partial(checks.check_step, lang=lang, anchors=known, earlier=earlier)
+        check = partial(
+            checks.check_step, lang=lang, anchors=known, earlier=earlier,
+            premise_words=words if number == 1 else (),
+        )  # fmt: skip
+        ready = partial(premise_sentence, sentence, words, lang) if number == 1 else sentence
 
         lead = leads[(number - 1) % len(leads)]
         try:
@@ -1158,13 +1164,21 @@ def plan_steps(writer: Writer, project: StoryProject, index: int) -> None:
                 redraws=project.meta.setdefault("redraws", {}),
                 lead=" " + lead,
                 lead_from=0,
-                ready=whole_sentence(lang, STEP_LEAST[lang]),
+                ready=ready,
                 until_kept=True,
+                nudges=[premise_first] if number == 1 else [],
             )
         except StudioError:
             break
         scene.steps.append(step)
         project.save()
+
+
+def premise_sentence(
+    sentence: Callable[[str], bool], words: Collection[str], lang: Lang, text: str
+) -> bool:
+    """Whether `text` is a whole `sentence` that names one of the premise's `words`."""
+    return sentence(text) and says_any(words, lang, text)
 
 
 def scene_prompt(project: StoryProject, index: int, step: str = "") -> str:
@@ -1538,36 +1552,45 @@ def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
 
 
 def step_rules(
-    writer: Writer, project: StoryProject, step: str, said: str = ""
+    writer: Writer, project: StoryProject, step: str, head: str = "", start: int = 0
 ) -> list[LogitsProcessor]:
     """The nudge a chapter's round gets from its step: the step's own things (its keywords
-    that are no name and no premise word: "工厂", "letter") raised until one is written in
-    the round (`said`: the round's text before this call)."""
+    that are no name and no premise word: "帽子", "letter") raised until one is written in
+    the round (the text from `start` of the chapter so far, `head`, on), once the chapter
+    has named the premise (`chapter_rules` nudges it first; raised together, a chapter's
+    rounds about a fish's bones never named the robot)."""
     things = step_things(project, step) if step and writer.steers else set()
     if not things:
         return []
     lang = project.lang
-    # Until one of its things is written (two: a round went back to the same words to
-    # reach its second, "周大海回到…" in every paragraph).
-    enough = partial(says_some, things, lang, min(STEP_THINGS, len(things)))
+    done = partial(round_done, things, checks.keywords(project.premise, lang), lang, start)
     written = partial(says_any, things, lang)
-    window = len(said) + ROUND_WINDOW
+    window = len(head) + ROUND_WINDOW
     if lang == "zh":  # spelt a character at a time where Gemma has no token for the word
         return [
             Spell(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE,
-                  context=said, window=window, enough=enough)
+                  context=head, window=window, enough=done)
         ]  # fmt: skip
     return [
         Favour(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE, whole=True,
-               context=said, window=window, enough=enough)
+               context=head, window=window, enough=done)
     ]  # fmt: skip
+
+
+def round_done(
+    things: Collection[str], premise: Collection[str], lang: Lang, start: int, text: str
+) -> bool:
+    """Whether a round's step nudge rests: one of the step's `things` written since `start`
+    (two: a round went back to the same words to reach its second, "周大海回到…" in every
+    paragraph), or the chapter so far (`text`) not yet naming the premise (its own nudge
+    comes first)."""
+    return says_any(things, lang, text[start:]) or not says_any(premise, lang, text)
 
 
 # Logits added to the tokens that write one of a step's things while its round has not
 # written two: more than the premise's (`CHAPTER_NUDGE`: at 2.0 a round of 150 tokens named
 # none of "帽子, 地上, 摸到").
 STEP_NUDGE = 3.0
-STEP_THINGS = 1
 ROUND_WINDOW = 10_000  # characters: more than a round writes (a round is nudged once)
 # The runs of a step's words (Chinese: characters) its round may not copy.
 STEP_COPY: dict[Lang, tuple[int, int]] = {"en": (6, 6), "zh": (6, 6)}
@@ -1622,7 +1645,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         return [echo_outside([step], project.premise, names, *STEP_COPY[lang])] if step else []
 
     def go_on(
-        head: str, budget: int, avoid: list[str], step: int, said: str = ""
+        head: str, budget: int, avoid: list[str], step: int, start: int = 0
     ) -> tuple[str, int]:
         """`head` continued (streamed) until `budget` tokens, a stall, or a sentence end
         once the chapter holds round `step`'s share of its target; the whole draft and the
@@ -1637,7 +1660,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             avoid_regex=[*avoid, *retold(lang, head), *copied(rounds[step])],
             constraints=[
                 *chapter_rules(writer, project, head, earlier),
-                *step_rules(writer, project, rounds[step], said),
+                *step_rules(writer, project, rounds[step], head, start),
             ],
         )  # fmt: skip
         return glue(head, rest, lang), writer.decoded
@@ -1693,7 +1716,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             avoid = rest_bans
         writer.show(raw)
         if opening < first and raw:
-            raw, more = go_on(raw + joint, first - opening, avoid, 0, said=raw)
+            raw, more = go_on(raw + joint, first - opening, avoid, 0)
             spent += more
     text = clean(raw)
     for step in range(1, len(rounds)):
@@ -1706,7 +1729,8 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         name = beat_lead(project, rounds[step]) if hero_named else protagonist_lead(project)
         head = end_cleanly(text) + "\n\n" + name if text else lead
         writer.show("\n\n" + name + space if text else lead + space)
-        raw, more = go_on(head, left // (len(rounds) - step), after_name, step)
+        begun = len(head) - len(name) if text else 0  # where this round's text begins
+        raw, more = go_on(head, left // (len(rounds) - step), after_name, step, begun)
         spent += more
         text = clean(raw)
     for _ in range(FILL_ROUNDS):
@@ -1720,7 +1744,8 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         head = end_cleanly(text) + "\n\n" if text else lead
         writer.show("\n\n" if text else "\n\n" + lead + space)
         budget = max(left, min(tokens // 4, spare), FILL_LEAST)
-        draft, more = go_on(head, budget, rest_bans if text else after_name, len(rounds) - 1)
+        last = len(rounds) - 1
+        draft, more = go_on(head, budget, rest_bans if text else after_name, last, len(head))
         spent += more
         text = clean(draft)
     scene.text = end_cleanly(text)
