@@ -24,6 +24,7 @@ from musegpt.studio.story import (
     step_things,
     write_scene,
 )
+from musegpt.studio.story_eval import steps_told
 from musegpt.studio.text import Lang
 
 
@@ -108,3 +109,16 @@ def test_each_round_of_a_chapter_tells_its_step(gemma: Engine, tmp_path: Path, l
     assert scene.steps == steps  # steps already kept are not drawn again (a resumed chapter)
     for step in steps:
         assert checks.mentions(text, step_things(project, step), lang), (step, text)
+
+
+def test_the_eval_counts_steps_told_and_reads_steps_from_another_run(tmp_path: Path) -> None:
+    premise, bible, beat = PLANS["zh"]
+    scene = Scene(beat, "阿铁在码头上。", steps=STEPS["zh"])
+    StoryProject(tmp_path, premise, "zh", bible, [scene]).save()
+    saved = json.loads((tmp_path / "story.json").read_text("utf-8"))
+    row = {"key": "k", "chapters": [{}], "project": saved}
+    assert steps_told([row]) == [True, False]  # the pier told, the radio not
+    bare = json.loads(json.dumps(row))
+    bare["project"]["scenes"][0]["steps"] = []  # a run without steps: nothing to count…
+    assert steps_told([bare]) == []
+    assert steps_told([bare], steps_from=[row]) == [True, False]  # …but the other run's

@@ -33,6 +33,7 @@ from musegpt.studio.story import (
     example_field,
     example_names,
     premise_anchors,
+    step_things,
     summary_source,
 )
 from musegpt.studio.studio import Studio
@@ -311,6 +312,36 @@ def circling(rows: list[dict[str, Any]]) -> list[bool]:
     ]
 
 
+def steps_told(
+    rows: list[dict[str, Any]], steps_from: list[dict[str, Any]] | None = None
+) -> list[bool]:
+    """For each step of each chapter written: whether the chapter names one of the step's
+    things (`story.step_things`; a step with none is not counted). With `steps_from`
+    (rows of another run on the same premises and seeds), its steps are looked for in
+    these rows' chapters: how often a chapter written without them says what they say."""
+    steps = {r["key"]: r["project"].get("scenes", []) for r in (steps_from or rows)}
+    found = []
+    for row in rows:
+        data = ProjectFile.model_validate(row["project"])
+        project = StoryProject(Path("."), data.premise, data.lang, data.bible, data.scenes)
+        if project.bible is None:
+            continue
+        told = steps.get(row["key"], [])
+        for scene, other in zip(project.scenes[: len(row["chapters"])], told, strict=False):
+            for step in other.get("steps", []):
+                if things := step_things(project, step):
+                    found.append(bool(checks.mentions(scene.text, things, data.lang)))
+    return found
+
+
+def steps_per_chapter(rows: list[dict[str, Any]]) -> list[float]:
+    return [
+        float(len(scene.get("steps", [])))
+        for row in rows
+        for scene in row["project"].get("scenes", [])[: len(row["chapters"])]
+    ]
+
+
 def far_below(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter: whether it holds less than a third of its target length."""
     return [
@@ -341,6 +372,8 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "beat relevance (share of beat keywords)": mean(
                 [c["beat_relevance"] for c in chapters]
             ),
+            "steps per chapter": mean(steps_per_chapter(mine), 1),
+            "steps told (a step's things in its chapter)": share(steps_told(mine)),
             "chapters repeating a sentence": share([c["repeated_sentences"] > 0 for c in chapters]),
             "chapters with near-repeated lines (a clause a third time)": share(circling(mine)),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
