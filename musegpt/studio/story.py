@@ -1172,6 +1172,7 @@ def plan_steps(writer: Writer, project: StoryProject, index: int) -> None:
             break
         scene.steps.append(step)
         project.save()
+        writer.say(f"  {index + 1}.{number} {step}")
 
 
 def premise_sentence(
