@@ -88,27 +88,24 @@ def test_steps_are_drawn_and_pass_their_checks(gemma: Engine, tmp_path: Path, la
 
 
 # Two steps with things the beat (the fisherman singing at dawn) does not name, the first
-# naming the premise as drawn steps do: unsteered, the chapter names neither the pier nor
-# the radio.
+# naming the premise as drawn steps do. Unsteered, the chapter names neither the pier nor
+# the radio, without the steps or with them shown in the prompt but not nudged (measured,
+# seed 1). English is not tested so: its things are any keywords ("finds", "old"), which an
+# unsteered chapter names too.
 STEPS: dict[Lang, list[str]] = {
-    "en": [
-        "Ada the robot finds an old radio on the pier.",
-        "Jonah Reed plays a waltz for Ada on the radio.",
-    ],
     "zh": ["机器人阿铁在码头上捡到一只旧收音机。", "周大海用收音机给阿铁放了一首老歌。"],
 }
 
 
-@pytest.mark.parametrize("lang", ["en", "zh"])
-def test_each_round_of_a_chapter_tells_its_step(gemma: Engine, tmp_path: Path, lang: Lang) -> None:
-    premise, bible, beat = PLANS[lang]
-    steps = STEPS[lang]
+def test_each_round_of_a_chapter_tells_its_step(gemma: Engine, tmp_path: Path) -> None:
+    premise, bible, beat = PLANS["zh"]
+    steps = STEPS["zh"]
     scene = Scene(beat, steps=list(steps))
-    project = StoryProject(tmp_path, premise, lang, bible, [scene], scene_tokens=240)
+    project = StoryProject(tmp_path, premise, "zh", bible, [scene], scene_tokens=240)
     text = write_scene(Studio(gemma).writer(premise, seed=1), project, 0, candidates=2).text
     assert scene.steps == steps  # steps already kept are not drawn again (a resumed chapter)
     for step in steps:
-        assert checks.mentions(text, step_things(project, step), lang), (step, text)
+        assert checks.mentions(text, step_things(project, step), "zh"), (step, text)
 
 
 def test_the_eval_counts_steps_told_and_reads_steps_from_another_run(tmp_path: Path) -> None:
