@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gguf import GGUFReader
+from gguf import GGUFReader, GGUFWriter
 
 from musegpt.engines import default_model
 from musegpt.engines.base import Engine, EngineError
@@ -57,7 +57,13 @@ def test_the_fast_model_is_the_default_with_only_its_table_requantised(
 
 
 def test_a_table_type_that_does_not_fit_is_refused_before_llama_cpp(tmp_path: Path) -> None:
-    source = assembled_model_path(verbose=False)
+    source = tmp_path / "table.gguf"  # a GGUF with Gemma's table shape, 4 rows of 640
+    writer = GGUFWriter(source, "gemma3")
+    writer.add_tensor(TABLE, np.zeros((4, 640), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     # llama.cpp would abort the whole process: Gemma's rows of 640 are not whole K-blocks.
     with pytest.raises(EngineError, match="rows of 640 values do not split into Q6_K's blocks"):
         requantise_table(source, tmp_path / "out.gguf", "Q6_K")
