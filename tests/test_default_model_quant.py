@@ -46,7 +46,7 @@ def test_the_fast_model_is_the_default_with_only_its_table_requantised(
         or not np.array_equal(before[name].data, after[name].data)
     ]
     assert changed == [TABLE]
-    assert derived.stat().st_size < exact.stat().st_size - 50_000_000  # 178 MB table, smaller
+    assert derived.stat().st_size < exact.stat().st_size - 40_000_000  # the table: 178 -> 126 MB
     prompt = "The lighthouse keeper climbed the stairs one last time, and"
     ids = gemma.tokenize(prompt)
     p = torch.log_softmax(gemma.next_token_logits(ids).float().view(-1), -1)
