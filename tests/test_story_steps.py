@@ -70,7 +70,7 @@ def test_the_prompt_shows_the_step_its_text_tells(tmp_path: Path) -> None:
     project = StoryProject(tmp_path, premise, "en", bible, [Scene(beat, steps=[step])])
     assert STEP_LABEL["en"] + step in scene_prompt(project, 0, step)
     assert STEP_LABEL["en"] not in scene_prompt(project, 0)
-    assert step_count(450) == 3 and step_count(160) == 2
+    assert step_count(450) == 2 and step_count(160) == 1  # after the beat
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -79,7 +79,7 @@ def test_steps_are_drawn_and_pass_their_checks(gemma: Engine, tmp_path: Path, la
     project = StoryProject(tmp_path, premise, lang, bible, [Scene(beat)], scene_tokens=450)
     plan_steps(Studio(gemma).writer(premise, seed=1), project, 0)
     steps = project.scenes[0].steps
-    assert len(steps) == 3, steps
+    assert len(steps) == 2, steps
     known = anchors(premise, lang, bible.characters)
     for i, step in enumerate(steps):
         assert checks.check_step(step, lang, known, [*steps[:i], *example_steps(lang)]) is None

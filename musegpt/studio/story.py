@@ -1021,31 +1021,29 @@ def beat_ready(project: StoryProject, number: int) -> Callable[[str], bool]:
 # chapter about 200 more tokens of prompt.
 STEP_EXAMPLE = {
     "en": (
-        "A novelist's notes: each chapter broken into steps, what happens next, one short "
-        "sentence each, naming who acts.\n\n"
+        "A novelist's notes: how each chapter goes on from its start, step by step, one "
+        "short sentence each, naming who acts.\n\n"
         "Story: a baker who can taste people's memories\n"
         "Characters: Ines Moreno, Paul Gray\n"
-        "Chapter: Ines bakes bread for the widower and tastes his wedding day.\n"
-        "Steps:\n"
-        "1. Ines opens the bakery before dawn and finds Paul waiting at the door.\n"
-        "2. Paul eats a crumb of the warm loaf, and Ines tastes rain and wedding cake.\n"
-        "3. Ines sees his young wife laughing under an umbrella and has to sit down.\n\n"
+        "Chapter: Ines opens the bakery before dawn and finds the widower Paul at the door.\n"
+        "Then:\n"
+        "1. Paul eats a crumb of the warm loaf, and Ines tastes rain and wedding cake.\n"
+        "2. Ines sees his young wife laughing under an umbrella and has to sit down.\n\n"
     ),
     "zh": (
-        "小说家的写作笔记：把每一章拆成几步，按先后写清接下来发生什么，每步一句话，写明是谁在做。\n\n"
+        "小说家的写作笔记：每一章开头之后，按先后写清接下来发生什么，每步一句话，写明是谁在做。\n\n"
         "故事：一个能尝出别人回忆的面包师\n"
         "人物：何小满、老邱\n"
-        "本章：何小满给丧妻的老邱烤面包，尝到了他的婚礼。\n"
-        "步骤：\n"
-        "1. 何小满天没亮就开了店门，看见老邱已经等在门口。\n"
-        "2. 老邱掰下一块热面包，何小满嘴里忽然有了雨水和喜糖的味道。\n"
-        "3. 何小满看见年轻的新娘在伞下笑，手一软坐在了面粉袋上。\n\n"
+        "本章：何小满天没亮就开了店门，看见丧妻的老邱已经等在门口。\n"
+        "接着：\n"
+        "1. 老邱掰下一块热面包，何小满嘴里忽然有了雨水和喜糖的味道。\n"
+        "2. 何小满看见年轻的新娘在伞下笑，手一软坐在了面粉袋上。\n\n"
     ),
 }
 STEP_LABELS = {
     "en": {"story": "Story:", "characters": "Characters:", "chapter": "Chapter:",
-           "steps": "Steps:"},
-    "zh": {"story": "故事：", "characters": "人物：", "chapter": "本章：", "steps": "步骤："},
+           "steps": "Then:"},
+    "zh": {"story": "故事：", "characters": "人物：", "chapter": "本章：", "steps": "接着："},
 }  # fmt: skip
 # The step examples' own things: a step that names one the story does not is the example.
 STEP_MARKS: dict[Lang, list[str]] = {
@@ -1061,15 +1059,15 @@ STEP_LEAST: dict[Lang, int] = {"en": 6, "zh": 10}
 # premise's words aside: its clauses, not its words (at three, steps left the beat's words
 # and chapters followed them away from it: Chinese beat relevance fell).
 STEP_RUN: dict[Lang, tuple[int, int]] = {"en": (5, 5), "zh": (5, 5)}
-# Tokens a chapter takes per step: the README's 450-token chapters get three steps, the
-# eval's 160-token ones two.
+# Tokens a chapter takes per round: the README's 450-token chapters are told in three (their
+# beat, then two steps), the eval's 160-token ones in two (the beat, then one step).
 STEP_EVERY = 150
-MOST_STEPS = 3
+MOST_STEPS = 2
 
 
 def step_count(tokens: int) -> int:
-    """How many steps a chapter of `tokens` tokens is told in: two or three."""
-    return max(2, min(MOST_STEPS, tokens // STEP_EVERY))
+    """How many steps a chapter of `tokens` tokens goes on in after its beat: one or two."""
+    return max(1, min(MOST_STEPS, tokens // STEP_EVERY - 1))
 
 
 def example_steps(lang: Lang) -> list[str]:
@@ -1123,22 +1121,12 @@ def plan_steps(writer: Writer, project: StoryProject, index: int) -> None:
     # A step tells something the beat does not say yet, in its own words (seen: "周大海回到家，
     # 看见阿铁在海里上天不亮" from the beat's "天不亮就出海"), and not an earlier step again.
     copied = echo_outside([scene.beat], project.premise, names, *STEP_RUN[lang])
-    # The first step names the premise, as a story's first beat does: the chapter's first
-    # round is steered by it (without, a chapter's rounds about a fish's bones never named
-    # the robot of "一个发现爱情的机器人").
-    words = checks.keywords(project.premise, lang)
-    premise_first = Favour(writer.engine.tokenizer, words, lang, partial(says_any, words, lang))
     sentence = whole_sentence(lang, STEP_LEAST[lang])
     for number in range(len(scene.steps) + 1, step_count(project.scene_tokens) + 1):
         told = [echo_outside(scene.steps, project.premise, names, *BEAT_RUN[lang])]
         earlier = [*scene.steps, *example_steps(lang)]
-        check = partial(
-            checks.check_step, lang=lang, anchors=known, earlier=earlier,
-            premise_words=words if number == 1 else (),
-        )  # fmt: skip
-        ready = partial(premise_sentence, sentence, words, lang) if number == 1 else sentence
-
-        lead = leads[(number - 1) % len(leads)]
+        check = partial(checks.check_step, lang=lang, anchors=known, earlier=earlier)
+        lead = leads[number % len(leads)]  # the beat is the first's
         try:
             step = draw(
                 writer,
@@ -1151,22 +1139,14 @@ def plan_steps(writer: Writer, project: StoryProject, index: int) -> None:
                 redraws=project.meta.setdefault("redraws", {}),
                 lead=" " + lead,
                 lead_from=0,
-                ready=ready,
+                ready=sentence,
                 until_kept=True,
-                nudges=[premise_first] if number == 1 else [],
             )
         except StudioError:
             break
         scene.steps.append(step)
         project.save()
         writer.say(f"  {index + 1}.{number} {step}")
-
-
-def premise_sentence(
-    sentence: Callable[[str], bool], words: Collection[str], lang: Lang, text: str
-) -> bool:
-    """Whether `text` is a whole `sentence` that names one of the premise's `words`."""
-    return sentence(text) and says_any(words, lang, text)
 
 
 def scene_prompt(project: StoryProject, index: int, step: str = "") -> str:
@@ -1540,25 +1520,16 @@ def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
 
 
 def step_rules(
-    writer: Writer,
-    project: StoryProject,
-    step: str,
-    head: str = "",
-    start: int = 0,
-    beat: str = "",
+    writer: Writer, project: StoryProject, step: str, head: str = "", start: int = 0
 ) -> list[LogitsProcessor]:
     """The nudge a chapter's round gets from its step: the step's own things (its keywords
     that are no name and no premise word: "帽子", "letter") raised until one is written in
-    the round (the text from `start` of the chapter so far, `head`, on), once the chapter
-    has named the premise (`chapter_rules` nudges it first; raised together, a chapter's
-    rounds about a fish's bones never named the robot)."""
+    the round (the text from `start` of the chapter so far, `head`, on)."""
     things = step_things(project, step) if step and writer.steers else set()
-    if beat:  # the first round: the beat's things too (a chapter tells its beat first)
-        things |= step_things(project, beat)
     if not things:
         return []
     lang = project.lang
-    done = partial(round_done, things, checks.keywords(project.premise, lang), lang, start)
+    done = partial(round_done, things, lang, start)
     written = partial(says_any, things, lang)
     window = len(head) + ROUND_WINDOW
     if lang == "zh":  # spelt a character at a time where Gemma has no token for the word
@@ -1572,33 +1543,30 @@ def step_rules(
     ]  # fmt: skip
 
 
-def round_done(
-    things: Collection[str], premise: Collection[str], lang: Lang, start: int, text: str
-) -> bool:
+def round_done(things: Collection[str], lang: Lang, start: int, text: str) -> bool:
     """Whether a round's step nudge rests: one of the step's `things` written since `start`
     (two: a round went back to the same words to reach its second, "周大海回到…" in every
-    paragraph), or the chapter so far (`text`) not yet naming the premise (its own nudge
-    comes first)."""
-    return says_any(things, lang, text[start:]) or not says_any(premise, lang, text)
+    paragraph)."""
+    return says_any(things, lang, text[start:])
 
 
 # Logits added to the tokens that write one of a step's things while its round has not
-# written two: more than the premise's (`CHAPTER_NUDGE`: at 2.0 a round of 150 tokens named
-# none of "帽子, 地上, 摸到").
-STEP_NUDGE = 3.0
+# written one: more than the premise's (`CHAPTER_NUDGE`: at 2.0 a round of 150 tokens named
+# none of "帽子, 地上, 摸到"; at 3.0 a round after the beat's named neither 码头 nor 收音机).
+STEP_NUDGE = 5.0
 ROUND_WINDOW = 10_000  # characters: more than a round writes (a round is nudged once)
 # The runs of a step's words (Chinese: characters) its round may not copy.
 STEP_COPY: dict[Lang, tuple[int, int]] = {"en": (6, 6), "zh": (6, 6)}
 
 
 def write_scene(writer: Writer, project: StoryProject, index: int, candidates: int = 1) -> Scene:
-    """Chapter `index`, told step by step: its steps are drawn first (and kept in
-    story.json), then each round of the chapter is steered by its step (a paragraph the
-    step's character begins, the step's things nudged) and ends at the first sentence end
-    once the chapter holds that step's share of its target size. With `candidates` > 1,
-    several drafts of its opening (of the whole first round where the backend decodes them
-    in one batch) are drawn and the one that best follows the first step, the beat and the
-    premise is kept and continued. A draft stops when it has gone on too long with nothing
+    """Chapter `index`, told in rounds: its beat, then each of its steps (drawn first and
+    kept in story.json). A step's round is shown the step, begins a paragraph with the
+    step's character and is nudged to its things; each round ends at the first sentence end
+    once the chapter holds its share of the target size. With `candidates` > 1, several
+    drafts of the opening (of the whole first round where the backend decodes them in one
+    batch) are drawn and the one that best follows the beat and the premise is kept and
+    continued. A draft stops when it has gone on too long with nothing
     kept; a chapter left far below its target is continued from what was kept (bounded
     rounds, each call with its own derived seed)."""
     assert project.bible is not None
@@ -1612,8 +1580,6 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     # The program writes the chapter's first word: the name of the character its beat
     # is about (else the protagonist), so the chapter starts from its plan.
     lead = chapter_lead(project, index)
-    if scene.steps:  # …the first step's
-        lead = beat_lead(project, scene.steps[0])
     earlier = "\n".join(s.text for s in project.scenes[:index])
     # No script-style "Name: words" lines, none of the example's own things, no talk
     # about the writing and no retelling.
@@ -1628,8 +1594,10 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     protagonist = project.bible.characters[0].keys
     names = [key for c in project.bible.characters for key in c.keys]
     space = "" if lang == "zh" else " "
-    # Each round tells one step ("": the chapter's beat alone, for a chapter without steps).
-    rounds = scene.steps or [""]
+    # The first round tells the beat (as a chapter did before steps: "" shows no step), each
+    # later one a step (seen, with the first step in place of the beat: chapters that
+    # followed their steps away from the beat, Chinese beat relevance 0.85 -> 0.54).
+    rounds = ["", *scene.steps]
 
     def clean(draft: str) -> str:
         return clean_draft(draft, lang, earlier)
@@ -1655,9 +1623,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             avoid_regex=[*avoid, *retold(lang, head), *copied(rounds[step])],
             constraints=[
                 *chapter_rules(writer, project, head, earlier),
-                *step_rules(
-                    writer, project, rounds[step], head, start, scene.beat if step == 0 else ""
-                ),
+                *step_rules(writer, project, rounds[step], head, start),
             ],
         )  # fmt: skip
         return glue(head, rest, lang), writer.decoded
@@ -1683,12 +1649,12 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             banned_regex=[*writer.params.banned_regex, *after_name, *copied(rounds[0])],
             constraints=[
                 *chapter_rules(writer, project, "", earlier),
-                *step_rules(writer, project, rounds[0], beat=scene.beat),
+                *step_rules(writer, project, rounds[0]),
             ],
         )
         drafts = [glue(lead, draft, lang) for draft in drafts]
-        # The beat's and the first step's own things count once more: a draft that names
-        # the protagonist and the premise but not the beat's suit or museum has drifted.
+        # The beat's own things count once more: a draft that names the protagonist and
+        # the premise but not the beat's suit or museum has drifted from it.
         things = beat_things(project, scene.beat) | step_things(project, rounds[0])
 
         def fit(draft: str) -> float:
