@@ -39,6 +39,7 @@ def test_a_story_plan_and_its_chapters_pass_every_check(
     project = StoryProject.load(tmp_path)
     bible = project.bible
     assert bible is not None and project.lang == lang
+    assert not project.steps and not any(s.steps for s in project.scenes)  # --steps is opt-in
     assert checks.check_title(bible.title, premise, lang, example_field(lang, "title")) is None
     names = [c.name for c in bible.characters]
     assert checks.check_names(names, example_names(lang)) is None  # none of the example's

@@ -12,6 +12,7 @@ from test_story_chapters import PLANS
 from musegpt.engines.base import Engine
 from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
+from musegpt.studio.registry import task_request
 from musegpt.studio.story import (
     STEP_LABEL,
     Scene,
@@ -34,9 +35,19 @@ def test_a_story_json_written_before_steps_still_loads(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "story.json").read_text(encoding="utf-8"))
     for scene in data["scenes"]:
         del scene["steps"]  # as the tenth session wrote it
+    del data["steps"]
     (tmp_path / "story.json").write_text(json.dumps(data), encoding="utf-8")
     project = StoryProject.load(tmp_path)
     assert project.scenes[0].steps == [] and project.scenes[0].text == "Ada woke."
+    assert not project.steps
+
+
+def test_telling_in_steps_is_a_new_storys_choice_kept_in_its_project(tmp_path: Path) -> None:
+    premise, bible, beat = PLANS["en"]
+    StoryProject(tmp_path, premise, "en", bible, [Scene(beat)], steps=True).save()
+    assert StoryProject.load(tmp_path).steps  # a resumed story goes on as it began
+    assert task_request("story", {"text": premise, "steps": True}).steps  # CLI, API, server
+    assert not task_request("story", {"text": premise}).steps
 
 
 def test_steps_saved_before_their_chapter_load_again(tmp_path: Path) -> None:

@@ -210,6 +210,9 @@ def stories_command(
     chapters: Annotated[int, Opt(min=1, max=20, help="Chapters per story.")] = 3,
     chapter_tokens: Annotated[int, Opt(min=16, help="Tokens per chapter.")] = 450,
     candidates: Annotated[int, Opt(min=1, max=8, help="Drafts per chapter.")] = 2,
+    steps: Annotated[
+        bool, Opt(help="Chapters told in steps (write story --steps); use its own --out.")
+    ] = False,
     lang: Annotated[str, Opt(help="Comma-separated languages: en, zh.")] = "en,zh",
     seed: Annotated[int, Opt(help="Seed of the first premise (then +1 each).")] = 1,
     out: Annotated[
@@ -251,7 +254,7 @@ def stories_command(
 
         for row in evaluate(
             studio, results, langs, limit, chapters, chapter_tokens, candidates, seed,  # type: ignore[arg-type]
-            progress=say,
+            progress=say, steps=steps,
         ):  # fmt: skip
             verdict = row["error"] or f"{row['seconds']} s, plan valid: {row['plan_valid']}"
             say(f"  {verdict}")
@@ -265,7 +268,7 @@ def stories_command(
         command = (
             f"musegpt eval stories --model {engine.name} --limit {limit} --chapters {chapters} "
             f"--chapter-tokens {chapter_tokens} --candidates {candidates} --lang {lang} "
-            f"--seed {seed}"
+            f"--seed {seed}" + (" --steps" if steps else "")
         )
         atomic_write_text(out, write_table(out, rows, command))
         err_console.print(f"[green]saved[/] {out} ({len(rows)} stories; rows in {results})")

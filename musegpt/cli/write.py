@@ -97,6 +97,9 @@ def story_command(
     ),
     more: Annotated[int | None, Opt(help="Chapters to add to an existing story.")] = None,
     chapter_tokens: Annotated[int | None, Opt(help="Tokens per chapter [default: 450].")] = None,
+    steps: Annotated[
+        bool, Opt(help="Tell each chapter in steps drawn from its beat (new stories; slower).")
+    ] = False,
     continue_file: Annotated[
         Path | None, Opt("--continue", help="Continue the text in this file instead.")
     ] = None,
@@ -125,7 +128,7 @@ def story_command(
             _write("continue", fields, model, lang, sampling, out)
             return
         fields = {"text": premise, "project": project, "chapters": chapters, "more": more,
-                  "chapter_tokens": chapter_tokens}  # fmt: skip
+                  "chapter_tokens": chapter_tokens, "steps": steps or None}  # fmt: skip
         _write("story", fields, model, lang, sampling, out)
 
 

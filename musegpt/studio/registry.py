@@ -57,6 +57,9 @@ class StoryRequest(TaskRequest):
     candidates: int = Field(
         2, ge=1, le=8, description="drafts per chapter, the best kept; 1 = one draft"
     )
+    steps: bool = Field(
+        False, description="a new story's chapters told in steps drawn from each beat (slower)"
+    )
 
     @field_validator("text")
     @classmethod
@@ -162,7 +165,9 @@ class TaskSpec(Generic[R]):
 
 
 def _story(studio: Studio, r: StoryRequest, o: dict[str, Any]) -> Work:
-    return studio.story(r.text, r.project, r.chapters, r.more, r.chapter_tokens, r.candidates, **o)
+    return studio.story(
+        r.text, r.project, r.chapters, r.more, r.chapter_tokens, r.candidates, r.steps, **o
+    )
 
 
 def _continue(studio: Studio, r: ContinueRequest, o: dict[str, Any]) -> Work:

@@ -122,6 +122,9 @@ class StoryProject:
     scene_tokens: int = 450
     chapters: int = 3  # how many the outline should hold (new stories: --chapters; +--more)
     meta: dict[str, Any] = field(default_factory=dict)
+    # Chapters told in steps (--steps): opt-in, because the steps' own draws cost a Chinese
+    # story ~14 s (53 -> 67 s, quiet machine) and beat relevance fell (eleventh session).
+    steps: bool = False
 
     # -- files --------------------------------------------------------------------------
 
@@ -146,6 +149,7 @@ class StoryProject:
             scene_tokens=data.scene_tokens,
             chapters=len(data.scenes) if data.chapters is None else data.chapters,
             meta=data.meta,
+            steps=data.steps,
         )
 
     def save(self) -> None:
@@ -157,6 +161,7 @@ class StoryProject:
             "scene_tokens": self.scene_tokens,
             "chapters": self.chapters,
             "meta": self.meta,
+            "steps": self.steps,
         }
         atomic_write_text(
             self.folder / PROJECT_FILE, json.dumps(data, ensure_ascii=False, indent=2)
@@ -193,6 +198,7 @@ class ProjectFile(BaseModel):
     scene_tokens: int = Field(450, ge=1)
     chapters: int | None = Field(None, ge=0)
     meta: dict[str, Any] = Field(default_factory=dict)
+    steps: bool = False
 
 
 def damage(err: ValidationError) -> str:
@@ -1572,7 +1578,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     assert project.bible is not None
     summarize_before(writer, project, index)
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
-    if not scene.steps:
+    if project.steps and not scene.steps:
         plan_steps(writer, project, index)
     target = chapter_target(tokens, lang)  # its size: decoding stops at a sentence end past it
     chapter = CHAPTER[lang]
@@ -1725,9 +1731,11 @@ def write_story(
     more: int = 0,
     scene_tokens: int = 450,
     candidates: int = CANDIDATES,
+    steps: bool = False,
 ) -> Work:
     """Start a story of `scenes` chapters in `folder`, or resume the one there, adding
-    `more` chapters to its outline; each chapter is the best of `candidates` drafts."""
+    `more` chapters to its outline; each chapter is the best of `candidates` drafts and,
+    with `steps` (a new story's choice, kept in its project), told in steps."""
     folder = Path(folder)
     if (folder / PROJECT_FILE).is_file():
         project = StoryProject.load(folder)
@@ -1738,6 +1746,7 @@ def write_story(
         check_premise(writer.engine, premise)
         project = StoryProject(folder, premise.strip(), writer.lang, scene_tokens=scene_tokens)
         project.chapters = scenes
+        project.steps = steps
         project.meta = {"model": writer.engine.name, "seed": writer.params.seed}
     if project.bible is None:
         writer.say("Planning the story bible…")

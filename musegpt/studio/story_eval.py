@@ -187,16 +187,17 @@ BIBLE_FIELDS = ("title", "setting", "style", "characters", "synopsis")
 
 def evaluate_story(
     studio: Studio, lang: Lang, premise: str, seed: int, chapters: int, tokens: int,
-    candidates: int,
+    candidates: int, steps: bool = False,
 ) -> StoryScore:  # fmt: skip
-    """One story from `premise`, written in a fresh project and measured."""
+    """One story from `premise`, written in a fresh project (told in steps with `steps`)
+    and measured."""
     score = StoryScore(lang, premise, seed, chapters, tokens)
     studio.lang = lang
     wall, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as folder:
         try:
             studio.story(premise, folder, chapters, scene_tokens=tokens, candidates=candidates,
-                         seed=seed)  # fmt: skip
+                         steps=steps, seed=seed)  # fmt: skip
         except StudioError as err:
             score.error = str(err)
         score.seconds = round(time.perf_counter() - wall, 2)
@@ -242,6 +243,7 @@ def evaluate(
     candidates: int,
     seed: int = 1,
     progress: Callable[[str], None] | None = None,
+    steps: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Each premise's story not yet in `results` written, measured and appended there;
     yields the new rows."""
@@ -254,7 +256,7 @@ def evaluate(
         if progress is not None:
             # "en 1/22", not "[en] 1/22": the CLI's console reads brackets as markup.
             progress(f"{lang} {i + 1}/{min(limit, len(data[lang]))}: {premise}")
-        score = evaluate_story(studio, lang, premise, seed + i, chapters, tokens, candidates)
+        score = evaluate_story(studio, lang, premise, seed + i, chapters, tokens, candidates, steps)
         row = {"key": score.key, **asdict(score)}
         with results.open("a", encoding="utf-8") as out:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -96,14 +96,15 @@ class Studio:
         more: int = 0,
         scene_tokens: int = 450,
         candidates: int = story_task.CANDIDATES,
+        steps: bool = False,
         **overrides: Any,
     ) -> Work:
         """Start (from `premise`), resume or extend (`more` chapters) a story project; each
-        chapter is the best of `candidates` drafts."""
+        chapter is the best of `candidates` drafts, told in steps with `steps` (new stories)."""
         folder = Path(project) if project else Path("stories") / slug(premise)
         writer = self.writer(premise, **overrides)
         work = story_task.write_story(
-            writer, premise, folder, scenes, more, scene_tokens, candidates
+            writer, premise, folder, scenes, more, scene_tokens, candidates, steps
         )
         return self._done(work, writer)
 
