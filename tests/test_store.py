@@ -181,10 +181,18 @@ STORY = {
         "synopsis": "Mara meets a whale.",
         "characters": [{"name": "Mara", "description": "the keeper"}],
     },
-    "scenes": [{"beat": "Mara sees the whale.", "text": "She saw it.", "summary": "Mara saw it."}],
+    "scenes": [
+        {
+            "beat": "Mara sees the whale.",
+            "text": "She saw it.",
+            "summary": "Mara saw it.",
+            "steps": [],
+        }
+    ],
     "scene_tokens": 120,
     "chapters": 1,
     "meta": {"seed": 1},
+    "steps": False,
 }
 
 

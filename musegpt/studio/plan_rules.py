@@ -317,6 +317,7 @@ class Favour:
         enough: Callable[[str], bool] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.words, self.lang = sorted(words, key=len, reverse=True), lang  # longest first
         self.written = written
         self.enough = written if enough is None else enough
         self.after = after
@@ -364,17 +365,9 @@ class Spell(Favour):
     it are raised by `finish` instead (a raised 码 that never became 码头 would be raised
     again and again, as a nudged 爱 was)."""
 
-    def __init__(
-        self,
-        tokenizer: Tokenizer,
-        words: Collection[str],
-        lang: str,
-        written: Callable[[str], bool],
-        finish: float = 6.0,
-        **options: Any,
-    ) -> None:
-        super().__init__(tokenizer, words, lang, written, **options)
-        self.words, self.lang, self.finish = sorted(words, key=len, reverse=True), lang, finish
+    def __init__(self, *args: Any, finish: float = 6.0, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.finish = finish
 
     def going_on(self, text: str) -> torch.Tensor | None:
         """The tokens that go on with a word `text` ends with the start of, if any."""
