@@ -346,14 +346,14 @@ class Favour:
         if not rows:
             return scores
         out = scores.clone()
-        self._raise(out, rows)
+        self._raise(state, out, rows)
         return out
 
     def apply_(self, state: DecodeState, scores: torch.Tensor) -> None:
         """As `__call__`, on `scores` itself (`processors.InPlace`)."""
-        self._raise(scores, self.nudged(state))
+        self._raise(state, scores, self.nudged(state))
 
-    def _raise(self, scores: torch.Tensor, rows: list[int]) -> None:
+    def _raise(self, state: DecodeState, scores: torch.Tensor, rows: list[int]) -> None:
         for row in rows:
             scores[row, self.ids] += self.bias
 
@@ -377,13 +377,8 @@ class Spell(Favour):
                     return word_start_ids(self.tokenizer, {word[size:]}, self.lang)
         return None
 
-    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        out = scores.clone()
-        self.apply_(state, out)
-        return out
-
-    def apply_(self, state: DecodeState, scores: torch.Tensor) -> None:
-        for row in self.nudged(state):
+    def _raise(self, state: DecodeState, scores: torch.Tensor, rows: list[int]) -> None:
+        for row in rows:
             text = self.tokenizer.decode(state.generated(row)) or self.context
             ids = self.going_on(text)
             if ids is not None and len(ids):
