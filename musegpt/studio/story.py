@@ -1551,8 +1551,8 @@ def step_rules(
 
 def round_done(things: Collection[str], lang: Lang, start: int, text: str) -> bool:
     """Whether a round's step nudge rests: one of the step's `things` written since `start`
-    (two: a round went back to the same words to reach its second, "周大海回到…" in every
-    paragraph)."""
+    (one is enough: asked for two, a round went back to the same words to reach its second,
+    "周大海回到…" in every paragraph)."""
     return says_any(things, lang, text[start:])
 
 
