@@ -190,6 +190,58 @@ def test_a_narrators_aside_is_banned_dropped_and_counted() -> None:
     assert kept == "阿七醒了。林小雪笑了。"
 
 
+TRAILERS = [
+    "Next week we will see Reuben at the fair.",
+    "Next time, you'll find out what the robot found.",
+    "In the next episode we will meet Mara's father.",
+    "Stay tuned for more!",
+    "Join us next week for the rest of the story.",
+    "Let's see what happens next.",
+]
+# "next week", "we will see" in a story's own lines and narration: kept.
+NOT_TRAILERS = [
+    '"Next week we will see the doctor," Mom said.',
+    'She said, "Yes. Next week we will see him."',
+    '"I am tired. Next week we will see the doctor."',
+    '"Stay tuned," the radio said.',
+    "Next week, Mara would see her mother again.",
+    "Mara knew that next week we will see the sea.",
+    "Next week was the fair. We would see Reuben there.",
+    "He said next week we will see the stars.",
+]
+
+
+def test_a_trailer_for_the_next_instalment_is_an_aside_but_a_line_saying_it_is_not() -> None:
+    bans = [re.compile(p) for p in chapter_bans("en", "")]
+    for trailer in TRAILERS:
+        for text in (trailer, f"Reuben slept. {trailer}", f'"Go," Mara said. {trailer}'):
+            assert any(p.search(text) for p in bans), text
+            assert leaked(text, "en"), text
+    for line in NOT_TRAILERS:
+        assert not any(p.search(line) for p in bans), line
+        assert not leaked(line, "en"), line
+        assert clean_draft(line, "en", "") == line
+    kept = clean_draft("Reuben slept. Next week we will see Reuben. Mara woke.", "en", "")
+    assert kept == "Reuben slept. Mara woke."
+
+
+NARRATION = st.lists(
+    st.sampled_from(["Mara", "ran", "to", "the", "sea", "and", "laughed", "it", "was", "late"]),
+    min_size=3, max_size=8, unique=True,  # a word said again and again is a loop: cut
+).map(lambda words: " ".join(words).capitalize() + ".")  # fmt: skip
+
+
+@given(NARRATION, st.sampled_from(TRAILERS), st.sampled_from(['"', "“"]))
+def test_a_trailer_is_caught_in_narration_and_kept_in_speech(
+    before: str, trailer: str, quote: str
+) -> None:
+    assert leaked(f"{before} {trailer}", "en")
+    closing = "”" if quote == "“" else '"'
+    speech = f"{before} {quote}Yes. {trailer}{closing} she said."
+    assert not leaked(speech, "en")
+    assert clean_draft(speech, "en", "") == speech
+
+
 def test_a_list_item_line_is_banned_and_its_number_cleaned() -> None:
     bans = [re.compile(p) for p in chapter_bans("zh", "")]
     assert any(p.search("乔布斯在纽约。\n(1) 读了报纸。") for p in bans)

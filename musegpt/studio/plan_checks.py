@@ -82,6 +82,22 @@ CHATTER = {
 }
 
 
+# A trailer for the next instalment in the narrator's voice (seen: "Next week we will see
+# Reuben…"): a sentence so begun, ending without a closing quote. A character's line is
+# kept: one begun with a quote is no sentence start here, and one cut from the middle of
+# a speech (as `sentences` cuts it) ends with the quote. While a chapter is decoded, such a
+# sentence inside a speech is steered off before its closing quote shows it is one.
+TRAILER = (
+    r"(?:(?<![^\n])|(?<=[.!?…])|(?<=[.!?…][\"”’]))[ \t]*"  # a line's or a sentence's start
+    r"(?:(?:next (?:week|time|episode|chapter|instal?ment)|in (?:the|our) next "
+    r"(?:chapter|episode|part|instal?ment|story)),? (?:we|you)(?:'ll|’ll| will| shall|"
+    r" are going to| get to) (?:see|find out|learn|meet|discover|follow|hear|read)\b|"
+    r"(?:let's|let us|we'll|we will) (?:see|find out) what happens (?:next|to)\b|"
+    r"stay tuned|(?:tune in|join us) (?:again )?next (?:week|time))"
+    r"[^\"“”\n]*?(?:[.!?…](?![\"”’])|\Z)"
+)
+
+
 # A narrator's aside to the reader: the story summed up, a moral, a question put to the
 # reader (seen: "这就是他们的故事吧？", "所以我们在谈恋爱的时候，要了解这个年龄的差异").
 # Only forms a character's line rarely takes: "你知道吗？" is dialogue, kept.
@@ -92,7 +108,7 @@ ASIDE = {
         r"(?:and )?so (?:ends|ended) (?:the|this|our|his|her|their)|the moral (?:of|is)\b|"
         # A critic's talk (seen: "Scarlett is one of the characters in \"The Bread of Life\"").
         r"(?:the|a) main character\b|one of the characters\b|(?:is|are|was) portrayed as\b|"
-        r"in (?:the|this) novel\b)",
+        r"in (?:the|this) novel\b)|" + TRAILER,
         re.IGNORECASE,
     ),
     "zh": re.compile(
