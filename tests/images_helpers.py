@@ -60,20 +60,22 @@ def continued_records(
     tiny: ImageModel,
     folder: Path,
     out: Path,
-    option: str,
+    option: str | list[str],
     batch_size: int,
     steps: int,
 ) -> tuple[dict[str, Any], list[str]]:
     """`musegpt train-images FOLDER --from` the tiny model's best checkpoint with `option`
-    (e.g. `--flip`): the records' manifest and each training record's caption. Asserts that
-    the command succeeded and that the records keep the base model's tokenizer."""
+    (e.g. `--flip`, or a list of arguments): the records' manifest and each training record's
+    caption. Asserts that the command succeeded and that the records keep the base model's
+    tokenizer."""
     from typer.testing import CliRunner
 
     from musegpt.cli.app import app
     from musegpt.data.dataset import PreparedCorpus
 
     base = tmp_path_factory.getbasetemp() / "tiny-image-model" / "run" / "best"
-    args = ["train-images", str(folder), "--out", str(out), "--from", str(base), option]
+    options = [option] if isinstance(option, str) else option
+    args = ["train-images", str(folder), "--out", str(out), "--from", str(base), *options]
     result = CliRunner().invoke(app, [*args, *tiny_settings(batch_size, steps)])
     assert result.exit_code == 0, result.output
     records = PreparedCorpus.open(out / "records")

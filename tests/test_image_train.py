@@ -1,6 +1,7 @@
 """Training records of an image model: left-right flips of mirrorable pictures (`--flip`),
-pictures moved by a few pixels (`--shift`), with a continued run keeping its base model's
-tokenizer, on the tiny real circle model the other picture tests share."""
+pictures moved by a few pixels (`--shift`), groups read more often (`--focus`), with a
+continued run keeping its base model's tokenizer, on the tiny real circle model the other
+picture tests share."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from images_helpers import continued_records, tiny_image_model, tiny_settings
 from PIL import Image, ImageDraw
 
 from musegpt.images import ImageModel
-from musegpt.images.train import Picture, encode_records, mirrorable, shift_offset
+from musegpt.images.train import Picture, encode_records, focused, mirrorable, shift_offset
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +90,37 @@ def test_shift_adds_every_picture_again_moved_on_white_with_its_captions(
     assert len(offsets) > 10 and (0, 0) not in offsets
 
 
-def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
+def test_focused_repeats_the_focus_records_to_their_share_and_keeps_the_rest_once() -> None:
+    inside = np.arange(8).reshape(4, 2)  # four records of two tokens
+    outside = np.arange(100, 106).reshape(3, 2)
+    records = focused(inside, outside, 0.75)
+    # 9 inside records for 3 outside ones: every inside record twice, one of them thrice
+    assert len(records) == 12
+    assert (records[-3:] == outside).all()
+    reads = [sum((row == record).all() for row in records[:-3]) for record in inside]
+    assert sorted(reads) == [2, 2, 2, 3]
+    assert (focused(inside, outside, 0.75) == records).all()  # fixed by the seed
+    # a share the focus groups already exceed is refused, not silently ignored
+    with pytest.raises(ValueError, match="already 57% of the training records"):
+        focused(inside, outside, 0.5)
+
+
+def test_train_images_focus_repeats_the_focus_groups_records(
     tiny: ImageModel, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    folder = tmp_path / "pictures"
+    folder = circles_folder(tmp_path / "pictures")
+    focus = ["--focus", "food-drink", "--focus-share", "0.75"]
+    manifest, captions = continued_records(
+        tmp_path_factory, tiny, folder, tmp_path / "run", focus, batch_size=2, steps=2
+    )
+    # the red circle (food-drink) three times as often as the blue one (flags)
+    assert sum(c.endswith("a red circle") for c in captions) == 3
+    assert sum(c.endswith("a blue circle") for c in captions) == 1
+    assert manifest["splits"]["val"]["documents"] == 1  # validation: every group once
+
+
+def circles_folder(folder: Path) -> Path:
+    """A picture folder of an off-centre red circle (food-drink) and blue one (flags)."""
     (folder / "images").mkdir(parents=True)
     rows = []
     for i, (colour, group) in enumerate([("red", "food-drink"), ("blue", "flags")]):
@@ -104,6 +132,13 @@ def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
              "style": "tiny", "group": group, "split": "train"}
         )  # fmt: skip
     (folder / "images.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_train_images_flip_continues_from_a_model_with_its_tokenizer(
+    tiny: ImageModel, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = circles_folder(tmp_path / "pictures")
     manifest, captions = continued_records(
         tmp_path_factory, tiny, folder, tmp_path / "run", "--flip", batch_size=2, steps=2
     )
@@ -147,6 +182,8 @@ def test_train_images_sets_the_tokenizer_shape_from_the_command_line(
         (["--resolution", "1000"], "resolution must be between"),
         (["--codebook", "1"], "codebook must be between"),
         (["--shift", "16"], "shift must be between 0 and 15 pixels"),
+        (["--focus", "pets"], "focus group pets has no training pictures; the groups: a blue"),
+        (["--focus-share", "1"], "focus share must be above 0 and below 1 (got 1.0)"),
         (["--resolution", "16", "--from", "BASE"], "keeps the one it started with"),
     ],
 )

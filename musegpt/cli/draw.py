@@ -130,6 +130,16 @@ def train_images_command(
         int,
         typer.Option(min=0, help="Also train on every picture moved by up to N pixels (0: no)."),
     ] = 0,
+    focus: Annotated[
+        str | None,
+        typer.Option(
+            help="Corpus groups to train on more, comma-separated (e.g. food-drink,objects): "
+            "their records are repeated to --focus-share of the training records."
+        ),
+    ] = None,
+    focus_share: Annotated[
+        float, typer.Option(help="The share of the training records the --focus groups make up.")
+    ] = 0.75,
     resolution: Annotated[
         int | None,
         typer.Option(help="Pictures are shrunk to this many pixels square (default 32)."),
@@ -155,7 +165,15 @@ def train_images_command(
                     "--resolution, --patch and --codebook set a new tokenizer; a run with "
                     "--from or --resume keeps the one it started with: drop them"
                 )
-            settings = TokenizerSettings(tag_captions=tags, flip=flip, shift=shift, **given)
+            groups = tuple(group.strip() for group in (focus or "").split(",") if group.strip())
+            settings = TokenizerSettings(
+                tag_captions=tags,
+                flip=flip,
+                shift=shift,
+                focus=groups,
+                focus_share=focus_share,
+                **given,
+            )
             cfg = load_config(config, overrides or [])
             best = train_image_model(
                 data, out, cfg, guidance=guidance, resume=resume, base=base, settings=settings

@@ -70,6 +70,11 @@ class TokenizerSettings:
     # this many pixels each way (see `shifted`): a picture tokenised on other patch
     # boundaries, so repeating it is less a replay of the same tokens. 0: none.
     shift: int = 0
+    # Training records of pictures in these corpus groups (e.g. "food-drink") are repeated
+    # until they make up `focus_share` of the training records; the other groups stay,
+    # each record once, as replay (see `focused`). Empty: every record once.
+    focus: tuple[str, ...] = ()
+    focus_share: float = 0.75
 
     def __post_init__(self) -> None:
         if not MIN_RESOLUTION <= self.resolution <= MAX_RESOLUTION:
@@ -91,6 +96,8 @@ class TokenizerSettings:
                 f"shift must be between 0 and {self.resolution // 2 - 1} pixels at resolution "
                 f"{self.resolution} (got {self.shift})"
             )
+        if not 0 < self.focus_share < 1:
+            raise ValueError(f"focus share must be above 0 and below 1 (got {self.focus_share})")
 
 
 @dataclass(frozen=True)
@@ -315,21 +322,56 @@ def build_records(
 def encoded_splits(
     tokenizer: ImageTokenizer, train: list[Picture], val: list[Picture], settings: TokenizerSettings
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """Training records with the settings' tags, flips and shifts; validation records plain
-    (names only, unflipped, unmoved), so validation losses of runs with and without them
-    compare."""
-    pixels = load_pixels(train, tokenizer.resolution)
-    return {
-        "train": encode_records(
+    """Training records with the settings' tags, flips, shifts and focus; validation records
+    plain (names only, unflipped, unmoved, every group once), so validation losses of runs
+    with and without them compare."""
+
+    def encoded(pictures: list[Picture]) -> np.ndarray[Any, Any]:
+        pixels = load_pixels(pictures, tokenizer.resolution)
+        return encode_records(
             tokenizer,
-            train,
+            pictures,
             pixels,
             with_tags=settings.tag_captions,
             flip=settings.flip,
             shift=settings.shift,
-        ),
-        "val": encode_records(tokenizer, val, load_pixels(val, tokenizer.resolution)),
+        )
+
+    val_records = encode_records(tokenizer, val, load_pixels(val, tokenizer.resolution))
+    if not settings.focus:
+        return {"train": encoded(train), "val": val_records}
+    unknown = sorted(set(settings.focus) - {p.group for p in train})
+    if unknown:
+        groups = ", ".join(sorted({p.group for p in train if p.group}))
+        raise ValueError(
+            f"focus group {', '.join(unknown)} has no training pictures; the groups: {groups}"
+        )
+    inside = [p for p in train if p.group in settings.focus]
+    outside = [p for p in train if p.group not in settings.focus]
+    return {
+        "train": focused(encoded(inside), encoded(outside), settings.focus_share, settings.seed),
+        "val": val_records,
     }
+
+
+def focused(
+    inside: np.ndarray[Any, Any], outside: np.ndarray[Any, Any], share: float, seed: int = 0
+) -> np.ndarray[Any, Any]:
+    """The `inside` records repeated (whole copies, then a fixed random part of them once
+    more) until they are `share` of all the records, followed by the `outside` ones once.
+    The trainer draws records uniformly, so this is how often each is read; refused when
+    the inside records are already more than `share` (nothing to repeat)."""
+    if not len(inside):
+        raise ValueError("no training records in the focus groups")
+    wanted = round(share / (1 - share) * len(outside))
+    if wanted < len(inside):
+        raise ValueError(
+            f"the focus groups are already {len(inside) / (len(inside) + len(outside)):.0%} of "
+            f"the training records, more than the focus share {share:.0%}: raise it"
+        )
+    copies, rest = divmod(wanted, len(inside))
+    extra = np.random.default_rng(seed).permutation(len(inside))[:rest]
+    return np.concatenate([np.tile(inside, (copies, 1)), inside[np.sort(extra)], outside])
 
 
 def record_config(config: TrainConfig, tokenizer: ImageTokenizer) -> TrainConfig:
