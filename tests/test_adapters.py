@@ -270,3 +270,46 @@ def test_the_studio_writes_chinese_poems_with_the_shipped_tang_adapter(gemma: En
     assert adapted.meta["adapter"] == "gemma3-270m:tang" and check(adapted.text, "wujue").passed
     plain = studio.poem("月夜", "wujue", seed=1, adapter="none")
     assert "adapter" not in plain.meta and plain.text != adapted.text
+
+
+def test_the_shipped_adapters_work_on_the_faster_built_in_model(
+    gemma: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gemma3-270m-q5` (the default with its output table re-quantised) takes the shipped
+    adapters as the default does: the LoRA moves its logits as it moves the default's, a
+    Chinese poem is written with `tang` unasked, and an adapter can be registered on it."""
+    from musegpt.adapters.choice import adapter_choice
+    from musegpt.adapters.pipeline import gguf_base_path
+    from musegpt.adapters.registry import adapter_models, open_adapter_model, shipped_adapter
+    from musegpt.engines.base import EngineError
+    from musegpt.engines.default_model import FAST_MODEL, default_model_path
+    from musegpt.engines.registry import find_model, open_engine
+    from musegpt.forms import check
+    from musegpt.studio import Studio
+
+    assert gguf_base_path(FAST_MODEL) == default_model_path(verbose=False, name=FAST_MODEL)
+    fast = open_engine(FAST_MODEL)
+    ids = gemma.tokenizer.encode(POEMS[0][:20])
+    shifts = []
+    for base, plain in (("gemma3-270m", gemma), (FAST_MODEL, fast)):
+        adapted = open_adapter_model(adapter_models()[f"{base}:tang"])
+        before = plain.logits_source().prefill([ids])[0].clone()
+        shifts.append((adapted.logits_source().prefill([ids])[0] - before).double())
+    assert shifts[1].abs().max() > 0.5  # the adapter does something on the faster base
+    assert torch.corrcoef(torch.stack(shifts))[0, 1] > 0.9  # and what it does on the default
+
+    studio = Studio(fast)
+    poem = studio.poem("月夜", "wujue", seed=1)
+    assert poem.meta["adapter"] == f"{FAST_MODEL}:tang" and check(poem.text, "wujue").passed
+    assert studio.poem("月夜", "wujue", seed=1, adapter="none").text != poem.text
+    with pytest.raises(EngineError, match=f"is for gemma3-270m, not {FAST_MODEL}"):
+        adapter_choice(fast, "gemma3-270m:tang")
+
+    monkeypatch.setenv("MUSEGPT_CONFIG", str(tmp_path))
+    tang = str(shipped_adapter("tang"))
+    added = CliRunner().invoke(
+        app, ["models", "add", "fast-poet", "--base", FAST_MODEL, "--adapter", tang]
+    )
+    assert added.exit_code == 0, added.output
+    assert adapter_models()["fast-poet"].base == FAST_MODEL and find_model("fast-poet")
+    assert getattr(open_engine("fast-poet"), "adapter", None) == tang

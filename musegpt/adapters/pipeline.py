@@ -46,12 +46,12 @@ class AdapterReport:
 
 
 def gguf_base_path(base: str | Path) -> Path | None:
-    """The GGUF file `base` names (the default model's name, a registered GGUF, or a .gguf
+    """The GGUF file `base` names (a built-in model's name, a registered GGUF, or a .gguf
     path), or None when it is not a GGUF model."""
-    from musegpt.engines.default_model import DEFAULT_MODEL, default_model_path
+    from musegpt.engines.default_model import BUILT_IN, DEFAULT_MODEL, default_model_path
 
-    if str(base) in (DEFAULT_MODEL, "default"):
-        return default_model_path()
+    if str(base) in (*BUILT_IN, "default"):
+        return default_model_path(name=DEFAULT_MODEL if str(base) == "default" else str(base))
     path = Path(base).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():

@@ -1,7 +1,8 @@
 """Adapters as models: a GGUF base and a GGUF LoRA under one name.
 
 Shipped adapters (musegpt/weights/adapters/NAME.gguf, for the default model) are named
-`gemma3-270m:NAME`; `musegpt models add NAME --base MODEL --adapter FILE` registers more in
+`gemma3-270m:NAME`, and `gemma3-270m-q5:NAME` on the default with its faster output
+table; `musegpt models add NAME --base MODEL --adapter FILE` registers more in
 adapters.json in the config folder.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from musegpt.engines.base import Engine, EngineError
-from musegpt.engines.default_model import DEFAULT_MODEL
+from musegpt.engines.default_model import BUILT_IN, DEFAULT_MODEL
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.decoder import OverflowPolicy
 from musegpt.paths import config_dir
@@ -70,10 +71,10 @@ def _save(adapters: dict[str, AdapterModel]) -> None:
 def adapter_models() -> dict[str, AdapterModel]:
     """Every adapter model by name: the shipped ones, then the registered ones."""
     models = {}
-    if SHIPPED.is_dir():
+    for base in BUILT_IN if SHIPPED.is_dir() else ():
         for file in sorted(SHIPPED.glob("*.gguf")):
-            name = f"{DEFAULT_MODEL}:{file.stem}"
-            models[name] = AdapterModel(name, DEFAULT_MODEL, str(file), 1.0, "packaged")
+            name = f"{base}:{file.stem}"
+            models[name] = AdapterModel(name, base, str(file), 1.0, "packaged")
     return {**models, **_registered()}
 
 
@@ -94,8 +95,8 @@ def add_adapter(name: str, base: str, adapter: Path, scale: float = 1.0) -> Adap
     from musegpt.engines.registry import check_name, find_model
 
     check_name(name)
-    if ":" in name and name.split(":", 1)[0] == DEFAULT_MODEL:
-        raise EngineError(f"names starting {DEFAULT_MODEL}: are the shipped adapters'")
+    if ":" in name and name.split(":", 1)[0] in BUILT_IN:
+        raise EngineError(f"names starting {name.split(':', 1)[0]}: are the shipped adapters'")
     try:
         find_model(name)
     except EngineError:
@@ -118,7 +119,7 @@ def add_adapter(name: str, base: str, adapter: Path, scale: float = 1.0) -> Adap
         )
     if not 0 < scale <= 4:
         raise EngineError("--scale must be greater than 0 and at most 4")
-    stored_base = base if str(base) in (DEFAULT_MODEL, "default") else str(base_file)
+    stored_base = base if str(base) in (*BUILT_IN, "default") else str(base_file)
     entry = AdapterModel(name, stored_base, str(file), scale, "registered")
     adapters = _registered()
     adapters[name] = entry

