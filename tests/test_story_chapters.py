@@ -4,7 +4,9 @@ never left standing as a heading."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,10 +18,12 @@ from musegpt.studio.story import (
     Scene,
     StoryBible,
     StoryProject,
+    chapter_steps,
     chapter_target,
     write_scene,
 )
 from musegpt.studio.text import Lang
+from musegpt.studio.writer import Writer
 
 # A plan whose only beat is about the second character: without the protagonist's
 # paragraph, the default model wrote seeds 1-5 (English) and seed 2 (Chinese) without the
@@ -93,4 +97,47 @@ def test_a_chapter_is_never_left_far_below_its_target(
     )
     writer = Studio(gemma).writer(premise, seed=3)
     text = write_scene(writer, project, 1, candidates=2).text
+    assert checks.size(text, lang) >= chapter_target(tokens, lang) // 3, text
+
+
+@dataclass
+class Metered(Writer):
+    """A writer that adds up what its calls cost (decode steps) and kept (tokens)."""
+
+    steps_in_all: int = 0
+    kept_in_all: int = 0
+
+    def write(self, *args: Any, **kwargs: Any) -> str:
+        text = super().write(*args, **kwargs)
+        self.steps_in_all += self.stepped
+        self.kept_in_all += self.decoded
+        return text
+
+    def write_many(self, *args: Any, **kwargs: Any) -> list[str]:
+        drafts = super().write_many(*args, **kwargs)
+        self.steps_in_all += self.stepped
+        return drafts
+
+
+# A word the model writes all the time, banned: every time it is written it is taken back,
+# a decode step spent on nothing kept (as the retelling bans' take-backs are).
+OFTEN: dict[Lang, str] = {"en": r"(?i)\b(?:the|a|and)\b", "zh": "的|了"}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_chapter_takes_no_more_steps_than_its_budget_take_backs_included(
+    gemma: Engine, tmp_path: Path, lang: Lang
+) -> None:
+    """A chapter's budget counts every token decoded, kept or taken back (a Chinese story
+    whose take-backs were not counted ran 3-6 s past its 60 s target)."""
+    premise, bible, beat = PLANS[lang]
+    tokens = 150
+    project = StoryProject(tmp_path, premise, lang, bible, [Scene(beat)], scene_tokens=tokens)
+    plain = Studio(gemma).writer(premise, seed=1)
+    params = plain.params.model_copy(update={"banned_regex": [OFTEN[lang]]})
+    writer = Metered(gemma, params, lang)
+    text = write_scene(writer, project, 0, candidates=2).text
+    steps, most = chapter_steps(tokens, lang)
+    assert writer.kept_in_all < writer.steps_in_all - 20  # many tokens were taken back
+    assert steps <= writer.steps_in_all <= most, (writer.steps_in_all, text)
     assert checks.size(text, lang) >= chapter_target(tokens, lang) // 3, text

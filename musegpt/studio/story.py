@@ -1296,15 +1296,29 @@ def chapter_target(tokens: int, lang: Lang) -> int:
     return int(tokens * (0.9 if lang == "zh" else 0.6))
 
 
+def chapter_steps(tokens: int, lang: Lang) -> tuple[int, int]:
+    """The decode steps a chapter of `tokens` tokens may take (every token chosen counts,
+    kept or taken back; a batch's step once), and the most it may take when what was kept
+    is under a third of its target. Counted so, a story's time is bounded whatever the
+    take-backs (seen: a Chinese README story whose chapters took back 500 tokens and filled
+    on for 760 more, 63 s for a 60 s target). A Chinese chapter may take as many steps as
+    its target has characters, and no more: about one character a step when little is
+    taken back, so a chapter that is not retelling itself reaches near its target."""
+    if lang == "zh":
+        steps = chapter_target(tokens, lang)
+        return steps, steps
+    return tokens, tokens * 5 // 4
+
+
 # A chapter draft that decodes this many characters without one more kept has gone astray
 # (retelling the previous chapter, talking about the writing, looping): decoding stops
 # there and the tokens go to a fresh continuation of what was kept (seen: 300 of a
 # chapter's 375 tokens cleaned away after "This chapter is a flashback…").
 STALL_CHARS: dict[Lang, int] = {"en": 300, "zh": 110}
 STALL_EVERY: dict[Lang, int] = {"en": 100, "zh": 40}  # characters between two looks
-# A chapter under half its target is continued from what was kept while its tokens last,
-# and under a third of it even past them (a quarter of its tokens more at most: a Chinese
-# story took 119 CPU-s with half again), in at most this many rounds (seen: "Riv's first
+# A chapter under half its target is continued from what was kept while its steps last,
+# and in English under a third of it even past them (`chapter_steps`: a Chinese story took
+# 119 CPU-s with half again), in at most this many rounds (seen: "Riv's first
 # love story:", 4 words kept of 450 tokens).
 FILL_ROUNDS = 3
 FILL_LEAST = 48  # tokens: a shorter continuation is not worth a call
@@ -1574,13 +1588,15 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     batch) are drawn and the one that best follows the beat and the premise is kept and
     continued. A draft stops when it has gone on too long with nothing
     kept; a chapter left far below its target is continued from what was kept (bounded
-    rounds, each call with its own derived seed)."""
+    rounds, each call with its own derived seed). Every call's decode steps, tokens taken
+    back included, count against the chapter's budget (`chapter_steps`)."""
     assert project.bible is not None
     summarize_before(writer, project, index)
     scene, lang, tokens = project.scenes[index], project.lang, project.scene_tokens
     if project.steps and not scene.steps:
         plan_steps(writer, project, index)
     target = chapter_target(tokens, lang)  # its size: decoding stops at a sentence end past it
+    steps, most = chapter_steps(tokens, lang)
     chapter = CHAPTER[lang]
     stops = [f"\n{chapter.format(n=index + 2)}", "\nChapter", "\nNotes for", "写作笔记", "\n\n\n"]
     # The program writes the chapter's first word: the name of the character its beat
@@ -1616,25 +1632,25 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     def go_on(
         head: str, budget: int, avoid: list[str], step: int, start: int = 0
     ) -> tuple[str, int]:
-        """`head` continued (streamed) until `budget` tokens, a stall, or a sentence end
-        once the chapter holds round `step`'s share of its target; the whole draft and the
-        tokens decoded."""
+        """`head` continued (streamed) until `budget` decode steps, a stall, or a sentence
+        end once the chapter holds round `step`'s share of its target; the whole draft and
+        the steps taken."""
         full = target * (step + 1) // len(rounds)
         stall = Stall(lambda r: clean(glue(head, r, lang)), lang, full=full)
         # Nor the chapter's own sentences again (seen: a Chinese chapter going back to
         # its first sentence, the beat, after every paragraph).
         rest = writer.write(
             scene_prompt(project, index, rounds[step]) + head, budget, stop=stops,
-            labels=SCENE_LABELS, stream=True, until=stall,
+            labels=SCENE_LABELS, stream=True, until=stall, most_steps=budget,
             avoid_regex=[*avoid, *retold(lang, head), *copied(rounds[step])],
             constraints=[
                 *chapter_rules(writer, project, head, earlier),
                 *step_rules(writer, project, rounds[step], head, start),
             ],
         )  # fmt: skip
-        return glue(head, rest, lang), writer.decoded
+        return glue(head, rest, lang), writer.stepped
 
-    first = tokens // len(rounds)  # the first round's tokens
+    first = steps // len(rounds)  # the first round's steps
     if candidates <= 1:
         writer.show(lead + space)
         raw, spent = go_on(lead, first, after_name, 0)
@@ -1672,7 +1688,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             )  # fmt: skip
 
         raw = max(drafts, key=fit)
-        spent = opening  # about: each draft was decoded to its stop or its tokens
+        spent = writer.stepped
         hero_named = any(k in clean(raw) for k in protagonist)
         if opening < first and raw and not hero_named and checks.finished(end_cleanly(raw)):
             # The chapter goes on with a paragraph the protagonist begins (the program
@@ -1684,12 +1700,12 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
             avoid = rest_bans
         writer.show(raw)
-        if opening < first and raw:
-            raw, more = go_on(raw + joint, first - opening, avoid, 0)
+        if first > spent and raw:
+            raw, more = go_on(raw + joint, first - spent, avoid, 0)
             spent += more
     text = clean(raw)
     for step in range(1, len(rounds)):
-        left = tokens - spent
+        left = steps - spent
         if left < FILL_LEAST:
             break
         # The round begins a paragraph with its step's character (the protagonist's name
@@ -1703,8 +1719,8 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         spent += more
         text = clean(raw)
     for _ in range(FILL_ROUNDS):
-        size, left = checks.size(text, lang), tokens - spent
-        spare = tokens * 5 // 4 - spent  # past its tokens, a quarter again at most
+        size, left = checks.size(text, lang), steps - spent
+        spare = most - spent  # past its steps (English: a quarter again at most)
         far_below = size < target // 3 and spare >= FILL_LEAST
         if size >= target // 2 or (left < FILL_LEAST and not far_below):
             break
@@ -1712,7 +1728,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         # nothing kept, the chapter is begun again from its lead).
         head = end_cleanly(text) + "\n\n" if text else lead
         writer.show("\n\n" if text else "\n\n" + lead + space)
-        budget = max(left, min(tokens // 4, spare), FILL_LEAST)
+        budget = max(left, min(steps // 4, spare), FILL_LEAST)
         last = len(rounds) - 1
         draft, more = go_on(head, budget, rest_bans if text else after_name, last, len(head))
         spent += more

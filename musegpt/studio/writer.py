@@ -12,10 +12,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import torch
+
 from musegpt.engines.base import Engine
 from musegpt.engines.remote import RemoteEngine
 from musegpt.generation.params import SamplingParams
-from musegpt.generation.processors import LogitsProcessor, WatchText
+from musegpt.generation.processors import DecodeState, LogitsProcessor, WatchText
 from musegpt.studio.text import SENTENCE_END, Lang, cut_bad_tail, tidy
 
 Sink = Callable[[str], None]
@@ -31,6 +33,9 @@ class Writer:
     status: Callable[[str], None] | None = None  # what the task is doing, for long work
     calls: int = 0
     decoded: int = 0  # tokens the last `write` decoded (kept in its text, or cut by tidying)
+    # Decode steps the last `write` or `write_many` took: tokens chosen, kept or taken back
+    # (a batch's step counts once). What a call cost, where `decoded` is what it kept.
+    stepped: int = 0
 
     @property
     def steers(self) -> bool:
@@ -78,8 +83,10 @@ class Writer:
         the writer `steers`); `extra` are more `SamplingParams` fields for this call (e.g.
         `banned_regex`)."""
         params = self.call_params(max_new_tokens, stop, n=n, **extra)
-        rules = constraints if self.steers else ()
+        steps = StepCount()
+        rules = [*constraints, steps] if self.steers else ()
         drafts = self.engine.complete(prompt, params, rules)
+        self.stepped = steps.steps if self.steers else max(len(c.token_ids) for c in drafts)
         return [tidy(c.text, labels, clean_end=False) for c in drafts]
 
     def write(
@@ -94,13 +101,16 @@ class Writer:
         avoid: Sequence[str] = (),
         avoid_regex: Sequence[str] = (),
         until: Callable[[str], bool] | None = None,
+        most_steps: int | None = None,
         **extra: object,
     ) -> str:
         """Continue `prompt`; the cleaned continuation. With `stream`, clean text is sent to
         the sink sentence by sentence as it is written. Phrases in `avoid` (the few-shot
         examples' own lines) and matches of `avoid_regex` (their word runs, `echo_pattern`)
         never appear: decoding backtracks around them. Decoding stops once `until(text so
-        far)` holds (e.g. a chapter draft that has gone on too long with nothing kept)."""
+        far)` holds (e.g. a chapter draft that has gone on too long with nothing kept), or
+        after `most_steps` decode steps, the tokens taken back included (a budget that
+        take-backs cannot stretch; on a remote model, which takes nothing back, tokens)."""
         if avoid:
             extra["banned"] = [*self.params.banned, *avoid]
         if avoid_regex:
@@ -117,8 +127,11 @@ class Writer:
         # Locally, the decode itself is watched, text held back from the stream included
         # (`WatchText`); a remote model is watched through its stream.
         local = self.steers
+        steps = StepCount(cancel, most_steps)
         if local:
-            constraints = [*constraints, WatchText(self.engine.tokenizer, watch)]
+            constraints = [*constraints, WatchText(self.engine.tokenizer, watch), steps]
+        elif most_steps is not None:
+            params = params.model_copy(update={"max_new_tokens": min(max_new_tokens, most_steps)})
         raw = ""
         shown = 0
         self.decoded = 0
@@ -136,7 +149,23 @@ class Writer:
                 if upto > shown:
                     self.show(kept[shown:upto])
                     shown = upto
+        self.stepped = steps.steps if local else self.decoded
         final = tidy(raw, labels, clean_end=clean_end)
         if stream and len(final) > shown:
             self.show(final[shown:])
         return final
+
+
+class StepCount:
+    """Changes no score: counts a decode's steps (each a token chosen for every row, kept or
+    later taken back) and, with `most`, sets `cancel` at the `most`-th, so the decode ends
+    there: a bound on what a call costs that no number of take-backs can stretch."""
+
+    def __init__(self, cancel: threading.Event | None = None, most: int | None = None) -> None:
+        self.cancel, self.most, self.steps = cancel, most, 0
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        if self.cancel is not None and self.most is not None and self.steps >= self.most:
+            self.cancel.set()
+        return scores
