@@ -130,8 +130,9 @@ class Writer:
         steps = StepCount(cancel, most_steps)
         if local:
             constraints = [*constraints, WatchText(self.engine.tokenizer, watch), steps]
-        elif most_steps is not None:
-            params = params.model_copy(update={"max_new_tokens": min(max_new_tokens, most_steps)})
+        elif most_steps is not None:  # a remote model takes nothing back: its steps are tokens
+            most = min(params.max_new_tokens, most_steps)
+            params = params.model_copy(update={"max_new_tokens": most})
         raw = ""
         shown = 0
         self.decoded = 0
