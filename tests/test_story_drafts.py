@@ -39,7 +39,9 @@ def test_the_decoder_backtracks_around_a_text_rule(gemma: Engine) -> None:
 
 def test_a_chinese_draft_does_not_begin_its_sentences_again(gemma: Engine) -> None:
     prompt = "他想离开爸爸的怀抱。\n他想离开爸爸的怀抱。\n他想离开爸爸的怀抱。\n"
-    params = SamplingParams(seed=1, max_new_tokens=80, temperature=0.7)
+    # Greedy: sampled, the plain draft's repetition depends on the CPU's float rounding (on
+    # one machine seed 1 looped on a line shorter than a retelling run, so nothing to catch).
+    params = SamplingParams(seed=1, max_new_tokens=80, temperature=0.0)
     plain = gemma.generate(prompt, params)
     kept = gemma.generate(prompt, params, [OwnRetelling("zh")])
     run = RETELL_RUN["zh"]
