@@ -315,6 +315,14 @@ def test_seen_on_gemma_in_chinese_is_refused_or_cleaned() -> None:
     assert checks.clean_chapter(looping, "zh", "【8】\n" + looping) == ""
 
 
+def test_a_possessive_mentions_its_noun() -> None:
+    assert checks.keywords("The key's owner knew the girls' names.", "en") == {
+        "key", "owner", "knew", "girls", "names"
+    }  # fmt: skip
+    assert checks.mentions("The key's teeth soften.", {"key"}, "en") == {"key"}
+    assert checks.keywords("a well-known 'quiet' town", "en") == {"well-known", "quiet", "town"}
+
+
 def test_a_premise_keyword_is_required_of_the_synopsis_and_the_first_beat() -> None:
     words = checks.keywords(ROBOT, "en")
     example = example_field("en", "synopsis")

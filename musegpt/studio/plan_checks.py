@@ -155,7 +155,8 @@ def keywords(text: str, lang: Lang) -> set[str]:
             if run[-1] not in HAN_FUNCTION and (len(run) == 1 or run[-2] in HAN_FUNCTION):
                 pairs.add(run[-1])
         return {p for p in pairs if not set(p) & HAN_FUNCTION}
-    words = re.findall(r"[a-z][a-z'-]+", text.lower())
+    found = re.findall(r"[a-z][a-z'-]+", text.lower())
+    words = [re.sub(r"'s$", "", w).strip("'-") for w in found]  # the key's: key
     return {w for w in words if len(w) >= 3 and w not in STOPWORDS}
 
 
