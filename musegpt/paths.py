@@ -4,6 +4,8 @@ variable, so tests and servers can point elsewhere)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -15,3 +17,22 @@ def cache_dir() -> Path:
 def config_dir() -> Path:
     """User settings such as the model registry ($MUSEGPT_CONFIG)."""
     return Path(os.environ.get("MUSEGPT_CONFIG") or "~/.config/musegpt").expanduser()
+
+
+@contextmanager
+def cache_lock(entry: Path) -> Iterator[None]:
+    """Held while one cache `entry` is made: a second process making the same entry (a server
+    and a command started together on a fresh machine, or two test workers) waits here, then
+    finds it made instead of making it again over the first. Callers check again inside."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: entries are still written atomically, only maybe twice
+        yield
+        return
+    with open(entry.with_name(f".{entry.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

