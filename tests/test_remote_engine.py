@@ -229,6 +229,15 @@ def test_a_studio_and_a_server_in_front_of_the_remote(llama_remote: RemoteEngine
     assert text == llama_remote.generate(PROMPT, max_new_tokens=8, temperature=0)
 
 
+def test_a_step_budget_caps_a_remote_call_in_tokens(llama_remote: RemoteEngine) -> None:
+    """A remote model takes nothing back, so a chapter's step budget is its token cap."""
+    writer = Studio(llama_remote).writer("a lighthouse", seed=3, temperature=0)
+    writer.write(PROMPT, 40, most_steps=6, clean_end=False)
+    assert 0 < writer.stepped <= 6
+    writer.write(PROMPT, 40, clean_end=False)
+    assert writer.stepped > 6  # …where the call alone would go on
+
+
 def test_poems_on_a_remote_are_generated_and_checked(llama_remote: RemoteEngine) -> None:
     # No steering token by token: a passing poem, or the form checker's report (not an error
     # about constraints).

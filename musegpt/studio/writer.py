@@ -150,6 +150,8 @@ class Writer:
                 if upto > shown:
                     self.show(kept[shown:upto])
                     shown = upto
+        if not local and raw and not self.decoded:  # a remote's stream carries text, not ids
+            self.decoded = len(self.engine.tokenizer.encode(raw))
         self.stepped = steps.steps if local else self.decoded
         final = tidy(raw, labels, clean_end=clean_end)
         if stream and len(final) > shown:
