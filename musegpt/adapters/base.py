@@ -13,6 +13,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ def _dequantise(gguf_file: Path, folder: Path, verbose: bool) -> None:
         print(f"Dequantising {gguf_file.name} for training (first use, a few minutes)…",
               file=sys.stderr)  # fmt: skip
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".making-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".making-") as tmp, one_parse():
         work = Path(tmp) / "model"
         try:
             tokenizer = AutoTokenizer.from_pretrained(
@@ -64,7 +66,7 @@ def _dequantise(gguf_file: Path, folder: Path, verbose: bool) -> None:
         except (OSError, ValueError, KeyError) as err:
             raise EngineError(f"transformers could not read {gguf_file}: {err}") from err
         # The weights are plain floats now: save them as such, not as a "GGUF-quantised" model.
-        model.hf_quantizer = None  # type: ignore[assignment]
+        model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(str(work))
@@ -73,6 +75,31 @@ def _dequantise(gguf_file: Path, folder: Path, verbose: bool) -> None:
         if folder.exists():  # a damaged earlier attempt
             shutil.rmtree(folder)
         os.replace(work, folder)
+
+
+@contextmanager
+def one_parse() -> Iterator[None]:
+    """While held, `gguf.GGUFReader(path)` parses each file once. transformers parses the
+    GGUF afresh for the tokenizer, the config and the weights, and each parse of Gemma's
+    262,144-token vocabulary takes 20-40 s in Python: two of three are saved."""
+    import gguf
+
+    original = gguf.GGUFReader
+    parsed: dict[str, Any] = {}
+
+    def reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # another mode ("r+"): not the read-only parse shared here
+            return original(path, *args, **kwargs)
+        key = str(Path(path).resolve())
+        if key not in parsed:
+            parsed[key] = original(path)
+        return parsed[key]
+
+    gguf.GGUFReader = reader  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original  # type: ignore[misc]
 
 
 def load_base(gguf_file: Path, verbose: bool = True) -> tuple[Any, Any]:
