@@ -16,7 +16,7 @@ from musegpt.studio import Studio
 from musegpt.studio.evaluate import SCAFFOLDING, valid
 from musegpt.studio.script import fountain_elements
 from musegpt.studio.story import premise_limit
-from musegpt.studio.tasks import LYRICS, StudioError
+from musegpt.studio.tasks import LYRICS, TITLE_END, StudioError, title_opening
 from musegpt.studio.text import HAN, example_phrases, similarity
 
 
@@ -68,6 +68,10 @@ def test_lyrics_repeat_the_chorus_word_for_word(studio: Studio, lang: str) -> No
 def test_brainstorm_gives_exactly_n_distinct_ideas_reproducibly(studio: Studio) -> None:
     work = studio.brainstorm("a city under the sea", "story titles", count=4, seed=7)
     assert len(work.parts) == 4
+    # Titles, not sentences or lead-ins, and not one title four times ("Sea-faring people:
+    # the sea meets the shore:", "Sea-faring women: …" at this seed before).
+    assert not any(TITLE_END.search(title) for title in work.parts)
+    assert len({title_opening("en")(title) for title in work.parts}) == 4
     assert all(
         similarity(a, b) <= 0.5 for i, a in enumerate(work.parts) for b in work.parts[i + 1 :]
     )

@@ -133,6 +133,9 @@ SENTENCE_KINDS = re.compile(
     r"twist|plot|scene|conflict|premise|ending|opening|反转|情节|冲突|结局|开头"
 )
 SHORT_KINDS = re.compile(r"title|name|标题|名字|名称")
+# A title or a name ends without a full stop or a colon (seen: "Sea-faring city: a strange
+# sea:", "All that remains is a violin."): the mark is dropped.
+TITLE_END = re.compile(r"\s*[.:;。：；]+\s*$")
 # A twist turns what was believed around: it says so with one of these. Each twist is
 # begun with one of TWIST_OPENERS, a frame that a small model completes as a twist.
 TWIST_OPENERS = {
@@ -204,11 +207,14 @@ class IdeaList:
     ideas: list[str]
     check: ItemCheck | None = None
     refused: int = 0  # items dropped by `check`
+    opening: Callable[[str], str] | None = None  # items that begin alike are one item twice
 
     def offer(self, idea: str) -> bool:
         if len(self.ideas) >= self.count:
             return False
         if any(similarity(idea, other) > NEAR_DUPLICATE for other in self.ideas + self.avoid):
+            return False
+        if self.opening is not None and self.opening(idea) in map(self.opening, self.ideas):
             return False
         if self.check is not None and self.check(idea) is not None:
             self.refused += 1
@@ -226,12 +232,15 @@ def distinct_list(
     start: Sequence[str] = (),
     check: ItemCheck | None = None,
     openers: Sequence[str] = (),
+    opening: Callable[[str], str] | None = None,
+    trim: Callable[[str], str] | None = None,
 ) -> list[str]:
     """Exactly `count` distinct items (`start` first) continuing the numbered list that
-    `template` opens, each passing `check`. With `openers`, each call writes one item that
-    begins with the next of them (a frame the model completes, e.g. a twist's "it turns
-    out that")."""
-    found = IdeaList(count, list_items(template), list(start), check)
+    `template` opens, each passing `check` and, with `opening`, beginning unlike the items
+    before it; `trim` tidies each item first. With `openers`, each call writes one item that
+    begins with the next of them (a frame the model completes, e.g. a twist's "it turns out
+    that")."""
+    found = IdeaList(count, list_items(template), list(start), check, opening=opening)
     for attempt in range(attempts):
         shown = "".join(f"{i}. {idea}\n" for i, idea in enumerate(found.ideas, 1))
         opener = openers[attempt % len(openers)] if openers else ""
@@ -248,7 +257,8 @@ def distinct_list(
         )
         joint = " " if opener and not HAN.search(opener) else ""  # the text comes stripped
         for item in list_items(head + joint + text)[: 1 if openers else None]:
-            if found.offer(item):
+            item = trim(item) if trim is not None else item
+            if item and found.offer(item):
                 writer.show(f"{len(found.ideas)}. {item}\n")
         if len(found.ideas) == count:
             return found.ideas
@@ -292,6 +302,19 @@ def item_check(lang: Lang, topic: str, kind: str = "", example: str = "") -> Ite
     return check
 
 
+def title_opening(lang: Lang) -> Callable[[str], str]:
+    """How a title begins: its first two words (English) or three Han characters. Four
+    titles that begin alike ("Sea-faring people: …", "Sea-faring women: …"; "100个世界，…")
+    read as one title four times."""
+    if lang == "zh":
+        return lambda item: "".join(HAN.findall(item)[:3])
+    return lambda item: " ".join(re.findall(r"[\w'’-]+", item.lower())[:2])
+
+
+def trim_title(item: str) -> str:
+    return TITLE_END.sub("", item)
+
+
 def short_names(kind: str) -> bool:
     """Names of people or places need not repeat the topic's words."""
     return bool(re.search(r"\bnames?\b|名字|人名|地名", kind.lower()))
@@ -306,8 +329,12 @@ def brainstorm(writer: Writer, topic: str, kind: str = "ideas", count: int = 8) 
     topics = re.findall(r"^(?:Topic: |主题：)(.+)$", BRAINSTORM[writer.lang], re.MULTILINE)
     check = item_check(writer.lang, topic, kind, " ".join(t for t in topics if "{" not in t))
     openers = TWIST_OPENERS[writer.lang] if TWIST_KINDS.search(kind.lower()) else []
-    ideas = distinct_list(writer, template, count, per_item, 3 + 3 * count, check=check,
-                          openers=openers)  # fmt: skip
+    titles = bool(SHORT_KINDS.search(kind.lower()))
+    ideas = distinct_list(
+        writer, template, count, per_item, 3 + 3 * count, check=check, openers=openers,
+        opening=title_opening(writer.lang) if titles else None,
+        trim=trim_title if titles else None,
+    )  # fmt: skip
     title = f"{kind.capitalize()}: {topic}"
     return Work("brainstorm", title, writer.lang, "\n".join(ideas), ideas)
 
