@@ -492,3 +492,24 @@ def test_replacement_characters_and_full_width_indents_leave_a_chapter() -> None
     text = clean_draft("汪小菲笑了。\n\n\u3000\u3000\n\n\ufffd“我穿红裙子。”", "zh", "")
     assert "\ufffd" not in text and "\u3000" not in text
     assert text.endswith("“我穿红裙子。”")
+
+
+def test_web_markup_is_banned_cut_as_a_heading_and_counted() -> None:
+    """Gemma read much of the web (seen in a Chinese README story: "<h2>熊巴爱机器人的经历</h2>"
+    saved inside chapter 1, "<strong>3.2章</strong>" streamed to the terminal)."""
+    cases: list[tuple[Lang, str, str]] = [
+        ("zh", "<h2>熊巴爱机器人的经历</h2>", "<strong>3.2章</strong>"),
+        ("en", "<h2>The Robot's Story</h2>", '<p class="x">Mara ran.</p>'),
+    ]
+    for lang, heading, emphasis in cases:
+        bans = [re.compile(p) for p in chapter_bans(lang, "")]
+        for markup in (heading, emphasis):
+            assert any(p.search(markup) for p in bans), markup
+            assert leaked(markup, lang), markup
+    # Saved chapters: a web heading or a numbered section ends the chapter, as "第二章" does;
+    # other tags are dropped and their words kept.
+    kept = clean_draft("熊巴醒了。\n\n<h2>熊巴的经历</h2>\n\n熊巴笑了。", "zh", "")
+    assert kept == "熊巴醒了。"
+    assert clean_draft("熊巴醒了。\n<strong>3.2章</strong>\n熊巴笑了。", "zh", "") == "熊巴醒了。"
+    assert clean_draft('<p class="x">Mara ran home.</p>', "en", "") == "Mara ran home."
+    assert not leaked("熊巴读完了第三本书的3.2节里的话。", "zh")  # a number in prose is prose

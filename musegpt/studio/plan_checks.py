@@ -39,9 +39,14 @@ NUMBERED = re.compile(r"^\s*[\d一二三四五六七八九十]+\s*[.、:：)）]
 HEADING = re.compile(
     r"^\s*(?:#+\s*)?(?:第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回幕部]|"
     r"(?:chapter|part|scene)\s*\d+|(?:chapter|part|scene)\s+(?:[ivxlc]+|one|two|three|four|"
-    r"five|six|seven|eight|nine|ten)\b|【[^】]*】\s*$)",  # "Chapter2" too (seen)
+    r"five|six|seven|eight|nine|ten)\b|【[^】]*】\s*$|"  # "Chapter2" too (seen)
+    # A web page's heading, and a numbered section (seen: "<h2>熊巴爱机器人的经历</h2>",
+    # "<strong>3.2章</strong>").
+    r"<h[1-6]\b|\d+(?:[.．]\d+)*\s*[章节回幕]\s*$)",
     re.IGNORECASE,
 )
+# An HTML tag (Gemma read much of the web): never part of a story's prose.
+MARKUP = r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>\n]*)?/?>"
 SPEAKER = re.compile(r"^\s*[\w\u4e00-\u9fff·]{1,12}\s*[:：]\s*\S")
 # A plan's own label inside a field (seen: a synopsis going on "…文风：柔和，平实，平淡。").
 PLAN_LABEL = (
@@ -503,6 +508,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
         if HEADING.match(line):
             lines = lines[:i]
             break
+    lines = [re.sub(MARKUP, "", line) for line in lines]  # any other tag
     # Lines without two letters ("【3】", "（）") and bulleted lines are list debris, not prose.
     lines = [
         narrate(LIST_MARK.sub("", line), lang) for line in lines

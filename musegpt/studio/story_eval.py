@@ -123,6 +123,7 @@ def leaked(text: str, lang: Lang) -> bool:
         or checks.CHATTER[lang].search(text) is not None
         or checks.ASIDE[lang].search(text) is not None
         or re.search(checks.LIST_LINE, text) is not None
+        or re.search(checks.MARKUP, text) is not None
     )
 
 
