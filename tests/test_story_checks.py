@@ -513,3 +513,18 @@ def test_web_markup_is_banned_cut_as_a_heading_and_counted() -> None:
     assert clean_draft("熊巴醒了。\n<strong>3.2章</strong>\n熊巴笑了。", "zh", "") == "熊巴醒了。"
     assert clean_draft('<p class="x">Mara ran home.</p>', "en", "") == "Mara ran home."
     assert not leaked("熊巴读完了第三本书的3.2节里的话。", "zh")  # a number in prose is prose
+
+
+def test_english_inside_a_chinese_chapter_is_banned_and_dropped() -> None:
+    """Seen: a Chinese README story (seed 13) whose characters spoke whole English speeches
+    between its Chinese lines."""
+    bans = [re.compile(p) for p in chapter_bans("zh", "")]
+    speech = '"I have never been in love before. It feels like I\'m on the water."'
+    assert any(p.search(speech) for p in bans)
+    for kept_line in ("乔可喜拿起iPhone，说：“OK，我来了。”", "他在New York住了三年。"):
+        assert not any(p.search(kept_line) for p in bans), kept_line
+    kept = "乔可喜看到自己被爱。\n\n乔可喜发现她被爱。她拿起iPhone。"
+    draft = f"乔可喜看到自己被爱。\n\n{speech}\n乔可喜发现她被爱。她拿起iPhone。"
+    assert clean_draft(draft, "zh", "") == kept
+    english = "Mara ran to the sea. She laughed."  # an English story keeps its English
+    assert clean_draft(english, "en", "") == english

@@ -47,6 +47,10 @@ HEADING = re.compile(
 )
 # An HTML tag (Gemma read much of the web): never part of a story's prose.
 MARKUP = r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>\n]*)?/?>"
+# Three English words in a row inside a Chinese chapter: the story changing language (seen:
+# a Chinese README story whose characters spoke whole English speeches). A brand or a
+# name ("iPhone", "OK") is one word and stays.
+ENGLISH_RUN = r"[A-Za-z]{2,}(?:[ \t,.'’!?;:…-]+[A-Za-z]+){2}"
 SPEAKER = re.compile(r"^\s*[\w\u4e00-\u9fff·]{1,12}\s*[:：]\s*\S")
 # A plan's own label inside a field (seen: a synopsis going on "…文风：柔和，平实，平淡。").
 PLAN_LABEL = (
@@ -527,6 +531,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
             break
         if ASIDE[lang].search(sentence):
             continue  # a narrator's aside: the story goes on without it
+        if lang == "zh" and in_english(sentence):
+            continue  # a sentence in the wrong language
         key = sentence_key(sentence, lang)
         if key in before or is_repeat(sentence, key, set(), list(before), lang):
             continue  # the previous chapter retold: dropped, but no loop of this one
@@ -544,6 +550,13 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
     return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
+
+
+def in_english(sentence: str) -> bool:
+    """A sentence of a Chinese chapter written in English: a run of English words, and
+    more Latin letters than Han characters."""
+    latin = len(re.findall(r"[A-Za-z]", sentence))
+    return latin > len(HAN.findall(sentence)) and re.search(ENGLISH_RUN, sentence) is not None
 
 
 def balance_quotes(line: str) -> str:

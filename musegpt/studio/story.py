@@ -1411,7 +1411,7 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     chatter = [flags + checks.CHATTER[lang].pattern, READER_TALK[lang]]
     # Asides to the reader, list items, a line broken after a comma, unquoted speech.
     chatter += [flags + checks.ASIDE[lang].pattern, checks.LIST_LINE, checks.COMMA_BREAK]
-    chatter += [checks.UNQUOTED_SPEECH] if lang == "zh" else []
+    chatter += [checks.UNQUOTED_SPEECH, checks.ENGLISH_RUN] if lang == "zh" else []
     chatter.append(checks.MARKUP)  # "<h2>…</h2>", "<strong>3.2章</strong>" (seen)
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
