@@ -12,10 +12,16 @@ import torch
 from musegpt.engines.base import Engine
 from musegpt.generation import decoder
 from musegpt.generation.params import SamplingParams
-from musegpt.generation.processors import DecodeState
+from musegpt.generation.processors import DecodeState, LogitsProcessor
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.retell_guard import GUARD_FROM, CircleGuard, RetellGuard, told_openings
-from musegpt.studio.story import CirclingLines
+from musegpt.studio.retell_guard import (
+    GUARD_FROM,
+    CircleGuard,
+    PhraseGuard,
+    RetellGuard,
+    told_openings,
+)
+from musegpt.studio.story import CirclingLines, CirclingPhrases
 
 EARLIER = "她坐在沙发上，看着窗外的雨。乔纳斯走进房间，轻轻地关上了门。"
 
@@ -147,3 +153,59 @@ def test_the_circle_guard_takes_back_fewer_clauses(
     assert long(guarded) < long(plain) / 2  # …and the guard turns most of them before
     assert len(guarded) < len(plain)  # fewer take-backs in all
     assert changed >= 1
+
+
+# "长达八十厘米的高个子" in three different clauses (the README's Chinese story, seed 1, said
+# it six times in three chapters): no clause is said again, so the clause rule passes them.
+ROUND = "她是一个长达八十厘米的高个子女孩。他爱上了这个长达八十厘米的高个子，"
+
+
+def test_a_run_said_twice_in_the_story_is_not_said_a_third_time(gemma: Engine) -> None:
+    third = ROUND + "她戴上了一个长达八十厘米的高个子机器人的衣服。"
+    assert checks.circling_clauses(third, "zh") == []
+    assert checks.circling_phrases(third) == [
+        third.rindex("个长达八十厘米的高个子") + i for i in range(4)
+    ]
+    assert checks.circling_phrases(third[len(ROUND) :], before=ROUND)  # counting the story
+    assert checks.circling_phrases(ROUND) == []  # twice is allowed
+    assert (
+        checks.circling_phrases("乔纳·杜比走了。乔纳·杜比走了。乔纳·杜比走了。") == []
+    )  # short runs
+
+    tokenizer = gemma.tokenizer
+    guard = PhraseGuard(tokenizer, ROUND)
+
+    def banned(text: str) -> list[str]:
+        ids = tokenizer.encode(text)
+        return [tokenizer.decode([t]) for t in guard.banned(ids, ids)]
+
+    assert "厘" in banned("她戴上了一个长达八十")  # five of its characters written: not on
+    assert banned("她戴上了一个长达") == []  # …fewer than GUARD_FROM: only a token ending it
+    assert banned("她戴上了一个短达八十") == []
+    assert (
+        PhraseGuard(tokenizer, ROUND[:20]).banned(*[tokenizer.encode("长达八十厘米的高")] * 2) == []
+    )
+
+
+# Greedy continuations that copy their prompt's lines: without the rules each says a run of
+# eight characters a third time (checked: the model copies what it was shown).
+COPYING = [
+    "他看到一个穿着红色衣服的小女孩。她又看到一个穿着红色衣服的小女孩。",
+    "那天，乔纳在白宫的房间里发现了爱情。第二天，许希在白宫的房间里发现了爱情。",
+    "她是一个长达八十厘米的高个子女孩。他也是一个长达八十厘米的高个子男孩。",
+]
+
+
+def test_the_phrase_rules_keep_a_third_time_out_of_a_decode(gemma: Engine) -> None:
+    params = SamplingParams(temperature=0.0, max_new_tokens=40)
+    plain = [gemma.generate(p, params) for p in COPYING]
+    assert (
+        sum(bool(checks.circling_phrases(t, p)) for t, p in zip(plain, COPYING, strict=True)) >= 2
+    )
+    for prompt in COPYING:
+        rules: list[LogitsProcessor] = [
+            CirclingPhrases(prompt),
+            PhraseGuard(gemma.tokenizer, prompt),
+        ]
+        text = gemma.generate(prompt, params, rules)
+        assert checks.circling_phrases(text, prompt) == [], text

@@ -141,3 +141,22 @@ def test_a_chapter_takes_no_more_steps_than_its_budget_take_backs_included(
     assert writer.kept_in_all < writer.steps_in_all - 20  # many tokens were taken back
     assert steps <= writer.steps_in_all <= most, (writer.steps_in_all, text)
     assert checks.size(text, lang) >= chapter_target(tokens, lang) // 3, text
+
+
+# An earlier chapter that says a phrase twice, and a beat that says it again: the model
+# copies it (seed 1 wrote "长达八十厘米的高个子" a third time without the phrase rules,
+# measured), which a chapter may not do (`story.CirclingPhrases`, `PhraseGuard`).
+TWICE = "阿铁是一个长达八十厘米的高个子机器人。周大海看着这个长达八十厘米的高个子机器人，笑了。"
+
+
+def test_a_chapter_never_says_a_run_of_the_story_a_third_time(
+    gemma: Engine, tmp_path: Path
+) -> None:
+    premise, bible, _ = PLANS["zh"]
+    first = Scene("阿铁遇见了周大海。", TWICE)
+    first.summary = "阿铁遇见了周大海，周大海笑了。"
+    beat = Scene("周大海又看见那个长达八十厘米的高个子机器人。")
+    project = StoryProject(tmp_path, premise, "zh", bible, [first, beat], scene_tokens=150)
+    text = write_scene(Studio(gemma).writer(premise, seed=1), project, 1, candidates=2).text
+    assert checks.size(text, "zh") >= chapter_target(150, "zh") // 3, text
+    assert checks.circling_phrases(text, before=TWICE) == [], text

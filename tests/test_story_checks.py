@@ -15,6 +15,7 @@ from musegpt.studio.story import (
     EXAMPLE_MARKS,
     SCENE_LABELS,
     STALL_EVERY,
+    TITLE_BANS,
     Character,
     Scene,
     Stall,
@@ -56,6 +57,12 @@ def test_titles() -> None:
     assert checks.check_title("发现爱情的机器人", ROBOT_ZH, "zh", zh)  # the cut title
     assert checks.check_title("守塔人的信", ROBOT_ZH, "zh", zh)
     assert checks.check_title(ROBOT_ZH, ROBOT_ZH, "zh", zh)  # the premise is not its title
+    assert checks.check_title("机器人", ROBOT_ZH, "zh", zh)  # its noun alone (seen, seed 14)
+    assert checks.check_title("机器人之恋", ROBOT_ZH, "zh", zh) is None
+    # A caption's year and a bracketed aside (seen, seeds 11 and 15) are never written.
+    for seen in ["发现爱情的机器人 1966年", "爱情的机器人（小怪兽）"]:
+        assert any(re.search(ban, seen) for ban in TITLE_BANS["zh"]), seen
+    assert not any(re.search(ban, " 铁心") for ban in TITLE_BANS["zh"])
     setting = "一九二三年秋天，小岛上的一座礁石上。"  # seen on seed 1: the example's date
     assert checks.check_phrase(setting, "zh", example_field("zh", "setting"), "setting")
 
@@ -528,3 +535,30 @@ def test_english_inside_a_chinese_chapter_is_banned_and_dropped() -> None:
     assert clean_draft(draft, "zh", "") == kept
     english = "Mara ran to the sea. She laughed."  # an English story keeps its English
     assert clean_draft(english, "en", "") == english
+
+
+def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chapter() -> None:
+    # Seen in the README's stories: "“”我是你的女儿。”" (Chinese, seed 1) and
+    # 'The robot of love: "Thank you!"' (English, a script line under a description).
+    assert checks.clean_chapter("“”我是你的女儿。”", "zh", "") == "“我是你的女儿。”"
+    assert checks.clean_chapter("“” 他很漂亮。”", "zh", "") == "“他很漂亮。”"
+    assert re.search(checks.EMPTY_QUOTE, "她说：“”") and not re.search(checks.EMPTY_QUOTE, "“好”")
+    assert checks.EMPTY_QUOTE in chapter_bans("zh", "")
+    # A closing mark left alone on its line is dropped, not paired into "“”" (seen, seed 14).
+    assert checks.clean_chapter("我说：“你爱他。”\n\n”\n他说：“是我。”", "zh", "") == (
+        "我说：“你爱他。”\n\n他说：“是我。”"
+    )
+    # Bracketed numbers are list debris (seen: "她知道他是喜欢的人。（3）" line after line).
+    numbered = "她知道他是喜欢的人。（3）\n他喜欢的女人是他的女朋友（1）、（2）。"
+    assert (
+        checks.clean_chapter(numbered, "zh", "")
+        == "她知道他是喜欢的人。\n他喜欢的女人是他的女朋友。"
+    )
+    assert checks.NUMBER_MARK in chapter_bans("zh", "")
+    label = 'The robot of love: "Thank you!"'
+    assert checks.clean_chapter(label, "en", "") == 'The robot of love said, "Thank you!"'
+    assert re.search(checks.SPEAKER_BAN["en"], "She smiled.\n" + label)
+    # A sentence with a colon that is no speech stays as it is.
+    plain = "The rule was simple: nobody left the house after dark."
+    assert checks.clean_chapter(plain, "en", "") == plain
+    assert not re.search(checks.SPEAKER_BAN["en"], plain)

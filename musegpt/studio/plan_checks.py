@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from functools import cache
 from importlib import resources
 
@@ -133,6 +134,9 @@ ASIDE = {
 # want…\""): list debris, not prose.
 LIST_LINE = r"(?m)^[ \t]*(?:[(（]\d{1,2}[)）]|[A-Za-z]?[ \t]*\d{1,2}[.、](?!\d))"
 LIST_MARK = re.compile(LIST_LINE + r"[ \t]*")
+# A bracketed number inside a line: list or footnote debris, not prose (seen: a Chinese
+# chapter of "她知道他是喜欢的人。（3）" lines).
+NUMBER_MARK = r"[(（][0-9０-９]{1,2}[)）]"
 # A line broken after a comma: a sentence set out clause by clause like verse (seen:
 # "乔丹的年龄与男人年龄的关系，\n\n在很多人的生活中，他们都接触过，\n\n…").
 COMMA_BREAK = r"[,，、][ \t]*\n"
@@ -248,7 +252,10 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
         return "the title is a style, not a title"
     if key == normal(example_title):
         return "the title is the example's"
-    if (key in whole and len(key) >= len(whole) / 2) or similarity(key, whole) > NEAR_DUPLICATE:
+    # A Chinese title may not be any piece of the premise (seen: "机器人" for "一个发现爱情的
+    # 机器人"); an English one not half of it.
+    cut = key in whole and (lang == "zh" or len(key) >= len(whole) / 2)
+    if cut or similarity(key, whole) > NEAR_DUPLICATE:
         return "the title is a piece cut from the premise"
     return None
 
@@ -450,15 +457,22 @@ def letters(text: str) -> int:
 
 
 # "Name: words" at a line start: a script's format. A story writes it as narrated speech.
+# In English the label may also be a description before a quotation (seen: 'The robot of
+# love: "Thank you!"' in the README's story).
+EN_LABEL = r"(?:The|A|An|My|His|Her|Their|Our|Your) [a-z][\w' -]{0,30}?(?=\s*:\s*[\"“])"
 SPEAKER_LINE = re.compile(
-    r"^\s*([\u4e00-\u9fff·]{1,6}|[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2})\s*[:：]\s*(\S.*)$"
+    r"^\s*([\u4e00-\u9fff·]{1,6}|[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}|"
+    + EN_LABEL
+    + r")\s*[:：]\s*(\S.*)$"
 )
 SAYS_ZH = re.compile(r"[说道问答喊叫想]$")
 # The same as patterns for `banned_regex`, so a chapter is not written that way at all.
 SPEAKER_BAN = {
     "zh": r"(?m)^[\u4e00-\u9fff·]{1,6}(?<![说道问答喊叫想])\s*[：:]",
-    "en": r"(?m)^[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}:",
+    "en": r"(?m)^(?:[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}|" + EN_LABEL + "):",
 }
+# An empty pair of quotation marks in a Chinese chapter (seen: "“”我是你的女儿。”").
+EMPTY_QUOTE = r"“[ \t]*”"
 # Similarity (character pairs, trigrams) above which a sentence says an earlier one again.
 NEAR_REPEAT_AT = {2: 0.6, 3: 0.7}
 BULLET = re.compile(r"^\s*[-*•·]\s")
@@ -503,6 +517,10 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     before (here or in earlier chapters) dropped, and the rest cut where they repeat
     several in a row (a loop)."""
     text = re.sub(r"</?(?:i|b|u|em|strong)>", "", text)  # Gemma's HTML emphasis
+    # An empty pair dropped (its line's other mark is given back its partner below), and
+    # no space inside an opening mark.
+    text = re.sub(r"(?<=“)[ \t]+", "", re.sub(EMPTY_QUOTE, "", text))
+    text = re.sub(rf"(?<=\S)[ \t]*{NUMBER_MARK}(?:[、，,][ \t]*{NUMBER_MARK})*", "", text)
     joint = "" if lang == "zh" else " "
     text = re.sub(COMMA_BREAK + r"\s*", lambda m: m.group(0)[0] + joint, text)
     lines = text.split("\n")
@@ -546,7 +564,12 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
             seen.add(key)
             said.append(key)
         kept.append(sentence)
-    lines = [balance_quotes(line) for line in "".join(kept).split("\n")]
+    # A line left without a letter (a quotation mark alone, which balancing would pair
+    # into "“”") is debris.
+    lines = [
+        balance_quotes(line) for line in "".join(kept).split("\n")
+        if letters(line) or not line.strip()
+    ]  # fmt: skip
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
     return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
@@ -564,7 +587,7 @@ def balance_quotes(line: str) -> str:
     quote was dropped, or the chapter stopped inside one) given it back."""
     opened, closed = line.count("“"), line.count("”")
     if closed > opened and not line.lstrip().startswith("“"):
-        return "“" + line
+        return "“" + line.lstrip()
     if opened > closed and not line.rstrip().endswith("”"):
         return line + "”"
     if line.count('"') % 2 and not line.rstrip().endswith('"'):
@@ -680,6 +703,42 @@ def circling_clauses(text: str, lang: Lang, before: str = "") -> list[int]:
             found.append(match.start() - len(before))
         for key in keys:
             seen.setdefault(key, set()).add(match.start())
+    return found
+
+
+# A run of this many Han characters said `PHRASE_MOST` times in a story is not said again:
+# the clause rule above compares whole clauses, so a phrase going round inside different
+# ones passed it (seen: "长达八十厘米的高个子" in six clauses over three chapters of the
+# README's Chinese story: "她是一个…女", "他是一个…女的孩子", "她戴上了一个…机器人的衣服").
+PHRASE_RUN = 8
+PHRASE_MOST = 2
+HAN_RUN = re.compile(f"(?:{HAN.pattern})+")
+
+
+def phrase_runs(text: str) -> Iterator[tuple[int, str]]:
+    """Each `PHRASE_RUN`-character window of `text`'s runs of Han characters, with where it
+    begins (punctuation, a name's "·" or a Latin word ends a run)."""
+    for match in HAN_RUN.finditer(text):
+        run = match.group()
+        for i in range(len(run) - PHRASE_RUN + 1):
+            yield match.start() + i, run[i : i + PHRASE_RUN]
+
+
+def said_phrases(text: str) -> Counter[str]:
+    """How many times each `PHRASE_RUN`-character run is in `text`."""
+    return Counter(run for _, run in phrase_runs(text))
+
+
+def circling_phrases(text: str, before: str | Counter[str] = "") -> list[int]:
+    """Where `text` says a run of `PHRASE_RUN` Han characters for at least the
+    `PHRASE_MOST` + 1-th time, counting `before` (the story so far, or its `said_phrases`)."""
+    said = before if isinstance(before, Counter) else said_phrases(before)
+    own: Counter[str] = Counter()
+    found: list[int] = []
+    for start, run in phrase_runs(text):
+        if said[run] + own[run] >= PHRASE_MOST:
+            found.append(start)
+        own[run] += 1
     return found
 
 

@@ -35,6 +35,7 @@ GUARD_FROM = 5  # characters of an opening written: from here on, no token goes 
 TAIL_TOKENS = 24  # the current sentence is looked for in this many newest tokens
 RETOLD_SENTENCES = 80  # the most recent earlier sentences whose openings are banned
 HAN_ONLY = re.compile(f"(?:{HAN.pattern})+")  # a clause of Han characters alone
+HAN_TAIL = re.compile(f"(?:{HAN.pattern})+$")  # the run of Han characters a text ends in
 
 
 def openings(sentences: list[str], longer: int = 2) -> list[str]:
@@ -68,7 +69,24 @@ def short_pieces(tokenizer: Tokenizer) -> dict[str, list[int]]:
     return found
 
 
-class OpeningGuard:
+class RowBans:
+    """A logits processor that bans, for each row, the tokens `row_bans` names (most steps
+    none: the scores are then handed on unchanged)."""
+
+    def row_bans(self, state: DecodeState, row: int) -> list[int]:
+        raise NotImplementedError
+
+    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
+        bans = [(row, ids) for row in range(scores.shape[0]) if (ids := self.row_bans(state, row))]
+        if not bans:
+            return scores
+        scores = scores.clone()
+        for row, ids in bans:
+            scores[row, ids] = NEG_INF
+        return scores
+
+
+class OpeningGuard(RowBans):
     """Bans, for each row, the tokens that would take the stretch it is writing (a sentence,
     a clause) further along a forbidden opening, once `GUARD_FROM` characters of it are
     written. Changes no score on most steps (a stretch past its openings' length, or not
@@ -107,16 +125,8 @@ class OpeningGuard:
                     banned += self.pieces.get(rest[:end], [])
         return banned
 
-    def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
-        bans = [
-            (row, ids) for row in range(scores.shape[0]) if (ids := self.continuing(state, row))
-        ]
-        if not bans:
-            return scores
-        scores = scores.clone()
-        for row, ids in bans:
-            scores[row, ids] = NEG_INF
-        return scores
+    def row_bans(self, state: DecodeState, row: int) -> list[int]:
+        return self.continuing(state, row)
 
 
 class RetellGuard(OpeningGuard):
@@ -169,3 +179,46 @@ class CircleGuard(OpeningGuard):
             if len(units) >= self.LENGTH:
                 said["".join(units[: self.LENGTH])] += 1
         return [opening for opening, times in said.items() if times >= checks.CLAUSE_MOST]
+
+
+class PhraseGuard(RowBans):
+    """A run of Han characters may not go on along one the story has said twice already
+    (`checks.circling_phrases`; `story.CirclingPhrases` takes such a run back once it is
+    written): once `GUARD_FROM` of its characters are written, no token goes on along it,
+    and from fewer, no token completes it."""
+
+    def __init__(self, tokenizer: Tokenizer, before: str) -> None:
+        self.tokenizer = tokenizer
+        self.pieces = short_pieces(tokenizer)
+        self.before = checks.said_phrases(before)
+        self.twice = {run for run, times in self.before.items() if times >= checks.PHRASE_MOST}
+
+    def forbidden(self, text: str) -> set[str]:
+        """The runs said twice in the story and `text` (a row's draft)."""
+        own = checks.said_phrases(text)
+        return self.twice | {
+            run for run, times in own.items() if self.before[run] + times >= checks.PHRASE_MOST
+        }
+
+    def banned(self, sequence: list[int], generated: list[int]) -> list[int]:
+        """The tokens that would take the row's last run of Han characters along a
+        forbidden one."""
+        tail = self.tokenizer.decode(sequence[-TAIL_TOKENS:])
+        run = HAN_TAIL.search(tail)
+        if run is None:
+            return []
+        written = run.group()[-(checks.PHRASE_RUN - 1) :]
+        banned: list[int] = []
+        for phrase in self.forbidden(self.tokenizer.decode(generated)):
+            for have in range(len(written), 0, -1):
+                if not written.endswith(phrase[:have]):
+                    continue
+                rest = phrase[have:]
+                ends = range(1, len(rest) + 1) if have >= GUARD_FROM else [len(rest)]
+                for end in ends:
+                    banned += self.pieces.get(rest[:end], [])
+                break  # the longest part of it written decides
+        return banned
+
+    def row_bans(self, state: DecodeState, row: int) -> list[int]:
+        return self.banned(state.sequences[row], state.generated(row))

@@ -40,6 +40,7 @@ from musegpt.studio.retell_guard import (
     RETOLD_SENTENCES,
     RUN,
     CircleGuard,
+    PhraseGuard,
     RetellGuard,
     told_openings,
 )
@@ -604,7 +605,15 @@ def example_echo(lang: Lang, given: str) -> str:
 
 # A title is no sentence (no inner punctuation, nothing after a full stop) and no quote.
 TITLE_BANS: dict[Lang, list[str]] = {
-    "zh": [r"[，,；;：:！？!?“”\"「」]", r"[。.]\s*\S", checks.STYLE_WORDS["zh"]],
+    # Nor a caption's year, a bracketed aside or a space (seen: "发现爱情的机器人 1966年",
+    # "爱情的机器人（小怪兽）").
+    "zh": [
+        r"[，,；;：:！？!?“”\"「」]",
+        r"[。.]\s*\S",
+        checks.STYLE_WORDS["zh"],
+        r"[0-9０-９（）()\[\]【】]",
+        r"\S[ \t\u3000]",
+    ],
     "en": [r"[\"“”]", r"[.;]\s*\S", checks.STYLE_WORDS["en"]],
 }
 
@@ -1411,8 +1420,13 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     chatter = [flags + checks.CHATTER[lang].pattern, READER_TALK[lang]]
     # Asides to the reader, list items, a line broken after a comma, unquoted speech.
     chatter += [flags + checks.ASIDE[lang].pattern, checks.LIST_LINE, checks.COMMA_BREAK]
-    chatter += [checks.UNQUOTED_SPEECH, checks.ENGLISH_RUN] if lang == "zh" else []
-    chatter.append(checks.MARKUP)  # "<h2>…</h2>", "<strong>3.2章</strong>" (seen)
+    chatter += (
+        [checks.UNQUOTED_SPEECH, checks.ENGLISH_RUN, checks.EMPTY_QUOTE] if lang == "zh" else []
+    )
+    chatter += [
+        checks.MARKUP,
+        checks.NUMBER_MARK,
+    ]  # "<h2>…</h2>", "<strong>3.2章</strong>", "（3）" (seen)
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 
@@ -1499,13 +1513,29 @@ class CirclingLines(BanInText):
         return None
 
 
+class CirclingPhrases(BanInText):
+    """A draft may not say a run of `checks.PHRASE_RUN` Han characters a third time in the
+    story (counting `before`: the earlier chapters and the chapter so far); the run is taken
+    back from its start. `retell_guard.PhraseGuard` steers off most before they are written."""
+
+    def __init__(self, before: str) -> None:
+        self.before = checks.said_phrases(before)
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        for start in checks.circling_phrases(text, self.before):
+            if start + checks.PHRASE_RUN > shown:  # its end not yet streamed
+                return start
+        return None
+
+
 def chapter_rules(
     writer: Writer, project: StoryProject, head: str, earlier: str = ""
 ) -> list[LogitsProcessor]:
     """The rules a chapter's text is decoded with after `head` (the chapter so far; the
     chapters before it: `earlier`): no sentence begun as an earlier one, no circling lines
-    (Chinese, where they were seen; there both steered off before they are written:
-    `RetellGuard`, `CircleGuard`),
+    and no run of characters said a third time in the story (Chinese, where they were
+    seen; there steered off before they are written: `RetellGuard`, `CircleGuard`,
+    `PhraseGuard`),
     and the premise's words nudged up while none is in the last `PREMISE_WINDOW`
     characters (the nudge the beats get: Chinese chapters left their premise within a
     paragraph, 12 of 16 named it)."""
@@ -1516,8 +1546,12 @@ def chapter_rules(
     rules: list[LogitsProcessor] = [OwnRetelling(lang)]
     if lang == "zh":
         tokenizer = writer.engine.tokenizer
-        guards = [RetellGuard(tokenizer, [earlier, head]), CircleGuard(tokenizer, head)]
-        rules += [CirclingLines(lang, head), *guards]
+        story = earlier + "\n" + head
+        guards = [
+            RetellGuard(tokenizer, [earlier, head]), CircleGuard(tokenizer, head),
+            PhraseGuard(tokenizer, story),
+        ]  # fmt: skip
+        rules += [CirclingLines(lang, head), CirclingPhrases(story), *guards]
     nudge = Favour(
         writer.engine.tokenizer, words, lang, partial(says_any, words, lang),
         bias=CHAPTER_NUDGE, whole=True, context=head, window=PREMISE_WINDOW[lang],

@@ -315,6 +315,18 @@ def circling(rows: list[dict[str, Any]]) -> list[bool]:
     ]
 
 
+def phrase_circling(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter written: whether it says a run of `checks.PHRASE_RUN` Han characters
+    a third time in the story so far (`checks.circling_phrases`; none in English)."""
+    found = []
+    for row in rows:
+        scenes = row["project"].get("scenes", [])[: len(row["chapters"])]
+        for i, scene in enumerate(scenes):
+            earlier = "\n".join(s["text"] for s in scenes[:i])
+            found.append(bool(checks.circling_phrases(scene["text"], earlier)))
+    return found
+
+
 def steps_told(
     rows: list[dict[str, Any]], steps_from: list[dict[str, Any]] | None = None
 ) -> list[bool]:
@@ -379,6 +391,9 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "steps told (a step's things in its chapter)": share(steps_told(mine)),
             "chapters repeating a sentence": share([c["repeated_sentences"] > 0 for c in chapters]),
             "chapters with near-repeated lines (a clause a third time)": share(circling(mine)),
+            "chapters saying a run of 8 characters a third time in the story (zh)": share(
+                phrase_circling(mine)
+            ),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
             "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
             "script-style lines (Name: …)": share([c["script_lines"] > 0 for c in chapters]),
