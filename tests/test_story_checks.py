@@ -520,6 +520,11 @@ def test_web_markup_is_banned_cut_as_a_heading_and_counted() -> None:
     assert clean_draft("熊巴醒了。\n<strong>3.2章</strong>\n熊巴笑了。", "zh", "") == "熊巴醒了。"
     assert clean_draft('<p class="x">Mara ran home.</p>', "en", "") == "Mara ran home."
     assert not leaked("熊巴读完了第三本书的3.2节里的话。", "zh")  # a number in prose is prose
+    # A contents list (seen, seed 12 of the README story): banned, and it ends the chapter.
+    contents = "邓思睡着了。\n\n14章 他的第一眼 2019.11.23\n\n16章 我们的第一眼 2019.11.30"
+    assert clean_draft(contents, "zh", "") == "邓思睡着了。"
+    assert any(re.search(p, contents) for p in chapter_bans("zh", ""))
+    assert not any(re.search(p, "他一共读了14章的书。") for p in chapter_bans("zh", ""))
 
 
 def test_english_inside_a_chinese_chapter_is_banned_and_dropped() -> None:

@@ -81,12 +81,11 @@ def adapter_models() -> dict[str, AdapterModel]:
 def is_gguf_adapter(file: Path) -> bool:
     """Whether `file` is a GGUF file whose metadata says it is an adapter."""
     try:
-        from gguf import GGUFReader
+        from musegpt.engines.gguf_index import read_index
 
-        field = GGUFReader(str(file)).get_field("general.type")
+        return read_index(file).fields.get("general.type") == "adapter"
     except (OSError, ValueError, ImportError):
         return False
-    return field is not None and field.contents() == "adapter"
 
 
 def add_adapter(name: str, base: str, adapter: Path, scale: float = 1.0) -> AdapterModel:

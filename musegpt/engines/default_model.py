@@ -116,9 +116,10 @@ def requantise_table(source: Path, target: Path, table_type: str) -> None:
     own quantiser. The table's rows must split into whole blocks of the type: checked here
     first, because llama.cpp aborts the whole process on a type that does not fit."""
     import llama_cpp
-    from gguf import GGUFReader
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
     from llama_cpp._utils import suppress_stdout_stderr
+
+    from musegpt.engines.gguf_index import read_index
 
     try:
         wanted = GGMLQuantizationType[table_type.upper()]
@@ -128,7 +129,7 @@ def requantise_table(source: Path, target: Path, table_type: str) -> None:
             f"{table_type!r} is not a GGML quantisation type (e.g. Q5_0, Q4_0)"
         ) from None
     try:
-        tensors = {t.name: t for t in GGUFReader(source).tensors}
+        tensors = read_index(source).tensors
     except (OSError, ValueError) as err:
         raise EngineError(f"could not read the GGUF model {source}: {err}") from err
     if TABLE not in tensors:

@@ -41,9 +41,9 @@ HEADING = re.compile(
     r"^\s*(?:#+\s*)?(?:第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回幕部]|"
     r"(?:chapter|part|scene)\s*\d+|(?:chapter|part|scene)\s+(?:[ivxlc]+|one|two|three|four|"
     r"five|six|seven|eight|nine|ten)\b|【[^】]*】\s*$|"  # "Chapter2" too (seen)
-    # A web page's heading, and a numbered section (seen: "<h2>熊巴爱机器人的经历</h2>",
-    # "<strong>3.2章</strong>").
-    r"<h[1-6]\b|\d+(?:[.．]\d+)*\s*[章节回幕]\s*$)",
+    # A web page's heading, and a numbered section, alone or titled (seen: "<h2>熊巴爱机器人
+    # 的经历</h2>", "<strong>3.2章</strong>", a contents list "14章 他的第一眼 2019.11.23").
+    r"<h[1-6]\b|\d+(?:[.．]\d+)*\s*[章节回幕](?:\s|$))",
     re.IGNORECASE,
 )
 # An HTML tag (Gemma read much of the web): never part of a story's prose.

@@ -1408,7 +1408,8 @@ READER_TALK: dict[Lang, str] = {
     r"I think this (?:is|will be) (?:the|a|one)|chapter \d+|"
     r"(?:book|movie|film|story|novel)s? (?:ever (?:made|written)|of all time))\b",
     "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)|"
-    r"第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回]|这章|章的结尾",  # 这就是第6章。(seen)
+    r"第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回]|这章|章的结尾|"  # 这就是第6章。(seen)
+    r"(?m:^)[ \t]*\d{1,3}[ \t]*[章节回]",  # a contents line, "14章 他的第一眼" (seen)
 }
 
 
