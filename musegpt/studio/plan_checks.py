@@ -252,10 +252,7 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
         return "the title is a style, not a title"
     if key == normal(example_title):
         return "the title is the example's"
-    # A Chinese title may not be any piece of the premise (seen: "机器人" for "一个发现爱情的
-    # 机器人"); an English one not half of it.
-    cut = key in whole and (lang == "zh" or len(key) >= len(whole) / 2)
-    if cut or similarity(key, whole) > NEAR_DUPLICATE:
+    if (key in whole and len(key) >= len(whole) / 2) or similarity(key, whole) > NEAR_DUPLICATE:
         return "the title is a piece cut from the premise"
     return None
 
