@@ -21,7 +21,7 @@ from musegpt.studio.retell_guard import (
     RetellGuard,
     told_openings,
 )
-from musegpt.studio.story import CirclingLines, CirclingPhrases
+from musegpt.studio.story import CirclingLines, CirclingPhrases, RepeatedOpenings
 
 EARLIER = "她坐在沙发上，看着窗外的雨。乔纳斯走进房间，轻轻地关上了门。"
 
@@ -209,3 +209,26 @@ def test_the_phrase_rules_keep_a_third_time_out_of_a_decode(gemma: Engine) -> No
         ]
         text = gemma.generate(prompt, params, rules)
         assert checks.circling_phrases(text, prompt) == [], text
+
+
+# Sentences that open alike, as the model then goes on (seen: "乔纳多发现…" ten times in a
+# chapter): greedy, it opens the next ones the same way too.
+ALIKE = [
+    "阿铁看着大海。阿铁看着天空。阿铁看着远方。",
+    "乔纳多发现了一只猫。乔纳多发现了一本书。乔纳多发现了一扇门。",
+]
+
+
+def test_no_sentence_opens_as_three_of_its_chapter_did(gemma: Engine) -> None:
+    text = "乔纳多发现了他。乔纳多发现她哭了。\n“乔纳多发现了吗？”乔纳多发现男人。他笑了。"
+    assert checks.repeated_openings(text) == [text.rindex("乔纳多发现男人")]
+    assert checks.repeated_openings("乔纳多看着她。", text) == []  # another opening
+    assert (
+        checks.repeated_openings("他笑了。他笑了。他笑了。他笑了。") == []
+    )  # under four characters
+    params = SamplingParams(temperature=0.0, max_new_tokens=40)
+    for prompt in ALIKE:
+        plain = gemma.generate(prompt, params)
+        assert checks.repeated_openings(plain, prompt), plain
+        kept = gemma.generate(prompt, params, [RepeatedOpenings(prompt)])
+        assert checks.repeated_openings(kept, prompt) == [], kept

@@ -739,6 +739,37 @@ def circling_phrases(text: str, before: str | Counter[str] = "") -> list[int]:
     return found
 
 
+# A sentence may not open with the same `OPENING_RUN` Han characters as `OPENING_MOST`
+# sentences of its chapter already (seen: "乔纳多发现…" ten times in one chapter, once the
+# phrase rule above kept the model from its runs: it went round its openings instead).
+OPENING_RUN = 4
+OPENING_MOST = 3
+OPENING = re.compile(rf"[\s“”\"「」『』‘’]*((?:{HAN.pattern}){{{OPENING_RUN}}})")
+
+
+def sentence_openings(text: str) -> Iterator[tuple[int, str]]:
+    """Each sentence of `text` that opens with `OPENING_RUN` Han characters (its leading
+    quotation marks and spaces aside): where they begin, and them."""
+    at = 0
+    for piece in sentences(text):
+        match = OPENING.match(piece)
+        if match is not None:
+            yield at + match.start(1), match.group(1)
+        at += len(piece)
+
+
+def repeated_openings(text: str, before: str = "") -> list[int]:
+    """Where `text`'s sentences open as `OPENING_MOST` sentences of `before` + `text` did
+    already."""
+    said = Counter(opening for _, opening in sentence_openings(before))
+    found: list[int] = []
+    for start, opening in sentence_openings(text):
+        if said[opening] >= OPENING_MOST:
+            found.append(start)
+        said[opening] += 1
+    return found
+
+
 # A summary is invented when fewer than this share of its keywords (English words,
 # Chinese character pairs) are in the chapter or the plan (seen: "乔纳斯把海岛的岛屿全部留
 # 了下来。他带了一辆豪华的豪华客车…" for a chapter with no island and no coach).

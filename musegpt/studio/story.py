@@ -1528,14 +1528,29 @@ class CirclingPhrases(BanInText):
         return None
 
 
+class RepeatedOpenings(BanInText):
+    """A draft's sentence may not open as `checks.OPENING_MOST` sentences of the chapter
+    (`before`, the chapter so far, and the draft) did already: taken back from its start,
+    its first token is then blocked there and the sentence begins otherwise."""
+
+    def __init__(self, before: str) -> None:
+        self.before = before
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        for start in checks.repeated_openings(text, self.before):
+            if start + checks.OPENING_RUN > shown:  # its opening not yet streamed
+                return start
+        return None
+
+
 def chapter_rules(
     writer: Writer, project: StoryProject, head: str, earlier: str = ""
 ) -> list[LogitsProcessor]:
     """The rules a chapter's text is decoded with after `head` (the chapter so far; the
-    chapters before it: `earlier`): no sentence begun as an earlier one, no circling lines
-    and no run of characters said a third time in the story (Chinese, where they were
-    seen; there steered off before they are written: `RetellGuard`, `CircleGuard`,
-    `PhraseGuard`),
+    chapters before it: `earlier`): no sentence begun as an earlier one, no circling lines,
+    no run of characters said a third time in the story and no sentence opened as three of
+    the chapter's (Chinese, where they were seen; there mostly steered off before they are
+    written: `RetellGuard`, `CircleGuard`, `PhraseGuard`),
     and the premise's words nudged up while none is in the last `PREMISE_WINDOW`
     characters (the nudge the beats get: Chinese chapters left their premise within a
     paragraph, 12 of 16 named it)."""
@@ -1551,7 +1566,9 @@ def chapter_rules(
             RetellGuard(tokenizer, [earlier, head]), CircleGuard(tokenizer, head),
             PhraseGuard(tokenizer, story),
         ]  # fmt: skip
-        rules += [CirclingLines(lang, head), CirclingPhrases(story), *guards]
+        rules += [
+            CirclingLines(lang, head), CirclingPhrases(story), RepeatedOpenings(head), *guards
+        ]  # fmt: skip
     nudge = Favour(
         writer.engine.tokenizer, words, lang, partial(says_any, words, lang),
         bias=CHAPTER_NUDGE, whole=True, context=head, window=PREMISE_WINDOW[lang],

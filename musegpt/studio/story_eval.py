@@ -327,6 +327,16 @@ def phrase_circling(rows: list[dict[str, Any]]) -> list[bool]:
     return found
 
 
+def opening_circling(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter written: whether a sentence of it opens as three of the chapter's
+    did already (`checks.repeated_openings`; Chinese openings only)."""
+    return [
+        bool(checks.repeated_openings(scene["text"]))
+        for row in rows
+        for scene in row["project"].get("scenes", [])[: len(row["chapters"])]
+    ]
+
+
 def steps_told(
     rows: list[dict[str, Any]], steps_from: list[dict[str, Any]] | None = None
 ) -> list[bool]:
@@ -393,6 +403,9 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "chapters with near-repeated lines (a clause a third time)": share(circling(mine)),
             "chapters saying a run of 8 characters a third time in the story (zh)": share(
                 phrase_circling(mine)
+            ),
+            "chapters opening a sentence as three of theirs did (zh)": share(
+                opening_circling(mine)
             ),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
             "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
