@@ -562,7 +562,11 @@ def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chap
     label = 'The robot of love: "Thank you!"'
     assert checks.clean_chapter(label, "en", "") == 'The robot of love said, "Thank you!"'
     assert re.search(checks.SPEAKER_BAN["en"], "She smiled.\n" + label)
-    # A sentence with a colon that is no speech stays as it is.
-    plain = "The rule was simple: nobody left the house after dark."
-    assert checks.clean_chapter(plain, "en", "") == plain
-    assert not re.search(checks.SPEAKER_BAN["en"], plain)
+    # A sentence with a colon that is no speech label stays as it is.
+    for plain in [
+        "The rule was simple: nobody left the house after dark.",
+        'The sign read: "Closed."',
+        'The answer was simple: "no."',
+    ]:
+        assert checks.clean_chapter(plain, "en", "") == plain
+        assert not re.search(checks.SPEAKER_BAN["en"], plain)

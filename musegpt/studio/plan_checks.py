@@ -456,7 +456,12 @@ def letters(text: str) -> int:
 # "Name: words" at a line start: a script's format. A story writes it as narrated speech.
 # In English the label may also be a description before a quotation (seen: 'The robot of
 # love: "Thank you!"' in the README's story).
-EN_LABEL = r"(?:The|A|An|My|His|Her|Their|Our|Your) [a-z][\w' -]{0,30}?(?=\s*:\s*[\"“])"
+# A sentence whose verb comes before its colon is prose ('The sign read: "Closed."').
+EN_LABEL = (
+    r"(?:The|A|An|My|His|Her|Their|Our|Your) "
+    r"(?![\w' -]*\b(?:said|says|read|reads|was|is|were|are|asked|replied|wrote|answered)\b)"
+    r"[a-z][\w' -]{0,30}?(?=\s*:\s*[\"“])"
+)
 SPEAKER_LINE = re.compile(
     r"^\s*([\u4e00-\u9fff·]{1,6}|[A-Z][\w'.-]*(?: [A-Z][\w'.-]*){0,2}|"
     + EN_LABEL
