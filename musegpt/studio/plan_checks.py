@@ -763,15 +763,21 @@ def sentence_openings(text: str) -> Iterator[tuple[int, str]]:
         at += len(piece)
 
 
-def repeated_openings(text: str, before: str = "") -> list[int]:
-    """Where `text`'s sentences open as `OPENING_MOST` sentences of `before` + `text` did
-    already."""
-    said = Counter(opening for _, opening in sentence_openings(before))
+def said_openings(text: str) -> Counter[str]:
+    """How many of `text`'s sentences open with each `OPENING_RUN` Han characters."""
+    return Counter(opening for _, opening in sentence_openings(text))
+
+
+def repeated_openings(text: str, before: str | Counter[str] = "") -> list[int]:
+    """Where `text`'s sentences open as `OPENING_MOST` sentences of `before` (or its
+    `said_openings`) and `text` did already."""
+    said = before if isinstance(before, Counter) else said_openings(before)
+    own: Counter[str] = Counter()
     found: list[int] = []
     for start, opening in sentence_openings(text):
-        if said[opening] >= OPENING_MOST:
+        if said[opening] + own[opening] >= OPENING_MOST:
             found.append(start)
-        said[opening] += 1
+        own[opening] += 1
     return found
 
 

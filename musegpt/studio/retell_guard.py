@@ -27,15 +27,14 @@ import torch
 from musegpt.generation.processors import NEG_INF, DecodeState
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import vocab_texts
-from musegpt.studio.text import HAN, SENTENCE_END
+from musegpt.studio.text import SENTENCE_END
 from musegpt.tokenizer.base import Tokenizer
 
 RUN = 9  # characters: a Chinese sentence may not begin with an earlier one's first RUN
 GUARD_FROM = 5  # characters of an opening written: from here on, no token goes on along it
 TAIL_TOKENS = 24  # the current sentence is looked for in this many newest tokens
 RETOLD_SENTENCES = 80  # the most recent earlier sentences whose openings are banned
-HAN_ONLY = re.compile(f"(?:{HAN.pattern})+")  # a clause of Han characters alone
-HAN_TAIL = re.compile(f"(?:{HAN.pattern})+$")  # the run of Han characters a text ends in
+HAN_TAIL = re.compile(checks.HAN_RUN.pattern + "$")  # the run of Han characters a text ends in
 
 
 def openings(sentences: list[str], longer: int = 2) -> list[str]:
@@ -167,7 +166,7 @@ class CircleGuard(OpeningGuard):
     def so_far(self, text: str) -> str:
         start = max((m.end() for m in checks.CLAUSE_MARK.finditer(text)), default=-1)
         body = text[start:] if start >= 0 else ""
-        return body if HAN_ONLY.fullmatch(body) else ""  # units are Han characters
+        return body if checks.HAN_RUN.fullmatch(body) else ""  # units are Han characters
 
     def openings(self, state: DecodeState, row: int) -> Iterable[str]:
         text = self.before + self.tokenizer.decode(state.generated(row))

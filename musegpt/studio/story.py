@@ -1423,10 +1423,8 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     chatter += (
         [checks.UNQUOTED_SPEECH, checks.ENGLISH_RUN, checks.EMPTY_QUOTE] if lang == "zh" else []
     )
-    chatter += [
-        checks.MARKUP,
-        checks.NUMBER_MARK,
-    ]  # "<h2>…</h2>", "<strong>3.2章</strong>", "（3）" (seen)
+    # Web markup and bracketed numbers (seen: "<h2>…</h2>", "<strong>3.2章</strong>", "（3）").
+    chatter += [checks.MARKUP, checks.NUMBER_MARK]
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 
@@ -1513,34 +1511,45 @@ class CirclingLines(BanInText):
         return None
 
 
-class CirclingPhrases(BanInText):
+class StretchBan(BanInText):
+    """Takes back from the first banned stretch of `LENGTH` characters (`starts` says where
+    they begin) whose end is not yet streamed."""
+
+    LENGTH: ClassVar[int]
+
+    def starts(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        return next((s for s in self.starts(text) if s + self.LENGTH > shown), None)
+
+
+class CirclingPhrases(StretchBan):
     """A draft may not say a run of `checks.PHRASE_RUN` Han characters a third time in the
     story (counting `before`: the earlier chapters and the chapter so far); the run is taken
     back from its start. `retell_guard.PhraseGuard` steers off most before they are written."""
 
+    LENGTH = checks.PHRASE_RUN
+
     def __init__(self, before: str) -> None:
         self.before = checks.said_phrases(before)
 
-    def banned_at(self, text: str, shown: int) -> int | None:
-        for start in checks.circling_phrases(text, self.before):
-            if start + checks.PHRASE_RUN > shown:  # its end not yet streamed
-                return start
-        return None
+    def starts(self, text: str) -> list[int]:
+        return checks.circling_phrases(text, self.before)
 
 
-class RepeatedOpenings(BanInText):
+class RepeatedOpenings(StretchBan):
     """A draft's sentence may not open as `checks.OPENING_MOST` sentences of the chapter
     (`before`, the chapter so far, and the draft) did already: taken back from its start,
     its first token is then blocked there and the sentence begins otherwise."""
 
-    def __init__(self, before: str) -> None:
-        self.before = before
+    LENGTH = checks.OPENING_RUN
 
-    def banned_at(self, text: str, shown: int) -> int | None:
-        for start in checks.repeated_openings(text, self.before):
-            if start + checks.OPENING_RUN > shown:  # its opening not yet streamed
-                return start
-        return None
+    def __init__(self, before: str) -> None:
+        self.before = checks.said_openings(before)  # counted once, not on every token
+
+    def starts(self, text: str) -> list[int]:
+        return checks.repeated_openings(text, self.before)
 
 
 def chapter_rules(
