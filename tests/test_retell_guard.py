@@ -21,7 +21,12 @@ from musegpt.studio.retell_guard import (
     RetellGuard,
     told_openings,
 )
-from musegpt.studio.story import CirclingLines, CirclingPhrases, RepeatedOpenings
+from musegpt.studio.story import (
+    CirclingLines,
+    CirclingPhrases,
+    EchoedSentences,
+    RepeatedOpenings,
+)
 
 EARLIER = "她坐在沙发上，看着窗外的雨。乔纳斯走进房间，轻轻地关上了门。"
 
@@ -232,3 +237,52 @@ def test_no_sentence_opens_as_three_of_its_chapter_did(gemma: Engine) -> None:
         assert checks.repeated_openings(plain, prompt), plain
         kept = gemma.generate(prompt, params, [RepeatedOpenings(prompt)])
         assert checks.repeated_openings(kept, prompt) == [], kept
+
+
+# Sentences told again with a word or two swapped, as seen in the README's Chinese story
+# (and the English one's "She looked at the robot in …"): greedy, the model goes on with
+# another variant.
+ECHOING = [
+    "当他的眼睛越来越亮的时候，当他看见了她的声音时，他就说不出来。"
+    "当他的眼睛渐渐亮的时候，当他看见了她的声音时，他就哭了。",
+    "她的丈夫的母亲在电视上看到了这个男人。她的丈夫的父亲在电视上知道了这个男人。",
+    "第二个女孩看见这个男人，她非常高兴。第三个女孩看见这个男人，她非常难过。",
+]
+
+
+def test_a_sentence_echoing_one_of_the_story_is_found() -> None:
+    text = "然后他穿上红色衬衫，黑色长裤，红色长发。他笑了。"
+    text += "然后他穿上黄色衬衫，红色长裤，黄色长发。"
+    second = text.rindex("然后")
+    assert checks.echoed_sentences(text, "zh") == [(second, len(text))]
+    assert checks.echoed_sentences(text[second:], "zh", text[:second]) == [(0, len(text) - second)]
+    assert checks.echoed_sentences(text[: second + 10], "zh") == []  # not ended: not judged
+    assert checks.echoed_sentences("他笑了。他笑了。他笑了。", "zh") == []  # short: may recur
+    assert checks.echoed_sentences("他走进厨房，打开了冰箱。她坐在窗前，看着外面的雨。", "zh") == []
+    said = "She looked at the robot in her room and saw that it was very sad."
+    again = " She looked at the robot in the garden and saw that it was happy."
+    assert checks.echoed_sentences(again, "en", said) == [(1, len(again))]
+    other = " The robot walked to the door and opened it slowly."
+    assert checks.echoed_sentences(other, "en", said) == []
+
+
+def test_a_sentence_left_unfinished_before_the_draft_is_judged_whole() -> None:
+    # A round that ran out of tokens mid-sentence: its sentence ends in the next round's
+    # draft, and is what a later sentence echoes (seen in the README's story, seed 13).
+    before = "他每天去公司。但他们在一起的时间很少，"
+    draft = "因为他每天的工作很忙。他笑了。"
+    echo = "他们在一起的时间很少，因为他的工作很忙碌。"
+    rule = EchoedSentences("zh", before)
+    assert rule.banned_at(draft + echo, 0) == len(draft)
+    assert rule.banned_at(draft + "他走进厨房，打开了冰箱，拿出一瓶水。", 0) is None
+    # …and the sentence the draft finishes is itself judged against the story.
+    assert EchoedSentences("zh", echo + before).banned_at(draft, 0) == 0
+
+
+def test_no_sentence_of_a_decode_echoes_one_of_the_story(gemma: Engine) -> None:
+    params = SamplingParams(temperature=0.0, max_new_tokens=40)
+    for prompt in ECHOING:
+        plain = gemma.generate(prompt, params)
+        assert checks.echoed_sentences(plain, "zh", prompt), plain
+        kept = gemma.generate(prompt, params, [EchoedSentences("zh", prompt)])
+        assert checks.echoed_sentences(kept, "zh", prompt) == [], kept

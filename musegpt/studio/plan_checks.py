@@ -15,6 +15,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from functools import cache
 from importlib import resources
 
+from rapidfuzz import fuzz, process
+
 from musegpt.studio.text import (
     HAN,
     SENTENCE_END,
@@ -778,6 +780,55 @@ def repeated_openings(text: str, before: str | Counter[str] = "") -> list[int]:
         if said[opening] + own[opening] >= OPENING_MOST:
             found.append(start)
         own[opening] += 1
+    return found
+
+
+# A sentence this close to an earlier one of its story (rapidfuzz's ratio, 0-100, of their
+# Han characters, or in English of their words) is that sentence told again with a word or
+# two swapped: the rules above compare clauses, runs and openings, and a template going
+# round passed them all (seen: "当他的眼睛越来越亮的时候，当他看见了她的声音时，…" in ten
+# variants over three chapters of the README's Chinese story; pairs scoring 70 or more
+# were such variants, those of 60-69 mostly two sentences about one thing).
+ECHO_SIMILARITY = 70
+ECHO_LEAST: dict[Lang, int] = {"en": 8, "zh": 8}  # units: a shorter sentence may recur
+SENTENCE_OR_LINE_END = re.compile(rf"{SENTENCE_END.pattern}|\n")
+ENDED = re.compile(rf"(?:{SENTENCE_OR_LINE_END.pattern})\s*\Z")  # a sentence's last piece, whole
+
+
+def sentence_units(sentence: str, lang: Lang) -> str | tuple[str, ...]:
+    """What two sentences are compared by: the Han characters, or the lower-case words."""
+    return "".join(HAN.findall(sentence)) if lang == "zh" else clause_units(sentence, lang)
+
+
+def said_sentences(text: str, lang: Lang) -> list[str | tuple[str, ...]]:
+    """The units of `text`'s sentences long enough to be echoed."""
+    return [
+        units
+        for sentence in sentences(text)
+        if len(units := sentence_units(sentence, lang)) >= ECHO_LEAST[lang]
+    ]
+
+
+def echoed_sentences(
+    text: str, lang: Lang, before: str | list[str | tuple[str, ...]] = ""
+) -> list[tuple[int, int]]:
+    """Where `text`'s whole sentences begin and end (their spans) that echo an earlier
+    sentence of `before` (the story so far, or its `said_sentences`) or of `text`: at least
+    `ECHO_SIMILARITY` alike. A sentence not yet ended is not judged."""
+    said = list(before) if isinstance(before, list) else said_sentences(before, lang)
+    found: list[tuple[int, int]] = []
+    at = 0
+    pieces = sentences(text)
+    for i, sentence in enumerate(pieces):
+        start, at = at, at + len(sentence)
+        if i == len(pieces) - 1 and not ENDED.search(sentence):
+            break  # the one being written
+        units = sentence_units(sentence, lang)
+        if len(units) < ECHO_LEAST[lang]:
+            continue
+        if process.extractOne(units, said, scorer=fuzz.ratio, score_cutoff=ECHO_SIMILARITY):
+            found.append((start + len(sentence) - len(sentence.lstrip()), at))
+        said.append(units)
     return found
 
 

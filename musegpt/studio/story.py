@@ -1481,34 +1481,74 @@ class OwnRetelling(BanInText):
         return None
 
 
-class CirclingLines(BanInText):
+class JudgedWhenEnded(BanInText):
+    """A rule about a row's ended stretches (clauses, sentences): judged only when one ends
+    (an `END` mark among the newest characters), and again only when the text up to its
+    last mark changed, not on every token after it; takes back from the start of the first
+    banned stretch whose end is not yet streamed."""
+
+    END: ClassVar[re.Pattern[str]]
+    LOOK_BACK = 8  # characters: a stretch ends in the newest token's
+
+    def __init__(self) -> None:
+        self.judged: dict[str, list[tuple[int, int]]] = {}  # ended text -> banned spans
+
+    def spans(self, ended: str) -> list[tuple[int, int]]:
+        """The banned stretches of `ended` (text whose last stretch has just ended)."""
+        raise NotImplementedError
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        ends = list(self.END.finditer(text, max(len(text) - self.LOOK_BACK, 0)))
+        if not ends:
+            return None  # nothing ended just now (most tokens): nothing new to judge
+        ended = text[: ends[-1].end()]
+        found = self.judged.get(ended)
+        if found is None:
+            if len(self.judged) >= 4:  # a few rows' latest: a batch's rows take turns
+                self.judged.clear()
+            found = self.judged[ended] = self.spans(ended)
+        return next((start for start, end in found if end >= shown), None)
+
+
+class CirclingLines(JudgedWhenEnded):
     """A draft may not say a clause a third time, the same or nearly (one character or word
     changed: `checks.circling_clauses`), counting the chapter so far (`before`, in the
     prompt): Chinese dialogue went round "你为什么会这样？" and "莫拉笑了，“…”" through two
     chapters of the README's story, each line new enough for the sentence filter."""
 
+    END = checks.CLAUSE_MARK
+
     def __init__(self, lang: Lang, before: str = "") -> None:
+        super().__init__()
         self.lang, self.before = lang, before
-        self.judged: dict[str, list[int]] = {}  # whole clauses judged -> circling starts
 
-    LOOK_BACK = 8  # characters: a clause ends in the newest token's (judged only then)
+    def spans(self, ended: str) -> list[tuple[int, int]]:
+        starts = checks.circling_clauses(ended, self.lang, self.before)
+        clauses = (checks.CLAUSE.match(ended, start) for start in starts)
+        return [(m.start(), m.end()) for m in clauses if m is not None]
 
-    def banned_at(self, text: str, shown: int) -> int | None:
-        if not checks.CLAUSE_MARK.search(text, max(len(text) - self.LOOK_BACK, 0)):
-            return None  # no clause ended just now (most tokens): nothing new to judge
-        # Only whole clauses are judged, so the text up to its last mark decides: judged
-        # again only when that changed (a new clause ended), not on every token after it.
-        ended = text[: max(text.rfind(mark) for mark in checks.CLAUSE_MARKS) + 1]
-        found = self.judged.get(ended)
-        if found is None:
-            if len(self.judged) >= 4:  # a few rows' latest: a batch's rows take turns
-                self.judged.clear()
-            found = self.judged[ended] = checks.circling_clauses(ended, self.lang, self.before)
-        for start in found:
-            clause = checks.CLAUSE.match(text, start)
-            if clause is not None and clause.end() >= shown:  # its end not yet streamed
-                return start
-        return None
+
+class EchoedSentences(JudgedWhenEnded):
+    """A draft's sentence may not echo one of the story's (`before`: the earlier chapters
+    and the chapter so far) or of the draft: `checks.echoed_sentences`, a sentence told
+    again with a word or two swapped. Taken back from its start, whose first token is then
+    blocked. A sentence `before` leaves unfinished (a round that ran out of tokens, the
+    name a chapter's first sentence begins with) is judged whole, with the draft's first."""
+
+    END = checks.SENTENCE_OR_LINE_END
+
+    def __init__(self, lang: Lang, before: str) -> None:
+        super().__init__()
+        self.lang = lang
+        pieces = checks.sentences(before)
+        self.unfinished = pieces[-1] if pieces and not checks.ENDED.search(pieces[-1]) else ""
+        whole = before[: len(before) - len(self.unfinished)]
+        self.before = checks.said_sentences(whole, lang)  # split once, not on every sentence
+
+    def spans(self, ended: str) -> list[tuple[int, int]]:
+        shift = len(self.unfinished)
+        found = checks.echoed_sentences(self.unfinished + ended, self.lang, self.before)
+        return [(max(start - shift, 0), end - shift) for start, end in found if end > shift]
 
 
 class StretchBan(BanInText):
@@ -1556,10 +1596,10 @@ def chapter_rules(
     writer: Writer, project: StoryProject, head: str, earlier: str = ""
 ) -> list[LogitsProcessor]:
     """The rules a chapter's text is decoded with after `head` (the chapter so far; the
-    chapters before it: `earlier`): no sentence begun as an earlier one, no circling lines,
-    no run of characters said a third time in the story and no sentence opened as three of
-    the chapter's (Chinese, where they were seen; there mostly steered off before they are
-    written: `RetellGuard`, `CircleGuard`, `PhraseGuard`),
+    chapters before it: `earlier`): no sentence begun as an earlier one or echoing one of
+    the story's, no circling lines, no run of characters said a third time in the story
+    and no sentence opened as three of the chapter's (Chinese, where they were seen; there
+    mostly steered off before they are written: `RetellGuard`, `CircleGuard`, `PhraseGuard`),
     and the premise's words nudged up while none is in the last `PREMISE_WINDOW`
     characters (the nudge the beats get: Chinese chapters left their premise within a
     paragraph, 12 of 16 named it)."""
@@ -1567,10 +1607,10 @@ def chapter_rules(
         return []
     lang = project.lang
     words = checks.keywords(project.premise, lang)
-    rules: list[LogitsProcessor] = [OwnRetelling(lang)]
+    story = earlier + "\n" + head
+    rules: list[LogitsProcessor] = [OwnRetelling(lang), EchoedSentences(lang, story)]
     if lang == "zh":
         tokenizer = writer.engine.tokenizer
-        story = earlier + "\n" + head
         guards = [
             RetellGuard(tokenizer, [earlier, head]), CircleGuard(tokenizer, head),
             PhraseGuard(tokenizer, story),
@@ -1731,7 +1771,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             labels=SCENE_LABELS,
             banned_regex=[*writer.params.banned_regex, *after_name, *copied(rounds[0])],
             constraints=[
-                *chapter_rules(writer, project, "", earlier),
+                *chapter_rules(writer, project, lead, earlier),
                 *step_rules(writer, project, rounds[0]),
             ],
         )

@@ -305,36 +305,42 @@ def invented_summaries(rows: list[dict[str, Any]]) -> list[bool]:
     return found
 
 
+def written_chapters(rows: list[dict[str, Any]]) -> Iterator[tuple[str, str, Lang]]:
+    """Each chapter written, read from the kept project (so older rows are measured by
+    newer checks too): its text, the story's chapters before it, and the language."""
+    for row in rows:
+        scenes = row["project"].get("scenes", [])[: len(row["chapters"])]
+        for i, scene in enumerate(scenes):
+            yield scene["text"], "\n".join(s["text"] for s in scenes[:i]), row["lang"]
+
+
 def circling(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter written: whether it says a clause a third time, the same or nearly
-    (`checks.circling_clauses`; read from the kept text, so older rows are measured too)."""
-    return [
-        bool(checks.circling_clauses(scene["text"], row["lang"]))
-        for row in rows
-        for scene in row["project"].get("scenes", [])[: len(row["chapters"])]
-    ]
+    (`checks.circling_clauses`)."""
+    return [bool(checks.circling_clauses(text, lang)) for text, _, lang in written_chapters(rows)]
 
 
 def phrase_circling(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter written: whether it says a run of `checks.PHRASE_RUN` Han characters
     a third time in the story so far (`checks.circling_phrases`; none in English)."""
-    found = []
-    for row in rows:
-        scenes = row["project"].get("scenes", [])[: len(row["chapters"])]
-        for i, scene in enumerate(scenes):
-            earlier = "\n".join(s["text"] for s in scenes[:i])
-            found.append(bool(checks.circling_phrases(scene["text"], earlier)))
-    return found
+    return [
+        bool(checks.circling_phrases(text, earlier)) for text, earlier, _ in written_chapters(rows)
+    ]
+
+
+def echoing(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter written: whether a sentence of it echoes one of the story so far (a
+    word or two swapped: `checks.echoed_sentences`)."""
+    return [
+        bool(checks.echoed_sentences(text, lang, earlier))
+        for text, earlier, lang in written_chapters(rows)
+    ]
 
 
 def opening_circling(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter written: whether a sentence of it opens as three of the chapter's
     did already (`checks.repeated_openings`; Chinese openings only)."""
-    return [
-        bool(checks.repeated_openings(scene["text"]))
-        for row in rows
-        for scene in row["project"].get("scenes", [])[: len(row["chapters"])]
-    ]
+    return [bool(checks.repeated_openings(text)) for text, _, _ in written_chapters(rows)]
 
 
 def steps_told(
@@ -406,6 +412,9 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             ),
             "chapters opening a sentence as three of theirs did (zh)": share(
                 opening_circling(mine)
+            ),
+            "chapters echoing a sentence of the story (a word or two swapped)": share(
+                echoing(mine)
             ),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
             "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
