@@ -97,7 +97,7 @@ def test_a_description_is_not_both_sexes(line: str, lang: Lang) -> None:
         ("贾小芳：女鬼的侄女，她喜欢与她玩着石头和草。", "zh"),  # the ghost's niece
         ("袁敏：阿姨的儿子，高年老，家里没人看。", "zh"),  # the aunt's son
         ("乔纳·杜比：机器人，女，二十岁，性格单纯。", "zh"),
-        ("罗玉：她一往无前，不肯让女儿回家。", "zh"),  # her daughter
+        ("罗玉：渔夫的妻子，她一往无前，不肯让女儿回家。", "zh"),  # her daughter
         ("Vito: the ghost's father, a young boy.", "en"),
         ("Eliezer: her mother's daughter, twelve, who has to leave soon.", "en"),
         ("Jade: the wife of a mining company, working on her husband's land.", "en"),
@@ -106,6 +106,38 @@ def test_a_description_is_not_both_sexes(line: str, lang: Lang) -> None:
 )
 def test_possessors_and_objects_are_not_the_character(line: str, lang: Lang) -> None:
     assert fault(line, lang) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "乔恩·维奇：第二张婚床，人脸红肿，人参熏燎。",  # a thing (the README's story, seed 1)
+        "孟春月：小河边，年长一岁，生于1970年代。",  # a place
+        "许青莲：长相清秀，身材纤瘦，脸颊红晕。",  # a trait
+        "冯红莲：爱跳舞，穿西装，高高起舞",  # a pastime
+        "乔姆：他喜欢看电视，睡觉，睡懒觉",  # a sentence about him
+        "贺青：这个机器人的能力，让她成为一名科学家。",
+        "姜小冬：警察在家。看他弟弟的模样。",  # 家 of 在家 is no 画家
+    ],
+)
+def test_a_chinese_description_begins_with_what_the_character_is(line: str) -> None:
+    assert fault(line, "zh") == "what"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "林守义：灯塔看守人，六十岁，谨慎而孤独。",
+        "陈阿婆：卖馄饨的老太太，七十岁，嘴硬心软。",
+        "许希：美国第一位人造自我的妻子。",
+        "顾丽：她是一名警察，三十岁。",
+        "乔克：机器人的助手，七十岁，有钱。",
+        "阿黄：一只流浪的小狗，三岁。",
+        "乔纳·杜比：机器人",  # a role alone
+    ],
+)
+def test_a_role_or_a_creature_first_is_kept(line: str) -> None:
+    assert fault(line, "zh") is None
 
 
 def test_an_age_the_role_can_have() -> None:

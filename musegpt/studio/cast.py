@@ -27,7 +27,7 @@ from musegpt.generation.processors import BanInText
 from musegpt.studio.plan_checks import keywords
 from musegpt.studio.text import Lang
 
-CHECKS = ("name", "surname", "alike", "gender", "age", "role")  # a `CastFault.check`
+CHECKS = ("name", "surname", "alike", "gender", "age", "role", "what")  # a `CastFault.check`
 
 
 @dataclass(frozen=True)
@@ -390,6 +390,31 @@ def role_fault(parts: list[Clause], cast: Cast) -> CastFault | None:
     return None
 
 
+# What a Chinese description's first clause must end in: a word for a person or a creature
+# (the examples' "机器人，…", "面包师的女儿，…"). Seen in its place: a place ("小河边"), a
+# trait ("长相清秀"), a pastime ("爱看电视"), a thing ("第二张婚床"), a sentence ("她自己发明").
+ZH_WHO = re.compile(
+    r"(?:(?<![在回到老])家|"  # 画家, 作家; not 在家, 回家 (seen: "警察在家")
+    r"[人者女男孩子儿母父妈爸哥姐弟妹婆公爷奶叔姨舅婶嫂侄孙师员手生工匠客官王后帝主兵士"
+    r"警友伴侣徒民农商贩长妻夫郎娘翁童婴侠盗贼僧尼医将君臣妃仆佣丁鬼神仙妖怪魔精灵猫狗狐兔鸟熊"
+    r"狼虎马鱼羊牛猪鼠蛇龙鹰太探察巫丐犯伙授狸蝶]|老板|同学|同事|邻居|司机|领导|保姆|怪物|动物|少年|"
+    r"青年|女性|男性|老头|保安|邮差|向导|人工智能)$"
+)
+
+
+def what_fault(parts: list[Clause], lang: Lang) -> CastFault | None:
+    """A Chinese description whose first clause is not what the character is (a person's
+    role, a creature), once that clause is closed: "她是…" counts as what follows 是."""
+    if lang != "zh" or not parts:
+        return None
+    first = parts[0]
+    said = re.sub(r"^\s*[他她它]是", "", first.text).strip()
+    if ZH_WHO.search(said.rsplit("的", 1)[-1]):
+        return None
+    reason = "the description does not begin with what the character is"
+    return CastFault("what", reason, first.start)
+
+
 def description_fault(
     name: str, description: str, cast: Cast, partial: bool = False
 ) -> CastFault | None:
@@ -402,7 +427,11 @@ def description_fault(
         first = said[0][0]
         at = next(at for g, at in said if g != first)
         return CastFault("gender", "the description makes the character both sexes", max(at, 0))
-    return age_fault(description, parts, cast) or role_fault(parts, cast)
+    return (
+        what_fault(parts, cast.lang)
+        or age_fault(description, parts, cast)
+        or role_fault(parts, cast)
+    )
 
 
 def line_fault(line: str, cast: Cast, partial: bool = False) -> CastFault | None:
