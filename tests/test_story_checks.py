@@ -552,6 +552,15 @@ def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chap
     assert checks.clean_chapter("我说：“你爱他。”\n\n”\n他说：“是我。”", "zh", "") == (
         "我说：“你爱他。”\n\n他说：“是我。”"
     )
+    # The style's terms are not words of the story (seen: "她的第二人称是…", seed 12).
+    zh_bans, en_bans = chapter_bans("zh", ""), chapter_bans("en", "")
+    assert any(re.search(p, "她的第二人称是，是她自己的第二人称。") for p in zh_bans)
+    assert any(re.search(p, "It was told in the first person voice.") for p in en_bans)
+    assert not any(re.search(p, "She was the first person to see it.") for p in en_bans)
+    # An opening mark that ends its line opens nothing (seen, seed 12: "——“" → "——“”").
+    assert checks.clean_chapter("“这机器人，他叫我——“\n他笑了。", "zh", "") == (
+        "“这机器人，他叫我——”\n他笑了。"
+    )
     # Bracketed numbers are list debris (seen: "她知道他是喜欢的人。（3）" line after line).
     numbered = "她知道他是喜欢的人。（3）\n他喜欢的女人是他的女朋友（1）、（2）。"
     assert (
@@ -559,6 +568,15 @@ def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chap
         == "她知道他是喜欢的人。\n他喜欢的女人是他的女朋友。"
     )
     assert checks.NUMBER_MARK in chapter_bans("zh", "")
+    # 第 before no number: a broken-off heading (seen: every line "第- 邓思…", seed 12).
+    assert checks.BROKEN_ORDINAL in chapter_bans("zh", "")
+    for debris in ["第- 邓思看着自己的身体。", "他说：“第，你好。”"]:
+        assert re.search(checks.BROKEN_ORDINAL, debris), debris
+    for prose in ["第一次见面", "第二天早上", "第3个", "花次第开放", "他考了及第"]:
+        assert not re.search(checks.BROKEN_ORDINAL, prose), prose
+    assert checks.clean_chapter("第- 邓思看着他。\n第- 邓思笑了。", "zh", "") == (
+        "邓思看着他。\n邓思笑了。"
+    )
     label = 'The robot of love: "Thank you!"'
     assert checks.clean_chapter(label, "en", "") == 'The robot of love said, "Thank you!"'
     assert re.search(checks.SPEAKER_BAN["en"], "She smiled.\n" + label)

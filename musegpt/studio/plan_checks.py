@@ -139,6 +139,10 @@ LIST_MARK = re.compile(LIST_LINE + r"[ \t]*")
 # A bracketed number inside a line: list or footnote debris, not prose (seen: a Chinese
 # chapter of "她知道他是喜欢的人。（3）" lines).
 NUMBER_MARK = r"[(（][0-9０-９]{1,2}[)）]"
+# 第 before anything but a number: a heading the bans broke off, as debris (seen: a
+# Chinese chapter whose every line began "第- 邓思…", once "第二章" was banned); 次第, 门第,
+# 及第… are words.
+BROKEN_ORDINAL = r"(?<![次府门落及宅科])第[^0-9０-９一二三四五六七八九十百千万零两几]"
 # A line broken after a comma: a sentence set out clause by clause like verse (seen:
 # "乔丹的年龄与男人年龄的关系，\n\n在很多人的生活中，他们都接触过，\n\n…").
 COMMA_BREAK = r"[,，、][ \t]*\n"
@@ -525,6 +529,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     # no space inside an opening mark.
     text = re.sub(r"(?<=“)[ \t]+", "", re.sub(EMPTY_QUOTE, "", text))
     text = re.sub(rf"(?<=\S)[ \t]*{NUMBER_MARK}(?:[、，,][ \t]*{NUMBER_MARK})*", "", text)
+    text = re.sub(r"(?m)^[ \t]*第[-–—.、·:：]+[ \t]*", "", text) if lang == "zh" else text
     joint = "" if lang == "zh" else " "
     text = re.sub(COMMA_BREAK + r"\s*", lambda m: m.group(0)[0] + joint, text)
     lines = text.split("\n")
@@ -588,7 +593,9 @@ def in_english(sentence: str) -> bool:
 
 def balance_quotes(line: str) -> str:
     """A line whose quotation marks lost their partner (a repeated sentence inside a
-    quote was dropped, or the chapter stopped inside one) given it back."""
+    quote was dropped, or the chapter stopped inside one) given it back; an opening mark
+    that ends the line opens nothing and is dropped (seen: "他叫我——“", paired into "——“”")."""
+    line = re.sub(r"“\s*$", "", line)
     opened, closed = line.count("“"), line.count("”")
     if closed > opened and not line.lstrip().startswith("“"):
         return "“" + line.lstrip()

@@ -1405,10 +1405,15 @@ READER_TALK: dict[Lang, str] = {
     "en": r"(?i)\b(?:this (?:is a )?(?:story|book|novel)|"
     r"my fav(?:ou)?rite (?:book|movie|film|story)|"
     r"I think this (?:is|will be) (?:the|a|one)|chapter \d+|"
-    r"(?:book|movie|film|story|novel)s? (?:ever (?:made|written)|of all time))\b",
+    r"(?:book|movie|film|story|novel)s? (?:ever (?:made|written)|of all time)|"
+    r"(?:first|second|third)[- ]person (?:narrat\w*|point of view|perspective|voice)|"
+    r"(?:past|present) tense)\b",
     "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)|"
     r"第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回]|这章|章的结尾|"  # 这就是第6章。(seen)
-    r"(?m:^)[ \t]*\d{1,3}[ \t]*[章节回]",  # a contents line, "14章 他的第一眼" (seen)
+    r"(?m:^)[ \t]*\d{1,3}[ \t]*[章节回]|"  # a contents line, "14章 他的第一眼" (seen)
+    # The style's terms taken for words of the story (seen: "她的第二人称是，是她自己的
+    # 第二人称。" through a chapter whose style said 第二人称).
+    r"第[一二三]人称",
 }
 
 
@@ -1421,7 +1426,9 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     # Asides to the reader, list items, a line broken after a comma, unquoted speech.
     chatter += [flags + checks.ASIDE[lang].pattern, checks.LIST_LINE, checks.COMMA_BREAK]
     chatter += (
-        [checks.UNQUOTED_SPEECH, checks.ENGLISH_RUN, checks.EMPTY_QUOTE] if lang == "zh" else []
+        [checks.UNQUOTED_SPEECH, checks.ENGLISH_RUN, checks.EMPTY_QUOTE, checks.BROKEN_ORDINAL]
+        if lang == "zh"
+        else []
     )
     # Web markup and bracketed numbers (seen: "<h2>…</h2>", "<strong>3.2章</strong>", "（3）").
     chatter += [checks.MARKUP, checks.NUMBER_MARK]
