@@ -593,9 +593,15 @@ def in_english(sentence: str) -> bool:
 
 def balance_quotes(line: str) -> str:
     """A line whose quotation marks lost their partner (a repeated sentence inside a
-    quote was dropped, or the chapter stopped inside one) given it back; an opening mark
-    that ends the line opens nothing and is dropped (seen: "他叫我——“", paired into "——“”")."""
+    quote was dropped, or the chapter stopped inside one) given it back. Before that, what
+    the model got wrong about the marks themselves: an opening mark that ends the line
+    opens nothing ("他叫我——“", else paired into "——“”"); a closing mark right after
+    another, with text and a closing mark after it, opens ("“我想和你”。” 你的意思是？”");
+    an empty pair left by a sentence dropped from inside it goes ("“” 你的意思是？”", seen in
+    the README's story, seed 11)."""
     line = re.sub(r"“\s*$", "", line)
+    line = re.sub(r"(”[^“”]*?)”(?=[^“”]*”)", r"\1“", line)
+    line = re.sub(r"(?<=“)[ \t]+", "", re.sub(EMPTY_QUOTE, "", line))
     opened, closed = line.count("“"), line.count("”")
     if closed > opened and not line.lstrip().startswith("“"):
         return "“" + line.lstrip()
