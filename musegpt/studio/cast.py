@@ -20,11 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
 from musegpt.generation.processors import BanInText
-from musegpt.studio.plan_checks import keywords
+from musegpt.studio.plan_checks import keywords, word_tags
 from musegpt.studio.text import Lang
 
 CHECKS = ("name", "surname", "alike", "gender", "age", "role", "what")  # a `CastFault.check`
@@ -47,17 +45,6 @@ class Cast:
 
 
 # -- names ---------------------------------------------------------------------------------
-
-
-@cache
-def dictionary_words() -> frozenset[str]:
-    """jieba's dictionary of Chinese words of two or more characters: common words (孙子,
-    黎明, 机器人) and well-known people and brands (孙悟空, 乔布斯, 杜蕾斯) are in it; a
-    name made up for a story is not."""
-    text = (resources.files("jieba") / "dict.txt").read_text(encoding="utf-8")
-    return frozenset(
-        w for w in (line.split(" ", 1)[0] for line in text.splitlines()) if len(w) >= 2
-    )
 
 
 # Well-known characters of other books that Gemma hands an English cast (seen: "Scarlett
@@ -111,7 +98,7 @@ def name_fault(name: str, cast: Cast) -> CastFault | None:
     if lang == "zh":
         if ZH_NOT_NAME.search(name):
             return CastFault("name", f"{name!r} is not a person's name", 0)
-        words = dictionary_words()
+        words = word_tags()  # jieba's dictionary: a word or a famous name is no made-up name
         # A familiar form (老周, 小雨, 阿青) is a name though the dictionary lists some.
         for end in range(0 if re.match(r"^[老小阿].$", name) else len(name), 1, -1):
             if name[:end] in words:  # 孙悟空, 孙子, 黎明; 杜蕾斯 (a brand) too

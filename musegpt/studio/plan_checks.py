@@ -188,12 +188,14 @@ LONGEST_WORD = 4
 
 @cache
 def word_tags() -> dict[str, str]:
-    """jieba's dictionary as word -> part of speech (words of two to four characters)."""
+    """jieba's dictionary as word -> part of speech, its words of two characters or more:
+    common words (孙子, 黎明, 机器人) and well-known people and brands (孙悟空, 乔布斯); read
+    once for both its uses (what a sentence is about, and names that are no made-up names)."""
     text = (resources.files("jieba") / "dict.txt").read_text(encoding="utf-8")
     tags = {}
     for line in text.splitlines():
         word, _, rest = line.partition(" ")
-        if 2 <= len(word) <= LONGEST_WORD:
+        if len(word) >= 2:
             tags[word] = rest.rpartition(" ")[2]
     return tags
 
