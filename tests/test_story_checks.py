@@ -557,6 +557,13 @@ def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chap
     assert any(re.search(p, "她的第二人称是，是她自己的第二人称。") for p in zh_bans)
     assert any(re.search(p, "It was told in the first person voice.") for p in en_bans)
     assert not any(re.search(p, "She was the first person to see it.") for p in en_bans)
+    # A story told as a film's plot, nouns numbered like list items (seed 12).
+    for debris in ["In the movie, we learn that she", "Linda, the robot 1, got a call.",
+                   "She went to the front 3, and then", "I'm the 1."]:  # fmt: skip
+        assert any(re.search(p, debris) for p in en_bans), debris
+    for prose in ["She starred in the movie.", "They sat in the kitchen 10 minutes.",
+                  "It was the 1950s.", "She was born in the year 1985."]:  # fmt: skip
+        assert not any(re.search(p, prose) for p in en_bans), prose
     # An opening mark that ends its line opens nothing (seen, seed 12: "——“" → "——“”").
     assert checks.clean_chapter("“这机器人，他叫我——“\n他笑了。", "zh", "") == (
         "“这机器人，他叫我——”\n他笑了。"

@@ -1407,7 +1407,9 @@ READER_TALK: dict[Lang, str] = {
     r"I think this (?:is|will be) (?:the|a|one)|chapter \d+|"
     r"(?:book|movie|film|story|novel)s? (?:ever (?:made|written)|of all time)|"
     r"(?:first|second|third)[- ]person (?:narrat\w*|point of view|perspective|voice)|"
-    r"(?:past|present) tense)\b",
+    r"(?:past|present) tense|"
+    # The story told as a film's plot (seen: "In the movie, we learn that the robot 3…").
+    r"in the (?:movie|film|episode|book),? we (?:learn|see|find out|discover))\b",
     "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)|"
     r"第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回]|这章|章的结尾|"  # 这就是第6章。(seen)
     r"(?m:^)[ \t]*\d{1,3}[ \t]*[章节回]|"  # a contents line, "14章 他的第一眼" (seen)
@@ -1430,8 +1432,10 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
         if lang == "zh"
         else []
     )
-    # Web markup and bracketed numbers (seen: "<h2>…</h2>", "<strong>3.2章</strong>", "（3）").
+    # Web markup and numbers as list debris (seen: "<h2>…</h2>", "<strong>3.2章</strong>",
+    # "（3）", "the robot 3,").
     chatter += [checks.MARKUP, checks.NUMBER_MARK]
+    chatter += [checks.NUMBERED_NOUN] if lang == "en" else []
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 
