@@ -568,10 +568,17 @@ def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chap
     assert checks.clean_chapter("“这机器人，他叫我——“\n他笑了。", "zh", "") == (
         "“这机器人，他叫我——”\n他笑了。"
     )
+    # No space between Chinese characters or marks; one beside a Latin word stays (seed 11).
+    spaced = "“为什么会这样？ ”她笑起来。 “我想和你 结婚。”他用 iPhone 拍照。"
+    assert checks.clean_chapter(spaced, "zh", "") == (
+        "“为什么会这样？”她笑起来。“我想和你结婚。”他用 iPhone 拍照。"
+    )
     # Marks turned the wrong way, and an empty pair a dropped sentence left (seed 11).
     for line, kept in [
         ("“我想和你在一起”。” 你的意思是？”", "“我想和你在一起”。“你的意思是？”"),
         ("“” 你的意思是？”乔恩的眼睛一片冰冷。", "“你的意思是？”乔恩的眼睛一片冰冷。"),
+        ("” 你的意思是？”乔恩的眼睛一片冰冷。", "“你的意思是？”乔恩的眼睛一片冰冷。"),
+        ("他说完了。”", "“他说完了。”"),
     ]:
         assert checks.balance_quotes(line) == kept
     # Bracketed numbers are list debris (seen: "她知道他是喜欢的人。（3）" line after line).

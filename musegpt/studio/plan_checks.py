@@ -143,6 +143,10 @@ NUMBER_MARK = r"[(（][0-9０-９]{1,2}[)）]"
 # "went to the front 3, and then to the back 3" in the README's story, seed 12); "the
 # kitchen 10 minutes after" goes on and is prose.
 NUMBERED_NOUN = r"\bthe (?:[a-z]+ )?\d{1,2}(?=\s*[,.;:!?])"
+# A space between Chinese characters or marks: none in Chinese prose (seen: "我想和你 结婚。",
+# "为什么会这样？ ”她笑起来。 “如果…"); a space beside a Latin word or a digit stays.
+ZH_MARKS = "\u4e00-\u9fff，。！？；：、…“”"
+ZH_SPACE = rf"(?<=[{ZH_MARKS}])[ \t]+(?=[{ZH_MARKS}])"
 # 第 before anything but a number: a heading the bans broke off, as debris (seen: a
 # Chinese chapter whose every line began "第- 邓思…", once "第二章" was banned); 次第, 门第,
 # 及第… are words.
@@ -586,6 +590,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
         if letters(line) or not line.strip()
     ]  # fmt: skip
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = re.sub(ZH_SPACE, "", text) if lang == "zh" else text  # after headings are cut
     # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
     return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
 
@@ -603,14 +608,16 @@ def balance_quotes(line: str) -> str:
     the model got wrong about the marks themselves: an opening mark that ends the line
     opens nothing ("他叫我——“", else paired into "——“”"); a closing mark right after
     another, with text and a closing mark after it, opens ("“我想和你”。” 你的意思是？”");
-    an empty pair left by a sentence dropped from inside it goes ("“” 你的意思是？”", seen in
-    the README's story, seed 11)."""
+    an empty pair left by a sentence dropped from inside it goes; a line that begins with
+    a closing mark meant it to open ("” 你的意思是？”", else "“” 你的意思是？”": the README's
+    story, seed 11)."""
     line = re.sub(r"“\s*$", "", line)
     line = re.sub(r"(”[^“”]*?)”(?=[^“”]*”)", r"\1“", line)
     line = re.sub(r"(?<=“)[ \t]+", "", re.sub(EMPTY_QUOTE, "", line))
     opened, closed = line.count("“"), line.count("”")
     if closed > opened and not line.lstrip().startswith("“"):
-        return "“" + line.lstrip()
+        body = line.lstrip()  # one that begins with a closing mark meant it to open
+        return "“" + (body[1:].lstrip() if body.startswith("”") else body)
     if opened > closed and not line.rstrip().endswith("”"):
         return line + "”"
     if line.count('"') % 2 and not line.rstrip().endswith('"'):
