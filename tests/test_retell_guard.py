@@ -262,6 +262,12 @@ def test_a_sentence_echoing_one_of_the_story_is_found() -> None:
     said = "She looked at the robot in her room and saw that it was very sad."
     again = " She looked at the robot in the garden and saw that it was happy."
     assert checks.echoed_sentences(again, "en", said) == [(1, len(again))]
+    # A sentence that holds an earlier one whole (seen, seed 12), or is held in one.
+    said_zh = "当他睁眼的时候，看见了她，他都笑了笑。"
+    holds = "当邓思把这个视频放在床头的时候，当他睁眼的时候，看见了她，他都笑了笑。"
+    assert checks.echoed_sentences(holds, "zh", said_zh) == [(0, len(holds))]
+    assert checks.echoed_sentences(said_zh, "zh", holds) == [(0, len(said_zh))]
+    assert checks.echoed_sentences("他走进厨房。", "zh", holds) == []  # too short to judge held
     other = " The robot walked to the door and opened it slowly."
     assert checks.echoed_sentences(other, "en", said) == []
 

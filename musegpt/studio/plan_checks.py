@@ -817,6 +817,12 @@ def repeated_openings(text: str, before: str | Counter[str] = "") -> list[int]:
 # were such variants, those of 60-69 mostly two sentences about one thing).
 ECHO_SIMILARITY = 70
 ECHO_LEAST: dict[Lang, int] = {"en": 6, "zh": 8}  # units: a shorter sentence may recur
+# A sentence that holds an earlier one nearly whole (rapidfuzz's partial ratio, the best
+# alignment of the shorter in the longer, 90 or more), or is held in one, echoes it too
+# when the shorter has this many units (seen: "当邓思把这个视频放在床头的时候，当他睁眼的时候，
+# 看见了她，他都笑了笑。" after "当他睁眼的时候，看见了她，他都笑了笑。": ratio 68).
+ECHO_HELD: dict[Lang, int] = {"en": 8, "zh": 10}
+ECHO_HELD_SIMILARITY = 90
 SENTENCE_OR_LINE_END = re.compile(rf"{SENTENCE_END.pattern}|\n")
 ENDED = re.compile(rf"(?:{SENTENCE_OR_LINE_END.pattern})\s*\Z")  # a sentence's last piece, whole
 
@@ -840,8 +846,10 @@ def echoed_sentences(
 ) -> list[tuple[int, int]]:
     """Where `text`'s whole sentences begin and end (their spans) that echo an earlier
     sentence of `before` (the story so far, or its `said_sentences`) or of `text`: at least
-    `ECHO_SIMILARITY` alike. A sentence not yet ended is not judged."""
+    `ECHO_SIMILARITY` alike, or (from `ECHO_HELD` units) holding one or held in one. A
+    sentence not yet ended is not judged."""
     said = list(before) if isinstance(before, list) else said_sentences(before, lang)
+    held = [units for units in said if len(units) >= ECHO_HELD[lang]]
     found: list[tuple[int, int]] = []
     at = 0
     pieces = sentences(text)
@@ -852,9 +860,16 @@ def echoed_sentences(
         units = sentence_units(sentence, lang)
         if len(units) < ECHO_LEAST[lang]:
             continue
-        if process.extractOne(units, said, scorer=fuzz.ratio, score_cutoff=ECHO_SIMILARITY):
+        long = len(units) >= ECHO_HELD[lang]
+        if process.extractOne(units, said, scorer=fuzz.ratio, score_cutoff=ECHO_SIMILARITY) or (
+            long
+            and process.extractOne(
+                units, held, scorer=fuzz.partial_ratio, score_cutoff=ECHO_HELD_SIMILARITY
+            )
+        ):
             found.append((start + len(sentence) - len(sentence.lstrip()), at))
         said.append(units)
+        held += [units] if long else []
     return found
 
 
