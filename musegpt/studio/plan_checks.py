@@ -491,6 +491,13 @@ SPEAKER_BAN = {
 }
 # An empty pair of quotation marks in a Chinese chapter (seen: "“”我是你的女儿。”").
 EMPTY_QUOTE = r"“[ \t]*”"
+
+
+def drop_empty_quotes(text: str) -> str:
+    """`text` without empty pairs of quotation marks, and no space inside an opening one."""
+    return re.sub(r"(?<=“)[ \t]+", "", re.sub(EMPTY_QUOTE, "", text))
+
+
 # Similarity (character pairs, trigrams) above which a sentence says an earlier one again.
 NEAR_REPEAT_AT = {2: 0.6, 3: 0.7}
 BULLET = re.compile(r"^\s*[-*•·]\s")
@@ -537,7 +544,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     text = re.sub(r"</?(?:i|b|u|em|strong)>", "", text)  # Gemma's HTML emphasis
     # An empty pair dropped (its line's other mark is given back its partner below), and
     # no space inside an opening mark.
-    text = re.sub(r"(?<=“)[ \t]+", "", re.sub(EMPTY_QUOTE, "", text))
+    text = drop_empty_quotes(text)
     text = re.sub(rf"(?<=\S)[ \t]*{NUMBER_MARK}(?:[、，,][ \t]*{NUMBER_MARK})*", "", text)
     text = re.sub(r"(?m)^[ \t]*第[-–—.、·:：]+[ \t]*", "", text) if lang == "zh" else text
     joint = "" if lang == "zh" else " "
@@ -613,7 +620,7 @@ def balance_quotes(line: str) -> str:
     story, seed 11)."""
     line = re.sub(r"“\s*$", "", line)
     line = re.sub(r"(”[^“”]*?)”(?=[^“”]*”)", r"\1“", line)
-    line = re.sub(r"(?<=“)[ \t]+", "", re.sub(EMPTY_QUOTE, "", line))
+    line = drop_empty_quotes(line)
     opened, closed = line.count("“"), line.count("”")
     if closed > opened and not line.lstrip().startswith("“"):
         body = line.lstrip()  # one that begins with a closing mark meant it to open
