@@ -67,5 +67,6 @@ def test_a_banned_phrase_costs_one_token_per_take_back(
     sizes = count_evaluated(llama_engine, monkeypatch)
     banned = llama_engine.complete(prompt, params, banned_regex=[rf"\b{word}\b"])[0]
     assert word not in banned.text.split()
-    prefill, steps = sizes[0], sizes[1:]
-    assert prefill > 1 and all(size == 1 for size in steps), sizes
+    # The prompt is the first run's, still in the cache: not evaluated again; each step
+    # and each take-back's rewind evaluates one token.
+    assert sizes and all(size == 1 for size in sizes), sizes

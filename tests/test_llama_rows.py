@@ -101,9 +101,9 @@ def test_a_take_back_in_one_row_rewinds_that_row_alone(
     del batches[:]
     banned = llama_engine.complete(prompt, params, n=2, banned_regex=[rf"\b{word}\b"])
     assert all(word not in c.text.split() for c in banned)
-    prefill, after = batches[0], batches[1:]
-    assert len(prefill) > 2
-    # Every later decode is a step of the rows (a token each) or one row's one-token rewind.
+    # The prompt is the plain run's, already in the cache: not evaluated again. Every
+    # decode is a step of the rows (a token each) or one row's one-token rewind.
+    after = batches
     odd = [b for b in after if len(b) != 2]
     assert all(len(b) == 1 for b in odd), odd
     assert any(len(b) == 1 for b in after)  # a take-back happened
@@ -138,3 +138,51 @@ def test_two_rows_past_the_context_slide_within_their_share_of_it(
     # The two rows' cells outgrow the 256 the context has: each slides within its half.
     assert [len(r.token_ids) for r in rows] == [300, 300]
     assert rows[0].text != rows[1].text
+
+
+def test_a_row_taken_back_to_its_prompt_leaves_the_other_rows_cache(
+    llama_engine: LlamaCppEngine, batches: list[list[int]]
+) -> None:
+    lighthouse = llama_engine.tokenize("The lighthouse keeper climbed the stairs and")
+    kitchen = llama_engine.tokenize("In the kitchen, grandmother rolled the dough and")
+    source = llama_engine.logits_source()
+    first = source.prefill([lighthouse, kitchen]).clone()
+    chosen = [int(first[0].argmax()), int(first[1].argmax())]
+    source.step(torch.tensor(chosen))
+    # Row 0 takes back all it wrote; row 1 goes on. Row 0's prompt is not evaluated
+    # again (its logits are those of the first prefill, bit for bit), and row 1 keeps
+    # its cache: re-evaluating row 0's prompt with `Llama.eval` once dropped every
+    # sequence's cells past the chunk it began at, and row 1 went on from nothing.
+    del batches[:]
+    rebuilt = source.prefill([lighthouse, [*kitchen, chosen[1]]]).clone()
+    assert batches == []
+    assert torch.equal(rebuilt[0], first[0])
+    following = int(rebuilt[1].argmax())
+    stepped = source.step(torch.tensor([chosen[0], following])).clone()
+    single = llama_engine.logits_source()
+    single.prefill([[*kitchen, chosen[1]]])
+    on_its_own = single.step(torch.tensor([following]))
+    # A batch's numbers are near one row's (the likeliest tokens alike), not bit for bit.
+    assert torch.equal(stepped[1].topk(3).indices, on_its_own[0].topk(3).indices)
+
+
+def test_the_same_prompt_again_is_not_evaluated_again(
+    llama_engine: LlamaCppEngine, batches: list[list[int]]
+) -> None:
+    prompt = llama_engine.tokenize("The lighthouse keeper kept a diary of the storms. " * 14)
+    assert len(prompt) > 128  # more than one chunk: its last is what a redraw paid again
+    source = llama_engine.logits_source()
+    first = source.prefill([prompt]).clone()
+    source.step(torch.tensor([int(first[0].argmax())]))
+    del batches[:]
+    again = llama_engine.logits_source().prefill([prompt]).clone()  # a redraw, new seed
+    assert batches == [] and torch.equal(again, first)
+    # …and it goes on as a fresh evaluation of the prompt would: the cells past it are gone.
+    stepped = llama_engine.logits_source()
+    stepped.prefill([prompt])
+    after = stepped.step(torch.tensor([int(first[0].argmax())])).clone()
+    longer = llama_engine.tokenize("In the kitchen, grandmother rolled the dough and")
+    llama_engine.logits_source().prefill([longer])  # the cache now holds another prompt
+    fresh = llama_engine.logits_source()
+    fresh.prefill([prompt])
+    assert torch.equal(fresh.step(torch.tensor([int(first[0].argmax())])), after)

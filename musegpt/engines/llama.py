@@ -259,6 +259,11 @@ class CacheState:
     so reusing anything else would make the same seed give different text."""
 
     exact: int = 0
+    # The window last evaluated in chunks, and the logits after its last token: the same
+    # window again (a plan line redrawn with a new seed: a Chinese story re-evaluated its
+    # prompt's last chunk 15 times, 2.5 s) is only cut back to, its cells left as they are.
+    prompt: tuple[int, ...] = ()
+    logits: torch.Tensor | None = None
 
 
 ROWS = 2  # sequences one context decodes at once (a chapter's two opening drafts)
@@ -403,15 +408,25 @@ class LlamaLogitsSource:
         """Sequence 0: evaluate `window` in chunks aligned to CHUNK, after the longest
         reusable prefix. A window that takes back tokens this decode stepped through (a
         banned phrase's backtrack) is only rewound: see `_rewind`."""
+        import llama_cpp
         if self._rewind(window):
             return self._last_logits()
         self.prefilled = len(window)
+        state, key = self.state, tuple(int(t) for t in window)
+        same = state.prompt == key and tuple(self._cached(0)[: len(window)]) == key
+        if same and state.logits is not None:
+            # The cells past it go now (eval() would drop them only at the next step: a
+            # second row copied from this one would take them along).
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, len(window), -1)
+            self.llama.n_tokens = len(window)
+            return state.logits
         start = self._chunk_start(window)
-        self.llama.n_tokens = start  # eval() drops the cache beyond this point
+        self.llama.n_tokens = start
         for begin in range(start, len(window), CHUNK):
             self.llama.eval(list(window[begin : begin + CHUNK]))
-        self.state.exact = len(window) // CHUNK * CHUNK
-        return self._last_logits()
+        state.exact = len(window) // CHUNK * CHUNK
+        state.prompt, state.logits = key, self._last_logits().clone()
+        return state.logits
 
     def _chunk_start(self, window: Sequence[int]) -> int:
         """Where evaluating `window` begins: the end of the longest prefix it shares with
