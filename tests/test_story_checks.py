@@ -573,6 +573,13 @@ def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chap
     assert checks.clean_chapter(spaced, "zh", "") == (
         "“为什么会这样？”她笑起来。“我想和你结婚。”他用 iPhone 拍照。"
     )
+    # Straight quotes in a Chinese chapter become Chinese ones, paired line by line, with
+    # no space inside (seen: '乔梅说：" 你好！"' through a whole eval story); English keeps them.
+    straight = '乔梅说：" 你好！"\n" 我好可爱啊。"\n她听到了，就高兴了。"'
+    assert checks.clean_chapter(straight, "zh", "") == (
+        "乔梅说：“你好！”\n“我好可爱啊。”\n她听到了，就高兴了。"
+    )
+    assert checks.clean_chapter('She said, "Hello."', "en", "") == 'She said, "Hello."'
     # Marks turned the wrong way, and an empty pair a dropped sentence left (seed 11).
     for line, kept in [
         ("“我想和你在一起”。” 你的意思是？”", "“我想和你在一起”。“你的意思是？”"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from functools import cache
 from importlib import resources
 
@@ -213,18 +213,22 @@ def things(text: str, lang: Lang) -> set[str]:
     its words (longest dictionary match; the character pairs of `keywords` hold 这下, 就笑)."""
     if lang != "zh":
         return keywords(text, lang)
-    tags, found = word_tags(), set()
-    for run in re.findall(r"[\u4e00-\u9fff]+", text):
-        at = 0
+    return {word for _, word, tag in dictionary_words(text) if THING_TAGS.match(tag)}
+
+
+def dictionary_words(text: str) -> Iterator[tuple[int, str, str]]:
+    """`text`'s Chinese words of two characters or more, where each begins and its part of
+    speech, by longest match against jieba's dictionary."""
+    tags = word_tags()
+    for match in re.finditer(r"[\u4e00-\u9fff]+", text):
+        run, at = match.group(), 0
         while at < len(run):
             size = next(
                 (n for n in range(LONGEST_WORD, 1, -1) if run[at : at + n] in tags), 1
             )  # fmt: skip
-            word = run[at : at + size]
-            if size > 1 and THING_TAGS.match(tags[word]):
-                found.add(word)
+            if size > 1:
+                yield match.start() + at, run[at : at + size], tags[run[at : at + size]]
             at += size
-    return found
 
 
 def stem(word: str) -> str:
@@ -542,6 +546,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     before (here or in earlier chapters) dropped, and the rest cut where they repeat
     several in a row (a loop)."""
     text = re.sub(r"</?(?:i|b|u|em|strong)>", "", text)  # Gemma's HTML emphasis
+    text = chinese_quotes(text) if lang == "zh" else text
     # An empty pair dropped (its line's other mark is given back its partner below), and
     # no space inside an opening mark.
     text = drop_empty_quotes(text)
@@ -600,6 +605,17 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     text = re.sub(ZH_SPACE, "", text) if lang == "zh" else text  # after headings are cut
     # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
     return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
+
+
+def chinese_quotes(text: str) -> str:
+    """Straight double quotes as Chinese ones, paired within each line (a line's odd one
+    opens), with no space inside them (seen: a Chinese story whose every line of dialogue
+    was '她说：" 你好！"', carried from chapter to chapter by the prompts)."""
+    lines = []
+    for line in text.split("\n"):
+        first, *rest = line.split('"')
+        lines.append(first + "".join("“”"[i % 2] + part for i, part in enumerate(rest)))
+    return re.sub(r"“[ \t]+", "“", re.sub(r"[ \t]+”", "”", "\n".join(lines)))
 
 
 def in_english(sentence: str) -> bool:
@@ -777,6 +793,73 @@ def circling_phrases(text: str, before: str | Counter[str] = "") -> list[int]:
             found.append(start)
         own[run] += 1
     return found
+
+
+# A word said `WORD_MOST` times within the last `WORD_WINDOW` characters of a Chinese
+# chapter is not said there again (`word_guard.WordGuard`): with no sentence, clause or run
+# said again, a word went round instead (seen: 答应 twelve times in 257 characters of the
+# README story, "我答应你的，你会答应"). English is counted for the eval only (the mall and
+# candy four times each in a chapter; see the guard for why it is not guarded). Counted:
+# Chinese nouns (not names), verbs, adjectives, places and set phrases, without a grammar
+# character and not a complement (not 没有, 看着, 这样, 一个, 起来); English words of four
+# letters or more that are neither grammar nor a speech verb (dialogue says "said" in
+# every line).
+WORD_MOST = 3
+WORD_WINDOW: dict[Lang, int] = {"zh": 400, "en": 1200}  # about 330 characters, 220 words
+WORD_TAGS = re.compile(r"^(?:n(?!r)|v|a|s$|l$|i$)")
+PLAIN_TEXT = """said says asked asks replied told tells tell say ask because something anything
+nothing everything really though still even much more most never always well back just like
+into than then other another"""
+PLAIN_WORDS = STOPWORDS | frozenset(PLAIN_TEXT.split())
+# Verbs' complements, grammar rather than words (笑起来, 走出来).
+COMPLEMENTS = frozenset({"起来", "出来", "下来", "上来", "下去", "上去"})
+ENGLISH_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+NAME_AFTER = re.compile(r"[A-Za-z,;]\s*$")  # a capital after these begins a name, not a sentence
+
+
+def counted_words(text: str, lang: Lang) -> Iterator[tuple[int, str]]:
+    """The words of `text` that `WORD_MOST` counts, with where each begins (English: by
+    `stem`; a name, a word written with a capital inside a sentence or never without one,
+    is not counted, nor a contraction: don't, she'd)."""
+    if lang == "zh":
+        for start, word, tag in dictionary_words(text):
+            if WORD_TAGS.match(tag) and not set(word) & HAN_FUNCTION and word not in COMPLEMENTS:
+                yield start, word
+        return
+    found = list(ENGLISH_WORD.finditer(text))
+    names = {
+        m.group().lower() for m in found
+        if m.group()[0].isupper() and NAME_AFTER.search(text, max(m.start() - 4, 0), m.start())
+    }  # fmt: skip
+    # A word never written in lower case is a name too ("Kei-O" beginning every sentence).
+    names |= {m.group().lower() for m in found} - {m.group() for m in found}
+    skipped = PLAIN_WORDS | names
+    for match in found:
+        word = re.sub(r"'s$", "", match.group().lower())
+        if len(word) >= 4 and "'" not in word and word not in skipped:
+            yield match.start(), stem(word)
+
+
+def overused_words(text: str, lang: Lang, spared: Callable[[str], bool]) -> set[str]:
+    """The words (English: stems) said `WORD_MOST` times in the last `WORD_WINDOW`
+    characters of `text`, but those `spared` (the premise's words and the cast's names):
+    what `word_guard.WordGuard` keeps a chapter from writing next."""
+    said = Counter(word for _, word in counted_words(text[-WORD_WINDOW[lang] :], lang))
+    return {word for word, times in said.items() if times >= WORD_MOST and not spared(word)}
+
+
+def words_going_round(text: str, lang: Lang, spared: Callable[[str], bool]) -> set[str]:
+    """The words (English: stems) `text` says more than `WORD_MOST` times within
+    `WORD_WINDOW` characters, but those `spared`: what the guard is there to prevent."""
+    where: dict[str, list[int]] = {}
+    for start, word in counted_words(text, lang):
+        where.setdefault(word, []).append(start)
+    window = WORD_WINDOW[lang]
+    return {
+        word for word, starts in where.items()
+        if not spared(word)
+        and any(b - a < window for a, b in zip(starts, starts[WORD_MOST:], strict=False))
+    }  # fmt: skip
 
 
 # A sentence may not open with the same `OPENING_RUN` Han characters as `OPENING_MOST`

@@ -236,6 +236,28 @@ def vocab_texts(tokenizer: Tokenizer) -> list[str]:
     return found
 
 
+# A character OpenCC makes simplified that simplified Chinese also writes (乾坤, 乾隆).
+BOTH_SCRIPTS = frozenset("乾")
+_traditional: weakref.WeakKeyDictionary[Tokenizer, list[int]] = weakref.WeakKeyDictionary()
+
+
+def traditional_ids(tokenizer: Tokenizer) -> list[int]:
+    """The tokens holding a traditional (or Japanese) form of a character, which simplified
+    Chinese writes otherwise (seen: a chapter kept off 结婚 wrote 結婚, and went on in
+    traditional script: 說, 為什麼). Once per tokenizer."""
+    found = _traditional.get(tokenizer)
+    if found is None:
+        import opencc  # only Chinese stories need it
+
+        han = [(i, text) for i, text in enumerate(vocab_texts(tokenizer)) if HAN.search(text)]
+        chars = sorted({c for _, text in han for c in text if HAN.match(c)})
+        # One call for all (a line each: no phrase of the converter spans two).
+        simple = opencc.OpenCC("t2s").convert("\n".join(chars)).split("\n")
+        changed = {c for c, s in zip(chars, simple, strict=True) if s != c} - BOTH_SCRIPTS
+        found = _traditional[tokenizer] = [i for i, text in han if changed & set(text)]
+    return found
+
+
 _word_starts: weakref.WeakKeyDictionary[
     Tokenizer, dict[tuple[frozenset[str], str], torch.Tensor]
 ] = weakref.WeakKeyDictionary()

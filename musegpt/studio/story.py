@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
-from musegpt.generation.processors import BanInText, LogitsProcessor
+from musegpt.generation.processors import BanInText, BanTokens, LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.cast import Cast, CastRule, line_fault
 from musegpt.studio.plan_rules import (
@@ -35,6 +35,7 @@ from musegpt.studio.plan_rules import (
     Spell,
     echo_outside,
     phrase_pairs,
+    traditional_ids,
 )
 from musegpt.studio.retell_guard import (
     RETOLD_SENTENCES,
@@ -54,6 +55,7 @@ from musegpt.studio.text import (
     similarity,
     tidy,
 )
+from musegpt.studio.word_guard import WordGuard
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
 
@@ -1611,9 +1613,10 @@ def chapter_rules(
     the story's, no circling lines, no run of characters said a third time in the story
     and no sentence opened as three of the chapter's (Chinese, where they were seen; there
     mostly steered off before they are written: `RetellGuard`, `CircleGuard`, `PhraseGuard`),
-    and the premise's words nudged up while none is in the last `PREMISE_WINDOW`
-    characters (the nudge the beats get: Chinese chapters left their premise within a
-    paragraph, 12 of 16 named it)."""
+    no word said a fourth time within a paragraph or two and no traditional character
+    (Chinese: `WordGuard`, `traditional_ids`), and the premise's words nudged up while none
+    is in the last `PREMISE_WINDOW` characters (the nudge the beats get: Chinese chapters
+    left their premise within a paragraph, 12 of 16 named it)."""
     if not writer.steers:
         return []
     lang = project.lang
@@ -1627,13 +1630,28 @@ def chapter_rules(
             PhraseGuard(tokenizer, story),
         ]  # fmt: skip
         rules += [
-            CirclingLines(lang, head), CirclingPhrases(story), RepeatedOpenings(head), *guards
+            CirclingLines(lang, head), CirclingPhrases(story), RepeatedOpenings(head), *guards,
+            WordGuard(tokenizer, head, spared_words(project)),
+            BanTokens(traditional_ids(tokenizer)),
         ]  # fmt: skip
     nudge = Favour(
         writer.engine.tokenizer, words, lang, partial(says_any, words, lang),
         bias=CHAPTER_NUDGE, whole=True, context=head, window=PREMISE_WINDOW[lang],
     )  # fmt: skip
     return [*rules, nudge]
+
+
+def spared_words(project: StoryProject) -> Callable[[str], bool]:
+    """Whether a word (English: a stem) is the premise's or a character's name: what the
+    story is about recurs as its subject does, and `WordGuard` lets it (the eval does not
+    count it). Not the beats'
+    words: a beat's "你喜欢我吗？" spared 喜欢, said seven times in its chapter."""
+    assert project.bible is not None
+    names = [key for c in project.bible.characters for key in c.keys]
+    subject = "\n".join([project.premise, *names])
+    if project.lang == "zh":
+        return subject.__contains__
+    return {checks.stem(w.lower()) for w in checks.ENGLISH_WORD.findall(subject)}.__contains__
 
 
 # Logits added to the tokens that begin a premise word while a chapter has not written one:

@@ -33,6 +33,7 @@ from musegpt.studio.story import (
     example_field,
     example_names,
     premise_anchors,
+    spared_words,
     step_things,
     summary_source,
 )
@@ -337,6 +338,27 @@ def echoing(rows: list[dict[str, Any]]) -> list[bool]:
     ]
 
 
+def going_round(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter written: whether it says a word more than `checks.WORD_MOST` times
+    within `checks.WORD_WINDOW` characters (the premise's words and the cast's names aside:
+    `checks.words_going_round`)."""
+    found = []
+    for row, project in planned(rows):
+        spared = spared_words(project)
+        for scene in project.scenes[: len(row["chapters"])]:
+            found.append(bool(checks.words_going_round(scene.text, project.lang, spared)))
+    return found
+
+
+def planned(rows: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], StoryProject]]:
+    """Each row whose story was planned, with its kept project."""
+    for row in rows:
+        data = ProjectFile.model_validate(row["project"])
+        project = StoryProject(Path("."), data.premise, data.lang, data.bible, data.scenes)
+        if project.bible is not None:
+            yield row, project
+
+
 def opening_circling(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter written: whether a sentence of it opens as three of the chapter's
     did already (`checks.repeated_openings`; Chinese openings only)."""
@@ -352,16 +374,12 @@ def steps_told(
     these rows' chapters: how often a chapter written without them says what they say."""
     steps = {r["key"]: r["project"].get("scenes", []) for r in (steps_from or rows)}
     found = []
-    for row in rows:
-        data = ProjectFile.model_validate(row["project"])
-        project = StoryProject(Path("."), data.premise, data.lang, data.bible, data.scenes)
-        if project.bible is None:
-            continue
+    for row, project in planned(rows):
         told = steps.get(row["key"], [])
         for scene, other in zip(project.scenes[: len(row["chapters"])], told, strict=False):
             for step in other.get("steps", []):
                 if things := step_things(project, step):
-                    found.append(bool(checks.mentions(scene.text, things, data.lang)))
+                    found.append(bool(checks.mentions(scene.text, things, project.lang)))
     return found
 
 
@@ -415,6 +433,9 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             ),
             "chapters echoing a sentence of the story (a word or two swapped)": share(
                 echoing(mine)
+            ),
+            "chapters saying a word a fourth time within a paragraph or two": share(
+                going_round(mine)
             ),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
             "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
