@@ -409,6 +409,7 @@ class LlamaLogitsSource:
         reusable prefix. A window that takes back tokens this decode stepped through (a
         banned phrase's backtrack) is only rewound: see `_rewind`."""
         import llama_cpp
+
         if self._rewind(window):
             return self._last_logits()
         self.prefilled = len(window)
