@@ -261,7 +261,7 @@ class CacheState:
     exact: int = 0
     # The window last evaluated in chunks, and the logits after its last token: the same
     # window again (a plan line redrawn with a new seed: a Chinese story re-evaluated its
-    # prompt's last chunk 15 times, 2.5 s) is only cut back to, its cells left as they are.
+    # prompt's last chunk 12 times, 2.7 s) is only cut back to, its cells left as they are.
     prompt: tuple[int, ...] = ()
     logits: torch.Tensor | None = None
 
@@ -422,7 +422,7 @@ class LlamaLogitsSource:
             self.llama.n_tokens = len(window)
             return state.logits
         start = self._chunk_start(window)
-        self.llama.n_tokens = start
+        self.llama.n_tokens = start  # eval() drops the cache beyond this point
         for begin in range(start, len(window), CHUNK):
             self.llama.eval(list(window[begin : begin + CHUNK]))
         state.exact = len(window) // CHUNK * CHUNK

@@ -1644,8 +1644,8 @@ def chapter_rules(
 def spared_words(project: StoryProject) -> Callable[[str], bool]:
     """Whether a word (English: a stem) is the premise's or a character's name: what the
     story is about recurs as its subject does, and `WordGuard` lets it (the eval does not
-    count it). Not the beats'
-    words: a beat's "你喜欢我吗？" spared 喜欢, said seven times in its chapter."""
+    count it). Not a beat's words: a beat's "你喜欢我吗？" spared 喜欢, said seven times in
+    its chapter."""
     assert project.bible is not None
     names = [key for c in project.bible.characters for key in c.keys]
     subject = "\n".join([project.premise, *names])
