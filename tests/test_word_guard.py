@@ -96,8 +96,8 @@ def test_a_chapter_under_the_guard_does_not_say_the_word_a_fourth_time(gemma: En
 def test_traditional_characters_are_banned_in_a_simplified_chapter(gemma: Engine) -> None:
     ids = set(traditional_ids(gemma.tokenizer))
     texts = {gemma.tokenizer.decode([i]) for i in ids}
-    assert {"說", "們"} <= texts or any("說" in t for t in texts)
-    simple = ["说", "我们", "结婚", "乾坤"[0]]  # 乾 is written in both scripts
+    assert all(any(char in t for t in texts) for char in "說們結")
+    simple = ["说", "我们", "结婚", "乾"]  # 乾 is written in both scripts
     for text in simple:
         assert not ids & set(gemma.tokenizer.encode(text)), text
     prompt = "他說：“我們為什麼"

@@ -236,6 +236,21 @@ def vocab_texts(tokenizer: Tokenizer) -> list[str]:
     return found
 
 
+_han_tokens: weakref.WeakKeyDictionary[Tokenizer, list[tuple[int, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def han_tokens(tokenizer: Tokenizer) -> list[tuple[int, str]]:
+    """The tokens that hold a Han character, with their text (about 20,000 of Gemma's
+    262,144): where Chinese words and characters are looked for. Once per tokenizer."""
+    found = _han_tokens.get(tokenizer)
+    if found is None:
+        texts = vocab_texts(tokenizer)
+        found = _han_tokens[tokenizer] = [(i, t) for i, t in enumerate(texts) if HAN.search(t)]
+    return found
+
+
 # A character OpenCC makes simplified that simplified Chinese also writes (乾坤, 乾隆).
 BOTH_SCRIPTS = frozenset("乾")
 _traditional: weakref.WeakKeyDictionary[Tokenizer, list[int]] = weakref.WeakKeyDictionary()
@@ -249,7 +264,7 @@ def traditional_ids(tokenizer: Tokenizer) -> list[int]:
     if found is None:
         import opencc  # only Chinese stories need it
 
-        han = [(i, text) for i, text in enumerate(vocab_texts(tokenizer)) if HAN.search(text)]
+        han = han_tokens(tokenizer)
         chars = sorted({c for _, text in han for c in text if HAN.match(c)})
         # One call for all (a line each: no phrase of the converter spans two).
         simple = opencc.OpenCC("t2s").convert("\n".join(chars)).split("\n")

@@ -16,27 +16,21 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from functools import cached_property
 
 from musegpt.generation.processors import DecodeState
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.plan_rules import vocab_texts
+from musegpt.studio.plan_rules import han_tokens
 from musegpt.studio.retell_guard import RowBans
-from musegpt.studio.text import HAN
 from musegpt.tokenizer.base import Tokenizer
 
 
 class HanTokens:
-    """A tokenizer's tokens that hold a Han character (about 20,000 of Gemma's 262,144):
-    where the tokens that hold or begin a Chinese word are looked for."""
+    """The tokens that hold or begin a Chinese word, looked for among a tokenizer's tokens
+    with a Han character (`plan_rules.han_tokens`) and kept by word."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tokenizer = tokenizer
+        self.han = han_tokens(tokenizer)
         self.found: dict[tuple[bool, str], list[int]] = {}
-
-    @cached_property
-    def han(self) -> list[tuple[int, str]]:
-        return [(i, text) for i, text in enumerate(vocab_texts(self.tokenizer)) if HAN.search(text)]
 
     def holding(self, word: str) -> list[int]:
         """The tokens whose text holds `word`."""
@@ -56,7 +50,7 @@ class HanTokens:
 _indexes: weakref.WeakKeyDictionary[Tokenizer, HanTokens] = weakref.WeakKeyDictionary()
 
 
-def han_tokens(tokenizer: Tokenizer) -> HanTokens:
+def word_tokens(tokenizer: Tokenizer) -> HanTokens:
     """The `HanTokens` of `tokenizer`, kept for its next chapter."""
     index = _indexes.get(tokenizer)
     if index is None:
@@ -74,7 +68,7 @@ class WordGuard(RowBans):
         self.tokenizer, self.spared = tokenizer, spared
         self.window = checks.WORD_WINDOW["zh"]
         self.before = before[-self.window :]
-        self.index = han_tokens(tokenizer)
+        self.index = word_tokens(tokenizer)
 
     def row_bans(self, state: DecodeState, row: int) -> list[int]:
         generated = state.generated(row)
