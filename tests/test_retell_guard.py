@@ -168,9 +168,8 @@ ROUND = "她是一个长达八十厘米的高个子女孩。他爱上了这个�
 def test_a_run_said_twice_in_the_story_is_not_said_a_third_time(gemma: Engine) -> None:
     third = ROUND + "她戴上了一个长达八十厘米的高个子机器人的衣服。"
     assert checks.circling_clauses(third, "zh") == []
-    assert checks.circling_phrases(third) == [
-        third.rindex("个长达八十厘米的高个子") + i for i in range(4)
-    ]
+    starts = [third.rindex("个长达八十厘米的高个子") + i for i in range(4)]
+    assert checks.circling_phrases(third) == [(s, s + checks.PHRASE_RUN) for s in starts]
     assert checks.circling_phrases(third[len(ROUND) :], before=ROUND)  # counting the story
     assert checks.circling_phrases(ROUND) == []  # twice is allowed
     assert (
@@ -214,6 +213,38 @@ def test_the_phrase_rules_keep_a_third_time_out_of_a_decode(gemma: Engine) -> No
         ]
         text = gemma.generate(prompt, params, rules)
         assert checks.circling_phrases(text, prompt) == [], text
+
+
+# English runs of words the greedy model says a third time (checked), as stories did ("took
+# out a big box of toy cars" three times in the README's story).
+COPYING_EN = [
+    "Reuben took out a big box of toy cars. Then Drew took out a big box of toy cars. After "
+    "that, Eliot",
+    "Mona walked to the old mill by the river. Later, Mordel walked to the old mill by the "
+    "river. At night, Ruben",
+    '"I know what it is," he said. "I know what it is," she said. Then the doctor said,',
+]
+
+
+def test_a_run_of_words_is_not_said_a_third_time_in_english(gemma: Engine) -> None:
+    twice = "He took out a big box of toys; she took out a big box of cards."
+    assert checks.circling_phrases(twice, lang="en") == []
+    third = twice + " Then they took out a big box of pens."
+    start = third.rindex("took out a big box")
+    spans = checks.circling_phrases(third, lang="en")  # and "out a big box of"
+    assert spans[0] == (start, start + len("took out a big box")) and len(spans) == 2
+    # Words across a clause's end are no run ("box. Of toys" is not "box of toys").
+    assert checks.circling_phrases("a b c d e. " * 3, lang="en") != []
+    assert checks.circling_phrases("a b c. d e " * 3, lang="en") == []
+    params = SamplingParams(temperature=0.0, max_new_tokens=30)
+    plain = [gemma.generate(p, params) for p in COPYING_EN]
+    copied = [
+        bool(checks.circling_phrases(t, p, "en")) for t, p in zip(plain, COPYING_EN, strict=True)
+    ]
+    assert all(copied)
+    for prompt in COPYING_EN:
+        text = gemma.generate(prompt, params, [CirclingPhrases(prompt, "en")])
+        assert checks.circling_phrases(text, prompt, "en") == [], text
 
 
 # Sentences that open alike, as the model then goes on (seen: "乔纳多发现…" ten times in a

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -114,6 +115,14 @@ def test_beats() -> None:
     assert checks.check_beat("林小雪在雨中发现了生锈的阿七。", "zh", ZH_NAMES, []) is None
     for bad in ["梦幻花园", "巨浪", "2.", "第二章 机器人阿七醒来了。"]:
         assert checks.check_beat(bad, "zh", ZH_NAMES, []), bad
+    # A beat that numbers itself as a telling talks about the story, not in it.
+    for talk in ["阿七发现了爱情。这是故事的第二轮。", "林小雪哭了。这是最后一次的讲述。"]:
+        assert checks.check_beat(talk, "zh", ZH_NAMES, []) == (
+            "the beat talks about the story instead of telling it"
+        )
+    told = "This is the second part of the story: Lena finds Unit Seven."
+    assert checks.check_beat(told, "en", EN_NAMES, [])
+    assert checks.check_beat("林小雪给阿七讲述了她的过去。", "zh", ZH_NAMES, []) is None
 
 
 @given(st.integers(min_value=0, max_value=999), st.sampled_from([".", "、", ")", ""]))
@@ -141,6 +150,58 @@ def test_headings_and_chatter_leave_a_chapter() -> None:
     repeated = "今天我哭的真惨。阿七擦干了眼泪。今天我哭的真惨。"
     assert checks.clean_chapter(repeated, "zh", "今天我哭的真惨。") == "阿七擦干了眼泪。"
     assert "第十二章" in SCENE_LABELS and chinese_number(21) == "二十一"
+    listed = "他笑了。\n(一) 他的话很好。 (二)他回答说：“好。”"
+    assert checks.clean_chapter(listed, "zh", "") == "他笑了。\n他的话很好。他回答说：“好。”"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '"I love you," Lena said.', "I like it here.", "I hope you are well.",
+        "The end of the road was near.", "It was the end.", "I like the one with the red roof.",
+    ],
+)  # fmt: skip
+def test_a_characters_line_is_not_chatter(line: str) -> None:
+    text = f"Unit Seven woke in the rain. {line} Lena was there."
+    assert checks.clean_chapter(text, "en", "") == text
+
+
+@pytest.mark.parametrize(
+    "chatter",
+    [
+        "I liked the story and its ending.", "I hope you enjoyed this story.", "The end.",
+        "I really enjoyed reading this.", "Thanks for reading!", "I loved this chapter.",
+    ],
+)  # fmt: skip
+def test_talk_about_the_story_ends_the_chapter(chatter: str) -> None:
+    text = f"Unit Seven woke in the rain.\n{chatter} Lena was there."
+    assert checks.clean_chapter(text, "en", "") == "Unit Seven woke in the rain."
+
+
+@pytest.mark.parametrize(
+    ("text", "slip"),
+    [
+        ('"It is," Reuben said Reuben said, "a secret."', True),
+        ("Ruben, Mordel, and Ruben were in a forest.", True),
+        ("He said he said nothing.", True),
+        ("It was very very cold, and again and again she called.", False),
+        ("Mona and Mordel ran. Mona laughed, and Mordel, and Ruben.", False),
+    ],
+)
+def test_words_said_twice_over_are_banned_in_a_chapter(text: str, slip: bool) -> None:
+    bans = chapter_bans("en", "")
+    assert any(re.search(ban, text) for ban in bans) == slip
+    # Cleaning says them once (a dropped sentence between two can leave them so).
+    cleaned = checks.clean_chapter(text, "en", "")
+    assert (cleaned != text) == ("said" in text and slip)
+
+
+def test_a_noun_numbered_as_a_list_item_is_banned_and_prose_numbers_are_not() -> None:
+    numbered = re.compile(checks.NUMBERED_NOUN)
+    for slip in ["went to the front 3, and then", 'The house 3" Ivy said', "the robot 1."]:
+        assert numbered.search(slip), slip
+    for prose in ["the kitchen 10 minutes after", "The 3 of them left", "at 3, the bell"]:
+        assert not numbered.search(prose), prose
 
 
 def test_fit_prefers_the_draft_on_its_beat() -> None:

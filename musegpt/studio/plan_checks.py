@@ -77,12 +77,16 @@ ORDINAL_TITLE = {
 }
 # Sentences about the writing rather than in it: a base model's comments after a story.
 CHATTER = {
+    # Only what a character's line does not say: "I love you" and "the end of the road"
+    # are a story's (both were cut, and banned while decoding, until the eighteenth session).
     "en": re.compile(
-        r"\b(?:overall,|i (?:really )?(?:like|love|enjoyed|hope) (?:this|it|you)|"
+        r"\b(?:overall,|i (?:really )?(?:like|liked|love|loved|enjoy|enjoyed) (?:this (?:one|"
+        r"story|chapter|book|tale|piece)|the (?:story|chapter|book|ending)|(?:reading|writing) "
+        r"(?:this|it))\b|i hope you (?:enjoy|enjoyed|like|liked) (?:this|the story|reading)\b|"
         r"(?:good|great|nice|short|wonderful) (?:story|chapter|read)|"
         r"(?:this|the next|in this|the first|the last) chapter\b|(?:this|the) story (?:is|was)\b|"
-        r"the (?:author|reader|writer)s?\b|thanks? (?:you )?for reading|the end\b|"
-        r"to be continued|word count|writing prompt)"
+        r"the (?:author|reader|writer)s?\b|thanks? (?:you )?for reading|"
+        r"(?:^|(?<=\n)|(?<=[.!?\"”] ))the end[.!]|to be continued|word count|writing prompt)"
         # A byline (seen: "Keith Akins (C) 2010 by Christopher K. M. Lee" opening a chapter).
         r"|\(c\)\s*\d{4}|©|\bcopyright\b|\ball rights reserved",
         re.IGNORECASE,
@@ -134,15 +138,24 @@ ASIDE = {
 
 # A line begun as a list item inside a chapter (seen: "(1) 读了《纽约时报》…", "K 1. \"I don't
 # want…\""): list debris, not prose.
-LIST_LINE = r"(?m)^[ \t]*(?:[(（]\d{1,2}[)）]|[A-Za-z]?[ \t]*\d{1,2}[.、](?!\d))"
+LIST_LINE = (
+    r"(?m)^[ \t]*(?:[(（](?:\d{1,2}|[一二三四五六七八九十]{1,2})[)）]|"
+    r"[A-Za-z]?[ \t]*\d{1,2}[.、](?!\d))"
+)
 LIST_MARK = re.compile(LIST_LINE + r"[ \t]*")
 # A bracketed number inside a line: list or footnote debris, not prose (seen: a Chinese
 # chapter of "她知道他是喜欢的人。（3）" lines).
-NUMBER_MARK = r"[(（][0-9０-９]{1,2}[)）]"
+# (Chinese numerals too: "(一) 他的话对她来说是… (二)他回答说…" ended a chapter.)
+NUMBER_MARK = r"[(（](?:[0-9０-９]{1,2}|[一二三四五六七八九十]{1,2})[)）]"
 # A noun numbered like a list's item in English prose (seen: "the robot 1", "the robot 2",
-# "went to the front 3, and then to the back 3" in the README's story, seed 12); "the
-# kitchen 10 minutes after" goes on and is prose.
-NUMBERED_NOUN = r"\bthe (?:[a-z]+ )?\d{1,2}(?=\s*[,.;:!?])"
+# "went to the front 3, and then to the back 3" in the README's story, seed 12; 'The house
+# 3" Ivy said'); "the kitchen 10 minutes after" goes on and is prose.
+NUMBERED_NOUN = r"\b[Tt]he (?:[a-z]+ )?\d{1,2}(?=\s*[,.;:!?\"”])"
+# Words said twice over, and a name twice in one list: slips, not prose (seen: "Reuben said
+# Reuben said", "Ruben, Mordel, and Ruben were in a forest"); "very very" is one word, and
+# "again and again and again" is said so on purpose.
+SAID_TWICE = r"(?i)\b((?!(?:and|or)\b)\w+(?: (?!(?:and|or)\b)\w+){1,3}) \1\b"
+LISTED_TWICE = r"\b([A-Z]\w+), (?:[A-Z]\w+,? )*(?:and )?\1\b"
 # A space between Chinese characters or marks: none in Chinese prose (seen: "我想和你 结婚。",
 # "为什么会这样？ ”她笑起来。 “如果…"); a space beside a Latin word or a digit stays.
 ZH_MARKS = "\u4e00-\u9fff，。！？；：、…“”"
@@ -371,6 +384,15 @@ def repeats_itself(text: str, lang: Lang) -> bool:
     return distinct_n([text], n) < 0.8
 
 
+# A beat numbering itself as a telling (seen, all three beats of a Chinese outline:
+# "乔梅和戴蒙发现爱情。这是故事的第二轮。", "…这是一个第三轮的故事。", "…这是最后一次的讲述。").
+PLAN_TALK = {
+    "en": re.compile(r"(?i)\b(?:the (?:first|second|third|next|last|final) (?:part|round|telling)"
+                     r" of (?:the|this|our) story)\b"),
+    "zh": re.compile(r"这是[^。！？\n“”]{0,12}(?:讲述|轮)"),
+}  # fmt: skip
+
+
 def check_beat(
     beat: str,
     lang: Lang,
@@ -391,6 +413,8 @@ def check_beat(
         return "the beat runs on into the plan's next field"
     if re.search(SELF_REPEAT[lang], beat):
         return "the beat says the same words twice"
+    if CHATTER[lang].search(beat) or ASIDE[lang].search(beat) or PLAN_TALK[lang].search(beat):
+        return "the beat talks about the story instead of telling it"
     if not mentions(beat, anchors, lang):
         return "the beat names no character and nothing of the premise"
     if premise_words and not mentions(beat, premise_words, lang):
@@ -603,6 +627,9 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     ]  # fmt: skip
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     text = re.sub(ZH_SPACE, "", text) if lang == "zh" else text  # after headings are cut
+    # Words left twice over where a sentence between them was dropped (seen: '"That's
+    # what I wanted," Reuben said Reuben said, "I'm glad…"'): said once.
+    text = re.sub(SAID_TWICE, r"\1", text) if lang == "en" else text
     # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
     return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
 
@@ -766,31 +793,47 @@ def circling_clauses(text: str, lang: Lang, before: str = "") -> list[int]:
 PHRASE_RUN = 8
 PHRASE_MOST = 2
 HAN_RUN = re.compile(f"(?:{HAN.pattern})+")
+# English: a run of this many words inside a clause (seen: "took out a big box of toy
+# cars" three times in the README's story, "money or time left for him" in another).
+PHRASE_WORDS = 5
+EN_CLAUSE = re.compile(r"[^.!?;:,\"“”\n]+")
+EN_WORD = re.compile(r"[A-Za-z0-9']+")
 
 
-def phrase_runs(text: str) -> Iterator[tuple[int, str]]:
-    """Each `PHRASE_RUN`-character window of `text`'s runs of Han characters, with where it
-    begins (punctuation, a name's "·" or a Latin word ends a run)."""
-    for match in HAN_RUN.finditer(text):
-        run = match.group()
-        for i in range(len(run) - PHRASE_RUN + 1):
-            yield match.start() + i, run[i : i + PHRASE_RUN]
+def phrase_runs(text: str, lang: Lang = "zh") -> Iterator[tuple[int, int, str]]:
+    """Each window of `PHRASE_RUN` characters of `text`'s runs of Han characters
+    (punctuation, a name's "·" or a Latin word ends a run), or in English of `PHRASE_WORDS`
+    words of a clause (lower-cased), with where it begins and ends."""
+    if lang == "zh":
+        for match in HAN_RUN.finditer(text):
+            run, at = match.group(), match.start()
+            for i in range(len(run) - PHRASE_RUN + 1):
+                yield at + i, at + i + PHRASE_RUN, run[i : i + PHRASE_RUN]
+        return
+    for clause in EN_CLAUSE.finditer(text):
+        words = list(EN_WORD.finditer(text, clause.start(), clause.end()))
+        for i in range(len(words) - PHRASE_WORDS + 1):
+            window = words[i : i + PHRASE_WORDS]
+            key = " ".join(w.group().lower() for w in window)
+            yield window[0].start(), window[-1].end(), key
 
 
-def said_phrases(text: str) -> Counter[str]:
-    """How many times each `PHRASE_RUN`-character run is in `text`."""
-    return Counter(run for _, run in phrase_runs(text))
+def said_phrases(text: str, lang: Lang = "zh") -> Counter[str]:
+    """How many times each run (`phrase_runs`) is in `text`."""
+    return Counter(run for _, _, run in phrase_runs(text, lang))
 
 
-def circling_phrases(text: str, before: str | Counter[str] = "") -> list[int]:
-    """Where `text` says a run of `PHRASE_RUN` Han characters for at least the
-    `PHRASE_MOST` + 1-th time, counting `before` (the story so far, or its `said_phrases`)."""
-    said = before if isinstance(before, Counter) else said_phrases(before)
+def circling_phrases(
+    text: str, before: str | Counter[str] = "", lang: Lang = "zh"
+) -> list[tuple[int, int]]:
+    """Where `text` says a run (`phrase_runs`) for at least the `PHRASE_MOST` + 1-th time,
+    counting `before` (the story so far, or its `said_phrases`): each such run's span."""
+    said = before if isinstance(before, Counter) else said_phrases(before, lang)
     own: Counter[str] = Counter()
-    found: list[int] = []
-    for start, run in phrase_runs(text):
+    found: list[tuple[int, int]] = []
+    for start, end, run in phrase_runs(text, lang):
         if said[run] + own[run] >= PHRASE_MOST:
-            found.append(start)
+            found.append((start, end))
         own[run] += 1
     return found
 
@@ -823,7 +866,11 @@ def counted_words(text: str, lang: Lang) -> Iterator[tuple[int, str]]:
     is not counted, nor a contraction: don't, she'd)."""
     if lang == "zh":
         for start, word, tag in dictionary_words(text):
-            if WORD_TAGS.match(tag) and not set(word) & HAN_FUNCTION and word not in COMPLEMENTS:
+            if set(word) & HAN_FUNCTION:
+                part = counted_part(word)
+                if part is not None:
+                    yield start + part[0], part[1]
+            elif WORD_TAGS.match(tag) and word not in COMPLEMENTS:
                 yield start, word
         return
     found = list(ENGLISH_WORD.finditer(text))
@@ -838,6 +885,21 @@ def counted_words(text: str, lang: Lang) -> Iterator[tuple[int, str]]:
         word = re.sub(r"'s$", "", match.group().lower())
         if len(word) >= 4 and "'" not in word and word not in skipped:
             yield match.start(), stem(word)
+
+
+def counted_part(word: str) -> tuple[int, str] | None:
+    """The longest counted word inside a dictionary word with a grammar character, and
+    where it begins (很漂亮: 漂亮; longest match took 很漂亮 for one word, never counted, and a
+    chapter said it six times in five lines)."""
+    tags = word_tags()
+    for size in range(len(word) - 1, 1, -1):
+        for at in range(len(word) - size + 1):
+            part = word[at : at + size]
+            tag = tags.get(part)
+            grammar = set(part) & HAN_FUNCTION or part in COMPLEMENTS
+            if tag and WORD_TAGS.match(tag) and not grammar:
+                return at, part
+    return None
 
 
 def overused_words(text: str, lang: Lang, spared: Callable[[str], bool]) -> set[str]:

@@ -1411,7 +1411,12 @@ READER_TALK: dict[Lang, str] = {
     r"(?:first|second|third)[- ]person (?:narrat\w*|point of view|perspective|voice)|"
     r"(?:past|present) tense|"
     # The story told as a film's plot (seen: "In the movie, we learn that the robot 3…").
-    r"in the (?:movie|film|episode|book),? we (?:learn|see|find out|discover))\b",
+    r"in the (?:movie|film|episode|book),? we (?:learn|see|find out|discover)|"
+    # A reader's verdict and the premise retold as a story's (seen: "It was hard for me to
+    # relate to the story, but I think I will read this again and again...", "The story of
+    # a robot girl, like her parents, in love with a man, is a story of how…").
+    r"relate to (?:the|this) (?:story|book|characters?)|read this (?:again|over)|"
+    r"(?:is|was) a (?:\w+ )?story (?:of|about)|(?:^|(?<=\n))the story of)\b",
     "zh": r"这本书|这部(?:电影|小说|作品)|小说里|我最喜欢的(?:书|电影|小说)|"
     r"第\s*[0-9一二三四五六七八九十百零两]+\s*[章节回]|这章|章的结尾|"  # 这就是第6章。(seen)
     r"(?m:^)[ \t]*\d{1,3}[ \t]*[章节回]|"  # a contents line, "14章 他的第一眼" (seen)
@@ -1437,7 +1442,8 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     # Web markup and numbers as list debris (seen: "<h2>…</h2>", "<strong>3.2章</strong>",
     # "（3）", "the robot 3,").
     chatter += [checks.MARKUP, checks.NUMBER_MARK]
-    chatter += [checks.NUMBERED_NOUN] if lang == "en" else []
+    slips = [checks.NUMBERED_NOUN, checks.SAID_TWICE, checks.LISTED_TWICE]
+    chatter += slips if lang == "en" else []
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
 
 
@@ -1577,18 +1583,19 @@ class StretchBan(BanInText):
         return next((s for s in self.starts(text) if s + self.LENGTH > shown), None)
 
 
-class CirclingPhrases(StretchBan):
-    """A draft may not say a run of `checks.PHRASE_RUN` Han characters a third time in the
-    story (counting `before`: the earlier chapters and the chapter so far); the run is taken
-    back from its start. `retell_guard.PhraseGuard` steers off most before they are written."""
+class CirclingPhrases(BanInText):
+    """A draft may not say a run of `checks.PHRASE_RUN` Han characters (English:
+    `checks.PHRASE_WORDS` words) a third time in the story (counting `before`: the earlier
+    chapters and the chapter so far); the run is taken back from its start. In Chinese
+    `retell_guard.PhraseGuard` steers off most before they are written."""
 
-    LENGTH = checks.PHRASE_RUN
+    def __init__(self, before: str, lang: Lang = "zh") -> None:
+        self.lang = lang
+        self.before = checks.said_phrases(before, lang)
 
-    def __init__(self, before: str) -> None:
-        self.before = checks.said_phrases(before)
-
-    def starts(self, text: str) -> list[int]:
-        return checks.circling_phrases(text, self.before)
+    def banned_at(self, text: str, shown: int) -> int | None:
+        spans = checks.circling_phrases(text, self.before, self.lang)
+        return next((start for start, end in spans if end > shown), None)
 
 
 class RepeatedOpenings(StretchBan):
@@ -1623,6 +1630,8 @@ def chapter_rules(
     words = checks.keywords(project.premise, lang)
     story = earlier + "\n" + head
     rules: list[LogitsProcessor] = [OwnRetelling(lang), EchoedSentences(lang, story)]
+    if lang == "en":
+        rules.append(CirclingPhrases(story, lang))
     if lang == "zh":
         tokenizer = writer.engine.tokenizer
         guards = [
@@ -1831,6 +1840,9 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
             avoid = rest_bans
         writer.show(raw)
         if first > spent and raw:
+            # The stream drops what the model writes first, a space (after a name), so the
+            # space is shown here (seen missing: "thatshe", "Reubenopened").
+            writer.show(joint or (space if raw[-1:].isalnum() else ""))
             raw, more = go_on(raw + joint, first - spent, avoid, 0)
             spent += more
     text = clean(raw)

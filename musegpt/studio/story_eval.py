@@ -323,9 +323,11 @@ def circling(rows: list[dict[str, Any]]) -> list[bool]:
 
 def phrase_circling(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter written: whether it says a run of `checks.PHRASE_RUN` Han characters
-    a third time in the story so far (`checks.circling_phrases`; none in English)."""
+    (English: `checks.PHRASE_WORDS` words) a third time in the story so far
+    (`checks.circling_phrases`)."""
     return [
-        bool(checks.circling_phrases(text, earlier)) for text, earlier, _ in written_chapters(rows)
+        bool(checks.circling_phrases(text, earlier, lang))
+        for text, earlier, lang in written_chapters(rows)
     ]
 
 
@@ -425,7 +427,7 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "steps told (a step's things in its chapter)": share(steps_told(mine)),
             "chapters repeating a sentence": share([c["repeated_sentences"] > 0 for c in chapters]),
             "chapters with near-repeated lines (a clause a third time)": share(circling(mine)),
-            "chapters saying a run of 8 characters a third time in the story (zh)": share(
+            "chapters saying a run a third time in the story (8 characters, 5 words)": share(
                 phrase_circling(mine)
             ),
             "chapters opening a sentence as three of theirs did (zh)": share(
