@@ -196,6 +196,17 @@ def test_words_said_twice_over_are_banned_in_a_chapter(text: str, slip: bool) ->
     assert (cleaned != text) == ("said" in text and slip)
 
 
+def test_a_line_left_without_its_full_stop_is_ended_or_joined() -> None:
+    text = (
+        '"We need to go home," he said \nLena said, "Not yet."\n\n'
+        "She said to Unit Seven\nthat it was true.\n\nIt rained."
+    )
+    assert checks.clean_chapter(text, "en", "") == (
+        '"We need to go home," he said.\nLena said, "Not yet."\n\n'
+        "She said to Unit Seven that it was true.\n\nIt rained."
+    )
+
+
 def test_a_noun_numbered_as_a_list_item_is_banned_and_prose_numbers_are_not() -> None:
     numbered = re.compile(checks.NUMBERED_NOUN)
     for slip in ["went to the front 3, and then", 'The house 3" Ivy said', "the robot 1."]:

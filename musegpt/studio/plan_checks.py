@@ -78,7 +78,7 @@ ORDINAL_TITLE = {
 # Sentences about the writing rather than in it: a base model's comments after a story.
 CHATTER = {
     # Only what a character's line does not say: "I love you" and "the end of the road"
-    # are a story's (both were cut, and banned while decoding, until the eighteenth session).
+    # are a story's (both were cut, and banned while decoding, until the seventeenth session).
     "en": re.compile(
         r"\b(?:overall,|i (?:really )?(?:like|liked|love|loved|enjoy|enjoyed) (?:this (?:one|"
         r"story|chapter|book|tale|piece)|the (?:story|chapter|book|ending)|(?:reading|writing) "
@@ -627,9 +627,15 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     ]  # fmt: skip
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     text = re.sub(ZH_SPACE, "", text) if lang == "zh" else text  # after headings are cut
-    # Words left twice over where a sentence between them was dropped (seen: '"That's
-    # what I wanted," Reuben said Reuben said, "I'm glad…"'): said once.
-    text = re.sub(SAID_TWICE, r"\1", text) if lang == "en" else text
+    if lang == "en":
+        # Words left twice over where a sentence between them was dropped (seen: '"That's
+        # what I wanted," Reuben said Reuben said, "I'm glad…"'): said once.
+        text = re.sub(SAID_TWICE, r"\1", text)
+        # A line left without its full stop: joined to a next line that goes on in lower
+        # case, else ended (seen: 'She said to Hannah Baily\nthat was the truth.', '"…in
+        # time," he said \nReuben said, …').
+        text = re.sub(r"(?<=[A-Za-z])[ \t]*\n+[ \t]*(?=[a-z])", " ", text)
+        text = re.sub(r"(?<=[A-Za-z])[ \t]*\n", ".\n", text)
     # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
     return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
 
