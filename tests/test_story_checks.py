@@ -205,6 +205,11 @@ def test_a_line_left_without_its_full_stop_is_ended_or_joined() -> None:
         '"We need to go home," he said.\nLena said, "Not yet."\n\n'
         "She said to Unit Seven that it was true.\n\nIt rained."
     )
+    # A speech set out on two lines is one; quotes of both kinds mixed are made straight.
+    speech = 'He laughed, "It is true that my love for \nit is long."\n“I don\'t have to."'
+    assert checks.clean_chapter(speech, "en", "") == (
+        'He laughed, "It is true that my love for it is long."\n"I don\'t have to."'
+    )
 
 
 def test_a_noun_numbered_as_a_list_item_is_banned_and_prose_numbers_are_not() -> None:

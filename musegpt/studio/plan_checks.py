@@ -570,7 +570,15 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     before (here or in earlier chapters) dropped, and the rest cut where they repeat
     several in a row (a loop)."""
     text = re.sub(r"</?(?:i|b|u|em|strong)>", "", text)  # Gemma's HTML emphasis
-    text = chinese_quotes(text) if lang == "zh" else text
+    if lang == "zh":
+        text = chinese_quotes(text)
+    else:
+        # Straight quotes where the chapter mixes the kinds ('“I don't have to."', which
+        # pairing by kind made '“I don't have to."”"'); and a line broken before a
+        # lower-case word goes on (a speech set out on two lines, seen: '"It's true that
+        # my love for\nit is …'), before quotes are paired line by line below.
+        text = re.sub("[“”]", '"', text) if '"' in text else text
+        text = re.sub(r"(?<=[A-Za-z])[ \t]*\n+[ \t]*(?=[a-z])", " ", text)
     # An empty pair dropped (its line's other mark is given back its partner below), and
     # no space inside an opening mark.
     text = drop_empty_quotes(text)
@@ -631,10 +639,8 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
         # Words left twice over where a sentence between them was dropped (seen: '"That's
         # what I wanted," Reuben said Reuben said, "I'm glad…"'): said once.
         text = re.sub(SAID_TWICE, r"\1", text)
-        # A line left without its full stop: joined to a next line that goes on in lower
-        # case, else ended (seen: 'She said to Hannah Baily\nthat was the truth.', '"…in
-        # time," he said \nReuben said, …').
-        text = re.sub(r"(?<=[A-Za-z])[ \t]*\n+[ \t]*(?=[a-z])", " ", text)
+        # A line left without its full stop (one going on in lower case was joined to the
+        # next above) is ended (seen: '"…in time," he said \nReuben said, …').
         text = re.sub(r"(?<=[A-Za-z])[ \t]*\n", ".\n", text)
     # The previous chapter's last words carried on (seen: '.."' opening chapter 2).
     return re.sub(r"^(?:[^\w“\"'「(（]+|[\"”]\s+)+", "", text)
@@ -677,7 +683,7 @@ def balance_quotes(line: str) -> str:
     if opened > closed and not line.rstrip().endswith("”"):
         return line + "”"
     if line.count('"') % 2 and not line.rstrip().endswith('"'):
-        return line + '"'
+        return line.rstrip() + '"'
     return line
 
 
