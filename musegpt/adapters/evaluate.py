@@ -55,20 +55,26 @@ def gguf_perplexity(
     llama = open_scoring_model(model, lora, max_tokens)
     eos = int(llama.token_eos())
     total, count, scored = 0.0, 0, 0
-    for text in documents:
-        ids = [*llama.tokenize(text.encode("utf-8"), add_bos=True, special=False), eos]
-        ids = ids[:max_tokens]
-        if len(ids) < 2:
-            continue
-        llama.reset()
-        llama.eval(ids)
-        logits = np.asarray(llama.scores[: len(ids) - 1], dtype=np.float64)
-        peak = logits.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(logits - peak).sum(axis=1)) + peak[:, 0]
-        picked = logits[np.arange(len(ids) - 1), ids[1:]]
-        total += float((log_norm - picked).sum())
-        count += len(ids) - 1
-        scored += 1
+    try:
+        for text in documents:
+            ids = [*llama.tokenize(text.encode("utf-8"), add_bos=True, special=False), eos]
+            ids = ids[:max_tokens]
+            if len(ids) < 2:
+                continue
+            llama.reset()
+            llama.eval(ids)
+            logits = np.asarray(llama.scores[: len(ids) - 1], dtype=np.float64)
+            peak = logits.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(logits - peak).sum(axis=1)) + peak[:, 0]
+            picked = logits[np.arange(len(ids) - 1), ids[1:]]
+            total += float((log_norm - picked).sum())
+            count += len(ids) - 1
+            scored += 1
+    finally:
+        # Freed here, not by the garbage collector: collected on another thread, a model
+        # with an adapter crashed the process in llama-cpp-python's `free_lora_adapter`
+        # (seen once in CI, during an adapter job in the server's tests).
+        llama.close()
     if count == 0:
         raise ValueError("no held-out document to score")
     return Perplexity(total / count, count, scored)
@@ -101,4 +107,7 @@ def continuations(
 
     engine = LlamaCppEngine.load(model, lora_path=lora, context_length=512)
     params = SamplingParams(max_new_tokens=tokens, seed=seed, temperature=0.8, top_p=0.95)
-    return [engine.complete(text[:40], params)[0].text for text in documents]
+    try:
+        return [engine.complete(text[:40], params)[0].text for text in documents]
+    finally:
+        engine.llama.close()  # freed here, not by the collector (see `gguf_perplexity`)
