@@ -322,7 +322,7 @@ def test_a_trailer_is_caught_in_narration_and_kept_in_speech(
     closing = "”" if quote == "“" else '"'
     speech = f"{before} {quote}Yes. {trailer}{closing} she said."
     assert not leaked(speech, "en")
-    assert clean_draft(speech, "en", "") == speech
+    assert clean_draft(speech, "en", "") == speech.replace("“", '"').replace("”", '"')
 
 
 def test_a_list_item_line_is_banned_and_its_number_cleaned() -> None:

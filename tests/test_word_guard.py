@@ -13,7 +13,7 @@ from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import BanTokens, DecodeState
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import traditional_ids
-from musegpt.studio.word_guard import WordGuard
+from musegpt.studio.word_guard import ENGLISH_MOST, WordGuard
 
 # The Chinese README story's second chapter, as it went round 答应 (seed 11, 15th session).
 PROMISES = "“你答应我的，我愿意，我就答应给你，你就会答应。”“我答应你的，你会答应”，她笑着说。"
@@ -115,3 +115,27 @@ def test_traditional_characters_are_banned_in_a_simplified_chapter(gemma: Engine
 def test_the_guard_changes_nothing_while_no_word_goes_round(gemma: Engine) -> None:
     guard = WordGuard(gemma.tokenizer, "她走到窗前。", never)
     assert banned_texts(guard, gemma, "他笑了。") == set()
+
+
+# The README's English story at --seed 12 (seventeenth session), "bored" twelve times.
+BORED = (
+    "She was so bored. She felt bored, which was her problem, not because she was bored in "
+    "the first place. She was bored, and she was bored."
+)
+
+
+def test_an_english_word_is_guarded_only_when_it_goes_round_far_more(gemma: Engine) -> None:
+    guard = WordGuard(gemma.tokenizer, BORED, never, "en")
+    banned = banned_texts(guard, gemma, " She felt")
+    assert {" bored", " Bored", " boredom"} <= banned
+    assert all(checks.stem(piece.strip().lower()) == "bored" for piece in banned)
+    # Said ENGLISH_MOST - 1 times, or spared as the premise's: nothing banned.
+    fewer = BORED.replace("bored", "tired", 6 - ENGLISH_MOST)
+    assert banned_texts(WordGuard(gemma.tokenizer, fewer, never, "en"), gemma, " She") == set()
+    spared = WordGuard(gemma.tokenizer, BORED, "bored".__contains__, "en")
+    assert banned_texts(spared, gemma, " She") == set()
+    prompt = BORED + "\n\nShe was"
+    params = SamplingParams(temperature=0.0, max_new_tokens=40)
+    assert "bored" in gemma.generate(prompt, params)  # the model goes on being bored…
+    guarded = gemma.generate(prompt, params, [WordGuard(gemma.tokenizer, prompt, never, "en")])
+    assert "bored" not in guarded.lower() and guarded.strip()  # …and the guard moves it on

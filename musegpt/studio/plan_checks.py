@@ -573,11 +573,12 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     if lang == "zh":
         text = chinese_quotes(text)
     else:
-        # Straight quotes where the chapter mixes the kinds ('“I don't have to."', which
-        # pairing by kind made '“I don't have to."”"'); and a line broken before a
-        # lower-case word goes on (a speech set out on two lines, seen: '"It's true that
-        # my love for\nit is …'), before quotes are paired line by line below.
-        text = re.sub("[“”]", '"', text) if '"' in text else text
+        # Straight quotes (chapters mixed the kinds: '“I don't have to."', which pairing
+        # by kind made '“I don't have to."”"'; made straight only where mixed, a chapter's
+        # lines would change kind once a later one brought a straight mark); and a line
+        # broken before a lower-case word goes on (a speech set out on two lines, seen:
+        # '"It's true that my love for\nit is …'), before quotes are paired line by line.
+        text = re.sub("[“”]", '"', text)
         text = re.sub(r"(?<=[A-Za-z])[ \t]*\n+[ \t]*(?=[a-z])", " ", text)
     # An empty pair dropped (its line's other mark is given back its partner below), and
     # no space inside an opening mark.
@@ -628,9 +629,9 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
             said.append(key)
         kept.append(sentence)
     # A line left without a letter (a quotation mark alone, which balancing would pair
-    # into "“”") is debris.
+    # into "“”") is debris; a line whose first sentence was dropped begins at the next.
     lines = [
-        balance_quotes(line) for line in "".join(kept).split("\n")
+        balance_quotes(line.lstrip(" \t")) for line in "".join(kept).split("\n")
         if letters(line) or not line.strip()
     ]  # fmt: skip
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -914,12 +915,14 @@ def counted_part(word: str) -> tuple[int, str] | None:
     return None
 
 
-def overused_words(text: str, lang: Lang, spared: Callable[[str], bool]) -> set[str]:
-    """The words (English: stems) said `WORD_MOST` times in the last `WORD_WINDOW`
-    characters of `text`, but those `spared` (the premise's words and the cast's names):
-    what `word_guard.WordGuard` keeps a chapter from writing next."""
+def overused_words(
+    text: str, lang: Lang, spared: Callable[[str], bool], most: int = WORD_MOST
+) -> set[str]:
+    """The words (English: stems) said `most` times in the last `WORD_WINDOW` characters
+    of `text`, but those `spared` (the premise's words and the cast's names): what
+    `word_guard.WordGuard` keeps a chapter from writing next."""
     said = Counter(word for _, word in counted_words(text[-WORD_WINDOW[lang] :], lang))
-    return {word for word, times in said.items() if times >= WORD_MOST and not spared(word)}
+    return {word for word, times in said.items() if times >= most and not spared(word)}
 
 
 def words_going_round(text: str, lang: Lang, spared: Callable[[str], bool]) -> set[str]:

@@ -45,6 +45,7 @@ from musegpt.studio.retell_guard import (
     RetellGuard,
     told_openings,
 )
+from musegpt.studio.screen import KeptScreen
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import (
     SENTENCE_END,
@@ -1617,11 +1618,12 @@ def chapter_rules(
 ) -> list[LogitsProcessor]:
     """The rules a chapter's text is decoded with after `head` (the chapter so far; the
     chapters before it: `earlier`): no sentence begun as an earlier one or echoing one of
-    the story's, no circling lines, no run of characters said a third time in the story
-    and no sentence opened as three of the chapter's (Chinese, where they were seen; there
-    mostly steered off before they are written: `RetellGuard`, `CircleGuard`, `PhraseGuard`),
-    no word said a fourth time within a paragraph or two and no traditional character
-    (Chinese: `WordGuard`, `traditional_ids`), and the premise's words nudged up while none
+    the story's, no run of five words said a third time in the story (English) or of eight
+    characters, no circling lines and no sentence opened as three of the chapter's
+    (Chinese, where they were seen; there mostly steered off before they are written:
+    `RetellGuard`, `CircleGuard`, `PhraseGuard`), no word said a fourth time within a
+    paragraph or two (English: a sixth) and no traditional character (Chinese:
+    `WordGuard`, `traditional_ids`), and the premise's words nudged up while none
     is in the last `PREMISE_WINDOW` characters (the nudge the beats get: Chinese chapters
     left their premise within a paragraph, 12 of 16 named it)."""
     if not writer.steers:
@@ -1631,7 +1633,8 @@ def chapter_rules(
     story = earlier + "\n" + head
     rules: list[LogitsProcessor] = [OwnRetelling(lang), EchoedSentences(lang, story)]
     if lang == "en":
-        rules.append(CirclingPhrases(story, lang))
+        guard = WordGuard(writer.engine.tokenizer, head, spared_words(project), lang)
+        rules += [CirclingPhrases(story, lang), guard]
     if lang == "zh":
         tokenizer = writer.engine.tokenizer
         guards = [
@@ -1754,7 +1757,6 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     rest_bans = [*bans, r"\A\s*[:：]"]
     protagonist = project.bible.characters[0].keys
     names = [key for c in project.bible.characters for key in c.keys]
-    space = "" if lang == "zh" else " "
     # The first round tells the beat (as a chapter did before steps: "" shows no step), each
     # later one a step (seen, with the first step in place of the beat: chapters that
     # followed their steps away from the beat, Chinese beat relevance 0.85 -> 0.54).
@@ -1762,6 +1764,9 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
 
     def clean(draft: str) -> str:
         return clean_draft(draft, lang, earlier)
+
+    # The reader sees the chapter as cleaning keeps it, never a line the draft had.
+    screen = KeptScreen(writer.show, clean)
 
     def copied(step: str) -> list[str]:
         """A round tells its step in its own words: no long run of the step's (names and
@@ -1780,7 +1785,8 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         # its first sentence, the beat, after every paragraph).
         rest = writer.write(
             scene_prompt(project, index, rounds[step]) + head, budget, stop=stops,
-            labels=SCENE_LABELS, stream=True, until=stall, most_steps=budget,
+            labels=SCENE_LABELS, until=stall, most_steps=budget,
+            view=lambda r: screen.update(glue(head, r, lang)),
             avoid_regex=[*avoid, *retold(lang, head), *copied(rounds[step])],
             constraints=[
                 *chapter_rules(writer, project, head, earlier),
@@ -1791,7 +1797,6 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
 
     first = steps // len(rounds)  # the first round's steps
     if candidates <= 1:
-        writer.show(lead + space)
         raw, spent = go_on(lead, first, after_name, 0)
     else:
         # Whole rounds are drawn several times only where a batch of rows costs about one
@@ -1838,11 +1843,8 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         else:
             joint = "" if lang == "zh" or raw.endswith((" ", "\n")) else " "
             avoid = rest_bans
-        writer.show(raw)
+        screen.update(raw)
         if first > spent and raw:
-            # The stream drops what the model writes first, a space (after a name), so the
-            # space is shown here (seen missing: "thatshe", "Reubenopened").
-            writer.show(joint or (space if raw[-1:].isalnum() else ""))
             raw, more = go_on(raw + joint, first - spent, avoid, 0)
             spent += more
     text = clean(raw)
@@ -1855,7 +1857,6 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         hero_named = any(k in text for k in protagonist)
         name = beat_lead(project, rounds[step]) if hero_named else protagonist_lead(project)
         head = end_cleanly(text) + "\n\n" + name if text else lead
-        writer.show("\n\n" + name + space if text else lead + space)
         begun = len(head) - len(name) if text else 0  # where this round's text begins
         raw, more = go_on(head, left // (len(rounds) - step), after_name, step, begun)
         spent += more
@@ -1869,13 +1870,13 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         # What was kept, to its last whole sentence, goes on in a new paragraph (with
         # nothing kept, the chapter is begun again from its lead).
         head = end_cleanly(text) + "\n\n" if text else lead
-        writer.show("\n\n" if text else "\n\n" + lead + space)
         budget = max(left, min(steps // 4, spare), FILL_LEAST)
         last = len(rounds) - 1
         draft, more = go_on(head, budget, rest_bans if text else after_name, last, len(head))
         spent += more
         text = clean(draft)
     scene.text = end_cleanly(text)
+    screen.finish(scene.text)
     if not scene.text:
         raise StudioError(f"the model wrote nothing for chapter {index + 1}; try another --seed")
     return scene

@@ -102,6 +102,7 @@ class Writer:
         avoid_regex: Sequence[str] = (),
         until: Callable[[str], bool] | None = None,
         most_steps: int | None = None,
+        view: Callable[[str], None] | None = None,
         **extra: object,
     ) -> str:
         """Continue `prompt`; the cleaned continuation. With `stream`, clean text is sent to
@@ -110,7 +111,9 @@ class Writer:
         never appear: decoding backtracks around them. Decoding stops once `until(text so
         far)` holds (e.g. a chapter draft that has gone on too long with nothing kept), or
         after `most_steps` decode steps, the tokens taken back included (a budget that
-        take-backs cannot stretch; on a remote model, which takes nothing back, tokens)."""
+        take-backs cannot stretch; on a remote model, which takes nothing back, tokens).
+        `view`, in place of `stream`, is given the tidied text so far after every delta:
+        for a caller that shows its own cleaning of it (`screen.KeptScreen`)."""
         if avoid:
             extra["banned"] = [*self.params.banned, *avoid]
         if avoid_regex:
@@ -141,7 +144,9 @@ class Writer:
             self.decoded += len(delta.token_ids)
             if not local:
                 watch(raw)
-            if stream:
+            if view is not None:
+                view(tidy(raw, labels, clean_end=False))
+            elif stream:
                 kept = tidy(raw, labels, clean_end=False)
                 ends = [m.end() for m in SENTENCE_END.finditer(kept)]
                 upto = max(ends, default=0)
