@@ -358,10 +358,14 @@ def test_a_line_broken_after_a_comma_is_banned_and_joined() -> None:
 def test_the_kept_markdown_holds_the_bible_and_chapter_headings(tmp_path: Path) -> None:
     bible = StoryBible("Iron Heart", "A rainy city.", "Warm, third person.", "Syn.", [])
     bible.characters = [Character("Unit Seven", "a robot"), Character("Lena", "a mechanic")]
-    project = StoryProject(tmp_path, ROBOT, "en", bible, [Scene("b", "One."), Scene("c", "Two.")])
+    dialogue = '"Are you cold?" Lena asked.\n"No," said Unit Seven.'
+    scenes = [Scene("b", "One."), Scene("c", dialogue)]
+    project = StoryProject(tmp_path, ROBOT, "en", bible, scenes)
     page = Work("story", "Iron Heart", "en", project.text, [], {}, project.markdown()).markdown()
     for part in ["# Iron Heart", "A rainy city.", "**Unit Seven**", "Syn.", "## Chapter 2"]:
         assert part in page
+    # Each speaker's line is a paragraph of its own when the Markdown is rendered.
+    assert 'Lena asked.\n\n"No,"' in page
 
 
 def test_summaries_say_who_did_what_in_their_own_words() -> None:
@@ -692,3 +696,21 @@ def test_empty_quotes_numbered_lines_and_descriptive_speaker_labels_leave_a_chap
     ]:
         assert checks.clean_chapter(plain, "en", "") == plain
         assert not re.search(checks.SPEAKER_BAN["en"], plain)
+
+
+def test_a_web_pages_picture_note_is_banned_and_cleaned() -> None:
+    bans = [re.compile(p) for p in chapter_bans("en", "")]
+    assert any(p.search("He left the door open (see picture") for p in bans)
+    assert any(re.search(p, "他走进房间（见下图") for p in chapter_bans("zh", ""))
+    for kept in ("He saw (a photo of her mother) on the wall.", "他去了图书馆（很大）。"):
+        assert clean_draft(kept, "zh" if "他" in kept else "en", "") == kept
+    seen = "He left the door open (see picture below). Ruben woke at six (see picture below)."
+    assert clean_draft(seen, "en", "") == "He left the door open. Ruben woke at six."
+    assert clean_draft("他走进房间（见下图）。他笑了。", "zh", "") == "他走进房间。他笑了。"
+
+
+def test_a_speech_tag_ends_with_a_stop_or_a_comma_and_marks_are_straight() -> None:
+    seen = '"No," said Reuben: "I can\'t." "Yes," Reuben said: "you can’t."'
+    expected = '"No," said Reuben. "I can\'t." "Yes," Reuben said, "you can\'t."'
+    assert clean_draft(seen, "en", "") == expected
+    assert clean_draft('He told Ruben: "Go."', "en", "") == 'He told Ruben: "Go."'

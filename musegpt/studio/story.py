@@ -186,7 +186,10 @@ class StoryProject:
             out += bible_section(self.bible, self.lang)
         for i, scene in enumerate(self.scenes, 1):
             if scene.text:
-                out += [f"## {CHAPTER[self.lang].format(n=i)}", "", scene.text, ""]
+                # Each line its own paragraph: Markdown joins lines one break apart, and
+                # rendered, two speakers' lines of dialogue ran on as one paragraph.
+                text = re.sub(r"\n\s*", "\n\n", scene.text)
+                out += [f"## {CHAPTER[self.lang].format(n=i)}", "", text, ""]
         return "\n".join(out)
 
 
@@ -1440,9 +1443,9 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
         if lang == "zh"
         else []
     )
-    # Web markup and numbers as list debris (seen: "<h2>…</h2>", "<strong>3.2章</strong>",
-    # "（3）", "the robot 3,").
-    chatter += [checks.MARKUP, checks.NUMBER_MARK]
+    # Web markup, notes on pictures and numbers as list debris (seen: "<h2>…</h2>",
+    # "<strong>3.2章</strong>", "(see picture below)", "（3）", "the robot 3,").
+    chatter += [checks.MARKUP, checks.NUMBER_MARK, checks.WEB_NOTE]
     slips = [checks.NUMBERED_NOUN, checks.SAID_TWICE, checks.LISTED_TWICE]
     chatter += slips if lang == "en" else []
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
