@@ -64,6 +64,14 @@ def test_names_a_writer_would_use_are_kept() -> None:
     assert fault("Robot Smith: a robot.", "en", "a robot who discovers love") == "name"
 
 
+def test_a_description_is_not_the_storys_style() -> None:
+    # Seen in the README's Chinese story: the style field's words carried into the cast.
+    assert fault("陶云岚：她和丈夫一直一起工作，人称化，口语化。", "zh") == "style"
+    assert fault("陶云岚：店主，四十岁，说话口语化。", "zh") == "style"
+    assert fault("Lena Hart: a mechanic, told in the first person.", "en") == "style"
+    assert fault("陶云岚：店主，四十岁，说话很直。", "zh") is None
+
+
 def test_no_third_of_one_surname_and_no_name_one_character_from_another() -> None:
     first, second = ("杜若音", "乐手，十七岁。"), ("杜然", "乐手，二十岁。")
     assert fault("杜兰：歌手，三十岁。", "zh", "", first) is None  # two, as the example's 林

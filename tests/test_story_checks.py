@@ -59,8 +59,10 @@ def test_titles() -> None:
     assert checks.check_title("守塔人的信", ROBOT_ZH, "zh", zh)
     assert checks.check_title(ROBOT_ZH, ROBOT_ZH, "zh", zh)  # the premise is not its title
     assert checks.check_title("面包师", "一个面包师发现她烤的面包能治病", "zh", zh) is None
+    assert checks.check_title("爱情的机器人 变相的温柔", ROBOT_ZH, "zh", zh)  # two titles (seen)
+    assert checks.check_title("铁心 ", ROBOT_ZH, "zh", zh) is None
     # A caption's year and a bracketed aside (seen, seeds 11 and 15) are never written.
-    for seen in ["发现爱情的机器人 1966年", "爱情的机器人（小怪兽）"]:
+    for seen in ["发现爱情的机器人 1966年", "爱情的机器人（小怪兽）", "爱情的机器人 变相的温柔"]:
         assert any(re.search(ban, seen) for ban in TITLE_BANS["zh"]), seen
     assert not any(re.search(ban, "铁心") for ban in TITLE_BANS["zh"])
     setting = "一九二三年秋天，小岛上的一座礁石上。"  # seen on seed 1: the example's date

@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from musegpt.generation.processors import BanInText
-from musegpt.studio.plan_checks import keywords, word_tags
+from musegpt.studio.plan_checks import STYLE_WORDS, keywords, word_tags
 from musegpt.studio.text import Lang
 
-CHECKS = ("name", "surname", "alike", "gender", "age", "role", "what")  # a `CastFault.check`
+# The checks a `CastFault.check` names.
+CHECKS = ("name", "surname", "alike", "gender", "age", "role", "what", "style")
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,9 @@ def description_fault(
         first = said[0][0]
         at = next(at for g, at in said if g != first)
         return CastFault("gender", "the description makes the character both sexes", max(at, 0))
+    style = re.search(STYLE_WORDS[cast.lang], description)
+    if style is not None:  # the plan's style carried into the cast (seen: "…，人称化，口语化")
+        return CastFault("style", "the description is the story's style", style.start())
     return (
         what_fault(parts, cast.lang)
         or age_fault(description, parts, cast)

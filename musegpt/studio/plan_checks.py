@@ -185,7 +185,7 @@ COMMA_BREAK = r"[,，、][ \t]*\n"
 
 # A style's words, not a title's (seen: the title "第一人称").
 STYLE_WORDS = {
-    "zh": r"人称|过去时|现在时|将来时",
+    "zh": r"人称|过去时|现在时|将来时|口语化|书面化",
     "en": r"(?i)\b(?:first|second|third)[ -]person\b|\b(?:past|present|future) tense\b",
 }
 # Chinese speech after 说： without its quotation marks (seen: "她说：我喜欢你！"): banned in a
@@ -291,6 +291,9 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
         lang == "zh" and re.search(r"[，,；：:！？]", title)
     ):
         return "the title is a sentence, not a title"
+    if lang == "zh" and re.search(r"\S\s+\S", title.strip()):
+        # Two titles side by side (seen: "爱情的机器人 变相的温柔", "渔夫钓到一条会说话的鱼 钓的鱼")
+        return "the title is two titles"
     if SPEAKER.match(title) or re.search(r"[\"“”「」]", title):
         return "the title is a line of dialogue"
     if ORDINAL_TITLE[lang].match(title):

@@ -612,12 +612,13 @@ def example_echo(lang: Lang, given: str) -> str:
 # A title is no sentence (no inner punctuation, nothing after a full stop) and no quote.
 TITLE_BANS: dict[Lang, list[str]] = {
     # Nor a caption's year or a bracketed aside (seen: "发现爱情的机器人 1966年",
-    # "爱情的机器人（小怪兽）").
+    # "爱情的机器人（小怪兽）"), nor a second title ("爱情的机器人 变相的温柔").
     "zh": [
         r"[，,；;：:！？!?“”\"「」]",
         r"[。.]\s*\S",
         checks.STYLE_WORDS["zh"],
         r"[0-9０-９（）()\[\]【】]",
+        r"\S[ \t]+\S",
     ],
     "en": [r"[\"“”]", r"[.;]\s*\S", checks.STYLE_WORDS["en"]],
 }
