@@ -262,6 +262,11 @@ def test_no_sentence_opens_as_three_of_its_chapter_did(gemma: Engine) -> None:
     assert (
         checks.repeated_openings("他笑了。他笑了。他笑了。他笑了。") == []
     )  # under four characters
+    # Sentences opened with 当 count as one opening, whatever follows it (seen: nine in a
+    # chapter of README length); 当然 is another word.
+    whens = "当他说起自己的遭遇时，她很高兴。当他说起自己的事时，她很激动。"
+    whens += "当她听到自己的名字时，她很平静。当然，他笑了。当她听到自己的遭遇时，她很开心。"
+    assert checks.repeated_openings(whens) == [whens.rindex("当她听到")]
     params = SamplingParams(temperature=0.0, max_new_tokens=40)
     for prompt in ALIKE:
         plain = gemma.generate(prompt, params)

@@ -716,3 +716,17 @@ def test_a_speech_tag_ends_with_a_stop_or_a_comma_and_marks_are_straight() -> No
     expected = '"No," said Reuben. "I can\'t." "Yes," Reuben said, "you can\'t."'
     assert clean_draft(seen, "en", "") == expected
     assert clean_draft('He told Ruben: "Go."', "en", "") == 'He told Ruben: "Go."'
+
+
+def test_a_chinese_when_never_answered_is_told_without_it() -> None:
+    # Seen six times in 24 Chinese chapters of README length: "当…说：“…”" as a sentence.
+    seen = "当父亲说：“我今天出去了，你今天晚上去。”\n姜一朝和爸爸一同到老家。"
+    assert clean_draft(seen, "zh", "") == seen[1:]
+    assert clean_draft("她笑了。当她说：“你好吗？”", "zh", "") == "她笑了。她说：“你好吗？”"
+    answered = ["当他说：“你好。”时，她笑了。", "当她回家时，父亲问：“好吗？”"]
+    for kept in [*answered, "当然，他说：“好。”"]:
+        assert clean_draft(kept, "zh", "") == kept
+    bans = chapter_bans("zh", "")
+    for talk in ("在最后几章中，我们看到了", "在电视剧中也经常看到这样的情节。", "在故事中，老人"):
+        assert any(re.search(p, talk) for p in bans), talk
+    assert not any(re.search(p, "他在故宫里看电视。") for p in bans)

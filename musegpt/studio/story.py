@@ -1427,7 +1427,10 @@ READER_TALK: dict[Lang, str] = {
     r"(?m:^)[ \t]*\d{1,3}[ \t]*[章节回]|"  # a contents line, "14章 他的第一眼" (seen)
     # The style's terms taken for words of the story (seen: "她的第二人称是，是她自己的
     # 第二人称。" through a chapter whose style said 第二人称).
-    r"第[一二三]人称",
+    r"第[一二三]人称|"
+    # A critic's talk about chapters, plots and screens (seen: "在最后几章中，我们看到了一部电影
+    # 《寻找警察的哥哥》。", "在故事中，…", "在电视剧中也经常看到这样的情节。").
+    r"(?:最后|前|后|这|那)几章|在(?:故事|小说|电视剧|电影)[中里]|(?:这样|类似)的情节|故事情节",
 }
 
 
