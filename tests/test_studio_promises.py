@@ -5,6 +5,8 @@ checks of the checkers first, then the tasks on the default model (Gemma 3 270M)
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,7 +15,16 @@ from typer.testing import CliRunner
 from musegpt.cli.app import app
 from musegpt.studio import Studio
 from musegpt.studio.plan_checks import keywords, mentions
-from musegpt.studio.script import COPIED, SCRIPT, example_names, example_scene
+from musegpt.studio.script import (
+    COPIED,
+    PRONOUN,
+    SCRIPT,
+    cue_line,
+    example_names,
+    example_scene,
+    is_heading,
+    speech_fault,
+)
 from musegpt.studio.tasks import (
     BRAINSTORM,
     IMAGES,
@@ -123,6 +134,21 @@ def test_rewrite_fault_tells_a_rewrite_from_the_passage_the_sample_or_another_te
     assert "length" in (rewrite_fault("Mara lit the oven at dawn. " * 12, passage, "en") or "")
 
 
+def test_a_scene_has_headings_cues_and_speeches_a_reader_would_keep() -> None:
+    # Seen when the model wrote whole scenes: places as cues, descriptions on every cue,
+    # sentences as headings, a speech said twice or given to both speakers.
+    assert cue_line("HER (30s, black T-shirt, jeans)") == "HER"
+    assert cue_line("LEO (V.O.)") == "LEO (V.O.)" and cue_line("小雪（画外音）") == "@小雪 (画外音)"
+    assert is_heading("EXT. TRAIN STATION PLATFORM - NIGHT") and is_heading("INT. 长椅 - 夜")
+    sentence = "INT. 31 岁两名老人开车，三辆出租车同时离着家。"
+    for seen in ("INT.", sentence, "TENT - BEHIND THE ROAD"):
+        assert not is_heading(seen), seen
+    assert speech_fault("It's real. It's real.\nIt's real.", []) == "a sentence said twice"
+    assert speech_fault("你俩坐在一起。", ["顾远，你俩坐在一起。"], "zh")
+    assert speech_fault("CHAIR IN THE BOX", []) and speech_fault("(sighs)", [])
+    assert speech_fault("I'll wait for the first train.", ["Go home, Nora."]) is None
+
+
 # -- the tasks on the default model ---------------------------------------------------------
 
 
@@ -142,6 +168,17 @@ def test_the_readme_script_is_never_the_example(studio: Studio, situation: str, 
     # The old example, whose situation was the README's own, is not handed back either.
     assert "ANNA" not in work.text and "安娜" not in work.text
     assert SCRIPT[work.lang].count("{situation}") == 1
+    # A scene a reader would keep the shape of: two characters speaking in turn under cues
+    # that are names, and the situation's words in it.
+    blocks = work.text.strip().split("\n\n")
+    assert is_heading(blocks[0])
+    cues = [b.split("\n")[0].lstrip("@") for b in blocks[2:]]
+    speeches = [b.split("\n")[-1] for b in blocks[2:]]
+    assert len(cues) >= 2 and len(set(cues)) == 2, work.text
+    assert all(a != b for a, b in itertools.pairwise(cues)), work.text
+    assert not any(PRONOUN.fullmatch(cue) or "(" in cue for cue in cues)
+    assert len(set(speeches)) == len(speeches)
+    assert mentions(work.text, keywords(situation, work.lang), work.lang)
 
 
 def test_a_rewrite_after_a_sample_is_of_the_passage(studio: Studio) -> None:
