@@ -29,6 +29,7 @@ from musegpt.studio.tasks import (
     BRAINSTORM,
     IMAGES,
     LYRICS,
+    SAID_AGAIN,
     item_check,
     lyric_fault,
     rewrite_fault,
@@ -83,6 +84,11 @@ def test_a_section_with_a_looping_line_is_refused() -> None:
     assert "looped" in (lyric_fault(lines, 4, keywords("离开家乡去城市", "zh"), "zh") or "")
     fine = ["离开家乡的那天", "城市的夜晚很长"]
     assert lyric_fault(fine, 4, keywords("离开家乡去城市", "zh"), "zh") is None
+    # A line said twice in a row, or sung in an earlier section (seen in the README's song).
+    home = keywords("离开家乡去城市", "zh")
+    assert lyric_fault(["走着火车", "走着火车", "我梦见城市"], 4, home, "zh") == SAID_AGAIN
+    assert lyric_fault(fine, 4, home, "zh", ["城市的夜晚很长。"]) == SAID_AGAIN
+    assert lyric_fault(fine, 4, home, "zh", ["离开家乡的时候"]) is None
 
 
 def test_the_example_copied_with_small_changes_still_trips_the_ban() -> None:

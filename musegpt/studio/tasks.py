@@ -8,11 +8,12 @@ word for word) instead of hoping the model keeps it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from musegpt.studio.plan_checks import keywords, mentions, size
+from musegpt.studio.plan_checks import keywords, mentions, normal, size
 from musegpt.studio.text import (
     HAN,
     Lang,
@@ -526,16 +527,28 @@ IMAGES = {
 }
 LYRICS_ATTEMPTS = 4  # draws per section
 STRAYED = "strayed from the topic"
+SAID_AGAIN = "said a line again"
+# Faults a section is still kept with after its last draw (the song around it names the
+# topic; a line said again is poor, not broken): one that loops or has no lines never is.
+SOFT_FAULTS = (STRAYED, SAID_AGAIN)
 
 
-def lyric_fault(lines: list[str], most: int, anchors: set[str], lang: Lang) -> str | None:
+def lyric_fault(
+    lines: list[str], most: int, anchors: set[str], lang: Lang, earlier: Sequence[str] = ()
+) -> str | None:
     """None for a section worth keeping, else why not: too few lines, a line that loops on
-    a phrase, or no word of the topic anywhere in it."""
+    a phrase, a line said twice in a row or said in an `earlier` section (seen: "走着火车\n走着
+    火车", "在城市里\n在城市里", a first chorus that was the first verse again), or no word
+    of the topic anywhere in it."""
     if len(lines) < min(2, most):
         return "wrote too few lines"
     looping = next((p for line in lines if (p := phrase_loop(line))), None)
     if looping:
         return f"looped on {looping!r}"
+    keys = [normal(line) for line in lines]
+    before = {normal(line) for line in earlier}
+    if any(a == b for a, b in itertools.pairwise(keys)) or before & set(keys):
+        return SAID_AGAIN
     if anchors and not mentions("\n".join(lines), anchors, lang):
         return STRAYED
     return None
@@ -563,21 +576,21 @@ def lyrics(writer: Writer, topic: str, title: str = "") -> Work:
         if name not in written:
             most = LINES_PER_SECTION.get(name, 4)
             why, stray = "wrote no lines", None
+            sung = [line for lines in written.values() for line in lines]
             for _ in range(LYRICS_ATTEMPTS):
                 text = writer.write(
                     song + header, 20 * most, stop=["\n[", "\n\n", "\nTitle:", "\n标题："],
                     clean_end=False, avoid=example_phrases(example), avoid_regex=avoid_regex,
                 )  # fmt: skip
                 lines = _lines(tidy(text, clean_end=False), most)
-                fault = lyric_fault(lines, most, anchors, lang)
+                fault = lyric_fault(lines, most, anchors, lang, sung)
                 if fault is None:
                     break
                 why = fault
-                if fault == STRAYED:
+                if fault in SOFT_FAULTS:
                     stray = stray or lines
             else:
-                # A section that only strays is kept after the last try (the song around it
-                # names the topic); one that loops or has no lines never is.
+                # A section with only a soft fault is kept after the last try.
                 if stray is None:
                     raise StudioError(
                         f"the {name} {why} in {LYRICS_ATTEMPTS} tries; try another --seed"
