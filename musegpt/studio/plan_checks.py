@@ -665,7 +665,6 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
         # Words left twice over where a sentence between them was dropped (seen: '"That's
         # what I wanted," Reuben said Reuben said, "I'm glad…"'): said once.
         text = re.sub(SAID_TWICE, r"\1", text)
-
         # A line left without its full stop (one going on in lower case was joined to the
         # next above) is ended (seen: '"…in time," he said \nReuben said, …').
         text = re.sub(r"(?<=[A-Za-z])[ \t]*\n", ".\n", text)

@@ -26,6 +26,7 @@ from musegpt.engines.default_model import DEFAULT_MODEL
 from musegpt.generation.processors import LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import Favour
+from musegpt.studio.story import STANDBY_NAMES
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import (
     HAN,
@@ -33,7 +34,6 @@ from musegpt.studio.text import (
     echo_pattern,
     example_phrases,
     resemblance,
-    similarity,
 )
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
@@ -46,16 +46,13 @@ PAREN = re.compile(r"^[(（].*[)）]$")
 # seen on every cue of a speaker ("@HER (30s, black T-shirt, jeans and sandals)").
 EXTENSION = re.compile(r"[(（](?:V\.O\.|O\.S\.|O\.C\.|CONT'?D|画外音|旁白)[)）]", re.IGNORECASE)
 # A pronoun is no character's name (seen: cues "HER" and "MY" in the README's scene).
-PRONOUN = re.compile(
+PRONOUNS = (
     r"(?:HE|SHE|HER|HERS|HIM|HIS|MY|ME|I|YOU|YOUR|WE|US|OUR|THEY|THEM|THEIR|IT|ITS|"
-    r"[他她我你它]们?)",
-    re.IGNORECASE,
+    r"[他她我你它]们?)"
 )
+PRONOUN = re.compile(PRONOUNS, re.IGNORECASE)
 # …written as a cue, while decoding: a line that is a pronoun, alone or before a bracket.
-PRONOUN_CUE = (
-    r"(?m)^@?(?:HE|SHE|HER|HIM|HIS|MY|ME|I|YOU|WE|US|OUR|THEY|THEM|THEIR|IT|[他她我你它]们?)"
-    r"[ \t]*(?:[(（][^)）\n]*[)）][ \t]*)?\n"
-)
+PRONOUN_CUE = rf"(?m)^@?{PRONOUNS}[ \t]*(?:[(（][^)）\n]*[)）][ \t]*)?\n"
 # Logits added to the tokens that begin a word of the situation while the scene has not
 # written one (seen: "Two strangers miss the last train…" staged in a horse's house).
 SITUATION_NUDGE = 2.0
@@ -112,10 +109,11 @@ SPEECH_TOKENS = 60
 ACTION_TOKENS = 110
 HEADING_TOKENS = 24
 SPEECH_TRIES = 2  # draws of one speech before the scene ends where it is
-# Who speaks when the user's situation names nobody (each scene picks two, by its seed).
+# Who speaks (each scene picks two, by its seed): the names a story stands in with, an
+# English one as a cue writes it (a first name in capitals).
 CHARACTERS: dict[str, list[str]] = {
-    "en": ["NORA", "TOMAS", "IRIS", "OWEN", "LENA", "SAMIR", "CLARA", "FELIX"],
-    "zh": ["周晓岚", "沈一舟", "许安", "苏青", "顾远", "唐宁", "韩小北", "叶知秋"],
+    "en": [name.split()[0].upper() for name in STANDBY_NAMES["en"]],
+    "zh": STANDBY_NAMES["zh"],
 }
 STAGE = "stage"  # the shipped adapter for scripts (Shakespeare's scenes), on request
 COPIED = 0.3  # resemblance to the example scene above which a draft is its copy
@@ -174,9 +172,7 @@ def to_fountain(raw: str, fallback_heading: str) -> str:
                     text.replace("（", "(").replace("）", ")") if PAREN.match(text) else text
                 )
                 i += 1
-            said = [block.split("\n")[-1] for block in blocks]
-            # A speech said again word for word is dropped (seen: a line given to both).
-            if len(speech) > 1 and not PAREN.match(speech[-1]) and speech[-1] not in said:
+            if len(speech) > 1 and not PAREN.match(speech[-1]):
                 blocks.append("\n".join(speech))
         else:
             action = [line]
@@ -384,23 +380,19 @@ def speech_fault(speech: str, earlier: list[str], lang: str = "en") -> str | Non
     if any(HEADING.match(line) or _is_cue(line, "x") for line in said):
         return "a cue or a heading"
     text_lang: Lang = "zh" if lang == "zh" else "en"
-    keys = [checks.sentence_key(p, text_lang) for p in checks.sentences(" ".join(said))]
-    keys = [key for key in keys if key]
+    pieces = [p for p in checks.sentences(" ".join(said)) if checks.sentence_key(p, text_lang)]
+    keys = [checks.sentence_key(p, text_lang) for p in pieces]
     if len(set(keys)) < len(keys):
         return "a sentence said twice"  # seen: "It's real. It's real.\nIt's real."
-    n = 2 if lang == "zh" else 3  # Chinese by character pairs, as a story's repeats
     before = [
         checks.sentence_key(piece, text_lang)
         for other in earlier
         for piece in checks.sentences(other.replace("\n", " "))
     ]
-    for key in keys:
-        for other in before:
-            shorter, longer = sorted((key, other), key=len)
-            if similarity(key, other, n) >= checks.NEAR_REPEAT_AT[n] or (
-                len(shorter) >= 4 and shorter in longer
-            ):
-                return "an earlier speech again"
+    for piece, key in zip(pieces, keys, strict=True):
+        held = any(min(len(key), len(o)) >= 4 and (key in o or o in key) for o in before)
+        if held or checks.is_repeat(piece, key, set(before), before, text_lang):
+            return "an earlier speech again"
     return None
 
 
