@@ -14,6 +14,8 @@ from musegpt.studio.story import BIBLE_EXAMPLE, SUMMARY_EXAMPLE
 from musegpt.studio.story_eval import (
     TABLE_END,
     TABLE_START,
+    hero_beats,
+    hero_focus,
     leaked,
     load_rows,
     premises,
@@ -40,6 +42,24 @@ def test_the_chapter_measures() -> None:
     assert not unfinished("他说：“好。”")
     assert leaked("Lena woke.\nThis chapter: Lena goes home.", "en")
     assert leaked("阿七醒了。\n第二章\n", "zh") and not leaked("阿七醒了。", "zh")
+
+
+def test_the_hero_measures() -> None:
+    # The hero is the one described with a premise word (Ember), not the first listed.
+    cast = [{"name": "Wren Hale", "description": "a girl"},
+            {"name": "Ember", "description": "a dragon afraid of fire"}]  # fmt: skip
+    scenes = [
+        {"beat": "Ember hides from the fire.", "text": "Ember hid. Ember wept. Wren Hale came."},
+        {"beat": "Wren finds a cave.", "text": "Wren went in. Wren saw nothing."},
+        {"beat": "Nobody comes.", "text": "The rain fell."},  # names no one: not counted
+    ]
+    bible = {"title": "T", "setting": "S", "style": "S", "synopsis": "S.", "characters": cast}
+    project = {"premise": "a dragon afraid of fire", "lang": "en", "bible": bible,
+               "scenes": scenes}  # fmt: skip
+    rows = [{"chapters": [{}, {}, {}], "project": project}]
+    assert hero_beats(rows) == [True, False, False]
+    # "Wren Hale" and "Wren" in one chapter count once each time the name is said.
+    assert hero_focus(rows) == [2 / 3, 0.0]
 
 
 def test_the_table_is_rewritten_between_its_markers_and_the_page_kept(tmp_path: Path) -> None:

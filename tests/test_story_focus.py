@@ -18,8 +18,9 @@ from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import DecodeState
 from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
+from musegpt.studio.plan_checks import says_any
 from musegpt.studio.plan_rules import Favour, vocab_texts
-from musegpt.studio.story import CirclingLines, Scene, StoryProject, says_any, write_scene
+from musegpt.studio.story import CirclingLines, Scene, StoryProject, write_scene
 from musegpt.studio.story_eval import circling, invented_summaries
 
 # The README's Chinese story in the eighth session (docs/stories-eval.md), chapter 2's end:

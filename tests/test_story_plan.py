@@ -28,6 +28,7 @@ from musegpt.studio.story import (
     example_fields,
     first_sentence,
     last_resort_beat,
+    outline_lead,
     plan_characters,
     plan_outline,
     premise_anchors,
@@ -86,11 +87,22 @@ def test_last_resort_beats_pass_the_beat_checks(tmp_path: Path, lang: Lang) -> N
     known = anchors(premise, lang, cast)
     beats: list[str] = []
     for number in (1, 2, 3, 4):
-        beat = last_resort_beat(project, number, cast[(number - 1) % 2].name)
+        beat = last_resort_beat(project, number, outline_lead(project, number).name)
         first = premise_anchors(project) if number == 1 else ()
         earlier = [*beats, *example_beats(lang)]
         assert checks.check_beat(beat, lang, known, earlier, first) is None, beat
+        assert cast[0].name in beat  # the hero's story, whoever leads the beat
         beats.append(beat)
+
+
+def test_the_hero_leads_every_other_beat(tmp_path: Path) -> None:
+    cast = [Character("Wren", "a girl"), Character("Ember", "a small dragon"),
+            Character("Moss", "a goat")]  # fmt: skip
+    project = StoryProject(tmp_path, "a dragon afraid of fire", "en",
+                           StoryBible("T", "S", "S", "Syn.", cast))  # fmt: skip
+    # The hero is the one described with a premise word, not the first listed.
+    leads = [outline_lead(project, n).name for n in range(1, 8)]
+    assert leads == ["Ember", "Wren", "Ember", "Moss", "Ember", "Wren", "Ember"]
 
 
 def test_a_description_keeps_its_first_sentence() -> None:
@@ -114,6 +126,11 @@ def test_a_plan_on_the_default_model_is_valid(studio: Studio, lang: Lang) -> Non
     assert len(bible["characters"]) >= 2 and len(score.plan["beats"]) == 2
     for character in bible["characters"]:  # a name, then its own words
         assert checks.size(character["description"], lang) >= 2, character
+    # The hero leads the first beat; the second, another's, names the hero too.
+    first, second = score.plan["beats"]
+    cast = [Character(c["name"], c["description"]) for c in bible["characters"]]
+    hero = next(c for c in cast if first.startswith(c.name))
+    assert not second.startswith(hero.name) and any(k in second for k in hero.keys), second
 
 
 def test_eval_plans_writes_its_rows_and_table(studio: Studio, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ checks of the checkers first, then the tasks on the default model (Gemma 3 270M)
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from musegpt.cli.app import app
 from musegpt.studio import Studio
-from musegpt.studio.plan_checks import keywords, mentions
+from musegpt.studio.plan_checks import keywords, mentions, sentence_key, sentences, size
 from musegpt.studio.script import (
     COPIED,
     PRONOUN,
@@ -27,6 +28,8 @@ from musegpt.studio.script import (
 )
 from musegpt.studio.tasks import (
     BRAINSTORM,
+    DESCRIBE,
+    DESCRIBE_LEAST,
     IMAGES,
     LYRICS,
     SAID_AGAIN,
@@ -36,6 +39,7 @@ from musegpt.studio.tasks import (
 )
 from musegpt.studio.text import (
     HAN,
+    Lang,
     echo_pattern,
     example_phrases,
     phrase_loop,
@@ -234,6 +238,26 @@ def test_plot_help_answers_the_conflict(studio: Studio) -> None:
         "A girl finds a key that opens every door in town.", "the key starts to melt", 3, seed=1
     )
     assert all(mentions(way, {"key", "melt", "starts"}, "en") for way in work.parts)
+
+
+@pytest.mark.parametrize(
+    ("subject", "lang"), [("a night market in the rain", "en"), ("雨夜的小吃街", "zh")]
+)
+def test_a_description_is_of_its_subject_whole_and_its_own(
+    studio: Studio, subject: str, lang: Lang
+) -> None:
+    # Unnudged, seed 1 described "a small room is full of black" (no night, market nor
+    # rain) in 39 words.
+    shown: list[str] = []
+    mine = Studio(studio.engine, sink=shown.append)
+    work = mine.describe(subject, seed=1)
+    assert mentions(work.text, keywords(subject, lang), lang) == keywords(subject, lang)
+    assert size(work.text, lang) >= DESCRIBE_LEAST[lang]
+    assert not re.search(echo_pattern(DESCRIBE[lang].split("{subject}")[0], subject, 4, 4),
+                         work.text)  # fmt: skip
+    said = [key for s in sentences(work.text) if (key := sentence_key(s, lang))]
+    assert len(said) == len(set(said))  # no sentence said twice
+    assert "".join(shown).strip() == work.text  # what was shown is what is kept
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

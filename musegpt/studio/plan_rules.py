@@ -24,12 +24,13 @@ import re
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from musegpt.generation.processors import NEG_INF, DecodeState
-from musegpt.studio.text import HAN, echo_pattern
+from musegpt.generation.processors import NEG_INF, BanInText, DecodeState
+from musegpt.studio import plan_checks as checks
+from musegpt.studio.text import HAN, Lang, echo_pattern
 from musegpt.tokenizer.base import Tokenizer
 
 # Surnames a Chinese character's name may begin with (the commonest, leaving out those
@@ -82,6 +83,7 @@ EN_NAME_START = re.compile(r" ?[A-Z][A-Za-z'-]*")
 EN_NAME_PIECE = re.compile(r" ?[A-Z][A-Za-z'-]*|[a-z'-]+")  # a new word, or the word going on
 ZH_NAME_PIECE = re.compile(r"[\u4e00-\u9fff·]{1,3}")
 COLON_FIRST = re.compile(r" ?[:：]")
+DIGIT = re.compile(r"[0-9０-９]")
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,21 @@ def traditional_ids(tokenizer: Tokenizer) -> list[int]:
     return found
 
 
+_digits: weakref.WeakKeyDictionary[Tokenizer, list[int]] = weakref.WeakKeyDictionary()
+
+
+def digit_ids(tokenizer: Tokenizer) -> list[int]:
+    """The tokens holding an Arabic digit, which fiction writes in words (seen in English
+    chapters: "someone he wanted 32 years to be a part of", '" 18, it's a lot."', "(see
+    page 3)", 20 in 24 chapters; Chinese: "1931年12月16日 - 30日" as a line of its own, 4 in
+    24). Once per tokenizer."""
+    found = _digits.get(tokenizer)
+    if found is None:
+        texts = vocab_texts(tokenizer)
+        found = _digits[tokenizer] = [i for i, t in enumerate(texts) if DIGIT.search(t)]
+    return found
+
+
 _word_starts: weakref.WeakKeyDictionary[
     Tokenizer, dict[tuple[frozenset[str], str], torch.Tensor]
 ] = weakref.WeakKeyDictionary()
@@ -422,3 +439,55 @@ class Spell(Favour):
                 scores[row, ids] += self.finish
             else:
                 scores[row, self.ids] += self.bias
+
+
+class JudgedWhenEnded(BanInText):
+    """A rule about a row's ended stretches (clauses, sentences): judged only when one ends
+    (an `END` mark among the newest characters), and again only when the text up to its
+    last mark changed, not on every token after it; takes back from the start of the first
+    banned stretch whose end is not yet streamed."""
+
+    END: ClassVar[re.Pattern[str]]
+    LOOK_BACK = 8  # characters: a stretch ends in the newest token's
+
+    def __init__(self) -> None:
+        self.judged: dict[str, list[tuple[int, int]]] = {}  # ended text -> banned spans
+
+    def spans(self, ended: str) -> list[tuple[int, int]]:
+        """The banned stretches of `ended` (text whose last stretch has just ended)."""
+        raise NotImplementedError
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        ends = list(self.END.finditer(text, max(len(text) - self.LOOK_BACK, 0)))
+        if not ends:
+            return None  # nothing ended just now (most tokens): nothing new to judge
+        ended = text[: ends[-1].end()]
+        found = self.judged.get(ended)
+        if found is None:
+            if len(self.judged) >= 4:  # a few rows' latest: a batch's rows take turns
+                self.judged.clear()
+            found = self.judged[ended] = self.spans(ended)
+        return next((start for start, end in found if end >= shown), None)
+
+
+class EchoedSentences(JudgedWhenEnded):
+    """A draft's sentence may not echo one of the story's (`before`: the earlier chapters
+    and the chapter so far) or of the draft: `checks.echoed_sentences`, a sentence told
+    again with a word or two swapped. Taken back from its start, whose first token is then
+    blocked. A sentence `before` leaves unfinished (a round that ran out of tokens, the
+    name a chapter's first sentence begins with) is judged whole, with the draft's first."""
+
+    END = checks.SENTENCE_OR_LINE_END
+
+    def __init__(self, lang: Lang, before: str) -> None:
+        super().__init__()
+        self.lang = lang
+        pieces = checks.sentences(before)
+        self.unfinished = pieces[-1] if pieces and not checks.ENDED.search(pieces[-1]) else ""
+        whole = before[: len(before) - len(self.unfinished)]
+        self.before = checks.said_sentences(whole, lang)  # split once, not on every sentence
+
+    def spans(self, ended: str) -> list[tuple[int, int]]:
+        shift = len(self.unfinished)
+        found = checks.echoed_sentences(self.unfinished + ended, self.lang, self.before)
+        return [(max(start - shift, 0), end - shift) for start, end in found if end > shift]

@@ -29,10 +29,14 @@ from musegpt.generation.processors import BanInText, BanTokens, LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.cast import Cast, CastRule, line_fault
 from musegpt.studio.plan_rules import (
+    DIGIT,
+    EchoedSentences,
     EndWhenReady,
     Favour,
+    JudgedWhenEnded,
     NameFirst,
     Spell,
+    digit_ids,
     echo_outside,
     phrase_pairs,
     traditional_ids,
@@ -46,6 +50,7 @@ from musegpt.studio.retell_guard import (
     told_openings,
 )
 from musegpt.studio.screen import KeptScreen
+from musegpt.studio.speech_guard import SpeechRun
 from musegpt.studio.tasks import StudioError
 from musegpt.studio.text import (
     SENTENCE_END,
@@ -783,10 +788,6 @@ def described(lang: Lang, head: str = "", about: Collection[str] = ()) -> Callab
     return ready
 
 
-def says_any(words: Collection[str], lang: Lang, text: str) -> bool:
-    return bool(checks.mentions(text, words, lang))
-
-
 def first_sentence(text: str, lang: Lang) -> str:
     """The text up to its first sentence end once that holds a few words (else all)."""
     for end in SENTENCE_END.finditer(text):
@@ -865,7 +866,7 @@ def plan_characters(
             if about:
                 rules.append(
                     Favour(
-                        writer.engine.tokenizer, about, lang, partial(says_any, about, lang),
+                        writer.engine.tokenizer, about, lang, partial(checks.says_any, about, lang),
                         after="" if head else colon,
                     )
                 )  # fmt: skip
@@ -924,7 +925,8 @@ def _plan_prompt(lang: Lang, premise: str, bible: StoryBible) -> str:
 
 
 # Beats for when no draw passed: the first tells the premise of the hero; the later ones
-# (taken in turn) move the story on without claiming what the model did not plan.
+# (taken in turn) move the story on without claiming what the model did not plan. A beat
+# another character leads names the hero too.
 BEAT_LAST_RESORT = {
     "en": ["{premise}: this is where {name}'s story begins.",
            "{name} is drawn deeper into the story of {premise}.",
@@ -935,6 +937,12 @@ BEAT_LAST_RESORT = {
            "{name}不得不面对一切开始以来发生的变化。",
            "{name}做出了一个再也无法回头的决定。"],
 }  # fmt: skip
+BEAT_BESIDE_LAST_RESORT = {
+    "en": ["{name} is drawn into {hero}'s story of {premise}.",
+           "{name} finds {hero} again, and nothing is as it was."],
+    "zh": ["{name}也被卷进了{premise}的故事，站到了{hero}身边。",
+           "{name}再次找到{hero}，一切都已经不同了。"],
+}  # fmt: skip
 
 
 def last_resort_beat(project: StoryProject, number: int, name: str) -> str:
@@ -944,16 +952,20 @@ def last_resort_beat(project: StoryProject, number: int, name: str) -> str:
     premise = project.premise.strip().rstrip(".。!！")
     if number == 1 and project.lang == "en":
         premise = premise[:1].upper() + premise[1:]
+    main = hero(project).name
     chosen = first if number == 1 else later[(number - 2) % len(later)]
-    return chosen.format(premise=premise, name=name)
+    if name != main:
+        beside = BEAT_BESIDE_LAST_RESORT[project.lang]
+        chosen = beside[(number // 2 - 1) % len(beside)]
+    return chosen.format(premise=premise, name=name, hero=main)
 
 
 def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     """`count` more beats, one at a time, each checked (a sentence naming a character or the
     premise, unlike the beats before it; the first names the premise or its hero) and
     saved as soon as it is kept, so stopping mid-outline loses nothing already planned.
-    Each beat begins with a character's name (the hero's, then the cast in turn) and
-    cannot end before a whole sentence."""
+    Each beat begins with a character's name (the hero's on odd beats, the rest of the
+    cast between: `outline_lead`) and cannot end before a whole sentence."""
     assert project.bible is not None
     lang = project.lang
     template = _plan_prompt(lang, project.premise, project.bible)
@@ -967,14 +979,20 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
         checks.LIST_NUMBER,
         checks.SELF_REPEAT[lang],
         checks.PLAN_LABEL,
-        echo_pattern("\n".join(BEAT_LAST_RESORT[lang]), project.premise, words=4, chars=4),
+        echo_pattern(
+            "\n".join([*BEAT_LAST_RESORT[lang], *BEAT_BESIDE_LAST_RESORT[lang]]),
+            project.premise,
+            words=4,
+            chars=4,
+        ),
     ]
     cast = project.bible.characters
+    main = hero(project)
     names = [key for c in cast for key in c.keys]
     # A beat is nudged towards the premise's words until it names one (it may not end
     # before: `beat_ready`); built once, for every beat (a pass over the vocabulary).
     words = checks.keywords(project.premise, lang)
-    nudge = Favour(writer.engine.tokenizer, words, lang, partial(says_any, words, lang))
+    nudge = Favour(writer.engine.tokenizer, words, lang, partial(checks.says_any, words, lang))
     # A beat tells what happens, not the cast's descriptions or the synopsis again (seen:
     # "黎大在店里，她从五十二岁到九十岁…" from a description, a first beat that was the
     # synopsis word for word): no run of four of their words (characters) the premise lacks.
@@ -987,13 +1005,20 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
         shown = "".join(f"{i}. {beat}\n" for i, beat in enumerate(beats, 1))
         number = len(beats) + 1
 
+        lead = outline_lead(project, number)
+        # A beat another character leads is theirs and the hero's: "Drew and Reuben…" (left
+        # to name the hero when it would, the model ran on until it did, past the budget).
+        name = lead.name if lead is main else f"{lead.name}{AND[lang]}{main.name}"
+
         def check(value: str, number: int = number, beats: list[str] = beats) -> str | None:
-            return checks.check_beat(
+            fault = checks.check_beat(
                 value, lang, known, [*beats, *example_beats(lang)],
                 premise_anchors(project) if number == 1 else (),
             )  # fmt: skip
+            if fault is None and not ENDS_SENTENCE.search(value):
+                return "the beat is cut off"  # it ran out of tokens mid-sentence
+            return fault
 
-        name = hero(project).name if number == 1 else cast[(number - 1) % len(cast)].name
         beat = draw(
             writer,
             template + shown + f"{number}.",
@@ -1005,7 +1030,7 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
             lead=" " + name,  # as the example's "1. Elias finds…"
             lead_from=0,
             ready=beat_ready(project, number),
-            last_resort=partial(last_resort_beat, project, number, name),
+            last_resort=partial(last_resort_beat, project, number, lead.name),
             until_kept=True,
             nudges=[nudge],
         )
@@ -1033,6 +1058,23 @@ def beat_ready(project: StoryProject, number: int) -> Callable[[str], bool]:
         return sentence(text) and bool(checks.mentions(text, about, project.lang))
 
     return ready
+
+
+AND: dict[Lang, str] = {"en": " and ", "zh": "和"}
+ENDS_SENTENCE = re.compile(rf"(?:{SENTENCE_END.pattern})\s*\Z")
+
+
+def outline_lead(project: StoryProject, number: int) -> Character:
+    """Who beat `number` begins with: the hero on odd beats, the rest of the cast in turn
+    between them (with the hero: "Drew and Reuben…"), as the examples' outlines go ("Elias
+    finds…", "Tom Bell… tells Elias…", "Elias leaves…"). With the whole cast in turn, the
+    second and third chapters each began a story of their own ("Dexter finds a place in
+    the village, where he is working.") and the hero's share of the names fell to 0.71."""
+    main = hero(project)
+    others = [c for c in project.bible.characters if c is not main] if project.bible else []
+    if number % 2 == 1 or not others:
+        return main
+    return others[(number // 2 - 1) % len(others)]
 
 
 # -- steps: a chapter's beat told in two or three things that happen ------------------------
@@ -1508,35 +1550,6 @@ class OwnRetelling(BanInText):
         return None
 
 
-class JudgedWhenEnded(BanInText):
-    """A rule about a row's ended stretches (clauses, sentences): judged only when one ends
-    (an `END` mark among the newest characters), and again only when the text up to its
-    last mark changed, not on every token after it; takes back from the start of the first
-    banned stretch whose end is not yet streamed."""
-
-    END: ClassVar[re.Pattern[str]]
-    LOOK_BACK = 8  # characters: a stretch ends in the newest token's
-
-    def __init__(self) -> None:
-        self.judged: dict[str, list[tuple[int, int]]] = {}  # ended text -> banned spans
-
-    def spans(self, ended: str) -> list[tuple[int, int]]:
-        """The banned stretches of `ended` (text whose last stretch has just ended)."""
-        raise NotImplementedError
-
-    def banned_at(self, text: str, shown: int) -> int | None:
-        ends = list(self.END.finditer(text, max(len(text) - self.LOOK_BACK, 0)))
-        if not ends:
-            return None  # nothing ended just now (most tokens): nothing new to judge
-        ended = text[: ends[-1].end()]
-        found = self.judged.get(ended)
-        if found is None:
-            if len(self.judged) >= 4:  # a few rows' latest: a batch's rows take turns
-                self.judged.clear()
-            found = self.judged[ended] = self.spans(ended)
-        return next((start for start, end in found if end >= shown), None)
-
-
 class CirclingLines(JudgedWhenEnded):
     """A draft may not say a clause a third time, the same or nearly (one character or word
     changed: `checks.circling_clauses`), counting the chapter so far (`before`, in the
@@ -1553,29 +1566,6 @@ class CirclingLines(JudgedWhenEnded):
         starts = checks.circling_clauses(ended, self.lang, self.before)
         clauses = (checks.CLAUSE.match(ended, start) for start in starts)
         return [(m.start(), m.end()) for m in clauses if m is not None]
-
-
-class EchoedSentences(JudgedWhenEnded):
-    """A draft's sentence may not echo one of the story's (`before`: the earlier chapters
-    and the chapter so far) or of the draft: `checks.echoed_sentences`, a sentence told
-    again with a word or two swapped. Taken back from its start, whose first token is then
-    blocked. A sentence `before` leaves unfinished (a round that ran out of tokens, the
-    name a chapter's first sentence begins with) is judged whole, with the draft's first."""
-
-    END = checks.SENTENCE_OR_LINE_END
-
-    def __init__(self, lang: Lang, before: str) -> None:
-        super().__init__()
-        self.lang = lang
-        pieces = checks.sentences(before)
-        self.unfinished = pieces[-1] if pieces and not checks.ENDED.search(pieces[-1]) else ""
-        whole = before[: len(before) - len(self.unfinished)]
-        self.before = checks.said_sentences(whole, lang)  # split once, not on every sentence
-
-    def spans(self, ended: str) -> list[tuple[int, int]]:
-        shift = len(self.unfinished)
-        found = checks.echoed_sentences(self.unfinished + ended, self.lang, self.before)
-        return [(max(start - shift, 0), end - shift) for start, end in found if end > shift]
 
 
 class StretchBan(BanInText):
@@ -1630,15 +1620,19 @@ def chapter_rules(
     (Chinese, where they were seen; there mostly steered off before they are written:
     `RetellGuard`, `CircleGuard`, `PhraseGuard`), no word said a fourth time within a
     paragraph or two (English: a sixth) and no traditional character (Chinese:
-    `WordGuard`, `traditional_ids`), and the premise's words nudged up while none
-    is in the last `PREMISE_WINDOW` characters (the nudge the beats get: Chinese chapters
-    left their premise within a paragraph, 12 of 16 named it)."""
+    `WordGuard`, `traditional_ids`), no digit (`digit_ids`), and the premise's
+    words nudged up while none is in the last `PREMISE_WINDOW` characters (the nudge the
+    beats get: Chinese chapters left their premise within a paragraph, 12 of 16 named
+    it)."""
     if not writer.steers:
         return []
     lang = project.lang
     words = checks.keywords(project.premise, lang)
     story = earlier + "\n" + head
     rules: list[LogitsProcessor] = [OwnRetelling(lang), EchoedSentences(lang, story)]
+    rules.append(SpeechRun(writer.engine.tokenizer, head, lang))  # talk broken by narration
+    if not DIGIT.search(project.premise):  # numbers written in words, as fiction writes them
+        rules.append(BanTokens(digit_ids(writer.engine.tokenizer)))
     if lang == "en":
         guard = WordGuard(writer.engine.tokenizer, head, spared_words(project), lang)
         rules += [CirclingPhrases(story, lang), guard]
@@ -1654,7 +1648,7 @@ def chapter_rules(
             BanTokens(traditional_ids(tokenizer)),
         ]  # fmt: skip
     nudge = Favour(
-        writer.engine.tokenizer, words, lang, partial(says_any, words, lang),
+        writer.engine.tokenizer, words, lang, partial(checks.says_any, words, lang),
         bias=CHAPTER_NUDGE, whole=True, context=head, window=PREMISE_WINDOW[lang],
     )  # fmt: skip
     return [*rules, nudge]
@@ -1699,7 +1693,7 @@ def step_rules(
         return []
     lang = project.lang
     done = partial(round_done, things, lang, start)
-    written = partial(says_any, things, lang)
+    written = partial(checks.says_any, things, lang)
     window = len(head) + ROUND_WINDOW
     if lang == "zh":  # spelt a character at a time where Gemma has no token for the word
         return [
@@ -1716,7 +1710,7 @@ def round_done(things: Collection[str], lang: Lang, start: int, text: str) -> bo
     """Whether a round's step nudge rests: one of the step's `things` written since `start`
     (one is enough: asked for two, a round went back to the same words to reach its second,
     "周大海回到…" in every paragraph)."""
-    return says_any(things, lang, text[start:])
+    return checks.says_any(things, lang, text[start:])
 
 
 # Logits added to the tokens that write one of a step's things while its round has not

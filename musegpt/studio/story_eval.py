@@ -24,6 +24,7 @@ from musegpt.studio.cast import cast_faults
 from musegpt.studio.evaluate import SCAFFOLDING
 from musegpt.studio.story import (
     EXAMPLE_MARKS,
+    Character,
     ProjectFile,
     StoryProject,
     anchors,
@@ -32,6 +33,7 @@ from musegpt.studio.story import (
     example_beats,
     example_field,
     example_names,
+    hero,
     premise_anchors,
     spared_words,
     step_things,
@@ -352,6 +354,36 @@ def going_round(rows: list[dict[str, Any]]) -> list[bool]:
     return found
 
 
+def name_count(text: str, character: Character) -> int:
+    """How often `text` names `character` (by the name form it uses most: "Keith Akins"
+    and "Keith" are not counted twice)."""
+    return max(text.count(key) for key in character.keys)
+
+
+def hero_beats(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each beat of a chapter written: whether it names the hero (`story.hero`)."""
+    found = []
+    for row, project in planned(rows):
+        keys = hero(project).keys
+        for scene in project.scenes[: len(row["chapters"])]:
+            found.append(any(k in scene.beat for k in keys))
+    return found
+
+
+def hero_focus(rows: list[dict[str, Any]]) -> list[float]:
+    """For each chapter written that names the cast: the hero's share of the times it
+    names them (1.0: a chapter about the hero alone)."""
+    shares = []
+    for row, project in planned(rows):
+        assert project.bible is not None
+        main = hero(project)
+        for scene in project.scenes[: len(row["chapters"])]:
+            counts = {c.name: name_count(scene.text, c) for c in project.bible.characters}
+            if total := sum(counts.values()):
+                shares.append(counts[main.name] / total)
+    return shares
+
+
 def planned(rows: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], StoryProject]]:
     """Each row whose story was planned, with its kept project."""
     for row in rows:
@@ -420,6 +452,8 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "chapters": str(len(chapters)),
             "protagonist in the chapter": share([c["protagonist"] for c in chapters]),
             "a premise keyword in the chapter": share([c["premise"] for c in chapters]),
+            "beats naming the hero": share(hero_beats(mine)),
+            "the hero's share of the names a chapter says": mean(hero_focus(mine)),
             "beat relevance (share of beat keywords)": mean(
                 [c["beat_relevance"] for c in chapters]
             ),

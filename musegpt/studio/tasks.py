@@ -12,8 +12,19 @@ import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
-from musegpt.studio.plan_checks import keywords, mentions, normal, size
+from musegpt.generation.processors import LogitsProcessor
+from musegpt.studio.plan_checks import (
+    keywords,
+    mentions,
+    normal,
+    says_any,
+    size,
+    without_repeats,
+)
+from musegpt.studio.plan_rules import EchoedSentences, EndWhenReady, Favour
+from musegpt.studio.screen import KeptScreen
 from musegpt.studio.text import (
     HAN,
     Lang,
@@ -36,6 +47,7 @@ class StudioError(ValueError):
 
 
 # -- describe ------------------------------------------------------------------------------
+
 
 DESCRIBE = {
     "en": (
@@ -69,14 +81,40 @@ DESCRIBE = {
 }
 
 
+# A description holds this many words (Chinese: characters) before it may end, as the
+# examples do (about 70 words): left to end where it would, it gave two or three sentences.
+DESCRIBE_LEAST: dict[Lang, int] = {"en": 45, "zh": 80}
+
+
 def describe(writer: Writer, subject: str, max_new_tokens: int = 220) -> Work:
-    """A sensory description of a thing, person or place."""
-    prompt = DESCRIBE[writer.lang].format(subject=subject.strip())
+    """A sensory description of a thing, person or place: each of the subject's words
+    nudged up until it is written (unnudged, "a night market in the rain" was described
+    with neither night, market nor rain in 2 of 2 seeds: 9 of 31 subject words named over
+    16 descriptions), and no end before `DESCRIBE_LEAST` words or characters."""
+    lang = writer.lang
+    prompt = DESCRIBE[lang].format(subject=subject.strip())
     labels = ["Subject:", "Description:", "对象：", "描写："]
-    avoid = example_phrases(DESCRIBE[writer.lang])
+    avoid = example_phrases(DESCRIBE[lang])
+    rules: list[LogitsProcessor] = []
+    if writer.steers:
+        tokenizer = writer.engine.tokenizer
+        least = DESCRIBE_LEAST[lang]
+        rules.append(EndWhenReady(tokenizer, lambda text: size(text, lang) >= least))
+        rules.append(EchoedSentences(lang, ""))  # a sentence said again is written anew
+        for word in keywords(subject, lang):
+            said = partial(says_any, {word}, lang)
+            rules.append(Favour(tokenizer, {word}, lang, said, whole=True))
+    # Nor the examples' words with a word changed (seen: "The air is thick with butter,
+    # yeast and the sweet scent of crusts…" in a train station).
+    copied = echo_pattern(DESCRIBE[lang].split("{subject}")[0], subject, words=4, chars=4)
+    keep = partial(without_repeats, lang=lang)
+    screen = KeptScreen(writer.show, keep)  # shown as kept: a repeat is never on screen
     text = writer.write(
-        prompt, max_new_tokens, stop=["\n\n"], labels=labels, stream=True, avoid=avoid
-    )
+        prompt, max_new_tokens, stop=["\n\n"], labels=labels, view=screen.update,
+        avoid=avoid, avoid_regex=[copied], constraints=rules,
+    )  # fmt: skip
+    text = keep(text)
+    screen.finish(text)
     if not text:
         raise StudioError("the model wrote no description; try another --seed")
     return Work("describe", subject.strip(), writer.lang, text)

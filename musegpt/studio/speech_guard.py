@@ -1,0 +1,82 @@
+"""A chapter's talk is broken by narration: after `MOST_SPEECHES` paragraphs in a row that
+hold speech, the next is written without a quotation mark.
+
+Left alone, the default model let a chapter's dialogue run on in short lines that went
+nowhere: the README's story, unseeded, ended in thirty lines of "I love you." / "You love
+me." / "Fine!" / "Bye bye." with no line of narration between them, and 6 of the eval's
+24 English chapters (5 of 24 Chinese) had a run of five speech paragraphs or more. The
+model's narration is where its story moves (someone goes somewhere, finds something);
+its exchanges circle. The guard bans the tokens that open or close a quotation in such a
+paragraph, so the model narrates there; the paragraph after it may speak again.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+
+from musegpt.generation.processors import DecodeState
+from musegpt.studio.plan_rules import vocab_texts
+from musegpt.studio.retell_guard import RowBans
+from musegpt.studio.text import Lang
+from musegpt.tokenizer.base import Tokenizer
+
+MOST_SPEECHES = 4  # paragraphs in a row that may hold speech
+QUOTE: dict[Lang, re.Pattern[str]] = {"en": re.compile(r"[\"“”]"), "zh": re.compile(r"[\"“”「」]")}
+# Tokens that open a quotation in single quotes (a space, then the mark): with double quotes
+# banned, the model went on talking in single ones ("He said, 'It's okay…'"). An apostrophe
+# inside a word ("don't") comes without the space.
+SINGLE_OPENING = re.compile(r"^\s['‘]")
+# Tokens decoded to find the paragraphs: four speech paragraphs of the default model's
+# (about 15 tokens each, 40 at most in the eval) and the one being written.
+TAIL_TOKENS = 240
+
+
+def speeches_in_a_row(text: str, lang: Lang) -> int:
+    """How many of `text`'s whole paragraphs (lines; the last, being written, aside) right
+    before its last one hold speech."""
+    *whole, _ = text.split("\n")
+    count = 0
+    for line in reversed(whole):
+        if not line.strip():
+            continue
+        if not QUOTE[lang].search(line):
+            break
+        count += 1
+    return count
+
+
+_quotes: weakref.WeakKeyDictionary[Tokenizer, dict[Lang, list[int]]] = weakref.WeakKeyDictionary()
+
+
+def quote_ids(tokenizer: Tokenizer, lang: Lang) -> list[int]:
+    """The tokens holding a quotation mark of `lang`, or opening one in single quotes (once
+    per tokenizer and language)."""
+    found = _quotes.setdefault(tokenizer, {})
+    if lang not in found:
+        found[lang] = [
+            i for i, text in enumerate(vocab_texts(tokenizer))
+            if QUOTE[lang].search(text) or SINGLE_OPENING.match(text)
+        ]  # fmt: skip
+    return found[lang]
+
+
+class SpeechRun(RowBans):
+    """Bans, for each row, the quotation marks of a paragraph that follows `MOST_SPEECHES`
+    speech paragraphs in a row (counting those of `before`, the chapter so far), unless
+    the paragraph already holds one (a speech begun before the guard saw it is closed)."""
+
+    def __init__(self, tokenizer: Tokenizer, before: str, lang: Lang) -> None:
+        self.tokenizer, self.lang = tokenizer, lang
+        self.before = before
+        self.quotes = quote_ids(tokenizer, lang)
+
+    def row_bans(self, state: DecodeState, row: int) -> list[int]:
+        generated = state.generated(row)
+        text = self.tokenizer.decode(generated[-TAIL_TOKENS:])
+        if len(generated) <= TAIL_TOKENS:
+            text = self.before + text
+        current = text[text.rfind("\n") + 1 :]
+        if QUOTE[self.lang].search(current):
+            return []
+        return self.quotes if speeches_in_a_row(text, self.lang) >= MOST_SPEECHES else []

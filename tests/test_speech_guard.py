@@ -1,0 +1,91 @@
+"""A chapter's talk is broken by narration (`SpeechRun`), English chapters spell their
+numbers out (`digit_ids`), and a speech tag written as a sentence of its own is set as
+prose sets it (`checks.TAG_AFTER_STOP`)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from musegpt.engines.base import Engine
+from musegpt.generation.params import SamplingParams
+from musegpt.generation.processors import BanTokens, DecodeState
+from musegpt.studio import plan_checks as checks
+from musegpt.studio.plan_rules import digit_ids
+from musegpt.studio.speech_guard import MOST_SPEECHES, QUOTE, SpeechRun, speeches_in_a_row
+
+# The README's story, unseeded (nineteenth session): its last chapter, line after line.
+PING_PONG = (
+    'Vito looked into her eyes and said: "You love me."\n\n"I don\'t care."\n\n'
+    '"I don\'t want to."\n\nShe said: "You don\'t like me?"\n\n'
+)
+ZH_TALK = "“你爱我吗？”\n“我不知道。”\n她说：“你爱我。”\n“我不爱你。”\n"
+
+
+def test_speech_paragraphs_in_a_row_are_counted_back_from_the_one_being_written() -> None:
+    assert speeches_in_a_row(PING_PONG, "en") == 4 == MOST_SPEECHES
+    assert speeches_in_a_row(PING_PONG + '"Yes', "en") == 4  # the one being written aside
+    assert speeches_in_a_row("He left.\n\n" + PING_PONG[-40:], "en") == 2
+    assert speeches_in_a_row("He left.\n\nShe stayed.\n\n", "en") == 0
+    assert speeches_in_a_row(ZH_TALK, "zh") == 4
+
+
+@given(st.lists(st.booleans(), max_size=12))
+def test_the_count_is_the_run_of_speech_lines_at_the_end(spoken: list[bool]) -> None:
+    lines = ['"Go on," he said.' if s else "The rain kept on." for s in spoken]
+    text = "\n\n".join(lines) + "\n\n"
+    run = 0
+    for s in reversed(spoken):
+        if not s:
+            break
+        run += 1
+    assert speeches_in_a_row(text, "en") == run
+
+
+def test_after_four_speeches_the_next_paragraph_holds_no_quotation_mark(gemma: Engine) -> None:
+    guard = SpeechRun(gemma.tokenizer, PING_PONG, "en")
+    banned = {gemma.tokenizer.decode([t]) for t in guard.row_bans(DecodeState([[]], [0]), 0)}
+    assert '"' in banned and ' "' in banned and " '" in banned  # single quotes opened too
+    assert not {"'", "'s", "'t"} & banned  # an apostrophe in a word is not a quotation
+    # A paragraph that holds a quotation mark already may close it; three speeches: nothing.
+    begun = gemma.tokenizer.encode('"Yes, I')
+    assert guard.row_bans(DecodeState([begun], [0]), 0) == []
+    fewer = SpeechRun(gemma.tokenizer, PING_PONG.split("\n\n", 1)[1], "en")
+    assert fewer.row_bans(DecodeState([[]], [0]), 0) == []
+    params = SamplingParams(temperature=0.0, max_new_tokens=60)
+    plain = gemma.generate(PING_PONG, params)
+    guarded = gemma.generate(PING_PONG, params, [guard])
+    assert QUOTE["en"].search(plain.split("\n")[0])  # the model goes on talking…
+    first = guarded.strip().split("\n")[0]
+    assert first and not QUOTE["en"].search(first)  # …and the guard makes it narrate
+
+
+def test_english_chapters_spell_their_numbers_out(gemma: Engine) -> None:
+    ids = set(digit_ids(gemma.tokenizer))
+    assert all(set(gemma.tokenizer.encode(d)) & ids for d in "0123456789")
+    assert not ids & set(gemma.tokenizer.encode("He was thirty-two years old."))
+    prompt = "Chapter facts. He was"
+    params = SamplingParams(temperature=0.0, max_new_tokens=12)
+    out = gemma.generate(prompt + " born in", params, [BanTokens(sorted(ids))])
+    assert out.strip() and not any(c.isdigit() for c in out)
+
+
+def test_a_speech_tag_written_as_its_own_sentence_is_set_as_prose() -> None:
+    def clean(text: str) -> str:
+        return checks.clean_chapter(text, "en", "")
+
+    assert (
+        clean('"It is worth it." She said. "But why?"') == '"It is worth it," she said. "But why?"'
+    )
+    assert clean('"Really?" He asked her.') == '"Really?" he asked her.'
+    assert clean('"I guess." Tannia said as she left.') == '"I guess," Tannia said as she left.'
+    # A sentence about what was said is not a tag: left as it is.
+    assert clean('"Do it." She said that was wrong.') == '"Do it." She said that was wrong.'
+    # A tag closed with a colon before the next speech, on its line or the next.
+    assert (
+        clean('"Well," said Curt:\n\n"If you go, I stay."')
+        == '"Well," said Curt. "If you go, I stay."'
+    )
+    assert (
+        clean('"But," he continued: "when it sleeps."') == '"But," he continued, "when it sleeps."'
+    )
