@@ -9,7 +9,15 @@ import pytest
 
 from musegpt.engines.base import Engine
 from musegpt.studio import Studio
-from musegpt.studio.cast import Cast, CastRule, cast_faults, line_fault
+from musegpt.studio.cast import (
+    Cast,
+    CastFault,
+    CastRule,
+    cast_faults,
+    line_fault,
+    name_gender,
+    premise_gender,
+)
 from musegpt.studio.plan_eval import BIBLE_FIELDS, plan_table
 from musegpt.studio.story import (
     STANDBY_NAMES,
@@ -206,6 +214,31 @@ def test_a_plan_with_a_bad_cast_is_not_valid(tmp_path: object) -> None:
     project = StoryProject(tmp_path, ROBOT_ZH, "zh")  # type: ignore[arg-type]
     project.bible = bible
     assert not plan_valid(project)
+
+
+BAKER = "a baker who learns that her bread can heal the sick"
+
+
+def test_the_hero_is_who_the_premise_says() -> None:
+    hero = Cast("en", BAKER)
+    # Seen: the eval's baker was "Samuel O'Neal", and its beats told of "his bread".
+    assert line_fault("Samuel O'Neal: baker, eighteen.", hero) == CastFault(
+        "gender", "\"Samuel O'Neal\" is not a name for the premise's female hero", 0
+    )
+    assert line_fault("Sarah O'Neal: baker, eighteen.", hero) is None
+    assert line_fault("Casey Lee: the baker, a girl of ten.", hero) is None  # either
+    fault = line_fault("Sam Kerr: the baker, a widower.", hero)
+    assert fault is not None and fault.check == "gender"
+    # Only the hero: a later character may be a man; a premise with no gender says nothing.
+    assert line_fault("Samuel Hale: her brother.", Cast("en", BAKER, (("Sarah", "x"),))) is None
+    assert line_fault("Samuel Hale: a robot.", Cast("en", "a robot who discovers love")) is None
+    assert premise_gender("a detective who must find his brother", "en") == "male"
+    assert premise_gender("a girl who saves her brother", "en") == "female"  # the first
+    assert name_gender("Tannia", "en") is None and name_gender("Keith Akins", "en") == "male"
+    baker_zh = Cast("zh", "一个面包师发现她烤的面包能治病")
+    fault = line_fault("郭三月：面包师，一个老实的男人。", baker_zh)
+    assert fault is not None and fault.check == "gender"
+    assert line_fault("郭三月：面包师，一个老实的女人。", baker_zh) is None
 
 
 @pytest.mark.parametrize(("premise", "seed"), [(ROBOT_ZH, 1), (MUSICIANS_ZH, 5)])

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
 
 from musegpt.generation.processors import BanInText
 from musegpt.studio.plan_checks import STYLE_WORDS, keywords, word_tags
@@ -106,6 +108,10 @@ def name_fault(name: str, cast: Cast) -> CastFault | None:
                 return CastFault("name", f"{name!r} is a word or a famous name", end - 1)
     elif name.lower() in FAMOUS_EN or name.split()[0].lower() in FAMOUS_EN:
         return CastFault("name", f"{name!r} is a famous character's name", 0)
+    hero_is = premise_gender(cast.premise, lang) if not cast.earlier else None
+    if hero_is is not None and name_gender(name, lang) not in (None, hero_is):
+        # The premise's "her bread" told of a Samuel (seen), and the beats followed the name.
+        return CastFault("gender", f"{name!r} is not a name for the premise's {hero_is} hero", 0)
     premise_words = keywords(cast.premise, lang)
     if premise_words & keywords(name.lower(), lang):
         return CastFault("name", f"{name!r} is made of the premise's words", 0)
@@ -275,6 +281,55 @@ def genders(name: str, parts: list[Clause], lang: Lang) -> list[tuple[str, int]]
     return said
 
 
+# The words of a premise that say whose story it is: its first pronoun or gendered noun
+# ("a baker who learns that her bread…", "一个面包师发现她烤的面包…"; "他"/"她" alone in
+# Chinese, whose nouns 女/男 are parts of other words too).
+PREMISE_GENDER = {
+    "zh": {"male": "他", "female": "她"},
+    "en": {
+        "male": rf"his|he|him|himself|{MALE['en']}",
+        "female": rf"her|she|herself|{FEMALE['en']}",
+    },
+}
+
+
+def premise_gender(premise: str, lang: Lang) -> str | None:
+    """The gender the premise gives its hero: that of its first gendered word, if any."""
+    found = []
+    for gender, words in PREMISE_GENDER[lang].items():
+        bound = r"\b" if lang == "en" else ""
+        match = re.search(rf"(?i){bound}(?:{words}){bound}", premise)
+        if match is not None:
+            found.append((match.start(), gender))
+    return min(found)[1] if found else None
+
+
+@cache
+def first_name_genders() -> dict[str, str]:
+    """English first names by the gender the US census of 1990 gave them at least four
+    times as often (the `names` package's tables: 1,219 male and 4,275 female names, each
+    with its share of the population; "Jordan" and "Casey" are neither)."""
+    shares: dict[str, dict[str, float]] = {}
+    for gender in ("male", "female"):
+        table = files("names").joinpath(f"dist.{gender}.first").read_text(encoding="utf-8")
+        for row in table.splitlines():
+            name, share, *_ = row.split()
+            shares.setdefault(name.lower(), {})[gender] = float(share)
+    found = {}
+    for name, by in shares.items():
+        male, female = by.get("male", 0.0), by.get("female", 0.0)
+        if male >= 4 * female or female >= 4 * male:
+            found[name] = "male" if male > female else "female"
+    return found
+
+
+def name_gender(name: str, lang: Lang) -> str | None:
+    """The gender an English first name is given to (None: either, unknown, or Chinese)."""
+    if lang != "en":
+        return None
+    return first_name_genders().get(name.split()[0].lower())
+
+
 def age(clause: str, lang: Lang) -> int | None:
     if lang == "zh":
         match = ZH_AGE.search(clause)
@@ -410,6 +465,9 @@ def description_fault(
     age its role cannot have, or the hero's role again. Positions are in `description`."""
     parts = clauses(description, cast.lang, partial)
     said = genders(name, parts, cast.lang)
+    hero_is = premise_gender(cast.premise, cast.lang) if not cast.earlier else None
+    if hero_is is not None:  # the hero is who the premise says ("她烤的面包": not a 丈夫)
+        said.insert(0, (hero_is, -1))
     kinds = {g for g, _ in said}
     if len(kinds) == 2:
         first = said[0][0]
