@@ -66,8 +66,9 @@ def test_english_chapters_spell_their_numbers_out(gemma: Engine) -> None:
     assert not ids & set(gemma.tokenizer.encode("He was thirty-two years old."))
     prompt = "Chapter facts. He was"
     params = SamplingParams(temperature=0.0, max_new_tokens=12)
+    assert any(c.isdigit() for c in gemma.generate(prompt + " born in", params))  # a year…
     out = gemma.generate(prompt + " born in", params, [BanTokens(sorted(ids))])
-    assert out.strip() and not any(c.isdigit() for c in out)
+    assert out.strip() and not any(c.isdigit() for c in out)  # …and none under the ban
 
 
 def test_a_speech_tag_written_as_its_own_sentence_is_set_as_prose() -> None:

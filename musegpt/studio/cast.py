@@ -293,6 +293,7 @@ PREMISE_GENDER = {
 }
 
 
+@cache  # asked on every token while the hero's line is drawn (`CastRule`)
 def premise_gender(premise: str, lang: Lang) -> str | None:
     """The gender the premise gives its hero: that of its first gendered word, if any."""
     found = []

@@ -163,7 +163,7 @@ NUMBERED_NOUN = r"\b[Tt]he (?:[a-z]+ )?\d{1,2}(?=\s*[,.;:!?\"”])"
 # "again and again and again" is said so on purpose.
 SAID_TWICE = r"(?i)\b((?!(?:and|or)\b)\w+(?: (?!(?:and|or)\b)\w+){1,3}) \1\b"
 SAY_VERBS = "said|asked|replied|answered|cried|shouted|whispered|added|called|continued|told"
-TAG_NAME = r"[A-Z][\w'-]*(?: [A-Z][\w'-]*)?"  # a name, of one or two words
+TAG_NAME = r"[A-Z][\w'.-]*(?: [A-Z][\w'.-]*)?"  # a name, of one or two words ("Mr. Hale")
 # A speech tag after a line of speech, ended with a colon before the next (on the same line
 # or the next: '," said Reuben: "I', '," he continued:\n\n"when'; group 1 the tag, group 2
 # the next speech's first letter).

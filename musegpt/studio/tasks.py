@@ -48,7 +48,6 @@ class StudioError(ValueError):
 
 # -- describe ------------------------------------------------------------------------------
 
-
 DESCRIBE = {
     "en": (
         "Sensory descriptions: one paragraph each, of what is seen, heard, smelled, felt and "
