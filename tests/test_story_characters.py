@@ -268,3 +268,9 @@ def test_the_plan_table_counts_the_cast_checks() -> None:
     assert "|   cast name: taken back / lines refused | 5 / 0 |" in table
     assert "|   cast age: taken back / lines refused | 0 / 1 |" in table
     assert "|   cast role: taken back / lines refused | 4 / 0 |" in table
+
+
+def test_a_description_says_each_thing_once() -> None:
+    assert fault("乔纳：机器人，女，三十岁，女。", "zh", ROBOT_ZH) == "twice"  # seen, seed 4
+    assert fault("Ada: a robot, kind, kind.", "en", "a robot who discovers love") == "twice"
+    assert fault("乔纳：机器人，女，三十岁，爱笑。", "zh", ROBOT_ZH) is None

@@ -61,6 +61,8 @@ def test_titles() -> None:
     assert checks.check_title("面包师", "一个面包师发现她烤的面包能治病", "zh", zh) is None
     assert checks.check_title("爱情的机器人 变相的温柔", ROBOT_ZH, "zh", zh)  # two titles (seen)
     assert checks.check_title("铁心 ", ROBOT_ZH, "zh", zh) is None
+    assert checks.check_title("机器人。", ROBOT_ZH, "zh", zh)  # seen, seed 4: a full stop
+    assert any(re.search(ban, "机器人。") for ban in TITLE_BANS["zh"])
     # A caption's year and a bracketed aside (seen, seeds 11 and 15) are never written.
     for seen in ["发现爱情的机器人 1966年", "爱情的机器人（小怪兽）", "爱情的机器人 变相的温柔"]:
         assert any(re.search(ban, seen) for ban in TITLE_BANS["zh"]), seen
@@ -125,6 +127,40 @@ def test_beats() -> None:
     told = "This is the second part of the story: Lena finds Unit Seven."
     assert checks.check_beat(told, "en", EN_NAMES, [])
     assert checks.check_beat("林小雪给阿七讲述了她的过去。", "zh", ZH_NAMES, []) is None
+
+
+def test_a_beat_is_an_event_not_a_characters_line_or_bare_words() -> None:
+    described = "the beat describes a character instead of telling what happens"
+    for line in ["林小雪发现了机器人，男，三十岁，女。", "林小雪和阿七相识，男人，二十四岁。"]:
+        assert checks.check_beat(line, "zh", ZH_NAMES, []) == described, line
+    assert checks.check_beat("Lena finds a robot, ten years old.", "en", EN_NAMES, []) == described
+    bare = "the beat is a list of bare words"
+    assert checks.check_beat("林小雪在电视局。电视局。电台。", "zh", ZH_NAMES, []) == bare
+    bare_en = "Lena. Rain. The rain falls on them."
+    assert checks.check_beat(bare_en, "en", EN_NAMES, []) == bare
+    # A short sentence is a sentence, an age inside one is no list item, Mr. is no end, and
+    # a closing quotation mark is no sentence of its own.
+    for line in [
+        "林小雪哭了。阿七在雨中找到了她。",
+        "林小雪三岁的女儿走丢了。",
+        "林小雪造钟。阿七站在墙上。",
+        "林小雪哭了。“阿七，你回来了。”她说。",
+    ]:
+        assert checks.check_beat(line, "zh", ZH_NAMES, []) is None, line
+    assert checks.check_beat("Mr. Lena finds Unit Seven in the rain.", "en", EN_NAMES, []) is None
+
+
+def test_a_setting_or_synopsis_of_bare_words_is_refused() -> None:
+    example = "一九二三年秋天，海边一座常年风暴的小岛。"
+    assert checks.check_phrase("爱情。 机器人。 爱情。 机器人。", "zh", example, "setting")
+    town = "一九八六年的夏天，南方的一座小城。"
+    assert checks.check_phrase(town, "zh", example, "setting") is None
+    said = "孙明清。他对妈妈说：“这扇门可以通往大海。”"
+    assert checks.check_synopsis(said, "zh", {"孙明清"}, "") is None  # one short, then speech
+    synopsis = "柳春。 蔡嘉。 儿子。 一天都看在她脸上。"
+    assert checks.check_synopsis(synopsis, "zh", {"柳春"}, "") == (
+        "the synopsis is a list of bare words"
+    )
 
 
 @given(st.integers(min_value=0, max_value=999), st.sampled_from([".", "、", ")", ""]))
@@ -716,6 +752,36 @@ def test_a_speech_tag_ends_with_a_stop_or_a_comma_and_marks_are_straight() -> No
     expected = '"No," said Reuben. "I can\'t." "Yes," Reuben said, "you can\'t."'
     assert clean_draft(seen, "en", "") == expected
     assert clean_draft('He told Ruben: "Go."', "en", "") == 'He told Ruben: "Go."'
+
+
+def test_a_worksheets_blank_is_never_written_and_cleaned_away() -> None:
+    seen = "Hannah Baily woke up at _________________________.\nIt was very dark."
+    assert any(re.search(p, seen) for p in chapter_bans("en", ""))
+    assert "_" not in clean_draft(seen, "en", "")
+    for prose in ["He paid the fee on the weekend.", "snake_case", "她笑了。"]:
+        assert not re.search(checks.BLANK, prose), prose
+
+
+def test_the_indent_of_chinese_print_is_a_paragraph_break() -> None:
+    seen = "乔恩爱看电视。 \u3000\u3000在电视里，乔恩看到了海。\n\u3000\u3000她笑了。"
+    assert clean_draft(seen, "zh", "") == "乔恩爱看电视。\n\n在电视里，乔恩看到了海。\n她笑了。"
+
+
+def test_a_speechs_comma_or_stop_goes_inside_its_marks_and_a_tag_takes_a_comma() -> None:
+    # As an eval run's English chapters had them (25 marks outside in 4 of 24 chapters, 22
+    # tags without their comma in 6).
+    seen = (
+        '"I love you", said his mother. "I love you too". Reuben kissed her.\n'
+        '"I didn\'t want you to do that, Reuben". Eva said "but if we have to go".\n'
+        'He said "my husband says this is your secret now."'
+    )
+    assert clean_draft(seen, "en", "") == (
+        '"I love you," said his mother. "I love you too." Reuben kissed her.\n'
+        '"I didn\'t want you to do that, Reuben," Eva said, "but if we have to go."\n'
+        'He said, "My husband says this is your secret now."'
+    )
+    odd = 'He said "my friend. It was "home", he thought.'  # marks that do not pair
+    assert clean_draft(odd, "en", "").startswith(odd[:-1])  # only its end is paired
 
 
 def test_a_chinese_when_never_answered_is_told_without_it() -> None:

@@ -260,6 +260,14 @@ def test_a_description_is_of_its_subject_whole_and_its_own(
     assert "".join(shown).strip() == work.text  # what was shown is what is kept
 
 
+def test_a_description_does_not_open_by_saying_its_subject_back(studio: Studio) -> None:
+    subject = "a night market in the rain"
+    for seed in (1, 3):  # each opened "A night market in the rain." before the ban
+        text = studio.describe(subject, seed=seed).text
+        first = sentences(text)[0].strip(" .").lower()
+        assert first not in (subject, subject.removeprefix("a ")), text
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_lyrics_never_loop_in_a_line_nor_borrow_the_example(studio: Studio, lang: str) -> None:
     topic = "leaving home for the city" if lang == "en" else "离开家乡去城市"

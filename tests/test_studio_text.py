@@ -160,3 +160,10 @@ def test_characters_are_read_from_what_small_models_write() -> None:
     assert parse_character("1st robot", "en") is None
     assert parse_character("林小雨：他的女儿", "zh") == Character("林小雨", "他的女儿")
     assert parse_character("他的女儿很漂亮", "zh") is None
+
+
+def test_chinese_punctuation_takes_no_space_after_it_and_english_keeps_its_own() -> None:
+    assert tidy("柳春发现机器人。 她认识了它。 \n她说： “好。” 他笑了。") == (
+        "柳春发现机器人。她认识了它。\n她说：“好。”他笑了。"
+    )
+    assert tidy("“Hello,” she said. “Fine.” He left.") == "“Hello,” she said. “Fine.” He left."

@@ -57,6 +57,9 @@ WEB_NOTE = (
     r"link)|pictured|photo(?:graph)? (?:by|credit)|image (?:source|credit)|source:|click)|"
     r"(?:详?见|如)?[上下左右]?图(?=[\d）)])|(?:详?见|如)?[上下左右]图|图片来源|点击)"
 )
+# A worksheet's blank to fill in (seen: "Hannah Baily woke up at ______.", eight in one
+# English chapter; "…on the weekend of January ______ (date) . … for $ ◻"): never prose.
+BLANK = r"_{2,}|[◻□☐▢]|[(（]date[)）]"
 # Three English words in a row inside a Chinese chapter: the story changing language (seen:
 # a Chinese README story whose characters spoke whole English speeches). A brand or a
 # name ("iPhone", "OK") is one word and stays.
@@ -302,7 +305,7 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
     if size(title, lang) > longest or (lang == "zh" and not HAN.search(title)):
         return "the title is not a title"
     if re.search(r"[.。;；]\s*\S", title.strip()) or (
-        lang == "zh" and re.search(r"[，,；：:！？]", title)
+        lang == "zh" and re.search(r"[，,；：:！？。]", title)
     ):
         return "the title is a sentence, not a title"
     if lang == "zh" and re.search(r"\S\s+\S", title.strip()):
@@ -321,6 +324,22 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
     return None
 
 
+def fragmented(text: str, lang: Lang, most: int = 1) -> bool:
+    """Whether `text` is a string of bare words for sentences: two or more sentences, more
+    than `most` of them under five characters (English: two words) or one said twice
+    (seen: "爱情。 机器人。 爱情。", "柳春。 蔡嘉。 儿子。 一天都看在她脸上。", "电视局。电视局。
+    电台。"). One may be short: "东北小村。女巫是教孩子读书的老师。", "钟匠造钟。钱一站在墙上…".
+    """
+    # A full stop after a title (Mr. Hale) ends no sentence.
+    ends = r"[。！？!?；;][”」’\"]*|(?<!Mr)(?<!Ms)(?<!Dr)(?<!St)(?<!Mrs)\.[”’\"]*(?:\s|$)"
+    pieces = [p for p in re.split(ends, text) if size(p, lang)]  # a closing mark is none
+    least = 5 if lang == "zh" else 2  # "林小雪哭了。" is a sentence
+    if len(pieces) < 2:
+        return False
+    said = [p.strip().lower() for p in pieces]
+    return len(set(said)) < len(said) or sum(size(p, lang) < least for p in pieces) > most
+
+
 def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
     """A setting or a style: a phrase of a few words, not the example's."""
     # A Chinese setting names a time and a place, as the examples' (seen: "1975年秋天，纽约。").
@@ -329,6 +348,8 @@ def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
         return f"the {what} is not a phrase"
     if lang == "zh" and len(HAN.findall(value)) < len(normal(value).replace(" ", "")) / 2:
         return f"the {what} is not in Chinese"
+    if fragmented(value, lang):
+        return f"the {what} is a list of bare words"
     if similarity(value, example) > NEAR_DUPLICATE or (
         what == "setting" and borrows(value, example, lang)
     ):
@@ -400,6 +421,8 @@ def check_synopsis(
         return "the synopsis runs on into the plan's next field"
     if repeats_itself(synopsis, lang):
         return "the synopsis repeats itself"
+    if fragmented(synopsis, lang):
+        return "the synopsis is a list of bare words"
     if similarity(synopsis, example) > NEAR_DUPLICATE:
         return "the synopsis is the example's"
     if not mentions(frame + synopsis, anchors, lang):
@@ -424,6 +447,16 @@ PLAN_TALK = {
 }  # fmt: skip
 
 
+# A character's line in place of a beat: a colon, an age or a sex as an item of a list
+# (seen: "乔纳·格雷发现爱情的机器人：男，1987年毕业，30岁，女。").
+DESCRIBED: dict[Lang, re.Pattern[str]] = {
+    "zh": re.compile(
+        r"[:：]|(?:^|[，、])(?:[0-9]+|[零一二三四五六七八九十]+)岁[，、。]|(?:^|[，、])[男女]人?[，、。]"
+    ),
+    "en": re.compile(r":|(?:^|, )(?:aged )?\w+(?:-| )years?(?:-| )old[,.]"),
+}
+
+
 def check_beat(
     beat: str,
     lang: Lang,
@@ -442,10 +475,14 @@ def check_beat(
         return "the beat reads as a line of a script"
     if re.search(PLAN_LABEL, beat) or re.search(LIST_NUMBER, beat):
         return "the beat runs on into the plan's next field"
+    if DESCRIBED[lang].search(beat):
+        return "the beat describes a character instead of telling what happens"
     if re.search(SELF_REPEAT[lang], beat):
         return "the beat says the same words twice"
     if CHATTER[lang].search(beat) or ASIDE[lang].search(beat) or PLAN_TALK[lang].search(beat):
         return "the beat talks about the story instead of telling it"
+    if fragmented(beat, lang):
+        return "the beat is a list of bare words"
     if not mentions(beat, anchors, lang):
         return "the beat names no character and nothing of the premise"
     if premise_words and not mentions(beat, premise_words, lang):
@@ -595,6 +632,32 @@ def is_repeat(sentence: str, key: str, seen: set[str], said: list[str], lang: La
     return len(key) >= 8 and any(similarity(key, other, n) > NEAR_REPEAT_AT[n] for other in said)
 
 
+# A speech's comma or full stop set after its closing mark ('"I love you", said his
+# mother', '"…that, Reuben". Eva said "but…"': 25 times in 4 of an eval run's 24 English
+# chapters).
+MARK_OUTSIDE = re.compile(r'"([^"\n]*[^"\n.,!?\s])"([.,])(?=[ \t]|$)')
+# A speech tag's verb followed by the speech without its comma ('Eva said "but…': 22 times
+# in 6 of those chapters).
+TAG_WITHOUT_COMMA = re.compile(rf'\b({SAY_VERBS}) "')
+
+
+def speech_marks_inside(line: str) -> str:
+    """An English line's speech punctuated as prose punctuates it: the comma or full stop
+    inside the closing mark, and a comma between a tag's verb and the speech it opens. A
+    line whose marks do not pair is left as it is."""
+    if line.count('"') % 2:
+        return line
+    line = MARK_OUTSIDE.sub(r'"\1\2"', line)
+
+    def comma(m: re.Match[str]) -> str:
+        # A speech the tag opens begins with a capital ('He said, "My…'); one it goes on
+        # with after a tag inside it does not ('"…," Eva said, "but…').
+        goes_on = re.search(r'[.,!?]"\s+(?:[\w.\'-]+\s+){0,2}$', line[: m.start()])
+        return f'{m.group(1)}, "' + (m.group(2) if goes_on else m.group(2).upper())
+
+    return re.sub(TAG_WITHOUT_COMMA.pattern + r"(\w?)", comma, line)
+
+
 def tag_after_speech(m: re.Match[str]) -> str:
     """A `TAG_AFTER_STOP` set as prose sets it: '"…worth it," she said.'."""
     mark, speaker, verb = m.groups()
@@ -610,6 +673,10 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     text = re.sub(r"</?(?:i|b|u|em|strong)>", "", text)  # Gemma's HTML emphasis
     if lang == "zh":
         text = re.sub(HEADLESS_WHEN, r"\1\2", chinese_quotes(text))
+        # The indent of Chinese print inside a line is a paragraph break (seen: "…爱看电视。
+        # \u3000\u3000在电视里…"), and at a line's start nothing.
+        text = re.sub(r"(?<=[。！？”」…])[ \t]*\u3000+[ \t]*", "\n\n", text)
+        text = re.sub(r"(?m)^[ \t\u3000]+", "", text)
     else:
         # Straight quotes (chapters mixed the kinds: '“I don't have to."', which pairing
         # by kind made '“I don't have to."”"'; made straight only where mixed, a chapter's
@@ -625,6 +692,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
             TAG_COLON, lambda m: m.group(1) + (". " if m.group(2).isupper() else ", ") + '"'
             + m.group(2), text,
         )  # fmt: skip
+        text = "\n".join(speech_marks_inside(line) for line in text.split("\n"))
         text = re.sub(TAG_AFTER_STOP, tag_after_speech, text)
     # An empty pair dropped (its line's other mark is given back its partner below), and
     # no space inside an opening mark.
@@ -641,6 +709,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
             lines = lines[:i]
             break
     lines = [re.sub(MARKUP, "", line) for line in lines]  # any other tag
+    lines = [re.sub(r"[ \t]*(?:" + BLANK + ")", "", line) for line in lines]
     lines = [re.sub(r"[ \t]*" + WEB_NOTE + r"[^()（）\n]{0,40}[)）]", "", line) for line in lines]
     # Lines without two letters ("【3】", "（）") and bulleted lines are list debris, not prose.
     lines = [

@@ -28,6 +28,7 @@ from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import BanInText, BanTokens, LogitsProcessor
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.cast import Cast, CastRule, line_fault
+from musegpt.studio.paragraph_guard import ParagraphFloor
 from musegpt.studio.plan_rules import (
     DIGIT,
     EchoedSentences,
@@ -545,6 +546,14 @@ def foreign_marks(
     return [f"(?:{words})" if lang == "zh" else rf"(?i)\b(?:{words})\b"]
 
 
+def plan_avoid(lang: Lang, premise: str) -> list[str]:
+    """A `banned_regex` for what no field of a plan writes: the example's own things
+    (`foreign_marks`) and, unless the premise has one, a digit, as the examples write
+    numbers in words (seen: "2006年，美国西部", "1975年生，24岁" carried into the beats)."""
+    digits = [] if DIGIT.search(premise) else [DIGIT.pattern]
+    return [*foreign_marks(lang, premise), *digits]
+
+
 def unborrowed(
     check: Callable[[str], str | None], lang: Lang, premise: str
 ) -> Callable[[str], str | None]:
@@ -620,7 +629,7 @@ TITLE_BANS: dict[Lang, list[str]] = {
     # "爱情的机器人（小怪兽）"), nor a second title ("爱情的机器人 变相的温柔").
     "zh": [
         r"[，,；;：:！？!?“”\"「」]",
-        r"[。.]\s*\S",
+        r"[。.]",  # nor a full stop at its end (seen: "机器人。")
         checks.STYLE_WORDS["zh"],
         r"[0-9０-９（）()\[\]【】]",
         r"\S[ \t]+\S",
@@ -641,7 +650,7 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
     it fails, a bounded number of times); the synopsis must say something of the premise."""
     lang, labels = writer.lang, LABELS[writer.lang]
     prompt = _bible_prompt(lang, premise)
-    avoid = foreign_marks(lang, premise)
+    avoid = plan_avoid(lang, premise)
     echo = example_echo(lang, premise)
     values: dict[str, str] = {}
     for key in ("title", "setting", "style"):
@@ -698,7 +707,7 @@ def bible_field(
         "setting": phrase_rule(lang, "setting"),
         "style": phrase_rule(lang, "style"),
     }
-    avoid = foreign_marks(lang, premise)
+    avoid = plan_avoid(lang, premise)
     # Runs of the examples' words the premise lacks: never in a setting, a character or
     # the synopsis (seen: the examples' "八十年代末" in a setting and three descriptions).
     # Titles and styles are short and their words common ("第三人称"); a style takes no two
@@ -928,7 +937,7 @@ def _plan_prompt(lang: Lang, premise: str, bible: StoryBible) -> str:
 # (taken in turn) move the story on without claiming what the model did not plan. A beat
 # another character leads names the hero too.
 BEAT_LAST_RESORT = {
-    "en": ["{premise}: this is where {name}'s story begins.",
+    "en": ["{premise} — this is where {name}'s story begins.",
            "{name} is drawn deeper into the story of {premise}.",
            "{name} must face what has changed since it all began.",
            "{name} makes a choice that cannot be undone."],
@@ -974,7 +983,11 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     # next beat's number inside this one (a beat that may not end yet ran on: "… 2. 熊宝玉…"),
     # nor the built beats' pattern (seen: "陆上天的故事从这里开始。" after a built first beat).
     avoid = [
-        *foreign_marks(lang, project.premise),
+        *plan_avoid(lang, project.premise),
+        # A beat is an event, not a character's line again (seen: "乔纳·格雷发现爱情的机器人：
+        # 男，三十岁，女。" after the cast line "乔纳·格雷：机器人，女，三十岁，女。").
+        r"[:：]",
+        checks.DESCRIBED[lang].pattern,  # nor its age or sex as an item of a list
         example_echo(lang, template[len(BIBLE_EXAMPLE[lang]) :]),
         checks.LIST_NUMBER,
         checks.SELF_REPEAT[lang],
@@ -1002,6 +1015,9 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
         beats = [s.beat for s in project.scenes]
         # Each beat its own words: no run of an earlier beat's (names and premise aside).
         told = [echo_outside(beats, project.premise, names, *BEAT_RUN[lang])] if beats else []
+        # Nor the premise word for word after the first (seen: every beat opening
+        # "乔丽发现爱情的机器人。"): its words, yes, in a sentence of the beat's own.
+        told += [echo_pattern(project.premise, words=5, chars=8)] if beats else []
         shown = "".join(f"{i}. {beat}\n" for i, beat in enumerate(beats, 1))
         number = len(beats) + 1
 
@@ -1489,9 +1505,10 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
         if lang == "zh"
         else []
     )
-    # Web markup, notes on pictures and numbers as list debris (seen: "<h2>…</h2>",
-    # "<strong>3.2章</strong>", "(see picture below)", "（3）", "the robot 3,").
-    chatter += [checks.MARKUP, checks.NUMBER_MARK, checks.WEB_NOTE]
+    # Web markup, notes on pictures, numbers as list debris and a worksheet's blanks
+    # (seen: "<h2>…</h2>", "<strong>3.2章</strong>", "(see picture below)", "（3）", "the
+    # robot 3,", "woke up at ______.").
+    chatter += [checks.MARKUP, checks.NUMBER_MARK, checks.WEB_NOTE, checks.BLANK]
     slips = [checks.NUMBERED_NOUN, checks.SAID_TWICE, checks.LISTED_TWICE]
     chatter += slips if lang == "en" else []
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
@@ -1645,7 +1662,7 @@ def chapter_rules(
         rules += [
             CirclingLines(lang, head), CirclingPhrases(story), RepeatedOpenings(head), *guards,
             WordGuard(tokenizer, head, spared_words(project)),
-            BanTokens(traditional_ids(tokenizer)),
+            BanTokens(traditional_ids(tokenizer)), ParagraphFloor(tokenizer, head),
         ]  # fmt: skip
     nudge = Favour(
         writer.engine.tokenizer, words, lang, partial(checks.says_any, words, lang),
@@ -1718,7 +1735,7 @@ def round_done(things: Collection[str], lang: Lang, start: int, text: str) -> bo
 # none of "帽子, 地上, 摸到"; at 3.0 a round after the beat's named neither 码头 nor 收音机).
 STEP_NUDGE = 5.0
 ROUND_WINDOW = 10_000  # characters: more than a round writes (a round is nudged once)
-# The runs of a step's words (Chinese: characters) its round may not copy.
+# The runs of a step's words (Chinese: characters), or its beat's, a round may not copy.
 STEP_COPY: dict[Lang, tuple[int, int]] = {"en": (6, 6), "zh": (6, 6)}
 
 
@@ -1770,9 +1787,12 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     screen = KeptScreen(writer.show, clean)
 
     def copied(step: str) -> list[str]:
-        """A round tells its step in its own words: no long run of the step's (names and
-        the premise aside; seen: a chapter that copied its steps one after the other)."""
-        return [echo_outside([step], project.premise, names, *STEP_COPY[lang])] if step else []
+        """A round tells its step, the first its beat, in its own words: no long run of
+        theirs (names and the premise aside; seen: a chapter that copied its steps one after
+        the other, and a quarter of Chinese chapters opening with their beat word for word,
+        "杜小梅的生日那天，听见树木的心声。")."""
+        told = step or scene.beat
+        return [echo_outside([told], project.premise, names, *STEP_COPY[lang])] if told else []
 
     def go_on(
         head: str, budget: int, avoid: list[str], step: int, start: int = 0
@@ -1900,6 +1920,7 @@ def write_story(
     if (folder / PROJECT_FILE).is_file():
         project = StoryProject.load(folder)
         writer.lang = project.lang
+        writer.keep_to(project.premise)
     else:
         if not premise.strip():
             raise StudioError("a new story needs a premise, e.g. 'a robot who discovers love'")

@@ -82,7 +82,9 @@ class Studio:
         overrides = {**self.task_defaults(task), **overrides}
         params = with_overrides(self.params, overrides) if overrides else self.params
         lang = self.lang or detect_lang(text)
-        return Writer(self.engine, params, lang, self.sink, self.status)
+        writer = Writer(self.engine, params, lang, self.sink, self.status)
+        writer.keep_to(text)
+        return writer
 
     def _done(self, work: Work, writer: Writer) -> Work:
         work.meta = {"model": self.engine.name, "seed": writer.params.seed, **work.meta}

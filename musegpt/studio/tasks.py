@@ -106,11 +106,16 @@ def describe(writer: Writer, subject: str, max_new_tokens: int = 220) -> Work:
     # Nor the examples' words with a word changed (seen: "The air is thick with butter,
     # yeast and the sweet scent of crusts…" in a train station).
     copied = echo_pattern(DESCRIBE[lang].split("{subject}")[0], subject, words=4, chars=4)
+    # Nor the subject said back as the first sentence (seen, 2 of 3 seeds: "A night market
+    # in the rain. The lights are low…"): a description begins with what is seen.
+    words = re.findall(r"\w+", subject)
+    restated = r"(?i)\A\W*(?:(?:a|an|the)\s+)?" + r"\W+".join(map(re.escape, words))
+    restated += r"\W*[.!?。！？]"
     keep = partial(without_repeats, lang=lang)
     screen = KeptScreen(writer.show, keep)  # shown as kept: a repeat is never on screen
     text = writer.write(
         prompt, max_new_tokens, stop=["\n\n"], labels=labels, view=screen.update,
-        avoid=avoid, avoid_regex=[copied], constraints=rules,
+        avoid=avoid, avoid_regex=[copied, restated], constraints=rules,
     )  # fmt: skip
     text = keep(text)
     screen.finish(text)

@@ -106,10 +106,17 @@ def cut_bad_tail(text: str, labels: Sequence[str] = ()) -> str:
     return cut_ngram_loops(cut_repeated_lines(strip_labels(text, labels)))
 
 
+# Spaces after Chinese punctuation, which sets none (seen: "柳春发现机器人。 她认识了…").
+CJK_SPACE = re.compile(
+    r"(?:(?<=[。！？，、；：」）])|(?<=[。！？，]”))[ \t]+(?=[\u3400-\u9fff“「\n])"
+)
+
+
 def tidy(text: str, labels: Sequence[str] = (), clean_end: bool = True) -> str:
     """The text as a writer should see it: bad tail cut, blank runs collapsed, and (with
     `clean_end`) no unfinished last sentence."""
     text = re.sub(r"\n{3,}", "\n\n", cut_bad_tail(text.strip("\n"), labels)).strip()
+    text = CJK_SPACE.sub("", text)
     return end_cleanly(text) if clean_end else text
 
 

@@ -36,12 +36,20 @@ class Writer:
     # Decode steps the last `write` or `write_many` took: tokens chosen, kept or taken back
     # (a batch's step counts once). What a call cost, where `decoded` is what it kept.
     stepped: int = 0
+    # `banned_regex` for sexual terms the writer's own text did not bring (`keep_to`).
+    unasked: list[str] = field(default_factory=list)
 
     @property
     def steers(self) -> bool:
         """Whether token-level rules (logits processors) run on this writer's model: not
         on a remote one, which sends text only (its text is checked and re-drawn instead)."""
         return not isinstance(self.engine, RemoteEngine)
+
+    def keep_to(self, brief: str) -> None:
+        """Write nothing sexual unless `brief` (the premise, topic or text given) is."""
+        from musegpt.safety.steering import unasked_patterns
+
+        self.unasked = unasked_patterns(brief)
 
     def say(self, message: str) -> None:
         if self.status is not None:
@@ -65,6 +73,11 @@ class Writer:
             "echo": False,
             **extra,
         }
+        if self.unasked:
+            update["banned_regex"] = [
+                *update.get("banned_regex", self.params.banned_regex),  # type: ignore[misc]
+                *self.unasked,
+            ]
         return self.params.model_copy(update=update)
 
     def write_many(
