@@ -15,11 +15,10 @@ the rule leaves alone, and wrote less narration than before.
 from __future__ import annotations
 
 import re
-import weakref
 
 from musegpt.generation.processors import DecodeState
-from musegpt.studio.plan_rules import vocab_texts
-from musegpt.studio.retell_guard import RowBans
+from musegpt.studio.plan_rules import matching_ids
+from musegpt.studio.retell_guard import RowBans, recent_text
 from musegpt.studio.speech_guard import QUOTE
 from musegpt.tokenizer.base import Tokenizer
 
@@ -28,19 +27,10 @@ LONG_ENOUGH = 30  # characters: a paragraph of one long sentence may break
 SENTENCE_END = re.compile(r"[。！？…]+[”」]?")
 TAIL_TOKENS = 96  # more than one short paragraph of the default model's
 
-_breaks: weakref.WeakKeyDictionary[Tokenizer, list[int]] = weakref.WeakKeyDictionary()
-
-
-def break_ids(tokenizer: Tokenizer) -> list[int]:
-    """The tokens holding a line break or an ideographic space (once per tokenizer): the
-    model also begins a paragraph with the indent of Chinese print inside a line ("…爱看
-    电视。 \u3000\u3000在电视里…"), which cleaning sets as a break."""
-    found = _breaks.get(tokenizer)
-    if found is None:
-        found = _breaks[tokenizer] = [
-            i for i, text in enumerate(vocab_texts(tokenizer)) if "\n" in text or "\u3000" in text
-        ]
-    return found
+# A line break, or the ideographic space of Chinese print's indent: the model also begins a
+# paragraph inside a line so ("…爱看电视。 \u3000\u3000在电视里…"), which cleaning sets as
+# a break.
+BREAK = re.compile("[\n\u3000]")
 
 
 def may_break(paragraph: str) -> bool:
@@ -56,11 +46,8 @@ class ParagraphFloor(RowBans):
 
     def __init__(self, tokenizer: Tokenizer, before: str) -> None:
         self.tokenizer, self.before = tokenizer, before
-        self.breaks = break_ids(tokenizer)
+        self.breaks = matching_ids(tokenizer, BREAK)
 
     def row_bans(self, state: DecodeState, row: int) -> list[int]:
-        generated = state.generated(row)
-        text = self.tokenizer.decode(generated[-TAIL_TOKENS:])
-        if len(generated) <= TAIL_TOKENS:
-            text = self.before + text
+        text = recent_text(self.tokenizer, state, row, self.before, TAIL_TOKENS)
         return [] if may_break(text[text.rfind("\n") + 1 :]) else self.breaks

@@ -275,19 +275,24 @@ def traditional_ids(tokenizer: Tokenizer) -> list[int]:
     return found
 
 
-_digits: weakref.WeakKeyDictionary[Tokenizer, list[int]] = weakref.WeakKeyDictionary()
+_matching: weakref.WeakKeyDictionary[Tokenizer, dict[str, list[int]]] = weakref.WeakKeyDictionary()
+
+
+def matching_ids(tokenizer: Tokenizer, pattern: re.Pattern[str]) -> list[int]:
+    """The tokens whose text `pattern` finds, once per tokenizer and pattern."""
+    found = _matching.setdefault(tokenizer, {})
+    if pattern.pattern not in found:
+        texts = vocab_texts(tokenizer)
+        found[pattern.pattern] = [i for i, t in enumerate(texts) if pattern.search(t)]
+    return found[pattern.pattern]
 
 
 def digit_ids(tokenizer: Tokenizer) -> list[int]:
     """The tokens holding an Arabic digit, which fiction writes in words (seen in English
     chapters: "someone he wanted 32 years to be a part of", '" 18, it's a lot."', "(see
     page 3)", 20 in 24 chapters; Chinese: "1931年12月16日 - 30日" as a line of its own, 4 in
-    24). Once per tokenizer."""
-    found = _digits.get(tokenizer)
-    if found is None:
-        texts = vocab_texts(tokenizer)
-        found = _digits[tokenizer] = [i for i, t in enumerate(texts) if DIGIT.search(t)]
-    return found
+    24)."""
+    return matching_ids(tokenizer, DIGIT)
 
 
 _word_starts: weakref.WeakKeyDictionary[

@@ -68,6 +68,16 @@ def short_pieces(tokenizer: Tokenizer) -> dict[str, list[int]]:
     return found
 
 
+def recent_text(
+    tokenizer: Tokenizer, state: DecodeState, row: int, before: str, tokens: int
+) -> str:
+    """The text of `row`'s newest `tokens` tokens, after `before` (what the row continues)
+    while the row has written no more than that."""
+    generated = state.generated(row)
+    text = tokenizer.decode(generated[-tokens:])
+    return before + text if len(generated) <= tokens else text
+
+
 class RowBans:
     """A logits processor that bans, for each row, the tokens `row_bans` names (most steps
     none: the scores are then handed on unchanged)."""

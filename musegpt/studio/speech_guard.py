@@ -13,11 +13,10 @@ paragraph, so the model narrates there; the paragraph after it may speak again.
 from __future__ import annotations
 
 import re
-import weakref
 
 from musegpt.generation.processors import DecodeState
-from musegpt.studio.plan_rules import vocab_texts
-from musegpt.studio.retell_guard import RowBans
+from musegpt.studio.plan_rules import matching_ids
+from musegpt.studio.retell_guard import RowBans, recent_text
 from musegpt.studio.text import Lang
 from musegpt.tokenizer.base import Tokenizer
 
@@ -46,19 +45,15 @@ def speeches_in_a_row(text: str, lang: Lang) -> int:
     return count
 
 
-_quotes: weakref.WeakKeyDictionary[Tokenizer, dict[Lang, list[int]]] = weakref.WeakKeyDictionary()
+# A token that holds a quotation mark of the language or opens one in single quotes.
+QUOTE_TOKEN: dict[Lang, re.Pattern[str]] = {
+    lang: re.compile(f"{mark.pattern}|{SINGLE_OPENING.pattern}") for lang, mark in QUOTE.items()
+}
 
 
 def quote_ids(tokenizer: Tokenizer, lang: Lang) -> list[int]:
-    """The tokens holding a quotation mark of `lang`, or opening one in single quotes (once
-    per tokenizer and language)."""
-    found = _quotes.setdefault(tokenizer, {})
-    if lang not in found:
-        found[lang] = [
-            i for i, text in enumerate(vocab_texts(tokenizer))
-            if QUOTE[lang].search(text) or SINGLE_OPENING.match(text)
-        ]  # fmt: skip
-    return found[lang]
+    """The tokens holding a quotation mark of `lang`, or opening one in single quotes."""
+    return matching_ids(tokenizer, QUOTE_TOKEN[lang])
 
 
 class SpeechRun(RowBans):
@@ -72,10 +67,7 @@ class SpeechRun(RowBans):
         self.quotes = quote_ids(tokenizer, lang)
 
     def row_bans(self, state: DecodeState, row: int) -> list[int]:
-        generated = state.generated(row)
-        text = self.tokenizer.decode(generated[-TAIL_TOKENS:])
-        if len(generated) <= TAIL_TOKENS:
-            text = self.before + text
+        text = recent_text(self.tokenizer, state, row, self.before, TAIL_TOKENS)
         current = text[text.rfind("\n") + 1 :]
         if QUOTE[self.lang].search(current):
             return []

@@ -984,10 +984,10 @@ def plan_outline(writer: Writer, project: StoryProject, count: int) -> None:
     # nor the built beats' pattern (seen: "陆上天的故事从这里开始。" after a built first beat).
     avoid = [
         *plan_avoid(lang, project.premise),
-        # A beat is an event, not a character's line again (seen: "乔纳·格雷发现爱情的机器人：
-        # 男，三十岁，女。" after the cast line "乔纳·格雷：机器人，女，三十岁，女。").
-        r"[:：]",
-        checks.DESCRIBED[lang].pattern,  # nor its age or sex as an item of a list
+        # A beat is an event, not a character's line again: no colon, no age or sex as an
+        # item of a list (seen: "乔纳·格雷发现爱情的机器人：男，三十岁，女。" after the cast
+        # line "乔纳·格雷：机器人，女，三十岁，女。").
+        checks.DESCRIBED[lang].pattern,
         example_echo(lang, template[len(BIBLE_EXAMPLE[lang]) :]),
         checks.LIST_NUMBER,
         checks.SELF_REPEAT[lang],

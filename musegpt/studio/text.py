@@ -106,7 +106,9 @@ def cut_bad_tail(text: str, labels: Sequence[str] = ()) -> str:
     return cut_ngram_loops(cut_repeated_lines(strip_labels(text, labels)))
 
 
-# Spaces after Chinese punctuation, which sets none (seen: "柳春发现机器人。 她认识了…").
+# Spaces after Chinese punctuation, which sets none (seen: "柳春发现机器人。 她认识了…"), in
+# every task's text; a chapter also loses those between Han characters (`ZH_SPACE` in
+# plan_checks), which a lyric may keep as a pause.
 CJK_SPACE = re.compile(
     r"(?:(?<=[。！？，、；：」）])|(?<=[。！？，]”))[ \t]+(?=[\u3400-\u9fff“「\n])"
 )
