@@ -82,8 +82,14 @@ def llama_url() -> Iterator[str]:
     from musegpt.engines.default_model import default_model_path
 
     port = free_port()
+    # llama.cpp's server loaded with MuseGPT's own defaults (on a CPU with AMX, weights in
+    # plain buffers: see `loading_defaults`), so it runs where the local engine runs.
+    server = (
+        "import runpy; from musegpt.engines.llama import loading_defaults\n"
+        "with loading_defaults(): runpy.run_module('llama_cpp.server', run_name='__main__')"
+    )
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
+        sys.executable, "-c", server, "--model", str(default_model_path()),
         "--model_alias", "gemma", "--port", str(port), "--n_ctx", "1024", "--n_threads", "1",
     ]  # fmt: skip
     process = start_server(command, port, lambda models: bool(models.get("data")))

@@ -27,15 +27,23 @@ def test_past_two_sentences() -> None:
 
 
 def test_a_summary_stops_after_its_two_sentences_with_the_same_text(gemma: Engine) -> None:
+    """Over a few seeds (which of them runs on past two sentences depends on the CPU's
+    numbers: seed 1 did on one machine, seed 2 on another), every stopped draw keeps the
+    summary the full draw keeps, and those that ran on cost fewer tokens stopped."""
     prompt = SUMMARY_EXAMPLE["zh"].format(text=PASSAGE)
-    drawn = []
-    for enough in (None, past_two_sentences):
-        writer = Writer(gemma, SamplingParams(seed=1), lang="zh")
-        value = draw(
-            writer, prompt, SUMMARY_TOKENS, lambda _: None, "summary",
-            lead="乔纳斯", lead_from=0, enough=enough,
-        )  # fmt: skip
-        drawn.append((writer.decoded, two_sentences(value)))
-    (ran_on, summary), (stopped, same) = drawn
-    assert summary == same and summary.count("。") == 2
-    assert stopped < ran_on
+    saved = 0
+    for seed in range(1, 5):
+        drawn = []
+        for enough in (None, past_two_sentences):
+            writer = Writer(gemma, SamplingParams(seed=seed), lang="zh")
+            value = draw(
+                writer, prompt, SUMMARY_TOKENS, lambda _: None, "summary",
+                lead="乔纳斯", lead_from=0, enough=enough,
+            )  # fmt: skip
+            drawn.append((writer.decoded, two_sentences(value)))
+        (ran_on, summary), (stopped, same) = drawn
+        assert summary == same, seed
+        assert stopped <= ran_on, seed
+        if summary.count("。") == 2 and stopped < ran_on:
+            saved += 1
+    assert saved, "no draw ran on past its two sentences: the stop was never tried"

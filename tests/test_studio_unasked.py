@@ -18,9 +18,24 @@ def unasked(text: str) -> bool:
 
 
 def test_the_terms_are_whole_words_and_both_spellings_of_chinese() -> None:
-    for text in ["to have sex with him.", "He was raped", "被强奸", "被強姦了", "a brothel."]:
+    seen = ["二流女歌手的情色生活", "an erotic dance"]  # a drawn cast (seed 1), and its kin
+    for text in [
+        "to have sex with him.",
+        "He was raped",
+        "被强奸",
+        "被強姦了",
+        "a brothel.",
+        *seen,
+    ]:
         assert unasked(text), text
-    for text in ["Sussex is far.", "the sexton rang", "a cocktail", "性格开朗", "a naked eye"]:
+    for text in [
+        "Sussex is far.",
+        "the sexton rang",
+        "a cocktail",
+        "性格开朗",
+        "a naked eye",
+        "色彩",
+    ]:
         assert not unasked(text), text
 
 

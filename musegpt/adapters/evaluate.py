@@ -29,12 +29,12 @@ def open_scoring_model(model: Path, lora: Path | None, context: int) -> Any:
     from llama_cpp import Llama
     from llama_cpp._utils import suppress_stdout_stderr
 
-    from musegpt.engines.llama import ThreadBudget, usable_cores
+    from musegpt.engines.llama import ThreadBudget, loading_defaults, usable_cores
 
     # Only the cores other programs leave free: on a busy machine one waiting thread stalls
     # all of llama.cpp's (see musegpt/engines/llama.py).
     threads = ThreadBudget(usable_cores()).threads(1)
-    with suppress_stdout_stderr(disable=False):
+    with suppress_stdout_stderr(disable=False), loading_defaults():
         return Llama(
             model_path=str(model),
             lora_path=str(lora) if lora else None,

@@ -555,27 +555,53 @@ class LlamaLogitsSource:
 _LOADING = threading.Lock()
 
 
+def cpu_backend_has_amx() -> bool:
+    """Whether llama.cpp's CPU backend was built with AMX and runs on a CPU that has it."""
+    import llama_cpp
+
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace")
+
+
 @contextmanager
-def several_rows() -> Iterator[None]:
-    """While it lasts, a new `Llama` gets a context of `ROWS` sequences in one cache (each
-    may use the whole context; `Llama` has no argument for either): llama-cpp-python reads
-    its defaults from `llama_context_default_params`, so that is what is wrapped. One row's
-    logits are the same, bit for bit, as in a context of one sequence (measured)."""
+def loading_defaults(rows: int = 1) -> Iterator[None]:
+    """While it lasts, a new `Llama` (which has no argument for these) is loaded with:
+
+    - a context of `rows` sequences in one cache, each of which may use the whole context
+      (one row's logits are those of a context of one sequence: bit for bit where the
+      weights are repacked, measured; near, the same likeliest tokens, in plain buffers);
+    - on a CPU with AMX, its weights in plain CPU buffers: llama.cpp's AMX buffers crash
+      Q4_K models on some Sapphire Rapids machines (a segfault in `ggml_backend_amx_mul_mat`
+      at the first decode, llama.cpp issue 20824; seen with the default model here), so the
+      extra buffer types (AMX and the weight repacking that comes with them) stay off there.
+
+    llama-cpp-python reads its defaults from `llama_context_default_params` and
+    `llama_model_default_params`, so those are what is wrapped."""
     import llama_cpp.llama_cpp as bindings
 
-    defaults = bindings.llama_context_default_params
+    context_defaults = bindings.llama_context_default_params
+    model_defaults = bindings.llama_model_default_params
+    plain_buffers = cpu_backend_has_amx()
 
-    def several() -> Any:
-        params = defaults()
-        params.n_seq_max, params.kv_unified = ROWS, True
+    def context_params() -> Any:
+        params = context_defaults()
+        if rows > 1:
+            params.n_seq_max, params.kv_unified = rows, True
+        return params
+
+    def model_params() -> Any:
+        params = model_defaults()
+        if plain_buffers:
+            params.use_extra_bufts = False
         return params
 
     with _LOADING:
-        bindings.llama_context_default_params = several
+        bindings.llama_context_default_params = context_params
+        bindings.llama_model_default_params = model_params
         try:
             yield
         finally:
-            bindings.llama_context_default_params = defaults
+            bindings.llama_context_default_params = context_defaults
+            bindings.llama_model_default_params = model_defaults
 
 
 class LlamaCppEngine(Engine):
@@ -629,7 +655,7 @@ class LlamaCppEngine(Engine):
                 "GGUF models need llama-cpp-python: pip install llama-cpp-python"
             ) from err
         try:
-            with suppress_stdout_stderr(disable=False), several_rows():  # llama.cpp logs on load
+            with suppress_stdout_stderr(disable=False), loading_defaults(ROWS):  # it logs on load
                 llama = Llama(
                     model_path=str(file),
                     n_ctx=context_length,
