@@ -18,7 +18,7 @@ def unasked(text: str) -> bool:
 
 
 def test_the_terms_are_whole_words_and_both_spellings_of_chinese() -> None:
-    seen = ["二流女歌手的情色生活", "an erotic dance"]  # a drawn cast (seed 1), and its kin
+    seen = ["二流女歌手的情色生活", "喜欢上萝莉", "an erotic dance"]  # drawn casts, and kin
     for text in [
         "to have sex with him.",
         "He was raped",

@@ -428,9 +428,10 @@ class Spell(Favour):
         super().__init__(*args, **options)
         self.finish = finish
 
-    def going_on(self, text: str) -> torch.Tensor | None:
-        """The tokens that go on with a word `text` ends with the start of, if any."""
-        for word in self.words:
+    def going_on(self, text: str, words: Sequence[str] | None = None) -> torch.Tensor | None:
+        """The tokens that go on with a word (of `words`, by default all) `text` ends with
+        the start of, if any."""
+        for word in self.words if words is None else words:
             for size in range(min(len(word) - 1, len(text)), 0, -1):
                 if text.endswith(word[:size]):
                     return word_start_ids(self.tokenizer, {word[size:]}, self.lang)
@@ -444,6 +445,62 @@ class Spell(Favour):
                 scores[row, ids] += self.finish
             else:
                 scores[row, self.ids] += self.bias
+
+
+class FavourUnsaid(Spell):
+    """Raise the words of `words` not yet written, each until it is (Chinese spelt on as in
+    `Spell`), while `enough` does not hold of the text: a rewrite keeps its passage's
+    words. Unnudged, 11 of 14 noir rewrites of "The train was late, so we walked home."
+    kept fewer than two of train, late, walked, home and were drawn again; raised all
+    together, a word already said would be raised again."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        words: Collection[str],
+        lang: str,
+        enough: Callable[[str], bool],
+        bias: float = 4.0,
+    ) -> None:
+        lang_words = sorted(words, key=len, reverse=True)
+        super().__init__(tokenizer, lang_words, lang, lambda text: False, bias=bias, enough=enough)
+        texts = vocab_texts(tokenizer)
+        self.each: dict[str, list[int]] = {}
+        for word in lang_words:
+            ids = word_start_ids(tokenizer, {word}, lang).tolist()
+            if lang != "zh":  # whole words only (see `Favour`)
+                ids = [i for i in ids if checks.says_any({word}, "en", texts[i])]
+            self.each[word] = ids
+
+    def _raise(self, state: DecodeState, scores: torch.Tensor, rows: list[int]) -> None:
+        for row in rows:
+            text = self.tokenizer.decode(state.generated(row))
+            if not text.strip():  # the first word is the model's: raised, a word opened
+                continue  # telegrams ("waited to see if train…", "River flood, bridge…")
+            lang: Lang = "zh" if self.lang == "zh" else "en"
+            unsaid = [w for w in self.words if not checks.says_any({w}, lang, text)]
+            going = self.going_on(text, unsaid) if self.lang == "zh" else None
+            if going is not None and len(going):
+                scores[row, going] += self.finish
+                continue
+            ids = sorted({i for word in unsaid for i in self.each[word]})
+            if ids:
+                scores[row, ids] += self.bias
+
+
+def word_nudge(
+    tokenizer: Tokenizer,
+    words: Collection[str],
+    lang: str,
+    written: Callable[[str], bool],
+    **options: Any,
+) -> Favour:
+    """The nudge toward one of `words` until `written`: in Chinese spelt a character at a
+    time where Gemma has no token for the word (`Spell`: 雨夜, 小吃, 灯塔 have none, and a
+    whole-token nudge raised nothing for them), in English whole words only."""
+    if lang == "zh":
+        return Spell(tokenizer, words, lang, written, **options)
+    return Favour(tokenizer, words, lang, written, whole=True, **options)
 
 
 class JudgedWhenEnded(BanInText):

@@ -36,11 +36,11 @@ from musegpt.studio.plan_rules import (
     Favour,
     JudgedWhenEnded,
     NameFirst,
-    Spell,
     digit_ids,
     echo_outside,
     phrase_pairs,
     traditional_ids,
+    word_nudge,
 )
 from musegpt.studio.retell_guard import (
     RETOLD_SENTENCES,
@@ -1712,14 +1712,9 @@ def step_rules(
     done = partial(round_done, things, lang, start)
     written = partial(checks.says_any, things, lang)
     window = len(head) + ROUND_WINDOW
-    if lang == "zh":  # spelt a character at a time where Gemma has no token for the word
-        return [
-            Spell(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE,
-                  context=head, window=window, enough=done)
-        ]  # fmt: skip
     return [
-        Favour(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE, whole=True,
-               context=head, window=window, enough=done)
+        word_nudge(writer.engine.tokenizer, things, lang, written, bias=STEP_NUDGE,
+                   context=head, window=window, enough=done)
     ]  # fmt: skip
 
 

@@ -21,9 +21,10 @@ from musegpt.studio.plan_checks import (
     normal,
     says_any,
     size,
+    subject_words,
     without_repeats,
 )
-from musegpt.studio.plan_rules import EchoedSentences, EndWhenReady, Favour
+from musegpt.studio.plan_rules import EchoedSentences, EndWhenReady, FavourUnsaid, word_nudge
 from musegpt.studio.screen import KeptScreen
 from musegpt.studio.text import (
     HAN,
@@ -100,9 +101,9 @@ def describe(writer: Writer, subject: str, max_new_tokens: int = 220) -> Work:
         least = DESCRIBE_LEAST[lang]
         rules.append(EndWhenReady(tokenizer, lambda text: size(text, lang) >= least))
         rules.append(EchoedSentences(lang, ""))  # a sentence said again is written anew
-        for word in keywords(subject, lang):
+        for word in subject_words(subject, lang):
             said = partial(says_any, {word}, lang)
-            rules.append(Favour(tokenizer, {word}, lang, said, whole=True))
+            rules.append(word_nudge(tokenizer, {word}, lang, said))
     # Nor the examples' words with a word changed (seen: "The air is thick with butter,
     # yeast and the sweet scent of crusts…" in a train station).
     copied = echo_pattern(DESCRIBE[lang].split("{subject}")[0], subject, words=4, chars=4)
@@ -111,11 +112,14 @@ def describe(writer: Writer, subject: str, max_new_tokens: int = 220) -> Work:
     words = re.findall(r"\w+", subject)
     restated = r"(?i)\A\W*(?:(?:a|an|the)\s+)?" + r"\W+".join(map(re.escape, words))
     restated += r"\W*[.!?。！？]"
+    # Chinese: nor six characters of the subject running anywhere (nudged to name each of
+    # its words, seven of eight subjects opened reciting it: "两位互相竞争的天文学家，看着…").
+    recited = echo_pattern(subject, words=len(words) + 1, chars=6)
     keep = partial(without_repeats, lang=lang)
     screen = KeptScreen(writer.show, keep)  # shown as kept: a repeat is never on screen
     text = writer.write(
         prompt, max_new_tokens, stop=["\n\n"], labels=labels, view=screen.update,
-        avoid=avoid, avoid_regex=[copied, restated], constraints=rules,
+        avoid=avoid, avoid_regex=[copied, restated, recited], constraints=rules,
     )  # fmt: skip
     text = keep(text)
     screen.finish(text)
@@ -434,6 +438,19 @@ REWRITE_ATTEMPTS = 5  # draws per version asked for
 LENGTH_RANGE = (0.4, 3.5)  # a rewrite's length over the original's
 
 
+LOST = "does not keep the passage's meaning (too few of its words)"
+
+
+def keeps_meaning(version: str, original: str, lang: Lang) -> bool:
+    """Whether `version` keeps enough of `original`'s content words: a quarter of them (a
+    sixth of Chinese character pairs, half of which straddle two words), two at least."""
+    words = keywords(original, lang)
+    share = 6 if lang == "zh" else 4
+    return not words or len(mentions(version, words, lang)) >= max(
+        min(2, len(words)), len(words) / share
+    )
+
+
 def rewrite_fault(version: str, original: str, lang: Lang, sample: str = "") -> str | None:
     """None when `version` is `original` rewritten: it keeps its content words (a quarter
     of them, a sixth of Chinese character pairs, and two at least), a length within
@@ -441,9 +458,8 @@ def rewrite_fault(version: str, original: str, lang: Lang, sample: str = "") -> 
     `sample` than from the original; else why not."""
     words = keywords(original, lang)
     kept = mentions(version, words, lang)
-    share = 6 if lang == "zh" else 4  # half of Chinese pairs straddle two words
-    if words and len(kept) < max(min(2, len(words)), len(words) / share):
-        return "does not keep the passage's meaning (too few of its words)"
+    if not keeps_meaning(version, original, lang):
+        return LOST
     ratio = len(units(version)) / max(len(units(original)), 1)
     if not LENGTH_RANGE[0] <= ratio <= LENGTH_RANGE[1]:
         return f"is {ratio:.1f} times the passage's length"
@@ -485,15 +501,28 @@ def rewrite(
     avoid_regex = [echo_pattern(examples, flat), echo_pattern(flat, words=4, chars=5)]
     if sample:  # the sample's own word runs (five words, six characters) are not the rewrite
         avoid_regex.append(echo_pattern(sample, flat, words=5, chars=6))
+    # After a draw that lost the passage, the next is steered to keep its words, raised
+    # until enough are written (`FavourUnsaid`); a free draw comes first, as steered ones
+    # read stiffer ("It was late and home and we walked home.").
+    steered: list[LogitsProcessor] = []
+    if writer.steers:
+        steered.append(
+            FavourUnsaid(writer.engine.tokenizer, subject_words(flat, lang), lang,
+                         partial(keeps_meaning, original=flat, lang=lang))
+        )  # fmt: skip
     versions: list[str] = []
     why = "wrote nothing"
+    rules: list[LogitsProcessor] = []
     for _ in range(alternatives * REWRITE_ATTEMPTS):
         version = writer.write(prompt, budget, stop=["\n\n", "\nOriginal:", "\n原文："],
                                labels=labels, avoid=example_phrases(examples),
-                               avoid_regex=avoid_regex)  # fmt: skip
+                               avoid_regex=avoid_regex, constraints=rules)  # fmt: skip
+        if lang == "en":  # a sentence begins with a capital ("the owner was a smart guy")
+            version = version[:1].upper() + version[1:]
         fault = rewrite_fault(version, flat, lang, sample) if version else "is empty"
         if fault is None and any(similarity(version, v) > 0.8 for v in versions):
             fault = "repeats an earlier version"
+        rules = steered if fault == LOST else []
         if fault is not None:
             why = fault
             continue
