@@ -508,13 +508,15 @@ def rewrite(
     if writer.steers:
         steered.append(
             FavourUnsaid(writer.engine.tokenizer, subject_words(flat, lang), lang,
-                         partial(keeps_meaning, original=flat, lang=lang))
+                         partial(keeps_meaning, original=flat, lang=lang), bias=2.5)
         )  # fmt: skip
     versions: list[str] = []
     why = "wrote nothing"
     rules: list[LogitsProcessor] = []
     for _ in range(alternatives * REWRITE_ATTEMPTS):
-        version = writer.write(prompt, budget, stop=["\n\n", "\nOriginal:", "\n原文："],
+        # One line, as the passage is flattened to one ("…as soon as possible.\nThe train
+        # arrived, so we went home." was one version of two lines)
+        version = writer.write(prompt, budget, stop=["\n"],
                                labels=labels, avoid=example_phrases(examples),
                                avoid_regex=avoid_regex, constraints=rules)  # fmt: skip
         if lang == "en":  # a sentence begins with a capital ("the owner was a smart guy")
