@@ -279,3 +279,6 @@ def test_a_description_says_each_thing_once() -> None:
     assert fault("乔纳：机器人，女，三十岁，女。", "zh", ROBOT_ZH) == "twice"  # seen, seed 4
     assert fault("Ada: a robot, kind, kind.", "en", "a robot who discovers love") == "twice"
     assert fault("乔纳：机器人，女，三十岁，爱笑。", "zh", ROBOT_ZH) is None
+    seen = "Anakin Rook: a pilot who lived there, and, and and"  # a word twice in a row
+    assert fault(seen, "en", "a robot who discovers love") == "twice"
+    assert fault("Ada: a robot who had had enough.", "en", "a robot who discovers love") is None

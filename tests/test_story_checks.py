@@ -30,9 +30,11 @@ from musegpt.studio.story import (
     example_field,
     example_names,
     not_the_premise,
+    plan_avoid,
     premise_anchors,
     synopsis_frame,
     two_sentences,
+    unborrowed,
 )
 from musegpt.studio.story_eval import leaked
 from musegpt.studio.text import Lang
@@ -531,6 +533,12 @@ def test_a_setting_that_only_says_the_premise_again_is_redrawn() -> None:
 
     assert not_the_premise(anything, ROBOT_ZH, "setting", ROBOT_ZH)  # seen on seed 1
     assert not_the_premise(anything, ROBOT_ZH, "setting", "未来的城市，雨夜。") is None
+    title = "龙在水里吃火的龙"  # seen: the title, then the same words as the setting
+    assert not_the_premise(anything, "一条害怕火的龙", "setting", title, earlier=[title])
+    assert (
+        not_the_premise(anything, "一条害怕火的龙", "setting", "海边的山洞，冬天。", [title])
+        is None
+    )
 
 
 def test_a_chapter_begins_with_the_name_its_beat_says(tmp_path: Path) -> None:
@@ -796,3 +804,30 @@ def test_a_chinese_when_never_answered_is_told_without_it() -> None:
     for talk in ("在最后几章中，我们看到了", "在电视剧中也经常看到这样的情节。", "在故事中，老人"):
         assert any(re.search(p, talk) for p in bans), talk
     assert not any(re.search(p, "他在故宫里看电视。") for p in bans)
+
+
+def test_an_english_title_has_no_full_stop_even_at_its_end() -> None:
+    premise = "a robot who discovers love"
+    seen = "A robot discovers love in a forest."  # the README's command, seed 3
+    assert checks.check_title(seen, premise, "en", "The Keeper") is not None
+    assert any(re.search(ban, seen) for ban in TITLE_BANS["en"])
+    assert checks.check_title("Love in a Forest", premise, "en", "The Keeper") is None
+
+
+def test_a_style_or_setting_that_says_a_thing_twice_is_refused() -> None:
+    example = "Past tense, close third person."
+    seen = "First person, first person, past tense."  # the README's command, seed 3
+    assert checks.check_phrase(seen, "en", example, "style") == "the style says a thing twice"
+    assert checks.check_phrase("First person, past tense.", "en", example, "style") is None
+    assert checks.check_phrase(
+        "海边小镇，夏天，海边小镇。", "zh", "一九八零年秋天，北京。", "setting"
+    )
+
+
+def test_no_plan_field_writes_web_markup() -> None:
+    premise = "two rival musicians stranded in a mountain hotel during a blizzard"
+    seen = "The mountainside in the winter of <i>The White Mountains</i>."  # 4 of 20 plans
+    assert any(re.search(ban, seen) for ban in plan_avoid("en", premise))
+    assert unborrowed(lambda value: None, "en", premise)(seen) == "it holds web markup"
+    assert unborrowed(lambda value: None, "en", premise)("A hotel in the mountains.") is None
+    assert not any(re.search(ban, "a <b> tag") for ban in plan_avoid("en", "a <b> tag story"))

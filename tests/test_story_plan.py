@@ -29,13 +29,14 @@ from musegpt.studio.story import (
     first_sentence,
     last_resort_beat,
     outline_lead,
+    plan_bible,
     plan_characters,
     plan_outline,
     premise_anchors,
     whole_sentence,
 )
 from musegpt.studio.tasks import StudioError
-from musegpt.studio.text import Lang
+from musegpt.studio.text import Lang, similarity
 
 DRAGON: dict[Lang, str] = {"en": "a dragon who is afraid of fire", "zh": "一条害怕火的龙"}
 ROBOT_ZH = "一个发现爱情的机器人"
@@ -256,3 +257,18 @@ def test_a_beat_does_not_retell_the_one_before(gemma: Engine, tmp_path: Path) ->
     # One redraw at most: this seed's first draw now describes 乔敏 ("乔敏和彭大青的妹妹，
     # 二十岁。"), which the beat check refuses.
     assert project.meta["redraws"].get("outline", 0) <= 1, beat
+
+
+def test_a_setting_or_style_does_not_say_the_title_again(gemma: Engine) -> None:
+    """Seen (the plan evaluation's dragon, seed 12): the title "龙在水里吃火的龙" was the
+    setting too, then, once refused, the start of it; no run of six of an earlier field's
+    characters (four words) that the premise lacks is written again."""
+    premise = "一条害怕火的龙"
+    writer = Studio(gemma).writer(premise, seed=12)
+    bible = plan_bible(writer, premise)
+    title = bible.title
+    runs = {title[i : i + 6] for i in range(len(title) - 5)} - {
+        premise[i : i + 6] for i in range(len(premise) - 5)
+    }
+    assert not any(run in field for run in runs for field in (bible.setting, bible.style))
+    assert similarity(bible.setting, title) <= checks.NEAR_DUPLICATE

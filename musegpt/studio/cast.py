@@ -24,7 +24,7 @@ from functools import cache
 from importlib.resources import files
 
 from musegpt.generation.processors import BanInText
-from musegpt.studio.plan_checks import STYLE_WORDS, keywords, word_tags
+from musegpt.studio.plan_checks import STUTTER, STYLE_WORDS, keywords, repeated_piece, word_tags
 from musegpt.studio.text import Lang
 
 # The checks a `CastFault.check` names.
@@ -474,12 +474,11 @@ def description_fault(
         first = said[0][0]
         at = next(at for g, at in said if g != first)
         return CastFault("gender", "the description makes the character both sexes", max(at, 0))
-    seen: set[str] = set()
-    for part in parts:  # seen: "机器人，女，三十岁，女。"
-        said_before = part.text.strip(" 。.").lower()
-        if said_before in seen:
-            return CastFault("twice", "the description says a thing twice", part.start)
-        seen.add(said_before)
+    again = repeated_piece([part.text for part in parts])  # "…，三十岁，女。"
+    stutter = STUTTER.search(description)  # "an Jedi who lived there, and, and and"
+    if again is not None or stutter:
+        at = parts[again].start if again is not None else stutter.start() if stutter else 0
+        return CastFault("twice", "the description says a thing twice", at)
     style = re.search(STYLE_WORDS[cast.lang], description)
     if style is not None:  # the plan's style carried into the cast (seen: "…，人称化，口语化")
         return CastFault("style", "the description is the story's style", style.start())

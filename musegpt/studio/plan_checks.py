@@ -317,6 +317,10 @@ def is_sentence(text: str, lang: Lang) -> bool:
     return size(text, lang) >= (8 if lang == "zh" else 4) and not NUMBERED.match(text)
 
 
+# A full stop or semicolon anywhere in an English title, its end too.
+EN_TITLE_STOP = r"[.;]"
+
+
 def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str | None:
     key, whole = normal(title), normal(premise)
     if not key or NUMBERED.match(title):
@@ -324,8 +328,8 @@ def check_title(title: str, premise: str, lang: Lang, example_title: str) -> str
     longest = 14 if lang == "zh" else 12
     if size(title, lang) > longest or (lang == "zh" and not HAN.search(title)):
         return "the title is not a title"
-    if re.search(r"[.。;；]\s*\S", title.strip()) or (
-        lang == "zh" and re.search(r"[，,；：:！？。]", title)
+    if re.search(r"[.。;；]\s*\S", title.strip()) or re.search(
+        r"[，,；：:！？。]" if lang == "zh" else EN_TITLE_STOP, title
     ):
         return "the title is a sentence, not a title"
     if lang == "zh" and re.search(r"\S\s+\S", title.strip()):
@@ -360,6 +364,28 @@ def fragmented(text: str, lang: Lang, most: int = 1) -> bool:
     return len(set(said)) < len(said) or sum(size(p, lang) < least for p in pieces) > most
 
 
+# An English word said twice in a row ("and, and and"), "had had" and "that that" aside.
+STUTTER = re.compile(r"(?i)\b(?!had\b|that\b)([a-z]+)[\s,]+\1\b")
+
+
+def repeated_piece(pieces: Sequence[str]) -> int | None:
+    """The index of the first of `pieces` (a field's clauses) that an earlier one already
+    said, if any (seen: "First person, first person, past tense.", "机器人，女，三十岁，女。")."""
+    seen: set[str] = set()
+    for i, piece in enumerate(pieces):
+        key = piece.strip(" 。.").lower()
+        if key in seen:
+            return i
+        seen.add(key)
+    return None
+
+
+def says_twice(text: str) -> bool:
+    """Whether a plan field says a clause twice, or an English word twice in a row."""
+    pieces = [p for p in re.split(r"[,，、;；。.!?！？]", text) if p.strip(" 。.")]
+    return repeated_piece(pieces) is not None or bool(STUTTER.search(text))
+
+
 def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
     """A setting or a style: a phrase of a few words, not the example's."""
     # A Chinese setting names a time and a place, as the examples' (seen: "1975年秋天，纽约。").
@@ -370,6 +396,8 @@ def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
         return f"the {what} is not in Chinese"
     if fragmented(value, lang):
         return f"the {what} is a list of bare words"
+    if says_twice(value):
+        return f"the {what} says a thing twice"
     if similarity(value, example) > NEAR_DUPLICATE or (
         what == "setting" and borrows(value, example, lang)
     ):

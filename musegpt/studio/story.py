@@ -546,12 +546,19 @@ def foreign_marks(
     return [f"(?:{words})" if lang == "zh" else rf"(?i)\b(?:{words})\b"]
 
 
+# Web markup's brackets: no plan field writes them (seen in 4 of 20 English plans:
+# "The mountainside in the winter of <i>The White Mountains</i>.").
+MARKUP_MARK = re.compile(r"[<>]")
+
+
 def plan_avoid(lang: Lang, premise: str) -> list[str]:
     """A `banned_regex` for what no field of a plan writes: the example's own things
     (`foreign_marks`) and, unless the premise has one, a digit, as the examples write
-    numbers in words (seen: "2006年，美国西部", "1975年生，24岁" carried into the beats)."""
+    numbers in words (seen: "2006年，美国西部", "1975年生，24岁" carried into the beats), or
+    web markup's brackets."""
     digits = [] if DIGIT.search(premise) else [DIGIT.pattern]
-    return [*foreign_marks(lang, premise), *digits]
+    markup = [] if MARKUP_MARK.search(premise) else [MARKUP_MARK.pattern]
+    return [*foreign_marks(lang, premise), *digits, *markup]
 
 
 def unborrowed(
@@ -561,18 +568,29 @@ def unborrowed(
 
     def checked(value: str) -> str | None:
         found = checks.foreign_words(value, EXAMPLE_MARKS[lang], premise)
-        return f"it borrows the example's {found[0]!r}" if found else check(value)
+        if found:
+            return f"it borrows the example's {found[0]!r}"
+        if MARKUP_MARK.search(value) and not MARKUP_MARK.search(premise):
+            return "it holds web markup"
+        return check(value)
 
     return checked
 
 
 def not_the_premise(
-    check: Callable[[str], str | None], premise: str, what: str, value: str
+    check: Callable[[str], str | None],
+    premise: str,
+    what: str,
+    value: str,
+    earlier: Sequence[str] = (),
 ) -> str | None:
     """`check`, and also refuse a field that only says the premise again (seen: the
-    setting "一个发现爱情的机器人")."""
+    setting "一个发现爱情的机器人") or an `earlier` field (seen: the setting "龙在水里吃火的龙"
+    under that title)."""
     if similarity(value, premise) > checks.NEAR_DUPLICATE:
         return f"the {what} is the premise again"
+    if any(similarity(value, field) > checks.NEAR_DUPLICATE for field in earlier):
+        return f"the {what} says an earlier field again"
     return check(value)
 
 
@@ -634,7 +652,8 @@ TITLE_BANS: dict[Lang, list[str]] = {
         r"[0-9０-９（）()\[\]【】]",
         r"\S[ \t]+\S",
     ],
-    "en": [r"[\"“”]", r"[.;]\s*\S", checks.STYLE_WORDS["en"]],
+    # Nor a full stop, even at its end (seen: "A robot discovers love in a forest.")
+    "en": [r"[\"“”]", checks.EN_TITLE_STOP, checks.STYLE_WORDS["en"]],
 }
 
 
@@ -654,7 +673,7 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
     echo = example_echo(lang, premise)
     values: dict[str, str] = {}
     for key in ("title", "setting", "style"):
-        values[key] = bible_field(writer, prompt, key, premise, redraws)
+        values[key] = bible_field(writer, prompt, key, premise, redraws, list(values.values()))
         prompt += f"{labels[key]} {values[key]}\n"
     characters = plan_characters(
         writer, prompt + labels["characters"] + "\n", avoid_regex=[*avoid, echo],
@@ -697,10 +716,15 @@ FIELD_TOKENS = {"title": 24, "setting": 60, "style": 40}
 
 
 def bible_field(
-    writer: Writer, prompt: str, key: str, premise: str, redraws: dict[str, int] | None = None
+    writer: Writer,
+    prompt: str,
+    key: str,
+    premise: str,
+    redraws: dict[str, int] | None = None,
+    earlier: Sequence[str] = (),
 ) -> str:
-    """The title, setting or style after `prompt` (the plan so far), drawn under its check:
-    the line goes on until the check passes."""
+    """The title, setting or style after `prompt` (the plan so far, its fields `earlier`),
+    drawn under its check: the line goes on until the check passes."""
     lang = writer.lang
     rules = {
         "title": title_rule(premise, lang),
@@ -712,12 +736,16 @@ def bible_field(
     # the synopsis (seen: the examples' "八十年代末" in a setting and three descriptions).
     # Titles and styles are short and their words common ("第三人称"); a style takes no two
     # phrases in a row from an example's (seen: "幽默，平实，第一人称，口语化").
+    # Nor a run of the fields before it that the premise lacks (refused alone, the title
+    # "龙在水里吃火的龙" went on as the setting "龙在水里吃火的龙，是传说中的小龙。").
+    said = [echo_pattern("\n".join(earlier), premise, words=4, chars=6)] if earlier else []
     bans = {
         "title": [*avoid, *premise_as_title(premise, lang), *TITLE_BANS[lang]],
-        "setting": [*avoid, example_echo(lang, premise)],
-        "style": [*avoid, phrase_pairs(example_fields(lang, "style"))],
+        "setting": [*avoid, example_echo(lang, premise), *said],
+        "style": [*avoid, phrase_pairs(example_fields(lang, "style")), *said],
     }
-    rule = unborrowed(partial(not_the_premise, rules[key], premise, key), lang, premise)
+    again = partial(not_the_premise, rules[key], premise, key, earlier=earlier)
+    rule = unborrowed(again, lang, premise)
     return draw(
         writer, prompt + LABELS[lang][key], FIELD_TOKENS[key], rule, key,
         avoid_regex=bans[key], redraws=redraws, until_kept=True,
