@@ -282,3 +282,11 @@ def test_a_description_says_each_thing_once() -> None:
     seen = "Anakin Rook: a pilot who lived there, and, and and"  # a word twice in a row
     assert fault(seen, "en", "a robot who discovers love") == "twice"
     assert fault("Ada: a robot who had had enough.", "en", "a robot who discovers love") is None
+
+
+def test_a_description_does_not_name_its_own_character() -> None:
+    assert fault("姜元：乐手，年少，年长，姜元是个人渣。", "zh", MUSICIANS_ZH) == "self"  # seen
+    seen = "Bey: a child. She keeps her promise to Catten, and turns down Bey."  # seen
+    assert fault(seen, "en", "a robot who discovers love") == "self"
+    assert fault("姜元：乐手，年少，爱说话。", "zh", MUSICIANS_ZH) is None
+    assert fault("Al: a robot, always alone.", "en", "a robot who discovers love") is None

@@ -24,11 +24,18 @@ from functools import cache
 from importlib.resources import files
 
 from musegpt.generation.processors import BanInText
-from musegpt.studio.plan_checks import STUTTER, STYLE_WORDS, keywords, repeated_piece, word_tags
+from musegpt.studio.plan_checks import (
+    STUTTER,
+    STYLE_WORDS,
+    keywords,
+    name_parts,
+    repeated_piece,
+    word_tags,
+)
 from musegpt.studio.text import Lang
 
 # The checks a `CastFault.check` names.
-CHECKS = ("name", "surname", "alike", "gender", "age", "role", "what", "style", "twice")
+CHECKS = ("name", "surname", "alike", "gender", "age", "role", "what", "style", "twice", "self")
 
 
 @dataclass(frozen=True)
@@ -459,6 +466,18 @@ def what_fault(parts: list[Clause], lang: Lang) -> CastFault | None:
     return CastFault("what", reason, first.start)
 
 
+def self_named(name: str, description: str) -> int | None:
+    """Where a description names its own character (its whole name, or a part of two
+    letters or characters or more), if it does: a description tells who someone is, and
+    said of themselves by name it reads as another person."""
+    for part in sorted(name_parts(name), key=len, reverse=True):
+        edge = r"(?<![A-Za-z])" if part[:1].isascii() else ""
+        found = re.search(edge + re.escape(part) + (r"(?![A-Za-z])" if edge else ""), description)
+        if found:
+            return found.start()
+    return None
+
+
 def description_fault(
     name: str, description: str, cast: Cast, partial: bool = False
 ) -> CastFault | None:
@@ -479,6 +498,9 @@ def description_fault(
     if again is not None or stutter:
         at = parts[again].start if again is not None else stutter.start() if stutter else 0
         return CastFault("twice", "the description says a thing twice", at)
+    own = self_named(name, description)  # seen: "姜元：乐手，年少，年长，姜元是个人渣。"
+    if own is not None:
+        return CastFault("self", "the description names its own character", own)
     style = re.search(STYLE_WORDS[cast.lang], description)
     if style is not None:  # the plan's style carried into the cast (seen: "…，人称化，口语化")
         return CastFault("style", "the description is the story's style", style.start())
