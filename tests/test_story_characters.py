@@ -290,3 +290,14 @@ def test_a_description_does_not_name_its_own_character() -> None:
     assert fault(seen, "en", "a robot who discovers love") == "self"
     assert fault("姜元：乐手，年少，爱说话。", "zh", MUSICIANS_ZH) is None
     assert fault("Al: a robot, always alone.", "en", "a robot who discovers love") is None
+
+
+def test_an_english_description_writes_words() -> None:
+    premise = "a retired detective who is asked to find his own missing brother"
+    seen = "Curtiss: detective, irl, a smart one."  # the tail of a refused "girl"
+    assert fault(seen, "en", premise) == "word"
+    assert fault("Ivo: a robot, ight, smart and curious.", "en", "a robot") == "word"
+    kept = "Hank Evans: a retired detective, sixty-two, long-lost and self-confident."
+    assert fault(kept, "en", premise) is None
+    clock = "a clockmaker who builds a clock that can stop time"
+    assert fault("Scarlett: clockmaker, thirty, kind.", "en", clock) is None  # two words

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
+from musegpt.forms.english import pronunciations
 from musegpt.generation.processors import BanInText
 from musegpt.studio.plan_checks import (
     STUTTER,
@@ -35,7 +36,9 @@ from musegpt.studio.plan_checks import (
 from musegpt.studio.text import Lang
 
 # The checks a `CastFault.check` names.
-CHECKS = ("name", "surname", "alike", "gender", "age", "role", "what", "style", "twice", "self")
+CHECKS = (
+    "name", "surname", "alike", "gender", "age", "role", "what", "style", "twice", "self", "word",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -466,6 +469,31 @@ def what_fault(parts: list[Clause], lang: Lang) -> CastFault | None:
     return CastFault("what", reason, first.start)
 
 
+def no_word(description: str, lang: Lang, partial: bool = False) -> int | None:
+    """Where an English description writes a lower-case word the pronouncing dictionary
+    lacks (each part of a hyphenated one), if it does: the tail of a word taken back ("a
+    robot, ight", "detective, irl" after a refused "girl") or one made up ("witchess").
+    While `partial`, the last word may still be growing and is not judged."""
+    if lang != "en":
+        return None
+    for found in re.finditer(r"(?<![\w'’-])[a-z]+(?:-[a-z]+)*(?![\w'’-])", description):
+        if partial and found.end() == len(description):
+            continue
+        if not all(is_word(part) for part in found.group().split("-")):
+            return found.start()
+    return None
+
+
+def is_word(word: str) -> bool:
+    """In the pronouncing dictionary, or two of its words of four letters or more joined
+    ("clockmaker", which it lacks)."""
+    if len(word) < 2 or pronunciations(word):
+        return True
+    return any(
+        pronunciations(word[:i]) and pronunciations(word[i:]) for i in range(4, len(word) - 3)
+    )
+
+
 def self_named(name: str, description: str) -> int | None:
     """Where a description names its own character (its whole name, or a part of two
     letters or characters or more), if it does: a description tells who someone is, and
@@ -498,6 +526,9 @@ def description_fault(
     if again is not None or stutter:
         at = parts[again].start if again is not None else stutter.start() if stutter else 0
         return CastFault("twice", "the description says a thing twice", at)
+    unknown = no_word(description, cast.lang, partial)  # seen: "detective, irl, a smart one."
+    if unknown is not None:
+        return CastFault("word", "the description holds a word no dictionary has", unknown)
     own = self_named(name, description)  # seen: "姜元：乐手，年少，年长，姜元是个人渣。"
     if own is not None:
         return CastFault("self", "the description names its own character", own)
