@@ -831,3 +831,12 @@ def test_no_plan_field_writes_web_markup() -> None:
     assert unborrowed(lambda value: None, "en", premise)(seen) == "it holds web markup"
     assert unborrowed(lambda value: None, "en", premise)("A hotel in the mountains.") is None
     assert not any(re.search(ban, "a <b> tag") for ban in plan_avoid("en", "a <b> tag story"))
+
+
+def test_an_english_plan_writes_no_other_script_nor_any_script_digit() -> None:
+    bans = plan_avoid("en", "a robot who discovers love")
+    for seen in ["a robot, ๖ years old", "a robot, щенкий, smart", "a robot, 6 years old"]:
+        assert any(re.search(ban, seen) for ban in bans), seen
+    for kept in ["a robot, six years old, naïve — and kind…", "Zoë, a café owner"]:
+        assert not any(re.search(ban, kept) for ban in bans), kept
+    assert not any(re.search(ban, "一个机器人") for ban in plan_avoid("zh", "一个机器人"))

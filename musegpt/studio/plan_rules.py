@@ -83,7 +83,8 @@ EN_NAME_START = re.compile(r" ?[A-Z][A-Za-z'-]*")
 EN_NAME_PIECE = re.compile(r" ?[A-Z][A-Za-z'-]*|[a-z'-]+")  # a new word, or the word going on
 ZH_NAME_PIECE = re.compile(r"[\u4e00-\u9fff·]{1,3}")
 COLON_FIRST = re.compile(r" ?[:：]")
-DIGIT = re.compile(r"[0-9０-９]")
+# Any script's digits: with ASCII ones banned, Gemma wrote "a robot, ๖ years old".
+DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)

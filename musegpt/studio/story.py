@@ -549,6 +549,8 @@ def foreign_marks(
 # Web markup's brackets: no plan field writes them (seen in 4 of 20 English plans:
 # "The mountainside in the winter of <i>The White Mountains</i>.").
 MARKUP_MARK = re.compile(r"[<>]")
+# Letters of no Latin alphabet (Latin, its accents and general punctuation pass).
+OTHER_SCRIPT = re.compile(r"[^\x00-\u024f\u2000-\u206f]")
 
 
 def plan_avoid(lang: Lang, premise: str) -> list[str]:
@@ -558,7 +560,10 @@ def plan_avoid(lang: Lang, premise: str) -> list[str]:
     web markup's brackets."""
     digits = [] if DIGIT.search(premise) else [DIGIT.pattern]
     markup = [] if MARKUP_MARK.search(premise) else [MARKUP_MARK.pattern]
-    return [*foreign_marks(lang, premise), *digits, *markup]
+    # An English plan writes Latin letters (with digits banned, Gemma wrote the age in
+    # Thai and then a Cyrillic word: "a robot, ๖ years old", "a robot, щенкий").
+    script = [OTHER_SCRIPT.pattern] if lang == "en" and not OTHER_SCRIPT.search(premise) else []
+    return [*foreign_marks(lang, premise), *digits, *markup, *script]
 
 
 def unborrowed(
