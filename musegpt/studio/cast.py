@@ -523,9 +523,9 @@ def description_fault(
         return CastFault("gender", "the description makes the character both sexes", max(at, 0))
     again = repeated_piece([part.text for part in parts])  # "…，三十岁，女。"
     stutter = STUTTER.search(description)  # "an Jedi who lived there, and, and and"
-    if again is not None or stutter:
-        at = parts[again].start if again is not None else stutter.start() if stutter else 0
-        return CastFault("twice", "the description says a thing twice", at)
+    twice = parts[again].start if again is not None else stutter.start() if stutter else None
+    if twice is not None:
+        return CastFault("twice", "the description says a thing twice", twice)
     unknown = no_word(description, cast.lang, partial)  # seen: "detective, irl, a smart one."
     if unknown is not None:
         return CastFault("word", "the description holds a word no dictionary has", unknown)

@@ -24,6 +24,7 @@ import re
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -350,6 +351,14 @@ def scan_word_starts(tokenizer: Tokenizer, words: Collection[str], lang: str) ->
     return torch.tensor(sorted(ids), dtype=torch.long)
 
 
+def whole_words(
+    tokenizer: Tokenizer, ids: torch.Tensor, written: Callable[[str], bool]
+) -> list[int]:
+    """The tokens of `ids` that write a word by themselves (`written` accepts their text)."""
+    texts = vocab_texts(tokenizer)
+    return [i for i in ids.tolist() if written(texts[i])]
+
+
 class Favour:
     """Raise the scores of tokens that begin one of `words` by `bias`, in the text after
     `after` (e.g. a character line's colon) until one of them is written: a nudge, where
@@ -385,9 +394,7 @@ class Favour:
         self.context, self.window = context, window
         self.ids = word_start_ids(tokenizer, words, lang)
         if whole:  # only tokens that write a word by themselves: "爱情", not "爱" (see above)
-            texts = vocab_texts(tokenizer)
-            whole_ids = [i for i in self.ids.tolist() if written(texts[i])]
-            self.ids = torch.tensor(whole_ids, dtype=torch.long)
+            self.ids = torch.tensor(whole_words(tokenizer, self.ids, written), dtype=torch.long)
 
     def nudged(self, state: DecodeState) -> list[int]:
         """The rows not yet written a word (in the window): those raised."""
@@ -463,23 +470,21 @@ class FavourUnsaid(Spell):
         enough: Callable[[str], bool],
         bias: float = 4.0,
     ) -> None:
-        lang_words = sorted(words, key=len, reverse=True)
-        super().__init__(tokenizer, lang_words, lang, lambda text: False, bias=bias, enough=enough)
-        texts = vocab_texts(tokenizer)
+        super().__init__(tokenizer, words, lang, lambda text: False, bias=bias, enough=enough)
+        self.text_lang: Lang = "zh" if lang == "zh" else "en"
         self.each: dict[str, list[int]] = {}
-        for word in lang_words:
-            ids = word_start_ids(tokenizer, {word}, lang).tolist()
-            if lang != "zh":  # whole words only (see `Favour`)
-                ids = [i for i in ids if checks.says_any({word}, "en", texts[i])]
-            self.each[word] = ids
+        for word in self.words:
+            ids = word_start_ids(tokenizer, {word}, lang)
+            said = partial(checks.says_any, {word}, self.text_lang)
+            # Chinese spelt on (`Spell`); English whole words only (see `Favour`)
+            self.each[word] = ids.tolist() if lang == "zh" else whole_words(tokenizer, ids, said)
 
     def _raise(self, state: DecodeState, scores: torch.Tensor, rows: list[int]) -> None:
         for row in rows:
             text = self.tokenizer.decode(state.generated(row))
             if not text.strip():  # the first word is the model's: raised, a word opened
                 continue  # telegrams ("waited to see if train…", "River flood, bridge…")
-            lang: Lang = "zh" if self.lang == "zh" else "en"
-            unsaid = [w for w in self.words if not checks.says_any({w}, lang, text)]
+            unsaid = [w for w in self.words if not checks.says_any({w}, self.text_lang, text)]
             going = self.going_on(text, unsaid) if self.lang == "zh" else None
             if going is not None and len(going):
                 scores[row, going] += self.finish

@@ -114,7 +114,7 @@ def describe(writer: Writer, subject: str, max_new_tokens: int = 220) -> Work:
     restated += r"\W*[.!?。！？]"
     # Chinese: nor six characters of the subject running anywhere (nudged to name each of
     # its words, seven of eight subjects opened reciting it: "两位互相竞争的天文学家，看着…").
-    recited = echo_pattern(subject, words=len(words) + 1, chars=6)
+    recited = echo_pattern(subject, chars=6) if lang == "zh" else r"(?!)"
     keep = partial(without_repeats, lang=lang)
     screen = KeptScreen(writer.show, keep)  # shown as kept: a repeat is never on screen
     text = writer.write(
