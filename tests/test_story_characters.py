@@ -69,6 +69,11 @@ def test_names_a_writer_would_use_are_kept() -> None:
         assert fault(f"{name}: a shopkeeper, forty, quiet.", "en") is None, name
     # A famous character's name (seen twice in 22 English casts), and the premise's words.
     assert fault("Scarlett O'Hara: daughter of the baker.", "en") == "name"
+    # The README's story on an AMX machine: Yoda and Anakin Skywalker; a famous name inside.
+    for name in ["Yoda", "Anakin Skywalker", "Captain Yoda", "Mr. Darcy", "Luke Skywalker"]:
+        assert fault(f"{name}: a robot, a child.", "en") == "name", name
+    for name in ["Harry Smith", "Jo Potter", "Bella", "Anna Kerr"]:  # ordinary people's names
+        assert fault(f"{name}: a robot, a child.", "en") is None, name
     assert fault("Robot Smith: a robot.", "en", "a robot who discovers love") == "name"
 
 
@@ -279,7 +284,7 @@ def test_a_description_says_each_thing_once() -> None:
     assert fault("乔纳：机器人，女，三十岁，女。", "zh", ROBOT_ZH) == "twice"  # seen, seed 4
     assert fault("Ada: a robot, kind, kind.", "en", "a robot who discovers love") == "twice"
     assert fault("乔纳：机器人，女，三十岁，爱笑。", "zh", ROBOT_ZH) is None
-    seen = "Anakin Rook: a pilot who lived there, and, and and"  # a word twice in a row
+    seen = "Ana Rook: a pilot who lived there, and, and and"  # a word twice in a row (seen)
     assert fault(seen, "en", "a robot who discovers love") == "twice"
     assert fault("Ada: a robot who had had enough.", "en", "a robot who discovers love") is None
 

@@ -11,27 +11,36 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from musegpt.engines.base import Engine
+from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
+from musegpt.studio.plan_rules import Phrases, SaidTwice
 from musegpt.studio.story import (
     EXAMPLE_MARKS,
     SCENE_LABELS,
     STALL_EVERY,
     TITLE_BANS,
+    ZH_STYLE_ONE_OF,
+    ZH_STYLE_WORDS,
     Character,
     Scene,
     Stall,
     StoryBible,
     StoryProject,
+    _bible_prompt,
     anchors,
+    bible_field,
     chapter_bans,
     chapter_lead,
     chinese_number,
     clean_draft,
     example_field,
     example_names,
+    lowered_names,
     not_the_premise,
     plan_avoid,
     premise_anchors,
+    recent_end,
     synopsis_frame,
     two_sentences,
     unborrowed,
@@ -80,6 +89,11 @@ def test_settings_and_styles_are_phrases_not_the_examples() -> None:
     assert checks.check_phrase(setting, "en", setting, "setting")
     assert checks.check_phrase("-", "en", setting, "setting")
     assert checks.check_phrase("Tokyo", "en", setting, "setting")
+    # A fragment (seen, once its markup was refused), and a style left on "and".
+    cut = checks.check_phrase("The mountainside in the winter of", "en", setting, "setting")
+    assert cut == "the setting stops in the middle"
+    assert checks.check_phrase("Short, first person, and", "en", setting, "style")
+    assert checks.check_phrase("A hotel high in the mountains.", "en", setting, "setting") is None
     assert (
         checks.check_phrase("未来的城市，雨夜。", "zh", example_field("zh", "setting"), "s") is None
     )
@@ -421,6 +435,11 @@ def test_summaries_say_who_did_what_in_their_own_words() -> None:
     )
     three = "Lena woke. Lena found Unit Seven. Lena took the robot home."
     assert checks.check_summary(three, "en", EN_NAMES, example)
+    # Told from inside the chapter (seen): "I" and "me" are no one to the next chapter.
+    seen = "Lena thought about what she should do if I asked her. She wanted to go with me."
+    assert "I or we" in (checks.check_summary(seen, "en", EN_NAMES, example) or "")
+    zh_seen = "林小雪想知道阿七为什么不跟我回家。"
+    assert "I or we" in (checks.check_summary(zh_seen, "zh", ZH_NAMES, "阿青找到地图。") or "")
     zh_example = "阿青在外公的木箱里找到一张港口地图，并把它藏了起来。"
     assert (
         checks.check_summary("林小雪在雨中找到了阿七，把他带回了家。", "zh", ZH_NAMES, zh_example)
@@ -612,6 +631,31 @@ def test_chapter_bans_keep_out_chatter_labels_and_retellings() -> None:
     assert any(p.search("钱小白和钱云娇的婚礼\n") for p in zh)
     assert any(p.search("她说：“汪小菲站在门口，看着") for p in zh)
     assert not any(p.search("\u3000\u3000\n\u3000\u3000“你穿什么衣服？”\n") for p in zh)
+
+
+def test_a_paragraph_begins_with_its_own_words() -> None:
+    # Seen: eight paragraphs of one English chapter began "…did this," / "…saw this and
+    # said:" after the prompt showed the chapter before from inside a sentence, so.
+    ended = "He ran. " * 40 + "When Yoda did this, he thought about all the things he saw."
+    shown = recent_end(ended)
+    assert ended.endswith(shown) and shown[0].isupper() and len(shown) <= 700
+    assert recent_end("He ran home.") == "He ran home."
+    for lang in ("en", "zh"):
+        bans = [re.compile(p) for p in chapter_bans(lang, "")]
+        for text in ["…did this, he thought", "He ran.\n\n…saw this", "\u3000\u3000……他走了。"]:
+            assert any(p.search(text) for p in bans), (lang, text)
+    speech = 'He said: "Well... I don\'t know…"\n“好吧……”她说。'
+    assert not any(re.search(checks.OPENING_ELLIPSIS, line) for line in speech.split("\n"))
+
+
+def test_a_name_is_never_written_in_lower_case(gemma: Engine) -> None:
+    cast = [Character("Yoda Okafor", "a robot"), Character("Rose Hunter", "a girl")]
+    bans = [re.compile(p) for p in lowered_names(gemma.tokenizer, "en", cast)]
+    assert any(p.search("he should go outside in yoda started") for p in bans)
+    assert any(p.search("and okafor ran") for p in bans)
+    # A name that is also a word may be the word: a rose, a hunter.
+    assert not any(p.search("a hunter with a rose. Yoda Okafor ran.") for p in bans)
+    assert lowered_names(gemma.tokenizer, "zh", [Character("阿七", "机器人")]) == []
 
 
 def test_a_summary_that_runs_on_is_cut_to_two_sentences() -> None:
@@ -840,3 +884,46 @@ def test_an_english_plan_writes_no_other_script_nor_any_script_digit() -> None:
     for kept in ["a robot, six years old, naïve — and kind…", "Zoë, a café owner"]:
         assert not any(re.search(ban, kept) for ban in bans), kept
     assert not any(re.search(ban, "一个机器人") for ban in plan_avoid("zh", "一个机器人"))
+    # Nor a worksheet's blanks (seen in a cast: "Curtiss: detective, ______; ______").
+    assert any(re.search(ban, "Curtiss: detective, ______;") for ban in bans)
+
+
+def test_a_field_says_no_clause_twice_while_it_is_drawn() -> None:
+    rule = SaidTwice()  # seen: a style refused after forty tokens
+    seen = "First person, first person, past tense. It's the night before"
+    assert rule.banned_at(seen[: len("First person, first person,")], 0) == len("First person, ")
+    assert rule.banned_at("a robot, kind and and", 0) is None  # no clause ended yet
+    assert rule.banned_at("a robot, kind and and,", 0) == len("a robot, kind and ")
+    assert rule.banned_at("机器人，女，三十岁，女。", 0) == len("机器人，女，三十岁，")
+    for kept in ["First person, past tense.", "Early Gothic.", "海边小镇，夏天。"]:
+        assert SaidTwice().banned_at(kept, 0) is None, kept
+
+
+def test_a_chinese_style_is_written_in_style_words(gemma: Engine) -> None:
+    # Left free, 9 of 20 Chinese styles held words that are none ("前人称", "人称物") or no
+    # style ("感情，情感，故事，开头").
+    rule = Phrases(gemma.tokenizer, ZH_STYLE_WORDS, exclusive=ZH_STYLE_ONE_OF)
+    texts = [gemma.tokenizer.decode([i]) for i in rule.allowed("") or ()]
+    assert texts and all(any(w.startswith(t) for w in ZH_STYLE_WORDS) for t in texts)
+    after = {gemma.tokenizer.decode([i]) for i in rule.allowed("平实，第一人称，") or ()}
+    assert "第三" not in after and "安静" in after  # one person, not two
+    ended = rule.allowed("平实。") or set()
+    assert ended and all("\n" in gemma.tokenizer.decode([i]) or i in gemma.tokenizer.stop_ids
+                         for i in ended)  # fmt: skip
+    assert rule.allowed("我靠") is None  # text from outside the phrases is left alone
+    prompt = _bible_prompt("zh", ROBOT_ZH) + "标题：铁皮心\n背景：一九八零年秋天，北京。\n"
+    for seed in (1, 2):
+        writer = Studio(gemma).writer(ROBOT_ZH, seed=seed)
+        pieces = [
+            p for p in re.split("[，、。]", bible_field(writer, prompt, "style", ROBOT_ZH)) if p
+        ]
+        assert pieces and set(pieces) <= set(ZH_STYLE_WORDS), pieces
+        assert not {"第一人称", "第三人称"} <= set(pieces)
+
+
+def test_a_chinese_setting_is_a_time_and_a_place() -> None:
+    example = example_field("zh", "setting")
+    for seen in ["传说中的少年，他看到有人叫他爱上了女孩。", "我靠，她烤的！一整天都吃得慌！",
+                 "男孩坐在家里边，看到门打开，好奇地问："]:  # fmt: skip
+        assert checks.check_phrase(seen, "zh", example, "setting"), seen
+    assert checks.check_phrase("一九三三年秋，海边的小渔村。", "zh", example, "setting") is None

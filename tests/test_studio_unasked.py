@@ -18,7 +18,7 @@ def unasked(text: str) -> bool:
 
 
 def test_the_terms_are_whole_words_and_both_spellings_of_chinese() -> None:
-    seen = ["二流女歌手的情色生活", "喜欢上萝莉", "an erotic dance"]  # drawn casts, and kin
+    seen = ["二流女歌手的情色生活", "喜欢上萝莉", "an erotic dance", "The two make love."]
     for text in [
         "to have sex with him.",
         "He was raped",
@@ -35,6 +35,7 @@ def test_the_terms_are_whole_words_and_both_spellings_of_chinese() -> None:
         "性格开朗",
         "a naked eye",
         "色彩",
+        "she made lovely cakes",
     ]:
         assert not unasked(text), text
 

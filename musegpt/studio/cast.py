@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
+import yaml
+
 from musegpt.forms.english import pronunciations
 from musegpt.generation.processors import BanInText
 from musegpt.studio.plan_checks import (
@@ -60,13 +62,25 @@ class Cast:
 # -- names ---------------------------------------------------------------------------------
 
 
-# Well-known characters of other books that Gemma hands an English cast (seen: "Scarlett
-# O'Hara" twice in 22 plans); English has no dictionary of names installed to ask instead.
-FAMOUS_EN = frozenset(
-    ["scarlett o'hara", "sherlock holmes", "harry potter", "steve jobs", "peter pan",
-     "romeo", "juliet", "jane eyre", "oliver twist", "tom sawyer", "huckleberry finn",
-     "peggy carter", "peg carter", "elizabeth bennet", "mr darcy", "dracula"]
-)  # fmt: skip
+@cache
+def famous_names() -> frozenset[tuple[str, ...]]:
+    """Well-known characters and people an English cast must not borrow (`data/famous_en.yaml`:
+    Gemma handed casts Scarlett O'Hara, Yoda, Anakin Skywalker), each as its lower-case words.
+    English has no installed dictionary of names to ask instead, as Chinese has jieba's."""
+    spec = yaml.safe_load((files("musegpt.studio") / "data" / "famous_en.yaml").read_text("utf-8"))
+    return frozenset(tuple(entry.split()) for entries in spec.values() for entry in entries)
+
+
+def famous(name: str) -> bool:
+    """Whether an English name holds a famous one, whole or as a run of its words: "Anakin
+    Skywalker", "Captain Yoda", "Mr. Darcy"."""
+    words = [w.strip('.,;:!?"') for w in name.lower().replace("\u2019", "'").split()]
+    known = famous_names()
+    return any(
+        tuple(words[i:j]) in known for i in range(len(words)) for j in range(i + 1, len(words) + 1)
+    )
+
+
 # A surname alone, or one with a word for "the … family / old …" (seen: 杜氏, 薛家, 冯家, 许老,
 # 夏小); a name holding 的 is a phrase (seen: 钟表的匠, 钟表匠的).
 ZH_NOT_NAME = re.compile(r"^.(?:氏|家|老|小)?$|.[氏家]$|的")
@@ -116,7 +130,7 @@ def name_fault(name: str, cast: Cast) -> CastFault | None:
         for end in range(0 if re.match(r"^[老小阿].$", name) else len(name), 1, -1):
             if name[:end] in words:  # 孙悟空, 孙子, 黎明; 杜蕾斯 (a brand) too
                 return CastFault("name", f"{name!r} is a word or a famous name", end - 1)
-    elif name.lower() in FAMOUS_EN or name.split()[0].lower() in FAMOUS_EN:
+    elif famous(name):
         return CastFault("name", f"{name!r} is a famous character's name", 0)
     hero_is = premise_gender(cast.premise, lang) if not cast.earlier else None
     if hero_is is not None and name_gender(name, lang) not in (None, hero_is):

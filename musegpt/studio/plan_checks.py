@@ -57,6 +57,10 @@ WEB_NOTE = (
     r"link)|pictured|photo(?:graph)? (?:by|credit)|image (?:source|credit)|source:|click)|"
     r"(?:详?见|如)?[上下左右]?图(?=[\d）)])|(?:详?见|如)?[上下左右]图|图片来源|点击)"
 )
+# A paragraph begun with an ellipsis (seen: "…did this, he thought", "…saw this and said",
+# eight paragraphs of one English chapter, after the prompt showed the chapter before from
+# inside a sentence so): a chapter's paragraph begins with its own words.
+OPENING_ELLIPSIS = r"(?:\A|(?<=\n))[ \t\u3000]*(?:…|\.\.\.)"
 # A worksheet's blank to fill in (seen: "Hannah Baily woke up at ______.", eight in one
 # English chapter; "…on the weekend of January ______ (date) . … for $ ◻"): never prose.
 BLANK = r"_{2,}|[◻□☐▢]|[(（]date[)）]"
@@ -364,6 +368,14 @@ def fragmented(text: str, lang: Lang, most: int = 1) -> bool:
     return len(set(said)) < len(said) or sum(size(p, lang) < least for p in pieces) > most
 
 
+# A person or a speech in a Chinese setting: it tells of someone, not where and when.
+ZH_SETTING_FAULT = re.compile(r"[他她我你]|[：:！!？?“”\"]")
+# An English phrase that ends on a word that needs another after it (seen: the setting
+# "The mountainside in the winter of", its markup refused).
+DANGLING = re.compile(
+    r"(?i)\b(?:of|in|at|on|to|for|from|with|by|into|onto|about|the|a|an|and|or|but|his|her|"
+    r"their|its|my|our|your)\W*\Z"
+)
 # An English word said twice in a row ("and, and and"), "had had" and "that that" aside.
 STUTTER = re.compile(r"(?i)\b(?!had\b|that\b)([a-z]+)[\s,]+\1\b")
 
@@ -398,6 +410,10 @@ def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
         return f"the {what} is a list of bare words"
     if says_twice(value):
         return f"the {what} says a thing twice"
+    if lang == "zh" and what == "setting" and ZH_SETTING_FAULT.search(value):
+        return "the setting tells of someone, not a time and a place"
+    if lang == "en" and DANGLING.search(value):
+        return f"the {what} stops in the middle"
     if similarity(value, example) > NEAR_DUPLICATE or (
         what == "setting" and borrows(value, example, lang)
     ):
@@ -583,7 +599,18 @@ def check_summary(summary: str, lang: Lang, anchors: Iterable[str], example: str
         return "the summary quotes dialogue instead of saying what happened"
     if borrows(summary, example, lang):
         return "the summary borrows the example's words"
+    if re.search(FIRST_PERSON[lang], summary):
+        return "the summary speaks as I or we instead of naming who did what"
     return None
+
+
+# A summary told by someone inside the chapter (seen: "Hank thought about what he should do
+# if I asked him. He wanted to go up with me", of a chapter with a first-person speech): it
+# names who did what, in the third person, or the next chapter is planned on "I".
+FIRST_PERSON: dict[Lang, str] = {
+    "en": r"\b(?:I|[Mm]e|[Mm]y|[Mm]ine|[Ww]e|[Uu]s|[Oo]ur)\b",
+    "zh": r"[我咱]",
+}
 
 
 def sentences(text: str) -> list[str]:

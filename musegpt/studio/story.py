@@ -36,10 +36,13 @@ from musegpt.studio.plan_rules import (
     Favour,
     JudgedWhenEnded,
     NameFirst,
+    Phrases,
+    SaidTwice,
     digit_ids,
     echo_outside,
     phrase_pairs,
     traditional_ids,
+    vocab_texts,
     word_nudge,
 )
 from musegpt.studio.retell_guard import (
@@ -65,6 +68,7 @@ from musegpt.studio.text import (
 from musegpt.studio.word_guard import WordGuard
 from musegpt.studio.work import Work
 from musegpt.studio.writer import Writer
+from musegpt.tokenizer.base import Tokenizer
 
 PROJECT_FILE = "story.json"
 RECENT_CHARS = 700  # the end of the previous scene kept verbatim in the next prompt
@@ -556,14 +560,16 @@ OTHER_SCRIPT = re.compile(r"[^\x00-\u024f\u2000-\u206f]")
 def plan_avoid(lang: Lang, premise: str) -> list[str]:
     """A `banned_regex` for what no field of a plan writes: the example's own things
     (`foreign_marks`) and, unless the premise has one, a digit, as the examples write
-    numbers in words (seen: "2006年，美国西部", "1975年生，24岁" carried into the beats), or
-    web markup's brackets."""
+    numbers in words (seen: "2006年，美国西部", "1975年生，24岁" carried into the beats), web
+    markup's brackets or a worksheet's blank."""
     digits = [] if DIGIT.search(premise) else [DIGIT.pattern]
     markup = [] if MARKUP_MARK.search(premise) else [MARKUP_MARK.pattern]
     # An English plan writes Latin letters (with digits banned, Gemma wrote the age in
     # Thai and then a Cyrillic word: "a robot, ๖ years old", "a robot, щенкий").
     script = [OTHER_SCRIPT.pattern] if lang == "en" and not OTHER_SCRIPT.search(premise) else []
-    return [*foreign_marks(lang, premise), *digits, *markup, *script]
+    # Nor a worksheet's blanks (seen: "Curtiss: detective, ______; ______", a cast redrawn).
+    blanks = [] if re.search(checks.BLANK, premise) else [checks.BLANK]
+    return [*foreign_marks(lang, premise), *digits, *markup, *script, *blanks]
 
 
 def unborrowed(
@@ -718,6 +724,23 @@ def plan_bible(writer: Writer, premise: str, redraws: dict[str, int] | None = No
 
 
 FIELD_TOKENS = {"title": 24, "setting": 60, "style": 40}
+# A Chinese setting is a time and a place, not someone's doings or words (seen: "传说中的少年，
+# 他看到有人叫他爱上了女孩。", "我靠，她烤的！一整天都吃得慌！", "男孩坐在家里边，看到门打开，
+# 好奇地问：", 6 of 20 plans).
+SETTING_BANS: dict[Lang, list[str]] = {"en": [], "zh": [checks.ZH_SETTING_FAULT.pattern]}
+# What a Chinese style is written in (`Phrases`): a tone, a person, a way of telling, as a
+# writer names them. Left free, Gemma wrote words that are none ("前人称", "人称物",
+# "二元代", "逻辑化") or no style ("感情，情感，故事，开头") in 9 of 20 plans.
+ZH_STYLE_WORDS = (
+    "安静", "忧郁", "温暖", "平实", "幽默", "冷峻", "抒情", "诗意", "悬疑", "紧张", "轻快",
+    "细腻", "克制", "朴素", "简洁", "温柔", "明快", "浪漫", "魔幻", "荒诞", "淡雅", "平静",
+    "含蓄", "写实", "伤感", "温馨", "诙谐", "冷静", "质朴", "清新", "凝练", "讽刺", "深情",
+    "哀婉", "热烈", "古典", "神秘", "阴郁", "童趣", "奇幻", "苍凉", "恬淡", "灵动", "沉静",
+    "粗犷", "婉约", "辛辣", "黑色幽默", "现实主义", "童话般", "寓言式", "散文化", "口语化",
+    "白描", "第一人称", "第三人称", "过去时", "现在时", "倒叙", "顺叙",
+    "短句为主", "对话多", "节奏缓慢", "节奏明快", "意识流", "书信体", "日记体", "多视角",
+)  # fmt: skip
+ZH_STYLE_ONE_OF = (("第一人称", "第三人称"), ("过去时", "现在时"), ("倒叙", "顺叙"))
 
 
 def bible_field(
@@ -746,14 +769,18 @@ def bible_field(
     said = [echo_pattern("\n".join(earlier), premise, words=4, chars=6)] if earlier else []
     bans = {
         "title": [*avoid, *premise_as_title(premise, lang), *TITLE_BANS[lang]],
-        "setting": [*avoid, example_echo(lang, premise), *said],
+        "setting": [*avoid, example_echo(lang, premise), *said, *SETTING_BANS[lang]],
         "style": [*avoid, phrase_pairs(example_fields(lang, "style")), *said],
     }
     again = partial(not_the_premise, rules[key], premise, key, earlier=earlier)
     rule = unborrowed(again, lang, premise)
+    # A clause said again is taken back as it ends, not refused with the whole line.
+    rules: list[LogitsProcessor] = [SaidTwice()] if key != "title" else []
+    if key == "style" and lang == "zh":
+        rules.append(Phrases(writer.engine.tokenizer, ZH_STYLE_WORDS, exclusive=ZH_STYLE_ONE_OF))
     return draw(
         writer, prompt + LABELS[lang][key], FIELD_TOKENS[key], rule, key,
-        avoid_regex=bans[key], redraws=redraws, until_kept=True,
+        avoid_regex=bans[key], redraws=redraws, until_kept=True, nudges=rules,
     )  # fmt: skip
 
 
@@ -1261,6 +1288,19 @@ def plan_steps(writer: Writer, project: StoryProject, index: int) -> None:
         writer.say(f"  {index + 1}.{number} {step}")
 
 
+def recent_end(text: str) -> str:
+    """The end of a chapter the next one is shown (about `RECENT_CHARS`), from a sentence's
+    start: shown from inside a sentence after an ellipsis ("…did this, he thought"), the
+    model began its own paragraphs so, eight in one chapter of the README's story."""
+    if len(text) <= RECENT_CHARS:
+        return text
+    tail = text[-RECENT_CHARS:]
+    end = SENTENCE_END.search(tail)
+    if end and tail[end.end() :].strip():
+        return tail[end.end() :].lstrip()
+    return tail[tail.find(" ") + 1 :]  # no sentence ends in it: from a word's start
+
+
 def scene_prompt(project: StoryProject, index: int, step: str = "") -> str:
     """Everything the model needs for scene `index` (with the `step` the text to come
     tells), and nothing it does not."""
@@ -1268,7 +1308,7 @@ def scene_prompt(project: StoryProject, index: int, step: str = "") -> str:
     bible, lang = project.bible, project.lang
     scene = project.scenes[index]
     previous = project.scenes[:index]
-    recent = previous[-1].text[-RECENT_CHARS:] if previous else ""
+    recent = recent_end(previous[-1].text) if previous else ""
     active = bible.relevant(" ".join([scene.beat, recent, *(s.summary for s in previous[-2:])]))
     prompt = SCENE_NOTES[lang].format(
         title=bible.title, premise=project.premise, style=bible.style, setting=bible.setting
@@ -1278,8 +1318,7 @@ def scene_prompt(project: StoryProject, index: int, step: str = "") -> str:
         prompt += SO_FAR[lang] + " ".join(s.summary for s in previous) + "\n"
     prompt += NEXT[lang] + scene.beat + "\n\n"
     if recent:
-        cut = recent.find(" ") + 1 if lang == "en" and len(previous[-1].text) > RECENT_CHARS else 0
-        prompt += PREVIOUSLY[lang] + "…" + recent[cut:] + "\n\n"
+        prompt += PREVIOUSLY[lang] + recent + "\n\n"
     # Last, so the rounds of a chapter share the prompt before it (the engine's cache).
     prompt += STEP_LABEL[lang] + step + "\n\n" if step else ""
     return prompt + CHAPTER[lang].format(n=index + 1) + "\n\n"
@@ -1323,6 +1362,7 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
             avoid_regex=[
                 *foreign_marks(lang, f"{project.premise}\n{scene.text}", SUMMARY_MARKS),
                 r"[\"“”「」『』]",
+                checks.FIRST_PERSON[lang],
             ],
             redraws=project.meta.setdefault("redraws", {}),
             lead=name,
@@ -1542,9 +1582,27 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     # (seen: "<h2>…</h2>", "<strong>3.2章</strong>", "(see picture below)", "（3）", "the
     # robot 3,", "woke up at ______.").
     chatter += [checks.MARKUP, checks.NUMBER_MARK, checks.WEB_NOTE, checks.BLANK]
+    chatter.append(checks.OPENING_ELLIPSIS)
     slips = [checks.NUMBERED_NOUN, checks.SAID_TWICE, checks.LISTED_TWICE]
     chatter += slips if lang == "en" else []
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
+
+
+def lowered_names(tokenizer: Tokenizer, lang: Lang, characters: Sequence[Character]) -> list[str]:
+    """`banned_regex` for a character's English name written in lower case (seen: "…the
+    Master said that he should go outside in yoda started to go outside"). A name whose
+    lower-case form is one of the model's tokens may be a word ("will", "rose", "hunter"
+    are; "yoda", "elena" are not) and may be written either way: the pronouncing
+    dictionary lists most names and cannot tell."""
+    if lang != "en":
+        return []
+    texts = vocab_texts(tokenizer)
+    words = {w.lower() for c in characters for w in c.name.split() if w[:1].isupper()}
+    return [
+        rf"\b{re.escape(w)}\b"
+        for w in sorted(words)
+        if len(w) >= 2 and f" {w}" not in {texts[i] for i in tokenizer.encode(f" {w}")}
+    ]
 
 
 def retold(lang: Lang, text: str) -> list[str]:
@@ -1796,6 +1854,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
     bans = [
         checks.SPEAKER_BAN[lang], *foreign_marks(lang, project.premise),
         *chapter_bans(lang, earlier),
+        *lowered_names(writer.engine.tokenizer, lang, project.bible.characters),
     ]  # fmt: skip
     # After a name the program wrote: no colon (a script line) and no line break (seen:
     # "Jonah Reed\n\nAs he was…", the name left standing as a heading).
