@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from musegpt.engines.base import Engine
 from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.plan_rules import Phrases, SaidTwice
+from musegpt.studio.plan_rules import LoopTakenBack, Phrases, SaidTwice
 from musegpt.studio.story import (
     EXAMPLE_MARKS,
     SCENE_LABELS,
@@ -27,6 +27,7 @@ from musegpt.studio.story import (
     Stall,
     StoryBible,
     StoryProject,
+    ThirdPerson,
     _bible_prompt,
     anchors,
     bible_field,
@@ -927,3 +928,24 @@ def test_a_chinese_setting_is_a_time_and_a_place() -> None:
                  "男孩坐在家里边，看到门打开，好奇地问："]:  # fmt: skip
         assert checks.check_phrase(seen, "zh", example, "setting"), seen
     assert checks.check_phrase("一九三三年秋，海边的小渔村。", "zh", example, "setting") is None
+
+
+def test_a_chapter_says_i_only_inside_speech() -> None:
+    zh, en = ThirdPerson("zh"), ThirdPerson("en")
+    # Seen in the Chinese README story, its style "第三人称".
+    assert zh.banned_at("她睡梦醒来。我喜欢这种状态。", 0) == len("她睡梦醒来。")
+    seen = "他说：“那是我的。”她说：“是我的。”我说"
+    assert zh.banned_at(seen, 0) == seen.rindex("我")
+    assert zh.banned_at("她说：“我爱你。”\n“我也是。”他笑了。", 0) is None
+    assert en.banned_at('He said, "I am here." I left.', 0) == len('He said, "I am here." ')
+    assert en.banned_at('Hank ran.\n\n"We go," she said.', 0) is None
+    assert en.banned_at("My dog ran. My", 12) == 12  # only what is not yet streamed
+    assert checks.FIRST_PERSON_STYLE.search("温暖、平实，第一人称，口语化。")
+    assert checks.FIRST_PERSON_STYLE.search("Cold, wry, first-person narrator.")
+
+
+def test_a_plan_line_that_loops_is_taken_back_not_stopped() -> None:
+    rule = LoopTakenBack()  # seen: beats stopped at "顾青画" by "画画画画"
+    assert rule.banned_at("顾青画画画", 0) == len("顾青画")
+    assert rule.banned_at("顾青画画，画了一只猫。", 0) is None
+    assert rule.banned_at("顾青画画画", 4) is None  # streamed already

@@ -607,6 +607,8 @@ def check_summary(summary: str, lang: Lang, anchors: Iterable[str], example: str
 # A summary told by someone inside the chapter (seen: "Hank thought about what he should do
 # if I asked him. He wanted to go up with me", of a chapter with a first-person speech): it
 # names who did what, in the third person, or the next chapter is planned on "I".
+# A style that tells in the first person: its chapters may say "I" outside speech.
+FIRST_PERSON_STYLE = re.compile(r"(?i)first[ -]person|第一人称")
 FIRST_PERSON: dict[Lang, str] = {
     "en": r"\b(?:I|[Mm]e|[Mm]y|[Mm]ine|[Ww]e|[Uu]s|[Oo]ur)\b",
     "zh": r"[我咱]",

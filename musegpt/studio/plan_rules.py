@@ -31,7 +31,7 @@ import torch
 
 from musegpt.generation.processors import NEG_INF, BanInText, DecodeState
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.text import HAN, Lang, echo_pattern
+from musegpt.studio.text import HAN, Lang, cut_ngram_loops, echo_pattern
 from musegpt.tokenizer.base import Tokenizer
 
 # Surnames a Chinese character's name may begin with (the commonest, leaving out those
@@ -652,3 +652,14 @@ class Phrases:
             scores[row] = NEG_INF
             scores[row, keep] = kept
         return scores
+
+
+class LoopTakenBack(BanInText):
+    """A word or a few (Chinese: characters) said a third time running is taken back from
+    its second time, which is then blocked there, instead of the line being stopped as a
+    loop (`text.cut_ngram_loops`, what the writer's watch stops on). Seen: Chinese beats
+    stopped at "顾青画" by "画画画画": 5 of 20 outlines redrawn."""
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        kept = cut_ngram_loops(text)
+        return len(kept) if len(kept) < len(text) and len(kept) >= shown else None

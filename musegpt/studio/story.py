@@ -35,6 +35,7 @@ from musegpt.studio.plan_rules import (
     EndWhenReady,
     Favour,
     JudgedWhenEnded,
+    LoopTakenBack,
     NameFirst,
     Phrases,
     SaidTwice,
@@ -485,7 +486,7 @@ def draw(
         head = lead if lead and attempt >= first_lead else ""
         # After a lead, not a colon ("Kenta Yano: goes fishing" is a script line).
         after = [r"\A\s*[:：]"] if head else []
-        rules: list[LogitsProcessor] = []
+        rules: list[LogitsProcessor] = [LoopTakenBack()] if writer.steers else []
         if ready is not None and writer.steers:
             rules.append(EndWhenReady(writer.engine.tokenizer, ready, head))
         rules += nudges if writer.steers else []
@@ -778,10 +779,12 @@ def bible_field(
     rules: list[LogitsProcessor] = [SaidTwice()] if key != "title" else []
     if key == "style" and lang == "zh":
         rules.append(Phrases(writer.engine.tokenizer, ZH_STYLE_WORDS, exclusive=ZH_STYLE_ONE_OF))
-    return draw(
+    value = draw(
         writer, prompt + LABELS[lang][key], FIELD_TOKENS[key], rule, key,
         avoid_regex=bans[key], redraws=redraws, until_kept=True, nudges=rules,
     )  # fmt: skip
+    # As the examples' (seen: "a city, in the middle of a town." under "Setting:").
+    return value[:1].upper() + value[1:] if lang == "en" else value
 
 
 SYNOPSIS_LEAST: dict[Lang, int] = {"en": 8, "zh": 14}  # words or characters: the checks' 6, 10
@@ -1658,6 +1661,28 @@ class OwnRetelling(BanInText):
         return None
 
 
+class ThirdPerson(BanInText):
+    """A chapter narrated in the third person, as its style says and its first word (a
+    character's name) begins it: "I" and "we" (我) only inside a character's quoted speech.
+    Seen: the Chinese README story, its style "第三人称", went over to a narrator 我 in its
+    first chapter and ended in "他说我。他爱你，她说她和我。"."""
+
+    def __init__(self, lang: Lang) -> None:
+        self.pronoun = re.compile(checks.FIRST_PERSON[lang])
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        start = text.rfind("\n", 0, shown) + 1  # the paragraph being written, from its start
+        for paragraph in re.finditer(r"[^\n]+", text[start:]):
+            body = paragraph.group()
+            for found in self.pronoun.finditer(body):
+                before = body[: found.start()]
+                quoted = before.count("“") > before.count("”") or before.count('"') % 2 == 1
+                at = start + paragraph.start() + found.start()
+                if not quoted and at >= shown:
+                    return at
+        return None
+
+
 class CirclingLines(JudgedWhenEnded):
     """A draft may not say a clause a third time, the same or nearly (one character or word
     changed: `checks.circling_clauses`), counting the chapter so far (`before`, in the
@@ -1739,6 +1764,8 @@ def chapter_rules(
     story = earlier + "\n" + head
     rules: list[LogitsProcessor] = [OwnRetelling(lang), EchoedSentences(lang, story)]
     rules.append(SpeechRun(writer.engine.tokenizer, head, lang))  # talk broken by narration
+    if not checks.FIRST_PERSON_STYLE.search(project.bible.style if project.bible else ""):
+        rules.append(ThirdPerson(lang))
     if not DIGIT.search(project.premise):  # numbers written in words, as fiction writes them
         rules.append(BanTokens(digit_ids(writer.engine.tokenizer)))
     if lang == "en":
