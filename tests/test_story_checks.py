@@ -23,6 +23,7 @@ from musegpt.studio.story import (
     ZH_STYLE_ONE_OF,
     ZH_STYLE_WORDS,
     Character,
+    RealWords,
     Scene,
     Stall,
     StoryBible,
@@ -36,7 +37,9 @@ from musegpt.studio.story import (
     chinese_number,
     clean_draft,
     example_field,
+    example_fields,
     example_names,
+    example_openings,
     lowered_names,
     not_the_premise,
     plan_avoid,
@@ -885,8 +888,10 @@ def test_an_english_plan_writes_no_other_script_nor_any_script_digit() -> None:
     for kept in ["a robot, six years old, naïve — and kind…", "Zoë, a café owner"]:
         assert not any(re.search(ban, kept) for ban in bans), kept
     assert not any(re.search(ban, "一个机器人") for ban in plan_avoid("zh", "一个机器人"))
-    # Nor a worksheet's blanks (seen in a cast: "Curtiss: detective, ______; ______").
-    assert any(re.search(ban, "Curtiss: detective, ______;") for ban in bans)
+    # Nor a worksheet's blanks (seen in a cast: "Curtiss: detective, ______; ______"), nor
+    # a symbol (seen in a setting, its year's digits banned: "in the winter of ¤ ¤.").
+    for seen in ["Curtiss: detective, ______;", "in the winter of ¤ ¤.", "a [b]"]:
+        assert any(re.search(ban, seen) for ban in bans), seen
 
 
 def test_a_field_says_no_clause_twice_while_it_is_drawn() -> None:
@@ -898,6 +903,11 @@ def test_a_field_says_no_clause_twice_while_it_is_drawn() -> None:
     assert rule.banned_at("机器人，女，三十岁，女。", 0) == len("机器人，女，三十岁，")
     for kept in ["First person, past tense.", "Early Gothic.", "海边小镇，夏天。"]:
         assert SaidTwice().banned_at(kept, 0) is None, kept
+    # Two persons or two tenses (seen, after a style near the example's went on).
+    two = "Quiet, first person, past tense, third person omniscient."
+    assert SaidTwice().banned_at(two, 0) == two.index("third")
+    assert SaidTwice().banned_at("Warm, past tense, present tense,", 0) == len("Warm, past tense, ")
+    assert SaidTwice().banned_at("First person, first-person,", 0) == len("First person, ")
 
 
 def test_a_chinese_style_is_written_in_style_words(gemma: Engine) -> None:
@@ -949,3 +959,15 @@ def test_a_plan_line_that_loops_is_taken_back_not_stopped() -> None:
     assert rule.banned_at("顾青画画画", 0) == len("顾青画")
     assert rule.banned_at("顾青画画，画了一只猫。", 0) is None
     assert rule.banned_at("顾青画画画", 4) is None  # streamed already
+
+
+def test_an_english_style_is_its_own_in_dictionary_words() -> None:
+    # Seen: a style near the example's went on to escape it, "…, past tense, ict.".
+    bans = example_openings(example_fields("en", "style"))
+    assert any(re.search(b, "Quiet and melancholy, first person") for b in bans)
+    assert not any(re.search(b, "Quiet, first person, past tense.") for b in bans)
+    assert RealWords().banned_at("Quiet, first person, past tense, ict.", 0) == len(
+        "Quiet, first person, past tense, "
+    )
+    assert RealWords().banned_at("Quiet, first person, past tense, ict", 0) is None  # going on
+    assert RealWords().banned_at("Old-fashioned, first person, past tense.", 0) is None

@@ -370,6 +370,12 @@ def fragmented(text: str, lang: Lang, most: int = 1) -> bool:
 
 # A person or a speech in a Chinese setting: it tells of someone, not where and when.
 ZH_SETTING_FAULT = re.compile(r"[他她我你]|[：:！!？?“”\"]")
+# Two of a kind a style names once: a person, a tense (seen: "first person, past tense,
+# present tense", "…, first person, past tense, third person omniscient").
+ONE_OF = (
+    re.compile(r"(?i)\b(?:first|second|third)[ -]person\b"),
+    re.compile(r"(?i)\b(?:past|present|future) tense\b"),
+)
 # An English phrase that ends on a word that needs another after it (seen: the setting
 # "The mountainside in the winter of", its markup refused).
 DANGLING = re.compile(
@@ -385,7 +391,7 @@ def repeated_piece(pieces: Sequence[str]) -> int | None:
     said, if any (seen: "First person, first person, past tense.", "机器人，女，三十岁，女。")."""
     seen: set[str] = set()
     for i, piece in enumerate(pieces):
-        key = piece.strip(" 。.").lower()
+        key = piece.strip(" 。.").lower().replace("-", " ")  # "first person, first-person"
         if key in seen:
             return i
         seen.add(key)
@@ -410,6 +416,8 @@ def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
         return f"the {what} is a list of bare words"
     if says_twice(value):
         return f"the {what} says a thing twice"
+    if any(len(kind.findall(value)) > 1 for kind in ONE_OF):
+        return f"the {what} names two persons or two tenses"
     if lang == "zh" and what == "setting" and ZH_SETTING_FAULT.search(value):
         return "the setting tells of someone, not a time and a place"
     if lang == "en" and DANGLING.search(value):

@@ -563,19 +563,20 @@ class EchoedSentences(JudgedWhenEnded):
 
 class SaidTwice(JudgedWhenEnded):
     """A plan field may not say a clause again, nor an English word twice in a row
-    (`checks.says_twice`, which refuses the field once drawn): judged as each clause ends
-    and taken back from the clause that says it again, whose first token is then blocked
-    there. Seen: "First person, first person, past tense. It's the night before…" went on
-    for forty tokens to be refused whole, a style redrawn on a quarter of the failing
-    first draws."""
+    (`checks.says_twice`, which refuses the field once drawn), nor name a second person or
+    tense (English; Chinese styles: `Phrases`): judged as each clause ends and taken back
+    from the clause that says it again, whose first token is then blocked there. Seen:
+    "First person, first person, past tense. It's the night before…" went on for forty
+    tokens to be refused whole, a style redrawn on a quarter of the failing first draws."""
 
     END = re.compile(r"[,，、;；。.!?！？]")
+    CLAUSE = re.compile(r"[^,，、;；。.!?！？]+")
 
     def spans(self, ended: str) -> list[tuple[int, int]]:
-        clauses = [
-            m for m in re.finditer(r"[^,，、;；。.!?！？]+", ended) if m.group().strip(" 。.")
-        ]
+        clauses = [m for m in self.CLAUSE.finditer(ended) if m.group().strip(" 。.")]
         found = [(m.end() - len(m.group(1)), m.end()) for m in checks.STUTTER.finditer(ended)]
+        for kind in checks.ONE_OF:
+            found += [(m.start(), m.end()) for m in list(kind.finditer(ended))[1:2]]
         again = checks.repeated_piece([m.group() for m in clauses])
         if again is not None:
             clause = clauses[again]

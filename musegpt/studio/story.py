@@ -27,7 +27,7 @@ from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import BanInText, BanTokens, LogitsProcessor
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.cast import Cast, CastRule, line_fault
+from musegpt.studio.cast import Cast, CastRule, line_fault, no_word
 from musegpt.studio.paragraph_guard import ParagraphFloor
 from musegpt.studio.plan_rules import (
     DIGIT,
@@ -554,8 +554,11 @@ def foreign_marks(
 # Web markup's brackets: no plan field writes them (seen in 4 of 20 English plans:
 # "The mountainside in the winter of <i>The White Mountains</i>.").
 MARKUP_MARK = re.compile(r"[<>]")
-# Letters of no Latin alphabet (Latin, its accents and general punctuation pass).
-OTHER_SCRIPT = re.compile(r"[^\x00-\u024f\u2000-\u206f]")
+# Letters of no Latin alphabet (Latin, its accents and general punctuation pass), and
+# symbols no plan writes (seen, with a year's digits banned: "in the winter of ¤ ¤.").
+OTHER_SCRIPT = re.compile(
+    r"[^\x20-\x7e\n\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u2000-\u206f]|[#@$%^~|\\{}\[\]=+`]"
+)
 
 
 def plan_avoid(lang: Lang, premise: str) -> list[str]:
@@ -729,6 +732,10 @@ FIELD_TOKENS = {"title": 24, "setting": 60, "style": 40}
 # 他看到有人叫他爱上了女孩。", "我靠，她烤的！一整天都吃得慌！", "男孩坐在家里边，看到门打开，
 # 好奇地问：", 6 of 20 plans).
 SETTING_BANS: dict[Lang, list[str]] = {"en": [], "zh": [checks.ZH_SETTING_FAULT.pattern]}
+# A style is one phrase: nothing after its full stop, no aside in brackets (seen: a style
+# near the example's went on until it was not: "Quiet and melancholy, first person, past
+# tense. (the robot is a racteated by the sounds of water…)"). Chinese: `Phrases`.
+STYLE_BANS: dict[Lang, list[str]] = {"en": [r"[()]", r"[.!?;][\"”’]?\s+\S"], "zh": []}
 # What a Chinese style is written in (`Phrases`): a tone, a person, a way of telling, as a
 # writer names them. Left free, Gemma wrote words that are none ("前人称", "人称物",
 # "二元代", "逻辑化") or no style ("感情，情感，故事，开头") in 9 of 20 plans.
@@ -742,6 +749,25 @@ ZH_STYLE_WORDS = (
     "短句为主", "对话多", "节奏缓慢", "节奏明快", "意识流", "书信体", "日记体", "多视角",
 )  # fmt: skip
 ZH_STYLE_ONE_OF = (("第一人称", "第三人称"), ("过去时", "现在时"), ("倒叙", "顺叙"))
+
+
+def example_openings(examples: Sequence[str]) -> list[str]:
+    """A `banned_regex` for a line begun with an example's first phrase, or a word of it
+    changed at its end (seen: "Quiet and melancholy, …" after the example's "Quiet and
+    melancholic, …", refused as the example's, went on to escape it: "…, past tense, ict.")."""
+    firsts = [re.split(r"[,，、;；.。]", example, maxsplit=1)[0].strip() for example in examples]
+    cut = [first[:-2] if len(first.split()[-1]) >= 6 else first for first in firsts if first]
+    return [r"(?i)\A\W*" + re.escape(opening) for opening in cut if len(opening) >= 6]
+
+
+class RealWords(BanInText):
+    """An English setting or style writes dictionary words (`cast.no_word`): one that is
+    none is taken back once written, its first token blocked there. Seen: a style too near
+    the example's, going on until it was its own, ended "…, first person, past tense, ict."."""
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        at = no_word(text, "en", partial=True)
+        return at if at is not None and at >= shown else None
 
 
 def bible_field(
@@ -771,17 +797,24 @@ def bible_field(
     bans = {
         "title": [*avoid, *premise_as_title(premise, lang), *TITLE_BANS[lang]],
         "setting": [*avoid, example_echo(lang, premise), *said, *SETTING_BANS[lang]],
-        "style": [*avoid, phrase_pairs(example_fields(lang, "style")), *said],
+        "style": [
+            *avoid,
+            phrase_pairs(example_fields(lang, "style")),
+            *said,
+            *STYLE_BANS[lang],
+            *example_openings(example_fields(lang, "style")),
+        ],
     }
     again = partial(not_the_premise, rules[key], premise, key, earlier=earlier)
     rule = unborrowed(again, lang, premise)
     # A clause said again is taken back as it ends, not refused with the whole line.
-    rules: list[LogitsProcessor] = [SaidTwice()] if key != "title" else []
+    steers: list[LogitsProcessor] = [SaidTwice()] if key != "title" else []
+    steers += [RealWords()] if key != "title" and lang == "en" else []
     if key == "style" and lang == "zh":
-        rules.append(Phrases(writer.engine.tokenizer, ZH_STYLE_WORDS, exclusive=ZH_STYLE_ONE_OF))
+        steers.append(Phrases(writer.engine.tokenizer, ZH_STYLE_WORDS, exclusive=ZH_STYLE_ONE_OF))
     value = draw(
         writer, prompt + LABELS[lang][key], FIELD_TOKENS[key], rule, key,
-        avoid_regex=bans[key], redraws=redraws, until_kept=True, nudges=rules,
+        avoid_regex=bans[key], redraws=redraws, until_kept=True, nudges=steers,
     )  # fmt: skip
     # As the examples' (seen: "a city, in the middle of a town." under "Setting:").
     return value[:1].upper() + value[1:] if lang == "en" else value
