@@ -662,6 +662,13 @@ def test_a_name_is_never_written_in_lower_case(gemma: Engine) -> None:
     assert lowered_names(gemma.tokenizer, "zh", [Character("阿七", "机器人")]) == []
 
 
+def test_a_chinese_chapter_does_not_talk_of_chapters() -> None:
+    bans = [re.compile(p) for p in chapter_bans("zh", "")]
+    for seen in ["一整章都不知道自己喜欢她。", "最后一章是乔恩和女朋友去的地方"]:
+        assert any(p.search(seen) for p in bans), seen
+    assert not any(p.search("他翻开文章，章鱼游走了。") for p in bans)
+
+
 def test_a_summary_that_runs_on_is_cut_to_two_sentences() -> None:
     assert two_sentences("Gad found a box. He opened it. Inside was gold. And") == (
         "Gad found a box. He opened it."
@@ -672,6 +679,9 @@ def test_a_summary_that_runs_on_is_cut_to_two_sentences() -> None:
 def test_replacement_characters_and_full_width_indents_leave_a_chapter() -> None:
     text = clean_draft("汪小菲笑了。\n\n\u3000\u3000\n\n\ufffd“我穿红裙子。”", "zh", "")
     assert "\ufffd" not in text and "\u3000" not in text
+    seen = 'Curtiss ran.\n\n"What is your name?" \u2028\u2028\nDeclan said, "Jack."'
+    kept = clean_draft(seen, "en", "")
+    assert "\u2028" not in kept and '"What is your name?"\nDeclan said, "Jack."' in kept
     assert text.endswith("“我穿红裙子。”")
 
 

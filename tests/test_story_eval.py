@@ -71,6 +71,9 @@ def test_the_table_is_rewritten_between_its_markers_and_the_page_kept(tmp_path: 
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"key": "a"}\n{"key": "b", "cut sh')  # a killed run's last line
     assert load_rows(rows) == [{"key": "a"}]
+    # A chapter holding U+2028 (seen) is one row, not two broken halves.
+    rows.write_text('{"key": "a", "text": "x\u2028y"}\n', "utf-8")
+    assert load_rows(rows) == [{"key": "a", "text": "x\u2028y"}]
 
 
 def test_eval_stories_on_the_default_model_resumes(gemma: Engine, tmp_path: Path) -> None:

@@ -1597,7 +1597,9 @@ READER_TALK: dict[Lang, str] = {
     r"第[一二三]人称|"
     # A critic's talk about chapters, plots and screens (seen: "在最后几章中，我们看到了一部电影
     # 《寻找警察的哥哥》。", "在故事中，…", "在电视剧中也经常看到这样的情节。").
-    r"(?:最后|前|后|这|那)几章|在(?:故事|小说|电视剧|电影)[中里]|(?:这样|类似)的情节|故事情节",
+    r"(?:最后|前|后|这|那)几章|在(?:故事|小说|电视剧|电影)[中里]|(?:这样|类似)的情节|故事情节|"
+    # A chapter named inside one (seen: "一整章都不知道自己喜欢她。", "最后一章是乔恩和女朋友…").
+    r"(?:一整|最后一|这一|上一|下一)章",
 }
 
 
@@ -1845,8 +1847,10 @@ PREMISE_WINDOW: dict[Lang, int] = {"en": 600, "zh": 200}
 
 def clean_draft(draft: str, lang: Lang, earlier: str) -> str:
     """What of a chapter draft is kept: `clean_chapter` after the writer's tidying, without
-    stray replacement characters and full-width indents (seen: "\u3000\u3000“我穿…", "�")."""
-    draft = re.sub(r"(?m)^[\u3000 \t]+", "", draft.replace("\ufffd", ""))
+    stray replacement characters, Unicode line separators and full-width indents (seen:
+    "\u3000\u3000“我穿…", "�", '"What is your brother's name?" \u2028\u2028')."""
+    draft = re.sub(r"[\ufffd\u2028\u2029]", "", draft)
+    draft = re.sub(r"(?m)^[\u3000 \t]+|[ \t]+$", "", draft)
     return checks.clean_chapter(tidy(draft, SCENE_LABELS), lang, earlier)
 
 

@@ -229,7 +229,10 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text("utf-8").splitlines():
+    # Lines end in "\n" only: a chapter may hold U+2028, which `splitlines` breaks at.
+    for line in path.read_text("utf-8").split("\n"):
+        if not line:
+            continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
