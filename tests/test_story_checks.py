@@ -229,6 +229,7 @@ def test_a_characters_line_is_not_chatter(line: str) -> None:
     [
         "I liked the story and its ending.", "I hope you enjoyed this story.", "The end.",
         "I really enjoyed reading this.", "Thanks for reading!", "I loved this chapter.",
+        "Rani got a job at Rik's shop, and that was the end of the story.",
     ],
 )  # fmt: skip
 def test_talk_about_the_story_ends_the_chapter(chatter: str) -> None:

@@ -100,7 +100,9 @@ CHATTER = {
         r"(?:good|great|nice|short|wonderful) (?:story|chapter|read)|"
         r"(?:this|the next|in this|the first|the last) chapter\b|(?:this|the) story (?:is|was)\b|"
         r"the (?:author|reader|writer)s?\b|thanks? (?:you )?for reading|"
-        r"(?:^|(?<=\n)|(?<=[.!?\"”] ))the end[.!]|to be continued|word count|writing prompt)"
+        r"(?:^|(?<=\n)|(?<=[.!?\"”] ))the end[.!]|to be continued|word count|writing prompt|"
+        # Seen mid-chapter: "Rani got a job at Rik's shop, and that was the end of the story."
+        r"the end of (?:the|this|my|our) (?:story|tale))"
         # A byline (seen: "Keith Akins (C) 2010 by Christopher K. M. Lee" opening a chapter).
         r"|\(c\)\s*\d{4}|©|\bcopyright\b|\ball rights reserved",
         re.IGNORECASE,
