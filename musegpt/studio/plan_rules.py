@@ -584,20 +584,20 @@ class SaidTwice(JudgedWhenEnded):
         return sorted(found)
 
 
-_short_texts: weakref.WeakKeyDictionary[Tokenizer, dict[str, list[int]]] = (
-    weakref.WeakKeyDictionary()
-)
+_pieces: weakref.WeakKeyDictionary[Tokenizer, dict[str, list[int]]] = weakref.WeakKeyDictionary()
+PIECE_MOST = 8  # characters: the longest token text `short_pieces` keeps
 
 
-def short_texts(tokenizer: Tokenizer) -> dict[str, list[int]]:
-    """The tokens whose text is one to eight characters, by that text (once per tokenizer)."""
-    found = _short_texts.get(tokenizer)
+def short_pieces(tokenizer: Tokenizer) -> dict[str, list[int]]:
+    """The tokens whose text is one to `PIECE_MOST` whole characters, by that text (once per
+    tokenizer): where a rule looks up the tokens that write a given short stretch."""
+    found = _pieces.get(tokenizer)
     if found is None:
         found = {}
         for token_id, text in enumerate(vocab_texts(tokenizer)):
-            if 0 < len(text) <= 8:
+            if 0 < len(text) <= PIECE_MOST:
                 found.setdefault(text, []).append(token_id)
-        _short_texts[tokenizer] = found
+        _pieces[tokenizer] = found
     return found
 
 
@@ -605,9 +605,9 @@ class Phrases:
     """A line written only in `phrases` joined by `separators` and closed by `end` (then the
     line ends): each step allows the tokens that go on along a phrase the piece being
     written begins, or close it with a separator. For a field a small model fills with
-    words that are no words: Chinese styles came out "前人称", "人称物", "二元代", "逻辑化",
-    "感情，情感，故事，开头" (9 of 20 plans); no two of one `exclusive` group ("第一人称，第三
-    人称"). Written for unspaced scripts (Chinese).
+    words that are no words: Chinese styles came out "前人称", "人称物", "二元代", "逻辑化"
+    (12 of 20 plans) or no style ("感情，情感，故事，开头"); no two of one `exclusive` group
+    ("第一人称，第三人称"). Written for unspaced scripts (Chinese).
     A row whose text left the phrases (a take-back, a program-written head), or whose
     every allowed token is blocked, is left as it is."""
 
@@ -622,7 +622,7 @@ class Phrases:
         self.tokenizer, self.phrases = tokenizer, sorted(set(phrases))
         self.exclusive = [set(group) for group in exclusive]  # one of each group at most
         self.separators, self.end = separators, end
-        self.texts = short_texts(tokenizer)
+        self.texts = short_pieces(tokenizer)
         self.line_ends = set(line_end_ids(tokenizer).tolist())
         self.marks = re.compile(f"[{re.escape(separators + end)}]")
 

@@ -17,7 +17,6 @@ not before.
 from __future__ import annotations
 
 import re
-import weakref
 from collections import Counter
 from collections.abc import Iterable
 from typing import ClassVar
@@ -26,7 +25,7 @@ import torch
 
 from musegpt.generation.processors import NEG_INF, DecodeState
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.plan_rules import vocab_texts
+from musegpt.studio.plan_rules import short_pieces
 from musegpt.studio.text import SENTENCE_END
 from musegpt.tokenizer.base import Tokenizer
 
@@ -51,21 +50,6 @@ def openings(sentences: list[str], longer: int = 2) -> list[str]:
 def told_openings(text: str) -> list[str]:
     """The openings of `text`'s recent sentences (an earlier chapter's, the chapter so far)."""
     return openings(checks.sentences(text)[-RETOLD_SENTENCES:])
-
-
-_pieces: weakref.WeakKeyDictionary[Tokenizer, dict[str, list[int]]] = weakref.WeakKeyDictionary()
-
-
-def short_pieces(tokenizer: Tokenizer) -> dict[str, list[int]]:
-    """The tokens whose text is a few whole characters, by that text (once per tokenizer)."""
-    found = _pieces.get(tokenizer)
-    if found is None:
-        found = {}
-        for token_id, text in enumerate(vocab_texts(tokenizer)):
-            if 0 < len(text) < RUN:
-                found.setdefault(text, []).append(token_id)
-        _pieces[tokenizer] = found
-    return found
 
 
 def recent_text(

@@ -738,7 +738,7 @@ SETTING_BANS: dict[Lang, list[str]] = {"en": [], "zh": [checks.ZH_SETTING_FAULT.
 STYLE_BANS: dict[Lang, list[str]] = {"en": [r"[()]", r"[.!?;][\"”’]?\s+\S"], "zh": []}
 # What a Chinese style is written in (`Phrases`): a tone, a person, a way of telling, as a
 # writer names them. Left free, Gemma wrote words that are none ("前人称", "人称物",
-# "二元代", "逻辑化") or no style ("感情，情感，故事，开头") in 9 of 20 plans.
+# "二元代", "逻辑化") in 12 of 20 plans, or no style ("感情，情感，故事，开头").
 ZH_STYLE_WORDS = (
     "安静", "忧郁", "温暖", "平实", "幽默", "冷峻", "抒情", "诗意", "悬疑", "紧张", "轻快",
     "细腻", "克制", "朴素", "简洁", "温柔", "明快", "浪漫", "魔幻", "荒诞", "淡雅", "平静",
