@@ -34,6 +34,7 @@ from musegpt.studio.story import (
     bible_field,
     chapter_bans,
     chapter_lead,
+    chapter_rules,
     chinese_number,
     clean_draft,
     example_field,
@@ -982,3 +983,13 @@ def test_an_english_style_is_its_own_in_dictionary_words() -> None:
     )
     assert RealWords().banned_at("Quiet, first person, past tense, ict", 0) is None  # going on
     assert RealWords().banned_at("Old-fashioned, first person, past tense.", 0) is None
+
+
+def test_a_chapter_is_third_person_unless_its_style_is_first(tmp_path: Path, gemma: Engine) -> None:
+    cast = [Character("阿七", "机器人"), Character("林小雪", "女孩")]
+    writer = Studio(gemma).writer(ROBOT_ZH, seed=1)
+    for style, third in [("浪漫，平实，第三人称。", True), ("温暖，第一人称，口语化。", False)]:
+        bible = StoryBible("铁皮心", "一九八零年秋天，北京。", style, "梗概。", cast)
+        project = StoryProject(tmp_path, ROBOT_ZH, "zh", bible, [Scene("阿七醒了。")])
+        rules = chapter_rules(writer, project, "阿七")
+        assert any(isinstance(rule, ThirdPerson) for rule in rules) == third, style
