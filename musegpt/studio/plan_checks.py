@@ -400,10 +400,24 @@ def repeated_piece(pieces: Sequence[str]) -> int | None:
     return None
 
 
+FIELD_CLAUSE = re.compile(r"[^,，、;；。.!?！？]+")  # a plan field's clause, between its marks
+
+
+def said_again(text: str) -> list[tuple[int, int]]:
+    """Where a plan field says something again: the first clause an earlier one said, and
+    the second word of an English word written twice in a row (spans, in order)."""
+    clauses = [m for m in FIELD_CLAUSE.finditer(text) if m.group().strip(" 。.")]
+    found = [(m.end() - len(m.group(1)), m.end()) for m in STUTTER.finditer(text)]
+    again = repeated_piece([m.group() for m in clauses])
+    if again is not None:
+        clause = clauses[again]
+        found.append((clause.end() - len(clause.group().lstrip()), clause.end()))
+    return sorted(found)
+
+
 def says_twice(text: str) -> bool:
     """Whether a plan field says a clause twice, or an English word twice in a row."""
-    pieces = [p for p in re.split(r"[,，、;；。.!?！？]", text) if p.strip(" 。.")]
-    return repeated_piece(pieces) is not None or bool(STUTTER.search(text))
+    return bool(said_again(text))
 
 
 def check_phrase(value: str, lang: Lang, example: str, what: str) -> str | None:
@@ -614,11 +628,11 @@ def check_summary(summary: str, lang: Lang, anchors: Iterable[str], example: str
     return None
 
 
-# A summary told by someone inside the chapter (seen: "Hank thought about what he should do
-# if I asked him. He wanted to go up with me", of a chapter with a first-person speech): it
-# names who did what, in the third person, or the next chapter is planned on "I".
 # A style that tells in the first person: its chapters may say "I" outside speech.
 FIRST_PERSON_STYLE = re.compile(r"(?i)first[ -]person|第一人称")
+# I and we: a summary told by someone inside the chapter (seen: "Hank thought about what he
+# should do if I asked him. He wanted to go up with me") is refused, for it names who did
+# what or the next chapter is planned on "I"; a third-person chapter's narration says none.
 FIRST_PERSON: dict[Lang, str] = {
     "en": r"\b(?:I|[Mm]e|[Mm]y|[Mm]ine|[Ww]e|[Uu]s|[Oo]ur)\b",
     "zh": r"[我咱]",

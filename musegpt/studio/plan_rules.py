@@ -570,17 +570,11 @@ class SaidTwice(JudgedWhenEnded):
     tokens to be refused whole, a style redrawn on a quarter of the failing first draws."""
 
     END = re.compile(r"[,，、;；。.!?！？]")
-    CLAUSE = re.compile(r"[^,，、;；。.!?！？]+")
 
     def spans(self, ended: str) -> list[tuple[int, int]]:
-        clauses = [m for m in self.CLAUSE.finditer(ended) if m.group().strip(" 。.")]
-        found = [(m.end() - len(m.group(1)), m.end()) for m in checks.STUTTER.finditer(ended)]
+        found = checks.said_again(ended)
         for kind in checks.ONE_OF:
             found += [(m.start(), m.end()) for m in list(kind.finditer(ended))[1:2]]
-        again = checks.repeated_piece([m.group() for m in clauses])
-        if again is not None:
-            clause = clauses[again]
-            found.append((clause.end() - len(clause.group().lstrip()), clause.end()))
         return sorted(found)
 
 
@@ -639,7 +633,7 @@ class Phrases:
         closes = self.separators + self.end
         wanted = {rest[:k] for rest in rests for k in range(1, len(rest) + 1)}
         wanted |= {rest + mark for rest in rests for mark in closes}
-        return {i for text in wanted for i in self.texts.get(text, ())}
+        return {i for piece_text in wanted for i in self.texts.get(piece_text, ())}
 
     def __call__(self, state: DecodeState, scores: torch.Tensor) -> torch.Tensor:
         scores = scores.clone()
