@@ -12,7 +12,15 @@ from musegpt.generation.params import SamplingParams
 from musegpt.generation.processors import BanTokens, DecodeState
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import digit_ids
-from musegpt.studio.speech_guard import MOST_SPEECHES, QUOTE, SpeechRun, speeches_in_a_row
+from musegpt.studio.speech_guard import (
+    MOST_BARE,
+    MOST_SPEECHES,
+    QUOTE,
+    SpeechRun,
+    bare_in_a_row,
+    bare_speech,
+    speeches_in_a_row,
+)
 
 # The README's story, unseeded (nineteenth session): its last chapter, line after line.
 PING_PONG = (
@@ -58,6 +66,53 @@ def test_after_four_speeches_the_next_paragraph_holds_no_quotation_mark(gemma: E
     assert QUOTE["en"].search(plain.split("\n")[0])  # the model goes on talking…
     first = guarded.strip().split("\n")[0]
     assert first and not QUOTE["en"].search(first)  # …and the guard makes it narrate
+
+
+# The eval's Chinese story (twenty-second session): lines no reader can give to anyone.
+ZH_BARE = "邓小燕和杜子龙一起去寻找哥哥。\n“我要回去了！你回来吧！”\n“我一定回去了！”\n"
+
+
+def test_a_bare_speech_line_is_quotations_alone() -> None:
+    assert bare_speech('"Yes."', "en") and bare_speech('"No," "Yes!"', "en")
+    assert bare_speech("“真开心！我是怎么来的？”“没错！！”", "zh")
+    assert bare_speech("“你跟那孩子在一起吗？”！”", "zh")  # a stray mark is no word
+    assert bare_speech('"I was', "en")  # still open
+    assert not bare_speech('"Yes," he said.', "en")
+    assert not bare_speech('He said: "No."', "en")
+    assert not bare_speech("他说：“是。”", "zh") and not bare_speech("“好。”乔敏笑了。", "zh")
+    assert not bare_speech("He left.", "en") and not bare_speech("", "zh")
+    assert bare_in_a_row(ZH_BARE, "zh") == 2 == MOST_BARE
+    assert bare_in_a_row(ZH_BARE + "“我", "zh") == 2  # the line being written aside
+    assert bare_in_a_row(PING_PONG, "en") == 0  # "She said: …" ends the run
+
+
+@given(st.lists(st.booleans(), max_size=12))
+def test_the_bare_count_is_the_run_of_speech_alone_at_the_end(bare: list[bool]) -> None:
+    lines = ['"Go on."' if b else '"Go on," he said.' for b in bare]
+    run = 0
+    for b in reversed(bare):
+        if not b:
+            break
+        run += 1
+    assert bare_in_a_row("\n\n".join(lines) + "\n\n", "en") == run
+
+
+def test_after_two_bare_speech_lines_the_next_opens_with_narration(gemma: Engine) -> None:
+    tokenizer = gemma.tokenizer
+    guard = SpeechRun(tokenizer, ZH_BARE, "zh")
+    banned = {tokenizer.decode([t]) for t in guard.row_bans(DecodeState([[]], [0]), 0)}
+    assert "“" in banned and "「" in banned
+    # Once the paragraph is begun with narration, it may quote its speaker.
+    told = tokenizer.encode("杜子龙说：")
+    assert guard.row_bans(DecodeState([told], [0]), 0) == []
+    one = SpeechRun(tokenizer, ZH_BARE.rsplit("“", 1)[0], "zh")  # one bare line: no ban
+    assert one.row_bans(DecodeState([[]], [0]), 0) == []
+    params = SamplingParams(temperature=0.0, max_new_tokens=30)
+    plain = gemma.generate(ZH_BARE, params)
+    guarded = gemma.generate(ZH_BARE, params, [guard])
+    assert bare_speech(plain.split("\n")[0], "zh")  # the model goes on with a third…
+    first = guarded.split("\n")[0]
+    assert first.strip() and not QUOTE["zh"].match(first)  # …and the guard makes it narrate
 
 
 def test_english_chapters_spell_their_numbers_out(gemma: Engine) -> None:

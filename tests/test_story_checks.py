@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from musegpt.engines.base import Engine
+from musegpt.generation.params import SamplingParams
 from musegpt.studio import Studio
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.plan_rules import LoopTakenBack, Phrases, SaidTwice
@@ -662,6 +663,36 @@ def test_a_name_is_never_written_in_lower_case(gemma: Engine) -> None:
     # A name that is also a word may be the word: a rose, a hunter.
     assert not any(p.search("a hunter with a rose. Yoda Okafor ran.") for p in bans)
     assert lowered_names(gemma.tokenizer, "zh", [Character("阿七", "机器人")]) == []
+
+
+def test_a_chinese_name_goes_on_as_the_cast_writes_it(gemma: Engine) -> None:
+    slips = [re.compile(p) for p in checks.name_slips(["黎春秋", "黎春花", "黎一", "王小明"])]
+    # Seen in one story: 黎春秋 as 黎春性 and 黎春子; the pair cut off or spaced apart too.
+    for seen in ["黎春性哭了", "黎春子说", "黎春 子", "黎春、黎春。", "杜子龙和黎春\n"]:
+        assert any(p.search(seen) for p in slips), seen
+    # The cast's own names, a two-character one, and 王小姐 (a way to address 王小明).
+    assert not any(p.search("黎春秋和黎春花，黎一，王小姐和王小明") for p in slips)
+    assert checks.name_slips(["Kirsten Eves", "乔恩"]) == []
+    # The model, shown the slip three times, writes it a fourth; under the bans it writes
+    # the name (the take-back goes to the first byte of a character the model spelt in
+    # bytes: it used to try every last byte in turn and give up).
+    prompt = "黎春性的妈妈抱着她。黎春性哭了。黎春子和妈妈一起回家。第二天，黎春子说：“"
+    params = SamplingParams(temperature=0.0, max_new_tokens=30)
+    assert "黎春子" in gemma.generate(prompt, params)
+    bans = [p.pattern for p in slips]
+    out = gemma.complete(prompt, params.model_copy(update={"banned_regex": bans}))[0]
+    assert out.finish_reason == "length" and "黎春秋" in out.text
+    assert not any(p.search(out.text) for p in slips)
+
+
+def test_list_items_and_unquoted_speech_are_no_chapter_lines() -> None:
+    zh = [re.compile(p) for p in chapter_bans("zh", "")]
+    assert any(p.search("几件事。\n一、黎春秋在背上吃饼的时候") for p in zh)
+    assert not any(p.search("一天，黎春秋在背上吃饼。一、二、三，她数着。") for p in zh)
+    en = [re.compile(p) for p in chapter_bans("en", "")]
+    assert any(p.search("He said: You can't have it.") for p in en)
+    assert not any(p.search('He said: "You can\'t have it."') for p in en)
+    assert not re.search(checks.UNQUOTED_SPEECH_EN, 'She asked: "Why?" Her unsaid: thoughts.')
 
 
 def test_a_chinese_chapter_does_not_talk_of_chapters() -> None:

@@ -814,8 +814,14 @@ class Decoder:
         if not starts:
             return False
         start = min(starts)
-        # The token holding the phrase's first character not yet streamed is replaced.
-        self._take_back(row, next(i for i, end in enumerate(row.char_ends) if end > start))
+        # The token holding the phrase's first character not yet streamed is replaced; when
+        # that character's bytes came in several tokens, the first of them (taking back only
+        # the one that completed it, the row tried every last byte in turn and gave up on a
+        # Chinese name banned after "黎春").
+        t = next(i for i, end in enumerate(row.char_ends) if end > start)
+        while t > 0 and row.char_ends[t - 1] == (row.char_ends[t - 2] if t > 1 else 0):
+            t -= 1
+        self._take_back(row, t)
         return True
 
     def _take_back(self, row: _Row, t: int) -> None:

@@ -153,10 +153,10 @@ ASIDE = {
 
 
 # A line begun as a list item inside a chapter (seen: "(1) 读了《纽约时报》…", "K 1. \"I don't
-# want…\""): list debris, not prose.
+# want…\"", six lines "一、黎春秋在背上吃饼的时候…" to "六、…"): list debris, not prose.
 LIST_LINE = (
     r"(?m)^[ \t]*(?:[(（](?:\d{1,2}|[一二三四五六七八九十]{1,2})[)）]|"
-    r"[A-Za-z]?[ \t]*\d{1,2}[.、](?!\d))"
+    r"[A-Za-z]?[ \t]*\d{1,2}[.、](?!\d)|[一二三四五六七八九十]{1,2}、)"
 )
 LIST_MARK = re.compile(LIST_LINE + r"[ \t]*")
 # A bracketed number inside a line: list or footnote debris, not prose (seen: a Chinese
@@ -209,7 +209,33 @@ STYLE_WORDS = {
 # Chinese speech after 说： without its quotation marks (seen: "她说：我喜欢你！"): banned in a
 # chapter, and quoted in cleaning (`narrate`). 想 is left out: a thought goes unquoted.
 UNQUOTED_SPEECH = r"(?<=[说道问答喊叫])[：:][ \t]*[^“\"「\s]"
+# English speech after "said:" without its quotation marks (seen: "He said: You can't have
+# it. It's a cold case murder…", the narration and the speech then run together): the colon
+# is taken back and the model quotes or goes on otherwise.
+SPEECH_VERBS = ("said", "says", "asked", "asks", "replied", "answered", "shouted", "cried")
+UNQUOTED_SPEECH_EN = (
+    "(?:" + "|".join(rf"(?<=\b{v})" for v in SPEECH_VERBS) + r")[ \t]*:[ \t]*[A-Za-z]"
+)
 QUOTE_SPEECH = re.compile(r"([说道问答喊叫])[：:][ \t]*([^“\"「\s][^\n]*?(?:[。！？!?…]+|$))")
+# A Chinese name of three characters or more miswritten after its first two (seen: 黎春秋
+# as 黎春性 and 黎春子 ten times in one story, 杜子龙 as 杜子的) or cut there: the pair
+# then goes on only as one of the cast's names does. A pair ending in 小, 大, 老 or 阿 is left alone:
+# 王小姐 and 彭大哥 are ways to address 王小明 and 彭大林.
+ADDRESS_PREFIXES = "小大老阿"
+
+
+def name_slips(names: Iterable[str]) -> list[str]:
+    """Patterns for `names`' Chinese slips: a name's first two characters followed by
+    anything but the next character of a name of the cast (a space between them too:
+    with "黎春性" banned, the model wrote "黎春 性", then "黎春、黎春。")."""
+    thirds: dict[str, set[str]] = {}
+    for name in names:
+        if len(name) >= 3 and HAN_RUN.fullmatch(name) and name[1] not in ADDRESS_PREFIXES:
+            thirds.setdefault(name[:2], set()).add(name[2])
+    return [
+        f"(?<={pair})[ \\t]*[^{''.join(sorted(ends))} \\t]"
+        for pair, ends in sorted(thirds.items())
+    ]
 
 
 def normal(text: str) -> str:

@@ -761,9 +761,10 @@ def example_openings(examples: Sequence[str]) -> list[str]:
 
 
 class RealWords(BanInText):
-    """An English setting or style writes dictionary words (`cast.no_word`): one that is
-    none is taken back once written, its first token blocked there. Seen: a style too near
-    the example's, going on until it was its own, ended "…, first person, past tense, ict."."""
+    """An English setting, style or summary writes dictionary words (`cast.no_word`): one
+    that is none is taken back once written, its first token blocked there. Seen: a style
+    too near the example's, going on until it was its own, ended "…, first person, past
+    tense, ict."; a summary, "Jair aj had a lot of fun…"."""
 
     def banned_at(self, text: str, shown: int) -> int | None:
         at = no_word(text, "en", partial=True)
@@ -1399,7 +1400,10 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
                 *foreign_marks(lang, f"{project.premise}\n{scene.text}", SUMMARY_MARKS),
                 r"[\"“”「」『』]",
                 checks.FIRST_PERSON[lang],
+                *checks.name_slips(c.name for c in project.bible.characters),
             ],
+            # English words only (seen: "Jair aj had a lot of fun…").
+            nudges=[RealWords()] if lang == "en" else [],
             redraws=project.meta.setdefault("redraws", {}),
             lead=name,
             lead_from=0,
@@ -1614,7 +1618,7 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     chatter += (
         [checks.UNQUOTED_SPEECH, checks.ENGLISH_RUN, checks.EMPTY_QUOTE, checks.BROKEN_ORDINAL]
         if lang == "zh"
-        else []
+        else [checks.UNQUOTED_SPEECH_EN]
     )
     # Web markup, notes on pictures, numbers as list debris and a worksheet's blanks
     # (seen: "<h2>…</h2>", "<strong>3.2章</strong>", "(see picture below)", "（3）", "the
@@ -1919,6 +1923,7 @@ def write_scene(writer: Writer, project: StoryProject, index: int, candidates: i
         checks.SPEAKER_BAN[lang], *foreign_marks(lang, project.premise),
         *chapter_bans(lang, earlier),
         *lowered_names(writer.engine.tokenizer, lang, project.bible.characters),
+        *checks.name_slips(c.name for c in project.bible.characters),
     ]  # fmt: skip
     # After a name the program wrote: no colon (a script line) and no line break (seen:
     # "Jonah Reed\n\nAs he was…", the name left standing as a heading).

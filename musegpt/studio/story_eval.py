@@ -22,6 +22,7 @@ from typing import Any
 from musegpt.studio import plan_checks as checks
 from musegpt.studio.cast import cast_faults
 from musegpt.studio.evaluate import SCAFFOLDING
+from musegpt.studio.speech_guard import MOST_BARE, bare_speech
 from musegpt.studio.story import (
     EXAMPLE_MARKS,
     Character,
@@ -326,6 +327,31 @@ def circling(rows: list[dict[str, Any]]) -> list[bool]:
     return [bool(checks.circling_clauses(text, lang)) for text, _, lang in written_chapters(rows)]
 
 
+def bare_talk(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter written: whether it has more than `MOST_BARE` lines in a row of
+    speech alone, with no speaker and no narration (`bare_speech`)."""
+    found = []
+    for text, _, lang in written_chapters(rows):
+        run = longest = 0
+        for line in (x for x in text.split("\n") if x.strip()):
+            run = run + 1 if bare_speech(line, lang) else 0
+            longest = max(longest, run)
+        found.append(longest > MOST_BARE)
+    return found
+
+
+def name_slipped(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each chapter written: whether it miswrites a Chinese name after its first two
+    characters (`checks.name_slips`: 黎春秋 as 黎春性)."""
+    found = []
+    for row in rows:
+        bible = row["project"].get("bible") or {}
+        slips = checks.name_slips(c["name"] for c in bible.get("characters", []))
+        scenes = row["project"].get("scenes", [])[: len(row["chapters"])]
+        found += [any(re.search(p, s["text"]) for p in slips) for s in scenes]
+    return found
+
+
 def phrase_circling(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter written: whether it says a run of `checks.PHRASE_RUN` Han characters
     (English: `checks.PHRASE_WORDS` words) a third time in the story so far
@@ -476,6 +502,10 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "chapters saying a word a fourth time within a paragraph or two": share(
                 going_round(mine)
             ),
+            "chapters with three bare speech lines in a row (no speaker, no narration)": share(
+                bare_talk(mine)
+            ),
+            "chapters miswriting a name (黎春秋 as 黎春性)": share(name_slipped(mine)),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
             "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
             "script-style lines (Name: …)": share([c["script_lines"] > 0 for c in chapters]),
