@@ -117,13 +117,18 @@ def test_after_two_bare_speech_lines_the_next_opens_with_narration(gemma: Engine
 
 def test_english_chapters_spell_their_numbers_out(gemma: Engine) -> None:
     ids = set(digit_ids(gemma.tokenizer))
-    assert all(set(gemma.tokenizer.encode(d)) & ids for d in "0123456789")
+    assert all(set(gemma.tokenizer.encode(d)) & ids for d in "0123456789$%")
     assert not ids & set(gemma.tokenizer.encode("He was thirty-two years old."))
     prompt = "Chapter facts. He was"
     params = SamplingParams(temperature=0.0, max_new_tokens=12)
     assert any(c.isdigit() for c in gemma.generate(prompt + " born in", params))  # a year…
     out = gemma.generate(prompt + " born in", params, [BanTokens(sorted(ids))])
     assert out.strip() and not any(c.isdigit() for c in out)  # …and none under the ban
+    # Nor a sign that stands beside a number (seen: "He buys a house for $" and a line break).
+    price = "He bought the house for"
+    assert "$" in gemma.generate(price, params)
+    priced = gemma.generate(price, params, [BanTokens(sorted(ids))])
+    assert priced.strip() and not set("$0123456789") & set(priced)
 
 
 def test_a_speech_tag_written_as_its_own_sentence_is_set_as_prose() -> None:

@@ -219,6 +219,7 @@ def test_headings_and_chatter_leave_a_chapter() -> None:
     [
         '"I love you," Lena said.', "I like it here.", "I hope you are well.",
         "The end of the road was near.", "It was the end.", "I like the one with the red roof.",
+        "I loved that horse.", "What I wanted was a boat.",
     ],
 )  # fmt: skip
 def test_a_characters_line_is_not_chatter(line: str) -> None:
@@ -232,6 +233,8 @@ def test_a_characters_line_is_not_chatter(line: str) -> None:
         "I liked the story and its ending.", "I hope you enjoyed this story.", "The end.",
         "I really enjoyed reading this.", "Thanks for reading!", "I loved this chapter.",
         "Rani got a job at Rik's shop, and that was the end of the story.",
+        "I love that story.", "I love his story because it is so funny.",
+        "What I liked about that book is that it was very different.",
     ],
 )  # fmt: skip
 def test_talk_about_the_story_ends_the_chapter(chatter: str) -> None:

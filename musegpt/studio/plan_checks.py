@@ -99,6 +99,10 @@ CHATTER = {
         r"(?:this|it))\b|i hope you (?:enjoy|enjoyed|like|liked) (?:this|the story|reading)\b|"
         r"(?:good|great|nice|short|wonderful) (?:story|chapter|read)|"
         r"(?:this|the next|in this|the first|the last) chapter\b|(?:this|the) story (?:is|was)\b|"
+        # Seen in first-person chapters: "I love that story.", "What I liked about that book
+        # is that it was very different than other books we've read in school".
+        r"i (?:really )?(?:like|liked|love|loved|enjoy|enjoyed) (?:that|his|her|their) "
+        r"(?:story|chapter|book|tale)\b|what i (?:liked|loved|enjoyed) about\b|"
         r"the (?:author|reader|writer)s?\b|thanks? (?:you )?for reading|"
         r"(?:^|(?<=\n)|(?<=[.!?\"”] ))the end[.!]|to be continued|word count|writing prompt|"
         # Seen mid-chapter: "Rani got a job at Rik's shop, and that was the end of the story."
@@ -219,8 +223,8 @@ UNQUOTED_SPEECH_EN = (
 QUOTE_SPEECH = re.compile(r"([说道问答喊叫])[：:][ \t]*([^“\"「\s][^\n]*?(?:[。！？!?…]+|$))")
 # A Chinese name of three characters or more miswritten after its first two (seen: 黎春秋
 # as 黎春性 and 黎春子 ten times in one story, 杜子龙 as 杜子的) or cut there: the pair
-# then goes on only as one of the cast's names does. A pair ending in 小, 大, 老 or 阿 is left alone:
-# 王小姐 and 彭大哥 are ways to address 王小明 and 彭大林.
+# then goes on only as one of the cast's names does. A pair ending in 小, 大, 老 or 阿 is
+# left alone: 王小姐 and 彭大哥 are ways to address 王小明 and 彭大林.
 ADDRESS_PREFIXES = "小大老阿"
 
 
@@ -233,8 +237,7 @@ def name_slips(names: Iterable[str]) -> list[str]:
         if len(name) >= 3 and HAN_RUN.fullmatch(name) and name[1] not in ADDRESS_PREFIXES:
             thirds.setdefault(name[:2], set()).add(name[2])
     return [
-        f"(?<={pair})[ \\t]*[^{''.join(sorted(ends))} \\t]"
-        for pair, ends in sorted(thirds.items())
+        f"(?<={pair})[ \\t]*[^{''.join(sorted(ends))} \\t]" for pair, ends in sorted(thirds.items())
     ]
 
 

@@ -86,6 +86,9 @@ ZH_NAME_PIECE = re.compile(r"[\u4e00-\u9fff·]{1,3}")
 COLON_FIRST = re.compile(r" ?[:：]")
 # Any script's digits: with ASCII ones banned, Gemma wrote "a robot, ๖ years old".
 DIGIT = re.compile(r"\d")
+# A digit, or a sign that only stands beside one: with digits banned, chapters wrote "He buys
+# a house for $" and broke the line there ("…pay you $\nthis week").
+NUMBER_SIGN = re.compile(r"[\d$£€¥%]")
 
 
 @dataclass(frozen=True)
@@ -290,11 +293,11 @@ def matching_ids(tokenizer: Tokenizer, pattern: re.Pattern[str]) -> list[int]:
 
 
 def digit_ids(tokenizer: Tokenizer) -> list[int]:
-    """The tokens holding an Arabic digit, which fiction writes in words (seen in English
-    chapters: "someone he wanted 32 years to be a part of", '" 18, it's a lot."', "(see
-    page 3)", 20 in 24 chapters; Chinese: "1931年12月16日 - 30日" as a line of its own, 4 in
-    24)."""
-    return matching_ids(tokenizer, DIGIT)
+    """The tokens holding a digit or a sign that goes with one ($, %), which fiction writes
+    in words (seen in English chapters: "someone he wanted 32 years to be a part of", '"
+    18, it's a lot."', "(see page 3)", 20 in 24 chapters; Chinese: "1931年12月16日 - 30日"
+    as a line of its own, 4 in 24)."""
+    return matching_ids(tokenizer, NUMBER_SIGN)
 
 
 _word_starts: weakref.WeakKeyDictionary[
