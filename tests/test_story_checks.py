@@ -938,6 +938,13 @@ def test_an_english_plan_writes_no_other_script_nor_any_script_digit() -> None:
     # a symbol (seen in a setting, its year's digits banned: "in the winter of ¤ ¤.").
     for seen in ["Curtiss: detective, ______;", "in the winter of ¤ ¤.", "a [b]"]:
         assert any(re.search(ban, seen) for ban in bans), seen
+    # Nor spaces run together where a digit was banned (seen: "in the winter of  a small
+    # town", "detective,   old, rich"), in either language.
+    for lang in ("en", "zh"):
+        spaced = [re.compile(b) for b in plan_avoid(lang, "a robot")]
+        for seen in ["in the winter of  a small town", "detective,   old"]:
+            assert any(b.search(seen) for b in spaced), seen
+        assert not any(b.search("A town, in winter.\n  Ada: a robot.") for b in spaced)
 
 
 def test_a_field_says_no_clause_twice_while_it_is_drawn() -> None:

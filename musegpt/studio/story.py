@@ -561,6 +561,9 @@ OTHER_SCRIPT = re.compile(
 )
 
 
+SPACES_IN_LINE = r"(?<=\S)[ \t]{2,}"
+
+
 def plan_avoid(lang: Lang, premise: str) -> list[str]:
     """A `banned_regex` for what no field of a plan writes: the example's own things
     (`foreign_marks`) and, unless the premise has one, a digit, as the examples write
@@ -573,7 +576,9 @@ def plan_avoid(lang: Lang, premise: str) -> list[str]:
     script = [OTHER_SCRIPT.pattern] if lang == "en" and not OTHER_SCRIPT.search(premise) else []
     # Nor a worksheet's blanks (seen: "Curtiss: detective, ______; ______", a cast redrawn).
     blanks = [] if re.search(checks.BLANK, premise) else [checks.BLANK]
-    return [*foreign_marks(lang, premise), *digits, *markup, *script, *blanks]
+    # Nor spaces run together inside a line: where a banned digit was (seen: "The mountainside
+    # in the winter of  a small town", "Curtiss: detective,   old, rich, retired.").
+    return [*foreign_marks(lang, premise), *digits, *markup, *script, *blanks, SPACES_IN_LINE]
 
 
 def unborrowed(
