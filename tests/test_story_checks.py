@@ -24,6 +24,7 @@ from musegpt.studio.story import (
     ZH_STYLE_ONE_OF,
     ZH_STYLE_WORDS,
     Character,
+    NameSlips,
     RealWords,
     Scene,
     Stall,
@@ -235,6 +236,8 @@ def test_a_characters_line_is_not_chatter(line: str) -> None:
         "Rani got a job at Rik's shop, and that was the end of the story.",
         "I love that story.", "I love his story because it is so funny.",
         "What I liked about that book is that it was very different.",
+        "At the end of chapter one, Rani and Rik went to see a play.",
+        "At the end of the chapter there was a fight between them.",
     ],
 )  # fmt: skip
 def test_talk_about_the_story_ends_the_chapter(chatter: str) -> None:
@@ -686,6 +689,25 @@ def test_a_chinese_name_goes_on_as_the_cast_writes_it(gemma: Engine) -> None:
     out = gemma.complete(prompt, params.model_copy(update={"banned_regex": bans}))[0]
     assert out.finish_reason == "length" and "黎春秋" in out.text
     assert not any(p.search(out.text) for p in slips)
+
+
+def test_an_english_name_is_written_as_the_cast_writes_it(gemma: Engine) -> None:
+    guard = NameSlips(["Rani", "Jair Okafor", "Rik"], "A robot who discovers love in Rome.")
+    # Seen: "Raij" for Rani, seven times in one story; "Okafr" would be another slip.
+    assert [w for w in ["Raij", "Okafr", "Jaj"] if guard.slip(w)] == ["Raij", "Okafr", "Jaj"]
+    # The cast, words, the census's names and the plan's own words are no slips.
+    for kept in ["Rani", "Okafor", "Rachel", "Ran", "Rain", "Jaime", "Rikki", "Rome", "Ok"]:
+        assert not guard.slip(kept), kept
+    assert guard.banned_at("Rani smiled. Raij", 0) is None  # a word may still be growing
+    assert guard.banned_at("Rani smiled. Raij said", 0) == 13
+    assert guard.banned_at("Rani smiled. Raij said", 14) is None  # begun in streamed text
+    prompt = (
+        'Raij agreed, but he was very sad.\n\n"I am so excited," Raij said.\n\nRani laughed. Then'
+    )
+    params = SamplingParams(temperature=0.0, max_new_tokens=40)
+    assert "Raij" in gemma.generate(prompt, params)  # the model goes on with the slip…
+    out = gemma.generate(prompt, params, [guard])
+    assert "Rani" in out and "Raij" not in out  # …and writes the name under the guard
 
 
 def test_list_items_and_unquoted_speech_are_no_chapter_lines() -> None:

@@ -106,7 +106,9 @@ CHATTER = {
         r"the (?:author|reader|writer)s?\b|thanks? (?:you )?for reading|"
         r"(?:^|(?<=\n)|(?<=[.!?\"”] ))the end[.!]|to be continued|word count|writing prompt|"
         # Seen mid-chapter: "Rani got a job at Rik's shop, and that was the end of the story."
-        r"the end of (?:the|this|my|our) (?:story|tale))"
+        # and "At the end of chapter one, Rani and Rik went to see a play."
+        r"the end of (?:the|this|my|our) (?:story|tale|chapter)|"
+        r"chapter (?:one|two|three|four|five|six|seven|eight|nine|ten)\b)"
         # A byline (seen: "Keith Akins (C) 2010 by Christopher K. M. Lee" opening a chapter).
         r"|\(c\)\s*\d{4}|©|\bcopyright\b|\ball rights reserved",
         re.IGNORECASE,

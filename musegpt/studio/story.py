@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -27,7 +27,7 @@ from musegpt.engines.base import Engine
 from musegpt.fileio import atomic_write_text
 from musegpt.generation.processors import BanInText, BanTokens, LogitsProcessor
 from musegpt.studio import plan_checks as checks
-from musegpt.studio.cast import Cast, CastRule, line_fault, no_word
+from musegpt.studio.cast import Cast, CastRule, first_name_shares, is_word, line_fault, no_word
 from musegpt.studio.paragraph_guard import ParagraphFloor
 from musegpt.studio.plan_rules import (
     DIGIT,
@@ -776,6 +776,44 @@ class RealWords(BanInText):
         return at if at is not None and at >= shown else None
 
 
+def cast_spelling(project: StoryProject) -> NameSlips:
+    """The English cast's names kept as the plan writes them (`NameSlips`)."""
+    assert project.bible is not None
+    names = [c.name for c in project.bible.characters]
+    return NameSlips(names, summary_source("", project.premise, project.bible))
+
+
+class NameSlips(BanInText):
+    """English: a capitalised word begun as a name of the cast is (its first two letters),
+    that is none of the cast's names, no dictionary word, no first name of the census and
+    nothing the plan says, is a name miswritten (seen: "Raij" for Rani, seven times in
+    one story): taken back from its start once the word is whole."""
+
+    def __init__(self, names: Iterable[str], plan: str) -> None:
+        words = [w for name in names for w in name.split()]
+        self.heads = {w[:2] for w in words if len(w) >= 3}
+        self.known = {*words, *checks.ENGLISH_WORD.findall(plan)}
+
+    def slip(self, word: str) -> bool:
+        return (
+            word[:2] in self.heads
+            and word not in self.known
+            and not is_word(word.lower())
+            and word.lower() not in first_name_shares()
+        )
+
+    def banned_at(self, text: str, shown: int) -> int | None:
+        for found in CAPITAL_WORD.finditer(text, shown):
+            # A word at the very end may still be growing; one begun in streamed text stays.
+            whole = shown <= found.start() and found.end() < len(text)
+            if whole and self.slip(found.group()):
+                return found.start()
+        return None
+
+
+CAPITAL_WORD = re.compile(r"(?<![\w'’-])[A-Z][a-z]+(?![\w'’-])")  # one word, as a name's
+
+
 def bible_field(
     writer: Writer,
     prompt: str,
@@ -1407,8 +1445,8 @@ def summarize(writer: Writer, project: StoryProject, scene: Scene) -> str:
                 checks.FIRST_PERSON[lang],
                 *checks.name_slips(c.name for c in project.bible.characters),
             ],
-            # English words only (seen: "Jair aj had a lot of fun…").
-            nudges=[RealWords()] if lang == "en" else [],
+            # English words and the cast's names as written (seen: "Jair aj had a lot of fun…").
+            nudges=[RealWords(), cast_spelling(project)] if lang == "en" else [],
             redraws=project.meta.setdefault("redraws", {}),
             lead=name,
             lead_from=0,
@@ -1814,7 +1852,7 @@ def chapter_rules(
         rules.append(BanTokens(digit_ids(writer.engine.tokenizer)))
     if lang == "en":
         guard = WordGuard(writer.engine.tokenizer, head, spared_words(project), lang)
-        rules += [CirclingPhrases(story, lang), guard]
+        rules += [CirclingPhrases(story, lang), guard, cast_spelling(project)]
     if lang == "zh":
         tokenizer = writer.engine.tokenizer
         guards = [

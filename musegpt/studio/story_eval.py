@@ -24,8 +24,10 @@ from musegpt.studio.cast import cast_faults
 from musegpt.studio.evaluate import SCAFFOLDING
 from musegpt.studio.speech_guard import MOST_BARE, bare_speech
 from musegpt.studio.story import (
+    CAPITAL_WORD,
     EXAMPLE_MARKS,
     Character,
+    NameSlips,
     ProjectFile,
     StoryProject,
     anchors,
@@ -341,14 +343,20 @@ def bare_talk(rows: list[dict[str, Any]]) -> list[bool]:
 
 
 def name_slipped(rows: list[dict[str, Any]]) -> list[bool]:
-    """For each chapter written: whether it miswrites a Chinese name after its first two
-    characters (`checks.name_slips`: 黎春秋 as 黎春性)."""
+    """For each chapter written: whether it miswrites a name of the cast: a Chinese one
+    after its first two characters (`checks.name_slips`: 黎春秋 as 黎春性), an English one
+    as a word no dictionary or census has (`NameSlips`: Rani as Raij)."""
     found = []
     for row in rows:
         bible = row["project"].get("bible") or {}
-        slips = checks.name_slips(c["name"] for c in bible.get("characters", []))
-        scenes = row["project"].get("scenes", [])[: len(row["chapters"])]
-        found += [any(re.search(p, s["text"]) for p in slips) for s in scenes]
+        names = [c["name"] for c in bible.get("characters", [])]
+        slips = [re.compile(p) for p in checks.name_slips(names)]
+        plan = "\n".join([row["premise"], json.dumps(bible)])
+        english = NameSlips(names, plan)
+        for scene in row["project"].get("scenes", [])[: len(row["chapters"])]:
+            text = scene["text"]
+            words = CAPITAL_WORD.findall(text) if row["lang"] == "en" else []
+            found.append(any(p.search(text) for p in slips) or any(map(english.slip, words)))
     return found
 
 
@@ -505,7 +513,9 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             "chapters with three bare speech lines in a row (no speaker, no narration)": share(
                 bare_talk(mine)
             ),
-            "chapters miswriting a name (黎春秋 as 黎春性)": share(name_slipped(mine)),
+            "chapters miswriting a name (黎春秋 as 黎春性, Rani as Raij)": share(
+                name_slipped(mine)
+            ),
             "distinct-4": mean([c["distinct_4"] for c in chapters], 3),
             "leaked scaffolding": share([c["scaffolding"] for c in chapters]),
             "script-style lines (Name: …)": share([c["script_lines"] > 0 for c in chapters]),
