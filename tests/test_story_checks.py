@@ -26,6 +26,7 @@ from musegpt.studio.story import (
     Character,
     NameSlips,
     RealWords,
+    RepeatedParagraphs,
     Scene,
     Stall,
     StoryBible,
@@ -710,6 +711,37 @@ def test_an_english_name_is_written_as_the_cast_writes_it(gemma: Engine) -> None
     assert "Rani" in out and "Raij" not in out  # …and writes the name under the guard
 
 
+def test_chinese_prose_sets_its_marks_full_width() -> None:
+    def clean(text: str) -> str:
+        return checks.clean_chapter(text, "zh", "")
+
+    # Seen in 4 of 24 chapters: "…卖一些房产,还有希望去过村子,在村子里有钱的人来跟他住."
+    assert clean("他想卖一些房产,还想去村子.") == "他想卖一些房产，还想去村子。"
+    assert clean("他说:“好!”") == "他说：“好！”"
+    assert clean("“你给我妈的,我要找去。”") == "“你给我妈的，我要找去。”"
+    assert clean("他说...好吧。") == "他说...好吧。"  # an ellipsis of full stops stays
+    assert clean("那本书要3.5元。") == "那本书要3.5元。"
+
+
+def test_a_chinese_paragraph_does_not_open_as_two_before_it(gemma: Engine) -> None:
+    before = "第一天看见乔恩，他笑了。\n\n第一天看见她，她哭了。\n\n"
+    guard = RepeatedParagraphs(before, ["乔恩"])
+    assert guard.banned_at("他走了。\n\n第一天他", 0) == 6  # a third: taken back
+    assert guard.banned_at("第一天他", 0) == 0  # the draft opens a paragraph
+    going_on = RepeatedParagraphs(before + "他走了", ["乔恩"])
+    assert going_on.banned_at("。第一天他", 0) is None  # …or goes on with one
+    assert guard.banned_at("他走了。\n\n第二天他", 0) is None
+    # A name of the cast may open as many paragraphs as the chapter needs.
+    names = RepeatedParagraphs("乔恩说：好。\n\n乔恩说：不。\n\n", ["乔恩"])
+    assert names.banned_at("他走了。\n\n乔恩说：嗯。", 0) is None
+    prompt = "第一天看见乔恩，他笑了。\n\n第一天看见她，她哭了。\n\n第一天看见"
+    params = SamplingParams(temperature=0.0, max_new_tokens=40)
+    plain = gemma.generate(prompt[:-5], params)
+    assert plain.startswith("第一天")  # the model opens a third paragraph so…
+    out = gemma.generate(prompt[:-5], params, [RepeatedParagraphs(prompt[:-5], ["乔恩"])])
+    assert out.strip() and not out.startswith("第一天")  # …and not under the rule
+
+
 def test_list_items_and_unquoted_speech_are_no_chapter_lines() -> None:
     zh = [re.compile(p) for p in chapter_bans("zh", "")]
     assert any(p.search("几件事。\n一、黎春秋在背上吃饼的时候") for p in zh)
@@ -718,6 +750,12 @@ def test_list_items_and_unquoted_speech_are_no_chapter_lines() -> None:
     assert any(p.search("He said: You can't have it.") for p in en)
     assert not any(p.search('He said: "You can\'t have it."') for p in en)
     assert not re.search(checks.UNQUOTED_SPEECH_EN, 'She asked: "Why?" Her unsaid: thoughts.')
+    # Nor a run said again at once (seen: "I'm not going to I'm not going to go to the sea",
+    # "他只来过一次过一次"); after a comma it is a character's stress and stays.
+    assert any(p.search("I'm not going to I'm not going to go") for p in en)
+    assert any(p.search("他只来过一次过一次。") for p in zh)
+    assert not any(p.search("It won't work, it won't work.") for p in en)
+    assert not any(p.search("“好帅气，好帅气。”谢谢谢谢你。") for p in zh)
 
 
 def test_a_chinese_chapter_does_not_talk_of_chapters() -> None:

@@ -215,6 +215,14 @@ STYLE_WORDS = {
 # Chinese speech after 说： without its quotation marks (seen: "她说：我喜欢你！"): banned in a
 # chapter, and quoted in cleaning (`narrate`). 想 is left out: a thought goes unquoted.
 UNQUOTED_SPEECH = r"(?<=[说道问答喊叫])[：:][ \t]*[^“\"「\s]"
+# A run of words (English: three to six) or Han characters (three to eight) said again
+# at once, with nothing between (seen: "I'm not going to I'm not going to go to the sea",
+# "他只来过一次过一次"); said again after a comma it may be a character's stress ("It won't
+# work, it won't work") and is left.
+STUTTER_RUN: dict[Lang, str] = {
+    "en": r"(?i)\b((?:[\w'’]+ ){2,5}[\w'’]+) \1\b",
+    "zh": r"((?:[\u4e00-\u9fff]){3,8})\1",
+}
 # English speech after "said:" without its quotation marks (seen: "He said: You can't have
 # it. It's a cold case murder…", the narration and the speech then run together): the colon
 # is taken back and the model quotes or goes on otherwise.
@@ -797,6 +805,13 @@ def tag_after_speech(m: re.Match[str]) -> str:
     return f'{"," if mark == "." else mark}" {speaker.lower() if pronoun else speaker} {verb}'
 
 
+# An ASCII mark after a Han character or a closing quote, in Chinese prose (seen in 4 of 24
+# chapters: "要不要卖一些房产,还有希望去过村子,在村子里有钱的人来跟他住."): set full width.
+# An ellipsis of full stops ("他说...") and a number's point stay.
+HAN_ASCII_MARK = r"(?<=[\u4e00-\u9fff”」])[ \t]*([,.;:?!])(?![.\d])[ \t]*"
+FULL_WIDTH = {",": "，", ".": "。", ";": "；", ":": "：", "?": "？", "!": "！"}
+
+
 def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
     """The chapter without what does not belong in it: cut at a chapter heading or at the
     first sentence about the writing; script-style speaker lines narrated; sentences said
@@ -809,6 +824,7 @@ def clean_chapter(text: str, lang: Lang, earlier: str) -> str:
         # \u3000\u3000在电视里…"), and at a line's start nothing.
         text = re.sub(r"(?<=[。！？”」…])[ \t]*\u3000+[ \t]*", "\n\n", text)
         text = re.sub(r"(?m)^[ \t\u3000]+", "", text)
+        text = re.sub(HAN_ASCII_MARK, lambda m: FULL_WIDTH[m.group(1)], text)
     else:
         # Straight quotes (chapters mixed the kinds: '“I don't have to."', which pairing
         # by kind made '“I don't have to."”"'; made straight only where mixed, a chapter's
@@ -1252,6 +1268,42 @@ def repeated_openings(text: str, before: str | Counter[str] = "") -> list[int]:
     found: list[int] = []
     for start, opening in sentence_openings(text):
         if said[opening] + own[opening] >= OPENING_MOST:
+            found.append(start)
+        own[opening] += 1
+    return found
+
+
+# A Chinese paragraph may not open with the same `PARAGRAPH_RUN` Han characters as
+# `PARAGRAPH_MOST` earlier paragraphs of its chapter (seen: "第一天看见…" four times in one
+# chapter, "第四天见到…" three, "后来地父…" three; 12 of 24 chapters), unless they begin a
+# name of the cast: a chapter goes back to its people. The sentence rule above counts four
+# characters and passed "第一天见" beside "第一天看".
+PARAGRAPH_RUN = 3
+PARAGRAPH_MOST = 2
+PARAGRAPH_OPENING = re.compile(rf"(?m)^[ \t“”\"「」『』‘’]*((?:{HAN.pattern}){{{PARAGRAPH_RUN}}})")
+
+
+def paragraph_openings(
+    text: str, names: Iterable[str], whole: bool = True
+) -> Iterator[tuple[int, str]]:
+    """Each line of `text` that opens with `PARAGRAPH_RUN` Han characters (quotation
+    marks aside) not beginning a name of `names`: where they begin, and them. Unless
+    `whole`, `text` may begin inside a paragraph and its first line is not one."""
+    heads = tuple(name[:2] for name in names if name)
+    for match in PARAGRAPH_OPENING.finditer(text):
+        if (whole or match.start() > 0) and not match.group(1).startswith(heads):
+            yield match.start(1), match.group(1)
+
+
+def repeated_paragraphs(
+    text: str, before: Counter[str], names: Iterable[str], whole: bool = False
+) -> list[int]:
+    """Where `text`'s paragraphs open as `PARAGRAPH_MOST` of `before`'s (its openings
+    counted) and `text`'s did already (`whole`: `text` begins a paragraph)."""
+    own: Counter[str] = Counter()
+    found: list[int] = []
+    for start, opening in paragraph_openings(text, names, whole):
+        if before[opening] + own[opening] >= PARAGRAPH_MOST:
             found.append(start)
         own[opening] += 1
     return found

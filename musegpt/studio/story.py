@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -1667,7 +1668,7 @@ def chapter_bans(lang: Lang, earlier: str) -> list[str]:
     # (seen: "<h2>…</h2>", "<strong>3.2章</strong>", "(see picture below)", "（3）", "the
     # robot 3,", "woke up at ______.").
     chatter += [checks.MARKUP, checks.NUMBER_MARK, checks.WEB_NOTE, checks.BLANK]
-    chatter.append(checks.OPENING_ELLIPSIS)
+    chatter += [checks.OPENING_ELLIPSIS, checks.STUTTER_RUN[lang]]
     slips = [checks.NUMBERED_NOUN, checks.SAID_TWICE, checks.LISTED_TWICE]
     chatter += slips if lang == "en" else []
     return [*chatter, *LABEL_LINES[lang], *retold(lang, earlier)]
@@ -1825,6 +1826,22 @@ class RepeatedOpenings(StretchBan):
         return checks.repeated_openings(text, self.before)
 
 
+class RepeatedParagraphs(StretchBan):
+    """A draft's Chinese paragraph may not open as `checks.PARAGRAPH_MOST` paragraphs of
+    the chapter (`before`, and the draft) did already, a name of the cast aside: taken back
+    from its start, the paragraph begins otherwise."""
+
+    LENGTH = checks.PARAGRAPH_RUN
+
+    def __init__(self, before: str, names: Sequence[str]) -> None:
+        self.names = names
+        self.before = Counter(o for _, o in checks.paragraph_openings(before, names))
+        self.whole = not before.strip() or before.endswith("\n")  # the draft opens one
+
+    def starts(self, text: str) -> list[int]:
+        return checks.repeated_paragraphs(text, self.before, self.names, self.whole)
+
+
 def chapter_rules(
     writer: Writer, project: StoryProject, head: str, earlier: str = ""
 ) -> list[LogitsProcessor]:
@@ -1855,12 +1872,14 @@ def chapter_rules(
         rules += [CirclingPhrases(story, lang), guard, cast_spelling(project)]
     if lang == "zh":
         tokenizer = writer.engine.tokenizer
+        cast_keys = [k for c in project.bible.characters for k in c.keys] if project.bible else []
         guards = [
             RetellGuard(tokenizer, [earlier, head]), CircleGuard(tokenizer, head),
             PhraseGuard(tokenizer, story),
         ]  # fmt: skip
         rules += [
             CirclingLines(lang, head), CirclingPhrases(story), RepeatedOpenings(head), *guards,
+            RepeatedParagraphs(head, cast_keys),
             WordGuard(tokenizer, head, spared_words(project)),
             BanTokens(traditional_ids(tokenizer)), ParagraphFloor(tokenizer, head),
         ]  # fmt: skip

@@ -13,6 +13,7 @@ import re
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
@@ -342,6 +343,22 @@ def bare_talk(rows: list[dict[str, Any]]) -> list[bool]:
     return found
 
 
+def paragraphs_alike(rows: list[dict[str, Any]]) -> list[bool]:
+    """For each Chinese chapter written: whether more than `checks.PARAGRAPH_MOST` of its
+    paragraphs open with the same `checks.PARAGRAPH_RUN` characters, not a name's
+    (`checks.paragraph_openings`: "第一天看见…" four times)."""
+    found = []
+    for row in rows:
+        if row["lang"] != "zh":
+            continue
+        bible = row["project"].get("bible") or {}
+        keys = [k for c in bible.get("characters", []) for k in Character(**c).keys]
+        for scene in row["project"].get("scenes", [])[: len(row["chapters"])]:
+            said = Counter(o for _, o in checks.paragraph_openings(scene["text"], keys))
+            found.append(any(n > checks.PARAGRAPH_MOST for n in said.values()))
+    return found
+
+
 def name_slipped(rows: list[dict[str, Any]]) -> list[bool]:
     """For each chapter written: whether it miswrites a name of the cast: a Chinese one
     after its first two characters (`checks.name_slips`: 黎春秋 as 黎春性), an English one
@@ -512,6 +529,9 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
             ),
             "chapters with three bare speech lines in a row (no speaker, no narration)": share(
                 bare_talk(mine)
+            ),
+            "chapters opening three paragraphs alike (zh, a name aside: 第一天…)": share(
+                paragraphs_alike(mine)
             ),
             "chapters miswriting a name (黎春秋 as 黎春性, Rani as Raij)": share(
                 name_slipped(mine)
